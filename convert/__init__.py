@@ -1,0 +1,24 @@
+"""medconvert: convert medical images between formats and strip PHI from them.
+
+Public API::
+
+    import convert
+    vol = convert.load("scan.nii.gz")      # -> convert.Volume (RAS+ affine, [i, j, k(, t)] array)
+    convert.save(vol, "scan.nrrd")
+    convert.convert("dicom_folder", "scan.nii.gz")
+"""
+
+from __future__ import annotations
+
+from convert.api import convert, describe, load, save
+from convert.errors import ConvertError
+from convert.volume import Meta, Volume
+
+__all__ = ["ConvertError", "Meta", "Volume", "convert", "describe", "load", "save", "__version__"]
+
+try:
+    from importlib.metadata import version as _version
+
+    __version__ = _version("medconvert")
+except Exception:  # pragma: no cover - running from a source tree without install
+    __version__ = "0.0.0+unknown"

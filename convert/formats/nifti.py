@@ -1,0 +1,150 @@
+"""NIfTI-1 (``.nii``, ``.nii.gz``, ``.hdr``/``.img`` pair) read/write; NIfTI-2 read.
+
+Geometry: NIfTI's sform/qform map to RAS+ mm, the same space as
+``Volume.affine``, so no flip is needed. On write both sform and qform are set
+(code 1, scanner anatomical); the qform cannot hold shear, so it holds the
+closest rotation while the sform holds the exact affine. Units are written as
+mm and seconds (``xyzt_units`` = 10). Scaled volumes keep their stored dtype and
+carry ``scl_slope``/``scl_inter``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from convert.atomic import atomic_paths
+from convert.errors import CorruptFileError
+from convert.formats import read_magic
+from convert.formats._nib import BROKEN_FILE_ERRORS, iter_fortran_chunks, open_output, volume_from_nibabel
+from convert.volume import Meta, Volume
+
+_UNIT_TO_SECONDS = {"sec": 1.0, "msec": 1e-3, "usec": 1e-6}
+
+
+def _is_nifti_header(head: bytes) -> bool:
+    if len(head) >= 348 and head[344:347] in (b"n+1", b"ni1"):
+        return True
+    return len(head) >= 8 and head[4:8] in (b"n+2\0", b"ni2\0")
+
+
+def _pair_paths(path: Path) -> tuple[Path, Path]:
+    """(header, image) paths of a ``.hdr``/``.img`` pair, keeping the case of the given suffix."""
+    suffix = path.suffix
+    img_suffix = ".IMG" if suffix.isupper() else ".img"
+    hdr_suffix = ".HDR" if suffix.isupper() else ".hdr"
+    return path.with_suffix(hdr_suffix), path.with_suffix(img_suffix)
+
+
+class NiftiFormat:
+    """NIfTI adapter; one instance per flavour (single file, gzipped, pair)."""
+
+    can_read = True
+    can_write = True
+
+    def __init__(self, name: str, extensions: tuple[str, ...], description: str, compress: bool, pair: bool):
+        self.name = name
+        self.extensions = extensions
+        self.description = description
+        self.compress = compress
+        self.pair = pair
+
+    def __repr__(self) -> str:
+        return f"<Format {self.name}>"
+
+    # ---- reading
+    def sniff(self, path: Path) -> bool:
+        if path.is_dir():
+            return False
+        head = read_magic(path, 540)
+        if len(head) >= 4 and int.from_bytes(head[:4], "little") not in (348, 540) and int.from_bytes(
+            head[:4], "big"
+        ) not in (348, 540):
+            return False
+        if self.pair != path.name.lower().endswith(".hdr"):
+            return False
+        return _is_nifti_header(head)
+
+    def read(self, path: Path) -> Volume:
+        import nibabel as nib
+
+        path = Path(path)
+        if self.pair:
+            hdr_path, img_path = _pair_paths(path)
+            if not img_path.exists():
+                raise CorruptFileError(f"image file {img_path.name} of this header/image pair is missing", path)
+        try:
+            img = nib.load(str(path))
+        except BROKEN_FILE_ERRORS + (nib.filebasedimages.ImageFileError,) as exc:
+            raise CorruptFileError(f"not a readable NIfTI file: {exc}", path) from exc
+        if not isinstance(img, (nib.Nifti1Image, nib.Nifti1Pair, nib.Nifti2Image, nib.Nifti2Pair)):
+            raise CorruptFileError("not a NIfTI file", path)
+        header = img.header
+        meta = Meta()
+        if len(img.shape) > 3 and img.shape[3] > 1:
+            _, time_unit = header.get_xyzt_units()
+            dt = float(header["pixdim"][4])
+            if dt > 0:
+                meta = meta.replace(time_step=dt * _UNIT_TO_SECONDS.get(time_unit or "sec", 1.0))
+        return volume_from_nibabel(img, path, meta)
+
+    # ---- writing
+    def output_paths(self, path: Path) -> list[Path]:
+        if self.pair:
+            hdr, img = _pair_paths(Path(path))
+            return [img, hdr]
+        return [Path(path)]
+
+    def header_for(self, volume: Volume) -> Any:
+        """The NIfTI-1 header describing ``volume`` (geometry, dtype, scaling, units)."""
+        import nibabel as nib
+
+        header = nib.Nifti1Header() if not self.pair else nib.nifti1.Nifti1PairHeader()
+        header.set_data_dtype(volume.dtype)
+        header.set_data_shape(volume.shape)
+        header.set_sform(volume.affine, code=1)
+        header.set_qform(volume.affine, code=1)
+        header.set_xyzt_units("mm", "sec")
+        if volume.array.ndim == 4:
+            pixdim = header["pixdim"]
+            pixdim[4] = volume.meta.time_step or 0.0
+            header["pixdim"] = pixdim
+        if volume.is_scaled:
+            header["scl_slope"] = volume.slope
+            header["scl_inter"] = volume.intercept
+        else:
+            header["scl_slope"] = np.nan
+            header["scl_inter"] = np.nan
+        header["descrip"] = b"medconvert"
+        header["vox_offset"] = 0 if self.pair else 352
+        return header
+
+    def write(self, volume: Volume, path: Path, *, overwrite: bool = False, **options: Any) -> list[Path]:
+        """Write ``volume`` to ``path``; option ``compresslevel`` (1-3, isal) for ``.nii.gz``."""
+        level = int(options.get("compresslevel", 1))
+        targets = self.output_paths(Path(path))
+        header = self.header_for(volume)
+        with atomic_paths(targets, overwrite=overwrite) as temps:
+            if self.pair:
+                img_tmp, hdr_tmp = temps
+                with open(hdr_tmp, "wb") as fh:
+                    header.write_to(fh)
+                with open_output(img_tmp, False) as fh:
+                    for chunk in iter_fortran_chunks(volume.array):
+                        fh.write(chunk)
+            else:
+                (tmp,) = temps
+                with open_output(tmp, self.compress, level) as fh:
+                    header.write_to(fh)  # 348 bytes + the 4-byte "no extensions" flag
+                    for chunk in iter_fortran_chunks(volume.array):
+                        fh.write(chunk)
+        return targets
+
+
+NIFTI = NiftiFormat("nifti", (".nii",), "NIfTI-1 single file (NIfTI-2 read)", compress=False, pair=False)
+NIFTI_GZ = NiftiFormat("nifti-gz", (".nii.gz",), "gzipped NIfTI-1 single file (NIfTI-2 read)", compress=True,
+                       pair=False)
+NIFTI_PAIR = NiftiFormat("nifti-pair", (".hdr", ".img"), "NIfTI-1 header/image pair (.hdr + .img)",
+                         compress=False, pair=True)
