@@ -1,0 +1,1 @@
+"""DICOM reading: scanning, series assembly, pixel decoding, multi-frame/mosaic, sidecars."""
