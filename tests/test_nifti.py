@@ -1,0 +1,151 @@
+"""NIfTI adapter (convert/formats/nifti.py): geometry against nibabel and SimpleITK, real files, bad input."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from convert.errors import CorruptFileError
+from convert.formats import nifti
+from convert.formats.nifti import NIFTI, NIFTI_GZ, NIFTI_PAIR
+from convert.volume import Meta, Volume, ras_to_lps
+from tests.conftest import oblique_affine
+
+NIB_DATA = Path(nib.__file__).parent / "tests" / "data"
+FLAVOURS = [(NIFTI, "v.nii"), (NIFTI_GZ, "v.nii.gz"), (NIFTI_PAIR, "v.hdr")]
+
+
+@pytest.mark.parametrize("fmt, name", FLAVOURS, ids=lambda x: getattr(x, "name", x))
+def test_header_fields_written(tmp_path, fmt, name, rng):
+    arr = rng.integers(0, 4000, size=(6, 5, 4, 3)).astype(np.int16)
+    vol = Volume(arr, oblique_affine(), Meta(time_step=2.0), slope=0.5, intercept=-1024)
+    written = fmt.write(vol, tmp_path / name)
+    assert all(p.exists() for p in written)
+    img = nib.load(tmp_path / name)
+    hdr = img.header
+    assert int(hdr["sform_code"]) == 1 and int(hdr["qform_code"]) == 1
+    assert hdr.get_xyzt_units() == ("mm", "sec")
+    assert np.allclose(hdr.get_sform(), vol.affine, atol=1e-6)
+    assert np.allclose(hdr.get_qform(), vol.affine, atol=1e-5)  # rigid affine: qform exact too
+    assert float(hdr["pixdim"][4]) == 2.0
+    assert img.dataobj.slope == 0.5 and img.dataobj.inter == -1024
+    assert img.get_data_dtype() == np.int16
+    assert np.array_equal(np.asarray(img.dataobj.get_unscaled()), arr)
+    assert np.allclose(img.get_fdata(), arr * 0.5 - 1024)
+
+
+def test_unscaled_volume_writes_no_scaling(tmp_path):
+    vol = Volume(np.ones((2, 2, 2), np.float32), np.eye(4))
+    NIFTI.write(vol, tmp_path / "a.nii")
+    img = nib.load(tmp_path / "a.nii")
+    assert img.dataobj.slope == 1.0 and img.dataobj.inter == 0.0
+
+
+def test_simpleitk_reads_same_world_geometry(tmp_path, rng):
+    affine = oblique_affine()
+    arr = rng.integers(-500, 500, size=(7, 6, 5)).astype(np.int16)
+    NIFTI_GZ.write(Volume(arr, affine), tmp_path / "a.nii.gz")
+    image = sitk.ReadImage(str(tmp_path / "a.nii.gz"))
+    lps = ras_to_lps(affine)
+    assert np.allclose(image.GetOrigin(), lps[:3, 3], atol=1e-4)
+    assert np.allclose(image.GetSpacing(), [0.8, 1.1, 2.5], atol=1e-5)
+    assert np.allclose(np.array(image.GetDirection()).reshape(3, 3), lps[:3, :3] / [0.8, 1.1, 2.5], atol=1e-5)
+    assert image[(6, 5, 4)] == arr[6, 5, 4]
+
+
+def test_sheared_affine_kept_exactly_in_sform(tmp_path):
+    affine = np.array([[1.0, 0.3, 0, 5], [0, 1.0, 0, 6], [0, 0, 2, 7], [0, 0, 0, 1]])
+    NIFTI.write(Volume(np.zeros((3, 3, 3), np.uint8), affine), tmp_path / "s.nii")
+    img = nib.load(tmp_path / "s.nii")
+    assert np.allclose(img.header.get_sform(), affine)
+    assert np.allclose(NIFTI.read(tmp_path / "s.nii").affine, affine)
+
+
+def test_large_volume_written_in_chunks(tmp_path, monkeypatch, rng):
+    # Force tiny chunks so the slab loop (used to bound memory) is exercised.
+    from convert.formats import _nib
+
+    original = _nib.iter_fortran_chunks
+    monkeypatch.setattr(nifti, "iter_fortran_chunks", lambda a: original(a, max_bytes=1))
+    arr = rng.integers(0, 255, size=(9, 8, 7, 2)).astype(np.uint8)
+    NIFTI.write(Volume(arr, np.eye(4)), tmp_path / "c.nii")
+    assert np.array_equal(np.asarray(nib.load(tmp_path / "c.nii").dataobj), arr)
+
+
+def test_non_contiguous_array(tmp_path, rng):
+    arr = rng.integers(0, 100, size=(8, 9, 10)).astype(np.int32)[::2, :, ::-1]
+    NIFTI.write(Volume(arr, np.eye(4)), tmp_path / "n.nii")
+    assert np.array_equal(np.asarray(nib.load(tmp_path / "n.nii").dataobj), arr)
+
+
+@pytest.mark.parametrize(
+    "name", ["example4d.nii.gz", "example_nifti2.nii.gz", "anatomical.nii", "functional.nii", "standard.nii.gz"]
+)
+def test_real_nibabel_files_agree_with_nibabel(name):
+    path = NIB_DATA / name
+    if not path.exists():
+        pytest.skip(f"{name} not shipped with this nibabel")
+    from convert.api import load
+
+    vol = load(path)
+    img = nib.load(path)
+    assert np.allclose(vol.affine, img.affine, atol=1e-6)
+    expected = np.asarray(img.get_fdata())
+    while expected.ndim < 3:
+        expected = expected[..., None]
+    assert vol.shape == expected.shape
+    assert np.allclose(vol.scaled(), expected)
+
+
+def test_nifti2_read_keeps_values_and_affine():
+    path = NIB_DATA / "example_nifti2.nii.gz"
+    vol = NIFTI_GZ.read(path)
+    img = nib.load(path)
+    assert isinstance(img, nib.Nifti2Image)
+    assert np.array_equal(vol.array, np.asarray(img.dataobj.get_unscaled()))
+
+
+def test_time_step_in_milliseconds_converted_to_seconds(tmp_path):
+    img = nib.Nifti1Image(np.zeros((2, 2, 2, 3), np.int16), np.eye(4))
+    img.header.set_xyzt_units("mm", "msec")
+    img.header["pixdim"][4] = 2500
+    nib.save(img, tmp_path / "ms.nii")
+    assert NIFTI.read(tmp_path / "ms.nii").meta.time_step == pytest.approx(2.5)
+
+
+# ---------------------------------------------------------------- bad input
+def test_truncated_gz_is_a_clear_error(tmp_path, rng):
+    NIFTI_GZ.write(Volume(rng.random((20, 20, 20)).astype(np.float32), np.eye(4)), tmp_path / "ok.nii.gz")
+    data = (tmp_path / "ok.nii.gz").read_bytes()
+    (tmp_path / "cut.nii.gz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CorruptFileError, match="cut.nii.gz"):
+        NIFTI_GZ.read(tmp_path / "cut.nii.gz")
+
+
+def test_truncated_uncompressed_data_is_a_clear_error(tmp_path):
+    NIFTI.write(Volume(np.zeros((20, 20, 20), np.float32), np.eye(4)), tmp_path / "ok.nii")
+    data = (tmp_path / "ok.nii").read_bytes()
+    (tmp_path / "cut.nii").write_bytes(data[:1000])
+    with pytest.raises(CorruptFileError, match="cut.nii"):
+        NIFTI.read(tmp_path / "cut.nii")
+
+
+def test_pair_without_image_file(tmp_path):
+    NIFTI_PAIR.write(Volume(np.zeros((2, 2, 2), np.uint8), np.eye(4)), tmp_path / "p.hdr")
+    (tmp_path / "p.img").unlink()
+    with pytest.raises(CorruptFileError, match="p.img"):
+        NIFTI_PAIR.read(tmp_path / "p.hdr")
+
+
+def test_sniff(tmp_path):
+    NIFTI.write(Volume(np.zeros((2, 2, 2), np.uint8), np.eye(4)), tmp_path / "a.nii")
+    assert NIFTI.sniff(tmp_path / "a.nii")
+    (tmp_path / "t.nii").write_text("hello, I am text\n" * 40)
+    assert not NIFTI.sniff(tmp_path / "t.nii")
+    (tmp_path / "g.nii.gz").write_bytes(gzip.compress((tmp_path / "a.nii").read_bytes()))
+    assert NIFTI_GZ.sniff(tmp_path / "g.nii.gz")

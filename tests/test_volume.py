@@ -1,0 +1,170 @@
+"""Volume model and the geometry helpers of convert.volume."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from convert.errors import ConvertError, GeometryError, UnsupportedDataError
+from convert.volume import (
+    SUPPORTED_DTYPES,
+    Meta,
+    Volume,
+    affine_from_geometry,
+    geometry_from_affine,
+    lps_to_ras,
+    orientation_code,
+    ras_to_lps,
+)
+from tests.conftest import oblique_affine, rotation
+
+
+def test_lps_ras_flip_is_its_own_inverse(oblique):
+    assert np.allclose(ras_to_lps(lps_to_ras(oblique)), oblique)
+    lps = ras_to_lps(oblique)
+    # x and y change sign, z does not
+    assert np.allclose(lps[0], -oblique[0]) and np.allclose(lps[1], -oblique[1])
+    assert np.allclose(lps[2], oblique[2])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    spacing=st.tuples(*[st.floats(0.05, 20)] * 3),
+    origin=st.tuples(*[st.floats(-500, 500)] * 3),
+    angles=st.tuples(*[st.floats(-np.pi, np.pi)] * 3),
+)
+def test_affine_geometry_round_trip(spacing, origin, angles):
+    direction = rotation(*angles)
+    affine = affine_from_geometry(origin, spacing, direction)
+    o, s, d = geometry_from_affine(affine)
+    assert np.allclose(o, origin) and np.allclose(s, spacing) and np.allclose(d, direction, atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    "diag, code",
+    [((1, 1, 1), "RAS"), ((-1, -1, 1), "LPS"), ((-1, 1, 1), "LAS"), ((1, -1, -1), "RPI")],
+)
+def test_orientation_code_axis_aligned(diag, code):
+    affine = np.diag(list(diag) + [1.0])
+    assert orientation_code(affine) == code
+    assert Volume(np.zeros((2, 2, 2), np.uint8), affine).orientation == code
+
+
+def test_orientation_code_of_lps_affine():
+    # An LPS affine with identity direction is "LPS" when read in LPS space.
+    assert orientation_code(np.eye(4), space="LPS") == "LPS"
+
+
+def test_orientation_code_permuted_axes():
+    # i -> superior, j -> right, k -> anterior (a sagittal-like permutation)
+    affine = np.array([[0, 1, 0, 0], [0, 0, 1, 0], [1, 0, 0, 0], [0, 0, 0, 1.0]])
+    assert orientation_code(affine) == "SRA"
+
+
+def test_derived_geometry(oblique):
+    vol = Volume(np.zeros((4, 5, 6), np.int16), oblique)
+    assert np.allclose(vol.spacing, [0.8, 1.1, 2.5])
+    assert np.allclose(vol.origin, oblique[:3, 3])
+    assert np.allclose(vol.direction.T @ vol.direction, np.eye(3), atol=1e-12)
+    assert vol.shape == (4, 5, 6)
+    # world position of voxel (1, 2, 3) = affine @ index
+    assert np.allclose(vol.world_coordinates([1, 2, 3]), (oblique @ [1, 2, 3, 1])[:3])
+
+
+def test_affine_is_read_only_copy(oblique):
+    affine = oblique.copy()
+    vol = Volume(np.zeros((2, 2, 2), np.uint8), affine)
+    affine[0, 0] = 99
+    assert vol.affine[0, 0] != 99
+    with pytest.raises(ValueError):
+        vol.affine[0, 0] = 1
+
+
+@pytest.mark.parametrize("dtype", SUPPORTED_DTYPES, ids=str)
+def test_supported_dtypes_accepted(dtype):
+    assert Volume(np.zeros((2, 3, 4), dtype), np.eye(4)).dtype == dtype
+
+
+@pytest.mark.parametrize("dtype", ["int64", "uint64", "complex64", "float16", "bool"])
+def test_unsupported_dtypes_rejected(dtype):
+    with pytest.raises(UnsupportedDataError, match="not supported"):
+        Volume(np.zeros((2, 3, 4), dtype), np.eye(4))
+
+
+def test_big_endian_array_made_native():
+    arr = np.arange(24, dtype=">i2").reshape(2, 3, 4)
+    vol = Volume(arr, np.eye(4))
+    assert vol.array.dtype.isnative and np.array_equal(vol.array, arr)
+
+
+@pytest.mark.parametrize("shape", [(4,), (4, 4), (2, 2, 2, 2, 2)])
+def test_wrong_dimensionality(shape):
+    with pytest.raises(UnsupportedDataError, match="3D or 4D"):
+        Volume(np.zeros(shape, np.uint8), np.eye(4))
+
+
+@pytest.mark.parametrize(
+    "affine, match",
+    [
+        (np.eye(3), "4x4"),
+        (np.diag([1, 1, 0, 1.0]), "singular"),
+        (np.full((4, 4), np.nan), "NaN"),
+        (np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [1, 0, 0, 1.0]]), "last row"),
+    ],
+)
+def test_bad_affines(affine, match):
+    with pytest.raises(GeometryError, match=match):
+        Volume(np.zeros((2, 2, 2), np.uint8), affine)
+    assert issubclass(GeometryError, ConvertError)
+
+
+def test_scaling():
+    vol = Volume(np.array([[[0, 1000]]], np.int16), np.eye(4), slope=2.0, intercept=-1024)
+    assert vol.is_scaled
+    assert np.array_equal(vol.scaled(), [[[-1024.0, 976.0]]])
+    assert vol.value_range() == (-1024.0, 976.0)
+    # slope 0 or NaN means "unscaled" (NIfTI convention)
+    assert not Volume(np.zeros((1, 1, 1), np.int16), np.eye(4), slope=0.0, intercept=5).is_scaled
+    assert not Volume(np.zeros((1, 1, 1), np.int16), np.eye(4), slope=float("nan")).is_scaled
+
+
+def test_negative_slope_value_range():
+    vol = Volume(np.array([[[1, 3]]], np.int16), np.eye(4), slope=-1.0)
+    assert vol.value_range() == (-3.0, -1.0)
+
+
+def test_meta_is_immutable_and_replaceable():
+    meta = Meta(modality="CT")
+    with pytest.raises(Exception):
+        meta.modality = "MR"  # type: ignore[misc]
+    assert meta.replace(units="HU").units == "HU"
+
+
+@pytest.mark.parametrize("four_d", [False, True])
+def test_sitk_round_trip_keeps_world_positions(four_d, rng):
+    affine = oblique_affine()
+    shape = (5, 6, 7, 3) if four_d else (5, 6, 7)
+    arr = rng.integers(-100, 100, size=shape).astype(np.int16)
+    vol = Volume(arr, affine, Meta(time_step=2.5 if four_d else None))
+    image = vol.to_sitk(scaled=False)
+    # Independent check: SimpleITK's own index->physical mapping (LPS) of a voxel equals ours (RAS) flipped.
+    for index in [(0, 0, 0), (4, 5, 6), (1, 3, 2)]:
+        full_index = index + ((1,) if four_d else ())
+        lps = np.array(image.TransformIndexToPhysicalPoint(full_index)[:3])
+        ras = vol.world_coordinates(index)
+        assert np.allclose(lps * [-1, -1, 1], ras, atol=1e-9)
+        assert image[full_index] == arr[full_index]
+    back = Volume.from_sitk(image)
+    assert np.array_equal(back.array, arr)
+    assert np.allclose(back.affine, affine, atol=1e-9)
+    if four_d:
+        assert back.meta.time_step == 2.5
+
+
+def test_to_sitk_applies_scaling_by_default():
+    vol = Volume(np.array([[[0, 10]]], np.int16), np.eye(4), slope=2.0, intercept=-5)
+    image = vol.to_sitk()
+    assert sitk.GetArrayFromImage(image).ravel().tolist() == [-5.0, 15.0]
