@@ -1,0 +1,487 @@
+"""DICOM series -> NIfTI benchmark: medconvert against dcm2niix, dicom2nifti and SimpleITK.
+
+Each conversion runs as a whole process (``subprocess``; start-up and imports
+included), into a fresh output folder, reading a cached synthetic 512x512 int16
+CT series (see ``make_ct_series.py``). For every tool/output pair we record:
+
+* wall-clock seconds (median of ``--runs`` timed runs; before them one untimed
+  warm-up run per tool so every tool sees warm page cache and compiled
+  bytecode; ``--quick`` skips the warm-up);
+* CPU seconds (user + sys, from ``wait4``; less sensitive to a busy machine);
+* peak memory of the whole process tree in MB: the larger of the kernel's
+  high-water RSS of the biggest single process (``ru_maxrss``) and the sum of
+  RSS over the tree sampled every 10 ms from ``/proc`` (catches e.g. dcm2niix
+  + pigz), compared with the volume's size in memory (512*512*N*2 bytes).
+
+Runs are interleaved round-robin across tools so background load hits all
+tools alike. Before timing anything the warm-up outputs are checked in world
+space against ``dcm2niix -z n`` (nibabel, closest canonical orientation:
+same shape, affine within 1e-3 mm, same rescaled values) so we never time a
+wrong conversion.
+
+Usage::
+
+    python benchmarks/bench_dicom.py --quick                 # 1 run, 300 slices
+    python benchmarks/bench_dicom.py --slices 300 1000 --runs 5
+    python benchmarks/bench_dicom.py --tools medconvert dcm2niix --runs 3
+
+Results are printed as Markdown tables (with PASS/FAIL against the targets)
+and saved as JSON under ``benchmarks/results/`` (git-ignored).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from make_ct_series import generate  # noqa: E402
+
+RESULTS_DIR = HERE / "results"
+PAGE = os.sysconf("SC_PAGE_SIZE")
+BIN_DIR = Path(sys.executable).parent
+RUN_TIMEOUT_S = 1800.0
+
+#: Targets (medconvert relative to peers); checked per series length.
+TARGET_GZ_VS_DCM2NIIX_I = 1.0
+TARGET_NII_VS_DCM2NIIX_N = 1.5
+TARGET_SPEEDUP_VS_DICOM2NIFTI = 4.0
+TARGET_PEAK_MEM_VS_VOLUME = 1.3
+
+SITK_SCRIPT = """
+import sys
+import SimpleITK as sitk
+src, out = sys.argv[1], sys.argv[2]
+reader = sitk.ImageSeriesReader()
+reader.SetFileNames(reader.GetGDCMSeriesFileNames(src))
+sitk.WriteImage(reader.Execute(), out, useCompression=out.endswith(".gz"))
+"""
+
+
+# --------------------------------------------------------------------------- tools
+def _script(name: str) -> str:
+    """A console script next to this interpreter (bypasses slow pyenv shims), else PATH."""
+    candidate = BIN_DIR / name
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which(name)
+    if not found:
+        raise FileNotFoundError(name)
+    return found
+
+
+def _dcm2niix_binary() -> str:
+    """The native dcm2niix binary (the pip package's Python wrapper adds ~60 ms of start-up)."""
+    try:
+        import dcm2niix  # type: ignore[import-untyped]
+
+        return str(dcm2niix.bin)
+    except (ImportError, AttributeError):
+        return _script("dcm2niix")
+
+
+@dataclass(frozen=True)
+class Tool:
+    """One tool/output combination: how to run it and where its output lands."""
+
+    key: str  # unique, e.g. "dcm2niix -z i"
+    tool: str  # family: medconvert, dcm2niix, dicom2nifti, simpleitk
+    ext: str  # ".nii" or ".nii.gz"
+    argv: Callable[[Path, Path], list[str]]  # (src folder, out folder) -> argv
+
+
+def all_tools() -> list[Tool]:
+    """Every benchmarked tool/output pair, in table order."""
+    d2n = _dcm2niix_binary()
+    tools = [
+        Tool("medconvert", "medconvert", ".nii",
+             lambda s, o: [_script("medconvert"), "convert", str(s), str(o / "out.nii")]),
+        Tool("medconvert", "medconvert", ".nii.gz",
+             lambda s, o: [_script("medconvert"), "convert", str(s), str(o / "out.nii.gz")]),
+        Tool("dcm2niix -z n", "dcm2niix", ".nii", lambda s, o: [d2n, "-z", "n", "-f", "out", "-o", str(o), str(s)]),
+        Tool("dcm2niix -z i", "dcm2niix", ".nii.gz",
+             lambda s, o: [d2n, "-z", "i", "-f", "out", "-o", str(o), str(s)]),
+        Tool("dcm2niix -z y", "dcm2niix", ".nii.gz",
+             lambda s, o: [d2n, "-z", "y", "-f", "out", "-o", str(o), str(s)]),
+        Tool("dicom2nifti -C", "dicom2nifti", ".nii", lambda s, o: [_script("dicom2nifti"), "-C", str(s), str(o)]),
+        Tool("dicom2nifti", "dicom2nifti", ".nii.gz", lambda s, o: [_script("dicom2nifti"), str(s), str(o)]),
+        Tool("SimpleITK", "simpleitk", ".nii", lambda s, o: [sys.executable, "-c", SITK_SCRIPT, str(s), str(o / "out.nii")]),
+        Tool("SimpleITK", "simpleitk", ".nii.gz",
+             lambda s, o: [sys.executable, "-c", SITK_SCRIPT, str(s), str(o / "out.nii.gz")]),
+    ]
+    return tools
+
+
+def tool_versions() -> dict[str, str]:
+    """Versions of everything measured (for the record)."""
+    versions: dict[str, str] = {"python": platform.python_version()}
+    try:
+        out = subprocess.run([_dcm2niix_binary(), "--version"], capture_output=True, text=True, timeout=30)
+        versions["dcm2niix"] = (out.stdout + out.stderr).strip().splitlines()[-1]
+    except (OSError, IndexError, subprocess.SubprocessError):
+        versions["dcm2niix"] = "missing"
+    from importlib.metadata import PackageNotFoundError, version
+
+    for dist in ("medconvert", "dicom2nifti", "SimpleITK", "pydicom", "nibabel", "numpy", "isal"):
+        try:
+            versions[dist] = version(dist)
+        except PackageNotFoundError:
+            versions[dist] = "missing"
+    versions["pigz"] = shutil.which("pigz") or "missing (dcm2niix -z y falls back to internal gzip)"
+    return versions
+
+
+def machine_info() -> dict[str, str]:
+    """CPU model, core count and memory of this machine."""
+    cpu = platform.processor() or "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = "?"
+    try:
+        kb = int(Path("/proc/meminfo").read_text().split("MemTotal:")[1].split()[0])
+        mem = f"{kb / 1024 / 1024:.1f} GiB"
+    except (OSError, IndexError, ValueError):
+        pass
+    return {"cpu": cpu, "cores": str(os.cpu_count()), "memory": mem, "os": platform.platform()}
+
+
+# --------------------------------------------------------------------------- measuring
+def _children_map() -> dict[int, list[int]]:
+    """ppid -> [pid] for every process (Linux /proc; no psutil needed)."""
+    children: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                stat = fh.read()
+            ppid = int(stat[stat.rindex(b")") + 2:].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(name))
+    return children
+
+
+def tree_rss_bytes(root: int) -> int:
+    """Summed resident set size (bytes) of ``root`` and all its descendants right now."""
+    children = _children_map()
+    total, stack = 0, [root]
+    while stack:
+        pid = stack.pop()
+        try:
+            with open(f"/proc/{pid}/statm", "rb") as fh:
+                total += int(fh.read().split()[1]) * PAGE
+        except (OSError, ValueError, IndexError):
+            pass
+        stack.extend(children.get(pid, ()))
+    return total
+
+
+@dataclass
+class Run:
+    """One measured process run."""
+
+    wall_s: float
+    cpu_s: float
+    peak_mb: float
+    ok: bool
+    error: str = ""
+    output: str = ""
+
+
+def run_once(argv: list[str], out_dir: Path, timeout_s: float = RUN_TIMEOUT_S) -> Run:
+    """Run ``argv`` as a process; wall clock, CPU time and peak tree RSS.
+
+    ``out_dir`` is created fresh (and must not exist). The output file is the
+    single ``*.nii``/``*.nii.gz`` that appears in it.
+    """
+    out_dir.mkdir(parents=True)
+    peak = [0]
+    done = threading.Event()
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+
+    def poll() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], tree_rss_bytes(proc.pid))
+            done.wait(0.01)
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    stderr_chunks: list[bytes] = []
+    reader = threading.Thread(target=lambda: stderr_chunks.append(proc.stderr.read()), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    deadline = t0 + timeout_s
+    status = rusage = None
+    while True:
+        pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.perf_counter() > deadline:
+            os.killpg(proc.pid, 9)
+            pid, status, rusage = os.wait4(proc.pid, 0)
+            break
+        time.sleep(0.002)
+    wall = time.perf_counter() - t0
+    done.set()
+    poller.join()
+    reader.join(timeout=5)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    peak_bytes = max(peak[0], rusage.ru_maxrss * 1024)  # ru_maxrss is in KiB on Linux
+    outputs = sorted(p for p in out_dir.iterdir() if p.name.endswith((".nii", ".nii.gz")))
+    err = b"".join(stderr_chunks).decode(errors="replace").strip()
+    ok = proc.returncode == 0 and len(outputs) == 1
+    error = ""
+    if not ok:
+        last = err.splitlines()[-1] if err else ""
+        error = f"exit {proc.returncode}, {len(outputs)} NIfTI output(s): {last}"[:300]
+    return Run(wall, rusage.ru_utime + rusage.ru_stime, peak_bytes / 2**20, ok, error,
+               str(outputs[0]) if outputs else "")
+
+
+# --------------------------------------------------------------------------- verification
+def _canonical(path: Path):  # type: ignore[no-untyped-def]
+    """(raw array, slope, intercept, affine) in the closest canonical (RAS+) orientation."""
+    import nibabel as nib
+    import numpy as np
+
+    img = nib.load(str(path))
+    slope, inter = img.dataobj.slope, img.dataobj.inter
+    raw = np.asanyarray(img.dataobj.get_unscaled())
+    while raw.ndim > 3 and raw.shape[-1] == 1:
+        raw = raw[..., 0]
+    plain = nib.Nifti1Image(raw, img.affine)
+    canon = nib.as_closest_canonical(plain)
+    return np.asanyarray(canon.dataobj), float(slope), float(inter), canon.affine
+
+
+def compare_world(path: Path, reference: Path) -> tuple[bool, str]:
+    """Do two NIfTI files hold the same image in world space? (ok, human-readable detail)."""
+    import numpy as np
+
+    a, sa, ia, aff_a = _canonical(path)
+    b, sb, ib, aff_b = _canonical(reference)
+    if a.shape != b.shape:
+        return False, f"shape {a.shape} != {b.shape}"
+    aff_err = float(np.abs(aff_a - aff_b).max())
+    if aff_err > 1e-3:
+        return False, f"affine differs by up to {aff_err:.3g} mm"
+    if (sa, ia) == (sb, ib) and a.dtype == b.dtype:
+        same = bool(np.array_equal(a, b))
+        worst = 0.0 if same else float(np.abs(a.astype(np.int64) - b.astype(np.int64)).max())
+    else:
+        worst = 0.0
+        for k in range(a.shape[2]):  # slab-wise: no full-volume float copies
+            va = a[:, :, k].astype(np.float64) * sa + ia
+            vb = b[:, :, k].astype(np.float64) * sb + ib
+            worst = max(worst, float(np.abs(va - vb).max()))
+        same = worst <= 1e-3
+    if not same:
+        return False, f"values differ by up to {worst:g}"
+    return True, f"same (affine err {aff_err:.1e} mm)"
+
+
+# --------------------------------------------------------------------------- report
+@dataclass
+class Row:
+    """All runs of one tool/output for one series length."""
+
+    key: str
+    tool: str
+    ext: str
+    runs: list[Run] = field(default_factory=list)
+    verified: str = ""
+    out_mb: float = 0.0
+
+    @property
+    def good(self) -> list[Run]:
+        return [r for r in self.runs if r.ok]
+
+    @property
+    def failed(self) -> str:
+        bad = [r for r in self.runs if not r.ok]
+        return bad[0].error if bad else ""
+
+    def median(self, attr: str) -> float:
+        vals = [getattr(r, attr) for r in self.good]
+        return statistics.median(vals) if vals else float("nan")
+
+
+def _fmt(x: float, spec: str = ".2f") -> str:
+    return "n/a" if x != x else format(x, spec)
+
+
+def render(n_slices: int, rows: list[Row], runs: int, warmup: bool) -> tuple[str, dict[str, object]]:
+    """Markdown table + targets for one series length; also a JSON-ready verdict dict."""
+    volume_mb = 512 * 512 * n_slices * 2 / 2**20
+    by = {(r.key, r.ext): r for r in rows}
+    ref = {".nii": by.get(("dcm2niix -z n", ".nii")), ".nii.gz": by.get(("dcm2niix -z i", ".nii.gz"))}
+    lines = [
+        f"### {n_slices} slices (512x512 int16, volume {volume_mb:.0f} MB in memory)",
+        "",
+        f"{runs} timed run(s) per tool{', after 1 untimed warm-up' if warmup else ''}; median wall time; "
+        "ratio = wall / dcm2niix (`-z n` for .nii, `-z i` for .nii.gz).",
+        "",
+        "| tool | output | median s | min-max s | CPU s | ratio | peak MB | peak / volume | output MB | world space vs dcm2niix |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        base = ref[r.ext]
+        wall = r.median("wall_s")
+        ratio = wall / base.median("wall_s") if base and base.good else float("nan")
+        peak = r.median("peak_mb")
+        good = r.good
+        spread = f"{min(x.wall_s for x in good):.2f}-{max(x.wall_s for x in good):.2f}" if good else "n/a"
+        verified = r.verified if not r.failed else f"FAILED: {r.failed}"
+        lines.append(
+            f"| {r.key} | {r.ext} | {_fmt(wall)} | {spread} | {_fmt(r.median('cpu_s'))} | {_fmt(ratio)} | "
+            f"{_fmt(peak, '.0f')} | {_fmt(peak / volume_mb)} | {_fmt(r.out_mb or float('nan'), '.0f')} | {verified} |"
+        )
+
+    def med(key: str, ext: str, attr: str = "wall_s") -> float:
+        row = by.get((key, ext))
+        return row.median(attr) if row else float("nan")
+
+    checks: list[tuple[str, float, float, bool]] = []  # (label, value, limit, ok)
+
+    def check(label: str, value: float, limit: float, higher_is_better: bool = False) -> None:
+        ok = value == value and (value >= limit if higher_is_better else value <= limit)
+        checks.append((label, value, limit, ok))
+
+    mc_gz, mc_nii = med("medconvert", ".nii.gz"), med("medconvert", ".nii")
+    check(".nii.gz wall <= 1.0x dcm2niix -z i", mc_gz / med("dcm2niix -z i", ".nii.gz"), TARGET_GZ_VS_DCM2NIIX_I)
+    check(".nii wall <= 1.5x dcm2niix -z n", mc_nii / med("dcm2niix -z n", ".nii"), TARGET_NII_VS_DCM2NIIX_N)
+    check(">= 4x faster than dicom2nifti (.nii.gz)", med("dicom2nifti", ".nii.gz") / mc_gz,
+          TARGET_SPEEDUP_VS_DICOM2NIFTI, True)
+    check(">= 4x faster than dicom2nifti -C (.nii)", med("dicom2nifti -C", ".nii") / mc_nii,
+          TARGET_SPEEDUP_VS_DICOM2NIFTI, True)
+    for ext in (".nii", ".nii.gz"):
+        check(f"peak memory ({ext}) <= 1.3x volume", med("medconvert", ext, "peak_mb") / volume_mb,
+              TARGET_PEAK_MEM_VS_VOLUME)
+    mc_rows = [by.get(("medconvert", e)) for e in (".nii", ".nii.gz")]
+    correct = all(r is not None and r.good and r.verified.startswith("same") for r in mc_rows)
+    lines += ["", "| target (medconvert) | measured | limit | result |", "|---|---:|---:|---|"]
+    for label, value, limit, ok in checks:
+        lines.append(f"| {label} | {_fmt(value)}x | {limit:g}x | {'PASS' if ok else 'FAIL'} |")
+    lines.append(f"| output equals dcm2niix in world space | {'yes' if correct else 'no'} | | "
+                 f"{'PASS' if correct else 'FAIL'} |")
+    verdict = {label: {"value": value, "limit": limit, "pass": ok} for label, value, limit, ok in checks}
+    verdict["world space equals dcm2niix"] = {"pass": correct}
+    return "\n".join(lines), verdict
+
+
+# --------------------------------------------------------------------------- main
+def bench_series(n_slices: int, tools: list[Tool], runs: int, warmup: bool,
+                 work: Path) -> tuple[list[Row], dict[int, Path]]:
+    """Measure every tool on the ``n_slices`` series; runs interleaved round-robin.
+
+    Returns the rows (table order) and, per row index, the output of its first
+    successful run (kept on disk for the world-space check). A tool that fails
+    once is not run again for this series.
+    """
+    src = generate(n_slices)
+    rows = [Row(t.key, t.tool, t.ext) for t in tools]
+    first_outputs: dict[int, Path] = {}
+    rounds = (["warm-up"] if warmup else []) + [f"run {i + 1}" for i in range(runs)]
+    for label in rounds:
+        for idx, (tool, row) in enumerate(zip(tools, rows)):
+            if row.failed:
+                continue
+            out_dir = work / f"{n_slices}-{idx}-{label.replace(' ', '')}"
+            shutil.rmtree(out_dir, ignore_errors=True)
+            run = run_once(tool.argv(src, out_dir), out_dir)
+            status = f"{run.wall_s:7.2f} s {run.peak_mb:7.0f} MB" if run.ok else f"FAILED {run.error}"
+            print(f"  [{n_slices}] {label:8s} {tool.key:15s} {tool.ext:7s} {status}", file=sys.stderr, flush=True)
+            if label != "warm-up" or not run.ok:
+                row.runs.append(run)  # a failing warm-up is reported too
+            if run.ok and idx not in first_outputs:
+                first_outputs[idx] = Path(run.output)
+                row.out_mb = Path(run.output).stat().st_size / 2**20
+            else:
+                shutil.rmtree(out_dir, ignore_errors=True)
+    return rows, first_outputs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="DICOM -> NIfTI benchmark (medconvert vs peers).")
+    parser.add_argument("--slices", type=int, nargs="+", default=[300, 1000], help="series lengths (default 300 1000)")
+    parser.add_argument("--runs", type=int, default=5, help="timed runs per tool (default 5)")
+    parser.add_argument("--quick", action="store_true", help="1 run, 300 slices, no warm-up: a fast sanity check")
+    parser.add_argument("--tools", nargs="+", choices=["medconvert", "dcm2niix", "dicom2nifti", "simpleitk"],
+                        help="only these tool families (default all)")
+    parser.add_argument("--keep", action="store_true", help="keep the output files (benchmarks/results/work)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.slices, args.runs = [300], 1
+    warmup = not args.quick
+    tools = [t for t in all_tools() if not args.tools or t.tool in args.tools]
+    if "dcm2niix" not in {t.tool for t in tools}:
+        tools += [t for t in all_tools() if t.key == "dcm2niix -z n"]  # the world-space reference
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    work = RESULTS_DIR / "work"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+
+    info = {"machine": machine_info(), "versions": tool_versions(), "runs": args.runs, "warmup": warmup,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    print(f"machine: {info['machine']}", file=sys.stderr)
+    print(f"versions: {info['versions']}", file=sys.stderr)
+    report = [f"machine: {info['machine']['cpu']}, {info['machine']['cores']} cores, {info['machine']['memory']}",
+              "versions: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items())]
+    results: dict[str, object] = {"info": info, "series": {}}
+    all_pass = True
+    for n in args.slices:
+        print(f"series: {n} slices", file=sys.stderr)
+        rows, first = bench_series(n, tools, args.runs, warmup, work)
+        ref_idx = next((i for i, t in enumerate(tools) if t.key == "dcm2niix -z n"), None)
+        ref_path = first.get(ref_idx) if ref_idx is not None else None
+        for idx, row in enumerate(rows):
+            if idx not in first:
+                row.verified = "no output"
+            elif ref_path is None:
+                row.verified = "no dcm2niix reference"
+            elif idx == ref_idx:
+                row.verified = "reference"
+            else:
+                ok, detail = compare_world(first[idx], ref_path)
+                row.verified = detail if ok else f"DIFFERENT: {detail}"
+        table, verdict = render(n, rows, args.runs, warmup)
+        all_pass = all_pass and all(v["pass"] for v in verdict.values())  # type: ignore[index]
+        report += ["", table]
+        results["series"][str(n)] = {  # type: ignore[index]
+            "rows": [{**{k: v for k, v in asdict(r).items() if k != "runs"}, "runs": [asdict(x) for x in r.runs],
+                      "median_wall_s": r.median("wall_s"), "median_peak_mb": r.median("peak_mb")} for r in rows],
+            "verdict": verdict,
+        }
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+            work.mkdir(parents=True)
+    text = "\n".join(report)
+    print(text)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    (RESULTS_DIR / f"dicom-{stamp}.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    (RESULTS_DIR / f"dicom-{stamp}.md").write_text(text + "\n")
+    print(f"\nsaved {RESULTS_DIR / f'dicom-{stamp}.md'} and .json", file=sys.stderr)
+    return 0 if all_pass else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
