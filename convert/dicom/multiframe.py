@@ -1,0 +1,622 @@
+"""Enhanced (multi-frame) DICOM and Siemens mosaic images.
+
+Enhanced objects (Enhanced MR/CT/PET, legacy-converted enhanced...) hold a
+whole series in one file; the geometry of each frame lives in functional group
+sequences (PlanePosition, PlaneOrientation, PixelMeasures), either shared by all
+frames or per frame. :func:`read_enhanced` splits the frames into the volumes
+dcm2niix would produce (one per stack, echo, image type such as magnitude /
+phase / field map, orientation and matrix), sorts each volume's frames along
+the slice normal and stacks repeats at one position (temporal positions,
+diffusion directions...) along a 4th axis.
+
+Siemens mosaic images tile the slices of one volume into one 2D frame
+(:func:`unmosaic`); the ImagePositionPatient of a mosaic refers to the corner
+of the whole tile grid, which :func:`mosaic_affine_lps` corrects.
+
+Conventions (see ``docs/dicom-multiframe.md``): arrays are ``[i, j, k(, t)]``
+with ``i`` along a DICOM row (``pixel_array[..., row, col]`` is transposed),
+affines map voxel indices to mm; DICOM geometry is LPS+ and converted to RAS+
+only through :func:`convert.volume.lps_to_ras`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from pydicom.dataset import Dataset
+
+from convert.dicom.sidecar import csa_image_header, find_value, meta_from_dataset
+from convert.errors import CorruptFileError, DicomError, GeometryError, UnsupportedDataError
+from convert.volume import Volume, lps_to_ras
+
+__all__ = [
+    "is_enhanced",
+    "is_mosaic",
+    "mosaic_affine_lps",
+    "mosaic_slice_count",
+    "mosaic_tile_shape",
+    "read_enhanced",
+    "stack_volumes",
+    "unmosaic",
+]
+
+#: Positions closer than this (mm) along the slice normal are the same slice.
+POSITION_TOLERANCE_MM = 1e-3 * 10  # 0.01 mm
+#: Allowed deviation of one slice step from the mean step, relative.
+SPACING_TOLERANCE = 0.01
+
+
+# =========================================================================== enhanced
+def is_enhanced(ds: Dataset) -> bool:
+    """True for an enhanced/multi-frame object with PerFrameFunctionalGroupsSequence.
+
+    Enhanced MR/CT/PET/XA, legacy-converted enhanced and similar objects carry
+    per-frame geometry in functional groups; a classic multi-frame object
+    without that sequence (e.g. ultrasound cine) is not "enhanced".
+    """
+    return bool(ds.get("PerFrameFunctionalGroupsSequence"))
+
+
+def _group_item(ds: Dataset, frame: int, sequence: str) -> Dataset | None:
+    """The item of functional group ``sequence`` for ``frame``: per-frame first, then shared."""
+    per_frame = ds.PerFrameFunctionalGroupsSequence[frame]
+    seq = per_frame.get(sequence)
+    if seq:
+        return seq[0]
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    if shared:
+        seq = shared[0].get(sequence)
+        if seq:
+            return seq[0]
+    return None
+
+
+def _group_value(ds: Dataset, frame: int, sequence: str, keyword: str) -> Any:
+    item = _group_item(ds, frame, sequence)
+    if item is None or keyword not in item:
+        return None
+    value = item[keyword].value
+    return None if value == "" else value
+
+
+def _floats(value: Any, n: int) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes, int, float)) or not hasattr(value, "__iter__"):
+        value = [value]
+    try:
+        values = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+    if len(values) != n or not all(math.isfinite(v) for v in values):
+        return None
+    return values
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """What :func:`read_enhanced` needs to know about one frame."""
+
+    index: int
+    position: tuple[float, float, float]
+    orientation: tuple[float, ...]
+    spacing: tuple[float, float]
+    thickness: float | None
+    between: float | None
+    stack: str
+    temporal: int
+    dims: tuple[int, ...]
+    echo_time: float | None
+    image_type: tuple[str, ...]
+    slope: float
+    intercept: float
+    acq_time: float | None
+    bvalue: float | None
+
+
+_FRAME_TYPE_SEQUENCES = (
+    "MRImageFrameTypeSequence",
+    "CTImageFrameTypeSequence",
+    "PETFrameTypeSequence",
+    "MRSpectroscopyFrameTypeSequence",
+    "XAXRFFrameCharacteristicsSequence",
+)
+
+
+def _frame_type(ds: Dataset, frame: int) -> tuple[str, ...]:
+    for sequence in _FRAME_TYPE_SEQUENCES:
+        item = _group_item(ds, frame, sequence)
+        if item is None:
+            continue
+        frame_type = [str(v).upper() for v in (item.get("FrameType") or [])]
+        component = str(item.get("ComplexImageComponent", "") or "").upper()
+        # value 1/2 (ORIGINAL/DERIVED, PRIMARY) do not split volumes; value 3+ and
+        # the complex component (MAGNITUDE, PHASE, REAL, IMAGINARY) do.
+        return tuple(frame_type[2:]) + ((component,) if component else ())
+    return ()
+
+
+def _datetime_seconds(value: Any) -> float | None:
+    """Seconds of a DICOM DT value since the start of its day (for relative timing only)."""
+    text = str(value or "").strip()
+    if len(text) < 10:
+        return None
+    time_part = text[8:].split("+")[0].split("-")[0]
+    try:
+        hours = int(time_part[0:2])
+        minutes = int(time_part[2:4]) if len(time_part) >= 4 else 0
+        seconds = float(time_part[4:]) if len(time_part) > 4 else 0.0
+        day = int(text[6:8])
+    except ValueError:
+        return None
+    return day * 86400 + hours * 3600 + minutes * 60 + seconds
+
+
+def _position_dimension(ds: Dataset) -> int | None:
+    """Index in DimensionIndexValues of the in-stack position / plane position dimension."""
+    positions = {(0x0020, 0x9057), (0x0020, 0x0032), (0x0020, 0x9113)}
+    for n, item in enumerate(ds.get("DimensionIndexSequence") or []):
+        pointer = item.get("DimensionIndexPointer")
+        if pointer is not None and tuple((int(pointer) >> 16, int(pointer) & 0xFFFF)) in positions:
+            return n
+    return None
+
+
+def _frames(ds: Dataset, path: Path) -> list[_Frame]:
+    n_frames = int(ds.get("NumberOfFrames") or 1)
+    per_frame = ds.PerFrameFunctionalGroupsSequence
+    if len(per_frame) != n_frames:
+        raise CorruptFileError(
+            f"enhanced DICOM lists {len(per_frame)} per-frame functional groups for {n_frames} frames", path
+        )
+    position_dim = _position_dimension(ds)
+    frames = []
+    for f in range(n_frames):
+        position = _floats(_group_value(ds, f, "PlanePositionSequence", "ImagePositionPatient"), 3)
+        orientation = _floats(_group_value(ds, f, "PlaneOrientationSequence", "ImageOrientationPatient"), 6)
+        spacing = _floats(_group_value(ds, f, "PixelMeasuresSequence", "PixelSpacing"), 2)
+        if position is None or orientation is None or spacing is None:
+            missing = [name for name, v in (("ImagePositionPatient", position),
+                                            ("ImageOrientationPatient", orientation),
+                                            ("PixelSpacing", spacing)) if v is None]
+            raise DicomError(
+                f"frame {f + 1} has no usable {', '.join(missing)} in its functional groups; "
+                "cannot place it in space",
+                path,
+            )
+        thickness = _floats(_group_value(ds, f, "PixelMeasuresSequence", "SliceThickness"), 1)
+        between = _floats(_group_value(ds, f, "PixelMeasuresSequence", "SpacingBetweenSlices"), 1)
+        content = _group_item(ds, f, "FrameContentSequence")
+        stack = str(content.get("StackID", "") or "") if content is not None else ""
+        temporal = int(content.get("TemporalPositionIndex") or 0) if content is not None else 0
+        dims_raw = (content.get("DimensionIndexValues") if content is not None else None) or []
+        if isinstance(dims_raw, int):
+            dims_raw = [dims_raw]
+        dims = tuple(int(v) for n, v in enumerate(dims_raw) if n != position_dim)
+        acq_time = _datetime_seconds(content.get("FrameAcquisitionDateTime")) if content is not None else None
+        echo = _floats(_group_value(ds, f, "MREchoSequence", "EffectiveEchoTime"), 1)
+        slope = _floats(_group_value(ds, f, "PixelValueTransformationSequence", "RescaleSlope"), 1)
+        intercept = _floats(_group_value(ds, f, "PixelValueTransformationSequence", "RescaleIntercept"), 1)
+        if slope is None and "RescaleSlope" in ds:
+            slope = _floats(ds.RescaleSlope, 1)
+        if intercept is None and "RescaleIntercept" in ds:
+            intercept = _floats(ds.RescaleIntercept, 1)
+        bvalue = _floats(_group_value(ds, f, "MRDiffusionSequence", "DiffusionBValue"), 1)
+        frames.append(
+            _Frame(
+                index=f,
+                position=position,  # type: ignore[arg-type]
+                orientation=orientation,
+                spacing=spacing,  # type: ignore[arg-type]
+                thickness=thickness[0] if thickness else None,
+                between=between[0] if between else None,
+                stack=stack,
+                temporal=temporal,
+                dims=dims,
+                echo_time=echo[0] if echo else None,
+                image_type=_frame_type(ds, f),
+                slope=slope[0] if slope and slope[0] != 0 else 1.0,
+                intercept=intercept[0] if intercept else 0.0,
+                acq_time=acq_time,
+                bvalue=bvalue[0] if bvalue else None,
+            )
+        )
+    return frames
+
+
+def _split_key(frame: _Frame) -> tuple[Any, ...]:
+    """Frames with different keys go to different volumes (as dcm2niix splits them)."""
+    return (
+        frame.stack,
+        round(frame.echo_time, 3) if frame.echo_time is not None else None,
+        frame.image_type,
+        tuple(round(v, 4) for v in frame.orientation),
+        tuple(round(v, 4) for v in frame.spacing),
+    )
+
+
+def _slice_normal(orientation: Sequence[float]) -> np.ndarray:
+    row = np.asarray(orientation[:3], dtype=np.float64)
+    col = np.asarray(orientation[3:], dtype=np.float64)
+    normal = np.cross(row, col)
+    norm = np.linalg.norm(normal)
+    if norm < 1e-6:
+        raise GeometryError("ImageOrientationPatient row and column cosines are parallel")
+    return normal / norm
+
+
+def _stack_geometry(
+    frames: Sequence[_Frame], path: Path
+) -> tuple[np.ndarray, list[list[_Frame]]]:
+    """LPS affine and frames grouped per slice (sorted along the normal), each slice's frames in time order."""
+    first = frames[0]
+    normal = _slice_normal(first.orientation)
+    distances = np.array([np.dot(f.position, normal) for f in frames])
+    order = np.argsort(distances, kind="stable")
+    slices: list[list[_Frame]] = []
+    slice_pos: list[float] = []
+    for idx in order:
+        d = float(distances[idx])
+        if slice_pos and abs(d - slice_pos[-1]) <= POSITION_TOLERANCE_MM:
+            slices[-1].append(frames[idx])
+        else:
+            slices.append([frames[idx]])
+            slice_pos.append(d)
+    counts = {len(s) for s in slices}
+    if len(counts) != 1:
+        detail = ", ".join(f"{p:.2f} mm: {len(s)}" for p, s in list(zip(slice_pos, slices))[:6])
+        raise DicomError(
+            f"frames are not a complete grid: slice positions hold different numbers of frames ({detail}...); "
+            "the file may be incomplete",
+            path,
+        )
+    for s in slices:
+        s.sort(key=lambda fr: (fr.temporal, fr.dims, fr.index))
+    row = np.asarray(first.orientation[:3])
+    col = np.asarray(first.orientation[3:])
+    affine = np.eye(4)
+    # PixelSpacing = (between rows (j, down a column), between columns (i, along a row)).
+    affine[:3, 0] = row * first.spacing[1]
+    affine[:3, 1] = col * first.spacing[0]
+    origin = np.asarray(slices[0][0].position, dtype=np.float64)
+    if len(slices) > 1:
+        last = np.asarray(slices[-1][0].position, dtype=np.float64)
+        step = (last - origin) / (len(slices) - 1)
+        steps = np.diff(np.array(slice_pos))
+        mean = float(np.mean(steps))
+        if np.max(np.abs(steps - mean)) > max(SPACING_TOLERANCE * mean, POSITION_TOLERANCE_MM):
+            raise GeometryError(
+                f"slices are not evenly spaced (steps from {steps.min():.3f} to {steps.max():.3f} mm); "
+                "a single affine cannot describe them",
+                path,
+            )
+        # all positions must lie on the line through the first along the step
+        for s in slices:
+            expected = np.dot(np.asarray(s[0].position) - origin, step) / np.dot(step, step)
+            off = np.asarray(s[0].position) - (origin + expected * step)
+            if np.linalg.norm(off) > max(0.01 * np.linalg.norm(step), 0.05):
+                raise GeometryError(
+                    "slice positions do not lie on one line (sheared or mixed stacks); cannot build one volume",
+                    path,
+                )
+        affine[:3, 2] = step
+    else:
+        thickness = first.between or first.thickness or 1.0
+        affine[:3, 2] = normal * thickness
+    affine[:3, 3] = origin
+    return affine, slices
+
+
+def _decode(ds: Dataset, path: Path) -> np.ndarray:
+    """Pixel data as [frame, row, col] (one copy at most)."""
+    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+        raise CorruptFileError("DICOM file has no pixel data", path)
+    if int(ds.get("SamplesPerPixel", 1) or 1) != 1:
+        raise UnsupportedDataError(
+            f"colour/multi-sample images (SamplesPerPixel={ds.SamplesPerPixel}) are not supported", path
+        )
+    try:
+        pixels = ds.pixel_array
+    except Exception as exc:  # pydicom raises many types for broken/undecodable data
+        raise DicomError(f"cannot decode pixel data ({ds.file_meta.get('TransferSyntaxUID', '?')}): {exc}",
+                         path) from exc
+    if pixels.ndim == 2:
+        pixels = pixels[np.newaxis]
+    return pixels
+
+
+def _volume_array(pixels: np.ndarray, slices: list[list[_Frame]]) -> np.ndarray:
+    """[i, j, k(, t)] array: frames picked in (t, k) order then axes reversed (one copy)."""
+    nk, nt = len(slices), len(slices[0])
+    order = [slices[k][t].index for t in range(nt) for k in range(nk)]
+    if order == list(range(pixels.shape[0])):
+        picked = pixels
+    else:
+        picked = pixels[np.asarray(order)]
+    picked = picked.reshape((nt, nk) + pixels.shape[1:])
+    array = picked.transpose(3, 2, 1, 0)  # [col=i, row=j, k, t]
+    return array[..., 0] if nt == 1 else array
+
+
+def _rescaled(array: np.ndarray, slices: list[list[_Frame]]) -> tuple[np.ndarray, float, float]:
+    """Carry one slope/intercept when common to all frames, else real values as float32."""
+    frames = [f for s in slices for f in s]
+    slopes = {f.slope for f in frames}
+    intercepts = {f.intercept for f in frames}
+    if len(slopes) == 1 and len(intercepts) == 1:
+        return array, frames[0].slope, frames[0].intercept
+    nk, nt = len(slices), len(slices[0])
+    out = array.astype(np.float32)
+    view = out if out.ndim == 4 else out[..., np.newaxis]
+    for k in range(nk):
+        for t in range(nt):
+            f = slices[k][t]
+            view[:, :, k, t] = view[:, :, k, t] * np.float32(f.slope) + np.float32(f.intercept)
+    return out, 1.0, 0.0
+
+
+def _volume_meta(ds: Dataset, frames: Sequence[_Frame], slices: list[list[_Frame]], nt: int) -> Any:
+    meta = meta_from_dataset(ds)
+    acquisition = dict(meta.acquisition)
+    first = slices[0][0]
+    if first.echo_time is not None:
+        acquisition["EchoTime"] = round(first.echo_time / 1000.0, 9)
+    if first.image_type:
+        base = [str(v) for v in (ds.get("ImageType") or [])][:2]
+        acquisition["ImageType"] = base + list(first.image_type)
+    centers = _group_value(ds, first.index, "FrameVOILUTSequence", "WindowCenter")
+    widths = _group_value(ds, first.index, "FrameVOILUTSequence", "WindowWidth")
+    window = meta.window
+    if centers is not None and widths is not None:
+        c_list = [float(c) for c in (centers if hasattr(centers, "__len__") and not isinstance(centers, str)
+                                     else [centers])]
+        w_list = [float(w) for w in (widths if hasattr(widths, "__len__") and not isinstance(widths, str)
+                                     else [widths])]
+        window = tuple((c, w) for c, w in zip(c_list, w_list) if w > 0)
+    times = [s[0].acq_time for s in slices]
+    if len(slices) > 1 and all(t is not None for t in times):
+        start = min(times)  # type: ignore[type-var]
+        rel = [round(t - start, 6) for t in times]  # type: ignore[operator]
+        tr = acquisition.get("RepetitionTime")
+        if max(rel) > 0 and (tr is None or max(rel) < tr):
+            acquisition["SliceTiming"] = rel
+    bvalues = [s.bvalue for s in [slices[0]][0]] if nt > 1 else []
+    if bvalues and all(b is not None for b in bvalues) and len(set(bvalues)) > 1:
+        acquisition["DiffusionBValue"] = [float(b) for b in bvalues]  # type: ignore[arg-type]
+    time_step = None
+    if nt > 1:
+        time_step = acquisition.get("RepetitionTime")
+        starts = [slices[0][t].acq_time for t in range(nt)]
+        if all(s is not None for s in starts):
+            diffs = np.diff(np.array(starts, dtype=np.float64))
+            if diffs.size and np.all(diffs > 0):
+                time_step = round(float(np.median(diffs)), 6)
+    return meta.replace(acquisition=acquisition, time_step=time_step, window=window)
+
+
+def read_enhanced(path: Path, ds: Dataset | None = None) -> list[Volume]:
+    """All volumes in one enhanced multi-frame DICOM file.
+
+    Frames are split into volumes by stack, echo time, image type (FrameType
+    value 3+ and ComplexImageComponent, e.g. magnitude vs phase vs field map),
+    orientation and pixel spacing, as dcm2niix does; volumes come out in the
+    order of their first frame in the file. Within a volume, frames are sorted
+    along the slice normal (k increases along ``row x col`` of
+    ImageOrientationPatient) and repeats at one position (temporal positions,
+    diffusion directions, ...) become a 4th axis in TemporalPositionIndex /
+    DimensionIndexValues order.
+
+    Values: stored values are kept with one slope/intercept when every frame of
+    the volume shares them; otherwise real values are computed as float32.
+
+    Args:
+        path: the file (named in errors).
+        ds: the dataset if already read; read again with pixels when it was
+            read with ``stop_before_pixels``.
+
+    Returns:
+        Volumes with RAS+ affines (mm), ``[i, j, k(, t)]`` arrays, allow-listed
+        meta (:func:`convert.dicom.sidecar.meta_from_dataset`, with this
+        volume's EchoTime, ImageType, SliceTiming); ``source`` is the dataset.
+
+    Raises:
+        DicomError: not enhanced, frames without geometry, incomplete 4D grid,
+            undecodable pixels.
+        GeometryError: unevenly spaced or non-collinear slices.
+    """
+    import pydicom
+
+    path = Path(path)
+    if ds is None or ("PixelData" not in ds and "FloatPixelData" not in ds
+                      and "DoubleFloatPixelData" not in ds):
+        try:
+            ds = pydicom.dcmread(path)
+        except (pydicom.errors.InvalidDicomError, OSError, EOFError, ValueError) as exc:
+            raise CorruptFileError(f"not a readable DICOM file: {exc}", path) from exc
+    if not is_enhanced(ds):
+        raise DicomError("not an enhanced multi-frame DICOM (no PerFrameFunctionalGroupsSequence)", path)
+    frames = _frames(ds, path)
+    groups: dict[tuple[Any, ...], list[_Frame]] = {}
+    for frame in frames:
+        groups.setdefault(_split_key(frame), []).append(frame)
+    pixels = _decode(ds, path)
+    if pixels.shape[0] != len(frames):
+        raise CorruptFileError(
+            f"pixel data holds {pixels.shape[0]} frames but the header describes {len(frames)}", path
+        )
+    volumes = []
+    for group in groups.values():
+        affine_lps, slices = _stack_geometry(group, path)
+        array = _volume_array(pixels, slices)
+        array, slope, intercept = _rescaled(array, slices)
+        meta = _volume_meta(ds, frames, slices, len(slices[0]))
+        volumes.append(
+            Volume(array=array, affine=lps_to_ras(affine_lps), meta=meta, slope=slope, intercept=intercept,
+                   source=ds)
+        )
+    return volumes
+
+
+def stack_volumes(volumes: Sequence[Volume], path: Path | None = None) -> Volume:
+    """Stack same-geometry volumes (e.g. one enhanced file per time point) along t.
+
+    Every volume must have the same shape, dtype, affine (within 1e-3 mm) and
+    scaling; 4D inputs are concatenated. ``meta`` and ``source`` come from the
+    first. Raises :class:`DicomError` (naming ``path``) when they differ.
+    """
+    if not volumes:
+        raise DicomError("no volumes to stack", path)
+    first = volumes[0]
+    if len(volumes) == 1:
+        return first
+    parts = []
+    for n, vol in enumerate(volumes):
+        if vol.shape[:3] != first.shape[:3] or vol.dtype != first.dtype:
+            raise DicomError(f"volume {n + 1} has shape {vol.shape} {vol.dtype}, the first "
+                             f"{first.shape} {first.dtype}: cannot stack them in time", path)
+        if not np.allclose(vol.affine, first.affine, atol=1e-3):
+            raise DicomError(f"volume {n + 1} is not at the same place as the first: cannot stack them", path)
+        if (vol.slope, vol.intercept) != (first.slope, first.intercept):
+            raise DicomError(f"volume {n + 1} has different scaling: cannot stack them", path)
+        parts.append(vol.array if vol.array.ndim == 4 else vol.array[..., np.newaxis])
+    array = np.concatenate(parts, axis=3)
+    meta = first.meta
+    if meta.time_step is None and meta.acquisition.get("RepetitionTime"):
+        meta = meta.replace(time_step=meta.acquisition["RepetitionTime"])
+    return first.replace(array=array, meta=meta)
+
+
+# =========================================================================== mosaic
+_SIEMENS_MR_HEADER = "SIEMENS MR HEADER"
+
+
+def _private_images_in_mosaic(ds: Dataset) -> int | None:
+    """Siemens private (0019,xx0A) NumberOfImagesInMosaic, or None."""
+    try:
+        block = ds.private_block(0x0019, _SIEMENS_MR_HEADER)
+        value = block[0x0A].value
+    except (KeyError, ValueError):
+        return None
+    try:
+        if isinstance(value, bytes):
+            value = int.from_bytes(value[:2], "little")
+        number = int(value)
+    except (TypeError, ValueError):
+        return None
+    return number if number > 0 else None
+
+
+def is_mosaic(ds: Dataset) -> bool:
+    """True for a Siemens mosaic: ImageType contains MOSAIC, or the CSA/private headers say so."""
+    image_type = [str(v).upper() for v in (ds.get("ImageType") or [])]
+    if "MOSAIC" in image_type:
+        return True
+    if "SIEMENS" not in str(ds.get("Manufacturer", "")).upper():
+        return False
+    if is_enhanced(ds):
+        return False
+    count = _private_images_in_mosaic(ds)
+    if count is None:
+        csa = csa_image_header(ds)
+        count = int(csa["NumberOfImagesInMosaic"]) if csa and csa.get("NumberOfImagesInMosaic") else None
+    return bool(count and count > 1)
+
+
+def mosaic_slice_count(ds: Dataset) -> int:
+    """Number of slices in a mosaic: CSA NumberOfImagesInMosaic, else Siemens private (0019,100A).
+
+    Raises :class:`DicomError` when neither is present.
+    """
+    csa = csa_image_header(ds)
+    if csa:
+        try:
+            count = int(csa.get("NumberOfImagesInMosaic") or 0)
+        except (TypeError, ValueError):
+            count = 0
+        if count > 0:
+            return count
+    count = _private_images_in_mosaic(ds)
+    if count:
+        return count
+    raise DicomError(
+        "Siemens mosaic without NumberOfImagesInMosaic (CSA header or (0019,100A)): cannot unpack its slices",
+        getattr(ds, "filename", None) or None,
+    )
+
+
+def mosaic_tile_shape(ds: Dataset) -> tuple[int, int, int]:
+    """``(tile_rows, tile_cols, tiles_per_side)`` of a mosaic.
+
+    Siemens lays out ``n`` slices on a square grid of ``ceil(sqrt(n))`` tiles per side.
+    """
+    n = mosaic_slice_count(ds)
+    per_side = int(math.ceil(math.sqrt(n)))
+    rows, cols = int(ds.Rows), int(ds.Columns)
+    if rows % per_side or cols % per_side:
+        raise DicomError(
+            f"mosaic of {rows}x{cols} pixels cannot hold a {per_side}x{per_side} grid of {n} slices",
+            getattr(ds, "filename", None) or None,
+        )
+    return rows // per_side, cols // per_side, per_side
+
+
+def unmosaic(frame: np.ndarray, ds: Dataset) -> np.ndarray:
+    """Split one decoded mosaic frame ``[row, col]`` into a stack ``[row, col, slice]``.
+
+    Slices keep the order in which they are tiled (left to right, top to
+    bottom), which is the acquisition order of k that :func:`mosaic_affine_lps`
+    describes. Returns a new array.
+    """
+    frame = np.asarray(frame)
+    n = mosaic_slice_count(ds)
+    tile_rows, tile_cols, per_side = mosaic_tile_shape(ds)
+    if frame.shape != (tile_rows * per_side, tile_cols * per_side):
+        raise DicomError(
+            f"mosaic frame has shape {frame.shape}, expected {(tile_rows * per_side, tile_cols * per_side)}",
+            getattr(ds, "filename", None) or None,
+        )
+    tiles = frame.reshape(per_side, tile_rows, per_side, tile_cols).transpose(1, 3, 0, 2)
+    return tiles.reshape(tile_rows, tile_cols, per_side * per_side)[:, :, :n].copy()
+
+
+def mosaic_affine_lps(ds: Dataset) -> np.ndarray:
+    """4x4 voxel->LPS+ affine (mm) for the unpacked mosaic stack ``[i=col, j=row, k=slice]``.
+
+    The ImagePositionPatient of a mosaic is the corner of the whole tile grid
+    (as if it were one big image); the first slice's corner is
+    ``IPP + row_cosine * dx * (mosaic_cols - cols) / 2 + col_cosine * dy * (mosaic_rows - rows) / 2``.
+    k runs along the CSA ``SliceNormalVector`` (its sign gives the order of the
+    tiles; default ``row x col``), with the step SpacingBetweenSlices (else
+    SliceThickness).
+    """
+    orientation = _floats(ds.get("ImageOrientationPatient"), 6)
+    position = _floats(ds.get("ImagePositionPatient"), 3)
+    spacing = _floats(ds.get("PixelSpacing"), 2)
+    where = getattr(ds, "filename", None) or None
+    if orientation is None or position is None or spacing is None:
+        raise DicomError("mosaic without ImageOrientationPatient/ImagePositionPatient/PixelSpacing", where)
+    row = np.array(orientation[:3])
+    col = np.array(orientation[3:])
+    normal = _slice_normal(orientation)
+    csa = csa_image_header(ds)
+    if csa and csa.get("SliceNormalVector") is not None:
+        vector = _floats(csa["SliceNormalVector"], 3)
+        if vector is not None and np.linalg.norm(vector) > 0.5:
+            normal = np.asarray(vector) / np.linalg.norm(vector)
+    tile_rows, tile_cols, _ = mosaic_tile_shape(ds)
+    mosaic_rows, mosaic_cols = int(ds.Rows), int(ds.Columns)
+    dy, dx = spacing  # between rows, between columns
+    step = _floats(ds.get("SpacingBetweenSlices"), 1) or _floats(ds.get("SliceThickness"), 1) or (1.0,)
+    origin = (np.asarray(position)
+              + row * dx * (mosaic_cols - tile_cols) / 2.0
+              + col * dy * (mosaic_rows - tile_rows) / 2.0)
+    affine = np.eye(4)
+    affine[:3, 0] = row * dx
+    affine[:3, 1] = col * dy
+    affine[:3, 2] = normal * float(step[0])
+    affine[:3, 3] = origin
+    return affine

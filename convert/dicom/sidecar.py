@@ -1,0 +1,523 @@
+"""BIDS-style JSON sidecars and non-identifying :class:`~convert.volume.Meta` from DICOM headers.
+
+Everything written here comes from an **allow-list** (:data:`SIDECAR_FIELDS`):
+an attribute that is not listed is never copied, whatever it contains. Patient
+identifying attributes (names, IDs, dates and times, institution, station,
+physicians, UIDs, device serial number) are only added with
+``include_phi=True`` (:data:`PHI_FIELDS`).
+
+Units follow BIDS: seconds for ``EchoTime``, ``RepetitionTime``,
+``InversionTime`` and ``SliceTiming`` (DICOM stores milliseconds), degrees for
+``FlipAngle``, mm for lengths, Tesla for ``MagneticFieldStrength``.
+
+``PhaseEncodingDirection`` is relative to **our** voxel axes: ``i`` runs along a
+DICOM row (``InPlanePhaseEncodingDirection == "ROW"``), ``j`` down the columns
+(``"COL"``); a trailing ``-`` means the phase encoding runs towards decreasing
+index. The sign comes from Siemens ``PhaseEncodingDirectionPositive`` (CSA
+header, or the XA enhanced private field); when no polarity is known only
+``PhaseEncodingAxis`` is written. Note that dcm2niix flips the row order of its
+NIfTI output, so its ``j``/``j-`` are the opposite of ours for the same
+acquisition; both describe the same direction in world space.
+
+Values of enhanced (multi-frame) objects are looked up in the dataset, then in
+the shared functional groups, then in the first frame's functional groups.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import numpy as np
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+
+from convert.atomic import atomic_file
+from convert.volume import Meta, Volume
+
+__all__ = [
+    "PHI_FIELDS",
+    "SIDECAR_FIELDS",
+    "SIDECAR_KEYS",
+    "build_sidecar",
+    "csa_image_header",
+    "find_value",
+    "meta_from_dataset",
+    "phase_encoding_direction",
+    "write_sidecar",
+]
+
+
+# --------------------------------------------------------------------------- value helpers
+def _str(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, (MultiValue, list, tuple)):
+        text = "\\".join(str(v) for v in value)
+    else:
+        text = str(value)
+    text = text.strip()
+    return text or None
+
+
+def _float(value: Any) -> float | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, (MultiValue, list, tuple)):
+        if not value:
+            return None
+        value = value[0]
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _int(value: Any) -> int | None:
+    number = _float(value)
+    if number is None or number != int(number):
+        return None
+    return int(number)
+
+
+def _ms_to_s(value: Any) -> float | None:
+    number = _float(value)
+    return None if number is None else round(number / 1000.0, 9)
+
+
+def _float_list(value: Any) -> list[float] | None:
+    if value is None or value == "":
+        return None
+    values = value if isinstance(value, (MultiValue, list, tuple)) else [value]
+    try:
+        out = [float(v) for v in values]
+    except (TypeError, ValueError):
+        return None
+    return out if out and all(math.isfinite(v) for v in out) else None
+
+
+def _str_list(value: Any) -> list[str] | None:
+    if value is None or value == "":
+        return None
+    values = value if isinstance(value, (MultiValue, list, tuple)) else [value]
+    out = [str(v).strip() for v in values]
+    return out or None
+
+
+def _phase_axis(value: Any) -> str | None:
+    text = _str(value)
+    if text is None:
+        return None
+    text = text.upper()
+    if text.startswith("ROW"):
+        return "ROW"
+    if text.startswith("COL"):
+        return "COL"
+    return None
+
+
+# --------------------------------------------------------------------------- lookup
+_FUNCTIONAL_GROUPS = ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence")
+
+
+def _search_item(item: Dataset, keyword: str, depth: int) -> Any:
+    """Value of ``keyword`` in ``item`` or in standard (non-private) sequences nested in it."""
+    if keyword in item:
+        value = item[keyword].value
+        if value is not None and value != "":
+            return value
+    if depth <= 0:
+        return None
+    for element in item:
+        if element.VR == "SQ" and not element.tag.is_private and element.value:
+            found = _search_item(element.value[0], keyword, depth - 1)
+            if found is not None:
+                return found
+    return None
+
+
+def find_value(ds: Dataset, keyword: str, frame: int | None = None) -> Any:
+    """Value of DICOM attribute ``keyword`` for ``ds`` (enhanced objects too), or None.
+
+    Looks at the top level, then inside the shared functional groups, then in
+    the functional groups of frame ``frame`` (0-based; default the first frame).
+    Private sequences are never searched.
+    """
+    if keyword in ds:
+        value = ds[keyword].value
+        if value is not None and value != "":
+            return value
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    if per_frame:
+        index = frame if frame is not None and 0 <= frame < len(per_frame) else 0
+        found = _search_item(per_frame[index], keyword, 2)
+        if found is not None:
+            return found
+    if shared:
+        found = _search_item(shared[0], keyword, 2)
+        if found is not None:
+            return found
+    return None
+
+
+def csa_image_header(ds: Dataset) -> dict[str, Any] | None:
+    """Parsed Siemens CSA Image Header Info (0029,1010) as ``{name: value}``, or None.
+
+    Values are scalars (one item) or lists (several items); numbers are float/int.
+    Parsing uses ``nibabel.nicom.csareader``; a broken CSA header gives None.
+    """
+    if (0x0029, 0x1010) not in ds and (0x0029, 0x1110) not in ds:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from nibabel.nicom import csareader
+
+    try:
+        header = csareader.get_csa_header(ds, "image")
+    except Exception:  # nibabel raises several types on garbage
+        return None
+    if not header or "tags" not in header:
+        return None
+    out: dict[str, Any] = {}
+    for name, tag in header["tags"].items():
+        items = tag.get("items") or []
+        if not items:
+            continue
+        out[name] = items[0] if len(items) == 1 else list(items)
+    return out
+
+
+def _siemens_xa_phase_positive(ds: Dataset) -> int | None:
+    """Siemens XA enhanced: PhaseEncodingDirectionPositive in private group (0021,11FE) of frame 1."""
+    for groups in _FUNCTIONAL_GROUPS:
+        seq = ds.get(groups)
+        if not seq:
+            continue
+        item = seq[0]
+        for element in item:
+            if element.tag.is_private and element.VR == "SQ" and element.value:
+                inner = element.value[0]
+                try:
+                    block = inner.private_block(0x0021, "SIEMENS MR SDI 02")
+                    value = block[0x1C].value
+                except (KeyError, ValueError):
+                    continue
+                parsed = _int(value)
+                if parsed in (0, 1):
+                    return parsed
+    return None
+
+
+def phase_encoding_direction(ds: Dataset) -> tuple[str | None, str | None]:
+    """``(PhaseEncodingDirection, PhaseEncodingAxis)`` for our ``[i, j]`` axes.
+
+    ``ROW`` -> ``i`` and ``COL`` -> ``j``; the direction gets a sign (``"j-"``) only
+    when the polarity is known (Siemens CSA ``PhaseEncodingDirectionPositive`` or
+    the XA enhanced equivalent), otherwise it is None and only the axis is given.
+    """
+    axis_dicom = _phase_axis(find_value(ds, "InPlanePhaseEncodingDirection"))
+    if axis_dicom is None:
+        return None, None
+    axis = "i" if axis_dicom == "ROW" else "j"
+    positive: int | None = None
+    csa = csa_image_header(ds)
+    if csa is not None:
+        positive = _int(csa.get("PhaseEncodingDirectionPositive"))
+    if positive is None:
+        positive = _siemens_xa_phase_positive(ds)
+    if positive not in (0, 1):
+        return None, axis
+    return (axis if positive == 1 else axis + "-"), axis
+
+
+# --------------------------------------------------------------------------- field tables
+Converter = Callable[[Any], Any]
+
+#: Allow-listed sidecar fields: (BIDS key, DICOM keywords tried in order, converter).
+SIDECAR_FIELDS: tuple[tuple[str, tuple[str, ...], Converter], ...] = (
+    ("Modality", ("Modality",), _str),
+    ("Manufacturer", ("Manufacturer",), _str),
+    ("ManufacturersModelName", ("ManufacturerModelName",), _str),
+    ("SoftwareVersions", ("SoftwareVersions",), _str),
+    ("MagneticFieldStrength", ("MagneticFieldStrength",), _float),
+    ("ImagingFrequency", ("ImagingFrequency", "TransmitterFrequency"), _float),
+    ("BodyPart", ("BodyPartExamined",), _str),
+    ("PatientPosition", ("PatientPosition",), _str),
+    ("MRAcquisitionType", ("MRAcquisitionType",), _str),
+    ("SeriesDescription", ("SeriesDescription",), _str),
+    ("ProtocolName", ("ProtocolName",), _str),
+    ("ScanningSequence", ("ScanningSequence",), _str),
+    ("SequenceVariant", ("SequenceVariant",), _str),
+    ("ScanOptions", ("ScanOptions",), _str),
+    ("SequenceName", ("SequenceName", "PulseSequenceName"), _str),
+    ("ImageType", ("ImageType",), _str_list),
+    ("SeriesNumber", ("SeriesNumber",), _int),
+    ("AcquisitionNumber", ("AcquisitionNumber",), _int),
+    ("SliceThickness", ("SliceThickness",), _float),
+    ("SpacingBetweenSlices", ("SpacingBetweenSlices",), _float),
+    ("EchoNumber", ("EchoNumbers",), _int),
+    ("EchoTime", ("EchoTime", "EffectiveEchoTime"), _ms_to_s),
+    ("RepetitionTime", ("RepetitionTime",), _ms_to_s),
+    ("InversionTime", ("InversionTime",), _ms_to_s),
+    ("FlipAngle", ("FlipAngle",), _float),
+    ("EchoTrainLength", ("EchoTrainLength",), _int),
+    ("PercentPhaseFOV", ("PercentPhaseFieldOfView",), _float),
+    ("PercentSampling", ("PercentSampling",), _float),
+    ("PixelBandwidth", ("PixelBandwidth",), _float),
+    ("ImageOrientationPatientDICOM", ("ImageOrientationPatient",), _float_list),
+    ("InPlanePhaseEncodingDirectionDICOM", ("InPlanePhaseEncodingDirection",), _phase_axis),
+    ("ConvolutionKernel", ("ConvolutionKernel",), _str),
+    ("KVP", ("KVP",), _float),
+    ("XRayTubeCurrent", ("XRayTubeCurrent",), _float),
+    ("ExposureTime", ("ExposureTime",), _ms_to_s),
+    ("ReconstructionDiameter", ("ReconstructionDiameter",), _float),
+    ("GantryDetectorTilt", ("GantryDetectorTilt",), _float),
+    ("Units", ("Units",), _str),
+    ("DecayCorrection", ("DecayCorrection",), _str),
+    ("AttenuationCorrectionMethod", ("AttenuationCorrectionMethod",), _str),
+    ("ReconstructionMethod", ("ReconstructionMethod",), _str),
+    ("DiffusionBValue", ("DiffusionBValue",), _float),
+)
+
+#: Identifying fields, only written with ``include_phi=True``: (key, DICOM keywords, converter).
+PHI_FIELDS: tuple[tuple[str, tuple[str, ...], Converter], ...] = (
+    ("PatientName", ("PatientName",), _str),
+    ("PatientID", ("PatientID",), _str),
+    ("OtherPatientIDs", ("OtherPatientIDs",), _str),
+    ("PatientBirthDate", ("PatientBirthDate",), _str),
+    ("PatientSex", ("PatientSex",), _str),
+    ("PatientAge", ("PatientAge",), _str),
+    ("PatientWeight", ("PatientWeight",), _float),
+    ("PatientSize", ("PatientSize",), _float),
+    ("AccessionNumber", ("AccessionNumber",), _str),
+    ("StudyID", ("StudyID",), _str),
+    ("StudyDescription", ("StudyDescription",), _str),
+    ("StudyDate", ("StudyDate",), _str),
+    ("StudyTime", ("StudyTime",), _str),
+    ("SeriesDate", ("SeriesDate",), _str),
+    ("SeriesTime", ("SeriesTime",), _str),
+    ("AcquisitionDate", ("AcquisitionDate",), _str),
+    ("AcquisitionTime", ("AcquisitionTime",), _str),
+    ("AcquisitionDateTime", ("AcquisitionDateTime", "FrameAcquisitionDateTime"), _str),
+    ("ContentDate", ("ContentDate",), _str),
+    ("ContentTime", ("ContentTime",), _str),
+    ("InstitutionName", ("InstitutionName",), _str),
+    ("InstitutionAddress", ("InstitutionAddress",), _str),
+    ("InstitutionalDepartmentName", ("InstitutionalDepartmentName",), _str),
+    ("StationName", ("StationName",), _str),
+    ("DeviceSerialNumber", ("DeviceSerialNumber",), _str),
+    ("ReferringPhysicianName", ("ReferringPhysicianName",), _str),
+    ("PerformingPhysicianName", ("PerformingPhysicianName",), _str),
+    ("OperatorsName", ("OperatorsName",), _str),
+    ("StudyInstanceUID", ("StudyInstanceUID",), _str),
+    ("SeriesInstanceUID", ("SeriesInstanceUID",), _str),
+    ("SOPInstanceUID", ("SOPInstanceUID",), _str),
+    ("FrameOfReferenceUID", ("FrameOfReferenceUID",), _str),
+)
+
+#: Keys computed by us (not copied from one attribute).
+DERIVED_KEYS: frozenset[str] = frozenset(
+    {"PhaseEncodingDirection", "PhaseEncodingAxis", "SliceTiming", "ConversionSoftware",
+     "ConversionSoftwareVersion", "RepetitionTimeVolumes"}
+)
+
+#: Every key a sidecar may hold without ``include_phi``.
+SIDECAR_KEYS: frozenset[str] = frozenset(key for key, _, _ in SIDECAR_FIELDS) | DERIVED_KEYS
+
+#: Every key ``include_phi=True`` may add.
+PHI_KEYS: frozenset[str] = frozenset(key for key, _, _ in PHI_FIELDS)
+
+#: Acquisition keys copied into ``Meta.acquisition`` (the allow-list minus descriptive text
+#: already held in dedicated Meta fields).
+_META_SKIP = {"Modality", "Manufacturer", "SeriesDescription"}
+
+
+def _collect(ds: Dataset, table: Sequence[tuple[str, tuple[str, ...], Converter]]) -> Iterator[tuple[str, Any]]:
+    for key, keywords, convert in table:
+        for keyword in keywords:
+            value = convert(find_value(ds, keyword))
+            if value is not None:
+                yield key, value
+                break
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("medconvert")
+    except Exception:  # pragma: no cover - source tree without install
+        return "0.0.0+unknown"
+
+
+# --------------------------------------------------------------------------- timing
+def mosaic_slice_timing(ds: Dataset) -> list[float] | None:
+    """Siemens CSA ``MosaicRefAcqTimes`` in seconds (one per mosaic slice, acquisition k order)."""
+    csa = csa_image_header(ds)
+    if not csa:
+        return None
+    times = _float_list(csa.get("MosaicRefAcqTimes"))
+    if not times or len(times) < 2:
+        return None
+    n = _int(csa.get("NumberOfImagesInMosaic"))
+    if n:
+        times = times[:n]
+    return [round(t / 1000.0, 6) for t in times]
+
+
+def _seconds_of_day(value: Any) -> float | None:
+    """Seconds since midnight of a DICOM TM value (HHMMSS.FFFFFF), or None."""
+    text = _str(value)
+    if not text:
+        return None
+    text = text.replace(":", "")
+    try:
+        hours = int(text[0:2])
+        minutes = int(text[2:4]) if len(text) >= 4 else 0
+        seconds = float(text[4:]) if len(text) > 4 else 0.0
+    except ValueError:
+        return None
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def _timing_from_slices(datasets: Sequence[Dataset], n_slices: int, tr: float | None) -> list[float] | None:
+    """Relative per-slice times (s) from AcquisitionTime, else TriggerTime, of a 2D acquisition."""
+    if n_slices < 2 or len(datasets) < n_slices:
+        return None
+    first = datasets[:n_slices]
+    times = [_seconds_of_day(ds.get("AcquisitionTime")) for ds in first]
+    if any(t is None for t in times):
+        trigger = [_float(ds.get("TriggerTime")) for ds in first]
+        if any(t is None for t in trigger):
+            return None
+        times = [t / 1000.0 for t in trigger]  # type: ignore[operator]
+    start = min(times)  # type: ignore[type-var]
+    rel = [round(t - start, 6) for t in times]  # type: ignore[operator]
+    if max(rel) <= 0:
+        return None
+    if tr is not None and max(rel) >= tr:
+        return None  # not slice timing (e.g. a 3D or an interrupted series)
+    return rel
+
+
+# --------------------------------------------------------------------------- public API
+def meta_from_dataset(ds: Dataset) -> Meta:
+    """Allow-listed, non-identifying :class:`Meta` for a DICOM header.
+
+    * ``modality``, ``manufacturer``, ``series_description`` from the header;
+    * ``units``: ``"HU"`` for CT (modality CT or RescaleType HU), the PET
+      ``Units`` (e.g. ``"BQML"``), else None;
+    * ``window``: ``(center, width)`` presets in real (rescaled) units, from
+      WindowCenter/WindowWidth (or the enhanced FrameVOILUTSequence);
+    * ``acquisition``: allow-listed fields with BIDS names and units (seconds,
+      degrees, mm, Tesla), see :data:`SIDECAR_FIELDS`.
+
+    Never contains names, IDs, dates, institution or UIDs.
+    """
+    fields = dict(_collect(ds, SIDECAR_FIELDS))
+    modality = fields.get("Modality")
+    rescale_type = _str(find_value(ds, "RescaleType"))
+    units: str | None = None
+    if (modality or "").upper() == "CT" or (rescale_type or "").upper() == "HU":
+        units = "HU"
+    elif (modality or "").upper() == "PT" and fields.get("Units"):
+        units = str(fields["Units"])
+    centers = _float_list(find_value(ds, "WindowCenter")) or []
+    widths = _float_list(find_value(ds, "WindowWidth")) or []
+    window = tuple((c, w) for c, w in zip(centers, widths) if w > 0)
+    direction, axis = phase_encoding_direction(ds)
+    acquisition = {k: v for k, v in fields.items() if k not in _META_SKIP}
+    if direction:
+        acquisition["PhaseEncodingDirection"] = direction
+    if axis:
+        acquisition["PhaseEncodingAxis"] = axis
+    timing = mosaic_slice_timing(ds)
+    if timing:
+        acquisition["SliceTiming"] = timing
+    return Meta(
+        modality=modality,
+        manufacturer=fields.get("Manufacturer"),
+        series_description=fields.get("SeriesDescription"),
+        units=units,
+        window=window,
+        acquisition=acquisition,
+    )
+
+
+def _json_ready(value: Any) -> Any:
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, float):
+        return round(value, 9)
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    return value
+
+
+def build_sidecar(
+    datasets: Sequence[Dataset], volume: Volume | None = None, *, include_phi: bool = False
+) -> dict[str, Any]:
+    """BIDS-style JSON dict for a series.
+
+    Args:
+        datasets: the series' headers in volume slice order (first = first
+            slice); for an enhanced object, its one dataset.
+        volume: the converted volume; volume-specific fields its reader put in
+            ``meta.acquisition`` (e.g. the echo time of one echo of an enhanced
+            file, SliceTiming) override header values, and SliceTiming of a 2D
+            acquisition is derived from the first ``nk`` headers' AcquisitionTime.
+        include_phi: also add identifying fields (:data:`PHI_FIELDS`). Default
+            False: the result holds only :data:`SIDECAR_KEYS`.
+
+    Returns:
+        A JSON-serialisable dict; times in seconds, angles in degrees, lengths in mm.
+    """
+    if not datasets:
+        raise ValueError("build_sidecar needs at least one dataset")
+    first = datasets[0]
+    sidecar: dict[str, Any] = dict(_collect(first, SIDECAR_FIELDS))
+    direction, axis = phase_encoding_direction(first)
+    if direction:
+        sidecar["PhaseEncodingDirection"] = direction
+    elif axis:
+        sidecar["PhaseEncodingAxis"] = axis
+    timing = mosaic_slice_timing(first)
+    if timing is None and volume is not None and len(volume.shape) >= 3:
+        if str(sidecar.get("MRAcquisitionType", "")).upper() != "3D" and len(datasets) > 1:
+            timing = _timing_from_slices(datasets, volume.shape[2], sidecar.get("RepetitionTime"))
+    if timing:
+        sidecar["SliceTiming"] = timing
+    if volume is not None:
+        for key, value in volume.meta.acquisition.items():
+            if key in SIDECAR_KEYS and value is not None:
+                sidecar[key] = value
+        if "PhaseEncodingDirection" in sidecar:
+            sidecar.pop("PhaseEncodingAxis", None)
+    if include_phi:
+        sidecar.update(_collect(first, PHI_FIELDS))
+    sidecar["ConversionSoftware"] = "medconvert"
+    sidecar["ConversionSoftwareVersion"] = _version()
+    if not include_phi:
+        sidecar = {k: v for k, v in sidecar.items() if k in SIDECAR_KEYS}
+    return _json_ready(sidecar)
+
+
+def write_sidecar(path: Path, sidecar: dict[str, Any], *, overwrite: bool = False) -> Path:
+    """Write ``sidecar`` as JSON (sorted keys, indent 2, UTF-8) atomically; return the path.
+
+    Raises:
+        OutputExistsError: ``path`` exists and ``overwrite`` is False.
+        OutputWriteError: the folder is missing or not writable.
+    """
+    path = Path(path)
+    text = json.dumps(_json_ready(sidecar), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    with atomic_file(path, overwrite=overwrite) as temp:
+        temp.write_text(text, encoding="utf-8")
+    return path

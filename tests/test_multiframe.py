@@ -1,0 +1,435 @@
+"""Enhanced multi-frame DICOM and Siemens mosaic: real scanner files vs dcm2niix, and synthetic quirks."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+from convert.dicom.multiframe import (
+    is_enhanced,
+    is_mosaic,
+    mosaic_affine_lps,
+    mosaic_slice_count,
+    mosaic_tile_shape,
+    read_enhanced,
+    stack_volumes,
+    unmosaic,
+)
+from convert.errors import ConvertError, CorruptFileError, DicomError, GeometryError
+from convert.formats.nifti import NIFTI_GZ
+from convert.volume import Volume, lps_to_ras
+from tests.conftest import conformance_dir, rotation
+
+ENHANCED_MR = "1.2.840.10008.5.1.4.1.1.4.1"
+
+
+# --------------------------------------------------------------------------- helpers
+def canonical(img: nib.Nifti1Image) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(stored values, real values, affine) of ``img`` reoriented to closest canonical (RAS+)."""
+    from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation
+
+    ornt = io_orientation(img.affine)
+    proxy = img.dataobj
+    stored = np.asarray(proxy.get_unscaled()) if hasattr(proxy, "get_unscaled") else np.asarray(proxy)
+    slope = getattr(proxy, "slope", 1.0)
+    inter = getattr(proxy, "inter", 0.0)
+    stored = apply_orientation(stored, ornt)
+    affine = img.affine @ inv_ornt_aff(ornt, img.shape)
+    return stored, stored * float(slope) + float(inter), affine
+
+
+def assert_matches_reference(volume: Volume, ref_path: Path, *, exact: bool = True, tmp_path: Path | None = None):
+    """World-space comparison with a dcm2niix NIfTI: shape, affine (1e-3 mm), values."""
+    if tmp_path is not None:  # go through our writer and read back with nibabel
+        out = tmp_path / "ours.nii.gz"
+        NIFTI_GZ.write(volume, out)
+        ours_img = nib.load(out)
+    else:
+        ours_img = nib.Nifti1Image(volume.array, volume.affine)
+        ours_img.header.set_slope_inter(volume.slope, volume.intercept)
+        ours_img = nib.Nifti1Image.from_bytes(ours_img.to_bytes())
+    ours_stored, ours_values, ours_affine = canonical(ours_img)
+    ref_stored, ref_values, ref_affine = canonical(nib.load(ref_path))
+    assert ours_stored.shape == ref_stored.shape
+    np.testing.assert_allclose(ours_affine, ref_affine, atol=1e-3)
+    if exact:
+        assert np.array_equal(ours_stored, ref_stored)
+    np.testing.assert_allclose(ours_values, ref_values, rtol=1e-4, atol=1e-2)
+
+
+# --------------------------------------------------------------------------- real data: enhanced
+@pytest.mark.conformance
+def test_philips_enhanced_splits_magnitude_and_fieldmap_like_dcm2niix():
+    enh = conformance_dir("dcm_qa_enh")
+    path = enh / "In" / "Philips" / "IM_0027_fMAP.dcm"
+    header = pydicom.dcmread(path, stop_before_pixels=True)
+    assert is_enhanced(header)
+    volumes = read_enhanced(path, header)  # header without pixels: read again
+    assert len(volumes) == 2
+    magnitude, fieldmap = volumes
+    assert magnitude.meta.acquisition["ImageType"][-1] == "MAGNITUDE"
+    assert "FIELD_MAP" in fieldmap.meta.acquisition["ImageType"]
+    assert magnitude.meta.acquisition["EchoTime"] == pytest.approx(0.00152)
+    assert fieldmap.meta.window == ((0.0, 1000.0),)
+    ref = enh / "ref-dcm2niix"
+    # field map in Hz: stored values identical and the same real values (slope 0.2442, intercept -500)
+    assert_matches_reference(fieldmap, ref / "In_WIP_B0_NS_801_e2_fieldmaphz.nii.gz")
+    # magnitude: dcm2niix applies Philips "precise" scaling (1/ScaleSlope); we apply the DICOM
+    # RescaleSlope. Stored integers and geometry are identical; real values differ by one factor.
+    ours_stored, ours_values, ours_affine = canonical(nib.Nifti1Image(magnitude.array, magnitude.affine))
+    ref_stored, ref_values, ref_affine = canonical(nib.load(ref / "In_WIP_B0_NS_801_e1.nii.gz"))
+    assert ours_stored.shape == ref_stored.shape
+    np.testing.assert_allclose(ours_affine, ref_affine, atol=1e-3)
+    assert np.array_equal(ours_stored, ref_stored)
+    assert magnitude.slope == pytest.approx(1.27985347985347)
+
+
+@pytest.mark.conformance
+def test_siemens_xa_enhanced_fmri_4d_matches_dcm2niix(tmp_path):
+    enh = conformance_dir("dcm_qa_enh")
+    files = sorted((enh / "In" / "Siemens" / "XA10").glob("*.dcm"), key=lambda p: int(p.stem.split("_")[1]))
+    per_file = [read_enhanced(f) for f in files]
+    assert [len(v) for v in per_file] == [1, 1, 1, 1]
+    assert all(v[0].shape == (64, 64, 6) for v in per_file)
+    volume = stack_volumes([v[0] for v in per_file])
+    assert volume.shape == (64, 64, 6, 4)
+    assert volume.meta.time_step == pytest.approx(0.5)
+    # multiband slice timing from FrameAcquisitionDateTime, as dcm2niix reports it
+    assert volume.meta.acquisition["SliceTiming"] == pytest.approx([0.16, 0, 0.32, 0.16, 0, 0.32])
+    assert_matches_reference(volume, enh / "ref-dcm2niix" / "In_REST1_w_SMS_PF7-8_6.nii.gz", tmp_path=tmp_path)
+
+
+# --------------------------------------------------------------------------- real data: mosaic
+MOSAIC_SERIES = [("mr_0003", "AP_3"), ("mr_0004", "PA_4"), ("mr_0005", "RL_5"), ("mr_0006", "LR_6")]
+
+
+def read_mosaic_series(folder: Path) -> tuple[Volume, list[Dataset]]:
+    """What the series reader does for a mosaic series: one time point per file."""
+    datasets = [pydicom.dcmread(f) for f in folder.glob("*.dcm")]
+    assert len({ds.SeriesInstanceUID for ds in datasets}) == 1
+    datasets.sort(key=lambda ds: int(ds.InstanceNumber))
+    stacks = [unmosaic(ds.pixel_array, ds).transpose(1, 0, 2) for ds in datasets]  # [row,col,k] -> [i,j,k]
+    affine = lps_to_ras(mosaic_affine_lps(datasets[0]))
+    return Volume(np.stack(stacks, axis=-1), affine), datasets
+
+
+@pytest.mark.conformance
+@pytest.mark.parametrize("series, name", MOSAIC_SERIES)
+def test_siemens_mosaic_series_matches_dcm2niix(series, name):
+    nih = conformance_dir("dcm_qa_nih")
+    volume, datasets = read_mosaic_series(nih / "In" / "20180918Si" / series)
+    assert is_mosaic(datasets[0])
+    assert mosaic_slice_count(datasets[0]) == 5
+    assert mosaic_tile_shape(datasets[0]) == (72, 72, 3)
+    assert_matches_reference(volume, nih / "ref-dcm2niix" / f"In_EPI_PE={name}.nii.gz")
+
+
+@pytest.mark.conformance
+def test_mosaic_affine_agrees_with_nibabel_mosaic_wrapper():
+    nih = conformance_dir("dcm_qa_nih")
+    path = next((nih / "In" / "20180918Si" / "mr_0005").glob("*.dcm"))
+    ds = pydicom.dcmread(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from nibabel.nicom import dicomwrappers
+
+        wrapper = dicomwrappers.wrapper_from_data(ds)
+        theirs = np.asarray(wrapper.get_data())
+    # nibabel's voxel order is [row, col, slice]; ours is [col, row, slice]
+    np.testing.assert_allclose(mosaic_affine_lps(ds), wrapper.affine[:, [1, 0, 2, 3]], atol=1e-4)
+    assert np.array_equal(unmosaic(ds.pixel_array, ds), theirs)
+
+
+@pytest.mark.conformance
+def test_enhanced_and_classic_files_are_not_mosaics():
+    enh = conformance_dir("dcm_qa_enh")
+    ds = pydicom.dcmread(enh / "In" / "Siemens" / "XA10" / "6_1.dcm", stop_before_pixels=True)
+    assert not is_mosaic(ds)
+    nih = conformance_dir("dcm_qa_nih")
+    ge = next((nih / "In" / "20180918GE" / "mr_0004").glob("*.dcm"))
+    ge_ds = pydicom.dcmread(ge, stop_before_pixels=True)
+    assert not is_mosaic(ge_ds)
+    assert not is_enhanced(ge_ds)
+
+
+# --------------------------------------------------------------------------- synthetic enhanced MR
+def _item(**attrs) -> Dataset:
+    ds = Dataset()
+    for key, value in attrs.items():
+        setattr(ds, key, value)
+    return ds
+
+
+def make_enhanced(
+    path: Path,
+    *,
+    rows: int = 4,
+    cols: int = 5,
+    n_slices: int = 3,
+    n_times: int = 2,
+    echoes: tuple[float, ...] = (10.0, 20.0),
+    rotation_matrix: np.ndarray | None = None,
+    origin: tuple[float, float, float] = (-20.5, 10.25, 33.0),
+    pixel_spacing: tuple[float, float] = (0.9, 1.3),  # (between rows, between columns)
+    slice_step: float = 2.5,
+    slopes: dict[int, float] | None = None,
+    shuffle: bool = True,
+    steps: list[float] | None = None,
+) -> tuple[Path, list[dict]]:
+    """Write an Enhanced MR file; return its path and per-frame truth (frame index -> (echo, k, t))."""
+    rot = np.eye(3) if rotation_matrix is None else rotation_matrix
+    row_cos, col_cos, normal = rot[:, 0], rot[:, 1], rot[:, 2]
+    truth = []
+    for e, echo in enumerate(echoes):
+        for t in range(n_times):
+            for k in range(n_slices):
+                offset = sum(steps[:k]) if steps else k * slice_step
+                truth.append({"echo": e, "echo_time": echo, "k": k, "t": t,
+                              "ipp": np.asarray(origin) + normal * offset})
+    order = np.random.default_rng(7).permutation(len(truth)) if shuffle else np.arange(len(truth))
+    truth = [truth[n] for n in order]
+
+    per_frame = []
+    pixels = np.zeros((len(truth), rows, cols), dtype=np.int16)
+    for n, fr in enumerate(truth):
+        pixels[n] = (fr["echo"] * 1000 + fr["t"] * 100 + fr["k"] * 10
+                     + np.arange(rows * cols, dtype=np.int16).reshape(rows, cols) % 10)
+        item = Dataset()
+        item.FrameContentSequence = Sequence([_item(
+            StackID="1", InStackPositionNumber=fr["k"] + 1, TemporalPositionIndex=fr["t"] + 1,
+            DimensionIndexValues=[1, fr["k"] + 1, fr["t"] + 1],
+            FrameAcquisitionDateTime=f"20200101120000.{fr['k'] * 100000 + fr['t'] * 0:06d}"[:21],
+        )])
+        item.PlanePositionSequence = Sequence([_item(ImagePositionPatient=[float(v) for v in fr["ipp"]])])
+        item.MREchoSequence = Sequence([_item(EffectiveEchoTime=fr["echo_time"])])
+        item.MRImageFrameTypeSequence = Sequence([_item(FrameType=["ORIGINAL", "PRIMARY", "M", "NONE"],
+                                                        ComplexImageComponent="MAGNITUDE")])
+        slope = (slopes or {}).get(fr["k"], 2.0)
+        item.PixelValueTransformationSequence = Sequence([_item(RescaleSlope=slope, RescaleIntercept=-5.0,
+                                                                RescaleType="US")])
+        per_frame.append(item)
+    shared = Dataset()
+    shared.PlaneOrientationSequence = Sequence([_item(
+        ImageOrientationPatient=[float(v) for v in np.concatenate([row_cos, col_cos])])])
+    shared.PixelMeasuresSequence = Sequence([_item(PixelSpacing=list(pixel_spacing), SliceThickness=slice_step,
+                                                   SpacingBetweenSlices=slice_step)])
+    shared.MRTimingAndRelatedParametersSequence = Sequence([_item(RepetitionTime=2000.0, FlipAngle=70)])
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = ENHANCED_MR
+    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = ENHANCED_MR
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
+    ds.Modality = "MR"
+    ds.Manufacturer = "Synthetic"
+    ds.PatientName = "Doe^Jane"
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "NONE"]
+    ds.NumberOfFrames = len(truth)
+    ds.Rows, ds.Columns = rows, cols
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+    ds.SharedFunctionalGroupsSequence = Sequence([shared])
+    ds.PerFrameFunctionalGroupsSequence = Sequence(per_frame)
+    ds.PixelData = pixels.tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    return path, truth
+
+
+def expected_world_lps(ipp, row_cos, col_cos, pixel_spacing, r, c) -> np.ndarray:
+    """PS3.3 C.7.6.2.1.1: position of pixel (row r, column c) of a frame."""
+    return np.asarray(ipp) + np.asarray(row_cos) * pixel_spacing[1] * c + np.asarray(col_cos) * pixel_spacing[0] * r
+
+
+def test_synthetic_enhanced_oblique_geometry_split_and_order(tmp_path):
+    rot = rotation(0.3, -0.2, 0.45)
+    path, truth = make_enhanced(tmp_path / "enh.dcm", rotation_matrix=rot)
+    volumes = read_enhanced(path)
+    assert len(volumes) == 2  # one per echo
+    for e, volume in enumerate(volumes):
+        assert volume.shape == (5, 4, 3, 2)  # [i=col, j=row, k, t]
+        assert volume.meta.acquisition["EchoTime"] == pytest.approx((10.0, 20.0)[e] / 1000)
+        assert volume.slope == 2.0 and volume.intercept == -5.0
+        assert volume.dtype == np.int16
+        for fr in truth:
+            if fr["echo"] != e:
+                continue
+            k, t = fr["k"], fr["t"]
+            # content: value encodes echo, t and k
+            assert volume.array[0, 0, k, t] == e * 1000 + t * 100 + k * 10
+            for r, c in [(0, 0), (3, 4), (2, 1)]:
+                world_ras = volume.world_coordinates(np.array([c, r, k]))
+                lps = expected_world_lps(fr["ipp"], rot[:, 0], rot[:, 1], (0.9, 1.3), r, c)
+                np.testing.assert_allclose(world_ras, lps * [-1, -1, 1], atol=1e-6)
+    assert volumes[0].meta.time_step == pytest.approx(2.0)  # RepetitionTime, equal acquisition times
+    assert volumes[0].meta.acquisition["SliceTiming"] == pytest.approx([0.0, 0.1, 0.2])
+
+
+def test_synthetic_enhanced_roundtrips_through_nifti_with_world_positions(tmp_path):
+    rot = rotation(-0.5, 0.1, 1.2)
+    path, truth = make_enhanced(tmp_path / "enh.dcm", rotation_matrix=rot, echoes=(5.0,), n_times=1)
+    (volume,) = read_enhanced(path)
+    out = tmp_path / "out.nii.gz"
+    NIFTI_GZ.write(volume, out)
+    img = nib.load(out)
+    fr = next(f for f in truth if f["k"] == 2)
+    lps = expected_world_lps(fr["ipp"], rot[:, 0], rot[:, 1], (0.9, 1.3), 3, 4)
+    np.testing.assert_allclose(img.affine @ [4, 3, 2, 1], list(lps * [-1, -1, 1]) + [1], atol=1e-5)
+    assert np.asarray(img.dataobj)[4, 3, 2] == pytest.approx((20 + (3 * 5 + 4) % 10) * 2.0 - 5.0)
+
+
+def test_per_frame_rescale_differs_gives_float32_real_values(tmp_path):
+    path, truth = make_enhanced(tmp_path / "enh.dcm", echoes=(5.0,), n_times=1, slopes={0: 1.0, 1: 2.0, 2: 0.5})
+    (volume,) = read_enhanced(path)
+    assert volume.dtype == np.float32
+    assert not volume.is_scaled
+    for k, slope in [(0, 1.0), (1, 2.0), (2, 0.5)]:
+        assert volume.array[0, 0, k] == pytest.approx((k * 10) * slope - 5.0)
+
+
+def test_frames_in_file_order_give_a_view_not_a_copy(tmp_path):
+    path, _ = make_enhanced(tmp_path / "enh.dcm", echoes=(5.0,), n_times=1, shuffle=False)
+    (volume,) = read_enhanced(path)
+    assert volume.array.base is not None  # transposed view of the decoded pixel array
+    assert volume.shape == (5, 4, 3)
+
+
+def test_uneven_slice_spacing_is_refused(tmp_path):
+    path, _ = make_enhanced(tmp_path / "gap.dcm", echoes=(5.0,), n_times=1, n_slices=3, steps=[2.5, 4.0])
+    with pytest.raises(GeometryError, match="evenly spaced") as info:
+        read_enhanced(path)
+    assert "gap.dcm" in str(info.value)
+
+
+def test_incomplete_4d_grid_is_refused(tmp_path):
+    path, _ = make_enhanced(tmp_path / "cut.dcm", echoes=(5.0,), n_times=2, shuffle=False)
+    ds = pydicom.dcmread(path)
+    # drop the last frame: one slice position then has one time point fewer
+    n = int(ds.NumberOfFrames) - 1
+    ds.PerFrameFunctionalGroupsSequence = Sequence(list(ds.PerFrameFunctionalGroupsSequence)[:n])
+    ds.NumberOfFrames = n
+    ds.PixelData = ds.PixelData[: n * 4 * 5 * 2]
+    ds.save_as(path)
+    with pytest.raises(DicomError, match="complete grid") as info:
+        read_enhanced(path)
+    assert "cut.dcm" in str(info.value)
+
+
+def test_frame_without_position_is_refused(tmp_path):
+    path, _ = make_enhanced(tmp_path / "nopos.dcm", echoes=(5.0,), n_times=1)
+    ds = pydicom.dcmread(path)
+    del ds.PerFrameFunctionalGroupsSequence[1].PlanePositionSequence
+    ds.save_as(path)
+    with pytest.raises(DicomError, match="ImagePositionPatient"):
+        read_enhanced(path)
+
+
+def test_not_dicom_and_not_enhanced_are_convert_errors(tmp_path):
+    junk = tmp_path / "junk.dcm"
+    junk.write_bytes(b"not a dicom file at all" * 10)
+    with pytest.raises(ConvertError) as info:
+        read_enhanced(junk)
+    assert "junk.dcm" in str(info.value)
+    path, _ = make_enhanced(tmp_path / "enh.dcm", echoes=(5.0,), n_times=1)
+    ds = pydicom.dcmread(path)
+    del ds.PerFrameFunctionalGroupsSequence
+    assert not is_enhanced(ds)
+    with pytest.raises(DicomError, match="not an enhanced"):
+        read_enhanced(path, ds)
+
+
+def test_truncated_pixel_data_is_refused(tmp_path):
+    path, _ = make_enhanced(tmp_path / "short.dcm", echoes=(5.0,), n_times=1)
+    ds = pydicom.dcmread(path)
+    ds.PixelData = ds.PixelData[:10]
+    ds.save_as(path)
+    with pytest.raises((DicomError, CorruptFileError)) as info:
+        read_enhanced(path)
+    assert "short.dcm" in str(info.value)
+
+
+def test_stack_volumes_refuses_different_geometry():
+    a = Volume(np.zeros((2, 2, 2), np.int16), np.eye(4))
+    b = Volume(np.zeros((2, 2, 2), np.int16), np.diag([2.0, 1, 1, 1]))
+    with pytest.raises(DicomError, match="same place"):
+        stack_volumes([a, b])
+    assert stack_volumes([a, a]).shape == (2, 2, 2, 2)
+
+
+# --------------------------------------------------------------------------- synthetic mosaic
+def make_mosaic(n_slices: int = 5, tile: tuple[int, int] = (4, 6), rot: np.ndarray | None = None) -> tuple[Dataset, np.ndarray]:
+    """A mosaic header (private NumberOfImagesInMosaic, no CSA) and its frame; tile s holds value 100*s + pixel."""
+    per_side = int(np.ceil(np.sqrt(n_slices)))
+    rows, cols = tile[0] * per_side, tile[1] * per_side
+    frame = np.zeros((rows, cols), np.uint16)
+    for s in range(n_slices):
+        r0, c0 = (s // per_side) * tile[0], (s % per_side) * tile[1]
+        frame[r0:r0 + tile[0], c0:c0 + tile[1]] = 100 * s + np.arange(tile[0] * tile[1]).reshape(tile)
+    rot = np.eye(3) if rot is None else rot
+    ds = Dataset()
+    ds.Manufacturer = "SIEMENS"
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "ND", "MOSAIC"]
+    ds.Rows, ds.Columns = rows, cols
+    ds.PixelSpacing = [2.0, 3.0]
+    ds.ImageOrientationPatient = [float(v) for v in np.concatenate([rot[:, 0], rot[:, 1]])]
+    ds.ImagePositionPatient = [-100.0, -80.0, 12.0]
+    ds.SliceThickness = 3.0
+    ds.SpacingBetweenSlices = 4.0
+    block = ds.private_block(0x0019, "SIEMENS MR HEADER", create=True)
+    block.add_new(0x0A, "US", n_slices)
+    return ds, frame
+
+
+def test_unmosaic_puts_each_tile_at_its_k():
+    ds, frame = make_mosaic(n_slices=5, tile=(4, 6))
+    assert is_mosaic(ds)
+    assert mosaic_slice_count(ds) == 5
+    stack = unmosaic(frame, ds)
+    assert stack.shape == (4, 6, 5)
+    for s in range(5):
+        assert np.array_equal(stack[:, :, s], 100 * s + np.arange(24).reshape(4, 6))
+
+
+def test_mosaic_detected_from_private_count_without_image_type():
+    ds, _ = make_mosaic(n_slices=10, tile=(2, 2))
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "ND"]
+    assert is_mosaic(ds)
+    assert mosaic_tile_shape(ds) == (2, 2, 4)
+
+
+def test_mosaic_ipp_correction_centres_each_slice_on_the_grid_centre():
+    rot = rotation(0.2, 0.1, -0.3)
+    ds, _ = make_mosaic(n_slices=5, tile=(4, 6), rot=rot)
+    affine = mosaic_affine_lps(ds)
+    # centre of the whole mosaic if it were one image (PS3.3 pixel positions)
+    rows, cols = ds.Rows, ds.Columns
+    centre = expected_world_lps(ds.ImagePositionPatient, rot[:, 0], rot[:, 1], ds.PixelSpacing,
+                                (rows - 1) / 2, (cols - 1) / 2)
+    for k in range(5):
+        tile_centre = affine @ [(6 - 1) / 2, (4 - 1) / 2, k, 1]
+        np.testing.assert_allclose(tile_centre[:3], centre + rot[:, 2] * 4.0 * k, atol=1e-9)
+    np.testing.assert_allclose(np.linalg.norm(affine[:3, :3], axis=0), [3.0, 2.0, 4.0])
+
+
+def test_mosaic_without_slice_count_is_refused():
+    ds, frame = make_mosaic()
+    del ds[0x0019, 0x100A]
+    with pytest.raises(DicomError, match="NumberOfImagesInMosaic"):
+        unmosaic(frame, ds)
+
+
+def test_mosaic_grid_not_dividing_the_image_is_refused():
+    ds, frame = make_mosaic(n_slices=5, tile=(4, 6))
+    ds.Rows = 13
+    with pytest.raises(DicomError, match="cannot hold"):
+        mosaic_tile_shape(ds)
