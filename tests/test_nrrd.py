@@ -614,3 +614,33 @@ def test_any_affine_round_trips_through_pynrrd(tmp_path, angles, spacing, origin
     (out,) = NRRD.write(vol, tmp_path / "p.nrrd", overwrite=True)
     np.testing.assert_allclose(_pynrrd_affine_ras(pynrrd.read_header(str(out))), affine, atol=1e-9)
     np.testing.assert_allclose(read_nrrd(out).affine, affine, atol=1e-9)
+
+
+def test_quirk_hex_encoding(tmp_path):
+    path = _write_raw_nrrd(tmp_path / "hex.nrrd", SIMPLE + ["endian: little", "encoding: hex"],
+                           EXPECTED.tobytes(order="F").hex(" ", 4).encode())
+    np.testing.assert_array_equal(read_nrrd(path).array, EXPECTED)
+
+
+def test_2d_slice_in_3d_space_gets_the_slice_normal(tmp_path):
+    path = _write_raw_nrrd(tmp_path / "slice.nrrd", [
+        "type: uchar", "dimension: 2", "space: LPS", "sizes: 3 2",
+        "space directions: (0,0.5,0) (0,0,0.75)", "encoding: raw", "space origin: (4,5,6)"], bytes(6))
+    vol = read_nrrd(path)
+    assert vol.shape == (3, 2, 1)
+    lps = FLIP @ vol.affine
+    np.testing.assert_allclose(lps[:3, :2], [[0, 0], [0.5, 0], [0, 0.75]])
+    np.testing.assert_allclose(lps[:3, 2], [1, 0, 0])  # unit normal, right-handed with the two axes
+    np.testing.assert_allclose(lps[:3, 3], [4, 5, 6])
+
+
+def test_1d_profile_gets_two_orthogonal_1mm_axes(tmp_path):
+    path = _write_raw_nrrd(tmp_path / "line.nrrd", [
+        "type: uchar", "dimension: 1", "space: RAS", "sizes: 4", "space directions: (0,0,2)",
+        "encoding: raw"], bytes(4))
+    vol = read_nrrd(path)
+    assert vol.shape == (4, 1, 1)
+    columns = vol.affine[:3, :3]
+    np.testing.assert_allclose(columns[:, 0], [0, 0, 2])
+    np.testing.assert_allclose(columns.T @ columns, np.diag([4.0, 1.0, 1.0]), atol=1e-12)
+    assert np.linalg.det(columns) > 0
