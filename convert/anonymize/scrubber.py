@@ -1,0 +1,591 @@
+"""Apply the PS3.15 Annex E actions to a pydicom Dataset, recursively.
+
+Allow-list thinking: an element survives only when
+
+* Table E.1-1 says keep (``K``) for it under the chosen options, or
+* it is a standard attribute *not* in the table whose value cannot carry
+  free text about a person: numbers (US, SS, UL, SL, FL, FD, DS, IS, AT),
+  coded strings (CS), binary data (OB, OW, OF, OD, OL, OV: pixel data, LUTs),
+  sequences (whose items are scrubbed by the same rules), or one of the
+  curated safe text attributes in :data:`SAFE_TEXT_KEYWORDS` (manufacturer,
+  coil, kernel, code meanings...).
+
+Everything else goes: unlisted person names (PN), free text (LO, SH, LT, ST,
+UT, UC, UR, AE, AS), unknown tags, private tags (unless the Retain Safe
+Private option keeps one of :data:`SAFE_PRIVATE`), curves (50xx) and overlays
+(60xx; kept only under Clean Graphics). Unlisted dates and times (DA, DT,
+TM) are removed, kept (Full Dates) or shifted (Modified Dates). Unlisted
+UIDs are kept when they are well-known DICOM UIDs (SOP classes, transfer
+syntaxes) or class UIDs, and replaced by keyed pseudonyms otherwise, so no
+original instance UID survives.
+
+Pixel data and every other kept element is copied as the raw bytes read from
+the file: nothing is decoded or re-encoded, and the output keeps the input's
+transfer syntax and Specific Character Set.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from pydicom.datadict import dictionary_keyword, dictionary_VR
+from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.multival import MultiValue
+from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag, Tag
+from pydicom.uid import UID_dictionary
+
+from convert.anonymize.profile import CID_7050, Plan, compile_plan, normalize_options
+from convert.anonymize.pseudonym import Pseudonymizer, shift_da, shift_dt
+from convert.errors import AnonymizationError
+
+#: Standard text attributes not in Table E.1-1 that describe the device or the
+#: acquisition, never the patient: kept although their VR is free text.
+SAFE_TEXT_KEYWORDS: frozenset[str] = frozenset({
+    "Manufacturer", "ManufacturerModelName", "SoftwareVersions", "BodyPartExamined", "SequenceName",
+    "ReceiveCoilName", "TransmitCoilName", "ImagedNucleus", "ConvolutionKernel", "FilterType",
+    "ContrastBolusRoute", "PulseSequenceName", "RescaleType", "WindowCenterWidthExplanation", "LUTExplanation",
+    "ReconstructionMethod", "Radiopharmaceutical", "LossyImageCompressionMethod", "CodeValue",
+    "CodingSchemeDesignator", "CodingSchemeVersion", "CodeMeaning", "LongCodeValue", "URNCodeValue",
+    "ContextIdentifier", "MappingResource", "MappingResourceName", "ContextGroupExtensionFlag",
+    "CodingSchemeName", "CodingSchemeResponsibleOrganization", "DetectorType", "Units", "CollimatorType",
+    "ExposureControlMode", "ExposureControlModeDescription", "FilterMaterial", "AnodeTargetMaterial",
+    "CoilString", "DeidentificationMethod", "PixelSpacingCalibrationDescription", "CorrectedImage",
+    "DecayCorrection", "CountsSource", "RandomsCorrectionMethod", "AttenuationCorrectionMethod",
+    "ScatterCorrectionMethod", "DecayCorrected", "DimensionDescriptionLabel", "SegmentLabel",
+    "SegmentAlgorithmName", "ContentLabel", "ImplementationVersionName", "EnergyWeightingFactor",
+    "MRAcquisitionType", "ScanningSequence", "ScanOptions", "SequenceVariant", "ValueType", "RelationshipType",
+    "MeasurementUnitsCodeSequence", "StudyComponentStatusID", "RTImageLabel", "ProtocolContextSequence",
+    "PixelDataProviderURL", "ChannelLabel", "WaveformOriginality", "SpecificCharacterSet",
+})
+
+#: Dates/times that version code sets, not events about the patient: always kept.
+SAFE_TEMPORAL_KEYWORDS: frozenset[str] = frozenset({
+    "ContextGroupVersion", "ContextGroupLocalVersion",
+})
+
+#: UID attributes that name classes (SOP classes, transfer syntaxes, coding
+#: schemes), never instances: kept as they are, even when private.
+CLASS_UID_KEYWORDS: frozenset[str] = frozenset({
+    "SOPClassUID", "MediaStorageSOPClassUID", "ReferencedSOPClassUID", "ReferencedSOPClassUIDInFile",
+    "TransferSyntaxUID", "ReferencedTransferSyntaxUIDInFile", "AffectedSOPClassUID", "RequestedSOPClassUID",
+    "RelatedGeneralSOPClassUID", "OriginalSpecializedSOPClassUID", "CodingSchemeUID", "ContextUID",
+    "MappingResourceUID", "ImplementationClassUID", "SOPClassesInStudy",
+    "PrivateInformationCreatorUID", "EncryptedContentTransferSyntaxUID",
+})
+
+#: Private elements the Retain Safe Private option keeps: (creator, group,
+#: element low byte) -> meaning. Numbers about the acquisition only (diffusion
+#: b-values and directions, scaling, mosaic layout, slice timing); never CSA
+#: headers, which can hold free text.
+SAFE_PRIVATE: dict[tuple[str, int, int], str] = {
+    ("SIEMENS MR HEADER", 0x0019, 0x08): "ImagingMode",
+    ("SIEMENS MR HEADER", 0x0019, 0x0A): "NumberOfImagesInMosaic",
+    ("SIEMENS MR HEADER", 0x0019, 0x0B): "SliceMeasurementDuration",
+    ("SIEMENS MR HEADER", 0x0019, 0x0C): "B_value",
+    ("SIEMENS MR HEADER", 0x0019, 0x0D): "DiffusionDirectionality",
+    ("SIEMENS MR HEADER", 0x0019, 0x0E): "DiffusionGradientDirection",
+    ("SIEMENS MR HEADER", 0x0019, 0x0F): "GradientMode",
+    ("SIEMENS MR HEADER", 0x0019, 0x27): "B_matrix",
+    ("SIEMENS MR HEADER", 0x0019, 0x28): "BandwidthPerPixelPhaseEncode",
+    ("SIEMENS MR HEADER", 0x0019, 0x29): "MosaicRefAcqTimes",
+    ("GEMS_ACQU_01", 0x0019, 0xBB): "diffusion direction x (user data 20)",
+    ("GEMS_ACQU_01", 0x0019, 0xBC): "diffusion direction y (user data 21)",
+    ("GEMS_ACQU_01", 0x0019, 0xBD): "diffusion direction z (user data 22)",
+    ("GEMS_PARM_01", 0x0043, 0x39): "b-value (slop_int_6..9)",
+    ("GEMS_PARM_01", 0x0043, 0x2C): "effective echo spacing",
+    ("GEMS_PARM_01", 0x0043, 0x83): "ASSET R factors",
+    ("Philips MR Imaging DD 001", 0x2005, 0x0D): "scale intercept",
+    ("Philips MR Imaging DD 001", 0x2005, 0x0E): "scale slope",
+    ("Philips MR Imaging DD 001", 0x2005, 0xB0): "diffusion direction RL",
+    ("Philips MR Imaging DD 001", 0x2005, 0xB1): "diffusion direction AP",
+    ("Philips MR Imaging DD 001", 0x2005, 0xB2): "diffusion direction FH",
+    ("Philips Imaging DD 001", 0x2001, 0x03): "diffusion b-factor",
+}
+
+#: When is a file refused as probably carrying burned-in text (PHI in the pixels)?
+#: ``BurnedInAnnotation == "YES"`` always; when BurnedInAnnotation is absent or
+#: empty, these modalities / SOP classes (a UID or a UID prefix ending in a
+#: component) / ImageType values; encapsulated documents always.
+BURNED_IN_RULES: dict[str, tuple[str, ...]] = {
+    "modalities": ("US", "ES", "XC", "OT", "DOC", "GM", "SM", "OP"),
+    "sop_classes": (
+        "1.2.840.10008.5.1.4.1.1.7",      # Secondary Capture and the multi-frame SC classes (7.x)
+        "1.2.840.10008.5.1.4.1.1.6",      # Ultrasound (6.1, 6.2)
+        "1.2.840.10008.5.1.4.1.1.3.1",    # Ultrasound multi-frame
+        "1.2.840.10008.5.1.4.1.1.77.1",   # Visible light: endoscopy, photographs, video, microscopy
+    ),
+    "image_types": ("SCREEN SNAPSHOT", "SCREENSHOT", "LABEL", "OVERVIEW"),
+    "always": (
+        "1.2.840.10008.5.1.4.1.1.104",    # Encapsulated PDF, CDA, STL, OBJ, MTL: content cannot be scrubbed
+    ),
+}
+
+_TEXT_VRS = frozenset({"AE", "AS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT"})
+_TEMPORAL_VRS = frozenset({"DA", "DT", "TM"})
+_DUMMY: dict[str, Any] = {
+    "DA": "19000101", "TM": "000000", "DT": "19000101000000", "PN": "ANONYMOUS", "LO": "ANONYMIZED",
+    "SH": "ANONYMIZED", "LT": "ANONYMIZED", "ST": "ANONYMIZED", "UT": "ANONYMIZED", "UC": "ANONYMIZED",
+    "CS": "ANONYMIZED", "AE": "ANONYMOUS", "AS": "000Y", "DS": "0", "IS": "0", "US": 0, "SS": 0, "UL": 0,
+    "SL": 0, "FL": 0.0, "FD": 0.0, "UV": 0, "SV": 0, "OB": b"\0\0", "OW": b"\0\0", "UN": b"\0\0", "UR": "",
+}
+_PATIENT_ID = 0x00100020
+_PATIENT_NAME = 0x00100010
+_SOP_INSTANCE_UID = 0x00080018
+_SPECIFIC_CHARSET = 0x00080005
+_BURNED_IN = 0x00280301
+_DATE_LIKE = re.compile(r"\b(?:\d{8}|\d{1,4}[./-]\d{1,2}[./-]\d{1,4})\b")
+_LONG_NUMBER = re.compile(r"\d{6,}")
+
+# tag -> fallback action for standard tags not in the table (see module docstring):
+# K keep, X remove, S scrub a sequence, T temporal, V unlisted UID.
+_FALLBACK: dict[int, str] = {}
+
+
+def _fallback_action(tag: int) -> str:
+    action = _FALLBACK.get(tag)
+    if action is not None:
+        return action
+    try:
+        vr = dictionary_VR(tag)
+        keyword = dictionary_keyword(tag)
+    except KeyError:
+        vr, keyword = "", ""
+    if not vr:
+        action = "X"
+    elif vr == "SQ":
+        action = "S"
+    elif vr == "UI":
+        action = "K" if keyword in CLASS_UID_KEYWORDS else "V"
+    elif vr in _TEMPORAL_VRS:
+        action = "K" if keyword in SAFE_TEMPORAL_KEYWORDS else "T"
+    elif vr in _TEXT_VRS:
+        action = "K" if keyword in SAFE_TEXT_KEYWORDS else "X"
+    else:
+        action = "K"  # numbers, CS, AT, binary (pixel data, LUTs), ambiguous "US or SS"
+    _FALLBACK[tag] = action
+    return action
+
+
+@dataclass
+class Counts:
+    """How many elements (at any depth) were removed, replaced, emptied, cleaned, kept."""
+
+    removed: int = 0
+    replaced: int = 0
+    emptied: int = 0
+    cleaned: int = 0
+    kept: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {"removed": self.removed, "replaced": self.replaced, "emptied": self.emptied,
+                "cleaned": self.cleaned, "kept": self.kept}
+
+
+@dataclass
+class ScrubResult:
+    """The de-identified dataset and what was done.
+
+    Attributes:
+        dataset: the new dataset (file_meta included when the input had one).
+        counts: element counts (see :class:`Counts`).
+        burned_in: True when the input was let through although it may carry
+            burned-in text (``allow_burned_in``); BurnedInAnnotation is YES.
+        burned_in_reason: why the burned-in rule fired ("" when it did not).
+        mapping: original -> pseudonym for PatientID, StudyInstanceUID and
+            SeriesInstanceUID (for the audit file only; never print it).
+    """
+
+    dataset: Dataset
+    counts: Counts
+    burned_in: bool = False
+    burned_in_reason: str = ""
+    mapping: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+
+def burned_in_reason(ds: Dataset) -> str:
+    """Why ``ds`` may carry burned-in text per :data:`BURNED_IN_RULES` ("" when it should not)."""
+    def text(keyword: str) -> str:
+        try:
+            value = ds.get(keyword)
+        except Exception:
+            return ""
+        if value is None:
+            return ""
+        if isinstance(value, (list, MultiValue)):
+            return "\\".join(str(v) for v in value)
+        return str(value)
+
+    sop = text("SOPClassUID").strip()
+    for prefix in BURNED_IN_RULES["always"]:
+        if sop == prefix or sop.startswith(prefix + "."):
+            return f"SOP class {sop} is an encapsulated document whose content cannot be scrubbed"
+    flag = text("BurnedInAnnotation").strip().upper()
+    if flag == "YES":
+        return "BurnedInAnnotation is YES"
+    if flag:
+        return ""
+    modality = text("Modality").strip().upper()
+    if modality in BURNED_IN_RULES["modalities"]:
+        return f"modality {modality} often has burned-in text and BurnedInAnnotation is absent"
+    for prefix in BURNED_IN_RULES["sop_classes"]:
+        if sop == prefix or sop.startswith(prefix + "."):
+            return f"SOP class {sop} often has burned-in text and BurnedInAnnotation is absent"
+    image_type = {v.strip().upper() for v in text("ImageType").split("\\")}
+    hits = image_type & set(BURNED_IN_RULES["image_types"])
+    if hits:
+        return f"ImageType {sorted(hits)[0]} often has burned-in text and BurnedInAnnotation is absent"
+    return ""
+
+
+class _Context:
+    """Per-object state: the plan, the pseudonymizer, the patient's date offset, PHI tokens."""
+
+    def __init__(self, scrubber: "Scrubber", plan: Plan, top: Dataset) -> None:
+        self.plan = plan
+        self.pseudo = scrubber.pseudo
+        self.options = plan.options
+        self.counts = Counts()
+        self.top = top
+        self.patient_id = _text_of(top, _PATIENT_ID)
+        self._days: int | None = None
+        self._tokens: re.Pattern[str] | None = None
+
+    @property
+    def days(self) -> int:
+        if self._days is None:
+            self._days = self.pseudo.day_offset(self.patient_id)
+        return self._days
+
+    @property
+    def tokens(self) -> re.Pattern[str] | None:
+        """A regex of identifying strings found in the top-level dataset (for cleaning text)."""
+        if self._tokens is None:
+            words: set[str] = set()
+            for keyword in ("PatientName", "PatientID", "OtherPatientIDs", "OtherPatientNames", "PatientBirthName",
+                            "PatientMotherBirthName", "AccessionNumber", "PatientBirthDate", "ReferringPhysicianName",
+                            "PerformingPhysicianName", "OperatorsName", "InstitutionName", "InstitutionAddress",
+                            "PatientAddress", "StudyID", "IssuerOfPatientID", "StationName",
+                            "PhysiciansOfRecord", "NameOfPhysiciansReadingStudy", "RequestingPhysician"):
+                try:
+                    value = self.top.get(keyword)
+                except Exception:
+                    continue
+                if value is None:
+                    continue
+                values = value if isinstance(value, (list, MultiValue)) else [value]
+                for v in values:
+                    for word in re.split(r"[\^\s,=]+", str(v)):
+                        if len(word) >= 3:
+                            words.add(re.escape(word))
+            pattern = "|".join(sorted(words, key=len, reverse=True)) or r"(?!x)x"
+            self._tokens = re.compile(pattern, re.IGNORECASE)
+        return self._tokens
+
+
+def _text_of(ds: Dataset, tag: int) -> str:
+    try:
+        elem = ds.get(tag)
+    except Exception:
+        return ""
+    if elem is None or elem.value is None:
+        return ""
+    value = elem.value
+    if isinstance(value, (list, MultiValue)):
+        return "\\".join(str(v) for v in value)
+    return str(value)
+
+
+class Scrubber:
+    """De-identifies datasets under one key and one set of options.
+
+    Args:
+        key: HMAC key for pseudonyms (bytes).
+        keep: option names (see :data:`convert.anonymize.profile.OPTIONS`).
+        allow_burned_in: let objects that may carry burned-in text through
+            (flagged) instead of raising :class:`AnonymizationError`.
+    """
+
+    def __init__(self, key: bytes, keep: Iterable[str] = (), allow_burned_in: bool = False) -> None:
+        self.options = normalize_options(keep)
+        self.pseudo = Pseudonymizer(key)
+        self.allow_burned_in = allow_burned_in
+        self.method_text = "medconvert: DICOM PS3.15 E.1 Basic Profile" + (
+            " + " + ", ".join(sorted(self.options)) if self.options else "")
+
+    # ------------------------------------------------------------------ public
+    def scrub(self, ds: Dataset, source: str | None = None) -> ScrubResult:
+        """Return a new de-identified copy of ``ds`` (``ds`` is not modified).
+
+        Raises:
+            AnonymizationError: the object may carry burned-in text and
+                ``allow_burned_in`` is False (``source`` names it in the message).
+        """
+        reason = burned_in_reason(ds)
+        if reason and not self.allow_burned_in:
+            raise AnonymizationError(
+                f"refused: {reason}; pixel data may show patient details (use --allow-burned-in / "
+                "allow_burned_in=True to let it through, flagged)", source)
+        sop_class = _text_of(ds, 0x00080016).strip() or None
+        plan = compile_plan(self.options, sop_class)
+        ctx = _Context(self, plan, ds)
+        out = self._scrub_dataset(ds, ctx, top=True)
+        self._stamp(out, ctx, flagged=bool(reason))
+        meta = getattr(ds, "file_meta", None)
+        if meta is not None:
+            out.file_meta = self._scrub_meta(meta, out, ctx)
+        mapping = {}
+        for keyword, tag in (("PatientID", _PATIENT_ID), ("StudyInstanceUID", 0x0020000D),
+                             ("SeriesInstanceUID", 0x0020000E)):
+            if tag in ds:
+                orig, new = _text_of(ds, tag), _text_of(out, tag)
+                if orig != new:
+                    mapping[keyword] = (orig, new)
+        return ScrubResult(out, ctx.counts, burned_in=bool(reason), burned_in_reason=reason, mapping=mapping)
+
+    # ------------------------------------------------------------------ internals
+    def _new_like(self, src: Dataset) -> Dataset:
+        out = Dataset()
+        out._parent_encoding = getattr(src, "_parent_encoding", "iso8859")
+        implicit, little = src.original_encoding
+        if implicit is not None and little is not None:
+            out.set_original_encoding(implicit, little, src.original_character_set)
+        return out
+
+    def _scrub_dataset(self, src: Dataset, ctx: _Context, top: bool = False) -> Dataset:
+        out = self._new_like(src)
+        plan = ctx.plan
+        actions = plan.actions
+        counts = ctx.counts
+        creators: dict[tuple[int, int], str] | None = None
+        kept_private_blocks: set[tuple[int, int]] = set()
+        dst = out._dict
+        for tag, elem in list(src._dict.items()):
+            group = tag >> 16
+            if group & 1:  # ---------------------------------------------- private
+                if plan.private == "X" or (tag & 0xFFFF) < 0x1000:
+                    counts.removed += 1
+                    continue
+                if creators is None:
+                    creators = {}
+                    for t in src._dict:
+                        g, e = t >> 16, t & 0xFFFF
+                        if g & 1 and 0x10 <= e <= 0xFF:
+                            creators[(g, e)] = _text_of(src, t).strip()
+                block = (group, (tag & 0xFF00) >> 8)
+                creator = creators.get(block)
+                if creator and (creator, group, tag & 0xFF) in SAFE_PRIVATE:
+                    dst[tag] = _copy(elem)
+                    kept_private_blocks.add(block)
+                    counts.kept += 1
+                else:
+                    counts.removed += 1
+                continue
+            if (tag & 0xFFFF) == 0 or group == 0:  # group lengths, command group
+                counts.removed += 1
+                continue
+            if 0x5000 <= group <= 0x50FF:
+                action = plan.curves
+            elif 0x6000 <= group <= 0x60FF:
+                element = tag & 0xFFFF
+                if element == 0x3000:
+                    action = plan.overlay_data
+                elif element == 0x4000:
+                    action = plan.overlay_comments
+                elif plan.overlay_data == "X":
+                    action = "X"
+                else:
+                    action = _fallback_action(0x60000000 | element)
+                    action = "C" if action == "X" else action  # overlay labels/descriptions: cleaned text
+            else:
+                action = actions.get(tag) or _fallback_action(tag)
+            if action == "X":
+                counts.removed += 1
+                continue
+            if action == "K" and not isinstance(elem, RawDataElement) and elem.VR != "SQ":
+                dst[tag] = _copy(elem)
+                counts.kept += 1
+                continue
+            if action == "K" and isinstance(elem, RawDataElement) and _raw_vr(elem, tag) != "SQ":
+                dst[tag] = elem
+                counts.kept += 1
+                continue
+            new = self._apply(src, tag, action, ctx)
+            if new is not None:
+                dst[tag] = new
+        if kept_private_blocks:
+            for block in kept_private_blocks:
+                ctag = BaseTag((block[0] << 16) | block[1])
+                dst[ctag] = _copy(src._dict[ctag]) if isinstance(src._dict[ctag], DataElement) else src._dict[ctag]
+        return out
+
+    def _apply(self, src: Dataset, tag: BaseTag, action: str, ctx: _Context) -> DataElement | RawDataElement | None:
+        """Apply ``action`` (not X) to element ``tag`` of ``src``; None means drop."""
+        counts = ctx.counts
+        try:
+            elem = src[tag]
+        except Exception:  # undecodable value: never keep what we cannot inspect
+            counts.removed += 1
+            return None
+        vr = elem.VR
+        if vr == "SQ":
+            if action == "Z":
+                counts.emptied += 1
+                return DataElement(tag, "SQ", Sequence())
+            # K, D, U, C, S: keep the items, each scrubbed by the same rules
+            items = Sequence([self._scrub_dataset(item, ctx) for item in (elem.value or [])])
+            counts.kept += 1
+            return DataElement(tag, "SQ", items)
+        if tag in (_PATIENT_ID, _PATIENT_NAME) and action in ("Z", "D", "C", "U"):
+            counts.replaced += 1
+            pid = _text_of(src, _PATIENT_ID)
+            if tag == _PATIENT_ID:
+                return DataElement(tag, vr, ctx.pseudo.patient_id(pid))
+            return DataElement(tag, vr, ctx.pseudo.patient_name(pid, _text_of(src, _PATIENT_NAME)))
+        if action == "Z":
+            counts.emptied += 1
+            return DataElement(tag, vr, None)
+        if action == "U" or (action in ("D", "V") and vr == "UI"):
+            return self._map_uid(elem, ctx, keep_known=(action == "V"))
+        if action == "D":
+            counts.replaced += 1
+            return DataElement(tag, vr, _DUMMY.get(vr, "ANONYMIZED" if vr in _TEXT_VRS else b"\0\0"))
+        if action == "T":  # an unlisted date/time
+            if "full-dates" in ctx.options:
+                counts.kept += 1
+                return _copy(elem)
+            if "modified-dates" in ctx.options:
+                return self._shift(elem, ctx)
+            counts.removed += 1
+            return None
+        if action == "C":
+            return self._clean(elem, ctx)
+        counts.kept += 1  # K (already handled for non-sequences), S on a non-sequence value
+        return _copy(elem)
+
+    def _map_uid(self, elem: DataElement, ctx: _Context, keep_known: bool) -> DataElement:
+        values = elem.value
+        many = isinstance(values, (list, MultiValue))
+        seq = list(values) if many else ([values] if values not in (None, "") else [])
+        if keep_known and all(str(v).strip("\0 ") in UID_dictionary for v in seq):
+            ctx.counts.kept += 1
+            return _copy(elem)
+        if "uids" in ctx.options:
+            ctx.counts.kept += 1
+            return _copy(elem)
+        new = [ctx.pseudo.uid(str(v)) for v in seq]
+        ctx.counts.replaced += 1
+        if not new:
+            return DataElement(elem.tag, "UI", None)
+        return DataElement(elem.tag, "UI", new if many else new[0])
+
+    def _shift(self, elem: DataElement, ctx: _Context) -> DataElement | None:
+        vr = elem.VR
+        if vr == "TM" or elem.value in (None, ""):
+            ctx.counts.kept += 1
+            return _copy(elem)
+        shift = shift_da if vr == "DA" else shift_dt if vr == "DT" else None
+        if shift is None:  # a C on a non-temporal value under a date option: keep it
+            ctx.counts.kept += 1
+            return _copy(elem)
+        values = elem.value if isinstance(elem.value, (list, MultiValue)) else [elem.value]
+        out = []
+        for v in values:
+            shifted = shift(str(v), ctx.days)
+            if shifted is None:  # unparseable date: never keep the original
+                ctx.counts.removed += 1
+                return None
+            out.append(shifted)
+        ctx.counts.replaced += 1
+        return DataElement(elem.tag, vr, out if len(out) > 1 else out[0])
+
+    def _clean(self, elem: DataElement, ctx: _Context) -> DataElement | None:
+        vr = elem.VR
+        if vr in _TEMPORAL_VRS:
+            if "modified-dates" in ctx.options:
+                return self._shift(elem, ctx)
+            ctx.counts.kept += 1
+            return _copy(elem)
+        if vr == "UI":
+            return self._map_uid(elem, ctx, keep_known=True)
+        if vr == "AE":
+            values = elem.value if isinstance(elem.value, (list, MultiValue)) else [elem.value]
+            ctx.counts.cleaned += 1
+            new = ["AE" + ctx.pseudo.short_token("ae", str(v), 14) for v in values if v]
+            return DataElement(elem.tag, vr, (new if len(new) > 1 else new[0]) if new else None)
+        if vr == "PN":
+            ctx.counts.removed += 1
+            return None
+        if vr in _TEXT_VRS:
+            values = elem.value if isinstance(elem.value, (list, MultiValue)) else [elem.value]
+            tokens = ctx.tokens
+            new = []
+            for v in values:
+                text = "" if v is None else str(v)
+                if tokens is not None:
+                    text = tokens.sub("*", text)
+                text = _LONG_NUMBER.sub("*", _DATE_LIKE.sub("*", text))
+                new.append(text)
+            ctx.counts.cleaned += 1
+            return DataElement(elem.tag, vr, new if len(new) > 1 else (new[0] if new else None))
+        ctx.counts.kept += 1  # numbers, binary (overlay/curve data under Clean Graphics)
+        return _copy(elem)
+
+    def _stamp(self, out: Dataset, ctx: _Context, flagged: bool) -> None:
+        """Add PatientIdentityRemoved, DeidentificationMethod(+CodeSequence), temporal flag."""
+        out.PatientIdentityRemoved = "YES"
+        out.DeidentificationMethod = self.method_text[:64]
+        codes = Sequence()
+        for name in ["basic"] + [o for o in CID_7050 if o in ctx.options]:
+            value, meaning = CID_7050[name]
+            item = Dataset()
+            item.CodeValue = value
+            item.CodingSchemeDesignator = "DCM"
+            item.CodeMeaning = meaning
+            codes.append(item)
+        out.DeidentificationMethodCodeSequence = codes
+        if "full-dates" in ctx.options:
+            out.LongitudinalTemporalInformationModified = "UNMODIFIED"
+        elif "modified-dates" in ctx.options:
+            out.LongitudinalTemporalInformationModified = "MODIFIED"
+        else:
+            out.LongitudinalTemporalInformationModified = "REMOVED"
+        if flagged:
+            out.BurnedInAnnotation = "YES"
+
+    def _scrub_meta(self, meta: Dataset, out: Dataset, ctx: _Context) -> FileMetaDataset:
+        new = FileMetaDataset()
+        for keyword in ("FileMetaInformationVersion", "MediaStorageSOPClassUID", "TransferSyntaxUID"):
+            if keyword in meta:
+                setattr(new, keyword, meta[keyword].value)
+        if _SOP_INSTANCE_UID in out and out[_SOP_INSTANCE_UID].value:
+            new.MediaStorageSOPInstanceUID = out[_SOP_INSTANCE_UID].value
+        elif "MediaStorageSOPInstanceUID" in meta:
+            new.MediaStorageSOPInstanceUID = ctx.pseudo.uid(str(meta.MediaStorageSOPInstanceUID))
+        from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
+        new.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+        ctx.counts.replaced += 1
+        return new
+
+
+def _raw_vr(elem: RawDataElement, tag: int) -> str:
+    if elem.VR:
+        return str(elem.VR)
+    try:
+        return dictionary_VR(tag)
+    except KeyError:
+        return "UN"
+
+
+def _copy(elem: DataElement | RawDataElement) -> DataElement | RawDataElement:
+    """A copy that shares no mutable value with the source (raw elements are immutable)."""
+    if isinstance(elem, RawDataElement):
+        return elem
+    value = elem.value
+    if isinstance(value, (list, MultiValue)):
+        value = list(value)
+    new = DataElement(elem.tag, elem.VR, value, is_undefined_length=elem.is_undefined_length)
+    return new
