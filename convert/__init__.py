@@ -13,8 +13,9 @@ from __future__ import annotations
 from convert.api import convert, describe, load, save
 from convert.errors import ConvertError
 from convert.volume import Meta, Volume
+from convert import anonymize  # a callable package: convert.anonymize(dataset_or_path, ...)
 
-__all__ = ["ConvertError", "Meta", "Volume", "convert", "describe", "load", "save", "__version__"]
+__all__ = ["ConvertError", "Meta", "Volume", "anonymize", "convert", "describe", "load", "save", "__version__"]
 
 try:
     from importlib.metadata import version as _version

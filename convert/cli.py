@@ -131,6 +131,43 @@ def formats_cmd() -> None:
     console.print(table)
 
 
+@app.command("anonymize")
+@handle_errors
+def anonymize_cmd(
+    src: Path = typer.Argument(..., help="DICOM file or folder tree (non-DICOM files are skipped)."),
+    dst: Path = typer.Argument(..., help="Output folder (or .dcm file for a single input); must not be inside SRC."),
+    key: Optional[Path] = typer.Option(None, "--key", help="Key file for keyed pseudonyms (else env "
+                                       "MEDCONVERT_KEY / MEDCONVERT_KEY_FILE, else a random key)."),
+    keep: list[str] = typer.Option([], "--keep", help="PS3.15 option to apply (repeatable): safe-private, uids, "
+                                   "device, institution, patient-characteristics, full-dates, modified-dates, "
+                                   "clean-descriptors, clean-structured-content, clean-graphics."),
+    audit: Optional[Path] = typer.Option(None, "--audit", help="Write an audit JSON (mode 0600): original -> "
+                                         "pseudonym mapping and per-file action counts."),
+    allow_burned_in: bool = typer.Option(False, "--allow-burned-in", help="Write objects that may show burned-in "
+                                         "text (flagged BurnedInAnnotation YES) instead of refusing them."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs and audit file."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Processes to use (default: all cores)."),
+) -> None:
+    """De-identify DICOM (PS3.15 Annex E) from SRC into DST. SRC is never modified."""
+    from convert.anonymize.run import anonymize_path
+
+    report = anonymize_path(src, dst, key=key, keep=keep, allow_burned_in=allow_burned_in, audit=audit,
+                            overwrite=overwrite, workers=workers, progress=sys.stderr.isatty())
+    if report.key_source == "random":
+        err_console.print("[yellow]warning:[/] no key given: a random key was used, so pseudonyms cannot be "
+                          "reproduced in a later run (use --key FILE)", highlight=False)
+    for path, reason in report.refused:
+        err_console.print(f"[bold red]refused:[/] {_escape(str(path))}: {_escape(reason)}", highlight=False)
+    for path, reason in report.failed:
+        err_console.print(f"[bold red]failed:[/] {_escape(str(path))}: {_escape(reason)}", highlight=False)
+    for path in report.flagged:
+        err_console.print(f"[yellow]flagged (burned-in text possible):[/] {_escape(str(path))}", highlight=False)
+    console.print(f"{report.summary()} -> {dst}" + (f"; audit: {report.audit}" if report.audit else ""),
+                  highlight=False)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()
