@@ -370,6 +370,20 @@ def mosaic_slice_timing(ds: Dataset) -> list[float] | None:
     return [round(t / 1000.0, 6) for t in times]
 
 
+def _mosaic_timing_of_series(datasets: Sequence[Dataset], limit: int = 10) -> list[float] | None:
+    """Per-slice median of MosaicRefAcqTimes over the first ``limit`` volumes (seconds).
+
+    Siemens quantises the times (2.5 ms steps) and single volumes differ by one
+    step; the median over volumes is the typical value.
+    """
+    per_volume = [t for t in (mosaic_slice_timing(ds) for ds in datasets[:limit]) if t is not None]
+    if not per_volume:
+        return None
+    n = len(per_volume[0])
+    per_volume = [t for t in per_volume if len(t) == n]
+    return [round(float(v), 6) for v in np.median(np.array(per_volume), axis=0)]
+
+
 def _seconds_of_day(value: Any) -> float | None:
     """Seconds since midnight of a DICOM TM value (HHMMSS.FFFFFF), or None."""
     text = _str(value)
@@ -488,7 +502,7 @@ def build_sidecar(
         sidecar["PhaseEncodingDirection"] = direction
     elif axis:
         sidecar["PhaseEncodingAxis"] = axis
-    timing = mosaic_slice_timing(first)
+    timing = _mosaic_timing_of_series(datasets)
     if timing is None and volume is not None and len(volume.shape) >= 3:
         if str(sidecar.get("MRAcquisitionType", "")).upper() != "3D" and len(datasets) > 1:
             timing = _timing_from_slices(datasets, volume.shape[2], sidecar.get("RepetitionTime"))

@@ -1,0 +1,371 @@
+"""BIDS-style sidecars: fields and units against dcm2niix, and proof that no PHI leaks."""
+
+from __future__ import annotations
+
+import copy
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydicom.datadict import DicomDictionary, dictionary_VR, keyword_for_tag
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+
+from convert.dicom.multiframe import mosaic_affine_lps, read_enhanced, stack_volumes
+from convert.dicom.sidecar import (
+    PHI_KEYS,
+    SIDECAR_FIELDS,
+    SIDECAR_KEYS,
+    build_sidecar,
+    meta_from_dataset,
+    phase_encoding_direction,
+    write_sidecar,
+)
+from convert.errors import OutputExistsError, OutputWriteError
+from convert.volume import Volume, lps_to_ras
+from tests.conftest import CONFORMANCE, SHARED, conformance_dir
+
+#: Keywords whose values the sidecar may copy (the allow-list's sources).
+ALLOWED_SOURCES = {kw for _, keywords, _ in SIDECAR_FIELDS for kw in keywords}
+#: Descriptors PS3.15 lists (clean-descriptors option) that the contract keeps in the sidecar.
+KEPT_DESCRIPTORS = {"SeriesDescription", "ProtocolName"}
+
+
+def load_reference(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def assert_common_fields_agree(ours: dict, ref: dict) -> list[str]:
+    """Every field both have must agree (numbers within 0.1 %); returns the compared keys."""
+    compared = []
+    numeric = ["EchoTime", "RepetitionTime", "FlipAngle", "SliceThickness", "SpacingBetweenSlices",
+               "MagneticFieldStrength", "ImagingFrequency", "PixelBandwidth", "InversionTime",
+               "PercentPhaseFOV", "PercentSampling", "KVP", "XRayTubeCurrent", "ExposureTime"]
+    for key in numeric:
+        if key in ours and key in ref:
+            assert ours[key] == pytest.approx(ref[key], rel=1e-3, abs=1e-6), key
+            compared.append(key)
+    for key in ["SeriesNumber", "AcquisitionNumber", "EchoNumber", "EchoTrainLength", "Modality",
+                "ManufacturersModelName", "SeriesDescription", "ProtocolName", "MRAcquisitionType",
+                "ScanningSequence", "SequenceVariant", "ScanOptions", "SequenceName", "BodyPart",
+                "PatientPosition", "ConvolutionKernel", "InPlanePhaseEncodingDirectionDICOM", "SoftwareVersions"]:
+        if key in ours and key in ref:
+            assert ours[key] == ref[key], key
+            compared.append(key)
+    if "ImageOrientationPatientDICOM" in ours and "ImageOrientationPatientDICOM" in ref:
+        np.testing.assert_allclose(ours["ImageOrientationPatientDICOM"], ref["ImageOrientationPatientDICOM"],
+                                   atol=1e-5)
+        compared.append("ImageOrientationPatientDICOM")
+    if "ImageType" in ours and "ImageType" in ref:
+        assert ref["ImageType"][: len(ours["ImageType"]) - 1] == ours["ImageType"][:-1] or \
+            ours["ImageType"][:2] == ref["ImageType"][:2]
+        compared.append("ImageType")
+    if "SliceTiming" in ours and "SliceTiming" in ref:
+        # Siemens quantises MosaicRefAcqTimes to 2.5 ms and volumes differ by one step
+        assert ours["SliceTiming"] == pytest.approx(ref["SliceTiming"], abs=2.6e-3)
+        compared.append("SliceTiming")
+    return compared
+
+
+def phase_vector(direction: str, affine: np.ndarray) -> np.ndarray:
+    """World (RAS) unit vector of a BIDS phase-encoding direction on the given voxel axes."""
+    axis = "ijk".index(direction[0])
+    sign = -1.0 if direction.endswith("-") else 1.0
+    vector = sign * np.asarray(affine)[:3, axis]
+    return vector / np.linalg.norm(vector)
+
+
+# --------------------------------------------------------------------------- against dcm2niix
+MOSAIC_SERIES = [("mr_0003", "AP_3"), ("mr_0004", "PA_4"), ("mr_0005", "RL_5"), ("mr_0006", "LR_6")]
+
+
+@pytest.mark.conformance
+@pytest.mark.parametrize("series, name", MOSAIC_SERIES)
+def test_siemens_mosaic_sidecar_matches_dcm2niix(series, name):
+    import nibabel as nib
+
+    nih = conformance_dir("dcm_qa_nih")
+    files = sorted((nih / "In" / "20180918Si" / series).glob("*.dcm"))
+    datasets = [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
+    affine = lps_to_ras(mosaic_affine_lps(datasets[0]))
+    volume = Volume(np.zeros((72, 72, 5, 2), np.int16), affine, meta=meta_from_dataset(datasets[0]))
+    ours = build_sidecar(datasets, volume)
+    ref = load_reference(nih / "ref-dcm2niix" / f"In_EPI_PE={name}.json")
+    compared = assert_common_fields_agree(ours, ref)
+    assert {"EchoTime", "RepetitionTime", "FlipAngle", "SliceTiming", "SliceThickness"} <= set(compared)
+    assert ours["EchoTime"] == pytest.approx(0.05)  # DICOM 50 ms -> BIDS seconds
+    # Phase encoding: same direction in world space (dcm2niix flips rows, so compare vectors, not letters)
+    ref_affine = nib.load(nih / "ref-dcm2niix" / f"In_EPI_PE={name}.nii.gz").affine
+    np.testing.assert_allclose(phase_vector(ours["PhaseEncodingDirection"], affine),
+                               phase_vector(ref["PhaseEncodingDirection"], ref_affine), atol=1e-6)
+    assert ours["ConversionSoftware"] == "medconvert"
+
+
+def test_phase_encoding_letters_on_our_axes():
+    """ROW -> i, COL -> j; the sign from PhaseEncodingDirectionPositive (dcm2niix's j sign is flipped)."""
+    nih = conformance_dir("dcm_qa_nih")
+    expected = {"mr_0003": "j", "mr_0004": "j-", "mr_0005": "i", "mr_0006": "i-"}  # AP, PA, RL, LR
+    for series, letters in expected.items():
+        ds = pydicom.dcmread(next((nih / "In" / "20180918Si" / series).glob("*.dcm")), stop_before_pixels=True)
+        assert phase_encoding_direction(ds) == (letters, letters[0])
+
+
+@pytest.mark.conformance
+def test_siemens_xa_enhanced_sidecar_matches_dcm2niix():
+    import nibabel as nib
+
+    enh = conformance_dir("dcm_qa_enh")
+    files = sorted((enh / "In" / "Siemens" / "XA10").glob("*.dcm"))
+    volume = stack_volumes([read_enhanced(f)[0] for f in files])
+    ds = volume.source
+    ours = build_sidecar([ds], volume)
+    ref = load_reference(enh / "ref-dcm2niix" / "In_REST1_w_SMS_PF7-8_6.json")
+    compared = assert_common_fields_agree(ours, ref)
+    assert {"EchoTime", "RepetitionTime", "FlipAngle", "SliceTiming", "PixelBandwidth"} <= set(compared)
+    ref_affine = nib.load(enh / "ref-dcm2niix" / "In_REST1_w_SMS_PF7-8_6.nii.gz").affine
+    np.testing.assert_allclose(phase_vector(ours["PhaseEncodingDirection"], volume.affine),
+                               phase_vector(ref["PhaseEncodingDirection"], ref_affine), atol=1e-5)
+
+
+@pytest.mark.conformance
+def test_philips_enhanced_sidecars_per_volume_match_dcm2niix():
+    enh = conformance_dir("dcm_qa_enh")
+    magnitude, fieldmap = read_enhanced(enh / "In" / "Philips" / "IM_0027_fMAP.dcm")
+    ours = build_sidecar([magnitude.source], magnitude)
+    ref = load_reference(enh / "ref-dcm2niix" / "In_WIP_B0_NS_801_e1.json")
+    compared = assert_common_fields_agree(ours, ref)
+    assert {"EchoTime", "RepetitionTime", "FlipAngle", "PixelBandwidth", "SpacingBetweenSlices"} <= set(compared)
+    # Philips stores no phase-encoding polarity: the axis only, no guessed sign
+    assert "PhaseEncodingDirection" not in ours and ours["PhaseEncodingAxis"] == "i"
+    field = build_sidecar([fieldmap.source], fieldmap)
+    assert field["EchoTime"] == 0.0  # the field map frames' own EffectiveEchoTime
+    assert "FIELD_MAP" in field["ImageType"]
+
+
+@pytest.mark.conformance
+@pytest.mark.parametrize("series, number", [("mr_0004", 4), ("mr_0005", 5), ("mr_0006", 6), ("mr_0007", 7)])
+def test_ge_classic_sidecar_matches_dcm2niix(series, number):
+    nih = conformance_dir("dcm_qa_nih")
+    first = sorted((nih / "In" / "20180918GE" / series).glob("*.dcm"))[0]
+    ds = pydicom.dcmread(first, stop_before_pixels=True)
+    ours = build_sidecar([ds])
+    ref = load_reference(nih / "ref-dcm2niix" / f"In_DCM2NIIX_regression_test_{number}.json")
+    compared = assert_common_fields_agree(ours, ref)
+    assert {"EchoTime", "RepetitionTime", "FlipAngle", "SliceThickness", "MagneticFieldStrength"} <= set(compared)
+    assert "PhaseEncodingDirection" not in ours and ours["PhaseEncodingAxis"] == "j"
+
+
+@pytest.mark.conformance
+def test_ct_sidecar_and_meta_match_dcm2niix():
+    ct = conformance_dir("dcm_qa_ct")
+    ds = pydicom.dcmread(ct / "In" / "GE" / "01.dcm", stop_before_pixels=True)
+    ours = build_sidecar([ds])
+    ref = load_reference(ct / "ref-dcm2niix" / "In_2.json")
+    compared = assert_common_fields_agree(ours, ref)
+    assert {"ExposureTime", "XRayTubeCurrent", "ConvolutionKernel", "SliceThickness"} <= set(compared)
+    meta = meta_from_dataset(ds)
+    assert meta.units == "HU" and meta.modality == "CT"
+    assert meta.window == ((35.0, 100.0),)
+    assert meta.acquisition["GantryDetectorTilt"] == 18.5
+
+
+def test_slice_timing_from_per_slice_acquisition_times():
+    datasets = []
+    for k, t in enumerate(["120000.000", "120001.000", "120000.500", "120001.500"]):
+        ds = Dataset()
+        ds.Modality = "MR"
+        ds.MRAcquisitionType = "2D"
+        ds.RepetitionTime = 2000
+        ds.AcquisitionTime = t
+        datasets.append(ds)
+    volume = Volume(np.zeros((2, 2, 4), np.int16), np.eye(4))
+    assert build_sidecar(datasets, volume)["SliceTiming"] == pytest.approx([0, 1.0, 0.5, 1.5])
+    for ds in datasets:  # all equal: a 3D-like series has no slice timing
+        ds.AcquisitionTime = "120000"
+    assert "SliceTiming" not in build_sidecar(datasets, volume)
+
+
+# --------------------------------------------------------------------------- PHI
+def _phi_profile() -> list[tuple[int, str, str]]:
+    """(tag, keyword, VR) of every PS3.15 Annex E attribute with a fixed tag in the data dictionary."""
+    path = SHARED / "standard" / "confidentiality_profile_attributes.json"
+    if not path.exists():
+        pytest.skip("DICOM standard tables not available (../shared/standard)")
+    out = []
+    for row in json.loads(path.read_text()):
+        text = row["tag"].strip("()").replace(",", "")
+        try:
+            tag = int(text, 16)
+        except ValueError:
+            continue  # wildcard rows such as (50XX,XXXX)
+        keyword = keyword_for_tag(tag)
+        if not keyword or keyword in KEPT_DESCRIPTORS:
+            continue
+        out.append((tag, keyword, dictionary_VR(tag)))
+    return out
+
+
+_TEXT_VRS = {"LO", "SH", "PN", "LT", "ST", "UT", "UC", "CS", "AE", "UR"}
+
+
+def _marker_value(n: int, vr: str) -> tuple[object, str] | None:
+    """A value for VR that is unmistakable in JSON, and the substring to look for."""
+    vr = vr.split(" or ")[0]
+    if vr in _TEXT_VRS:
+        marker = f"PHIMARK{n:04d}"
+        return (f"PHIMARK{n:04d}^X" if vr == "PN" else marker), marker
+    if vr == "DA":
+        return f"1899{n % 12 + 1:02d}{n % 28 + 1:02d}", f"1899{n % 12 + 1:02d}{n % 28 + 1:02d}"
+    if vr == "TM":
+        return f"23{n % 60:02d}59.{n:06d}", f"59.{n:06d}"
+    if vr == "DT":
+        return f"1899010123{n % 60:02d}59.{n:06d}", f"59.{n:06d}"
+    if vr == "UI":
+        return f"1.2.826.0.1.99999.{n}", f"99999.{n}"
+    if vr in {"DS", "IS"}:
+        return f"97{n:04d}", f"97{n:04d}"
+    if vr == "AS":
+        return "077Y", "077Y"
+    return None
+
+
+def _plant_everything(ds: Dataset) -> list[str]:
+    """Fill every Annex E attribute (top level and in a nested sequence) with a marker; return markers."""
+    markers = []
+    nested = Dataset()
+    for n, (tag, keyword, vr) in enumerate(_phi_profile()):
+        planted = _marker_value(n, vr)
+        if planted is None:
+            if vr == "SQ":
+                item = Dataset()
+                item.PatientName = f"PHISEQ{n:04d}^Y"
+                setattr(ds, keyword, Sequence([item]))
+                markers.append(f"PHISEQ{n:04d}")
+            continue
+        value, marker = planted
+        ds.add_new(tag, vr.split(" or ")[0], value)
+        nested.add_new(tag, vr.split(" or ")[0], value)
+        markers.append(marker)
+    # the same identifiers inside functional groups, where enhanced lookups search
+    if "SharedFunctionalGroupsSequence" in ds:
+        ds.SharedFunctionalGroupsSequence[0].FrameContentSequence = Sequence([nested])
+    else:
+        ds.SharedFunctionalGroupsSequence = Sequence([Dataset()])
+        ds.SharedFunctionalGroupsSequence[0].FrameContentSequence = Sequence([nested])
+    return markers
+
+
+def _base_dataset() -> Dataset:
+    """A realistic header: a Siemens mosaic (CSA header) when real data exists, else a synthetic MR."""
+    candidates = list((CONFORMANCE / "dcm_qa_nih" / "In" / "20180918Si" / "mr_0003").glob("*.dcm"))
+    if candidates:
+        return pydicom.dcmread(candidates[0], stop_before_pixels=True)
+    ds = Dataset()
+    ds.Modality, ds.Manufacturer, ds.EchoTime, ds.RepetitionTime = "MR", "SIEMENS", 30, 2000
+    ds.InPlanePhaseEncodingDirection = "COL"
+    return ds
+
+
+def test_sidecar_without_phi_contains_no_planted_identifier():
+    ds = _base_dataset()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        markers = _plant_everything(ds)
+    assert len(markers) > 250  # the whole profile, not a token sample
+    sidecar = build_sidecar([ds, copy.deepcopy(ds)])
+    text = json.dumps(sidecar)
+    leaked = [m for m in markers if m in text]
+    assert leaked == []
+    assert set(sidecar) <= SIDECAR_KEYS
+    meta_text = repr(meta_from_dataset(ds))
+    assert [m for m in markers if m in meta_text] == []
+    # the real acquisition fields are still there
+    assert sidecar["EchoTime"] > 0 and sidecar["SeriesDescription"]
+
+
+def test_sidecar_with_phi_includes_identifiers():
+    ds = _base_dataset()
+    ds.PatientName = "Doe^Jane"
+    ds.PatientID = "MRN-12345"
+    ds.StudyDate = "20200102"
+    ds.AcquisitionDateTime = "20200102101010.5"
+    ds.InstitutionName = "General Hospital"
+    ds.SeriesInstanceUID = "1.2.3.4.5"
+    ds.DeviceSerialNumber = "SN-998"
+    sidecar = build_sidecar([ds], include_phi=True)
+    assert sidecar["PatientName"] == "Doe^Jane"
+    assert sidecar["PatientID"] == "MRN-12345"
+    assert sidecar["StudyDate"] == "20200102"
+    assert sidecar["AcquisitionDateTime"] == "20200102101010.5"
+    assert sidecar["InstitutionName"] == "General Hospital"
+    assert sidecar["SeriesInstanceUID"] == "1.2.3.4.5"
+    assert sidecar["DeviceSerialNumber"] == "SN-998"
+    assert set(sidecar) <= SIDECAR_KEYS | PHI_KEYS
+    without = build_sidecar([ds])
+    assert not (set(without) & PHI_KEYS)
+    assert "Doe" not in json.dumps(without) and "MRN-12345" not in json.dumps(without)
+
+
+_STRING_TAGS = sorted(
+    tag for tag, entry in DicomDictionary.items()
+    if entry[0] in {"LO", "SH", "PN", "LT", "ST", "UT", "DA", "TM", "DT", "UI", "CS", "AE"}
+    and entry[4] and entry[1] == "1" and entry[3] == ""  # single-valued, keyword, not retired
+    and entry[4] not in ALLOWED_SOURCES
+)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # planted strings are invalid for UI/DA/TM VRs
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    planted=st.lists(
+        st.tuples(st.sampled_from(_STRING_TAGS),
+                  st.text(alphabet="ABCDEFGHJKLMNPQRSTUVWXYZ", min_size=10, max_size=16),
+                  st.booleans()),
+        min_size=1, max_size=25, unique_by=lambda p: p[0]),
+    include_sequence=st.booleans(),
+)
+def test_random_identifiers_in_random_elements_never_reach_the_sidecar(planted, include_sequence):
+    ds = Dataset()
+    ds.Modality = "MR"
+    ds.Manufacturer = "SIEMENS"
+    ds.EchoTime = 30
+    ds.SeriesDescription = "t1"
+    nested = Dataset()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for tag, text, in_nested in planted:
+            target = nested if (in_nested and include_sequence) else ds
+            target.add_new(tag, DicomDictionary[tag][0], text)
+    if include_sequence:
+        ds.SharedFunctionalGroupsSequence = Sequence([Dataset()])
+        ds.SharedFunctionalGroupsSequence[0].FrameContentSequence = Sequence([nested])
+        ds.PerFrameFunctionalGroupsSequence = Sequence([copy.deepcopy(ds.SharedFunctionalGroupsSequence[0])])
+    sidecar = build_sidecar([ds])
+    text = json.dumps(sidecar)
+    assert set(sidecar) <= SIDECAR_KEYS
+    for _, value, _ in planted:
+        assert value not in text
+    assert sidecar["EchoTime"] == pytest.approx(0.03)
+
+
+# --------------------------------------------------------------------------- writing
+def test_write_sidecar_sorted_indented_atomic(tmp_path):
+    path = tmp_path / "sub-01_bold.json"
+    written = write_sidecar(path, {"RepetitionTime": 2.0, "EchoTime": 0.03, "SliceTiming": [0.0, 1.0]})
+    assert written == path
+    text = path.read_text()
+    assert json.loads(text) == {"EchoTime": 0.03, "RepetitionTime": 2.0, "SliceTiming": [0.0, 1.0]}
+    assert text.index("EchoTime") < text.index("RepetitionTime")
+    assert '\n  "EchoTime"' in text
+    assert [p.name for p in tmp_path.iterdir()] == ["sub-01_bold.json"]  # no temporaries left
+    with pytest.raises(OutputExistsError):
+        write_sidecar(path, {"EchoTime": 1.0})
+    write_sidecar(path, {"EchoTime": 1.0}, overwrite=True)
+    assert json.loads(path.read_text()) == {"EchoTime": 1.0}
+    with pytest.raises(OutputWriteError):
+        write_sidecar(tmp_path / "missing" / "x.json", {})
