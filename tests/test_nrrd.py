@@ -644,3 +644,20 @@ def test_1d_profile_gets_two_orthogonal_1mm_axes(tmp_path):
     np.testing.assert_allclose(columns[:, 0], [0, 0, 2])
     np.testing.assert_allclose(columns.T @ columns, np.diag([4.0, 1.0, 1.0]), atol=1e-12)
     assert np.linalg.det(columns) > 0
+
+
+def test_huge_sizes_on_a_tiny_file_fail_fast_without_allocating(tmp_path):
+    for encoding, payload in (("raw", bytes(10)), ("gzip", gzip.compress(bytes(10)))):
+        path = _write_raw_nrrd(tmp_path / f"huge_{encoding}.nrrd", [
+            "type: double", "dimension: 3", "sizes: 100000 100000 100000", "endian: little",
+            f"encoding: {encoding}"], payload)
+        with pytest.raises(CorruptFileError, match="truncated"):
+            read_nrrd(path)
+
+
+def test_time_axis_in_milliseconds_is_converted_to_seconds(tmp_path):
+    path = _write_raw_nrrd(tmp_path / "ms.nrrd", [
+        "type: uchar", "dimension: 4", "space: LPS", "sizes: 2 2 2 3",
+        "space directions: (1,0,0) (0,1,0) (0,0,1) none", "kinds: domain domain domain time",
+        "spacings: nan nan nan 2000", 'units: "" "" "" "ms"', "encoding: raw"], bytes(24))
+    assert read_nrrd(path).meta.time_step == pytest.approx(2.0)

@@ -112,6 +112,10 @@ _UNIT_TO_MM: dict[str, float] = {"": 1.0, "mm": 1.0, "millimeter": 1.0, "millime
                                  "millimetres": 1.0, "???": 1.0, "none": 1.0, "cm": 10.0, "m": 1000.0,
                                  "um": 1e-3, "\u00b5m": 1e-3, "micron": 1e-3, "microns": 1e-3}
 
+#: Per-axis ``units`` of a time axis -> seconds (anything else: seconds assumed).
+_TIME_TO_SECONDS: dict[str, float] = {"ms": 1e-3, "msec": 1e-3, "millisecond": 1e-3, "milliseconds": 1e-3,
+                                      "us": 1e-6, "usec": 1e-6, "min": 60.0, "minute": 60.0, "minutes": 60.0}
+
 #: Axis kinds that describe space (every other kind - list, vector, time... - is non-spatial).
 _SPATIAL_KINDS = frozenset({"domain", "space", "???", "none"})
 
@@ -385,11 +389,15 @@ def _read_voxels(header: dict[str, Any], path: Path, offset: int, list_files: li
         raise CorruptFileError(f"'byte skip' must be >= -1, got {byte_skip}", path)
     total = int(np.prod(sizes, dtype=np.int64))
     per_file = total // len(sources)
-    if encoding == "raw":
-        available = sum(max(0, s.stat().st_size - off) for s, off in sources)
-        if available < total * dtype.itemsize:
-            raise CorruptFileError(f"data section is truncated: {available} bytes present but the header's sizes "
-                                   f"{sizes.tolist()} need {total * dtype.itemsize}", path)
+    # Cheap plausibility check before allocating: a header claiming more voxels than the bytes on disk
+    # can hold (even at gzip's best ratio) is a truncated or corrupt file, not a reason to allocate GBs.
+    available = sum(max(0, s.stat().st_size - off) for s, off in sources)
+    needed = total * dtype.itemsize
+    capacity = {"raw": available, "gzip": 1100 * available + 4096, "ascii": (available + 1) // 2 * dtype.itemsize,
+                "hex": available // 2}.get(encoding)
+    if capacity is not None and capacity < needed:
+        raise CorruptFileError(f"data section is truncated: {available} bytes on disk cannot hold the "
+                               f"{needed} bytes the header's sizes {sizes.tolist()} need ({encoding})", path)
     try:
         flat = np.empty(total, dtype=dtype)
     except (MemoryError, ValueError) as exc:
@@ -603,6 +611,10 @@ def read_nrrd(path: str | Path) -> Volume:
         m4[:3, :3] = geo.measurement_frame
         measurement = _to_ras(m4, geo.frame)[:3, :3]
     time_step = geo.time_axis_step.get(kept[0]) if kept else None
+    if time_step is not None:
+        axis_units = _field(header, "units", default=None)
+        if axis_units is not None and len(axis_units) == dim:
+            time_step *= _TIME_TO_SECONDS.get(str(axis_units[kept[0]]).strip().lower(), 1.0)
     meta = _sanitized_meta(header, time_step, measurement)
     try:
         return Volume(array=array, affine=affine, meta=meta, source=header)
