@@ -433,3 +433,64 @@ def test_mosaic_grid_not_dividing_the_image_is_refused():
     ds.Rows = 13
     with pytest.raises(DicomError, match="cannot hold"):
         mosaic_tile_shape(ds)
+
+
+# --------------------------------------------------------------------------- more enhanced quirks
+def test_enhanced_ct_shared_rescale_gives_hu_volume(tmp_path):
+    path, _ = make_enhanced(tmp_path / "ct.dcm", echoes=(5.0,), n_times=1)
+    ds = pydicom.dcmread(path)
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2.1"  # Enhanced CT
+    ds.Modality = "CT"
+    for item in ds.PerFrameFunctionalGroupsSequence:
+        del item.MREchoSequence
+        del item.PixelValueTransformationSequence
+        item.CTImageFrameTypeSequence = item.MRImageFrameTypeSequence
+        del item.MRImageFrameTypeSequence
+    ds.SharedFunctionalGroupsSequence[0].PixelValueTransformationSequence = Sequence(
+        [_item(RescaleSlope=1.0, RescaleIntercept=-1024.0, RescaleType="HU")])
+    ds.SharedFunctionalGroupsSequence[0].FrameVOILUTSequence = Sequence([_item(WindowCenter=40, WindowWidth=400)])
+    ds.save_as(path)
+    (volume,) = read_enhanced(path)
+    assert volume.meta.units == "HU"
+    assert volume.meta.modality == "CT"
+    assert (volume.slope, volume.intercept) == (1.0, -1024.0)
+    assert volume.meta.window == ((40.0, 400.0),)
+    assert volume.shape == (5, 4, 3)
+
+
+def test_two_stacks_in_one_file_become_two_volumes(tmp_path):
+    path, truth = make_enhanced(tmp_path / "stacks.dcm", echoes=(5.0,), n_times=1, n_slices=4, shuffle=False)
+    ds = pydicom.dcmread(path)
+    # frames 2-3 become a second, sagittal stack
+    for n in (2, 3):
+        item = ds.PerFrameFunctionalGroupsSequence[n]
+        item.FrameContentSequence[0].StackID = "2"
+        item.PlaneOrientationSequence = Sequence([_item(ImageOrientationPatient=[0.0, 1.0, 0.0, 0.0, 0.0, -1.0])])
+        item.PlanePositionSequence[0].ImagePositionPatient = [float(n * 3.0), -10.0, 20.0]
+    ds.save_as(path)
+    volumes = read_enhanced(path)
+    assert [v.shape for v in volumes] == [(5, 4, 2), (5, 4, 2)]
+    assert volumes[0].orientation != volumes[1].orientation
+    # normal = row x col = (0,1,0) x (0,0,-1) = LPS -x: k runs towards LPS -x, i.e. RAS +x
+    np.testing.assert_allclose(volumes[1].affine[:3, 2], [3.0, 0.0, 0.0])
+    np.testing.assert_allclose(volumes[1].origin, [-9.0, 10.0, 20.0])  # the frame at LPS x=9 comes first
+
+
+def test_orientation_jitter_within_tolerance_stays_one_volume(tmp_path):
+    path, _ = make_enhanced(tmp_path / "jitter.dcm", echoes=(5.0,), n_times=1)
+    ds = pydicom.dcmread(path)
+    iop = [float(v) for v in ds.SharedFunctionalGroupsSequence[0].PlaneOrientationSequence[0].ImageOrientationPatient]
+    jitter = list(iop)
+    jitter[2] += 2e-5  # what scanners write: cosines printed with limited digits
+    ds.PerFrameFunctionalGroupsSequence[0].PlaneOrientationSequence = Sequence(
+        [_item(ImageOrientationPatient=jitter)])
+    ds.save_as(path)
+    assert len(read_enhanced(path)) == 1
+
+
+def test_single_frame_uses_spacing_between_slices_along_the_normal(tmp_path):
+    rot = rotation(0.1, 0.2, 0.3)
+    path, _ = make_enhanced(tmp_path / "one.dcm", echoes=(5.0,), n_times=1, n_slices=1, rotation_matrix=rot)
+    (volume,) = read_enhanced(path)
+    assert volume.shape == (5, 4, 1)
+    np.testing.assert_allclose(volume.affine[:3, 2], (rot[:, 2] * 2.5) * [-1, -1, 1], atol=1e-9)

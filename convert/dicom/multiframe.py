@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 #: Positions closer than this (mm) along the slice normal are the same slice.
-POSITION_TOLERANCE_MM = 1e-3 * 10  # 0.01 mm
+POSITION_TOLERANCE_MM = 0.01
 #: Allowed deviation of one slice step from the mean step, relative.
 SPACING_TOLERANCE = 0.01
 
@@ -228,15 +228,34 @@ def _frames(ds: Dataset, path: Path) -> list[_Frame]:
     return frames
 
 
+#: Frames whose orientation cosines / pixel spacing differ by less than this share a volume.
+ORIENTATION_TOLERANCE = 1e-4
+SPACING_TOLERANCE_MM = 1e-3
+
+
 def _split_key(frame: _Frame) -> tuple[Any, ...]:
     """Frames with different keys go to different volumes (as dcm2niix splits them)."""
     return (
         frame.stack,
         round(frame.echo_time, 3) if frame.echo_time is not None else None,
         frame.image_type,
-        tuple(round(v, 4) for v in frame.orientation),
-        tuple(round(v, 4) for v in frame.spacing),
     )
+
+
+def _split(frames: Sequence[_Frame]) -> list[list[_Frame]]:
+    """Group frames by stack, echo, image type, then orientation and pixel spacing (with tolerance)."""
+    groups: list[tuple[tuple[Any, ...], _Frame, list[_Frame]]] = []
+    for frame in frames:
+        key = _split_key(frame)
+        for group_key, leader, members in groups:
+            if (group_key == key
+                    and np.allclose(frame.orientation, leader.orientation, atol=ORIENTATION_TOLERANCE)
+                    and np.allclose(frame.spacing, leader.spacing, atol=SPACING_TOLERANCE_MM)):
+                members.append(frame)
+                break
+        else:
+            groups.append((key, frame, [frame]))
+    return [members for _, _, members in groups]
 
 
 def _slice_normal(orientation: Sequence[float]) -> np.ndarray:
@@ -440,16 +459,14 @@ def read_enhanced(path: Path, ds: Dataset | None = None) -> list[Volume]:
     if not is_enhanced(ds):
         raise DicomError("not an enhanced multi-frame DICOM (no PerFrameFunctionalGroupsSequence)", path)
     frames = _frames(ds, path)
-    groups: dict[tuple[Any, ...], list[_Frame]] = {}
-    for frame in frames:
-        groups.setdefault(_split_key(frame), []).append(frame)
+    groups = _split(frames)
     pixels = _decode(ds, path)
     if pixels.shape[0] != len(frames):
         raise CorruptFileError(
             f"pixel data holds {pixels.shape[0]} frames but the header describes {len(frames)}", path
         )
     volumes = []
-    for group in groups.values():
+    for group in groups:
         affine_lps, slices = _stack_geometry(group, path)
         array = _volume_array(pixels, slices)
         array, slope, intercept = _rescaled(array, slices)

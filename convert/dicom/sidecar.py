@@ -514,6 +514,8 @@ def build_sidecar(
                 sidecar[key] = value
         if "PhaseEncodingDirection" in sidecar:
             sidecar.pop("PhaseEncodingAxis", None)
+        if timing is not None:
+            sidecar["SliceTiming"] = timing  # the series' own (median) timing beats one header's
     if include_phi:
         sidecar.update(_collect(first, PHI_FIELDS))
     sidecar["ConversionSoftware"] = "medconvert"
