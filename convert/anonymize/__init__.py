@@ -85,8 +85,10 @@ def anonymize(src: str | Path | Dataset, dst: str | Path | None = None, *,
         if dst is not None:
             from convert.atomic import atomic_file
 
+            from convert.anonymize.run import save_dataset
+
             with atomic_file(Path(dst), overwrite=overwrite) as tmp:
-                out.save_as(tmp, enforce_file_format=True)
+                save_dataset(out, tmp)
         return out
     if dst is None:
         from convert.errors import ConvertError

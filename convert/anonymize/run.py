@@ -97,6 +97,21 @@ def _check_complete(ds: Dataset, path: Path) -> None:
         raise ConvertError(f"truncated: pixel data has {got} bytes, expected {expected}", path)
 
 
+def save_dataset(ds: Dataset, path: str | Path) -> None:
+    """Write ``ds`` as a DICOM Part 10 file in its own transfer syntax (raw elements copied as read).
+
+    When the object lacks a SOP class or instance UID (so a conformant file
+    meta cannot be built) it is still written, with the meta it has.
+    """
+    meta = ds.file_meta
+    complete = bool(meta.get("MediaStorageSOPClassUID")) and bool(meta.get("MediaStorageSOPInstanceUID"))
+    ts = meta.TransferSyntaxUID
+    if complete:
+        ds.save_as(path, enforce_file_format=True)
+    else:
+        ds.save_as(path, implicit_vr=ts.is_implicit_VR, little_endian=ts.is_little_endian)
+
+
 def output_path(dst: Path, ds: Dataset) -> Path:
     """``dst/<PatientID>/<StudyUID>/<SeriesUID>/<SOPInstanceUID>.dcm`` from the de-identified dataset."""
     def part(keyword: str, default: str) -> str:
@@ -130,7 +145,7 @@ def process_file(scrubber: Scrubber, path: Path, dst: Path, overwrite: bool, sin
         target = single_target or output_path(dst, out)
         target.parent.mkdir(parents=True, exist_ok=True)
         with atomic_file(target, overwrite=overwrite) as tmp:
-            out.save_as(tmp, enforce_file_format=True)
+            save_dataset(out, tmp)
     except AnonymizationError as exc:
         log.status, log.message = "refused", exc.message
         return log, {}

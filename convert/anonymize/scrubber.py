@@ -334,9 +334,7 @@ class Scrubber:
         ctx = _Context(self, plan, ds)
         out = self._scrub_dataset(ds, ctx, top=True)
         self._stamp(out, ctx, flagged=bool(reason))
-        meta = getattr(ds, "file_meta", None)
-        if meta is not None:
-            out.file_meta = self._scrub_meta(meta, out, ctx)
+        out.file_meta = self._scrub_meta(getattr(ds, "file_meta", None), ds, out, ctx)
         mapping = {}
         for keyword, tag in (("PatientID", _PATIENT_ID), ("StudyInstanceUID", 0x0020000D),
                              ("SeriesInstanceUID", 0x0020000E)):
@@ -363,6 +361,7 @@ class Scrubber:
         creators: dict[tuple[int, int], str] | None = None
         kept_private_blocks: set[tuple[int, int]] = set()
         dst = out._dict
+        implicit = src.original_encoding[0]
         for tag, elem in list(src._dict.items()):
             group = tag >> 16
             if group & 1:  # ---------------------------------------------- private
@@ -410,7 +409,9 @@ class Scrubber:
                 counts.kept += 1
                 continue
             if action == "K" and isinstance(elem, RawDataElement) and _raw_vr(elem, tag) != "SQ":
-                dst[tag] = elem
+                # raw bytes are copied as read, unless they were encoded differently from what the
+                # dataset declares (e.g. implicit VR inside an "explicit" file): then decode them
+                dst[tag] = elem if elem.is_implicit_VR == implicit else _copy(src[tag])
                 counts.kept += 1
                 continue
             new = self._apply(src, tag, action, ctx)
@@ -556,16 +557,28 @@ class Scrubber:
         if flagged:
             out.BurnedInAnnotation = "YES"
 
-    def _scrub_meta(self, meta: Dataset, out: Dataset, ctx: _Context) -> FileMetaDataset:
+    def _scrub_meta(self, meta: Dataset | None, src: Dataset, out: Dataset, ctx: _Context) -> FileMetaDataset:
+        """New file meta: version, SOP class, transfer syntax (from the input, or from how it was
+        encoded when it had no meta), MediaStorageSOPInstanceUID = the new SOPInstanceUID."""
+        from pydicom.uid import (PYDICOM_IMPLEMENTATION_UID, ExplicitVRBigEndian, ExplicitVRLittleEndian,
+                                 ImplicitVRLittleEndian)
+
+        meta = meta if meta is not None else Dataset()
         new = FileMetaDataset()
-        for keyword in ("FileMetaInformationVersion", "MediaStorageSOPClassUID", "TransferSyntaxUID"):
-            if keyword in meta:
-                setattr(new, keyword, meta[keyword].value)
+        new.FileMetaInformationVersion = b"\x00\x01"
+        sop_class = meta.get("MediaStorageSOPClassUID") or out.get("SOPClassUID")
+        if sop_class:
+            new.MediaStorageSOPClassUID = sop_class
         if _SOP_INSTANCE_UID in out and out[_SOP_INSTANCE_UID].value:
             new.MediaStorageSOPInstanceUID = out[_SOP_INSTANCE_UID].value
-        elif "MediaStorageSOPInstanceUID" in meta:
+        elif meta.get("MediaStorageSOPInstanceUID"):
             new.MediaStorageSOPInstanceUID = ctx.pseudo.uid(str(meta.MediaStorageSOPInstanceUID))
-        from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
+        ts = meta.get("TransferSyntaxUID")
+        if not ts:
+            implicit, little = src.original_encoding
+            ts = ImplicitVRLittleEndian if implicit in (True, None) else (
+                ExplicitVRLittleEndian if little in (True, None) else ExplicitVRBigEndian)
+        new.TransferSyntaxUID = ts
         new.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
         ctx.counts.replaced += 1
         return new
