@@ -1,1 +1,27 @@
-"""DICOM reading: scanning, series assembly, pixel decoding, multi-frame/mosaic, sidecars."""
+"""DICOM reading: scanning, series assembly, pixel decoding, multi-frame/mosaic, sidecars.
+
+Public API::
+
+    from convert.dicom import scan, assemble, read_series, convert_dicom_tree
+    result = scan("exam/")                    # headers only, fast
+    series = assemble(result.instances)       # grouped, sorted along the slice normal, checked
+    volume = read_series(series[0])           # Volume: [i, j, k(, t)], RAS+ affine in mm
+    report = convert_dicom_tree("exam/", "out/")   # every series -> .nii.gz + .json
+"""
+
+from __future__ import annotations
+
+from convert.dicom.reader import (
+    DICOM,
+    Report,
+    SeriesOutcome,
+    convert_dicom_tree,
+    read_series,
+    read_series_volumes,
+    volume_warnings,
+)
+from convert.dicom.scan import Instance, ScanResult, scan
+from convert.dicom.series import Series, assemble
+
+__all__ = ["DICOM", "Instance", "Report", "ScanResult", "Series", "SeriesOutcome", "assemble",
+           "convert_dicom_tree", "read_series", "read_series_volumes", "scan", "volume_warnings"]

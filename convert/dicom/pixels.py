@@ -1,0 +1,206 @@
+"""Pixel decoding: any transfer syntax pydicom's handlers (pylibjpeg, gdcm) support, bit fixes, rescale.
+
+* Decoding goes through :func:`pydicom.pixels.pixel_array` with the installed
+  plugins (pylibjpeg-libjpeg/openjpeg/rle, python-gdcm): explicit/implicit
+  little endian, big endian, RLE, JPEG lossless/baseline, JPEG-LS, JPEG 2000.
+* Stored values are masked to BitsStored and sign-extended at bit
+  ``BitsStored - 1`` (garbage in the unused high bits is common with 12-bit data).
+* Unsigned data with spare high bits (12 stored in 16) is returned as the signed
+  type of the same size (lossless; NIfTI tools prefer int16 to uint16).
+* MONOCHROME1 (0 = white) is inverted to MONOCHROME2 semantics:
+  ``stored' = min + max - stored`` over the range BitsStored can hold.
+* Colour (RGB/YBR, SamplesPerPixel > 1) is refused with
+  :class:`~convert.errors.UnsupportedDataError`: a Volume holds scalars only.
+* Frames come back as ``[row, col]`` (DICOM order); the reader transposes them to ``[i, j]``.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from convert.errors import CorruptFileError, DicomError, UnsupportedDataError
+
+
+def stored_dtype(bits_allocated: int, bits_stored: int, signed: bool) -> np.dtype:
+    """numpy dtype for stored values: smallest that holds BitsStored (signed when spare bits allow)."""
+    if bits_allocated == 1:
+        return np.dtype(np.uint8)
+    if bits_allocated <= 8:
+        return np.dtype(np.int8 if signed else np.uint8)
+    if bits_allocated <= 16:
+        return np.dtype(np.int16 if (signed or bits_stored < 16) else np.uint16)
+    if bits_allocated <= 32:
+        return np.dtype(np.int32 if (signed or bits_stored < 32) else np.uint32)
+    raise UnsupportedDataError(f"{bits_allocated}-bit pixel data is not supported")
+
+
+def fix_stored_bits(frame: np.ndarray, bits_stored: int, signed: bool) -> np.ndarray:
+    """Mask to ``bits_stored`` bits and sign-extend at bit ``bits_stored - 1`` when ``signed``.
+
+    Works on integer arrays of any width; returns a new array of the same dtype
+    (floats are returned unchanged).
+    """
+    if not frame.dtype.isnative:  # big endian data: swap to native before looking at bits
+        frame = frame.astype(frame.dtype.newbyteorder("="))
+    if frame.dtype.kind not in "iu" or bits_stored <= 0 or bits_stored >= frame.dtype.itemsize * 8:
+        return frame
+    unsigned = frame.view(np.dtype(f"u{frame.dtype.itemsize}"))
+    mask = (1 << bits_stored) - 1
+    masked = unsigned & unsigned.dtype.type(mask)
+    if not signed:
+        return masked.view(frame.dtype) if frame.dtype.kind == "u" else masked.astype(frame.dtype)
+    sign = unsigned.dtype.type(1 << (bits_stored - 1))
+    signed_dtype = np.dtype(f"i{frame.dtype.itemsize}")
+    # (v ^ sign) - sign sign-extends a two's-complement value of bits_stored bits
+    return ((masked ^ sign).astype(signed_dtype) - signed_dtype.type(int(sign))).astype(signed_dtype)
+
+
+def invert_monochrome1(frame: np.ndarray, bits_stored: int, signed: bool) -> np.ndarray:
+    """MONOCHROME1 -> MONOCHROME2: reflect values within the range BitsStored can hold."""
+    if signed:
+        lo, hi = -(1 << (bits_stored - 1)), (1 << (bits_stored - 1)) - 1
+    else:
+        lo, hi = 0, (1 << bits_stored) - 1
+    return (lo + hi - frame.astype(np.int64)).astype(frame.dtype)
+
+
+def _read_full(path: Path) -> Any:
+    import pydicom
+
+    if path.name.lower().endswith(".gz"):
+        import gzip
+
+        with gzip.open(path, "rb") as fh:
+            return pydicom.dcmread(io.BytesIO(fh.read()), force=True)
+    return pydicom.dcmread(str(path), force=True)
+
+
+def decode_frames(path: Path, ds: Any | None = None, *, expected: tuple[int, int] | None = None) -> tuple[np.ndarray, Any]:
+    """Decode every frame of one file to stored values ``[frame, row, col]``.
+
+    Args:
+        path: the DICOM file (named in errors).
+        ds: the full dataset if already read (else it is read from ``path``).
+        expected: ``(rows, columns)`` the series expects; a mismatch raises.
+
+    Returns:
+        ``(frames, dataset)``: frames in the dtype of :func:`stored_dtype`, masked,
+        sign-extended and MONOCHROME1-inverted.
+
+    Raises:
+        CorruptFileError: truncated file or pixel data shorter than Rows x Columns.
+        DicomError: transfer syntax without a decoder, or no pixel data.
+        UnsupportedDataError: colour images, unusual bit depths.
+    """
+    from pydicom.pixels import pixel_array
+
+    path = Path(path)
+    try:
+        if ds is None:
+            ds = _read_full(path)
+    except Exception as exc:
+        raise CorruptFileError(f"cannot read DICOM file (truncated or corrupt?): {exc}", path) from exc
+    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+        raise DicomError("DICOM file has no pixel data (truncated, or not an image)", path)
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2") or "MONOCHROME2").strip().upper()
+    if samples != 1 or photometric.startswith(("RGB", "YBR", "PALETTE")):
+        raise UnsupportedDataError(
+            f"colour image ({photometric}, {samples} samples per pixel) cannot be converted: medconvert volumes "
+            "hold one value per voxel; convert it with a general image tool instead",
+            path,
+        )
+    bits_allocated = int(ds.get("BitsAllocated", 16) or 16)
+    bits_stored = int(ds.get("BitsStored", bits_allocated) or bits_allocated)
+    signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
+    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    if expected is not None and (rows, cols) != tuple(expected):
+        raise DicomError(f"image is {cols}x{rows} but the series is {expected[1]}x{expected[0]}", path)
+    _check_pixel_length(ds, path, rows, cols, bits_allocated)
+    ts = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
+    try:
+        arr = pixel_array(ds, raw=True)
+    except (NotImplementedError, RuntimeError) as exc:
+        name = _ts_name(ts)
+        raise DicomError(
+            f"cannot decode pixel data in transfer syntax {name}: {exc}. Install a decoder plugin "
+            "(pylibjpeg-libjpeg, pylibjpeg-openjpeg, python-gdcm) or re-export uncompressed",
+            path,
+        ) from exc
+    except (ValueError, IndexError, EOFError, OSError, KeyError, TypeError, AttributeError) as exc:
+        raise CorruptFileError(f"pixel data cannot be decoded (truncated or corrupt): {exc}", path) from exc
+    arr = np.asarray(arr)
+    nframes = int(ds.get("NumberOfFrames", 1) or 1)
+    if arr.ndim == 2:
+        arr = arr[np.newaxis]
+    if arr.shape != (nframes, rows, cols):
+        raise CorruptFileError(f"decoded pixel data has shape {arr.shape}, expected {(nframes, rows, cols)}", path)
+    if arr.dtype.kind == "f":
+        return arr.astype(np.float32 if arr.dtype.itemsize <= 4 else np.float64), ds
+    out_dtype = stored_dtype(bits_allocated, bits_stored, signed)
+    arr = fix_stored_bits(arr, bits_stored, signed)
+    if photometric == "MONOCHROME1":
+        arr = invert_monochrome1(arr, bits_stored, signed)
+    if arr.dtype != out_dtype:
+        arr = arr.astype(out_dtype)
+    return arr, ds
+
+
+def _ts_name(ts: str) -> str:
+    try:
+        from pydicom.uid import UID
+
+        return f"{UID(ts).name} ({ts})" if ts else "(unknown)"
+    except Exception:  # pragma: no cover
+        return ts
+
+
+def _check_pixel_length(ds: Any, path: Path, rows: int, cols: int, bits_allocated: int) -> None:
+    """Native (uncompressed) pixel data must hold Rows x Columns x frames values."""
+    ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    try:
+        compressed = bool(ts is not None and ts.is_compressed)
+    except Exception:
+        compressed = False
+    if compressed or "PixelData" not in ds:
+        return
+    nframes = int(ds.get("NumberOfFrames", 1) or 1)
+    expected = (rows * cols * nframes * bits_allocated + 7) // 8
+    try:
+        have = len(ds.PixelData)
+    except Exception as exc:
+        raise CorruptFileError(f"pixel data cannot be read (truncated?): {exc}", path) from exc
+    if have < expected:
+        raise CorruptFileError(
+            f"pixel data is {have} bytes but {cols}x{rows}x{nframes} pixels of {bits_allocated} bits need "
+            f"{expected}: the file is truncated",
+            path,
+        )
+
+
+def rescale_plan(slopes: Sequence[float], intercepts: Sequence[float], stored: np.dtype,
+                 stored_range: tuple[float, float]) -> tuple[str, np.dtype, float, float]:
+    """Decide how to carry RescaleSlope/Intercept for a series.
+
+    Returns ``(mode, dtype, slope, intercept)``: mode ``"common"`` when every
+    slice shares one slope/intercept (keep the stored dtype; carry them in the
+    Volume), else ``"apply"``: apply per slice into ``dtype`` (an integer type
+    when every result is an integer, else float32) with slope 1, intercept 0.
+    """
+    s = np.asarray(slopes, dtype=np.float64)
+    b = np.asarray(intercepts, dtype=np.float64)
+    if np.all(s == s[0]) and np.all(b == b[0]):
+        return "common", stored, float(s[0]), float(b[0])
+    if stored.kind in "iu" and np.all(s == np.round(s)) and np.all(b == np.round(b)):
+        lo, hi = stored_range
+        candidates = np.concatenate([s * lo + b, s * hi + b])
+        vmin, vmax = float(candidates.min()), float(candidates.max())
+        for dt in (np.int16, np.int32):
+            info = np.iinfo(dt)
+            if info.min <= vmin and vmax <= info.max:
+                return "apply", np.dtype(dt), 1.0, 0.0
+    return "apply", np.dtype(np.float32), 1.0, 0.0

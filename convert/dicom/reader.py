@@ -1,0 +1,704 @@
+"""Read DICOM series into Volumes; the ``DICOM`` format adapter; whole-tree conversion.
+
+Geometry (DICOM PS3.3 C.7.6.2, all in LPS+ mm before the one conversion to RAS+):
+
+* ImageOrientationPatient = (row cosine, column cosine). The row cosine is the
+  direction of increasing **column index** (our ``i``); the column cosine the
+  direction of increasing **row index** (our ``j``).
+* PixelSpacing = (spacing between rows = along ``j``, spacing between columns =
+  along ``i``): the classic swap.
+* The slice axis ``k`` runs from the first to the last slice sorted along the
+  normal ``cross(row, col)``; its vector is ``(IPP_last - IPP_first) / (n - 1)``,
+  so gantry tilt is kept exactly as a shear unless tilt correction is asked for.
+  A single slice uses the normal times SpacingBetweenSlices, SliceThickness or 1 mm.
+* ``pixel_array[row, col]`` becomes ``array[i=col, j=row]``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import unicodedata
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from convert.dicom.pixels import decode_frames, rescale_plan, stored_dtype
+from convert.dicom.scan import Instance, ScanResult, dicom_time_seconds, looks_like_dicom, read_header, scan
+from convert.dicom.series import Series, assemble
+from convert.errors import ConvertError, CorruptFileError, DicomError, InputNotFoundError, UnsupportedDataError
+from convert.volume import Meta, Volume, lps_to_ras
+
+try:  # owned by the multi-frame helper; optional until it lands
+    from convert.dicom import multiframe as _multiframe
+except ImportError:  # pragma: no cover - depends on the other helper's progress
+    _multiframe = None  # type: ignore[assignment]
+
+try:
+    from convert.dicom import sidecar as _sidecar
+except ImportError:  # pragma: no cover
+    _sidecar = None  # type: ignore[assignment]
+
+
+# --------------------------------------------------------------------------- options
+@dataclass(frozen=True)
+class ReadOptions:
+    """How to treat imperfect series.
+
+    Attributes:
+        tilt_correct: resample a gantry-tilted (sheared) series onto an
+            orthogonal grid (in-plane linear interpolation, field of view
+            extended so nothing is cut off), as dcm2niix's ``_Tilt`` output.
+        allow_gaps: read a series with missing slices by resampling it onto a
+            regular grid at the median spacing (values in the gap are linearly
+            interpolated from its neighbours: flagged in warnings). Default: refuse.
+        resample_uneven: resample unevenly spaced slices onto a regular grid at
+            the median spacing. Default: stack them with a warning (the affine
+            then holds the mean spacing from first to last slice).
+        workers: decoding threads (default 2).
+    """
+
+    tilt_correct: bool = False
+    allow_gaps: bool = False
+    resample_uneven: bool = False
+    workers: int | None = None
+
+
+# --------------------------------------------------------------------------- geometry
+def slice_affine_lps(first: Instance, last: Instance | None, n_slices: int) -> np.ndarray:
+    """4x4 voxel -> LPS+ affine for a stack of 2D slices from ``first`` to ``last`` (see module doc)."""
+    if first.orientation is None:
+        row, col = np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0])
+    else:
+        row = np.asarray(first.orientation[:3], dtype=np.float64)
+        col = np.asarray(first.orientation[3:], dtype=np.float64)
+        row, col = row / np.linalg.norm(row), col / np.linalg.norm(col)
+    dj, di = first.pixel_spacing if first.pixel_spacing else (1.0, 1.0)
+    affine = np.eye(4)
+    affine[:3, 0] = row * di
+    affine[:3, 1] = col * dj
+    origin = np.asarray(first.position, dtype=np.float64) if first.position is not None else np.zeros(3)
+    if n_slices > 1 and last is not None and last.position is not None and first.position is not None:
+        affine[:3, 2] = (np.asarray(last.position, dtype=np.float64) - origin) / (n_slices - 1)
+    else:
+        normal = np.cross(row, col)
+        thickness = first.spacing_between_slices or first.slice_thickness or 1.0
+        affine[:3, 2] = normal * abs(thickness)
+    affine[:3, 3] = origin
+    return affine
+
+
+def _meta_for(ds: Any, series: Series | None = None) -> Meta:
+    if _sidecar is not None:
+        try:
+            return _sidecar.meta_from_dataset(ds)
+        except Exception:  # a sidecar bug must not stop a conversion
+            pass
+    modality = str(ds.get("Modality", "") or "") or None
+    units = "HU" if modality == "CT" else None
+    return Meta(modality=modality, manufacturer=str(ds.get("Manufacturer", "") or "") or None,
+                series_description=str(ds.get("SeriesDescription", "") or "") or None, units=units)
+
+
+def _time_step(series: Series) -> float | None:
+    if series.n_times < 2:
+        return None
+    first = series.first
+    tr = first.header.get("RepetitionTime") if first.header is not None else None
+    times = [inst.acquisition_time for inst in (series.grid[0] if series.kind == "slices" else series.grid[0])]
+    if all(t is not None for t in times):
+        diffs = np.diff(np.asarray(times, dtype=np.float64))
+        if len(diffs) and np.all(diffs > 0):
+            return float(np.median(diffs))
+    try:
+        if tr is not None and float(tr) > 0:
+            return float(tr) / 1000.0
+    except (TypeError, ValueError):
+        pass
+    return None
+
+
+# --------------------------------------------------------------------------- reading
+def _decode_into(target: np.ndarray, index: tuple, inst: Instance, expected: tuple[int, int]) -> tuple[float, float]:
+    frames, ds = decode_frames(inst.path, expected=expected)
+    if frames.shape[0] != 1:
+        raise DicomError(f"expected one frame, found {frames.shape[0]}", inst.path)
+    frame = frames[0]
+    if frame.dtype.kind == "f" and target.dtype.kind != "f":
+        raise UnsupportedDataError("floating-point pixel data in a series is not supported", inst.path)
+    target[(slice(None), slice(None)) + index] = frame.T
+    slope = _to_float(ds.get("RescaleSlope"), 1.0) or 1.0
+    intercept = _to_float(ds.get("RescaleIntercept"), 0.0)
+    return slope, intercept
+
+
+def _to_float(value: Any, default: float) -> float:
+    try:
+        return float(value) if value is not None and value != "" else default
+    except (TypeError, ValueError):
+        return default
+
+
+def _stored_range(inst: Instance) -> tuple[float, float]:
+    bits = inst.bits_stored or inst.bits_allocated or 16
+    if inst.pixel_representation == 1:
+        return (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+    return (0, 2**bits - 1)
+
+
+def read_series(series: Series, *, tilt_correct: bool = False, allow_gaps: bool = False,
+                resample_uneven: bool = False, workers: int | None = None) -> Volume:
+    """Decode one series into a Volume (RAS+ affine, ``[i, j, k(, t)]``).
+
+    Args:
+        series: from :func:`convert.dicom.series.assemble`.
+        tilt_correct, allow_gaps, resample_uneven, workers: see :class:`ReadOptions`.
+
+    Raises:
+        DicomError: the series cannot be assembled (missing slices without
+            ``allow_gaps``, inconsistent 4D...), or a file cannot be decoded;
+            the message names the file(s).
+        CorruptFileError: a file is truncated.
+        UnsupportedDataError: colour data.
+    """
+    opts = ReadOptions(tilt_correct=tilt_correct, allow_gaps=allow_gaps, resample_uneven=resample_uneven,
+                       workers=workers)
+    where = series.first.path
+    if series.problem:
+        raise DicomError(f"series {series.label}: {series.problem}", where)
+    if series.kind == "multiframe":
+        volumes = _read_multiframe_series(series)
+        if len(volumes) != 1:
+            raise DicomError(
+                f"series {series.label} holds {len(volumes)} volumes (stacks/echoes/image types); convert it to "
+                "an output FOLDER to get them all", where)
+        return volumes[0]
+    if series.kind == "mosaic":
+        return _read_mosaic(series, opts)
+    if series.missing and not opts.allow_gaps:
+        k, n = series.missing[0]
+        before, after = series.grid[k][0].path, series.grid[k + 1][0].path
+        raise DicomError(
+            f"series {series.label} has missing slices: {n} slice(s) missing between {before} and {after} "
+            f"({sum(m for _, m in series.missing)} in total); refusing to stack it with a wrong geometry. "
+            "Find the missing files, or pass --allow-gaps (allow_gaps=True) to resample across the gap",
+            where,
+        )
+    return _read_slices(series, opts)
+
+
+def _read_slices(series: Series, opts: ReadOptions) -> Volume:
+    first = series.first
+    if first.samples_per_pixel != 1 or first.photometric.startswith(("RGB", "YBR", "PALETTE")):
+        raise UnsupportedDataError(
+            f"colour image ({first.photometric}) cannot be converted: medconvert volumes hold one value per voxel",
+            first.path)
+    nk, nt = series.n_slices, series.n_times
+    dtype = stored_dtype(first.bits_allocated or 16, first.bits_stored or 16, first.pixel_representation == 1)
+    shape = (first.columns, first.rows, nk) + ((nt,) if nt > 1 else ())
+    array = np.empty(shape, dtype=dtype, order="F")
+    jobs = []
+    for k, column in enumerate(series.grid):
+        for t, inst in enumerate(column):
+            jobs.append(((k, t) if nt > 1 else (k,), inst))
+    expected = (first.rows, first.columns)
+    n_workers = opts.workers or min(2, os.cpu_count() or 1)
+
+    def work(job: tuple[tuple, Instance]) -> tuple[float, float]:
+        return _decode_into(array, job[0], job[1], expected)
+
+    if n_workers > 1 and len(jobs) > 4:
+        with ThreadPoolExecutor(max_workers=n_workers) as pool:
+            scalings = list(pool.map(work, jobs))
+    else:
+        scalings = [work(job) for job in jobs]
+
+    mode, out_dtype, slope, intercept = rescale_plan([s for s, _ in scalings], [b for _, b in scalings],
+                                                     array.dtype, _stored_range(first))
+    if mode == "apply":
+        scaled = np.empty(shape, dtype=out_dtype, order="F")
+        for (index, _), (s, b) in zip(jobs, scalings):
+            sl = (slice(None), slice(None)) + index
+            values = array[sl].astype(np.float64) * s + b
+            scaled[sl] = np.round(values) if out_dtype.kind in "iu" else values
+        array = scaled
+
+    affine = slice_affine_lps(first, series.grid[-1][0], nk)
+    warnings = list(series.warnings)
+    needs_regrid = (series.missing and opts.allow_gaps) or (series.uneven and opts.resample_uneven)
+    if needs_regrid:
+        array, affine = _regrid_slices(array, affine, series)
+        warnings.append("resampled onto a regular slice grid at the median spacing")
+    if opts.tilt_correct and series.tilt_deg > 0.0 and nk > 1:
+        fill = float(np.min(array)) if array.size else 0.0
+        array, affine = _correct_tilt(array, affine, fill)
+        warnings.append(f"gantry tilt of {series.tilt_deg:.2f} degrees corrected by resampling")
+
+    meta = _meta_for(first.header, series)
+    step = _time_step(series)
+    if step is not None:
+        meta = meta.replace(time_step=step)
+    volume = Volume(array=array, affine=lps_to_ras(affine), meta=meta, slope=slope, intercept=intercept,
+                    source=first.header)
+    object.__setattr__(volume, "_warnings", warnings)  # informational; not part of the Volume API
+    return volume
+
+
+def volume_warnings(volume: Volume) -> list[str]:
+    """Warnings recorded while reading ``volume`` (tilt, gaps, uneven spacing, duplicates)."""
+    return list(getattr(volume, "_warnings", []))
+
+
+def _regrid_slices(array: np.ndarray, affine: np.ndarray, series: Series) -> tuple[np.ndarray, np.ndarray]:
+    """Linear interpolation along k onto a regular grid at the median spacing (keeps dtype; ints rounded)."""
+    d = series.distances
+    median = float(np.median(np.diff(d)))
+    n_new = int(round((d[-1] - d[0]) / median)) + 1
+    targets = d[0] + np.arange(n_new) * ((d[-1] - d[0]) / (n_new - 1))
+    idx = np.clip(np.searchsorted(d, targets, side="right") - 1, 0, len(d) - 2)
+    w = (targets - d[idx]) / (d[idx + 1] - d[idx])
+    shape = array.shape[:2] + (n_new,) + array.shape[3:]
+    out = np.empty(shape, dtype=array.dtype, order="F")
+    for k in range(n_new):
+        lo, hi, wk = array[:, :, idx[k]], array[:, :, idx[k] + 1], float(w[k])
+        if wk <= 1e-9:
+            out[:, :, k] = lo
+        elif wk >= 1 - 1e-9:
+            out[:, :, k] = hi
+        else:
+            vals = lo.astype(np.float64) * (1 - wk) + hi.astype(np.float64) * wk
+            out[:, :, k] = np.round(vals) if array.dtype.kind in "iu" else vals
+    new_affine = affine.copy()
+    total = affine[:3, 2] * (len(d) - 1)  # first -> last slice vector
+    new_affine[:3, 2] = total / (n_new - 1)
+    return out, new_affine
+
+
+def _correct_tilt(array: np.ndarray, affine: np.ndarray, fill: float) -> tuple[np.ndarray, np.ndarray]:
+    """Resample a sheared stack onto an orthogonal grid (k along the slice normal).
+
+    Voxel ``(i, j, k)`` of the sheared stack sits at ``o + i*ci + j*cj + k*s``. The
+    orthogonal grid uses ``k*s_perp`` (``s_perp`` = part of ``s`` along the
+    normal); slice ``k`` is shifted in-plane by ``-k*(s - s_perp)`` with bilinear
+    interpolation. The in-plane field of view is extended to keep every voxel.
+    """
+    from scipy import ndimage
+
+    ci, cj, s = affine[:3, 0], affine[:3, 1], affine[:3, 2]
+    normal = np.cross(ci, cj)
+    normal /= np.linalg.norm(normal)
+    s_perp = normal * float(np.dot(s, normal))
+    shear = s - s_perp
+    # shear in voxel units along i and j (ci, cj are orthogonal for valid DICOM)
+    si = float(np.dot(shear, ci) / np.dot(ci, ci))
+    sj = float(np.dot(shear, cj) / np.dot(cj, cj))
+    nk = array.shape[2]
+    shifts_i, shifts_j = si * np.arange(nk), sj * np.arange(nk)
+    lo_i, hi_i = int(np.floor(min(0.0, shifts_i.min()) + 1e-6)), int(np.ceil(max(0.0, shifts_i.max()) - 1e-6))
+    lo_j, hi_j = int(np.floor(min(0.0, shifts_j.min()) + 1e-6)), int(np.ceil(max(0.0, shifts_j.max()) - 1e-6))
+    ni, nj = array.shape[0] + hi_i - lo_i, array.shape[1] + hi_j - lo_j
+    out_dtype = array.dtype
+    shape = (ni, nj) + array.shape[2:]
+    out = np.empty(shape, dtype=out_dtype, order="F")
+    extra = array.shape[3:]
+    for k in range(nk):
+        for t in np.ndindex(*extra) if extra else [()]:
+            src = array[(slice(None), slice(None), k) + t].astype(np.float64)
+            canvas = np.full((ni, nj), fill, dtype=np.float64)
+            canvas[-lo_i : -lo_i + array.shape[0], -lo_j : -lo_j + array.shape[1]] = src
+            # orthogonal voxel (i', j') holds sheared voxel (i' + lo_i + k*si ... ): world o + i ci + j cj + k s
+            shifted = ndimage.shift(canvas, (shifts_i[k], shifts_j[k]), order=1, mode="constant", cval=fill)
+            if out_dtype.kind in "iu":
+                shifted = np.round(shifted)
+            out[(slice(None), slice(None), k) + t] = shifted
+    new_affine = affine.copy()
+    new_affine[:3, 2] = s_perp
+    new_affine[:3, 3] = affine[:3, 3] + lo_i * ci + lo_j * cj
+    return out, new_affine
+
+
+# --------------------------------------------------------------------------- multi-frame / mosaic
+def _require_multiframe(path: Path) -> Any:
+    if _multiframe is None:
+        raise DicomError("multi-frame and mosaic DICOM support (convert.dicom.multiframe) is not installed", path)
+    return _multiframe
+
+
+def read_multiframe(inst: Instance) -> list[Volume]:
+    """Every volume in one multi-frame file (enhanced objects via :mod:`convert.dicom.multiframe`)."""
+    mf = _require_multiframe(inst.path)
+    if mf.is_enhanced(inst.header):
+        return list(mf.read_enhanced(inst.path, inst.header))
+    # classic multi-frame (e.g. NM/US/old CT): frames are slices of one stack
+    frames, ds = decode_frames(inst.path, expected=(inst.rows, inst.columns))
+    array = np.asfortranarray(frames.transpose(2, 1, 0))
+    affine = slice_affine_lps(inst, None, 1)
+    slope, intercept = _to_float(ds.get("RescaleSlope"), 1.0) or 1.0, _to_float(ds.get("RescaleIntercept"), 0.0)
+    return [Volume(array=array, affine=lps_to_ras(affine), meta=_meta_for(inst.header), slope=slope,
+                   intercept=intercept, source=inst.header)]
+
+
+def _read_mosaic(series: Series, opts: ReadOptions) -> Volume:
+    first = series.first
+    mf = _require_multiframe(first.path)
+    stacks = None
+    scalings = []
+    for t, inst in enumerate(series.grid[0]):
+        frames, ds = decode_frames(inst.path, expected=(first.rows, first.columns))
+        stack = np.asarray(mf.unmosaic(frames[0], inst.header))  # [row, col, slice]
+        if stacks is None:
+            shape = (stack.shape[1], stack.shape[0], stack.shape[2]) + ((series.n_times,) if series.n_times > 1 else ())
+            stacks = np.empty(shape, dtype=stack.dtype, order="F")
+        if stack.shape[:3] != (stacks.shape[1], stacks.shape[0], stacks.shape[2]):
+            raise DicomError(f"mosaic holds {stack.shape} but the series expects "
+                             f"{(stacks.shape[1], stacks.shape[0], stacks.shape[2])}", inst.path)
+        target = (slice(None), slice(None), slice(None)) + ((t,) if series.n_times > 1 else ())
+        stacks[target] = stack.transpose(1, 0, 2)
+        scalings.append((_to_float(ds.get("RescaleSlope"), 1.0) or 1.0, _to_float(ds.get("RescaleIntercept"), 0.0)))
+    assert stacks is not None
+    mode, out_dtype, slope, intercept = rescale_plan([s for s, _ in scalings], [b for _, b in scalings],
+                                                     stacks.dtype, _stored_range(first))
+    if mode == "apply":
+        out = np.empty(stacks.shape, dtype=out_dtype, order="F")
+        for t, (s, b) in enumerate(scalings):
+            sl = (Ellipsis, t) if stacks.ndim == 4 else (Ellipsis,)
+            vals = stacks[sl].astype(np.float64) * s + b
+            out[sl] = np.round(vals) if out_dtype.kind in "iu" else vals
+        stacks = out
+    affine = np.asarray(mf.mosaic_affine_lps(first.header), dtype=np.float64)
+    meta = _meta_for(first.header, series)
+    step = _time_step(series)
+    if step is not None:
+        meta = meta.replace(time_step=step)
+    volume = Volume(array=stacks, affine=lps_to_ras(affine), meta=meta, slope=slope, intercept=intercept,
+                    source=first.header)
+    object.__setattr__(volume, "_warnings", list(series.warnings))
+    return volume
+
+
+def _read_multiframe_series(series: Series) -> list[Volume]:
+    """Volumes of a multi-frame series; several files with one same-geometry volume each become 4D."""
+    per_file = [read_multiframe(inst) for inst in series.grid[0]]
+    if len(per_file) == 1:
+        return per_file[0]
+    singles = [vols[0] for vols in per_file if len(vols) == 1]
+    if len(singles) == len(per_file):
+        ref = singles[0]
+        same = all(v.array.ndim == 3 and v.shape == ref.shape and np.allclose(v.affine, ref.affine, atol=1e-3)
+                   and v.dtype == ref.dtype for v in singles)
+        if same:
+            array = np.empty(ref.shape + (len(singles),), dtype=ref.dtype, order="F")
+            slopes = [v.slope for v in singles]
+            intercepts = [v.intercept for v in singles]
+            for t, v in enumerate(singles):
+                array[..., t] = v.array
+            mode, out_dtype, slope, intercept = rescale_plan(slopes, intercepts, ref.dtype,
+                                                             (float(array.min()), float(array.max())))
+            if mode == "apply":
+                scaled = np.empty(array.shape, dtype=out_dtype, order="F")
+                for t, (s_, b_) in enumerate(zip(slopes, intercepts)):
+                    vals = array[..., t].astype(np.float64) * s_ + b_
+                    scaled[..., t] = np.round(vals) if out_dtype.kind in "iu" else vals
+                array = scaled
+            meta = ref.meta
+            step = _time_step(series)
+            if step is not None:
+                meta = meta.replace(time_step=step)
+            return [Volume(array=array, affine=ref.affine, meta=meta, slope=slope, intercept=intercept,
+                           source=ref.source)]
+    return [v for vols in per_file for v in vols]
+
+
+def read_series_volumes(series: Series, **options: Any) -> list[Volume]:
+    """Like :func:`read_series` but returns every volume (a multi-frame file may hold several)."""
+    if series.kind == "multiframe":
+        if series.problem:
+            raise DicomError(f"series {series.label}: {series.problem}", series.first.path)
+        return _read_multiframe_series(series)
+    return [read_series(series, **options)]
+
+
+# --------------------------------------------------------------------------- the Format adapter
+def _folder_has_dicom(path: Path, limit: int = 64) -> bool:
+    seen = 0
+    for dirpath, dirnames, filenames in os.walk(path):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.startswith(".") or name.lower() == "dicomdir":
+                continue
+            if looks_like_dicom(Path(dirpath) / name):
+                return True
+            seen += 1
+            if seen >= limit:
+                return False
+    return False
+
+
+def _sniff_file(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+    except OSError:
+        return False
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return True
+    if path.name.lower().endswith(".gz"):
+        return looks_like_dicom(path)
+    if len(head) >= 8 and head[0:2] in (b"\x08\x00",):
+        try:
+            ds = read_header(path)
+        except DicomError:
+            return False
+        return bool(ds.get("Rows")) and bool(ds.get("Columns"))
+    return False
+
+
+def describe_series(series: Sequence[Series]) -> str:
+    """One line per series: number, description, shape."""
+    return "; ".join(s.label for s in series)
+
+
+class DicomFormat:
+    """DICOM adapter: a single file or a folder holding one series (read only)."""
+
+    name = "dicom"
+    extensions: tuple[str, ...] = (".dcm", ".dicom", ".ima")
+    description = "DICOM file or folder of one series (read; folders of many series: medconvert convert DIR OUTDIR)"
+    can_read = True
+    can_write = False
+
+    def __repr__(self) -> str:
+        return "<Format dicom>"
+
+    def sniff(self, path: Path) -> bool:
+        """A DICOM file (preamble + DICM, or headerless with pixel data), or a folder holding some."""
+        path = Path(path)
+        if path.is_dir():
+            return _folder_has_dicom(path)
+        return _sniff_file(path)
+
+    def read(self, path: Path, **options: Any) -> Volume:
+        """One Volume from a file or a single-series folder; several series raise :class:`DicomError`."""
+        path = Path(path)
+        if not path.exists():
+            raise InputNotFoundError("no such file or folder; check the path", path)
+        result = scan(path)
+        if not result.instances:
+            reason = result.skipped[0][1] if result.skipped else "folder is empty"
+            raise DicomError(f"no DICOM image found ({len(result.skipped)} file(s) skipped: {reason})", path)
+        series = assemble(result.instances)
+        if len(series) == 1 and series[0].kind == "multiframe":
+            volumes = read_series_volumes(series[0], **options)
+            if len(volumes) == 1:
+                return volumes[0]
+            raise DicomError(
+                f"file holds {len(volumes)} volumes; give an output FOLDER (medconvert convert {path} OUT_DIR) "
+                "to convert them all", path)
+        if len(series) > 1:
+            raise DicomError(
+                f"found {len(series)} series: {describe_series(series)}. Give an output FOLDER "
+                f"(medconvert convert {path} OUT_DIR) to convert them all", path)
+        return read_series(series[0], **options)
+
+    def write(self, volume: Volume, path: Path, *, overwrite: bool = False, **options: Any) -> list[Path]:
+        from convert.errors import UnsupportedFormatError
+
+        raise UnsupportedFormatError("writing DICOM is not supported yet", path)
+
+    def output_paths(self, path: Path) -> list[Path]:
+        return [Path(path)]
+
+
+DICOM = DicomFormat()
+
+
+# --------------------------------------------------------------------------- naming
+#: Fields a ``--name`` template may use (non-identifying).
+NAME_FIELDS: tuple[str, ...] = ("SeriesNumber", "SeriesDescription", "ProtocolName", "Modality", "EchoNumber",
+                                "AcquisitionNumber", "ImageType", "SequenceName", "BodyPartExamined",
+                                "Manufacturer", "Split", "Index")
+_WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL"} | {f"COM{i}" for i in range(1, 10)} | {f"LPT{i}" for i in range(1, 10)}
+DEFAULT_NAME = "{SeriesNumber}_{SeriesDescription}"
+
+
+def sanitize_name(text: str, max_length: int = 120) -> str:
+    """A safe file-name stem: no separators, ``..``, control chars, leading dots, reserved names.
+
+    Keeps letters, digits, ``-``, ``_``, ``.``, ``+``, ``=``; everything else becomes
+    ``_``; runs of ``_`` collapse; result is never empty (``"series"``).
+    """
+    text = unicodedata.normalize("NFKC", str(text))
+    text = "".join(ch if (ch.isalnum() and ch.isascii()) or ch in "-_.+=" else "_" for ch in text)
+    text = re.sub(r"\.{2,}", "_", text)
+    text = re.sub(r"_+", "_", text).strip("_. ")
+    text = text[:max_length].rstrip("_. ")
+    if not text:
+        text = "series"
+    if text.split(".")[0].upper() in _WINDOWS_RESERVED:
+        text = "_" + text
+    return text
+
+
+def _name_fields(series: Series, volume_index: int, n_volumes: int) -> dict[str, str]:
+    ds = series.first.header
+    values: dict[str, str] = {}
+    for key in NAME_FIELDS:
+        if key == "Split":
+            values[key] = series.split
+        elif key == "Index":
+            values[key] = str(volume_index + 1) if n_volumes > 1 else ""
+        elif key == "EchoNumber":
+            values[key] = str(series.first.echo_number or "")
+        elif key == "ImageType":
+            values[key] = "_".join(series.first.image_type)
+        else:
+            value = ds.get(key, "") if ds is not None else ""
+            values[key] = "" if value is None else str(value)
+    return values
+
+
+class _Fields(dict):  # type: ignore[type-arg]
+    def __missing__(self, key: str) -> str:
+        raise KeyError(key)
+
+
+def render_name(template: str, fields: dict[str, str]) -> str:
+    """Fill ``template`` (``{Field}`` placeholders from :data:`NAME_FIELDS`) and sanitise the result.
+
+    Raises:
+        ConvertError: an unknown field, or attribute/index access in the template.
+    """
+    if re.search(r"\{[^}]*[.\[!:]", template):
+        raise ConvertError(f"name template {template!r} may only use plain fields such as {{SeriesNumber}}")
+    try:
+        text = template.format_map(_Fields(fields))
+    except KeyError as exc:
+        raise ConvertError(
+            f"unknown field {exc} in name template {template!r}; allowed: {', '.join(NAME_FIELDS)}") from None
+    except (ValueError, IndexError) as exc:
+        raise ConvertError(f"bad name template {template!r}: {exc}") from None
+    return sanitize_name(text)
+
+
+# --------------------------------------------------------------------------- tree conversion
+@dataclass
+class SeriesOutcome:
+    """Result of converting one series: the files written, or the error."""
+
+    label: str
+    files: list[Path]
+    written: list[Path] = field(default_factory=list)
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class Report:
+    """What :func:`convert_dicom_tree` did: one outcome per series, plus skipped files."""
+
+    source: Path
+    outcomes: list[SeriesOutcome] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when every series converted."""
+        return all(o.ok for o in self.outcomes) and bool(self.outcomes)
+
+    @property
+    def failed(self) -> list[SeriesOutcome]:
+        return [o for o in self.outcomes if not o.ok]
+
+    @property
+    def written(self) -> list[Path]:
+        return [p for o in self.outcomes for p in o.written]
+
+
+def _output_extension(fmt: Any) -> str:
+    return fmt.extensions[0] if fmt.extensions else ""
+
+
+def convert_dicom_tree(src_dir: str | Path, out_dir: str | Path, *, to: str = "nifti-gz",
+                       name: str = DEFAULT_NAME, overwrite: bool = False, sidecar: bool = True,
+                       sidecar_phi: bool = False, tilt_correct: bool = False, allow_gaps: bool = False,
+                       resample_uneven: bool = False,
+                       progress: Callable[[int, int, str], None] | None = None) -> Report:
+    """Convert every series under ``src_dir`` into ``out_dir`` (one file per volume).
+
+    Each series is isolated: a failure is recorded in the report and the others
+    still convert. NIfTI outputs get a BIDS-style JSON sidecar (no PHI unless
+    ``sidecar_phi``). Output names come from ``name`` (fields from
+    :data:`NAME_FIELDS`), sanitised; collisions get ``_2``, ``_3``... suffixes.
+
+    Raises:
+        InputNotFoundError: ``src_dir`` does not exist.
+        DicomError: no DICOM image at all under ``src_dir``.
+        ConvertError: bad output format or name template, or ``out_dir`` is not a folder.
+    """
+    from convert.formats import get_format
+
+    src_dir, out_dir = Path(src_dir), Path(out_dir)
+    fmt = get_format(to)
+    if not fmt.can_write:
+        raise ConvertError(f"format '{fmt.name}' can be read but not written")
+    render_name(name, {k: "x" for k in NAME_FIELDS})  # validate the template before any work
+    result: ScanResult = scan(src_dir)
+    report = Report(source=src_dir, skipped=list(result.skipped))
+    if not result.instances:
+        raise DicomError(f"no DICOM image found ({len(result.skipped)} file(s) skipped)", src_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConvertError("output must be a folder when converting a DICOM tree", out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    all_series = assemble(result.instances)
+    used: set[str] = {p.name.lower() for p in out_dir.iterdir()} if not overwrite else set()
+    claimed: set[str] = set()
+    ext = _output_extension(fmt)
+    writes_json = sidecar and fmt.name.startswith("nifti")
+    for n, series in enumerate(all_series):
+        outcome = SeriesOutcome(label=series.label, files=series.paths)
+        report.outcomes.append(outcome)
+        if progress:
+            progress(n, len(all_series), series.label)
+        try:
+            volumes = read_series_volumes(series, tilt_correct=tilt_correct, allow_gaps=allow_gaps,
+                                          resample_uneven=resample_uneven)
+            outcome.warnings = list(series.warnings)
+            for v_index, volume in enumerate(volumes):
+                fields = _name_fields(series, v_index, len(volumes))
+                stem = render_name(name, fields)
+                if len(volumes) > 1 and "{Index}" not in name:
+                    stem = f"{stem}_{v_index + 1}"
+                stem = _unique_stem(stem, ext, claimed, used)
+                target = out_dir / f"{stem}{ext}"
+                outcome.written.extend(fmt.write(volume, target, overwrite=overwrite))
+                if writes_json and _sidecar is not None:
+                    headers = [inst.header for inst in series.instances]
+                    data = _sidecar.build_sidecar(headers, volume, include_phi=sidecar_phi)
+                    outcome.written.append(_sidecar.write_sidecar(out_dir / f"{stem}.json", data,
+                                                                  overwrite=overwrite))
+        except ConvertError as exc:
+            outcome.error = str(exc)
+        except MemoryError:
+            outcome.error = f"{series.first.path}: not enough memory to read series {series.label}"
+        except Exception as exc:  # a bug in one series must not stop the others
+            outcome.error = f"{series.first.path}: unexpected {type(exc).__name__}: {exc}"
+    if progress:
+        progress(len(all_series), len(all_series), "done")
+    return report
+
+
+def _unique_stem(stem: str, ext: str, claimed: set[str], used: set[str]) -> str:
+    candidate, n = stem, 1
+    while (candidate.lower() in claimed or f"{candidate}{ext}".lower() in used
+           or f"{candidate}.json".lower() in used):
+        n += 1
+        candidate = f"{stem}_{n}"
+    claimed.add(candidate.lower())
+    return candidate

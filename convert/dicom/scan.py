@@ -1,0 +1,369 @@
+"""Discovery: walk a folder tree, read DICOM headers only, index every image instance.
+
+Reads headers with ``pydicom.dcmread(stop_before_pixels=True)`` in a thread
+pool (I/O bound; two workers per core), so thousands of files index quickly.
+Files that are not DICOM (README text files, thumbnails, ``DICOMDIR`` indexes)
+are counted and skipped, never an error. ``.dcm.gz`` files are read through
+gzip transparently.
+
+Geometry fields keep DICOM conventions: ``position`` is ImagePositionPatient
+(LPS+ mm, centre of the first transmitted pixel), ``orientation`` is
+ImageOrientationPatient (row cosine then column cosine, LPS+), and
+``pixel_spacing`` is PixelSpacing as stored: ``(between rows, between columns)``
+in mm, i.e. ``(spacing along j, spacing along i)``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from convert.errors import DicomError, InputNotFoundError
+
+#: SOP classes that are indexes or documents, never images.
+_NON_IMAGE_SOP_PREFIXES = ("1.2.840.10008.1.3.10",)  # Media Storage Directory (DICOMDIR)
+
+#: Files we never even try to parse.
+_SKIP_NAMES = {"dicomdir", "thumbs.db", ".ds_store", "desktop.ini"}
+_SKIP_SUFFIXES = (".txt", ".md", ".json", ".xml", ".html", ".htm", ".pdf", ".jpg", ".jpeg", ".png", ".gif",
+                  ".nii", ".nii.gz", ".nrrd", ".mnc", ".zip", ".csv", ".py", ".sh", ".exe", ".ini", ".log")
+
+
+@dataclass(frozen=True, eq=False)
+class Instance:
+    """One DICOM file's header summary (everything series assembly needs).
+
+    Attributes:
+        path: the file.
+        sop_class_uid, sop_instance_uid, series_uid, study_uid: UIDs as stored ("" when absent).
+        modality: e.g. "CT", "MR".
+        series_number: SeriesNumber (None when absent).
+        series_description: SeriesDescription ("" when absent).
+        position: ImagePositionPatient, LPS+ mm, or None.
+        orientation: ImageOrientationPatient (6 floats, row then column cosine, LPS+), or None.
+        pixel_spacing: PixelSpacing ``(row spacing = along j, column spacing = along i)`` in mm, or None.
+        rows, columns: matrix size.
+        bits_allocated, bits_stored, pixel_representation: pixel storage.
+        samples_per_pixel, photometric: colour model.
+        instance_number, acquisition_number, temporal_position, echo_number: as stored (None when absent).
+        trigger_time: ms; acquisition_time: seconds since midnight (None when absent).
+        image_type: ImageType values upper-cased.
+        transfer_syntax: TransferSyntaxUID ("" when absent, e.g. a headerless file).
+        number_of_frames: NumberOfFrames (1 when absent).
+        slice_thickness, spacing_between_slices: mm or None.
+        rescale_slope, rescale_intercept: RescaleSlope/Intercept (1/0 when absent).
+        header: the pydicom Dataset read without pixel data (sidecar, mosaic, enhanced need it).
+    """
+
+    path: Path
+    sop_class_uid: str
+    sop_instance_uid: str
+    series_uid: str
+    study_uid: str
+    modality: str
+    series_number: int | None
+    series_description: str
+    position: tuple[float, float, float] | None
+    orientation: tuple[float, ...] | None
+    pixel_spacing: tuple[float, float] | None
+    rows: int
+    columns: int
+    bits_allocated: int
+    bits_stored: int
+    pixel_representation: int
+    samples_per_pixel: int
+    photometric: str
+    instance_number: int | None
+    acquisition_number: int | None
+    temporal_position: int | None
+    echo_number: int | None
+    trigger_time: float | None
+    acquisition_time: float | None
+    image_type: tuple[str, ...]
+    transfer_syntax: str
+    number_of_frames: int
+    slice_thickness: float | None
+    spacing_between_slices: float | None
+    rescale_slope: float
+    rescale_intercept: float
+    header: Any = field(repr=False, default=None)
+
+    @property
+    def has_pixels(self) -> bool:
+        """True when the header says there is an image (Rows/Columns set)."""
+        return self.rows > 0 and self.columns > 0
+
+    @property
+    def is_multiframe(self) -> bool:
+        """True for files holding more than one frame (enhanced objects, multi-frame CT/US...)."""
+        return self.number_of_frames > 1 or "PerFrameFunctionalGroupsSequence" in self.header
+
+
+@dataclass
+class ScanResult:
+    """What :func:`scan` found under a root folder.
+
+    Attributes:
+        root: the folder (or file) scanned.
+        instances: every image instance, in path order.
+        skipped: ``(path, reason)`` for every file that was not a DICOM image
+            (text files, DICOMDIR, unreadable files): counted, not an error.
+    """
+
+    root: Path
+    instances: list[Instance] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+    @property
+    def files_seen(self) -> int:
+        """Number of files looked at."""
+        return len(self.instances) + len(self.skipped)
+
+
+# --------------------------------------------------------------------------- helpers
+def _float(value: Any) -> float | None:
+    try:
+        if value is None or value == "":
+            return None
+        out = float(value)
+        return out if np.isfinite(out) else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _int(value: Any) -> int | None:
+    try:
+        if value is None or value == "":
+            return None
+        return int(float(value))
+    except (TypeError, ValueError):
+        return None
+
+
+def _floats(value: Any, n: int) -> tuple[float, ...] | None:
+    try:
+        if value is None:
+            return None
+        seq = list(value) if not isinstance(value, (str, bytes)) else str(value).split("\\")
+        out = tuple(float(v) for v in seq)
+    except (TypeError, ValueError):
+        return None
+    if len(out) != n or not all(np.isfinite(out)):
+        return None
+    return out
+
+
+def dicom_time_seconds(value: Any) -> float | None:
+    """DICOM TM (``HHMMSS.FFFFFF``, or with colons) to seconds since midnight; None if unparsable."""
+    if value is None:
+        return None
+    text = str(value).strip().replace(":", "")
+    if not text:
+        return None
+    try:
+        hh = int(text[0:2])
+        mm = int(text[2:4]) if len(text) >= 4 else 0
+        ss = float(text[4:]) if len(text) > 4 else 0.0
+    except ValueError:
+        return None
+    return hh * 3600.0 + mm * 60.0 + ss
+
+
+def _is_gzip(path: Path) -> bool:
+    return path.name.lower().endswith(".gz")
+
+
+def open_dicom_bytes(path: Path) -> io.BufferedIOBase | Any:
+    """Open ``path`` for reading, transparently gunzipping ``.gz`` files."""
+    if _is_gzip(path):
+        return gzip.open(path, "rb")
+    return open(path, "rb")
+
+
+def looks_like_dicom(path: Path) -> bool:
+    """Cheap check: ``DICM`` at byte 128, or a plausible headerless (implicit VR) start.
+
+    A headerless file starts with a group-0008 element tag (``08 00 xx xx``);
+    pydicom confirms later.
+    """
+    try:
+        with open_dicom_bytes(path) as fh:
+            head = fh.read(132)
+    except (OSError, EOFError):
+        return False
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return True
+    return len(head) >= 8 and head[0:2] in (b"\x08\x00", b"\x02\x00")
+
+
+def read_header(path: Path, *, force: bool = True) -> Any:
+    """Read a DICOM header without pixel data; raises :class:`DicomError` naming the file."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        with open_dicom_bytes(path) as fh:
+            data = fh.read() if _is_gzip(path) else None
+        source: Any = io.BytesIO(data) if data is not None else str(path)
+        return pydicom.dcmread(source, stop_before_pixels=True, force=force)
+    except (InvalidDicomError, OSError, EOFError, ValueError, KeyError, TypeError, AttributeError,
+            NotImplementedError, OverflowError, IndexError) as exc:
+        raise DicomError(f"not a readable DICOM file: {exc}", path) from exc
+
+
+def instance_from_header(path: Path, ds: Any) -> Instance:
+    """Build an :class:`Instance` from a header read by :func:`read_header`."""
+    meta = getattr(ds, "file_meta", None)
+    ts = str(getattr(meta, "TransferSyntaxUID", "") or "") if meta is not None else ""
+    image_type = ds.get("ImageType")
+    if image_type is None:
+        image_type_t: tuple[str, ...] = ()
+    elif isinstance(image_type, str):
+        image_type_t = tuple(v.strip().upper() for v in image_type.split("\\"))
+    else:
+        image_type_t = tuple(str(v).strip().upper() for v in image_type)
+    spacing = _floats(ds.get("PixelSpacing"), 2)
+    if spacing is None:
+        spacing = _floats(ds.get("ImagerPixelSpacing"), 2)
+    echo = _int(ds.get("EchoNumbers"))
+    return Instance(
+        path=path,
+        sop_class_uid=str(ds.get("SOPClassUID", "") or ""),
+        sop_instance_uid=str(ds.get("SOPInstanceUID", "") or ""),
+        series_uid=str(ds.get("SeriesInstanceUID", "") or ""),
+        study_uid=str(ds.get("StudyInstanceUID", "") or ""),
+        modality=str(ds.get("Modality", "") or ""),
+        series_number=_int(ds.get("SeriesNumber")),
+        series_description=str(ds.get("SeriesDescription", "") or ""),
+        position=_floats(ds.get("ImagePositionPatient"), 3),  # type: ignore[arg-type]
+        orientation=_floats(ds.get("ImageOrientationPatient"), 6),
+        pixel_spacing=spacing,  # type: ignore[arg-type]
+        rows=_int(ds.get("Rows")) or 0,
+        columns=_int(ds.get("Columns")) or 0,
+        bits_allocated=_int(ds.get("BitsAllocated")) or 0,
+        bits_stored=_int(ds.get("BitsStored")) or _int(ds.get("BitsAllocated")) or 0,
+        pixel_representation=_int(ds.get("PixelRepresentation")) or 0,
+        samples_per_pixel=_int(ds.get("SamplesPerPixel")) or 1,
+        photometric=str(ds.get("PhotometricInterpretation", "MONOCHROME2") or "MONOCHROME2").strip().upper(),
+        instance_number=_int(ds.get("InstanceNumber")),
+        acquisition_number=_int(ds.get("AcquisitionNumber")),
+        temporal_position=_int(ds.get("TemporalPositionIdentifier")),
+        echo_number=echo,
+        trigger_time=_float(ds.get("TriggerTime")),
+        acquisition_time=dicom_time_seconds(ds.get("AcquisitionTime")),
+        image_type=image_type_t,
+        transfer_syntax=ts,
+        number_of_frames=_int(ds.get("NumberOfFrames")) or 1,
+        slice_thickness=_float(ds.get("SliceThickness")),
+        spacing_between_slices=_float(ds.get("SpacingBetweenSlices")),
+        rescale_slope=_float(ds.get("RescaleSlope")) or 1.0,
+        rescale_intercept=_float(ds.get("RescaleIntercept")) or 0.0,
+        header=ds,
+    )
+
+
+def index_file(path: Path) -> Instance | str:
+    """Index one file: an :class:`Instance`, or a string saying why it was skipped."""
+    name = path.name.lower()
+    if name in _SKIP_NAMES:
+        return "DICOMDIR index (not an image)" if name == "dicomdir" else "not DICOM (system file)"
+    if name.endswith(_SKIP_SUFFIXES) and not name.endswith((".dcm", ".dcm.gz")):
+        return "not DICOM (file extension)"
+    try:
+        if path.stat().st_size == 0:
+            return "empty file"
+    except OSError as exc:
+        return f"unreadable: {exc.strerror}"
+    if not looks_like_dicom(path):
+        return "not DICOM (no DICM marker or DICOM tags)"
+    try:
+        ds = read_header(path)
+    except DicomError as exc:
+        return f"unreadable DICOM header: {exc.message}"
+    sop_class = str(ds.get("SOPClassUID", "") or "")
+    if sop_class.startswith(_NON_IMAGE_SOP_PREFIXES) or "DirectoryRecordSequence" in ds:
+        return "DICOMDIR index (not an image)"
+    if not ds.get("Rows") or not ds.get("Columns"):
+        if "SOPClassUID" not in ds and "Modality" not in ds:
+            return "not DICOM (no DICOM image tags)"
+        return "DICOM without an image (structured report, presentation state...)"
+    try:
+        return instance_from_header(path, ds)
+    except Exception as exc:  # pragma: no cover - defensive: a weird header must not stop a scan
+        return f"unreadable DICOM header: {exc}"
+
+
+def iter_files(root: Path) -> list[Path]:
+    """Every regular file under ``root`` (or ``root`` itself), sorted, hidden files skipped."""
+    if root.is_file():
+        return [root]
+    out: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if not name.startswith("."):
+                out.append(Path(dirpath) / name)
+    return out
+
+
+def scan(root: str | Path, *, workers: int | None = None,
+         progress: Callable[[int, int], None] | None = None) -> ScanResult:
+    """Index every DICOM image under ``root`` (a folder tree, or one file).
+
+    Args:
+        root: folder to walk recursively (or a single file).
+        workers: header-reading threads (default: 2 per core, at most 16).
+        progress: called as ``progress(done, total)`` after each file.
+
+    Returns:
+        A :class:`ScanResult`: the instances found and the files skipped (with reasons).
+
+    Raises:
+        InputNotFoundError: ``root`` does not exist.
+    """
+    root = Path(root)
+    if not root.exists():
+        raise InputNotFoundError("no such file or folder; check the path", root)
+    files = iter_files(root)
+    result = ScanResult(root=root)
+    if workers is None:
+        workers = min(16, 2 * (os.cpu_count() or 1))
+    outcomes: Iterable[Instance | str]
+    if len(files) < 8 or workers <= 1:
+        outcomes = []
+        for n, path in enumerate(files, 1):
+            outcomes.append(index_file(path))  # type: ignore[attr-defined]
+            if progress:
+                progress(n, len(files))
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            outcomes = []
+            for n, outcome in enumerate(pool.map(index_file, files, chunksize=16), 1):
+                outcomes.append(outcome)  # type: ignore[attr-defined]
+                if progress:
+                    progress(n, len(files))
+    for path, outcome in zip(files, outcomes):
+        if isinstance(outcome, Instance):
+            result.instances.append(outcome)
+        else:
+            result.skipped.append((path, outcome))
+    return result
+
+
+def scan_paths(paths: Sequence[Path]) -> ScanResult:
+    """Index an explicit list of files (no walking); used for single-file reads."""
+    result = ScanResult(root=Path(paths[0]) if paths else Path("."))
+    for path in paths:
+        outcome = index_file(Path(path))
+        if isinstance(outcome, Instance):
+            result.instances.append(outcome)
+        else:
+            result.skipped.append((Path(path), outcome))
+    return result

@@ -1,0 +1,440 @@
+"""Series assembly: group instances into volumes, sort slices in space, check the geometry.
+
+Rules (each one a real-world quirk with its own test):
+
+* Group by StudyInstanceUID + SeriesInstanceUID, then split where the
+  acquisition or geometry differs: orientation (IOP), matrix size, pixel
+  spacing, echo number, ImageType (magnitude/phase...), colour samples, and
+  AcquisitionNumber when each acquisition is a complete volume of its own at
+  *different* positions (two CT ranges in one series). Repeated positions with
+  the same geometry are time points (4D), not separate series.
+* Slices are sorted by their position along the slice normal
+  ``cross(row cosine, column cosine)`` (never by file name or InstanceNumber).
+* At each position, time points are ordered by TemporalPositionIdentifier,
+  AcquisitionNumber, TriggerTime, AcquisitionTime, then InstanceNumber.
+* Exact duplicates (same SOPInstanceUID, or same position *and* same time
+  keys) are dropped with a warning.
+* Gaps larger than 1.5x the median spacing that are close to a whole multiple
+  of it are **missing slices** (reported; the reader refuses them unless asked).
+  Other deviations from the median (> 1 % + 0.01 mm) are **uneven spacing**.
+* **Gantry/detector tilt**: the line through the slice positions is not
+  parallel to the slice normal (angle > 0.1 degree).
+* Enhanced multi-frame files are one series each (split later by
+  :mod:`convert.dicom.multiframe`); Siemens mosaics form a time series of files.
+
+Positions are in DICOM LPS+ mm.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from convert.dicom.scan import Instance
+
+#: Two slice positions closer than this along the normal (mm) are the same position.
+POSITION_TOLERANCE_MM = 0.02
+#: A spacing larger than this many times the median is a gap.
+GAP_FACTOR = 1.5
+#: Tilt below this angle (degrees) is rounding noise, not gantry tilt.
+TILT_THRESHOLD_DEG = 0.1
+
+
+@dataclass
+class Series:
+    """One volume to be read: its instances in spatial (and temporal) order, plus diagnostics.
+
+    Attributes:
+        kind: ``"slices"`` (one 2D image per file), ``"mosaic"`` (Siemens mosaic,
+            one time point per file), ``"multiframe"`` (one file holding all frames).
+        grid: ``grid[k][t]``: the instance at slice ``k`` (sorted along the normal,
+            ascending) and time point ``t``. For mosaics and multi-frame files
+            ``grid[0][t]`` (one file per time point, e.g. Siemens XA fMRI).
+        series_uid, series_number, description, modality: from the first instance.
+        split: why this series was split from others with the same UID (e.g.
+            ``"echo 2"``), "" when not split.
+        normal: unit slice normal ``cross(row, col)`` in LPS+, or None.
+        distances: position of each slice along ``normal`` (mm), ascending.
+        missing: ``(k, n)`` pairs: ``n`` slices appear missing after slice ``k``.
+        uneven: spacing varies more than the tolerance (and not only by missing slices).
+        tilt_deg: angle (degrees) between the slice-position line and the normal.
+        warnings: human-readable notes (duplicates dropped, gaps, tilt...).
+        problem: why this series cannot be read at all (inconsistent 4D...), or None.
+    """
+
+    kind: str
+    grid: list[list[Instance]]
+    series_uid: str = ""
+    series_number: int | None = None
+    description: str = ""
+    modality: str = ""
+    split: str = ""
+    normal: np.ndarray | None = None
+    distances: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    missing: list[tuple[int, int]] = field(default_factory=list)
+    uneven: bool = False
+    tilt_deg: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+    problem: str | None = None
+
+    # ---- derived
+    @property
+    def instances(self) -> list[Instance]:
+        """Every instance in volume order (time-major within each slice: k outer, t inner)."""
+        return [inst for column in self.grid for inst in column]
+
+    @property
+    def first(self) -> Instance:
+        """The first instance (slice 0, time 0)."""
+        return self.grid[0][0]
+
+    @property
+    def paths(self) -> list[Path]:
+        """Files of this series, in volume order."""
+        return [inst.path for inst in self.instances]
+
+    @property
+    def n_slices(self) -> int:
+        """Number of slice positions (for mosaics/multi-frame: not known before decoding; 1)."""
+        return len(self.grid)
+
+    @property
+    def n_times(self) -> int:
+        """Number of time points (repeats per position)."""
+        return len(self.grid[0]) if self.grid else 0
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Expected array shape ``(columns, rows, slices[, times])`` (best guess for mosaics/multi-frame)."""
+        first = self.first
+        if self.kind == "multiframe":
+            base = (first.columns, first.rows, first.number_of_frames)
+            return base + (self.n_times,) if self.n_times > 1 else base
+        if self.kind == "mosaic":
+            return (first.columns, first.rows, 1, self.n_times) if self.n_times > 1 else (first.columns, first.rows, 1)
+        base = (first.columns, first.rows, self.n_slices)
+        return base + (self.n_times,) if self.n_times > 1 else base
+
+    @property
+    def slice_spacing(self) -> float | None:
+        """Median distance between adjacent slices along the normal (mm), None for one slice."""
+        if len(self.distances) < 2:
+            return None
+        return float(np.median(np.diff(self.distances)))
+
+    @property
+    def label(self) -> str:
+        """Short human description: ``"#3 'T1 MPRAGE' (echo 2) 256x256x176"``."""
+        number = f"#{self.series_number}" if self.series_number is not None else "#?"
+        split = f" ({self.split})" if self.split else ""
+        shape = "x".join(str(n) for n in self.shape)
+        return f"{number} '{self.description}'{split} {shape}"
+
+    def file_summary(self, limit: int = 3) -> str:
+        """First few file names, for error messages."""
+        paths = self.paths
+        names = ", ".join(str(p) for p in paths[:limit])
+        return names + (f" (+{len(paths) - limit} more)" if len(paths) > limit else "")
+
+
+# --------------------------------------------------------------------------- grouping
+def _round_tuple(values: Sequence[float] | None, ndigits: int) -> tuple[float, ...] | None:
+    if values is None:
+        return None
+    return tuple(round(float(v), ndigits) + 0.0 for v in values)
+
+
+def _is_mosaic(inst: Instance) -> bool:
+    if "MOSAIC" in inst.image_type:
+        return True
+    try:
+        from convert.dicom import multiframe  # owned by the multi-frame helper
+    except ImportError:
+        return False
+    try:
+        return bool(multiframe.is_mosaic(inst.header))
+    except Exception:
+        return False
+
+
+#: ImageType values that make a different kind of image (split into separate series).
+IMAGE_KIND_TOKENS = frozenset({"M", "P", "R", "I", "MAGNITUDE", "PHASE", "REAL", "IMAGINARY", "LOCALIZER",
+                               "MIP", "MPR", "PROJECTION IMAGE", "REFORMATTED", "FIELD_MAP", "B0", "ADC",
+                               "TRACEW", "FA", "DIFFUSION", "SCOUT", "SECONDARY", "CALC_BVALUE", "T1 MAP",
+                               "T2 MAP", "SUBTRACTION", "COLLAPSE", "MOCO", "DERIVED"})
+
+
+def image_kind(image_type: Sequence[str]) -> tuple[str, ...]:
+    """The ImageType values that distinguish kinds of image (magnitude/phase, derived, localizer...).
+
+    Vendor-specific extras (GE's ``ADD``, Siemens' ``NORM``/``ND``) do not split a series.
+    """
+    return tuple(v for v in image_type if v in IMAGE_KIND_TOKENS)
+
+
+def _group_key(inst: Instance) -> tuple:
+    return (
+        inst.study_uid,
+        inst.series_uid,
+        _round_tuple(inst.orientation, 3),
+        inst.rows,
+        inst.columns,
+        _round_tuple(inst.pixel_spacing, 4),
+        inst.echo_number,
+        image_kind(inst.image_type),
+        inst.samples_per_pixel,
+        inst.series_number,
+        _is_mosaic(inst),
+    )
+
+
+def _time_key(inst: Instance) -> tuple:
+    def part(value: float | int | None) -> tuple[int, float]:
+        return (1, 0.0) if value is None else (0, float(value))
+
+    return (part(inst.temporal_position), part(inst.acquisition_number), part(inst.trigger_time),
+            part(inst.acquisition_time), part(inst.instance_number))
+
+
+def _normal(orientation: Sequence[float]) -> np.ndarray:
+    row = np.asarray(orientation[:3], dtype=np.float64)
+    col = np.asarray(orientation[3:], dtype=np.float64)
+    n = np.cross(row, col)
+    norm = np.linalg.norm(n)
+    return n / norm if norm > 0 else n
+
+
+def _split_by_acquisition(instances: list[Instance]) -> list[list[Instance]]:
+    """Split when each AcquisitionNumber is a complete volume at positions no other acquisition has."""
+    by_acq: dict[int | None, list[Instance]] = defaultdict(list)
+    for inst in instances:
+        by_acq[inst.acquisition_number].append(inst)
+    if len(by_acq) < 2 or any(len(v) < 2 for v in by_acq.values()):
+        return [instances]
+    if any(inst.position is None or inst.orientation is None for inst in instances):
+        return [instances]
+    normal = _normal(instances[0].orientation)  # type: ignore[arg-type]
+    sets = []
+    for group in by_acq.values():
+        d = sorted(round(float(np.dot(normal, inst.position)) / POSITION_TOLERANCE_MM) for inst in group)  # type: ignore[arg-type]
+        if len(set(d)) != len(d):  # repeated positions inside one acquisition: not a plain volume
+            return [instances]
+        sets.append(frozenset(d))
+    if len(set(sets)) == 1:  # same positions in every acquisition: time points of a 4D series
+        return [instances]
+    union = frozenset().union(*sets)
+    if sum(len(s) for s in sets) != len(union):  # overlapping ranges: still separate volumes
+        return [list(v) for _, v in sorted(by_acq.items(), key=lambda kv: (kv[0] is None, kv[0] or 0))]
+    # disjoint ranges: separate volumes only if each is itself multi-slice and they would form
+    # an uneven stack together; contiguous ranges are one volume acquired in pieces (CT helical parts).
+    return [instances]
+
+
+def _describe_split(key: tuple, others: list[tuple]) -> str:
+    """Which key fields differ from the other groups of the same series UID."""
+    names = ["study", "series", "orientation", "rows", "columns", "pixel spacing", "echo", "image type",
+             "samples", "number", "mosaic"]
+    parts = []
+    for idx, name in enumerate(names):
+        if idx < 2:
+            continue
+        if any(other[idx] != key[idx] for other in others):
+            value = key[idx]
+            if name == "echo":
+                parts.append(f"echo {value}")
+            elif name == "image type":
+                parts.append("/".join(value) or "other image type")
+            elif name == "number":
+                continue
+            elif name in ("rows", "columns"):
+                parts.append(f"{key[4]}x{key[3]}")
+            else:
+                parts.append(f"{name} {value}")
+    return ", ".join(dict.fromkeys(parts))
+
+
+def assemble(instances: Iterable[Instance]) -> list[Series]:
+    """Group instances into series and sort/check each one.
+
+    Returns series ordered by (SeriesNumber, series UID, split). Never raises for
+    bad geometry: problems are recorded in :attr:`Series.problem` and
+    :attr:`Series.warnings` so a multi-series run can report and continue.
+    """
+    instances = list(instances)
+    out: list[Series] = []
+    groups: dict[tuple, list[Instance]] = defaultdict(list)
+    multiframe: dict[tuple, list[Instance]] = defaultdict(list)
+    for inst in instances:
+        if inst.is_multiframe:
+            multiframe[(inst.study_uid, inst.series_uid, inst.series_number, inst.rows, inst.columns,
+                        inst.number_of_frames)].append(inst)
+        else:
+            groups[_group_key(inst)].append(inst)
+    for members in multiframe.values():
+        members = sorted(members, key=lambda i: _time_key(i) + ((0, 0.0),) + (str(i.path),))  # type: ignore[operator]
+        kept, warnings = _drop_duplicates(members)
+        series = Series(kind="multiframe", grid=[kept], warnings=warnings)
+        _fill_identity(series)
+        out.append(series)
+
+    by_uid: dict[tuple, list[tuple]] = defaultdict(list)
+    for key in groups:
+        by_uid[key[:2]].append(key)
+
+    for key, members in groups.items():
+        siblings = [k for k in by_uid[key[:2]] if k != key]
+        base_split = _describe_split(key, siblings) if siblings else ""
+        parts = [members] if key[-1] else _split_by_acquisition(members)
+        for part in parts:
+            split = base_split
+            if len(parts) > 1:
+                acq = part[0].acquisition_number
+                split = ", ".join(p for p in (base_split, f"acquisition {acq}") if p)
+            series = _build_mosaic(part) if key[-1] else _build_slices(part)
+            series.split = split
+            _fill_identity(series)
+            out.append(series)
+
+    out.sort(key=lambda s: (s.series_number is None, s.series_number or 0, s.series_uid, s.split,
+                            str(s.first.path)))
+    return out
+
+
+def _fill_identity(series: Series) -> None:
+    first = series.first
+    series.series_uid = first.series_uid
+    series.series_number = first.series_number
+    series.description = first.series_description
+    series.modality = first.modality
+
+
+def _build_mosaic(members: list[Instance]) -> Series:
+    members = sorted(members, key=lambda i: _time_key(i) + ((0, 0.0),) + (str(i.path),))  # type: ignore[operator]
+    kept, warnings = _drop_duplicates(members)
+    series = Series(kind="mosaic", grid=[kept], warnings=warnings)
+    if kept[0].orientation is not None:
+        series.normal = _normal(kept[0].orientation)
+    return series
+
+
+def _drop_duplicates(members: list[Instance]) -> tuple[list[Instance], list[str]]:
+    """Drop later copies of the same SOPInstanceUID, or of the same position and time keys."""
+    kept: list[Instance] = []
+    seen_uid: set[str] = set()
+    seen_key: set[tuple] = set()
+    dropped: list[Instance] = []
+    for inst in members:
+        key = (_round_tuple(inst.position, 2), _time_key(inst))
+        if (inst.sop_instance_uid and inst.sop_instance_uid in seen_uid) or key in seen_key:
+            dropped.append(inst)
+            continue
+        if inst.sop_instance_uid:
+            seen_uid.add(inst.sop_instance_uid)
+        seen_key.add(key)
+        kept.append(inst)
+    warnings = []
+    if dropped:
+        names = ", ".join(str(i.path) for i in dropped[:3]) + (" ..." if len(dropped) > 3 else "")
+        warnings.append(f"dropped {len(dropped)} duplicate image(s) (same position and time): {names}")
+    return kept, warnings
+
+
+def _build_slices(members: list[Instance]) -> Series:
+    members = sorted(members, key=lambda i: str(i.path))
+    if len(members) == 1:
+        inst = members[0]
+        series = Series(kind="slices", grid=[[inst]])
+        if inst.orientation is not None:
+            series.normal = _normal(inst.orientation)
+            if inst.position is not None:
+                series.distances = np.array([float(np.dot(series.normal, inst.position))])
+        return series
+    if any(inst.position is None or inst.orientation is None for inst in members):
+        series = Series(kind="slices", grid=[[i] for i in sorted(members, key=_time_key)])
+        missing = [i for i in members if i.position is None or i.orientation is None]
+        series.problem = (f"{len(missing)} image(s) have no ImagePositionPatient/ImageOrientationPatient, so "
+                          f"slices cannot be placed in space (e.g. {missing[0].path})")
+        return series
+
+    normal = _normal(members[0].orientation)  # type: ignore[arg-type]
+    dist = {id(i): float(np.dot(normal, i.position)) for i in members}  # type: ignore[arg-type]
+    ordered = sorted(members, key=lambda i: (dist[id(i)],) + _time_key(i) + (str(i.path),))  # type: ignore[operator]
+    ordered, warnings = _drop_duplicates(ordered)
+
+    # cluster positions along the normal
+    clusters: list[list[Instance]] = []
+    last = None
+    for inst in ordered:
+        d = dist[id(inst)]
+        if last is None or d - last > POSITION_TOLERANCE_MM:
+            clusters.append([inst])
+        else:
+            clusters[-1].append(inst)
+        last = d
+    for cluster in clusters:
+        cluster.sort(key=lambda i: _time_key(i) + ((0, 0.0),) + (str(i.path),))  # type: ignore[operator]
+
+    series = Series(kind="slices", grid=clusters, normal=normal, warnings=warnings)
+    counts = [len(c) for c in clusters]
+    if len(set(counts)) > 1:
+        bad = [k for k, c in enumerate(counts) if c != max(counts)]
+        example = clusters[bad[0]][0].path
+        series.problem = (f"inconsistent 4D series: {len(clusters)} slice positions hold between "
+                          f"{min(counts)} and {max(counts)} images each (incomplete time points?), e.g. at "
+                          f"{example}")
+        return series
+    series.distances = np.array([dist[id(c[0])] for c in clusters])
+    _check_spacing(series)
+    _check_tilt(series)
+    return series
+
+
+def _check_spacing(series: Series) -> None:
+    d = series.distances
+    if len(d) < 3:
+        return
+    diffs = np.diff(d)
+    median = float(np.median(diffs))
+    if median <= 0:
+        return
+    tolerance = 0.01 * median + 0.01
+    for k, step in enumerate(diffs):
+        ratio = step / median
+        if ratio > GAP_FACTOR and abs(ratio - round(ratio)) < 0.25:
+            series.missing.append((k, int(round(ratio)) - 1))
+        elif abs(step - median) > tolerance:
+            series.uneven = True
+    if series.missing:
+        where = "; ".join(
+            f"{n} after {series.grid[k][0].path.name} (gap {diffs[k]:.2f} mm)" for k, n in series.missing[:3]
+        )
+        series.warnings.append(
+            f"missing slice(s): {sum(n for _, n in series.missing)} missing ({where}); median spacing "
+            f"{median:.3f} mm"
+        )
+    if series.uneven:
+        series.warnings.append(
+            f"uneven slice spacing: {float(diffs.min()):.3f} to {float(diffs.max()):.3f} mm (median {median:.3f} mm)"
+        )
+
+
+def _check_tilt(series: Series) -> None:
+    first, last = series.grid[0][0], series.grid[-1][0]
+    if first.position is None or last.position is None or series.normal is None:
+        return
+    step = np.asarray(last.position) - np.asarray(first.position)
+    length = float(np.linalg.norm(step))
+    if length <= 0:
+        return
+    cos = abs(float(np.dot(step, series.normal))) / length
+    angle = float(np.degrees(np.arccos(min(1.0, cos))))
+    series.tilt_deg = angle
+    if angle > TILT_THRESHOLD_DEG:
+        series.warnings.append(
+            f"gantry/detector tilt of {angle:.2f} degrees (slices are sheared; use tilt correction to resample "
+            "onto an orthogonal grid)"
+        )
