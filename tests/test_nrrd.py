@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import subprocess
 from pathlib import Path
 
 import nibabel as nib
@@ -28,7 +29,7 @@ from convert.formats import nrrd as nrrd_mod
 from convert.formats.nrrd import NHDR, NRRD, read_nrrd
 from convert.volume import SUPPORTED_DTYPES, Meta, Volume, ras_to_lps
 
-from conftest import oblique_affine, rotation
+from conftest import conformance_dir, oblique_affine, require_tool, rotation
 
 FLIP = np.diag([-1.0, -1.0, 1.0, 1.0])  # LPS <-> RAS, spelled out independently of convert.volume
 FLAVOURS = [(NRRD, "out.nrrd"), (NHDR, "out.nhdr")]
@@ -661,3 +662,37 @@ def test_time_axis_in_milliseconds_is_converted_to_seconds(tmp_path):
         "space directions: (1,0,0) (0,1,0) (0,0,1) none", "kinds: domain domain domain time",
         "spacings: nan nan nan 2000", 'units: "" "" "" "ms"', "encoding: raw"], bytes(24))
     assert read_nrrd(path).meta.time_step == pytest.approx(2.0)
+
+
+def test_quirk_oldmin_oldmax_quantization_as_written_by_dcm2niix(tmp_path):
+    # dcm2niix maps the type's full range [-32768, 32767] onto [old min, old max]
+    slope, intercept = 0.25, -500.0
+    old_min, old_max = -32768 * slope + intercept, 32767 * slope + intercept
+    path = _write_raw_nrrd(tmp_path / "q.nrrd", SIMPLE + ["endian: little", "encoding: raw",
+                                                          f"oldmin: {old_min!r}", f"oldmax: {old_max!r}"],
+                           EXPECTED.tobytes(order="F"))
+    vol = read_nrrd(path)
+    assert vol.dtype == np.int16
+    assert vol.slope == pytest.approx(slope) and vol.intercept == pytest.approx(intercept)
+    np.testing.assert_allclose(vol.scaled(), EXPECTED * slope + intercept)
+
+
+@pytest.mark.parametrize("dataset,series", [("dcm_qa_nih", "In/20180918GE/mr_0004"),
+                                            ("dcm_qa_enh", "In/Philips")])
+def test_real_data_dcm2niix_nrrd_export_matches_its_nifti(tmp_path, dataset, series):
+    """dcm2niix -e y (RAS space, 'space units', oldmin/oldmax, DICOM_* key/values) vs its own NIfTI."""
+    exe = require_tool("dcm2niix")
+    src = conformance_dir(dataset) / series
+    for flag, sub in (("y", "nrrd"), ("n", "nii")):
+        (tmp_path / sub).mkdir()
+        subprocess.run([exe, "-e", flag, "-z", "n", "-f", "%s_%e", "-o", str(tmp_path / sub), str(src)],
+                       check=True, capture_output=True)
+    nrrds = sorted((tmp_path / "nrrd").glob("*.nrrd"))
+    assert nrrds
+    for path in nrrds:
+        vol = convert.load(path)
+        ref = nib.load(tmp_path / "nii" / (path.stem + ".nii"))
+        np.testing.assert_allclose(vol.affine, ref.affine, atol=1e-3)  # dcm2niix prints ~6 digits in NRRD
+        np.testing.assert_allclose(vol.scaled(), np.asarray(ref.dataobj, dtype=np.float64).reshape(vol.shape),
+                                   rtol=1e-6, atol=1e-3)
+        assert vol.meta.modality == "MR"

@@ -554,7 +554,9 @@ def _space_geometry(header: dict[str, Any], sizes: np.ndarray, path: Path) -> _G
 def _sanitized_meta(header: dict[str, Any], time_step: float | None,
                     measurement_frame: np.ndarray | None) -> Meta:
     """The allow-listed metadata we take from a header (never free text)."""
-    modality = str(header.get("modality", "")).strip().upper()
+    modality = str(_field(header, "DICOM_0008_0060_Modality", "modality", default="")).strip().upper()
+    if modality == "DWMRI":  # the NRRD DWI convention ("modality:=DWMRI" + DWMRI_gradient_* keys)
+        modality = "MR"
     units = str(_field(header, "sample units", "sampleunits", default="")).strip()
     acquisition: dict[str, Any] = {}
     if measurement_frame is not None:
@@ -565,6 +567,27 @@ def _sanitized_meta(header: dict[str, Any], time_step: float | None,
         time_step=time_step,
         acquisition=acquisition,
     )
+
+
+def _quantization(header: dict[str, Any]) -> tuple[float, float]:
+    """(slope, intercept) from ``old min``/``old max`` on integer data, else (1, 0).
+
+    dcm2niix stores DICOM rescaling this way: the type's full range
+    ``[typemin, typemax]`` maps linearly onto ``[old min, old max]``, so
+    ``slope = (old max - old min) / (typemax - typemin)`` and
+    ``intercept = old min - slope * typemin``.
+    """
+    old_min = _field(header, "old min", "oldmin")
+    old_max = _field(header, "old max", "oldmax")
+    code = _NRRD_TYPES.get(str(header.get("type", "")).strip().lower(), "f8")
+    if old_min is None or old_max is None or np.dtype(code).kind not in "iu":
+        return 1.0, 0.0
+    lo, hi = float(old_min), float(old_max)
+    if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
+        return 1.0, 0.0
+    info = np.iinfo(np.dtype(code))
+    slope = (hi - lo) / (float(info.max) - float(info.min))
+    return slope, lo - slope * float(info.min)
 
 
 def read_nrrd(path: str | Path) -> Volume:
@@ -616,8 +639,9 @@ def read_nrrd(path: str | Path) -> Volume:
         if axis_units is not None and len(axis_units) == dim:
             time_step *= _TIME_TO_SECONDS.get(str(axis_units[kept[0]]).strip().lower(), 1.0)
     meta = _sanitized_meta(header, time_step, measurement)
+    slope, intercept = _quantization(header)
     try:
-        return Volume(array=array, affine=affine, meta=meta, source=header)
+        return Volume(array=array, affine=affine, meta=meta, slope=slope, intercept=intercept, source=header)
     except ConvertError as exc:
         if exc.path is None:
             raise type(exc)(exc.message, path) from exc
