@@ -696,3 +696,13 @@ def test_real_data_dcm2niix_nrrd_export_matches_its_nifti(tmp_path, dataset, ser
         np.testing.assert_allclose(vol.scaled(), np.asarray(ref.dataobj, dtype=np.float64).reshape(vol.shape),
                                    rtol=1e-6, atol=1e-3)
         assert vol.meta.modality == "MR"
+
+
+def test_only_allow_listed_modality_and_units_are_read(tmp_path):
+    base = ["type: uchar", "dimension: 3", "sizes: 2 2 2", "encoding: raw"]
+    good = _write_raw_nrrd(tmp_path / "good.nrrd", base + ["sample units: HU", "modality:=CT"], bytes(8))
+    assert (read_nrrd(good).meta.modality, read_nrrd(good).meta.units) == ("CT", "HU")
+    bad = _write_raw_nrrd(tmp_path / "bad.nrrd", base + ["sample units: JaneDoe", "modality:=JANE"], bytes(8))
+    assert (read_nrrd(bad).meta.modality, read_nrrd(bad).meta.units) == (None, None)
+    dwi = _write_raw_nrrd(tmp_path / "dwi.nrrd", base + ["modality:=DWMRI"], bytes(8))
+    assert read_nrrd(dwi).meta.modality == "MR"

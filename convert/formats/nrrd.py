@@ -123,8 +123,16 @@ _SPATIAL_KINDS = frozenset({"domain", "space", "???", "none"})
 _LAS_RAS_FLIP = np.diag([-1.0, 1.0, 1.0, 1.0])
 
 _MAX_HEADER_BYTES = 64 << 20
-_MODALITY_RE = re.compile(r"^[A-Z0-9_]{1,16}$")
-_UNITS_RE = re.compile(r"^[A-Za-z0-9 /%^*._\-]{1,32}$")
+#: DICOM Modality (0008,0060) codes we carry as ``modality:=<code>`` (an allow-list, not a pattern).
+_MODALITIES = frozenset({"CT", "MR", "PT", "NM", "US", "CR", "DX", "MG", "XA", "RF", "OT", "SEG", "RTDOSE",
+                         "RTIMAGE", "OCT", "OPT", "SM", "IO", "PX", "ES", "XC", "GM", "BI", "DG", "IVOCT",
+                         "IVUS", "LS", "TG", "HC", "OP", "OPM", "OAM", "BDUS", "BMD", "EPS", "RG", "ST", "SC"})
+#: ``sample units`` we read back (lower case); any other text is dropped on read.
+_KNOWN_UNITS = frozenset({"hu", "mm", "mm2/s", "mm^2/s", "um2/s", "s", "ms", "1/s", "hz", "bq/ml", "bqml", "%",
+                          "ppm", "t", "a.u.", "au", "cnts", "suv", "g/ml", "ml/min/g", "ml/100g/min", "k", "deg",
+                          "rad", "rad/s", "mm/s", "cm/s", "g/cm3", "mg/cm3"})
+#: ``sample units`` we write: short, no spaces or line breaks.
+_UNITS_RE = re.compile(r"^[A-Za-z0-9/%^*._\-]{1,16}$")
 _LIST_RE = re.compile(r"^data ?file\s*:=?\s*LIST(\s+\d+)?\s*$", re.IGNORECASE)
 #: Errors pynrrd, numpy and the decompressors raise on broken content.
 _PARSE_ERRORS: tuple[type[BaseException], ...] = (ValueError, KeyError, IndexError, TypeError, AttributeError,
@@ -562,8 +570,8 @@ def _sanitized_meta(header: dict[str, Any], time_step: float | None,
     if measurement_frame is not None:
         acquisition["MeasurementFrame"] = tuple(tuple(float(v) for v in row) for row in measurement_frame)
     return Meta(
-        modality=modality if _MODALITY_RE.match(modality) else None,
-        units=units if _UNITS_RE.match(units) else None,
+        modality=modality if modality in _MODALITIES else None,
+        units=units if units.lower() in _KNOWN_UNITS else None,
         time_step=time_step,
         acquisition=acquisition,
     )
@@ -720,8 +728,8 @@ def header_text(volume: Volume, dtype: np.dtype, encoding: str, data_file: str |
         lines.append(f"sample units: {units}")
     if data_file is not None:
         lines.append(f"data file: {data_file}")
-    modality = _safe_text(volume.meta.modality, _MODALITY_RE)
-    if modality:
+    modality = str(volume.meta.modality or "").strip().upper()
+    if modality in _MODALITIES:
         lines.append(f"modality:={modality}")
     return ("\n".join(lines) + "\n\n").encode("ascii")
 
