@@ -19,14 +19,17 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 import pydicom
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.uid import UID_dictionary
 
 from convert.anonymize.audit import FileLog, Report, write_audit
 from convert.anonymize.pseudonym import load_key
 from convert.anonymize.scrubber import Scrubber
 from convert.atomic import atomic_file
-from convert.errors import AnonymizationError, ConvertError, InputNotFoundError, OutputExistsError, OutputWriteError
+from convert.errors import (AnonymizationError, ConvertError, CorruptFileError, InputNotFoundError, OutputExistsError,
+                             OutputWriteError)
 
 #: Below this many files the work runs in this process (a pool costs ~0.3 s to start).
 PARALLEL_THRESHOLD = 48
@@ -77,10 +80,29 @@ def read_dataset(path: Path, force: bool = False) -> Dataset:
 
 
 def _check_complete(ds: Dataset, path: Path) -> None:
-    """Raise when native pixel data is shorter than Rows x Columns x samples x frames x bits."""
-    if "PixelData" not in ds or not hasattr(ds, "file_meta"):
+    """Raise CorruptFileError when the file was cut short.
+
+    pydicom stops silently at the end of a file, so a truncated file reads as a
+    shorter dataset. It is recognised by: an element whose value is shorter
+    than its declared length; an image SOP class without pixel data; native
+    pixel data shorter than Rows x Columns x samples x frames x bits.
+    """
+    for elem in ds._dict.values():
+        if isinstance(elem, RawDataElement) and elem.length != 0xFFFFFFFF and elem.value is not None \
+                and len(elem.value) < elem.length:
+            raise CorruptFileError(f"truncated: element {elem.tag} has {len(elem.value)} of {elem.length} bytes",
+                                   path)
+    meta = getattr(ds, "file_meta", None)
+    sop_class = str(ds.get("SOPClassUID", "") or (meta.get("MediaStorageSOPClassUID", "") if meta else ""))
+    has_pixels = any(t in ds for t in (0x7FE00010, 0x7FE00008, 0x7FE00009))
+    if not has_pixels:
+        name = UID_dictionary.get(sop_class.strip("\0 "), ("",))[0]
+        if "Image Storage" in name:
+            raise CorruptFileError(f"truncated: an image ({name}) without pixel data", path)
         return
-    ts = getattr(ds.file_meta, "TransferSyntaxUID", None)
+    if "PixelData" not in ds or meta is None:
+        return
+    ts = getattr(meta, "TransferSyntaxUID", None)
     if ts is not None and ts.is_compressed:
         return
     try:
@@ -90,11 +112,11 @@ def _check_complete(ds: Dataset, path: Path) -> None:
         frames = int(ds.get("NumberOfFrames", 1) or 1)
         bits = int(ds.BitsAllocated)
     except Exception:
-        raise ConvertError("unreadable DICOM: pixel description missing or pixel data truncated", path) from None
+        raise CorruptFileError("unreadable DICOM: pixel description missing or pixel data truncated", path) from None
     expected = (rows * cols * spp * frames * bits + 7) // 8
     if value is None or len(value) < expected:
         got = 0 if value is None else len(value)
-        raise ConvertError(f"truncated: pixel data has {got} bytes, expected {expected}", path)
+        raise CorruptFileError(f"truncated: pixel data has {got} bytes, expected {expected}", path)
 
 
 def save_dataset(ds: Dataset, path: str | Path) -> None:

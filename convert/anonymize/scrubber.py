@@ -124,6 +124,17 @@ BURNED_IN_RULES: dict[str, tuple[str, ...]] = {
     ),
 }
 
+#: Coding schemes whose code meanings are standard vocabulary (PS3.16 Table 8-1 designators).
+#: Items of any other scheme (local "99..." or "L..." codes, site names as designators) carry
+#: site-written text: their CodeMeaning and designator are replaced and the code value pseudonymised.
+STANDARD_CODING_SCHEMES: frozenset[str] = frozenset({
+    "DCM", "SCT", "SRT", "SNM3", "LN", "UCUM", "RADLEX", "RADELEMENT", "NCIt", "NCIT", "FMA", "MSH", "UMLS",
+    "I10", "I9C", "I10P", "I9", "ICD10", "ICD11", "ACR", "NEU", "MDC", "BARI", "C4", "C5", "RXNORM", "ITIS_TSN",
+    "NCBI", "PUBCHEM_CID", "DCMUID", "HL7", "ISO3166_1", "ISO639_1", "ISO639_2", "ATC", "IBSI", "NDC", "NYUMCCG",
+    "UMLS", "MAYONRDS", "PATH", "CAPSNOMED", "POS", "WHOATC", "ISBT128", "CD2", "CPT4",
+})
+_CODE_VALUE, _SCHEME, _MEANING, _LONG_CODE, _URN_CODE = 0x00080100, 0x00080102, 0x00080104, 0x00080119, 0x00080120
+
 _TEXT_VRS = frozenset({"AE", "AS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT"})
 _TEMPORAL_VRS = frozenset({"DA", "DT", "TM"})
 _DUMMY: dict[str, Any] = {
@@ -417,11 +428,26 @@ class Scrubber:
             new = self._apply(src, tag, action, ctx)
             if new is not None:
                 dst[tag] = new
+        if _SCHEME in dst and _text_of(src, _SCHEME).strip() not in STANDARD_CODING_SCHEMES:
+            self._anonymize_local_code(src, out, ctx)
         if kept_private_blocks:
             for block in kept_private_blocks:
                 ctag = BaseTag((block[0] << 16) | block[1])
                 dst[ctag] = _copy(src._dict[ctag]) if isinstance(src._dict[ctag], DataElement) else src._dict[ctag]
         return out
+
+    def _anonymize_local_code(self, src: Dataset, out: Dataset, ctx: _Context) -> None:
+        """A code from a local/unknown scheme: designator and meaning are site text, replace them."""
+        token = ctx.pseudo.short_token("code", _text_of(src, _SCHEME) + "\\" + _text_of(src, _CODE_VALUE), 14)
+        out[_SCHEME] = DataElement(_SCHEME, "SH", "99ANON")
+        if _CODE_VALUE in out:
+            out[_CODE_VALUE] = DataElement(_CODE_VALUE, "SH", "C" + token)
+        for tag in (_LONG_CODE, _URN_CODE):
+            if tag in out:
+                del out[tag]
+        if _MEANING in out:
+            out[_MEANING] = DataElement(_MEANING, "LO", "ANONYMIZED")
+        ctx.counts.replaced += 1
 
     def _apply(self, src: Dataset, tag: BaseTag, action: str, ctx: _Context) -> DataElement | RawDataElement | None:
         """Apply ``action`` (not X) to element ``tag`` of ``src``; None means drop."""
