@@ -442,11 +442,21 @@ def test_scaled_fractional_volume_is_written_as_exact_floats(tmp_path):
     data, header = pynrrd.read(str(out))
     assert header["type"] == "float"
     np.testing.assert_array_equal(data, stored * 0.5 + 0.25)
-    vol64 = Volume(array=stored, affine=np.eye(4), slope=0.1, intercept=0.0)
+    # slope 0.1 is not exact in float32, but every stored integer is recoverable from float32: float
+    wide = np.array([-32768, -1, 0, 1, 12345, 32767, 7, 8], dtype=np.int16).reshape(2, 2, 2)
+    vol_tenth = Volume(array=wide, affine=np.eye(4), slope=0.1, intercept=-3.3)
+    (out_tenth,) = NRRD.write(vol_tenth, tmp_path / "tenth.nrrd")
+    data_tenth, header_tenth = pynrrd.read(str(out_tenth))
+    assert header_tenth["type"] == "float"
+    np.testing.assert_allclose(data_tenth, wide * 0.1 - 3.3, rtol=1e-7)
+    np.testing.assert_array_equal(np.rint((data_tenth.astype(np.float64) + 3.3) / 0.1), wide)
+    # float stored values times a fractional slope: only float64 holds them exactly
+    floats = np.random.default_rng(3).normal(size=(2, 2, 2))
+    vol64 = Volume(array=floats, affine=np.eye(4), slope=0.1, intercept=0.0)
     (out64,) = NRRD.write(vol64, tmp_path / "d.nrrd")
     data64, header64 = pynrrd.read(str(out64))
     assert header64["type"] == "double"
-    np.testing.assert_array_equal(data64, stored * 0.1)
+    np.testing.assert_array_equal(data64, floats * 0.1)
 
 
 def test_no_phi_or_free_text_reaches_the_header(tmp_path):

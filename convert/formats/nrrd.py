@@ -41,8 +41,9 @@ Writing
     NRRD has no slope/intercept, so a scaled Volume is written as **real
     values**: in the smallest integer type holding them when slope and
     intercept are integers and the stored values are integers (e.g. CT in HU
-    becomes int16), else float32 when every value is exact in float32, else
-    float64. Any reader therefore sees the correct real values.
+    becomes int16), else float32 when that loses no information (see
+    :func:`real_values_for_nrrd`), else float64. Any reader therefore sees the
+    correct real values.
 """
 
 from __future__ import annotations
@@ -662,7 +663,9 @@ def real_values_for_nrrd(volume: Volume) -> np.ndarray:
 
     NRRD has no slope/intercept. Integer stored values with integer slope and
     intercept become the smallest integer type holding the real range; otherwise
-    float32 when every real value survives float32 exactly, else float64.
+    float32 when every real value survives float32 exactly, or when the stored
+    integers are recovered exactly from the float32 values
+    (``rint((f32 - intercept) / slope) == stored``); else float64.
     """
     if not volume.is_scaled:
         return volume.array
@@ -677,6 +680,12 @@ def real_values_for_nrrd(volume: Volume) -> np.ndarray:
     as32 = real.astype(np.float32)
     if np.array_equal(as32.astype(np.float64), real, equal_nan=True):
         return as32
+    if stored.dtype.kind in "iu":
+        # float32 keeps ~7 significant digits, far finer than the quantization step (slope): accept it when
+        # every stored integer is recovered exactly from the float32 value (no information lost).
+        recovered = np.rint((as32.astype(np.float64) - volume.intercept) / volume.slope)
+        if np.array_equal(recovered, stored):
+            return as32
     return real
 
 
