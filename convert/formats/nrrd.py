@@ -718,8 +718,7 @@ def header_text(volume: Volume, dtype: np.dtype, encoding: str, data_file: str |
         f"space directions: {nrrd.format_optional_vector_list(directions)}",
         "kinds: domain domain domain" + (" list" if four_d else ""),
     ]
-    if dtype.itemsize > 1:
-        lines.append("endian: little")
+    lines.append("endian: little")  # meaningless for 1-byte types, but harmless and what ITK expects to see
     lines.append(f"encoding: {encoding}")
     lines.append(f"space origin: {nrrd.format_vector(lps[:3, 3].astype(np.float64))}")
     if four_d and volume.meta.time_step and math.isfinite(volume.meta.time_step) and volume.meta.time_step > 0:
