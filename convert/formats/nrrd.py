@@ -7,7 +7,7 @@ Reading
       (RAS), ``left-anterior-superior`` (LAS) and their ``-time`` variants are
       mapped exactly to RAS+ (LPS through :func:`convert.volume.lps_to_ras`).
       ``scanner-xyz`` and ``3D-right-handed`` carry no anatomical meaning; we
-      treat them as LPS, which is what ITK, SimpleITK and 3D Slicer do.
+      treat them as LPS, which is what ITK and SimpleITK do.
       ``3D-left-handed`` cannot be placed in a patient frame and is refused.
     * No ``space`` and no ``space directions``: voxel axes follow ``spacings``
       (1 mm when absent or NaN) along the LPS axes, origin from ``axis mins``
@@ -16,7 +16,10 @@ Reading
       DWI gradients, time) anywhere, first or last: it becomes the 4th array
       axis, so the result is always ``[i, j, k]`` or ``[i, j, k, t]``. A
       ``spacings`` value on that axis (or a ``-time`` space's time direction)
-      becomes ``meta.time_step`` (seconds are assumed).
+      becomes ``meta.time_step`` in seconds (per-axis ``units`` ms/us/min are
+      converted; seconds otherwise).
+    * ``old min``/``old max`` on integer data (dcm2niix's way to store DICOM
+      rescaling) become ``Volume.slope``/``intercept``.
     * ``space units`` other than mm (cm, m, um) are converted to mm.
     * Encodings ``raw``, ``gzip``, ``bzip2``, ``ascii``/``text`` and ``hex``;
       ``endian``; ``line skip``; ``byte skip`` (including -1); ``data file`` as
@@ -103,7 +106,7 @@ _SPACES: dict[str, tuple[str, bool]] = {
     "right-anterior-superior-time": ("RAS", True), "rast": ("RAS", True),
     "left-anterior-superior-time": ("LAS", True), "last": ("LAS", True),
     "left-posterior-superior-time": ("LPS", True), "lpst": ("LPS", True),
-    # No anatomical meaning: ITK/SimpleITK/Slicer use them unchanged as LPS; so do we.
+    # No anatomical meaning: ITK/SimpleITK use them unchanged as LPS; so do we.
     "scanner-xyz": ("LPS", False), "scanner-xyz-time": ("LPS", True),
     "3d-right-handed": ("LPS", False), "3d-right-handed-time": ("LPS", True),
 }
