@@ -716,3 +716,17 @@ def test_only_allow_listed_modality_and_units_are_read(tmp_path):
     assert (read_nrrd(bad).meta.modality, read_nrrd(bad).meta.units) == (None, None)
     dwi = _write_raw_nrrd(tmp_path / "dwi.nrrd", base + ["modality:=DWMRI"], bytes(8))
     assert read_nrrd(dwi).meta.modality == "MR"
+
+
+def test_read_detached_gzip_file_written_by_pynrrd(tmp_path):
+    ijkt = np.random.default_rng(5).normal(size=(3, 4, 5, 2)).astype(np.float32)
+    lps_dirs = ras_to_lps(oblique_affine())[:3, :3]
+    header = {"space": "left-posterior-superior", "kinds": ["list", "domain", "domain", "domain"],
+              "space directions": np.vstack([np.full(3, np.nan), lps_dirs.T]),
+              "space origin": ras_to_lps(oblique_affine())[:3, 3], "encoding": "gzip"}
+    path = tmp_path / "py.nhdr"
+    pynrrd.write(str(path), np.ascontiguousarray(ijkt.transpose(3, 0, 1, 2)), header, detached_header=True,
+                 index_order="F")
+    vol = convert.load(path)
+    np.testing.assert_array_equal(vol.array, ijkt)
+    np.testing.assert_allclose(vol.affine, oblique_affine(), atol=1e-9)
