@@ -291,10 +291,21 @@ class _Context:
                 for v in values:
                     for word in re.split(r"[\^\s,=]+", str(v)):
                         if len(word) >= 3:
-                            words.add(re.escape(word))
+                            words.update(re.escape(w) for w in _spellings(word))
             pattern = "|".join(sorted(words, key=len, reverse=True)) or r"(?!x)x"
             self._tokens = re.compile(pattern, re.IGNORECASE)
         return self._tokens
+
+
+def _spellings(word: str) -> set[str]:
+    """``word`` plus its accent-free and German-transliterated spellings (Müller, Muller, Mueller)."""
+    import unicodedata
+
+    folded = "".join(c for c in unicodedata.normalize("NFKD", word) if not unicodedata.combining(c))
+    german = word
+    for a, b in (("ä", "ae"), ("ö", "oe"), ("ü", "ue"), ("Ä", "Ae"), ("Ö", "Oe"), ("Ü", "Ue"), ("ß", "ss")):
+        german = german.replace(a, b)
+    return {word, folded, german}
 
 
 def _text_of(ds: Dataset, tag: int) -> str:
@@ -411,7 +422,11 @@ class Scrubber:
                     action = _fallback_action(0x60000000 | element)
                     action = "C" if action == "X" else action  # overlay labels/descriptions: cleaned text
             else:
-                action = actions.get(tag) or _fallback_action(tag)
+                action = actions.get(tag)
+                if action is None:
+                    action = _fallback_action(tag)
+                    if action != "X" and not _vr_matches(elem, tag):
+                        action = "X"  # a VR other than the dictionary's: we cannot vouch for the value
             if action == "X":
                 counts.removed += 1
                 continue
@@ -490,7 +505,10 @@ class Scrubber:
             return None
         if action == "C":
             return self._clean(elem, ctx)
-        counts.kept += 1  # K (already handled for non-sequences), S on a non-sequence value
+        if action == "S":  # a sequence tag holding a non-sequence value: cannot vouch for it
+            counts.removed += 1
+            return None
+        counts.kept += 1  # K on a non-sequence value decoded above
         return _copy(elem)
 
     def _map_uid(self, elem: DataElement, ctx: _Context, keep_known: bool) -> DataElement:
@@ -564,7 +582,8 @@ class Scrubber:
     def _stamp(self, out: Dataset, ctx: _Context, flagged: bool) -> None:
         """Add PatientIdentityRemoved, DeidentificationMethod(+CodeSequence), temporal flag."""
         out.PatientIdentityRemoved = "YES"
-        out.DeidentificationMethod = self.method_text[:64]
+        out.DeidentificationMethod = ["medconvert", "DICOM PS3.15 E.1-1 Basic Profile (2024e)"] + [
+            f"option {o}" for o in sorted(ctx.options)]
         codes = Sequence()
         for name in ["basic"] + [o for o in CID_7050 if o in ctx.options]:
             value, meaning = CID_7050[name]
@@ -608,6 +627,20 @@ class Scrubber:
         new.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
         ctx.counts.replaced += 1
         return new
+
+
+def _vr_matches(elem: DataElement | RawDataElement, tag: int) -> bool:
+    """True when the element's own VR is absent (implicit), the dictionary's, or UN for a non-text VR."""
+    vr = elem.VR
+    if not vr:
+        return True
+    try:
+        expected = dictionary_VR(tag)
+    except KeyError:
+        return False
+    if vr == expected or vr in expected.split(" or "):
+        return True
+    return vr == "UN" and expected not in _TEXT_VRS and expected != "SQ"
 
 
 def _raw_vr(elem: RawDataElement, tag: int) -> str:
