@@ -8,10 +8,12 @@ CT series (see ``make_ct_series.py``). For every tool/output pair we record:
   warm-up run per tool so every tool sees warm page cache and compiled
   bytecode; ``--quick`` skips the warm-up);
 * CPU seconds (user + sys, from ``wait4``; less sensitive to a busy machine);
-* peak memory of the whole process tree in MB: the larger of the kernel's
-  high-water RSS of the biggest single process (``ru_maxrss``) and the sum of
-  RSS over the tree sampled every 10 ms from ``/proc`` (catches e.g. dcm2niix
-  + pigz), compared with the volume's size in memory (512*512*N*2 bytes).
+* peak memory of the whole process tree in MB, sampled every 10 ms from
+  ``/proc``: the larger of the biggest single process's exact high-water RSS
+  (``VmHWM``, counted from its ``exec``) and the summed RSS of the tree (catches
+  e.g. dcm2niix + pigz), compared with the volume's size in memory
+  (512*512*N*2 bytes). ``ru_maxrss`` from ``wait4`` is *not* used: after
+  (v)fork + exec it inherits the benchmark process's own high-water mark.
 
 Runs are interleaved round-robin across tools so background load hits all
 tools alike. Before timing anything the warm-up outputs are checked in world
@@ -187,19 +189,28 @@ def _children_map() -> dict[int, list[int]]:
     return children
 
 
-def tree_rss_bytes(root: int) -> int:
-    """Summed resident set size (bytes) of ``root`` and all its descendants right now."""
+def tree_memory_bytes(root: int) -> tuple[int, int]:
+    """``(summed VmRSS, largest VmHWM)`` in bytes over ``root`` and all its descendants, right now.
+
+    VmHWM is the kernel's exact peak RSS of a process since its ``exec``; the
+    summed VmRSS catches several processes holding memory at the same time.
+    """
     children = _children_map()
-    total, stack = 0, [root]
+    total = hwm = 0
+    stack = [root]
     while stack:
         pid = stack.pop()
         try:
-            with open(f"/proc/{pid}/statm", "rb") as fh:
-                total += int(fh.read().split()[1]) * PAGE
+            with open(f"/proc/{pid}/status", "rb") as fh:
+                for line in fh:
+                    if line.startswith(b"VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+                    elif line.startswith(b"VmHWM:"):
+                        hwm = max(hwm, int(line.split()[1]) * 1024)
         except (OSError, ValueError, IndexError):
             pass
         stack.extend(children.get(pid, ()))
-    return total
+    return total, hwm
 
 
 @dataclass
@@ -228,7 +239,7 @@ def run_once(argv: list[str], out_dir: Path, timeout_s: float = RUN_TIMEOUT_S) -
 
     def poll() -> None:
         while not done.is_set():
-            peak[0] = max(peak[0], tree_rss_bytes(proc.pid))
+            peak[0] = max(peak[0], *tree_memory_bytes(proc.pid))
             done.wait(0.01)
 
     poller = threading.Thread(target=poll, daemon=True)
@@ -238,21 +249,29 @@ def run_once(argv: list[str], out_dir: Path, timeout_s: float = RUN_TIMEOUT_S) -
     reader.start()
     deadline = t0 + timeout_s
     status = rusage = None
-    while True:
-        pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
-        if pid:
-            break
-        if time.perf_counter() > deadline:
+    try:
+        while True:
+            pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.perf_counter() > deadline:
+                os.killpg(proc.pid, 9)
+                pid, status, rusage = os.wait4(proc.pid, 0)
+                break
+            time.sleep(0.002)
+    except BaseException:  # Ctrl-C / SIGTERM: never leave a converter running
+        try:
             os.killpg(proc.pid, 9)
-            pid, status, rusage = os.wait4(proc.pid, 0)
-            break
-        time.sleep(0.002)
+            os.wait4(proc.pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+        raise
     wall = time.perf_counter() - t0
     done.set()
     poller.join()
     reader.join(timeout=5)
     proc.returncode = os.waitstatus_to_exitcode(status)
-    peak_bytes = max(peak[0], rusage.ru_maxrss * 1024)  # ru_maxrss is in KiB on Linux
+    peak_bytes = peak[0]
     outputs = sorted(p for p in out_dir.iterdir() if p.name.endswith((".nii", ".nii.gz")))
     err = b"".join(stderr_chunks).decode(errors="replace").strip()
     ok = proc.returncode == 0 and len(outputs) == 1
@@ -506,6 +525,12 @@ def bench_series(n_slices: int, tools: list[Tool], runs: int, warmup: bool,
 
 
 def main(argv: list[str] | None = None) -> int:
+    import signal
+
+    def _terminate(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
     parser = argparse.ArgumentParser(description="DICOM -> NIfTI benchmark (medconvert vs peers).")
     parser.add_argument("--slices", type=int, nargs="+", default=[300, 1000], help="series lengths (default 300 1000)")
     parser.add_argument("--runs", type=int, default=5, help="timed runs per tool (default 5)")
