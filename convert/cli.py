@@ -72,16 +72,113 @@ def _escape(text: str) -> str:
 @handle_errors
 def convert_cmd(
     src: Path = typer.Argument(..., help="Input file (any readable format) or DICOM folder."),
-    dst: Path = typer.Argument(..., help="Output file; its extension picks the format unless --to is given."),
+    dst: Path = typer.Argument(..., help="Output file (its extension picks the format unless --to is given), or "
+                               "an output FOLDER for a DICOM folder: one file per series."),
     to: Optional[str] = typer.Option(None, "--to", help="Output format name (see 'medconvert formats')."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
+    name: str = typer.Option("{SeriesNumber}_{SeriesDescription}", "--name",
+                             help="DICOM folder -> folder: output name template over SeriesNumber, "
+                             "SeriesDescription, ProtocolName, Modality, EchoNumber, AcquisitionNumber, ImageType, "
+                             "SequenceName, BodyPartExamined, Manufacturer, Split, Index."),
+    tilt_correct: bool = typer.Option(False, "--tilt-correct", help="Resample gantry-tilted CT onto an orthogonal "
+                                      "grid (default: keep the tilt as a sheared affine)."),
+    allow_gaps: bool = typer.Option(False, "--allow-gaps", help="Convert series with missing slices by resampling "
+                                    "across the gap (default: refuse them)."),
+    resample_uneven: bool = typer.Option(False, "--resample-uneven", help="Resample unevenly spaced slices onto a "
+                                         "regular grid (default: stack them with a warning)."),
+    sidecar: bool = typer.Option(True, "--sidecar/--no-sidecar", help="Write a BIDS-style JSON sidecar beside "
+                                 "NIfTI outputs of DICOM input."),
+    sidecar_phi: bool = typer.Option(False, "--sidecar-phi", help="Include patient-identifying fields (names, IDs, "
+                                     "dates, UIDs) in the sidecar. Off by default."),
 ) -> None:
-    """Convert SRC to DST. SRC is never modified; DST is written atomically."""
+    """Convert SRC to DST. SRC is never modified; outputs are written atomically.
+
+    A DICOM folder converts to an output folder (every series) or, when it holds
+    exactly one series, to a single file.
+    """
+    from convert.dicom.reader import DICOM
+
+    dicom_folder = src.is_dir() and DICOM.sniff(src)
+    read_options = {"tilt_correct": tilt_correct, "allow_gaps": allow_gaps, "resample_uneven": resample_uneven}
+    if dicom_folder and _is_folder_target(dst):
+        _convert_dicom_folder(src, dst, to=to or "nifti-gz", name=name, overwrite=overwrite, sidecar=sidecar,
+                              sidecar_phi=sidecar_phi, **read_options)
+        return
+    if dicom_folder or (src.is_file() and DICOM.sniff(src)):
+        _convert_dicom_single(src, dst, to=to, overwrite=overwrite, sidecar=sidecar, sidecar_phi=sidecar_phi,
+                              **read_options)
+        return
     from convert.api import convert
 
     written = convert(src, dst, to=to, overwrite=overwrite)
     for path in written:
         console.print(f"wrote {path}", highlight=False)
+
+
+def _is_folder_target(dst: Path) -> bool:
+    """An existing folder, a name ending in a separator, or a name without any extension."""
+    from convert.formats import extension_of
+
+    if dst.is_dir() or str(dst).endswith(("/", os.sep)):
+        return True
+    return not dst.exists() and "." not in dst.name and not extension_of(dst).strip(".")
+
+
+def _convert_dicom_single(src: Path, dst: Path, *, to: Optional[str], overwrite: bool, sidecar: bool,
+                          sidecar_phi: bool, **read_options: Any) -> None:
+    from convert.dicom.reader import DICOM, volume_warnings
+    from convert.formats import format_for_output
+
+    fmt = format_for_output(dst, to)
+    volume = DICOM.read(src, **read_options)
+    for warning in volume_warnings(volume):
+        err_console.print(f"[yellow]warning:[/] {_escape(warning)}", highlight=False)
+    written = fmt.write(volume, dst, overwrite=overwrite)
+    if sidecar and fmt.name.startswith("nifti"):
+        from convert.dicom import sidecar as sidecar_mod
+        from convert.dicom.scan import scan
+        from convert.dicom.series import assemble
+
+        series = assemble(scan(src).instances)
+        if len(series) == 1:
+            headers = [inst.header for inst in series[0].instances]
+            stem = dst.name[: -len(".nii.gz")] if dst.name.lower().endswith(".nii.gz") else dst.stem
+            data = sidecar_mod.build_sidecar(headers, volume, include_phi=sidecar_phi)
+            written.append(sidecar_mod.write_sidecar(dst.with_name(stem + ".json"), data, overwrite=overwrite))
+    for path in written:
+        console.print(f"wrote {path}", highlight=False)
+
+
+def _convert_dicom_folder(src: Path, dst: Path, **options: Any) -> None:
+    from convert.dicom.reader import convert_dicom_tree
+
+    if console.is_terminal:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      console=console, transient=True) as bar:
+            task = bar.add_task("converting", total=None)
+
+            def progress(done: int, total: int, label: str) -> None:
+                bar.update(task, completed=done, total=total, description=_escape(f"series {label}"))
+
+            report = convert_dicom_tree(src, dst, progress=progress, **options)
+    else:
+        report = convert_dicom_tree(src, dst, **options)
+    for outcome in report.outcomes:
+        for warning in outcome.warnings:
+            err_console.print(f"[yellow]warning:[/] series {_escape(outcome.label)}: {_escape(warning)}",
+                              highlight=False, soft_wrap=True)
+        if outcome.ok:
+            for path in outcome.written:
+                console.print(f"wrote {path}", highlight=False)
+        else:
+            err_console.print(f"[bold red]error:[/] series {_escape(outcome.label)} failed: {_escape(outcome.error or '')}",
+                              highlight=False, soft_wrap=True)
+    if report.skipped:
+        console.print(f"skipped {len(report.skipped)} non-DICOM file(s)", highlight=False)
+    if report.failed:
+        raise fail(f"{len(report.failed)} of {len(report.outcomes)} series failed; the others were written")
 
 
 @app.command("info")
@@ -90,10 +187,20 @@ def info_cmd(
     path: Path = typer.Argument(..., help="Image file or DICOM folder."),
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
-    """Print format, shape, dtype, spacing (mm), orientation, affine and value range."""
+    """Print format, shape, dtype, spacing (mm), orientation, affine and value range.
+
+    For a DICOM folder: list every series found with its geometry and warnings
+    (missing slices, gantry tilt, uneven spacing), without decoding pixels.
+    """
     from convert.api import describe
     from convert.formats import detect
 
+    if path.is_dir():
+        from convert.dicom.reader import DICOM
+
+        if DICOM.sniff(path):
+            _info_dicom_folder(path, as_json)
+            return
     fmt = detect(path)
     volume = fmt.read(path)
     summary = describe(volume, fmt.name)
@@ -116,6 +223,60 @@ def info_cmd(
     if summary["time_step_s"]:
         table.add_row("time step (s)", f"{summary['time_step_s']:g}")
     console.print(table)
+
+
+def _info_dicom_folder(path: Path, as_json: bool) -> None:
+    from convert.dicom.reader import summarize_series
+    from convert.dicom.scan import scan
+    from convert.dicom.series import assemble
+    from convert.errors import DicomError
+
+    result = scan(path)
+    if not result.instances:
+        raise DicomError(f"no DICOM image found ({len(result.skipped)} file(s) skipped)", path)
+    summaries = [summarize_series(s) for s in assemble(result.instances)]
+    if as_json:
+        out = {"path": str(path), "format": "dicom", "files_skipped": len(result.skipped), "series": summaries}
+        sys.stdout.write(json.dumps(out, indent=2) + "\n")
+        return
+    table = Table("#", "description", "kind", "files", "shape", "spacing (mm)", "orient.", "flags")
+    for s in summaries:
+        flags = [f for f, on in (("ERROR", bool(s["problem"])), (f"{s['missing_slices']} missing",
+                                  bool(s["missing_slices"])), ("uneven", s["uneven_spacing"]),
+                                 (f"tilt {s['tilt_deg']:g} deg", s["tilt_deg"] > 0.1)) if on]
+        desc = s["description"] + (f" ({s['split']})" if s["split"] else "")
+        spacing = " x ".join(f"{v:g}" for v in s["spacing_mm"]) if s["spacing_mm"] else "-"
+        table.add_row(str(s["number"] if s["number"] is not None else "?"), _escape(desc), s["kind"], str(s["files"]),
+                      "x".join(str(n) for n in s["shape"]), spacing, s["orientation"] or "-", ", ".join(flags))
+    console.print(f"{path}: {len(summaries)} series, {len(result.instances)} image file(s), "
+                  f"{len(result.skipped)} other file(s) skipped", highlight=False)
+    console.print(table)
+    for s in summaries:
+        label = f"series {s['number']} '{s['description']}'" + (f" ({s['split']})" if s["split"] else "")
+        if s["problem"]:
+            err_console.print(f"[bold red]problem:[/] {_escape(label)}: {_escape(s['problem'])}", highlight=False,
+                              soft_wrap=True)
+        for warning in s["warnings"]:
+            console.print(f"[yellow]warning:[/] {_escape(label)}: {_escape(warning)}", highlight=False, soft_wrap=True)
+
+
+@app.command("sample")
+@handle_errors
+def sample_cmd(
+    out_dir: Path = typer.Argument(..., help="Folder to create; the DICOM series goes to OUT_DIR/dicom."),
+    oblique: bool = typer.Option(False, "--oblique", help="Write an oblique (tilted-plane) series instead of axial."),
+) -> None:
+    """Write a small synthetic CT series (64x64x40 head phantom, no real patient) to try medconvert on."""
+    from convert.sample import write_sample
+
+    dicom_dir = out_dir / "dicom"
+    if dicom_dir.exists() and any(dicom_dir.iterdir()):
+        from convert.errors import OutputExistsError
+
+        raise OutputExistsError("sample folder already holds files; choose another folder", dicom_dir)
+    written = write_sample(out_dir, oblique=oblique)
+    console.print(f"wrote a 64x64x40 CT phantom series to {written['dicom']}", highlight=False)
+    console.print(f"next: medconvert convert {written['dicom']} {out_dir / 'out'}", highlight=False)
 
 
 @app.command("formats")

@@ -702,3 +702,54 @@ def _unique_stem(stem: str, ext: str, claimed: set[str], used: set[str]) -> str:
         candidate = f"{stem}_{n}"
     claimed.add(candidate.lower())
     return candidate
+
+
+# --------------------------------------------------------------------------- summaries (no pixel decoding)
+def summarize_series(series: Series) -> dict[str, Any]:
+    """JSON-ready geometry and diagnostics of a series from its headers only (nothing decoded).
+
+    Keys: ``number``, ``description``, ``split``, ``kind``, ``modality``, ``files``,
+    ``shape``, ``spacing_mm`` (i, j, k), ``orientation`` (RAS+ code), ``tilt_deg``,
+    ``missing_slices``, ``uneven_spacing``, ``warnings``, ``problem``. Mosaic and
+    multi-frame shapes are the stored matrix until decoded.
+    """
+    first = series.first
+    info: dict[str, Any] = {
+        "number": series.series_number,
+        "description": series.description,
+        "split": series.split,
+        "kind": series.kind,
+        "modality": series.modality,
+        "files": len(series.paths),
+        "shape": list(series.shape),
+        "spacing_mm": None,
+        "orientation": None,
+        "tilt_deg": round(series.tilt_deg, 3),
+        "missing_slices": sum(n for _, n in series.missing),
+        "uneven_spacing": series.uneven,
+        "warnings": list(series.warnings),
+        "problem": series.problem,
+    }
+    if series.kind == "slices" and first.orientation is not None:
+        affine = lps_to_ras(slice_affine_lps(first, series.grid[-1][0], series.n_slices))
+        from convert.volume import orientation_code
+
+        spacing = [float(np.linalg.norm(affine[:3, n])) for n in range(3)]
+        if series.slice_spacing is not None:
+            spacing[2] = series.slice_spacing
+        info["spacing_mm"] = [round(s, 4) for s in spacing]
+        info["orientation"] = orientation_code(affine)
+    elif series.kind == "mosaic" and _multiframe is not None:
+        from convert.volume import orientation_code
+
+        try:
+            tile_rows, tile_cols, _ = _multiframe.mosaic_tile_shape(first.header)
+            n = _multiframe.mosaic_slice_count(first.header)
+            affine = lps_to_ras(np.asarray(_multiframe.mosaic_affine_lps(first.header), dtype=np.float64))
+        except ConvertError as exc:
+            info["problem"] = exc.message
+        else:
+            info["shape"] = [tile_cols, tile_rows, n] + ([series.n_times] if series.n_times > 1 else [])
+            info["spacing_mm"] = [round(float(np.linalg.norm(affine[:3, c])), 4) for c in range(3)]
+            info["orientation"] = orientation_code(affine)
+    return info

@@ -1,0 +1,98 @@
+"""convert.dicom.scan: header-only discovery of DICOM files in messy folder trees."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from fixtures.dicom_series import make_non_dicom_files, make_series  # noqa: E402
+
+from convert.dicom.scan import dicom_time_seconds, index_file, scan  # noqa: E402
+from convert.errors import InputNotFoundError  # noqa: E402
+
+
+def test_indexes_every_slice_with_geometry(tmp_path: Path) -> None:
+    paths, spec = make_series(tmp_path / "s", "oblique")
+    result = scan(tmp_path)
+    assert len(result.instances) == len(paths) == spec.slices
+    inst = result.instances[0]
+    assert inst.rows == spec.rows and inst.columns == spec.columns
+    assert inst.pixel_spacing == spec.pixel_spacing
+    assert inst.orientation is not None and len(inst.orientation) == 6
+    assert inst.position is not None and inst.modality == "CT"
+    assert inst.rescale_intercept == -1024.0 and inst.bits_stored == 16 and inst.pixel_representation == 1
+    assert inst.transfer_syntax == "1.2.840.10008.1.2.1"
+    assert inst.header is not None and "PixelData" not in inst.header  # headers only
+
+
+def test_readme_and_junk_files_are_skipped_and_counted(tmp_path: Path) -> None:
+    make_series(tmp_path / "s", slices=3)
+    junk = make_non_dicom_files(tmp_path / "s")
+    result = scan(tmp_path)
+    assert len(result.instances) == 3
+    assert {p for p, _ in result.skipped} == set(junk)
+    assert result.files_seen == 3 + len(junk)
+
+
+def test_files_without_extension_and_gzipped_files_are_found(tmp_path: Path) -> None:
+    paths, _ = make_series(tmp_path / "s", slices=3, shuffle_names=True)
+    assert all(p.suffix == "" for p in paths)
+    with open(paths[0], "rb") as src, gzip.open(str(paths[0]) + ".dcm.gz", "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    paths[0].unlink()
+    result = scan(tmp_path)
+    assert len(result.instances) == 3
+    assert any(i.path.name.endswith(".dcm.gz") for i in result.instances)
+
+
+def test_dicomdir_is_skipped_as_an_index(tmp_path: Path) -> None:
+    make_series(tmp_path / "s", slices=2)
+    (tmp_path / "DICOMDIR").write_bytes(b"\0" * 128 + b"DICM" + b"\0" * 64)
+    result = scan(tmp_path)
+    assert len(result.instances) == 2
+    assert any("DICOMDIR" in reason for _, reason in result.skipped)
+
+
+def test_many_files_use_the_thread_pool_and_keep_path_order(tmp_path: Path) -> None:
+    make_series(tmp_path / "s", slices=40)
+    calls: list[tuple[int, int]] = []
+    result = scan(tmp_path, workers=4, progress=lambda done, total: calls.append((done, total)))
+    assert [i.path for i in result.instances] == sorted(i.path for i in result.instances)
+    assert calls[-1] == (40, 40)
+
+
+def test_missing_root_raises_naming_it(tmp_path: Path) -> None:
+    with pytest.raises(InputNotFoundError, match="nope"):
+        scan(tmp_path / "nope")
+
+
+def test_truncated_header_is_skipped_not_fatal(tmp_path: Path) -> None:
+    paths, _ = make_series(tmp_path / "s", slices=2)
+    paths[0].write_bytes(paths[0].read_bytes()[:140])
+    outcome = index_file(paths[0])
+    assert isinstance(outcome, str)
+
+
+@pytest.mark.parametrize("text,seconds", [("120000", 43200.0), ("235959.5", 86399.5), ("10:30:00", 37800.0),
+                                          ("1030", 37800.0), ("", None), ("ab", None)])
+def test_dicom_time_parsing(text: str, seconds: float | None) -> None:
+    assert dicom_time_seconds(text) == seconds
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=400))
+def test_random_bytes_never_crash_the_indexer(tmp_path_factory: pytest.TempPathFactory, data: bytes) -> None:
+    path = tmp_path_factory.mktemp("fuzz") / "x.dcm"
+    path.write_bytes(data)
+    outcome = index_file(path)
+    assert isinstance(outcome, str) or outcome.rows > 0

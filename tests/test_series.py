@@ -1,0 +1,136 @@
+"""convert.dicom.series: grouping, spatial sorting, 4D, duplicates, gaps, uneven spacing, tilt."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from fixtures.dicom_series import make_series, make_two_orientations  # noqa: E402
+
+from convert.dicom.scan import scan  # noqa: E402
+from convert.dicom.series import assemble, image_kind  # noqa: E402
+
+
+def _assemble(folder: Path):
+    return assemble(scan(folder).instances)
+
+
+def test_slices_sorted_along_normal_not_by_name_or_instance_number(tmp_path: Path) -> None:
+    make_series(tmp_path, "oblique", descending=True, shuffle_names=True)
+    (series,) = _assemble(tmp_path)
+    assert np.all(np.diff(series.distances) > 0)
+    assert series.n_slices == 10 and series.n_times == 1
+    assert [i.instance_number for c in series.grid for i in c] == list(range(10, 0, -1))
+    assert not series.warnings and series.problem is None
+
+
+def test_two_series_in_one_folder_are_separated_and_ordered_by_number(tmp_path: Path) -> None:
+    make_series(tmp_path / "a", series_number=7, seed=1)
+    make_series(tmp_path / "b", series_number=3, seed=2, slices=5)
+    series = _assemble(tmp_path)
+    assert [s.series_number for s in series] == [3, 7]
+    assert [s.n_slices for s in series] == [5, 10]
+
+
+def test_two_orientations_in_one_series_are_split(tmp_path: Path) -> None:
+    make_two_orientations(tmp_path)
+    series = _assemble(tmp_path)
+    assert len(series) == 2
+    assert all(s.n_slices == 6 for s in series)
+    assert all("orientation" in s.split for s in series)
+
+
+def test_echoes_are_split(tmp_path: Path) -> None:
+    make_series(tmp_path / "e1", series_uid="2.25.77", study_uid="2.25.70", extra={"EchoNumbers": 1}, seed=1, modality="MR")
+    make_series(tmp_path / "e2", series_uid="2.25.77", study_uid="2.25.70", extra={"EchoNumbers": 2}, seed=2, modality="MR")
+    series = _assemble(tmp_path)
+    assert sorted(s.split for s in series) == ["echo 1", "echo 2"]
+
+
+def test_magnitude_and_phase_are_split_but_vendor_extras_are_not() -> None:
+    assert image_kind(("ORIGINAL", "PRIMARY", "M", "ND")) != image_kind(("ORIGINAL", "PRIMARY", "P", "ND"))
+    assert image_kind(("ORIGINAL", "PRIMARY", "AXIAL")) == image_kind(("ORIGINAL", "PRIMARY", "AXIAL", "ADD"))
+
+
+def test_4d_series_time_points_ordered_by_temporal_position(tmp_path: Path) -> None:
+    make_series(tmp_path, times=3, shuffle_names=True, modality="MR")
+    (series,) = _assemble(tmp_path)
+    assert (series.n_slices, series.n_times) == (10, 3)
+    for column in series.grid:
+        assert [i.temporal_position for i in column] == [1, 2, 3]
+    assert series.shape == (24, 32, 10, 3)
+
+
+def test_exact_duplicate_files_are_dropped_with_a_warning(tmp_path: Path) -> None:
+    paths, _ = make_series(tmp_path / "s")
+    shutil.copy(paths[4], tmp_path / "copy_of_slice.dcm")
+    (series,) = _assemble(tmp_path)
+    assert series.n_slices == 10 and series.n_times == 1
+    assert any("duplicate" in w for w in series.warnings)
+
+
+def test_one_missing_slice_is_detected(tmp_path: Path) -> None:
+    make_series(tmp_path, skip=(4,))
+    (series,) = _assemble(tmp_path)
+    assert series.missing == [(3, 1)]
+    assert any("missing" in w for w in series.warnings)
+    assert not series.uneven
+
+
+def test_uneven_spacing_is_not_mistaken_for_missing_slices(tmp_path: Path) -> None:
+    make_series(tmp_path, slice_offsets=[0, 2, 4, 6, 8, 11.5, 15, 18.5, 22, 25.5])
+    (series,) = _assemble(tmp_path)
+    assert series.uneven and not series.missing
+
+
+def test_gantry_tilt_is_detected(tmp_path: Path) -> None:
+    make_series(tmp_path, tilt_deg=15.0)
+    (series,) = _assemble(tmp_path)
+    assert series.tilt_deg == pytest.approx(15.0, abs=0.01)
+    assert any("tilt" in w for w in series.warnings)
+
+
+def test_inconsistent_4d_is_a_problem_not_a_crash(tmp_path: Path) -> None:
+    paths, _ = make_series(tmp_path, times=2, modality="MR")
+    paths[-1].unlink()  # last time point loses a slice
+    (series,) = _assemble(tmp_path)
+    assert series.problem and "inconsistent 4D" in series.problem
+
+
+def _two_acquisitions(folder: Path, shift: float) -> None:
+    for n, z in ((1, 41.0), (2, 41.0 + shift)):
+        make_series(folder / str(n), series_uid="2.25.9", study_uid="2.25.90", extra={"AcquisitionNumber": n},
+                    seed=n, slices=6, origin=(-12.5, 30.25, z))
+
+
+def test_acquisitions_over_partly_shared_positions_are_separate_volumes(tmp_path: Path) -> None:
+    _two_acquisitions(tmp_path, shift=5.0)  # 2 slices further: 4 positions shared, 2 not
+    series = _assemble(tmp_path)
+    assert len(series) == 2 and {s.split for s in series} == {"acquisition 1", "acquisition 2"}
+    assert all(s.n_slices == 6 and s.problem is None for s in series)
+
+
+def test_interleaved_acquisitions_form_one_volume(tmp_path: Path) -> None:
+    _two_acquisitions(tmp_path, shift=1.25)  # odd/even slices acquired in two passes
+    (series,) = _assemble(tmp_path)
+    assert series.n_slices == 12 and not series.uneven
+
+
+def test_per_slice_acquisition_numbers_do_not_split(tmp_path: Path) -> None:
+    def mutate_number(k: int) -> int:
+        return k // 2 + 1
+
+    from convert.sample import write_series
+    from fixtures.dicom_series import small_spec
+
+    write_series(tmp_path, small_spec(), mutate=lambda ds, k, t: setattr(ds, "AcquisitionNumber", mutate_number(k)))
+    (series,) = _assemble(tmp_path)
+    assert series.n_slices == 10
