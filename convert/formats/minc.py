@@ -298,10 +298,10 @@ def _write_minc2(volume: Volume, target: Path, compresslevel: int) -> None:
         vmax = float(finite.max()) if finite.size else 1.0
         imin, imax = vmin, vmax
     else:
-        vmin, vmax = (float(array.min()), float(array.max())) if array.size else (0.0, 0.0)
-        if vmin == vmax:
-            info = np.iinfo(array.dtype)
-            vmin, vmax = float(info.min), float(info.max)
+        # the full type range, as libminc and nii2mnc write it: tools that rescale per slice
+        # (mincresample, mincreshape) then keep 2^bits levels instead of the data's few
+        info = np.iinfo(array.dtype)
+        vmin, vmax = float(info.min), float(info.max)
         imin = vmin * volume.slope + volume.intercept
         imax = vmax * volume.slope + volume.intercept
     if vmin == vmax:
