@@ -93,6 +93,15 @@ def test_philips_enhanced_splits_magnitude_and_fieldmap_like_dcm2niix():
 
 
 @pytest.mark.conformance
+def test_philips_precise_scaling_option_matches_dcm2niix_default():
+    enh = conformance_dir("dcm_qa_enh")
+    magnitude, fieldmap = read_enhanced(enh / "In" / "Philips" / "IM_0027_fMAP.dcm", philips_precise=True)
+    ref = enh / "ref-dcm2niix"
+    assert_matches_reference(magnitude, ref / "In_WIP_B0_NS_801_e1.nii.gz")
+    assert_matches_reference(fieldmap, ref / "In_WIP_B0_NS_801_e2_fieldmaphz.nii.gz")
+
+
+@pytest.mark.conformance
 def test_siemens_xa_enhanced_fmri_4d_matches_dcm2niix(tmp_path):
     enh = conformance_dir("dcm_qa_enh")
     files = sorted((enh / "In" / "Siemens" / "XA10").glob("*.dcm"), key=lambda p: int(p.stem.split("_")[1]))

@@ -140,6 +140,25 @@ def _frame_type(ds: Dataset, frame: int) -> tuple[str, ...]:
     return ()
 
 
+def _philips_scale_slope(ds: Dataset, frame: int) -> float | None:
+    """Philips private ScaleSlope (2005,xx0E) of ``frame`` (per-frame private group (2005,140F))."""
+    per_frame = ds.PerFrameFunctionalGroupsSequence[frame]
+    candidates = [per_frame]
+    for element in per_frame:
+        if element.tag.is_private and element.VR == "SQ" and element.value:
+            candidates.append(element.value[0])
+    candidates.append(ds)
+    for item in candidates:
+        try:
+            value = item.private_block(0x2005, "Philips MR Imaging DD 001")[0x0E].value
+        except (KeyError, ValueError):
+            continue
+        number = _floats(value, 1)
+        if number and number[0] != 0:
+            return number[0]
+    return None
+
+
 def _datetime_seconds(value: Any) -> float | None:
     """Seconds of a DICOM DT value since the start of its day (for relative timing only)."""
     text = str(value or "").strip()
@@ -166,7 +185,7 @@ def _position_dimension(ds: Dataset) -> int | None:
     return None
 
 
-def _frames(ds: Dataset, path: Path) -> list[_Frame]:
+def _frames(ds: Dataset, path: Path, philips_precise: bool = False) -> list[_Frame]:
     n_frames = int(ds.get("NumberOfFrames") or 1)
     per_frame = ds.PerFrameFunctionalGroupsSequence
     if len(per_frame) != n_frames:
@@ -206,6 +225,12 @@ def _frames(ds: Dataset, path: Path) -> list[_Frame]:
         if intercept is None and "RescaleIntercept" in ds:
             intercept = _floats(ds.RescaleIntercept, 1)
         bvalue = _floats(_group_value(ds, f, "MRDiffusionSequence", "DiffusionBValue"), 1)
+        rs = slope[0] if slope and slope[0] != 0 else 1.0
+        ri = intercept[0] if intercept else 0.0
+        if philips_precise:
+            ss = _philips_scale_slope(ds, f)
+            if ss is not None:  # FP = (SV * RS + RI) / (RS * SS)
+                rs, ri = 1.0 / ss, ri / (rs * ss)
         frames.append(
             _Frame(
                 index=f,
@@ -219,8 +244,8 @@ def _frames(ds: Dataset, path: Path) -> list[_Frame]:
                 dims=dims,
                 echo_time=echo[0] if echo else None,
                 image_type=_frame_type(ds, f),
-                slope=slope[0] if slope and slope[0] != 0 else 1.0,
-                intercept=intercept[0] if intercept else 0.0,
+                slope=rs,
+                intercept=ri,
                 acq_time=acq_time,
                 bvalue=bvalue[0] if bvalue else None,
             )
@@ -417,7 +442,7 @@ def _volume_meta(ds: Dataset, frames: Sequence[_Frame], slices: list[list[_Frame
     return meta.replace(acquisition=acquisition, time_step=time_step, window=window)
 
 
-def read_enhanced(path: Path, ds: Dataset | None = None) -> list[Volume]:
+def read_enhanced(path: Path, ds: Dataset | None = None, *, philips_precise: bool = False) -> list[Volume]:
     """All volumes in one enhanced multi-frame DICOM file.
 
     Frames are split into volumes by stack, echo time, image type (FrameType
@@ -436,6 +461,10 @@ def read_enhanced(path: Path, ds: Dataset | None = None) -> list[Volume]:
         path: the file (named in errors).
         ds: the dataset if already read; read again with pixels when it was
             read with ``stop_before_pixels``.
+        philips_precise: apply Philips' private floating-point scaling
+            (``1 / ScaleSlope`` (2005,100E), as dcm2niix does by default) instead
+            of the DICOM RescaleSlope/RescaleIntercept ("display values").
+            Frames without the private tag keep the DICOM scaling.
 
     Returns:
         Volumes with RAS+ affines (mm), ``[i, j, k(, t)]`` arrays, allow-listed
@@ -458,7 +487,7 @@ def read_enhanced(path: Path, ds: Dataset | None = None) -> list[Volume]:
             raise CorruptFileError(f"not a readable DICOM file: {exc}", path) from exc
     if not is_enhanced(ds):
         raise DicomError("not an enhanced multi-frame DICOM (no PerFrameFunctionalGroupsSequence)", path)
-    frames = _frames(ds, path)
+    frames = _frames(ds, path, philips_precise)
     groups = _split(frames)
     pixels = _decode(ds, path)
     if pixels.shape[0] != len(frames):
