@@ -178,6 +178,29 @@ def _valid_range(attrs: Any, dtype: np.dtype) -> tuple[float, float]:
     return float(info.min), float(info.max)
 
 
+def _real_values(image: Any, lo: np.ndarray, hi: np.ndarray, vmin: float, vmax: float) -> np.ndarray:
+    """Apply per-slice ``image-min``/``image-max`` scaling, a slab of the slowest axis at a time.
+
+    Keeps memory at the output (float32 for 8/16-bit stored data, float64 for
+    32-bit) plus one float64 slab, instead of a float64 copy of the whole image.
+    """
+    real_dtype = np.float64 if image.dtype.itemsize >= 4 else np.float32
+    shape = image.shape
+    out = np.empty(shape, dtype=real_dtype)
+    if out.size == 0:
+        return out
+    per_slab = max(1, int(np.prod(shape[1:])) * 8)
+    step = max(1, (32 << 20) // per_slab)
+    scale = (hi - lo) / (vmax - vmin)
+    for s0 in range(0, shape[0], step):
+        part = np.asarray(image[s0 : s0 + step], dtype=np.float64)
+        sl = slice(s0, s0 + step)
+        lo_s = lo[sl] if lo.shape[0] > 1 else lo
+        scale_s = scale[sl] if scale.shape[0] > 1 else scale
+        out[sl] = (part - vmin) * scale_s + lo_s
+    return out
+
+
 def _read_minc2(path: Path) -> Volume:
     import h5py
 
@@ -220,8 +243,8 @@ def _read_minc2(path: Path) -> Volume:
         dtype = image.dtype
         if dtype.kind not in "iuf":
             raise UnsupportedDataError(f"MINC voxel type {dtype} is not supported", path)
-        data = np.asarray(image[()])
         slope, inter = 1.0, 0.0
+        data: np.ndarray | None = None
         if dtype.kind in "iu":
             group = image.parent
             lo_hi = (_scaling_arrays(group, "image-min", names, path), _scaling_arrays(group, "image-max", names, path))
@@ -233,10 +256,10 @@ def _read_minc2(path: Path) -> Volume:
                     slope = (hi - lo) / (vmax - vmin)
                     inter = lo - vmin * slope
                 else:
-                    lo_b, hi_b = _broadcast(imin, dmin, names), _broadcast(imax, dmax, names)
-                    real_dtype = np.float64 if dtype.itemsize >= 4 else np.float32
-                    real = (data.astype(np.float64) - vmin) * ((hi_b - lo_b) / (vmax - vmin)) + lo_b
-                    data = real.astype(real_dtype)
+                    data = _real_values(image, _broadcast(imin, dmin, names), _broadcast(imax, dmax, names),
+                                        vmin, vmax)
+        if data is None:
+            data = np.asarray(image[()])
         # axis order: spatial dims reversed (fastest first), then time; drop other length-1 dims
         spatial = [n for n in reversed(names) if n in SPATIAL_DIMENSIONS]
         order = [names.index(n) for n in spatial]
@@ -445,14 +468,15 @@ class Minc2Format:
         """Write ``volume`` as MINC2 atomically; returns ``[path]``.
 
         Options:
-            compresslevel: HDF5 gzip level 0-9 (0 = uncompressed; default 4, libminc's default).
+            compresslevel: HDF5 gzip level 0-9, one slice per chunk (0 = uncompressed; default 1,
+                within a few per cent of level 4's size at twice the speed).
 
         Raises:
             GeometryError: the affine is sheared (see :func:`minc_axes`).
             OutputExistsError / OutputWriteError: see :mod:`convert.atomic`.
         """
         path = Path(path)
-        level = int(options.get("compresslevel", 4))
+        level = int(options.get("compresslevel", 1))
         minc_axes(volume.affine, path)  # fail on geometry before creating any file
         with atomic_file(path, overwrite=overwrite) as tmp:
             _write_minc2(volume, tmp, level)
