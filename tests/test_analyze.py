@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import convert
-from convert.errors import CorruptFileError, UnsupportedDataError
+from convert.errors import ConvertError, CorruptFileError, UnsupportedDataError
 from convert.formats import detect, format_for_output
 from convert.formats.analyze import ANALYZE, OrientationLossWarning, analyze_layout, spm_origin_affine
 from convert.volume import SUPPORTED_DTYPES, Meta, Volume
@@ -295,3 +295,22 @@ def test_cli_conversion_warns_about_orientation(tmp_path, rng):
     assert (tmp_path / "x.img").exists() and (tmp_path / "x.hdr").exists()
     losses = [str(w.message) for w in record if issubclass(w.category, OrientationLossWarning)]
     assert any("oblique" in m for m in losses) and all("x.hdr" in m for m in losses)
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_corrupted_header_raises_convert_error_or_reads(tmp_path_factory, data):
+    folder = tmp_path_factory.mktemp("fuzz")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ANALYZE.write(Volume(np.arange(60, dtype=np.int16).reshape(3, 4, 5), LAS), folder / "b.hdr")
+    raw = bytearray((folder / "b.hdr").read_bytes())
+    for _ in range(data.draw(st.integers(1, 6))):
+        raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
+    (folder / "b.hdr").write_bytes(bytes(raw))
+    try:
+        vol = ANALYZE.read(folder / "b.hdr")
+    except ConvertError as exc:
+        assert "b.hdr" in str(exc)
+    else:
+        assert vol.array.ndim in (3, 4)

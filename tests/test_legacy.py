@@ -9,10 +9,12 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from nibabel import parrec
 
 import convert
-from convert.errors import CorruptFileError, UnsupportedDataError, UnsupportedFormatError
+from convert.errors import ConvertError, CorruptFileError, UnsupportedDataError, UnsupportedFormatError
 from convert.formats import detect, format_for_output
 from convert.formats.legacy import MINC1, PARREC, parrec_paths
 from convert.volume import Volume
@@ -215,3 +217,20 @@ def test_parrec_unsupported_slice_orientation_mix(tmp_path):
     par = _with_synthetic_rec("NA.PAR", tmp_path)
     with pytest.raises(UnsupportedDataError, match="NA.PAR"):
         PARREC.read(par)
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_minc1_corrupted_bytes_raise_convert_error_or_read(tmp_path_factory, data):
+    raw = bytearray((NIB_DATA / "tiny.mnc").read_bytes())
+    for _ in range(data.draw(st.integers(1, 8))):
+        raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(4, len(raw)))
+    path = tmp_path_factory.mktemp("fuzz") / "broken.mnc"
+    path.write_bytes(bytes(raw[:cut]))
+    try:
+        vol = MINC1.read(path)
+    except ConvertError as exc:
+        assert "broken.mnc" in str(exc)
+    else:
+        assert vol.array.ndim in (3, 4)

@@ -415,3 +415,24 @@ def test_mincreshape_sagittal_output_reads_at_same_world_positions(written_obliq
     back = MINC2.read(out)  # libminc rescaled per slice: float real values
     assert back.shape == (vol.shape[1], vol.shape[2], vol.shape[0])
     assert_same_world_values(back, vol.scaled(), vol.affine, rtol=np.ptp(vol.scaled()) / 65535)
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_corrupted_bytes_raise_convert_error_or_read(tmp_path_factory, data):
+    """Flipped bytes or truncation anywhere: a ConvertError naming the file, or a valid Volume; nothing else."""
+    folder = tmp_path_factory.mktemp("fuzz")
+    clean = folder / "clean.mnc"
+    MINC2.write(Volume(np.arange(60, dtype=np.int16).reshape(3, 4, 5), np.eye(4)), clean, compresslevel=0)
+    raw = bytearray(clean.read_bytes())
+    for _ in range(data.draw(st.integers(1, 8))):
+        raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(8, len(raw)))
+    path = folder / "broken.mnc"
+    path.write_bytes(bytes(raw[:cut]))
+    try:
+        vol = MINC2.read(path)
+    except ConvertError as exc:
+        assert "broken.mnc" in str(exc)
+    else:
+        assert vol.array.ndim in (3, 4)

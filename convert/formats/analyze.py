@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from convert.atomic import atomic_paths
-from convert.errors import CorruptFileError, UnsupportedDataError
+from convert.errors import ConvertError, CorruptFileError, UnsupportedDataError
 from convert.formats import read_magic
 from convert.formats._nib import BROKEN_FILE_ERRORS, iter_fortran_chunks, volume_from_nibabel
 from convert.volume import Meta, Volume, geometry_from_affine
@@ -237,6 +237,17 @@ class AnalyzeFormat:
                 f"{expected} (truncated?)",
                 path,
             )
+        try:
+            return self._volume(img, hdr, path)
+        except ConvertError as exc:
+            if exc.path is None:  # e.g. GeometryError from Volume: name the file
+                raise type(exc)(f"invalid geometry or data in this Analyze header: {exc.message}", path) from exc
+            raise
+        except BROKEN_FILE_ERRORS + (MemoryError,) as exc:
+            raise CorruptFileError(f"cannot read Analyze voxel data (corrupt header?): {exc}", path) from exc
+
+    def _volume(self, img: Any, hdr: Path, path: Path) -> Volume:
+        shape = img.shape
         meta = Meta()
         header = img.header
         pixdim = header["pixdim"]

@@ -95,7 +95,9 @@ class Minc1Format(_ReadOnly):
             raise CorruptFileError("not a MINC1 (netCDF) file: bad magic bytes", path)
         try:
             return self._read(path)
-        except ConvertError:
+        except ConvertError as exc:
+            if exc.path is None:  # e.g. GeometryError from Volume: name the file
+                raise type(exc)(f"invalid geometry or data in this MINC1 file: {exc.message}", path) from exc
             raise
         except BROKEN_FILE_ERRORS + (AttributeError, RuntimeError) as exc:
             raise CorruptFileError(f"cannot read MINC1 file (truncated or corrupt?): {exc}", path) from exc
@@ -197,7 +199,9 @@ class ParRecFormat(_ReadOnly):
             raise CorruptFileError("not a Philips PAR header (no 'DATA DESCRIPTION FILE' banner)", path)
         try:
             return self._read(par, rec, path)
-        except ConvertError:
+        except ConvertError as exc:
+            if exc.path is None:  # e.g. GeometryError from Volume: name the file
+                raise type(exc)(f"invalid geometry or data in this PAR/REC file: {exc.message}", path) from exc
             raise
         except BROKEN_FILE_ERRORS + (AttributeError, RuntimeError, ZeroDivisionError) as exc:
             raise CorruptFileError(f"cannot read PAR/REC (truncated or corrupt?): {exc}", path) from exc

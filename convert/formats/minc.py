@@ -456,7 +456,9 @@ class Minc2Format:
         path = Path(path)
         try:
             return _read_minc2(path)
-        except ConvertError:
+        except ConvertError as exc:
+            if exc.path is None:  # e.g. GeometryError from Volume: name the file
+                raise type(exc)(f"invalid geometry or data in this MINC2 file: {exc.message}", path) from exc
             raise
         except (OSError, KeyError, ValueError, TypeError, IndexError, RuntimeError) as exc:
             raise CorruptFileError(f"cannot read MINC2 file (truncated or corrupt?): {exc}", path) from exc
