@@ -21,12 +21,14 @@ only through :func:`convert.volume.lps_to_ras`.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 
 from convert.dicom.sidecar import csa_image_header, find_value, meta_from_dataset
@@ -61,26 +63,56 @@ def is_enhanced(ds: Dataset) -> bool:
     return bool(ds.get("PerFrameFunctionalGroupsSequence"))
 
 
+@functools.lru_cache(maxsize=None)
+def _tag(keyword: str) -> int:
+    tag = tag_for_keyword(keyword)
+    if tag is None:  # pragma: no cover - programming error
+        raise KeyError(keyword)
+    return int(tag)
+
+
+class _Groups:
+    """Fast access to the functional groups of one enhanced dataset (per-frame first, then shared)."""
+
+    def __init__(self, ds: Dataset) -> None:
+        self.per_frame = ds.PerFrameFunctionalGroupsSequence
+        shared = ds.get("SharedFunctionalGroupsSequence")
+        self.shared: Dataset | None = shared[0] if shared else None
+        self._shared_items: dict[str, Dataset | None] = {}
+
+    def item(self, frame: int, sequence: str) -> Dataset | None:
+        tag = _tag(sequence)
+        per_frame = self.per_frame[frame]
+        if tag in per_frame:
+            seq = per_frame[tag].value
+            if seq:
+                return seq[0]
+        if sequence not in self._shared_items:
+            found = None
+            if self.shared is not None and tag in self.shared:
+                seq = self.shared[tag].value
+                found = seq[0] if seq else None
+            self._shared_items[sequence] = found
+        return self._shared_items[sequence]
+
+    def value(self, frame: int, sequence: str, keyword: str) -> Any:
+        item = self.item(frame, sequence)
+        if item is None:
+            return None
+        tag = _tag(keyword)
+        if tag not in item:
+            return None
+        value = item[tag].value
+        return None if value == "" else value
+
+
 def _group_item(ds: Dataset, frame: int, sequence: str) -> Dataset | None:
     """The item of functional group ``sequence`` for ``frame``: per-frame first, then shared."""
-    per_frame = ds.PerFrameFunctionalGroupsSequence[frame]
-    seq = per_frame.get(sequence)
-    if seq:
-        return seq[0]
-    shared = ds.get("SharedFunctionalGroupsSequence")
-    if shared:
-        seq = shared[0].get(sequence)
-        if seq:
-            return seq[0]
-    return None
+    return _Groups(ds).item(frame, sequence)
 
 
 def _group_value(ds: Dataset, frame: int, sequence: str, keyword: str) -> Any:
-    item = _group_item(ds, frame, sequence)
-    if item is None or keyword not in item:
-        return None
-    value = item[keyword].value
-    return None if value == "" else value
+    return _Groups(ds).value(frame, sequence, keyword)
 
 
 def _floats(value: Any, n: int) -> tuple[float, ...] | None:
@@ -127,9 +159,9 @@ _FRAME_TYPE_SEQUENCES = (
 )
 
 
-def _frame_type(ds: Dataset, frame: int) -> tuple[str, ...]:
+def _frame_type(groups: _Groups, frame: int) -> tuple[str, ...]:
     for sequence in _FRAME_TYPE_SEQUENCES:
-        item = _group_item(ds, frame, sequence)
+        item = groups.item(frame, sequence)
         if item is None:
             continue
         frame_type = [str(v).upper() for v in (item.get("FrameType") or [])]
@@ -193,11 +225,12 @@ def _frames(ds: Dataset, path: Path, philips_precise: bool = False) -> list[_Fra
             f"enhanced DICOM lists {len(per_frame)} per-frame functional groups for {n_frames} frames", path
         )
     position_dim = _position_dimension(ds)
+    groups = _Groups(ds)
     frames = []
     for f in range(n_frames):
-        position = _floats(_group_value(ds, f, "PlanePositionSequence", "ImagePositionPatient"), 3)
-        orientation = _floats(_group_value(ds, f, "PlaneOrientationSequence", "ImageOrientationPatient"), 6)
-        spacing = _floats(_group_value(ds, f, "PixelMeasuresSequence", "PixelSpacing"), 2)
+        position = _floats(groups.value(f, "PlanePositionSequence", "ImagePositionPatient"), 3)
+        orientation = _floats(groups.value(f, "PlaneOrientationSequence", "ImageOrientationPatient"), 6)
+        spacing = _floats(groups.value(f, "PixelMeasuresSequence", "PixelSpacing"), 2)
         if position is None or orientation is None or spacing is None:
             missing = [name for name, v in (("ImagePositionPatient", position),
                                             ("ImageOrientationPatient", orientation),
@@ -207,9 +240,9 @@ def _frames(ds: Dataset, path: Path, philips_precise: bool = False) -> list[_Fra
                 "cannot place it in space",
                 path,
             )
-        thickness = _floats(_group_value(ds, f, "PixelMeasuresSequence", "SliceThickness"), 1)
-        between = _floats(_group_value(ds, f, "PixelMeasuresSequence", "SpacingBetweenSlices"), 1)
-        content = _group_item(ds, f, "FrameContentSequence")
+        thickness = _floats(groups.value(f, "PixelMeasuresSequence", "SliceThickness"), 1)
+        between = _floats(groups.value(f, "PixelMeasuresSequence", "SpacingBetweenSlices"), 1)
+        content = groups.item(f, "FrameContentSequence")
         stack = str(content.get("StackID", "") or "") if content is not None else ""
         temporal = int(content.get("TemporalPositionIndex") or 0) if content is not None else 0
         dims_raw = (content.get("DimensionIndexValues") if content is not None else None) or []
@@ -217,14 +250,14 @@ def _frames(ds: Dataset, path: Path, philips_precise: bool = False) -> list[_Fra
             dims_raw = [dims_raw]
         dims = tuple(int(v) for n, v in enumerate(dims_raw) if n != position_dim)
         acq_time = _datetime_seconds(content.get("FrameAcquisitionDateTime")) if content is not None else None
-        echo = _floats(_group_value(ds, f, "MREchoSequence", "EffectiveEchoTime"), 1)
-        slope = _floats(_group_value(ds, f, "PixelValueTransformationSequence", "RescaleSlope"), 1)
-        intercept = _floats(_group_value(ds, f, "PixelValueTransformationSequence", "RescaleIntercept"), 1)
+        echo = _floats(groups.value(f, "MREchoSequence", "EffectiveEchoTime"), 1)
+        slope = _floats(groups.value(f, "PixelValueTransformationSequence", "RescaleSlope"), 1)
+        intercept = _floats(groups.value(f, "PixelValueTransformationSequence", "RescaleIntercept"), 1)
         if slope is None and "RescaleSlope" in ds:
             slope = _floats(ds.RescaleSlope, 1)
         if intercept is None and "RescaleIntercept" in ds:
             intercept = _floats(ds.RescaleIntercept, 1)
-        bvalue = _floats(_group_value(ds, f, "MRDiffusionSequence", "DiffusionBValue"), 1)
+        bvalue = _floats(groups.value(f, "MRDiffusionSequence", "DiffusionBValue"), 1)
         rs = slope[0] if slope and slope[0] != 0 else 1.0
         ri = intercept[0] if intercept else 0.0
         if philips_precise:
@@ -243,7 +276,7 @@ def _frames(ds: Dataset, path: Path, philips_precise: bool = False) -> list[_Fra
                 temporal=temporal,
                 dims=dims,
                 echo_time=echo[0] if echo else None,
-                image_type=_frame_type(ds, f),
+                image_type=_frame_type(groups, f),
                 slope=rs,
                 intercept=ri,
                 acq_time=acq_time,
