@@ -142,6 +142,15 @@ def tool_versions() -> dict[str, str]:
             versions[dist] = version(dist)
         except PackageNotFoundError:
             versions[dist] = "missing"
+    try:
+        root = HERE.parent
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=30).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "convert"],
+                               capture_output=True, text=True, timeout=30).stdout.strip()
+        versions["medconvert"] += f" (git {head}{', uncommitted changes in convert/' if dirty else ''})"
+    except (OSError, subprocess.SubprocessError):
+        pass
     versions["pigz"] = shutil.which("pigz") or "missing (dcm2niix -z y falls back to internal gzip)"
     return versions
 
