@@ -436,3 +436,47 @@ def test_corrupted_bytes_raise_convert_error_or_read(tmp_path_factory, data):
         assert "broken.mnc" in str(exc)
     else:
         assert vol.array.ndim in (3, 4)
+
+
+def test_float_nan_voxels_survive_and_are_ignored_by_mincstats(tmp_path):
+    arr = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    arr[0, 0, 0] = np.nan
+    MINC2.write(Volume(arr, np.eye(4)), tmp_path / "nan.mnc")
+    back = MINC2.read(tmp_path / "nan.mnc")
+    assert np.array_equal(back.array, arr, equal_nan=True)
+    with h5py.File(tmp_path / "nan.mnc") as fh:
+        assert fh["minc-2.0/image/0/image"].attrs["valid_range"].tolist() == [1.0, 23.0]  # finite values only
+    require_tool("mincstats")
+    assert mincstats(tmp_path / "nan.mnc", "-min", "-max") == [1.0, 23.0]
+
+
+def test_length_one_vector_dimension_is_dropped(tmp_path):
+    path = tmp_path / "v1.mnc"
+    MINC2.write(Volume(np.zeros((2, 2, 3), np.uint8), np.eye(4)), path)
+    with h5py.File(path, "a") as fh:
+        del fh["minc-2.0/image/0/image"]
+        ds = fh.create_dataset("minc-2.0/image/0/image", data=np.arange(12, dtype=np.uint8).reshape(3, 2, 2, 1))
+        ds.attrs["dimorder"] = b"zspace,yspace,xspace,vector_dimension"
+        fh.create_dataset("minc-2.0/dimensions/vector_dimension", data=np.int32(0))
+    vol = MINC2.read(path)
+    assert vol.shape == (2, 2, 3)
+    assert np.array_equal(vol.array, np.arange(12, dtype=np.uint8).reshape(3, 2, 2).transpose(2, 1, 0))
+
+
+def test_scaling_over_a_middle_dimension(tmp_path):
+    """image-min/max may vary over any image dimension (here yspace only); nibabel refuses such files."""
+    path = tmp_path / "y.mnc"
+    MINC2.write(Volume(np.zeros((2, 3, 4), np.uint8), np.eye(4)), path)
+    stored = np.arange(24, dtype=np.uint8).reshape(4, 3, 2)  # z, y, x
+    with h5py.File(path, "a") as fh:
+        img = fh["minc-2.0/image/0/image"]
+        img[...] = stored
+        img.attrs["valid_range"] = np.array([0.0, 255.0])
+        for name, values in (("image-min", [0.0, 10.0, 20.0]), ("image-max", [255.0, 265.0, 530.0])):
+            del fh[f"minc-2.0/image/0/{name}"]
+            ds = fh.create_dataset(f"minc-2.0/image/0/{name}", data=np.array(values))
+            ds.attrs["dimorder"] = b"yspace"
+    vol = MINC2.read(path)
+    expected = stored * np.array([1.0, 1.0, 2.0])[None, :, None] + np.array([0.0, 10.0, 20.0])[None, :, None]
+    assert vol.dtype == np.float32
+    assert np.allclose(vol.array, expected.transpose(2, 1, 0))
