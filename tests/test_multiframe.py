@@ -503,3 +503,29 @@ def test_single_frame_uses_spacing_between_slices_along_the_normal(tmp_path):
     (volume,) = read_enhanced(path)
     assert volume.shape == (5, 4, 1)
     np.testing.assert_allclose(volume.affine[:3, 2], (rot[:, 2] * 2.5) * [-1, -1, 1], atol=1e-9)
+
+
+def test_mosaic_slice_normal_vector_sign_sets_k_direction(monkeypatch):
+    """CSA SliceNormalVector opposite to row x col: k runs the other way (tiles are stored descending)."""
+    import convert.dicom.multiframe as mf
+
+    ds, _ = make_mosaic(n_slices=5, tile=(4, 6))
+    monkeypatch.setattr(mf, "csa_image_header",
+                        lambda _ds: {"NumberOfImagesInMosaic": 5, "SliceNormalVector": [0.0, 0.0, -1.0]})
+    affine = mosaic_affine_lps(ds)
+    np.testing.assert_allclose(affine[:3, 2], [0.0, 0.0, -4.0])
+    assert np.linalg.det(affine[:3, :3]) < 0  # a left-handed voxel grid, as acquired
+
+
+def test_mosaic_slice_count_prefers_csa(monkeypatch):
+    import convert.dicom.multiframe as mf
+
+    ds, _ = make_mosaic(n_slices=5, tile=(4, 6))
+    monkeypatch.setattr(mf, "csa_image_header", lambda _ds: {"NumberOfImagesInMosaic": 4})
+    assert mosaic_slice_count(ds) == 4
+
+
+def test_mosaic_step_falls_back_to_slice_thickness():
+    ds, _ = make_mosaic(n_slices=5, tile=(4, 6))
+    del ds.SpacingBetweenSlices
+    np.testing.assert_allclose(np.linalg.norm(mosaic_affine_lps(ds)[:3, 2]), 3.0)
