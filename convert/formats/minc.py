@@ -45,6 +45,7 @@ import numpy as np
 from convert.atomic import atomic_file
 from convert.errors import ConvertError, CorruptFileError, GeometryError, UnsupportedDataError
 from convert.formats import read_magic
+from convert.formats._nib import supported_array
 from convert.volume import Meta, Volume, geometry_from_affine
 
 #: First 8 bytes of every HDF5 file (MINC2 is HDF5).
@@ -303,6 +304,7 @@ def _read_minc2(path: Path) -> Volume:
         source = {"dimorder": names, "dtype": str(dtype),
                   "dimensions": {n: {k: _text(v) if np.asarray(v).dtype.kind == "S" else np.asarray(v).tolist()
                                      for k, v in a.items()} for n, a in dims.items()}}
+    data = supported_array(data, path)  # float16 -> float32, int64 -> smallest lossless integer
     return Volume(array=data, affine=affine, meta=meta, slope=slope, intercept=inter, source=source)
 
 
