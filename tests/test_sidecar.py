@@ -369,3 +369,14 @@ def test_write_sidecar_sorted_indented_atomic(tmp_path):
     assert json.loads(path.read_text()) == {"EchoTime": 1.0}
     with pytest.raises(OutputWriteError):
         write_sidecar(tmp_path / "missing" / "x.json", {})
+
+
+def test_mosaic_slice_timing_takes_the_most_frequent_value_per_slice(monkeypatch):
+    """Siemens volumes differ by one 2.5 ms step; the sidecar keeps a value the scanner wrote."""
+    import convert.dicom.sidecar as sc
+
+    times = iter([[0.0, 1000.0, 500.0], [0.0, 1002.5, 500.0], [0.0, 1002.5, 497.5]])
+    monkeypatch.setattr(sc, "csa_image_header",
+                        lambda ds: {"MosaicRefAcqTimes": next(times), "NumberOfImagesInMosaic": 3})
+    datasets = [Dataset() for _ in range(3)]
+    assert sc._mosaic_timing_of_series(datasets) == [0.0, 1.0025, 0.5]

@@ -371,17 +371,22 @@ def mosaic_slice_timing(ds: Dataset) -> list[float] | None:
 
 
 def _mosaic_timing_of_series(datasets: Sequence[Dataset], limit: int = 10) -> list[float] | None:
-    """Per-slice median of MosaicRefAcqTimes over the first ``limit`` volumes (seconds).
+    """Per-slice most frequent MosaicRefAcqTimes over the first ``limit`` volumes (seconds).
 
     Siemens quantises the times (2.5 ms steps) and single volumes differ by one
-    step; the median over volumes is the typical value.
+    step; the most common value per slice is the typical one (ties: the first
+    volume's), and it is always a value the scanner actually wrote.
     """
     per_volume = [t for t in (mosaic_slice_timing(ds) for ds in datasets[:limit]) if t is not None]
     if not per_volume:
         return None
     n = len(per_volume[0])
     per_volume = [t for t in per_volume if len(t) == n]
-    return [round(float(v), 6) for v in np.median(np.array(per_volume), axis=0)]
+    timing = []
+    for k in range(n):
+        values = [t[k] for t in per_volume]
+        timing.append(max(values, key=lambda v: (values.count(v), -values.index(v))))
+    return timing
 
 
 def _seconds_of_day(value: Any) -> float | None:
@@ -515,7 +520,7 @@ def build_sidecar(
         if "PhaseEncodingDirection" in sidecar:
             sidecar.pop("PhaseEncodingAxis", None)
         if timing is not None:
-            sidecar["SliceTiming"] = timing  # the series' own (median) timing beats one header's
+            sidecar["SliceTiming"] = timing  # the series-wide mosaic timing beats one header's
     if include_phi:
         sidecar.update(_collect(first, PHI_FIELDS))
     sidecar["ConversionSoftware"] = "medconvert"
