@@ -108,8 +108,11 @@ def test_each_option_changes_the_actions_it_should(keyword: str, option: str, ex
 def test_wildcard_rows_and_private_rows_follow_their_options() -> None:
     basic = compile_plan(frozenset(), MR)
     assert (basic.curves, basic.overlay_data, basic.overlay_comments, basic.private) == ("X", "X", "X", "X")
+    # The standard allows C under Clean Graphics, but bitmaps cannot be inspected: we still remove them
+    assert [e.options.get("clean-graphics") for e in entries() if e.tag in ("50xxxxxx", "60xx3000")] == ["C", "C"]
     graphics = compile_plan(normalize_options(["clean-graphics"]), MR)
-    assert (graphics.curves, graphics.overlay_data, graphics.overlay_comments) == ("C", "C", "C")
+    assert (graphics.curves, graphics.overlay_data, graphics.overlay_comments) == ("X", "X", "X")
+    assert graphics.actions[0x00700001] == "C"  # Graphic Annotation Sequence: cleaned
     assert compile_plan(normalize_options(["safe-private"]), MR).private == "C"
 
 

@@ -162,7 +162,7 @@ def test_recursion_three_levels_deep() -> None:
     assert l3.SliceThickness == 2.5
 
 
-def test_curves_and_overlays_removed_kept_under_clean_graphics() -> None:
+def test_curves_and_overlays_removed_even_under_clean_graphics() -> None:
     ds = mr_image()
     ds.add_new(0x50000010, "US", 4)               # curve dimensions
     ds.add_new(0x50003000, "OB", b"\x01\x02")     # curve data
@@ -172,14 +172,54 @@ def test_curves_and_overlays_removed_kept_under_clean_graphics() -> None:
     ds.add_new(0x60003000, "OW", b"\xff\x00")     # overlay data
     ds.add_new(0x60004000, "LT", "Overlay comment: Muller MRN0042")
     ds.add_new(0x60020022, "LO", "Patient Muller")  # overlay description, group 6002
+    for keep in ((), ("clean-graphics",)):
+        out = anonymize_dataset(ds, key=KEY, keep=keep)
+        assert not [e for e in out if 0x5000 <= e.tag.group <= 0x60FF]
+
+
+def test_graphic_annotations_cleaned_under_clean_graphics() -> None:
+    ds = mr_image()
+    text = Dataset()
+    text.UnformattedTextValue = "Müller MRN0042 lesion 12 mm"
+    text.BoundingBoxAnnotationUnits = "PIXEL"
+    annotation = Dataset()
+    annotation.GraphicLayer = "LAYER1"
+    annotation.TextObjectSequence = Sequence([text])
+    ds.GraphicAnnotationSequence = Sequence([annotation])
+    basic = anonymize_dataset(ds, key=KEY)  # D: the sequence stays (type 1), its free text goes
+    assert "UnformattedTextValue" not in basic.GraphicAnnotationSequence[0].TextObjectSequence[0]
+    out = anonymize_dataset(ds, key=KEY, keep=["clean-graphics"])
+    item = out.GraphicAnnotationSequence[0].TextObjectSequence[0]
+    assert item.BoundingBoxAnnotationUnits == "PIXEL"
+    assert "Müller" not in str(item.get("UnformattedTextValue", "")) and "MRN0042" not in str(
+        item.get("UnformattedTextValue", ""))
+    assert "113103" in codes(out)
+
+
+def test_code_meanings_are_cleaned_and_local_codes_replaced() -> None:
+    ds = mr_image()
+    standard, local = Dataset(), Dataset()
+    standard.CodeValue, standard.CodingSchemeDesignator = "P5-0080", "SRT"
+    standard.CodeMeaning = "Protocol for Jürgen Müller"
+    local.CodeValue, local.CodingSchemeDesignator, local.CodeMeaning = "HD1", "99STELSEWHERE", "CT head urgent"
+    ds.ProcedureCodeSequence = Sequence([standard, local])
     out = anonymize_dataset(ds, key=KEY)
-    assert not [e for e in out if 0x5000 <= e.tag.group <= 0x60FF]
-    graphics = anonymize_dataset(ds, key=KEY, keep=["clean-graphics"])
-    assert graphics[0x60003000].value == b"\xff\x00" and graphics[0x60000010].value == 4
-    assert "Muller" not in str(graphics[0x60004000].value) and "MRN0042" not in str(graphics[0x60004000].value)
-    assert "Muller" not in str(graphics[0x60020022].value)
-    assert graphics[0x50003000].value == b"\x01\x02"
-    assert "113103" in codes(graphics)
+    first, second = out.ProcedureCodeSequence
+    assert first.CodeValue == "P5-0080" and first.CodingSchemeDesignator == "SRT"
+    assert "Müller" not in first.CodeMeaning and "Jürgen" not in first.CodeMeaning
+    assert second.CodingSchemeDesignator == "99ANON" and second.CodeMeaning == "ANONYMIZED"
+    assert second.CodeValue != "HD1"
+
+
+def test_cjk_names_are_blanked_in_cleaned_text() -> None:
+    ds = mr_image()
+    ds.SpecificCharacterSet = ["", "ISO 2022 IR 87"]
+    ds.PatientName = "Yamada^Tarou=山田^太郎=やまだ^たろう"
+    ds.SeriesDescription = "MR head 山田太郎 Tarou Yamada"
+    out = anonymize_dataset(ds, key=KEY, keep=["clean-descriptors"])
+    for word in ("山田", "太郎", "Yamada", "Tarou"):
+        assert word not in out.SeriesDescription
+    assert out.SeriesDescription.startswith("MR head")
 
 
 def test_private_tags_removed_with_and_without_creators() -> None:

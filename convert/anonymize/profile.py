@@ -205,5 +205,7 @@ def compile_plan(options: frozenset[str], sop_class_uid: str | None) -> Plan:
             special[entry.tag] = action
         else:
             actions[int(entry.tag, 16)] = action
-    return Plan(options=options, actions=actions, curves=special["50xxxxxx"], overlay_data=special["60xx3000"],
-                overlay_comments=special["60xx4000"], private=special["private"])
+    # Curve and overlay *data* are bitmaps/samples we cannot inspect for text: removed even under
+    # Clean Graphics (removal is the only cleaning we can vouch for); overlay comments likewise.
+    return Plan(options=options, actions=actions, curves="X", overlay_data="X", overlay_comments="X",
+                private=special["private"])

@@ -62,6 +62,10 @@ SAFE_TEXT_KEYWORDS: frozenset[str] = frozenset({
     "PixelDataProviderURL", "ChannelLabel", "WaveformOriginality", "SpecificCharacterSet",
 })
 
+#: Text kept but always cleaned (identifying tokens of the object blanked): code meanings may be
+#: typed by people even in standard coding schemes.
+CLEANED_TEXT_KEYWORDS: frozenset[str] = frozenset({"CodeMeaning"})
+
 #: Dates/times that version code sets, not events about the patient: always kept.
 SAFE_TEMPORAL_KEYWORDS: frozenset[str] = frozenset({
     "ContextGroupVersion", "ContextGroupLocalVersion",
@@ -135,6 +139,8 @@ STANDARD_CODING_SCHEMES: frozenset[str] = frozenset({
 })
 _CODE_VALUE, _SCHEME, _MEANING, _LONG_CODE, _URN_CODE = 0x00080100, 0x00080102, 0x00080104, 0x00080119, 0x00080120
 
+#: Groups whose free text describes the person (Patient, Visit): removed even where an option says clean.
+_PERSONAL_GROUPS = frozenset({0x0010, 0x0038})
 _TEXT_VRS = frozenset({"AE", "AS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT"})
 _TEMPORAL_VRS = frozenset({"DA", "DT", "TM"})
 _DUMMY: dict[str, Any] = {
@@ -174,7 +180,7 @@ def _fallback_action(tag: int) -> str:
     elif vr in _TEMPORAL_VRS:
         action = "K" if keyword in SAFE_TEMPORAL_KEYWORDS else "T"
     elif vr in _TEXT_VRS:
-        action = "K" if keyword in SAFE_TEXT_KEYWORDS else "X"
+        action = "C" if keyword in CLEANED_TEXT_KEYWORDS else "K" if keyword in SAFE_TEXT_KEYWORDS else "X"
     else:
         action = "K"  # numbers, CS, AT, binary (pixel data, LUTs), ambiguous "US or SS"
     _FALLBACK[tag] = action
@@ -289,8 +295,13 @@ class _Context:
                     continue
                 values = value if isinstance(value, (list, MultiValue)) else [value]
                 for v in values:
+                    for group in str(v).split("="):  # PN: alphabetic=ideographic=phonetic
+                        parts = [x.strip() for x in group.split("^") if x.strip()]
+                        if len(parts) >= 2:  # "Yamada Tarou", "Tarou Yamada", "山田太郎"
+                            for joined in (parts[0] + parts[1], f"{parts[0]} {parts[1]}", f"{parts[1]} {parts[0]}"):
+                                words.update(re.escape(w) for w in _spellings(joined))
                     for word in re.split(r"[\^\s,=]+", str(v)):
-                        if len(word) >= 3:
+                        if len(word) >= 3 or (len(word) >= 2 and not word.isascii()):
                             words.update(re.escape(w) for w in _spellings(word))
             pattern = "|".join(sorted(words, key=len, reverse=True)) or r"(?!x)x"
             self._tokens = re.compile(pattern, re.IGNORECASE)
@@ -375,7 +386,9 @@ class Scrubber:
             out.set_original_encoding(implicit, little, src.original_character_set)
         return out
 
-    def _scrub_dataset(self, src: Dataset, ctx: _Context, top: bool = False) -> Dataset:
+    def _scrub_dataset(self, src: Dataset, ctx: _Context, top: bool = False, clean: bool = False) -> Dataset:
+        """Scrub one dataset or sequence item. ``clean``: inside a sequence whose action is C
+        (Clean Structured Content / Graphics / Descriptors), unlisted free text is cleaned, not removed."""
         out = self._new_like(src)
         plan = ctx.plan
         actions = plan.actions
@@ -427,6 +440,8 @@ class Scrubber:
                     action = _fallback_action(tag)
                     if action != "X" and not _vr_matches(elem, tag):
                         action = "X"  # a VR other than the dictionary's: we cannot vouch for the value
+                    elif action == "X" and clean and _vr_matches(elem, tag) and _dictionary_vr(tag) in _TEXT_VRS:
+                        action = "C"
             if action == "X":
                 counts.removed += 1
                 continue
@@ -440,7 +455,7 @@ class Scrubber:
                 dst[tag] = elem if elem.is_implicit_VR == implicit else _copy(src[tag])
                 counts.kept += 1
                 continue
-            new = self._apply(src, tag, action, ctx)
+            new = self._apply(src, tag, action, ctx, clean)
             if new is not None:
                 dst[tag] = new
         if _SCHEME in dst and _text_of(src, _SCHEME).strip() not in STANDARD_CODING_SCHEMES:
@@ -464,7 +479,8 @@ class Scrubber:
             out[_MEANING] = DataElement(_MEANING, "LO", "ANONYMIZED")
         ctx.counts.replaced += 1
 
-    def _apply(self, src: Dataset, tag: BaseTag, action: str, ctx: _Context) -> DataElement | RawDataElement | None:
+    def _apply(self, src: Dataset, tag: BaseTag, action: str, ctx: _Context,
+               clean: bool = False) -> DataElement | RawDataElement | None:
         """Apply ``action`` (not X) to element ``tag`` of ``src``; None means drop."""
         counts = ctx.counts
         try:
@@ -478,7 +494,8 @@ class Scrubber:
                 counts.emptied += 1
                 return DataElement(tag, "SQ", Sequence())
             # K, D, U, C, S: keep the items, each scrubbed by the same rules
-            items = Sequence([self._scrub_dataset(item, ctx) for item in (elem.value or [])])
+            inner_clean = clean or action == "C"
+            items = Sequence([self._scrub_dataset(item, ctx, clean=inner_clean) for item in (elem.value or [])])
             counts.kept += 1
             return DataElement(tag, "SQ", items)
         if tag in (_PATIENT_ID, _PATIENT_NAME) and action in ("Z", "D", "C", "U"):
@@ -561,7 +578,9 @@ class Scrubber:
             ctx.counts.cleaned += 1
             new = ["AE" + ctx.pseudo.short_token("ae", str(v), 14) for v in values if v]
             return DataElement(elem.tag, vr, (new if len(new) > 1 else new[0]) if new else None)
-        if vr == "PN":
+        if vr == "PN" or (vr in _TEXT_VRS and (elem.tag >> 16) in _PERSONAL_GROUPS):
+            # names, and free text about the person (occupation, history, comments, allergies...):
+            # what identifies there is not something we can recognise, so it goes
             ctx.counts.removed += 1
             return None
         if vr in _TEXT_VRS:
@@ -627,6 +646,13 @@ class Scrubber:
         new.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
         ctx.counts.replaced += 1
         return new
+
+
+def _dictionary_vr(tag: int) -> str:
+    try:
+        return dictionary_VR(tag)
+    except KeyError:
+        return ""
 
 
 def _vr_matches(elem: DataElement | RawDataElement, tag: int) -> bool:
