@@ -104,6 +104,7 @@ def decode_frames(path: Path, ds: Any | None = None, *, expected: tuple[int, int
             ds = _read_full(path)
     except Exception as exc:
         raise CorruptFileError(f"cannot read DICOM file (truncated or corrupt?): {exc}", path) from exc
+    ensure_transfer_syntax(ds)
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         raise DicomError("DICOM file has no pixel data (truncated, or not an image)", path)
     samples = int(ds.get("SamplesPerPixel", 1) or 1)
@@ -148,6 +149,23 @@ def decode_frames(path: Path, ds: Any | None = None, *, expected: tuple[int, int
     if arr.dtype != out_dtype:
         arr = arr.astype(out_dtype)
     return arr, ds
+
+
+def ensure_transfer_syntax(ds: Any) -> None:
+    """Give a headerless (no file meta) dataset the TransferSyntaxUID it was read with."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None and "TransferSyntaxUID" in meta:
+        return
+    if meta is None:
+        ds.file_meta = meta = FileMetaDataset()
+    implicit, little = getattr(ds, "original_encoding", (True, True))
+    if implicit is None:
+        implicit, little = True, True
+    meta.TransferSyntaxUID = (ImplicitVRLittleEndian if implicit else
+                              ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
 
 
 def _ts_name(ts: str) -> str:

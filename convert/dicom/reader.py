@@ -142,11 +142,11 @@ def _to_float(value: Any, default: float) -> float:
         return default
 
 
-def _stored_range(inst: Instance) -> tuple[float, float]:
-    bits = inst.bits_stored or inst.bits_allocated or 16
-    if inst.pixel_representation == 1:
-        return (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
-    return (0, 2**bits - 1)
+def _value_range(array: np.ndarray) -> tuple[float, float]:
+    """(min, max) of the stored values actually present (0, 0 for an empty array)."""
+    if array.size == 0:
+        return (0.0, 0.0)
+    return (float(array.min()), float(array.max()))
 
 
 def read_series(series: Series, *, tilt_correct: bool = False, allow_gaps: bool = False,
@@ -217,7 +217,7 @@ def _read_slices(series: Series, opts: ReadOptions) -> Volume:
         scalings = [work(job) for job in jobs]
 
     mode, out_dtype, slope, intercept = rescale_plan([s for s, _ in scalings], [b for _, b in scalings],
-                                                     array.dtype, _stored_range(first))
+                                                     array.dtype, _value_range(array))
     if mode == "apply":
         scaled = np.empty(shape, dtype=out_dtype, order="F")
         for (index, _), (s, b) in zip(jobs, scalings):
@@ -310,7 +310,7 @@ def _correct_tilt(array: np.ndarray, affine: np.ndarray, fill: float) -> tuple[n
             canvas = np.full((ni, nj), fill, dtype=np.float64)
             canvas[-lo_i : -lo_i + array.shape[0], -lo_j : -lo_j + array.shape[1]] = src
             # orthogonal voxel (i', j') holds sheared voxel (i' + lo_i + k*si ... ): world o + i ci + j cj + k s
-            shifted = ndimage.shift(canvas, (shifts_i[k], shifts_j[k]), order=1, mode="constant", cval=fill)
+            shifted = ndimage.shift(canvas, (shifts_i[k], shifts_j[k]), order=1, mode="grid-constant", cval=fill)
             if out_dtype.kind in "iu":
                 shifted = np.round(shifted)
             out[(slice(None), slice(None), k) + t] = shifted
@@ -360,7 +360,7 @@ def _read_mosaic(series: Series, opts: ReadOptions) -> Volume:
         scalings.append((_to_float(ds.get("RescaleSlope"), 1.0) or 1.0, _to_float(ds.get("RescaleIntercept"), 0.0)))
     assert stacks is not None
     mode, out_dtype, slope, intercept = rescale_plan([s for s, _ in scalings], [b for _, b in scalings],
-                                                     stacks.dtype, _stored_range(first))
+                                                     stacks.dtype, _value_range(stacks))
     if mode == "apply":
         out = np.empty(stacks.shape, dtype=out_dtype, order="F")
         for t, (s, b) in enumerate(scalings):

@@ -1,0 +1,162 @@
+"""convert.dicom.pixels: bit masking, sign extension, MONOCHROME1, colour refusal, truncation, rescale plans."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from fixtures.dicom_series import (  # noqa: E402
+    make_12bit_garbage,
+    make_monochrome1,
+    make_rgb,
+    make_series,
+    make_short_pixel_data,
+    make_unsupported_transfer_syntax,
+    stored_data,
+    truncate_file,
+)
+
+from convert.dicom.pixels import (  # noqa: E402
+    decode_frames,
+    fix_stored_bits,
+    invert_monochrome1,
+    rescale_plan,
+    stored_dtype,
+)
+from convert.errors import CorruptFileError, DicomError, UnsupportedDataError  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(2, 15), st.booleans(), st.integers(0, 0xFFFF), st.integers(0, 0xFFFF))
+def test_fix_stored_bits_recovers_any_value_under_any_garbage(bits: int, signed: bool, value: int, garbage: int) -> None:
+    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+    value = lo + value % (hi - lo + 1)
+    pattern = (value & ((1 << bits) - 1)) | (garbage & ~((1 << bits) - 1) & 0xFFFF)
+    raw = np.array([pattern], dtype=np.uint16)
+    if signed:
+        raw = raw.view(np.int16)
+    out = fix_stored_bits(raw, bits, signed)
+    assert int(out[0]) == value
+
+
+def test_fix_stored_bits_handles_big_endian_arrays() -> None:
+    raw = np.array([0xF123], dtype=">u2")
+    assert int(fix_stored_bits(raw, 12, False)[0]) == 0x123
+
+
+def test_stored_dtype_prefers_signed_when_spare_bits_allow() -> None:
+    assert stored_dtype(16, 12, False) == np.int16
+    assert stored_dtype(16, 16, False) == np.uint16
+    assert stored_dtype(16, 16, True) == np.int16
+    assert stored_dtype(8, 8, False) == np.uint8
+    assert stored_dtype(32, 32, True) == np.int32
+
+
+@pytest.mark.parametrize("signed", [False, True], ids=["unsigned", "signed"])
+def test_12bit_with_garbage_high_bits_decodes_to_clean_values(tmp_path: Path, signed: bool) -> None:
+    paths, clean = make_12bit_garbage(tmp_path, signed)
+    for k, path in enumerate(paths):
+        frames, _ = decode_frames(path)
+        np.testing.assert_array_equal(frames[0].T, clean[:, :, k])
+
+
+def test_monochrome1_is_inverted(tmp_path: Path) -> None:
+    paths, data = make_monochrome1(tmp_path)
+    frames, _ = decode_frames(paths[0])
+    np.testing.assert_array_equal(frames[0].T, 4095 - data[:, :, 0])
+    assert invert_monochrome1(np.array([-2048, 0, 2047], dtype=np.int16), 12, True).tolist() == [2047, -1, -2048]
+
+
+def test_rgb_is_refused_with_a_clear_error(tmp_path: Path) -> None:
+    path = make_rgb(tmp_path)
+    with pytest.raises(UnsupportedDataError, match="colour") as info:
+        decode_frames(path)
+    assert str(path) in str(info.value)
+
+
+def test_pixel_data_shorter_than_rows_x_columns(tmp_path: Path) -> None:
+    _, bad = make_short_pixel_data(tmp_path)
+    with pytest.raises(CorruptFileError, match="truncated") as info:
+        decode_frames(bad)
+    assert str(bad) in str(info.value)
+
+
+def test_truncated_file(tmp_path: Path) -> None:
+    paths, _ = make_series(tmp_path, slices=1)
+    truncate_file(paths[0], paths[0].stat().st_size - 500)
+    with pytest.raises(CorruptFileError) as info:
+        decode_frames(paths[0])
+    assert str(paths[0]) in str(info.value)
+
+
+def test_unsupported_transfer_syntax(tmp_path: Path) -> None:
+    path = make_unsupported_transfer_syntax(tmp_path)
+    with pytest.raises(DicomError, match="MPEG2|transfer syntax") as info:
+        decode_frames(path)
+    assert str(path) in str(info.value)
+
+
+def test_matrix_size_mismatch_is_reported(tmp_path: Path) -> None:
+    paths, spec = make_series(tmp_path, slices=1)
+    with pytest.raises(DicomError, match="series is"):
+        decode_frames(paths[0], expected=(spec.rows + 1, spec.columns))
+
+
+def test_decoded_values_equal_written_values(tmp_path: Path) -> None:
+    paths, spec = make_series(tmp_path, slices=2)
+    frames, ds = decode_frames(paths[1])
+    np.testing.assert_array_equal(frames[0].T, stored_data(spec)[:, :, 1, 0])
+    assert frames.dtype == np.int16
+
+
+@pytest.mark.parametrize("ts", ["1.2.840.10008.1.2.5", "1.2.840.10008.1.2"], ids=["rle", "implicit"])
+def test_compressed_and_legacy_syntaxes_round_trip_exactly(tmp_path: Path, ts: str) -> None:
+    """Encode our phantom with pydicom's encoders and decode it back.
+
+    JPEG lossless, JPEG-LS, JPEG 2000 and big endian have no encoder installed here;
+    they are covered on real scanner files by ``test_conformance`` (dcm_qa_ts).
+    """
+    import pydicom
+
+    paths, spec = make_series(tmp_path, slices=1, signed=False, rescale_intercept=0.0, bits_stored=12,
+                              data=np.random.default_rng(3).integers(0, 4096, (24, 32, 1, 1)))
+    ds = pydicom.dcmread(paths[0])
+    try:
+        if ts == "1.2.840.10008.1.2":
+            out = tmp_path / "out.dcm"
+            ds.file_meta.TransferSyntaxUID = ts
+            ds.save_as(out, implicit_vr=True, little_endian=True, enforce_file_format=True)
+        else:
+            ds.compress(ts, encoding_plugin="")
+            out = tmp_path / "out.dcm"
+            ds.save_as(out, enforce_file_format=True)
+    except (RuntimeError, NotImplementedError, ValueError) as exc:
+        pytest.skip(f"no encoder for {ts} here: {exc}")
+    frames, _ = decode_frames(out)
+    np.testing.assert_array_equal(frames[0].T, stored_data(spec)[:, :, 0, 0])
+
+
+def test_rescale_plan_common_keeps_stored_dtype() -> None:
+    mode, dtype, slope, inter = rescale_plan([1, 1], [-1024, -1024], np.dtype(np.int16), (-32768, 32767))
+    assert (mode, dtype, slope, inter) == ("common", np.int16, 1.0, -1024.0)
+
+
+def test_rescale_plan_integer_per_slice_values_fit_an_integer_type() -> None:
+    mode, dtype, _, _ = rescale_plan([1, 2], [-1024, 0], np.dtype(np.int16), (0, 4095))
+    assert mode == "apply" and dtype == np.int16
+    mode, dtype, _, _ = rescale_plan([1, 20], [-1024, 0], np.dtype(np.int16), (0, 4095))
+    assert dtype == np.int32
+
+
+def test_rescale_plan_fractional_values_go_to_float32() -> None:
+    mode, dtype, _, _ = rescale_plan([0.5, 0.25], [0, 0], np.dtype(np.int16), (0, 4095))
+    assert mode == "apply" and dtype == np.float32

@@ -1,0 +1,364 @@
+"""convert.dicom.reader: geometry (vs dcm2niix and vs the generator), 4D, options, bad input, CLI, naming."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from conftest import require_tool  # noqa: E402
+from fixtures.dicom_series import (  # noqa: E402
+    expected_affine_ras,
+    make_non_dicom_files,
+    make_series,
+    make_short_pixel_data,
+    make_unsupported_transfer_syntax,
+    stored_data,
+    truncate_file,
+)
+
+import convert  # noqa: E402
+from convert.cli import app  # noqa: E402
+from convert.dicom import assemble, convert_dicom_tree, read_series, scan, volume_warnings  # noqa: E402
+from convert.dicom.reader import DICOM, render_name, sanitize_name  # noqa: E402
+from convert.errors import ConvertError, DicomError  # noqa: E402
+
+runner = CliRunner()
+
+
+def _read(folder: Path, **options):
+    (series,) = assemble(scan(folder).instances)
+    return read_series(series, **options)
+
+
+def _canonical(img: nib.Nifti1Image) -> tuple[np.ndarray, np.ndarray]:
+    canon = nib.as_closest_canonical(img)
+    return np.asarray(canon.dataobj, dtype=np.float64), canon.affine
+
+
+def _dcm2niix(src: Path, out: Path) -> list[Path]:
+    exe = require_tool("dcm2niix")
+    out.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run([exe, "-z", "n", "-b", "n", "-f", "%s", "-o", str(out), str(src)], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return sorted(out.glob("*.nii"))
+
+
+# --------------------------------------------------------------------------- geometry
+CASES = [("axial", False, False), ("oblique", False, True), ("sagittal", True, False), ("coronal", True, True),
+         ("oblique", True, True)]
+
+
+@pytest.mark.parametrize("orientation,descending,shuffle", CASES,
+                         ids=[f"{o}-{'desc' if d else 'asc'}-{'shuffled' if s else 'named'}" for o, d, s in CASES])
+def test_geometry_and_values_match_the_generator(tmp_path: Path, orientation: str, descending: bool,
+                                                 shuffle: bool) -> None:
+    _, spec = make_series(tmp_path, orientation, descending=descending, shuffle_names=shuffle)
+    volume = _read(tmp_path)
+    np.testing.assert_allclose(volume.affine, expected_affine_ras(spec), atol=1e-4)
+    np.testing.assert_array_equal(volume.array, stored_data(spec)[..., 0])
+    assert (volume.slope, volume.intercept) == (1.0, -1024.0)
+    assert volume.meta.modality == "CT"
+
+
+@pytest.mark.parametrize("orientation,descending,shuffle", CASES,
+                         ids=[f"{o}-{'desc' if d else 'asc'}-{'shuffled' if s else 'named'}" for o, d, s in CASES])
+def test_world_space_matches_dcm2niix(tmp_path: Path, orientation: str, descending: bool, shuffle: bool) -> None:
+    _, spec = make_series(tmp_path / "in", orientation, descending=descending, shuffle_names=shuffle)
+    (ref_path,) = _dcm2niix(tmp_path / "in", tmp_path / "ref")
+    ours = _read(tmp_path / "in")
+    ref_data, ref_affine = _canonical(nib.load(str(ref_path)))
+    our_data, our_affine = _canonical(nib.Nifti1Image(ours.scaled(), ours.affine))
+    assert our_data.shape == ref_data.shape
+    np.testing.assert_allclose(our_affine, ref_affine, atol=1e-3)
+    np.testing.assert_array_equal(our_data, ref_data)
+
+
+def test_4d_series_matches_dcm2niix(tmp_path: Path) -> None:
+    make_series(tmp_path / "in", "oblique", times=3, modality="MR", shuffle_names=True, rescale_intercept=0.0)
+    (ref_path,) = _dcm2niix(tmp_path / "in", tmp_path / "ref")
+    ours = _read(tmp_path / "in")
+    assert ours.shape == (24, 32, 10, 3)
+    ref_data, ref_affine = _canonical(nib.load(str(ref_path)))
+    our_data, our_affine = _canonical(nib.Nifti1Image(ours.scaled(), ours.affine))
+    np.testing.assert_allclose(our_affine, ref_affine, atol=1e-3)
+    np.testing.assert_array_equal(our_data, ref_data)
+    assert ours.meta.time_step == pytest.approx(2.0)
+
+
+def test_single_file_is_a_one_slice_volume(tmp_path: Path) -> None:
+    paths, spec = make_series(tmp_path, "oblique", slices=3)
+    volume = convert.load(paths[1])
+    assert volume.shape == (24, 32, 1)
+    expected = expected_affine_ras(spec)
+    np.testing.assert_allclose(volume.affine[:, [0, 1]], expected[:, [0, 1]], atol=1e-4)
+    np.testing.assert_allclose(volume.affine[:3, 3], (expected @ [0, 0, 1, 1])[:3], atol=1e-4)
+    assert np.linalg.norm(volume.affine[:3, 2]) == pytest.approx(spec.slice_spacing)
+
+
+def test_folder_loads_through_the_registry(tmp_path: Path) -> None:
+    _, spec = make_series(tmp_path, "sagittal")
+    volume = convert.load(tmp_path)
+    np.testing.assert_allclose(volume.affine, expected_affine_ras(spec), atol=1e-4)
+
+
+def test_sniff_accepts_files_folders_and_headerless_files(tmp_path: Path) -> None:
+    import pydicom
+
+    paths, _ = make_series(tmp_path / "s", slices=2)
+    assert DICOM.sniff(paths[0]) and DICOM.sniff(tmp_path / "s")
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+
+    ds = pydicom.dcmread(paths[0])
+    del ds.file_meta
+    buffer = DicomBytesIO()
+    buffer.is_little_endian, buffer.is_implicit_VR = True, True
+    write_dataset(buffer, ds)
+    headerless = tmp_path / "raw_implicit"  # no preamble, no DICM, no file meta: old archives
+    headerless.write_bytes(buffer.getvalue())
+    assert headerless.read_bytes()[:2] == b"\x08\x00"
+    assert DICOM.sniff(headerless)
+    assert convert.load(headerless).shape == (24, 32, 1)
+    junk = make_non_dicom_files(tmp_path / "junk")
+    assert not DICOM.sniff(junk[0]) and not DICOM.sniff(tmp_path / "junk")
+
+
+def test_folder_with_several_series_lists_them(tmp_path: Path) -> None:
+    make_series(tmp_path / "a", series_number=3, description="T1 axial", seed=1)
+    make_series(tmp_path / "b", series_number=9, description="Bone", seed=2, slices=4)
+    with pytest.raises(DicomError, match=r"found 2 series.*#3 'T1 axial'.*24x32x10.*#9 'Bone'.*OUT_DIR"):
+        convert.load(tmp_path)
+
+
+def test_per_slice_rescale_is_applied_into_an_integer_type(tmp_path: Path) -> None:
+    slopes = [1.0] * 5 + [2.0] * 5
+    _, spec = make_series(tmp_path, rescale_slope=slopes, rescale_intercept=-1024.0,
+                          data=np.random.default_rng(1).integers(0, 2000, (24, 32, 10, 1)))
+    volume = _read(tmp_path)
+    assert volume.dtype == np.int16 and not volume.is_scaled
+    raw = stored_data(spec)[..., 0]
+    expected = raw * np.array(slopes)[np.newaxis, np.newaxis, :] - 1024
+    np.testing.assert_array_equal(volume.array, expected)
+
+
+# --------------------------------------------------------------------------- gaps, uneven, tilt
+def test_missing_slice_is_refused_naming_the_neighbours(tmp_path: Path) -> None:
+    paths, _ = make_series(tmp_path, skip=(4,))
+    with pytest.raises(DicomError, match="missing slices") as info:
+        _read(tmp_path)
+    assert "allow-gaps" in str(info.value) and "IM00004.dcm" in str(info.value)
+
+
+def test_allow_gaps_resamples_onto_the_full_regular_grid(tmp_path: Path) -> None:
+    _, spec = make_series(tmp_path, "oblique", skip=(4,))
+    volume = _read(tmp_path, allow_gaps=True)
+    assert volume.shape == (24, 32, 10)
+    np.testing.assert_allclose(volume.affine, expected_affine_ras(spec), atol=1e-4)
+    data = stored_data(spec)[..., 0]
+    for k in (0, 3, 5, 9):  # real slices are kept exactly
+        np.testing.assert_array_equal(volume.array[:, :, k], data[:, :, k])
+    midway = (data[:, :, 3].astype(float) + data[:, :, 5]) / 2  # linear, rounded to the stored integers
+    assert np.abs(volume.array[:, :, 4] - midway).max() <= 0.5 + 1e-9
+
+
+def test_uneven_spacing_default_stacks_with_a_warning_and_option_regrids(tmp_path: Path) -> None:
+    offsets = [0, 2, 4, 6, 8, 11, 14, 17, 20, 23]
+    _, spec = make_series(tmp_path, slice_offsets=offsets)
+    stacked = _read(tmp_path)
+    assert stacked.shape[2] == 10 and any("uneven" in w for w in volume_warnings(stacked))
+    even = _read(tmp_path, resample_uneven=True)
+    assert even.spacing[2] == pytest.approx(23 / round(23 / 3), abs=1e-6)  # median spacing 3 mm -> 8 steps
+    first, last = even.world_coordinates([0, 0, 0]), even.world_coordinates([0, 0, even.shape[2] - 1])
+    assert np.linalg.norm(last - first) == pytest.approx(23.0)
+
+
+def test_tilted_series_keeps_the_shear_exactly(tmp_path: Path) -> None:
+    _, spec = make_series(tmp_path, tilt_deg=20.0)
+    volume = _read(tmp_path)
+    np.testing.assert_allclose(volume.affine, expected_affine_ras(spec), atol=1e-4)
+
+
+def test_tilt_correction_gives_an_orthogonal_grid_with_the_same_world_content(tmp_path: Path) -> None:
+    """Tilt chosen so each slice shifts exactly one pixel row: no interpolation, so values must be identical."""
+    tilt = float(np.degrees(np.arctan(0.8 / 2.5)))  # row spacing 0.8 mm, slice spacing 2.5 mm
+    _, spec = make_series(tmp_path, "oblique", tilt_deg=tilt)
+    sheared = _read(tmp_path)
+    corrected = _read(tmp_path, tilt_correct=True)
+    d = corrected.direction
+    assert abs(d[:, 2] @ d[:, 1]) < 1e-9 and abs(d[:, 2] @ d[:, 0]) < 1e-9
+    assert corrected.shape == (24, 32 + 9, 10)  # field of view grew by the total shift: nothing cut off
+    ijk = np.stack(np.meshgrid(*[np.arange(n) for n in sheared.shape], indexing="ij"), -1).reshape(-1, 3)
+    world = sheared.world_coordinates(ijk)
+    idx = (world - corrected.affine[:3, 3]) @ np.linalg.inv(corrected.affine[:3, :3]).T
+    nearest = np.round(idx).astype(int)
+    assert np.abs(idx - nearest).max() < 1e-3
+    np.testing.assert_array_equal(corrected.array[tuple(nearest.T)], sheared.array[tuple(ijk.T)])
+    assert any("tilt" in w for w in volume_warnings(corrected))
+
+
+# --------------------------------------------------------------------------- bad input
+def test_folder_without_dicom(tmp_path: Path) -> None:
+    make_non_dicom_files(tmp_path)
+    with pytest.raises(ConvertError, match="no DICOM|no readable"):
+        convert.load(tmp_path)
+    with pytest.raises(DicomError, match="no DICOM image found"):
+        convert_dicom_tree(tmp_path, tmp_path / "out")
+
+
+def _messy_archive(root: Path) -> dict[str, Path]:
+    good_paths, _ = make_series(root / "good", series_number=1, description="good", seed=1)
+    make_series(root / "gap", series_number=2, description="gap", seed=2, skip=(5,))
+    _, short = make_short_pixel_data(root / "short", series_number=3, description="short", seed=3)
+    trunc_paths, _ = make_series(root / "trunc", series_number=4, description="trunc", seed=4)
+    truncate_file(trunc_paths[2], trunc_paths[2].stat().st_size - 300)
+    unsupported = make_unsupported_transfer_syntax(root / "mpeg", series_number=5, description="mpeg", seed=5)
+    make_non_dicom_files(root / "good")
+    return {"short": short, "trunc": trunc_paths[2], "mpeg": unsupported}
+
+
+def test_multi_series_run_isolates_failures(tmp_path: Path) -> None:
+    bad = _messy_archive(tmp_path / "in")
+    report = convert_dicom_tree(tmp_path / "in", tmp_path / "out")
+    ok = [o for o in report.outcomes if o.ok]
+    assert [o.label.split()[1] for o in ok] == ["'good'"]
+    assert len(report.failed) == 4
+    errors = " | ".join(o.error or "" for o in report.failed)
+    for path in bad.values():
+        assert str(path) in errors
+    assert "missing slices" in errors
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["1_good.json", "1_good.nii.gz"]
+    assert len(report.skipped) == 4
+
+
+def test_cli_multi_series_run_exits_1_after_writing_the_good_series(tmp_path: Path) -> None:
+    bad = _messy_archive(tmp_path / "in")
+    result = runner.invoke(app, ["convert", str(tmp_path / "in"), str(tmp_path / "out")])
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert (tmp_path / "out" / "1_good.nii.gz").exists()
+    assert "4 of 5 series failed" in result.output
+    assert str(bad["mpeg"]) in result.output
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]  # no partial files
+
+
+def test_cli_single_output_from_a_multi_series_folder_says_what_it_found(tmp_path: Path) -> None:
+    make_series(tmp_path / "in" / "a", series_number=3, seed=1)
+    make_series(tmp_path / "in" / "b", series_number=4, seed=2)
+    result = runner.invoke(app, ["convert", str(tmp_path / "in"), str(tmp_path / "x.nii.gz")])
+    assert result.exit_code == 1 and "found 2 series" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "x.nii.gz").exists()
+
+
+# --------------------------------------------------------------------------- CLI happy paths
+def test_cli_convert_folder_writes_nifti_and_sidecar_without_phi(tmp_path: Path) -> None:
+    _, spec = make_series(tmp_path / "in", "oblique", description="T1 / ax")
+    result = runner.invoke(app, ["convert", str(tmp_path / "in"), str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    nii = tmp_path / "out" / "1_T1_ax.nii.gz"
+    img = nib.load(str(nii))
+    np.testing.assert_allclose(img.affine, expected_affine_ras(spec), atol=1e-4)
+    sidecar = json.loads((tmp_path / "out" / "1_T1_ax.json").read_text())
+    text = json.dumps(sidecar)
+    assert sidecar["Modality"] == "CT" and "Phantom" not in text and "PHANTOM-0001" not in text
+
+
+def test_cli_sidecar_phi_and_no_sidecar(tmp_path: Path) -> None:
+    make_series(tmp_path / "in")
+    result = runner.invoke(app, ["convert", str(tmp_path / "in"), str(tmp_path / "a"), "--sidecar-phi"])
+    assert result.exit_code == 0, result.output
+    assert "PHANTOM-0001" in (tmp_path / "a" / "1_Synthetic_head_phantom.json").read_text()
+    result = runner.invoke(app, ["convert", str(tmp_path / "in"), str(tmp_path / "b"), "--no-sidecar"])
+    assert result.exit_code == 0 and not list((tmp_path / "b").glob("*.json"))
+
+
+def test_cli_name_template_and_collisions(tmp_path: Path) -> None:
+    make_series(tmp_path / "in" / "a", series_number=5, description="../../etc/passwd", seed=1)
+    make_series(tmp_path / "in" / "b", series_number=6, description="../../etc/passwd", seed=2)
+    result = runner.invoke(app, ["convert", str(tmp_path / "in"), str(tmp_path / "out"), "--name",
+                                 "{SeriesDescription}", "--no-sidecar"])
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert names == ["etc_passwd.nii.gz", "etc_passwd_2.nii.gz"]
+    result = runner.invoke(app, ["convert", str(tmp_path / "in"), str(tmp_path / "o2"), "--name", "{PatientName}"])
+    assert result.exit_code == 1 and "unknown field" in result.output
+
+
+def test_cli_tilt_and_gap_options(tmp_path: Path) -> None:
+    make_series(tmp_path / "in", skip=(3,), tilt_deg=10.0)
+    result = runner.invoke(app, ["convert", str(tmp_path / "in"), str(tmp_path / "o1")])
+    assert result.exit_code == 1 and "--allow-gaps" in result.output
+    result = runner.invoke(app, ["convert", str(tmp_path / "in"), str(tmp_path / "o2"), "--allow-gaps",
+                                 "--tilt-correct"])
+    assert result.exit_code == 0, result.output
+    img = nib.load(str(next((tmp_path / "o2").glob("*.nii.gz"))))
+    assert img.shape[2] == 10
+    cols = img.affine[:3, :3] / np.linalg.norm(img.affine[:3, :3], axis=0)
+    assert abs(cols[:, 1] @ cols[:, 2]) < 1e-6
+
+
+def test_cli_info_lists_series_with_warnings(tmp_path: Path) -> None:
+    make_series(tmp_path / "a", series_number=1, seed=1, tilt_deg=12.0)
+    make_series(tmp_path / "b", series_number=2, seed=2, skip=(2,))
+    result = runner.invoke(app, ["info", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.output)
+    first, second = info["series"]
+    assert first["tilt_deg"] == pytest.approx(12.0, abs=0.01) and first["shape"] == [24, 32, 10]
+    assert second["missing_slices"] == 1 and first["spacing_mm"][:2] == [1.1, 0.8]
+    result = runner.invoke(app, ["info", str(tmp_path)])
+    assert "tilt" in result.output and "missing" in result.output
+
+
+def test_cli_sample_then_convert(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["sample", str(tmp_path / "demo")])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["convert", str(tmp_path / "demo" / "dicom"), str(tmp_path / "demo" / "out")])
+    assert result.exit_code == 0, result.output
+    (nii,) = (tmp_path / "demo" / "out").glob("*.nii.gz")
+    img = nib.load(str(nii))
+    assert img.shape == (64, 64, 40)
+    hu = np.asarray(img.dataobj)
+    assert hu.min() < -900 and hu.max() > 1000  # air and skull in HU
+    result = runner.invoke(app, ["sample", str(tmp_path / "demo")])
+    assert result.exit_code == 1  # refuses to overwrite
+
+
+def test_cli_single_file_output_from_single_series_folder(tmp_path: Path) -> None:
+    _, spec = make_series(tmp_path / "in", "coronal")
+    result = runner.invoke(app, ["convert", str(tmp_path / "in"), str(tmp_path / "vol.nii.gz")])
+    assert result.exit_code == 0, result.output
+    np.testing.assert_allclose(nib.load(str(tmp_path / "vol.nii.gz")).affine, expected_affine_ras(spec), atol=1e-4)
+    assert (tmp_path / "vol.json").exists()
+
+
+# --------------------------------------------------------------------------- naming
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=300))
+def test_sanitized_names_cannot_escape_or_hide(text: str) -> None:
+    name = sanitize_name(text)
+    assert name and len(name) <= 120
+    assert "/" not in name and "\\" not in name and ".." not in name and "\0" not in name
+    assert not name.startswith(".") and name == name.strip()
+    assert all(ch.isprintable() for ch in name)
+    assert name.split(".")[0].upper() not in {"CON", "PRN", "AUX", "NUL", "COM1", "LPT1"}
+
+
+@pytest.mark.parametrize("template", ["{SeriesNumber.__class__}", "{SeriesNumber[0]}", "{SeriesNumber!r}",
+                                      "{PatientID}", "{"])
+def test_name_templates_reject_anything_but_plain_allowed_fields(template: str) -> None:
+    with pytest.raises(ConvertError):
+        render_name(template, {"SeriesNumber": "3"})
