@@ -314,3 +314,26 @@ def test_corrupted_header_raises_convert_error_or_reads(tmp_path_factory, data):
         assert "b.hdr" in str(exc)
     else:
         assert vol.array.ndim in (3, 4)
+
+
+def test_big_endian_analyze_from_nibabel(tmp_path, rng):
+    arr = rng.integers(-500, 500, size=(5, 4, 3)).astype(np.int16)
+    img = nib.Spm2AnalyzeImage(arr, LAS)
+    img.header.set_slope_inter(0.5)
+    big = nib.Spm2AnalyzeImage(arr, LAS, img.header.as_byteswapped(">"))
+    nib.save(big, tmp_path / "be.hdr")
+    assert (tmp_path / "be.hdr").read_bytes()[:4] == (348).to_bytes(4, "big")
+    vol = ANALYZE.read(tmp_path / "be.hdr")
+    ref = nib.load(tmp_path / "be.hdr")
+    assert vol.array.dtype.isnative
+    assert np.allclose(vol.affine, ref.affine)
+    assert np.allclose(vol.scaled(), ref.get_fdata())
+
+
+def test_plain_analyze_without_originator_is_centred(tmp_path):
+    img = nib.AnalyzeImage(np.zeros((4, 6, 8), np.uint8), np.diag([-2.0, 3.0, 4.0, 1.0]))
+    nib.save(img, tmp_path / "plain.hdr")
+    vol = ANALYZE.read(tmp_path / "plain.hdr")
+    assert vol.orientation == "LAS"
+    assert np.allclose(vol.world_coordinates([1.5, 2.5, 3.5]), 0.0)  # centre of the volume at world 0
+    assert np.allclose(vol.affine, nib.load(tmp_path / "plain.hdr").affine)

@@ -63,6 +63,8 @@ ANALYZE_DTYPES: dict[np.dtype, np.dtype] = {
     np.dtype("float32"): np.dtype("float32"),
     np.dtype("float64"): np.dtype("float64"),
 }
+#: What nibabel and numpy raise on corrupt headers (negative offsets, absurd sizes...).
+_READ_ERRORS: tuple[type[BaseException], ...] = BROKEN_FILE_ERRORS + (OverflowError, MemoryError, ArithmeticError)
 #: Rotation (|cos| deviation) and position (mm) differences below these are not reported as loss.
 ROTATION_TOLERANCE = 1e-6
 POSITION_TOLERANCE_MM = 1e-3
@@ -228,7 +230,7 @@ class AnalyzeFormat:
                 warnings.simplefilter("ignore")
                 img = nib.Spm2AnalyzeImage.from_filename(str(hdr))
                 shape, dtype = img.shape, img.get_data_dtype()
-        except BROKEN_FILE_ERRORS + (nib.filebasedimages.ImageFileError, nib.spatialimages.HeaderDataError) as exc:
+        except _READ_ERRORS + (nib.filebasedimages.ImageFileError, nib.spatialimages.HeaderDataError) as exc:
             raise CorruptFileError(f"not a readable Analyze file: {exc}", path) from exc
         expected = int(np.prod(shape)) * dtype.itemsize + int(img.header.get_data_offset())
         if img_path.stat().st_size < expected:
@@ -243,7 +245,7 @@ class AnalyzeFormat:
             if exc.path is None:  # e.g. GeometryError from Volume: name the file
                 raise type(exc)(f"invalid geometry or data in this Analyze header: {exc.message}", path) from exc
             raise
-        except BROKEN_FILE_ERRORS + (MemoryError,) as exc:
+        except _READ_ERRORS as exc:
             raise CorruptFileError(f"cannot read Analyze voxel data (corrupt header?): {exc}", path) from exc
 
     def _volume(self, img: Any, hdr: Path, path: Path) -> Volume:

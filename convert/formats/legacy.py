@@ -99,7 +99,7 @@ class Minc1Format(_ReadOnly):
             if exc.path is None:  # e.g. GeometryError from Volume: name the file
                 raise type(exc)(f"invalid geometry or data in this MINC1 file: {exc.message}", path) from exc
             raise
-        except BROKEN_FILE_ERRORS + (AttributeError, RuntimeError) as exc:
+        except BROKEN_FILE_ERRORS + (AttributeError, RuntimeError, ArithmeticError, MemoryError) as exc:
             raise CorruptFileError(f"cannot read MINC1 file (truncated or corrupt?): {exc}", path) from exc
 
     def _read(self, path: Path) -> Volume:
@@ -203,7 +203,7 @@ class ParRecFormat(_ReadOnly):
             if exc.path is None:  # e.g. GeometryError from Volume: name the file
                 raise type(exc)(f"invalid geometry or data in this PAR/REC file: {exc.message}", path) from exc
             raise
-        except BROKEN_FILE_ERRORS + (AttributeError, RuntimeError, ZeroDivisionError) as exc:
+        except BROKEN_FILE_ERRORS + (AttributeError, RuntimeError, ArithmeticError, MemoryError) as exc:
             raise CorruptFileError(f"cannot read PAR/REC (truncated or corrupt?): {exc}", path) from exc
 
     def _read(self, par: Path, rec: Path, path: Path) -> Volume:

@@ -58,6 +58,9 @@ _COMMENTS = {
     "yspace": "Y increases from patient posterior to anterior",
     "zspace": "Z increases from patient inferior to superior",
 }
+#: What h5py and numpy raise on broken files.
+_READ_ERRORS: tuple[type[BaseException], ...] = (OSError, KeyError, ValueError, TypeError, IndexError, RuntimeError,
+                                                 ArithmeticError, MemoryError)
 #: Largest |cos(angle)| between two voxel axes still treated as perpendicular.
 SHEAR_TOLERANCE = 1e-5
 _TIME_UNITS_TO_SECONDS = {"s": 1.0, "sec": 1.0, "secs": 1.0, "seconds": 1.0, "ms": 1e-3, "msec": 1e-3}
@@ -248,7 +251,8 @@ def _read_minc2(path: Path) -> Volume:
         data: np.ndarray | None = None
         if dtype.kind in "iu":
             group = image.parent
-            lo_hi = (_scaling_arrays(group, "image-min", names, path), _scaling_arrays(group, "image-max", names, path))
+            lo_hi = (_scaling_arrays(group, "image-min", names, path),
+                     _scaling_arrays(group, "image-max", names, path))
             if lo_hi[0] is not None and lo_hi[1] is not None:
                 (imin, dmin), (imax, dmax) = lo_hi
                 vmin, vmax = _valid_range(image.attrs, dtype)
@@ -462,7 +466,7 @@ class Minc2Format:
             if exc.path is None:  # e.g. GeometryError from Volume: name the file
                 raise type(exc)(f"invalid geometry or data in this MINC2 file: {exc.message}", path) from exc
             raise
-        except (OSError, KeyError, ValueError, TypeError, IndexError, RuntimeError) as exc:
+        except _READ_ERRORS as exc:
             raise CorruptFileError(f"cannot read MINC2 file (truncated or corrupt?): {exc}", path) from exc
 
     def output_paths(self, path: Path) -> list[Path]:
