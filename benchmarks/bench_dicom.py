@@ -9,11 +9,13 @@ CT series (see ``make_ct_series.py``). For every tool/output pair we record:
   bytecode; ``--quick`` skips the warm-up);
 * CPU seconds (user + sys, from ``wait4``; less sensitive to a busy machine);
 * peak memory of the whole process tree in MB, sampled every 10 ms from
-  ``/proc``: the larger of the biggest single process's exact high-water RSS
-  (``VmHWM``, counted from its ``exec``) and the summed RSS of the tree (catches
-  e.g. dcm2niix + pigz), compared with the volume's size in memory
-  (512*512*N*2 bytes). ``ru_maxrss`` from ``wait4`` is *not* used: after
-  (v)fork + exec it inherits the benchmark process's own high-water mark.
+  ``/proc`` (tree re-listed every 50 ms): the larger of the biggest single
+  process's exact high-water RSS (``VmHWM``, counted from its ``exec``) and,
+  while the tree has several processes, their summed proportional set size
+  (``Pss``: catches e.g. dcm2niix + pigz without counting pages shared after a
+  fork twice), compared with the volume's size in memory (512*512*N*2 bytes).
+  ``ru_maxrss`` from ``wait4`` is *not* used: after (v)fork + exec it inherits
+  the benchmark process's own high-water mark.
 
 Runs are interleaved round-robin across tools so background load hits all
 tools alike. Before timing anything the warm-up outputs are checked in world
@@ -198,28 +200,50 @@ def _children_map() -> dict[int, list[int]]:
     return children
 
 
-def tree_memory_bytes(root: int) -> tuple[int, int]:
-    """``(summed VmRSS, largest VmHWM)`` in bytes over ``root`` and all its descendants, right now.
-
-    VmHWM is the kernel's exact peak RSS of a process since its ``exec``; the
-    summed VmRSS catches several processes holding memory at the same time.
-    """
+def tree_pids(root: int) -> list[int]:
+    """``root`` and all its descendants (one scan of ``/proc``)."""
     children = _children_map()
-    total = hwm = 0
-    stack = [root]
+    out, stack = [], [root]
     while stack:
         pid = stack.pop()
-        try:
-            with open(f"/proc/{pid}/status", "rb") as fh:
-                for line in fh:
-                    if line.startswith(b"VmRSS:"):
-                        total += int(line.split()[1]) * 1024
-                    elif line.startswith(b"VmHWM:"):
-                        hwm = max(hwm, int(line.split()[1]) * 1024)
-        except (OSError, ValueError, IndexError):
-            pass
+        out.append(pid)
         stack.extend(children.get(pid, ()))
-    return total, hwm
+    return out
+
+
+def _status_kb(pid: int, key: bytes) -> int:
+    try:
+        with open(f"/proc/{pid}/status", "rb") as fh:
+            for line in fh:
+                if line.startswith(key):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _pss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"Pss:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def tree_memory_bytes(pids: list[int]) -> int:
+    """Memory held by the process tree ``pids`` right now, in bytes.
+
+    The largest ``VmHWM`` (the kernel's exact peak RSS of one process since its
+    ``exec``) and, when the tree has several processes, the summed ``Pss``
+    (proportional set size: pages shared between parent and child after a
+    fork are counted once, not twice as summed RSS would).
+    """
+    hwm = max((_status_kb(pid, b"VmHWM:") for pid in pids), default=0)
+    pss = sum(_pss_kb(pid) for pid in pids) if len(pids) > 1 else 0
+    return max(hwm, pss) * 1024
 
 
 @dataclass
@@ -246,9 +270,13 @@ def run_once(argv: list[str], out_dir: Path, timeout_s: float = RUN_TIMEOUT_S) -
     t0 = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
 
-    def poll() -> None:
+    def poll() -> None:  # every 10 ms; the process tree itself is re-listed every 50 ms (cheaper)
+        tick, pids = 0, [proc.pid]
         while not done.is_set():
-            peak[0] = max(peak[0], *tree_memory_bytes(proc.pid))
+            if tick % 5 == 0:
+                pids = tree_pids(proc.pid)
+            peak[0] = max(peak[0], tree_memory_bytes(pids))
+            tick += 1
             done.wait(0.01)
 
     poller = threading.Thread(target=poll, daemon=True)
