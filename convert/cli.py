@@ -316,15 +316,15 @@ def anonymize_cmd(
                             overwrite=overwrite, workers=workers, progress=sys.stderr.isatty())
     if report.key_source == "random":
         err_console.print("[yellow]warning:[/] no key given: a random key was used, so pseudonyms cannot be "
-                          "reproduced in a later run (use --key FILE)", highlight=False)
+                          "reproduced in a later run (use --key FILE)", highlight=False, soft_wrap=True)
     for path, reason in report.refused:
-        err_console.print(f"[bold red]refused:[/] {_escape(str(path))}: {_escape(reason)}", highlight=False)
+        err_console.print(f"[bold red]refused:[/] {_escape(str(path))}: {_escape(reason)}", highlight=False, soft_wrap=True)
     for path, reason in report.failed:
-        err_console.print(f"[bold red]failed:[/] {_escape(str(path))}: {_escape(reason)}", highlight=False)
+        err_console.print(f"[bold red]failed:[/] {_escape(str(path))}: {_escape(reason)}", highlight=False, soft_wrap=True)
     for path in report.flagged:
-        err_console.print(f"[yellow]flagged (burned-in text possible):[/] {_escape(str(path))}", highlight=False)
+        err_console.print(f"[yellow]flagged (burned-in text possible):[/] {_escape(str(path))}", highlight=False, soft_wrap=True)
     console.print(f"{report.summary()} -> {dst}" + (f"; audit: {report.audit}" if report.audit else ""),
-                  highlight=False)
+                  highlight=False, soft_wrap=True)
     if not report.ok:
         raise typer.Exit(1)
 

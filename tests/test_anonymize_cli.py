@@ -1,0 +1,228 @@
+"""``medconvert anonymize`` and ``convert.anonymize(path, ...)``: trees, bad inputs, determinism, parallel."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+from typer.testing import CliRunner
+
+import convert
+from convert.cli import app
+from convert.errors import ConvertError, InputNotFoundError, OutputExistsError
+
+KEY = b"cli-test-key"
+ORIGINAL = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+PHI = [str(ORIGINAL.PatientName), ORIGINAL.PatientID, ORIGINAL.StudyInstanceUID, ORIGINAL.SOPInstanceUID]
+
+
+def _slice(i: int, series: int = 0) -> pydicom.Dataset:
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.SOPInstanceUID = f"1.2.826.0.1.3680043.2.1125.{series}.{i}"
+    ds.SeriesInstanceUID = f"1.2.826.0.1.3680043.2.1125.{series}"
+    ds.InstanceNumber = i
+    return ds
+
+
+def _tree(root: Path, n: int = 4, series: int = 1) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for s in range(series):
+        folder = root / f"series {s}"
+        folder.mkdir(exist_ok=True)
+        for i in range(n):
+            _slice(i, s).save_as(folder / f"IM{i:04d}")
+    (root / "DICOMDIR_README.txt").write_text("exported by PACS")
+    return root
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _keyfile(tmp_path: Path) -> Path:
+    key = tmp_path / "key.bin"
+    key.write_bytes(KEY)
+    return key
+
+
+def test_cli_tree_layout_from_pseudonyms_and_summary(tmp_path: Path) -> None:
+    src = _tree(tmp_path / "in", n=3, series=2)
+    result = CliRunner().invoke(app, ["anonymize", str(src), str(tmp_path / "out"), "--key", str(_keyfile(tmp_path))])
+    assert result.exit_code == 0, result.output
+    assert "6 file(s) de-identified (1 non-DICOM skipped)" in result.output
+    outputs = sorted((tmp_path / "out").rglob("*.dcm"))
+    assert len(outputs) == 6
+    for path in outputs:
+        rel = path.relative_to(tmp_path / "out").parts
+        ds = pydicom.dcmread(path)
+        assert rel == (ds.PatientID, ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID + ".dcm")
+        assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
+        assert ds.PixelData == ORIGINAL.PixelData
+    assert len({p.parent for p in outputs}) == 2  # one output folder per original series
+    for value in PHI:
+        assert value not in result.output
+        assert all(value not in str(p) for p in outputs)
+
+
+def test_same_key_same_bytes_across_runs_and_serial_equals_parallel(tmp_path: Path) -> None:
+    src = _tree(tmp_path / "in", n=30, series=2)  # 60 files: above the parallel threshold
+    serial = convert.anonymize(src, tmp_path / "a", key=KEY, workers=1)
+    parallel = convert.anonymize(src, tmp_path / "b", key=KEY, workers=2)
+    assert len(serial.written) == len(parallel.written) == 60
+    assert _files(tmp_path / "a") == _files(tmp_path / "b")
+    other = convert.anonymize(src, tmp_path / "c", key=b"another key", workers=1)
+    assert set(_files(tmp_path / "c")).isdisjoint(_files(tmp_path / "a"))
+    assert len(other.written) == 60
+
+
+def test_input_tree_is_never_modified(tmp_path: Path) -> None:
+    src = _tree(tmp_path / "in")
+    before = _files(src)
+    convert.anonymize(src, tmp_path / "out", key=KEY)
+    assert _files(src) == before
+
+
+def test_non_dicom_and_truncated_files_reported_others_continue(tmp_path: Path) -> None:
+    src = _tree(tmp_path / "in", n=2)
+    good = (src / "series 0" / "IM0000").read_bytes()
+    (src / "truncated_pixels.dcm").write_bytes(good[: len(good) - 1000])
+    (src / "truncated_header.dcm").write_bytes(good[:700])
+    (src / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 200)
+    report = convert.anonymize(src, tmp_path / "out", key=KEY)
+    assert len(report.written) == 2
+    failed = {p.name: reason for p, reason in report.failed}
+    assert set(failed) == {"truncated_pixels.dcm", "truncated_header.dcm"}
+    assert all("truncated" in reason for reason in failed.values())
+    assert report.skipped_non_dicom == 2
+    assert len(list((tmp_path / "out").rglob("*.dcm"))) == 2
+    assert not [p for p in (tmp_path / "out").rglob("*") if ".partial" in p.name]
+    result = CliRunner().invoke(app, ["anonymize", str(src), str(tmp_path / "out2"), "--key",
+                                      str(_keyfile(tmp_path))])
+    assert result.exit_code == 1
+    assert "failed:" in result.output and "truncated_header.dcm" in result.output
+
+
+def test_single_non_dicom_file_fails(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("hello")
+    report = convert.anonymize(path, tmp_path / "out", key=KEY)
+    assert report.failed and not report.written
+    result = CliRunner().invoke(app, ["anonymize", str(path), str(tmp_path / "out")])
+    assert result.exit_code == 1 and "not a DICOM file" in result.output
+
+
+def test_unreadable_file_fails_cleanly(tmp_path: Path) -> None:
+    src = _tree(tmp_path / "in", n=2)
+    locked = src / "series 0" / "IM0001"
+    locked.chmod(0)
+    try:
+        try:
+            locked.read_bytes()
+            pytest.skip("running as root: chmod 000 does not make the file unreadable")
+        except PermissionError:
+            pass
+        report = convert.anonymize(src, tmp_path / "out", key=KEY)
+        assert [p.name for p, _ in report.failed] == ["IM0001"]
+        assert "permission denied" in report.failed[0][1]
+        assert len(report.written) == 1
+    finally:
+        locked.chmod(0o644)
+
+
+def test_dst_inside_src_refused_before_writing(tmp_path: Path) -> None:
+    src = _tree(tmp_path / "in", n=1)
+    before = _files(src)
+    with pytest.raises(ConvertError, match="inside the input folder"):
+        convert.anonymize(src, src / "anon", key=KEY)
+    assert _files(src) == before and not (src / "anon").exists()
+    result = CliRunner().invoke(app, ["anonymize", str(src), str(src / "anon")])
+    assert result.exit_code == 1 and "inside the input folder" in result.output
+
+
+def test_existing_dst_file_refused_without_overwrite(tmp_path: Path) -> None:
+    src_file = tmp_path / "in.dcm"
+    _slice(0).save_as(src_file)
+    dst = tmp_path / "out.dcm"
+    dst.write_bytes(b"precious")
+    with pytest.raises(OutputExistsError):
+        convert.anonymize(src_file, dst, key=KEY)
+    assert dst.read_bytes() == b"precious"
+    result = CliRunner().invoke(app, ["anonymize", str(src_file), str(dst)])
+    assert result.exit_code == 1 and "already exists" in result.output
+    report = convert.anonymize(src_file, dst, key=KEY, overwrite=True)
+    assert report.written == [dst] and pydicom.dcmread(dst).PatientIdentityRemoved == "YES"
+
+
+def test_single_file_to_explicit_dcm_path(tmp_path: Path) -> None:
+    src_file = tmp_path / "in.dcm"
+    _slice(0).save_as(src_file)
+    report = convert.anonymize(src_file, tmp_path / "anon.dcm", key=KEY)
+    assert report.written == [tmp_path / "anon.dcm"]
+
+
+def test_existing_outputs_inside_dst_fail_per_file_without_overwrite(tmp_path: Path) -> None:
+    src = _tree(tmp_path / "in", n=2)
+    convert.anonymize(src, tmp_path / "out", key=KEY)
+    again = convert.anonymize(src, tmp_path / "out", key=KEY)
+    assert len(again.failed) == 2 and "already exists" in again.failed[0][1]
+    assert len(convert.anonymize(src, tmp_path / "out", key=KEY, overwrite=True).written) == 2
+
+
+def test_missing_src_and_unknown_option(tmp_path: Path) -> None:
+    with pytest.raises(InputNotFoundError):
+        convert.anonymize(tmp_path / "nope", tmp_path / "out", key=KEY)
+    result = CliRunner().invoke(app, ["anonymize", str(tmp_path), str(tmp_path.parent / "x"), "--keep", "all"])
+    assert result.exit_code == 1 and "unknown de-identification option" in result.output
+
+
+def test_burned_in_refused_with_red_line_then_allowed_and_flagged(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    us = _slice(0)
+    us.Modality = "US"
+    us.SOPClassUID = us.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.6.1"
+    us.save_as(src / "us.dcm")
+    _slice(1).save_as(src / "ct.dcm")
+    runner = CliRunner()
+    result = runner.invoke(app, ["anonymize", str(src), str(tmp_path / "out")])
+    assert result.exit_code == 1
+    assert "refused:" in result.output and "us.dcm" in result.output and "burned-in" in result.output
+    assert len(list((tmp_path / "out").rglob("*.dcm"))) == 1
+    result = runner.invoke(app, ["anonymize", str(src), str(tmp_path / "out2"), "--allow-burned-in"])
+    assert result.exit_code == 0, result.output
+    assert "flagged" in result.output
+    flagged = [pydicom.dcmread(p) for p in (tmp_path / "out2").rglob("*.dcm")]
+    assert sorted(ds.get("BurnedInAnnotation", "") for ds in flagged) == ["", "YES"]
+
+
+def test_cli_keep_options_and_audit(tmp_path: Path) -> None:
+    src = _tree(tmp_path / "in", n=1)
+    audit = tmp_path / "audit.json"
+    result = CliRunner().invoke(app, ["anonymize", str(src), str(tmp_path / "out"), "--key", str(_keyfile(tmp_path)),
+                                      "--keep", "modified-dates", "--keep", "device", "--audit", str(audit)])
+    assert result.exit_code == 0, result.output
+    ds = pydicom.dcmread(next((tmp_path / "out").rglob("*.dcm")))
+    assert [c.CodeValue for c in ds.DeidentificationMethodCodeSequence] == ["113100", "113107", "113109"]
+    assert ds.StudyDate and ds.StudyDate != ORIGINAL.StudyDate
+    assert oct(os.stat(audit).st_mode & 0o777) == "0o600"
+
+
+def test_random_key_warns_and_differs_between_processes(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("MEDCONVERT_KEY", raising=False)
+    monkeypatch.delenv("MEDCONVERT_KEY_FILE", raising=False)
+    src = _tree(tmp_path / "in", n=1)
+    result = CliRunner().invoke(app, ["anonymize", str(src), str(tmp_path / "out")])
+    assert result.exit_code == 0 and "random key" in result.output
+
+
+def test_env_key_gives_reproducible_output(tmp_path: Path, monkeypatch) -> None:
+    src = _tree(tmp_path / "in", n=1)
+    monkeypatch.setenv("MEDCONVERT_KEY", "env secret")
+    a = convert.anonymize(src, tmp_path / "a")
+    b = convert.anonymize(src, tmp_path / "b")
+    assert [p.relative_to(tmp_path / "a") for p in a.written] == [p.relative_to(tmp_path / "b") for p in b.written]
+    assert hashlib.sha256(a.written[0].read_bytes()).digest() == hashlib.sha256(b.written[0].read_bytes()).digest()
