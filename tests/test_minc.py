@@ -148,6 +148,8 @@ def test_sagittal_volume_gets_dimension_names_by_closest_world_axis(tmp_path, rn
     assert np.allclose(back.affine, affine, atol=1e-9)
     img = nib.load(tmp_path / "s.mnc")
     assert_same_world_values(vol, nibabel_xyz_data(img), img.affine)
+    require_tool("mincinfo")
+    assert np.allclose(mincinfo_affine(tmp_path / "s.mnc"), affine, atol=1e-9)
 
 
 def test_negative_steps_read_as_flipped_axes(tmp_path, rng):
