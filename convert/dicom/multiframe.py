@@ -388,52 +388,78 @@ def _stack_geometry(
     return affine, slices
 
 
-def _decode(ds: Dataset, path: Path) -> np.ndarray:
-    """Pixel data as [frame, row, col] (one copy at most)."""
-    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
-        raise CorruptFileError("DICOM file has no pixel data", path)
+def _check_pixel_module(ds: Dataset, path: Path) -> None:
     if int(ds.get("SamplesPerPixel", 1) or 1) != 1:
         raise UnsupportedDataError(
             f"colour/multi-sample images (SamplesPerPixel={ds.SamplesPerPixel}) are not supported", path
         )
+    if "Rows" not in ds or "Columns" not in ds:
+        raise CorruptFileError("enhanced DICOM without Rows/Columns", path)
+
+
+class _Target:
+    """Where the frames of one output volume go: a Fortran-ordered [i, j, k, t] array."""
+
+    def __init__(self, slices: list[list[_Frame]]) -> None:
+        self.slices = slices
+        self.nk, self.nt = len(slices), len(slices[0])
+        frames = [f for s in slices for f in s]
+        self.common_scaling = len({f.slope for f in frames}) == 1 and len({f.intercept for f in frames}) == 1
+        self.slope = frames[0].slope if self.common_scaling else 1.0
+        self.intercept = frames[0].intercept if self.common_scaling else 0.0
+        self.array: np.ndarray | None = None
+
+    def put(self, frame: _Frame, k: int, t: int, pixels: np.ndarray) -> None:
+        """Store one decoded frame ``[row, col]`` at (k, t); real values when scalings differ."""
+        if self.array is None:
+            dtype = pixels.dtype if self.common_scaling else np.dtype(np.float32)
+            rows, cols = pixels.shape
+            # F order: [:, :, k, t] is one contiguous block, laid out like the frame itself
+            self.array = np.empty((cols, rows, self.nk, self.nt), dtype=dtype, order="F")
+        if self.common_scaling:
+            self.array[:, :, k, t] = pixels.T
+        else:
+            self.array[:, :, k, t] = pixels.T.astype(np.float32) * np.float32(frame.slope) + np.float32(
+                frame.intercept)
+
+    def result(self) -> np.ndarray:
+        assert self.array is not None
+        return self.array[..., 0] if self.nt == 1 else self.array
+
+
+def _fill(targets: list[_Target], source: Any, n_frames: int, path: Path) -> None:
+    """Decode frames one at a time (``pydicom.pixels.iter_pixels``) straight into their targets.
+
+    Memory: the outputs plus one decoded frame; the encoded pixel data is never
+    held in memory as a whole when ``source`` is a path.
+    """
+    from pydicom.pixels import iter_pixels
+
+    slot: dict[int, tuple[_Target, int, int]] = {}
+    for target in targets:
+        for k, frames_at_k in enumerate(target.slices):
+            for t, frame in enumerate(frames_at_k):
+                slot[frame.index] = (target, k, t)
+    decoded = 0
     try:
-        pixels = ds.pixel_array
-    except Exception as exc:  # pydicom raises many types for broken/undecodable data
-        raise DicomError(f"cannot decode pixel data ({ds.file_meta.get('TransferSyntaxUID', '?')}): {exc}",
-                         path) from exc
-    if pixels.ndim == 2:
-        pixels = pixels[np.newaxis]
-    return pixels
-
-
-def _volume_array(pixels: np.ndarray, slices: list[list[_Frame]]) -> np.ndarray:
-    """[i, j, k(, t)] array: frames picked in (t, k) order then axes reversed (one copy)."""
-    nk, nt = len(slices), len(slices[0])
-    order = [slices[k][t].index for t in range(nt) for k in range(nk)]
-    if order == list(range(pixels.shape[0])):
-        picked = pixels
-    else:
-        picked = pixels[np.asarray(order)]
-    picked = picked.reshape((nt, nk) + pixels.shape[1:])
-    array = picked.transpose(3, 2, 1, 0)  # [col=i, row=j, k, t]
-    return array[..., 0] if nt == 1 else array
-
-
-def _rescaled(array: np.ndarray, slices: list[list[_Frame]]) -> tuple[np.ndarray, float, float]:
-    """Carry one slope/intercept when common to all frames, else real values as float32."""
-    frames = [f for s in slices for f in s]
-    slopes = {f.slope for f in frames}
-    intercepts = {f.intercept for f in frames}
-    if len(slopes) == 1 and len(intercepts) == 1:
-        return array, frames[0].slope, frames[0].intercept
-    nk, nt = len(slices), len(slices[0])
-    out = array.astype(np.float32)
-    view = out if out.ndim == 4 else out[..., np.newaxis]
-    for k in range(nk):
-        for t in range(nt):
-            f = slices[k][t]
-            view[:, :, k, t] = view[:, :, k, t] * np.float32(f.slope) + np.float32(f.intercept)
-    return out, 1.0, 0.0
+        for index, pixels in enumerate(iter_pixels(source)):
+            if index >= n_frames:
+                break
+            if pixels.ndim != 2:
+                raise UnsupportedDataError(f"frame {index + 1} has shape {pixels.shape}; only grey-level "
+                                           "frames are supported", path)
+            target, k, t = slot[index]
+            target.put(target.slices[k][t], k, t, pixels)
+            decoded += 1
+    except (DicomError, UnsupportedDataError):
+        raise
+    except Exception as exc:  # pydicom/decoders raise many types for broken or truncated data
+        raise DicomError(f"cannot decode pixel data of frame {decoded + 1}: {exc}", path) from exc
+    if decoded != n_frames:
+        raise CorruptFileError(
+            f"pixel data holds {decoded} frames but the header describes {n_frames}; the file may be truncated",
+            path,
+        )
 
 
 def _volume_meta(ds: Dataset, frames: Sequence[_Frame], slices: list[list[_Frame]], nt: int) -> Any:
@@ -492,8 +518,8 @@ def read_enhanced(path: Path, ds: Dataset | None = None, *, philips_precise: boo
 
     Args:
         path: the file (named in errors).
-        ds: the dataset if already read; read again with pixels when it was
-            read with ``stop_before_pixels``.
+        ds: the header if already read (``stop_before_pixels`` is enough: the
+            frames are decoded one at a time from ``path``).
         philips_precise: apply Philips' private floating-point scaling
             (``1 / ScaleSlope`` (2005,100E), as dcm2niix does by default) instead
             of the DICOM RescaleSlope/RescaleIntercept ("display values").
@@ -512,30 +538,29 @@ def read_enhanced(path: Path, ds: Dataset | None = None, *, philips_precise: boo
     import pydicom
 
     path = Path(path)
-    if ds is None or ("PixelData" not in ds and "FloatPixelData" not in ds
-                      and "DoubleFloatPixelData" not in ds):
+    if ds is None:
         try:
-            ds = pydicom.dcmread(path)
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
         except (pydicom.errors.InvalidDicomError, OSError, EOFError, ValueError) as exc:
             raise CorruptFileError(f"not a readable DICOM file: {exc}", path) from exc
     if not is_enhanced(ds):
         raise DicomError("not an enhanced multi-frame DICOM (no PerFrameFunctionalGroupsSequence)", path)
+    _check_pixel_module(ds, path)
     frames = _frames(ds, path, philips_precise)
-    groups = _split(frames)
-    pixels = _decode(ds, path)
-    if pixels.shape[0] != len(frames):
-        raise CorruptFileError(
-            f"pixel data holds {pixels.shape[0]} frames but the header describes {len(frames)}", path
-        )
+    geometry = [_stack_geometry(group, path) for group in _split(frames)]
+    targets = [_Target(slices) for _, slices in geometry]
+    has_pixels = any(kw in ds for kw in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"))
+    if not has_pixels and not path.is_file():
+        raise CorruptFileError("DICOM file has no pixel data", path)
+    # decode from the file (memory: one frame at a time) unless only an in-memory dataset exists
+    source: Any = path if path.is_file() else ds
+    _fill(targets, source, len(frames), path)
     volumes = []
-    for group in groups:
-        affine_lps, slices = _stack_geometry(group, path)
-        array = _volume_array(pixels, slices)
-        array, slope, intercept = _rescaled(array, slices)
+    for (affine_lps, slices), target in zip(geometry, targets):
         meta = _volume_meta(ds, frames, slices, len(slices[0]))
         volumes.append(
-            Volume(array=array, affine=lps_to_ras(affine_lps), meta=meta, slope=slope, intercept=intercept,
-                   source=ds)
+            Volume(array=target.result(), affine=lps_to_ras(affine_lps), meta=meta, slope=target.slope,
+                   intercept=target.intercept, source=ds)
         )
     return volumes
 
