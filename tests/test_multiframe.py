@@ -538,3 +538,17 @@ def test_mosaic_step_falls_back_to_slice_thickness():
     ds, _ = make_mosaic(n_slices=5, tile=(4, 6))
     del ds.SpacingBetweenSlices
     np.testing.assert_allclose(np.linalg.norm(mosaic_affine_lps(ds)[:3, 2]), 3.0)
+
+
+def test_diffusion_b_values_follow_the_time_axis(tmp_path):
+    path, _ = make_enhanced(tmp_path / "dwi.dcm", echoes=(80.0,), n_times=3)
+    ds = pydicom.dcmread(path)
+    for item in ds.PerFrameFunctionalGroupsSequence:
+        t = int(item.FrameContentSequence[0].TemporalPositionIndex) - 1
+        item.MRDiffusionSequence = Sequence([_item(DiffusionBValue=[0.0, 1000.0, 2000.0][t])])
+    ds.save_as(path)
+    (volume,) = read_enhanced(path)
+    assert volume.shape == (5, 4, 3, 3)
+    assert volume.meta.acquisition["DiffusionBValue"] == [0.0, 1000.0, 2000.0]
+    for t in range(3):
+        assert volume.array[0, 0, 0, t] == t * 100  # content written for time point t

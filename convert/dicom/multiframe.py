@@ -33,7 +33,7 @@ from pydicom.dataset import Dataset
 
 from convert.dicom.sidecar import csa_image_header, find_value, meta_from_dataset
 from convert.errors import CorruptFileError, DicomError, GeometryError, UnsupportedDataError
-from convert.volume import Volume, lps_to_ras
+from convert.volume import Meta, Volume, lps_to_ras
 
 __all__ = [
     "is_enhanced",
@@ -462,7 +462,19 @@ def _fill(targets: list[_Target], source: Any, n_frames: int, path: Path) -> Non
         )
 
 
-def _volume_meta(ds: Dataset, frames: Sequence[_Frame], slices: list[list[_Frame]], nt: int) -> Any:
+def _float_values(value: Any) -> list[float]:
+    if value is None:
+        return []
+    values = value if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue" else [value]
+    try:
+        return [float(v) for v in values]
+    except (TypeError, ValueError):
+        return []
+
+
+def _volume_meta(ds: Dataset, slices: list[list[_Frame]]) -> Meta:
+    """Meta of one volume: the dataset's allow-listed fields, with this volume's own echo, type, window, timing."""
+    nt = len(slices[0])
     meta = meta_from_dataset(ds)
     acquisition = dict(meta.acquisition)
     first = slices[0][0]
@@ -475,11 +487,7 @@ def _volume_meta(ds: Dataset, frames: Sequence[_Frame], slices: list[list[_Frame
     widths = _group_value(ds, first.index, "FrameVOILUTSequence", "WindowWidth")
     window = meta.window
     if centers is not None and widths is not None:
-        c_list = [float(c) for c in (centers if hasattr(centers, "__len__") and not isinstance(centers, str)
-                                     else [centers])]
-        w_list = [float(w) for w in (widths if hasattr(widths, "__len__") and not isinstance(widths, str)
-                                     else [widths])]
-        window = tuple((c, w) for c, w in zip(c_list, w_list) if w > 0)
+        window = tuple((c, w) for c, w in zip(_float_values(centers), _float_values(widths)) if w > 0)
     times = [s[0].acq_time for s in slices]
     if len(slices) > 1 and all(t is not None for t in times):
         start = min(times)  # type: ignore[type-var]
@@ -487,7 +495,7 @@ def _volume_meta(ds: Dataset, frames: Sequence[_Frame], slices: list[list[_Frame
         tr = acquisition.get("RepetitionTime")
         if max(rel) > 0 and (tr is None or max(rel) < tr):
             acquisition["SliceTiming"] = rel
-    bvalues = [s.bvalue for s in [slices[0]][0]] if nt > 1 else []
+    bvalues = [frame.bvalue for frame in slices[0]] if nt > 1 else []  # one per time point
     if bvalues and all(b is not None for b in bvalues) and len(set(bvalues)) > 1:
         acquisition["DiffusionBValue"] = [float(b) for b in bvalues]  # type: ignore[arg-type]
     time_step = None
@@ -557,7 +565,7 @@ def read_enhanced(path: Path, ds: Dataset | None = None, *, philips_precise: boo
     _fill(targets, source, len(frames), path)
     volumes = []
     for (affine_lps, slices), target in zip(geometry, targets):
-        meta = _volume_meta(ds, frames, slices, len(slices[0]))
+        meta = _volume_meta(ds, slices)
         volumes.append(
             Volume(array=target.result(), affine=lps_to_ras(affine_lps), meta=meta, slope=target.slope,
                    intercept=target.intercept, source=ds)
