@@ -226,3 +226,20 @@ def test_env_key_gives_reproducible_output(tmp_path: Path, monkeypatch) -> None:
     b = convert.anonymize(src, tmp_path / "b")
     assert [p.relative_to(tmp_path / "a") for p in a.written] == [p.relative_to(tmp_path / "b") for p in b.written]
     assert hashlib.sha256(a.written[0].read_bytes()).digest() == hashlib.sha256(b.written[0].read_bytes()).digest()
+
+
+def test_permission_denied_is_reported_even_as_root(tmp_path: Path, monkeypatch) -> None:
+    import convert.anonymize.run as run
+
+    src = _tree(tmp_path / "in", n=2)
+    real = run.sniff_dicom
+
+    def sniff(path: Path):
+        if path.name == "IM0001":
+            raise PermissionError(13, "Permission denied")
+        return real(path)
+
+    monkeypatch.setattr(run, "sniff_dicom", sniff)
+    report = convert.anonymize(src, tmp_path / "out", key=KEY, workers=1)
+    assert [(p.name, r) for p, r in report.failed] == [("IM0001", "cannot read: permission denied")]
+    assert len(report.written) == 1
