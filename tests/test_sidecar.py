@@ -174,19 +174,47 @@ def test_ct_sidecar_and_meta_match_dcm2niix():
     assert meta.acquisition["GantryDetectorTilt"] == 18.5
 
 
-def test_slice_timing_from_per_slice_acquisition_times():
+def _classic_4d(times_by_k_t: list[list[str]], step: float = 3.0) -> tuple[list[Dataset], Volume]:
     datasets = []
-    for k, t in enumerate(["120000.000", "120001.000", "120000.500", "120001.500"]):
-        ds = Dataset()
-        ds.Modality = "MR"
-        ds.MRAcquisitionType = "2D"
-        ds.RepetitionTime = 2000
-        ds.AcquisitionTime = t
-        datasets.append(ds)
-    volume = Volume(np.zeros((2, 2, 4), np.int16), np.eye(4))
-    assert build_sidecar(datasets, volume)["SliceTiming"] == pytest.approx([0, 1.0, 0.5, 1.5])
-    for ds in datasets:  # all equal: a 3D-like series has no slice timing
-        ds.AcquisitionTime = "120000"
+    for k, per_t in enumerate(times_by_k_t):
+        for t, time in enumerate(per_t):
+            ds = Dataset()
+            ds.Modality = "MR"
+            ds.MRAcquisitionType = "2D"
+            ds.RepetitionTime = 2000
+            ds.AcquisitionTime = time
+            ds.ImagePositionPatient = [10.0, 20.0, 5.0 + step * k]
+            ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+            datasets.append(ds)
+    affine = lps_to_ras(np.array([[1, 0, 0, 10], [0, 1, 0, 20], [0, 0, step, 5.0], [0, 0, 0, 1]], float))
+    volume = Volume(np.zeros((2, 2, len(times_by_k_t), len(times_by_k_t[0])), np.int16), affine)
+    return datasets, volume
+
+
+def test_slice_timing_from_per_slice_acquisition_times_any_header_order():
+    # interleaved: k0 at 0 s, k1 at 1 s, k2 at 0.5 s, k3 at 1.5 s; second volume 2 s later
+    times = [["120000.000", "120002.000"], ["120001.000", "120003.000"],
+             ["120000.500", "120002.500"], ["120001.500", "120003.500"]]
+    datasets, volume = _classic_4d(times)
+    expected = [0, 1.0, 0.5, 1.5]
+    assert build_sidecar(datasets, volume)["SliceTiming"] == pytest.approx(expected)  # k-major (series order)
+    t_major = datasets[0::2] + datasets[1::2]
+    assert build_sidecar(t_major, volume)["SliceTiming"] == pytest.approx(expected)
+    assert build_sidecar(list(reversed(datasets)), volume)["SliceTiming"] == pytest.approx(expected)
+
+
+def test_no_slice_timing_when_times_are_equal_or_not_mr():
+    datasets, volume = _classic_4d([["120000"], ["120000"], ["120000"]])
+    assert "SliceTiming" not in build_sidecar(datasets, volume)
+    datasets, volume = _classic_4d([["120000"], ["120001"], ["120002"]])
+    for ds in datasets:
+        ds.Modality = "CT"  # helical CT slice "times" are not slice timing
+    assert "SliceTiming" not in build_sidecar(datasets, volume)
+
+
+def test_no_slice_timing_when_headers_do_not_sit_on_the_volume():
+    datasets, volume = _classic_4d([["120000"], ["120001"], ["120002"]])
+    datasets[1].ImagePositionPatient = [10.0, 20.0, 6.5]  # half-way between slices
     assert "SliceTiming" not in build_sidecar(datasets, volume)
 
 

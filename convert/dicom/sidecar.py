@@ -404,23 +404,44 @@ def _seconds_of_day(value: Any) -> float | None:
     return hours * 3600 + minutes * 60 + seconds
 
 
-def _timing_from_slices(datasets: Sequence[Dataset], n_slices: int, tr: float | None) -> list[float] | None:
-    """Relative per-slice times (s) from AcquisitionTime, else TriggerTime, of a 2D acquisition."""
-    if n_slices < 2 or len(datasets) < n_slices:
+def _timing_from_slices(datasets: Sequence[Dataset], volume: Volume, tr: float | None) -> list[float] | None:
+    """Relative per-slice times (s) of a 2D MR series from AcquisitionTime (else TriggerTime).
+
+    Independent of the order of ``datasets``: each header is placed at its k by
+    mapping its ImagePositionPatient through the volume's affine; a slice's
+    time is its earliest (the first time point). None when any slice lacks a
+    time or position, when every slice has the same time, or when the spread
+    reaches the repetition time (then the times do not describe one volume).
+    """
+    nk = volume.shape[2]
+    if nk < 2:
         return None
-    first = datasets[:n_slices]
-    times = [_seconds_of_day(ds.get("AcquisitionTime")) for ds in first]
-    if any(t is None for t in times):
-        trigger = [_float(ds.get("TriggerTime")) for ds in first]
-        if any(t is None for t in trigger):
+    use_trigger = any(ds.get("AcquisitionTime") in (None, "") for ds in datasets)
+    inverse = np.linalg.inv(volume.affine)
+    times: dict[int, float] = {}
+    for ds in datasets:
+        position = _float_list(ds.get("ImagePositionPatient"))
+        if position is None or len(position) != 3:
             return None
-        times = [t / 1000.0 for t in trigger]  # type: ignore[operator]
-    start = min(times)  # type: ignore[type-var]
-    rel = [round(t - start, 6) for t in times]  # type: ignore[operator]
-    if max(rel) <= 0:
+        if use_trigger:
+            trigger = _float(ds.get("TriggerTime"))
+            seconds = None if trigger is None else trigger / 1000.0
+        else:
+            seconds = _seconds_of_day(ds.get("AcquisitionTime"))
+        if seconds is None:
+            return None
+        ras = np.array([-position[0], -position[1], position[2], 1.0])
+        k_float = float((inverse @ ras)[2])
+        k = int(round(k_float))
+        if abs(k_float - k) > 0.1 or not 0 <= k < nk:
+            return None  # the header does not sit on this volume's slices
+        times[k] = min(seconds, times.get(k, seconds))
+    if len(times) != nk:
         return None
-    if tr is not None and max(rel) >= tr:
-        return None  # not slice timing (e.g. a 3D or an interrupted series)
+    start = min(times.values())
+    rel = [round(times[k] - start, 6) for k in range(nk)]
+    if max(rel) <= 0 or (tr is not None and max(rel) >= tr):
+        return None
     return rel
 
 
@@ -508,19 +529,20 @@ def build_sidecar(
     elif axis:
         sidecar["PhaseEncodingAxis"] = axis
     timing = _mosaic_timing_of_series(datasets)
-    if timing is None and volume is not None and len(volume.shape) >= 3:
-        if str(sidecar.get("MRAcquisitionType", "")).upper() != "3D" and len(datasets) > 1:
-            timing = _timing_from_slices(datasets, volume.shape[2], sidecar.get("RepetitionTime"))
-    if timing:
-        sidecar["SliceTiming"] = timing
+    slice_timing = None
+    if timing is None and volume is not None and len(datasets) > 1 and sidecar.get("Modality") == "MR":
+        if str(sidecar.get("MRAcquisitionType", "")).upper() != "3D":
+            slice_timing = _timing_from_slices(datasets, volume, sidecar.get("RepetitionTime"))
+    if timing or slice_timing:
+        sidecar["SliceTiming"] = timing or slice_timing
     if volume is not None:
         for key, value in volume.meta.acquisition.items():
             if key in SIDECAR_KEYS and value is not None:
                 sidecar[key] = value
         if "PhaseEncodingDirection" in sidecar:
             sidecar.pop("PhaseEncodingAxis", None)
-        if timing is not None:
-            sidecar["SliceTiming"] = timing  # the series-wide mosaic timing beats one header's
+        if timing or slice_timing:  # the series' own timing beats the one in the volume's meta
+            sidecar["SliceTiming"] = timing or slice_timing
     if include_phi:
         sidecar.update(_collect(first, PHI_FIELDS))
     sidecar["ConversionSoftware"] = "medconvert"
