@@ -362,3 +362,33 @@ def test_sanitized_names_cannot_escape_or_hide(text: str) -> None:
 def test_name_templates_reject_anything_but_plain_allowed_fields(template: str) -> None:
     with pytest.raises(ConvertError):
         render_name(template, {"SeriesNumber": "3"})
+
+
+# --------------------------------------------------------------------------- fast native path
+def test_native_fast_path_equals_the_pydicom_decoder_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from convert.dicom import reader
+
+    make_series(tmp_path, "oblique", times=2, modality="MR", shuffle_names=True)
+    (series,) = assemble(scan(tmp_path).instances)
+    assert reader._native_fast_path_ok(series, np.dtype(np.int16))
+    fast = read_series(series)
+    monkeypatch.setattr(reader, "_native_fast_path_ok", lambda *a: False)
+    slow = read_series(series)
+    np.testing.assert_array_equal(fast.array, slow.array)
+    np.testing.assert_array_equal(fast.affine, slow.affine)
+
+
+def test_12bit_garbage_is_masked_on_the_fast_path(tmp_path: Path) -> None:
+    from fixtures.dicom_series import make_12bit_garbage
+
+    for signed in (False, True):
+        _, clean = make_12bit_garbage(tmp_path / str(signed), signed)
+        volume = _read(tmp_path / str(signed))
+        np.testing.assert_array_equal(volume.array, clean)
+
+
+def test_monochrome1_series_is_inverted(tmp_path: Path) -> None:
+    from fixtures.dicom_series import make_monochrome1
+
+    _, data = make_monochrome1(tmp_path)
+    np.testing.assert_array_equal(_read(tmp_path).array, 4095 - data)

@@ -60,6 +60,8 @@ class Instance:
         slice_thickness, spacing_between_slices: mm or None.
         rescale_slope, rescale_intercept: RescaleSlope/Intercept (1/0 when absent).
         header: the pydicom Dataset read without pixel data (sidecar, mosaic, enhanced need it).
+        pixel_offset: byte offset of the (7FE0,0010) PixelData element in an uncompressed,
+            non-gzipped file (lets the reader read pixels straight into the volume), else None.
     """
 
     path: Path
@@ -94,6 +96,7 @@ class Instance:
     rescale_slope: float
     rescale_intercept: float
     header: Any = field(repr=False, default=None)
+    pixel_offset: int | None = None
 
     @property
     def has_pixels(self) -> bool:
@@ -187,6 +190,12 @@ def open_dicom_bytes(path: Path) -> io.BufferedIOBase | Any:
     return open(path, "rb")
 
 
+def _head_is_dicom(head: bytes) -> bool:
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return True
+    return len(head) >= 8 and head[0:2] in (b"\x08\x00", b"\x02\x00")
+
+
 def looks_like_dicom(path: Path) -> bool:
     """Cheap check: ``DICM`` at byte 128, or a plausible headerless (implicit VR) start.
 
@@ -198,9 +207,7 @@ def looks_like_dicom(path: Path) -> bool:
             head = fh.read(132)
     except (OSError, EOFError):
         return False
-    if len(head) >= 132 and head[128:132] == b"DICM":
-        return True
-    return len(head) >= 8 and head[0:2] in (b"\x08\x00", b"\x02\x00")
+    return _head_is_dicom(head)
 
 
 def read_header(path: Path, *, force: bool = True) -> Any:
@@ -213,12 +220,37 @@ def read_header(path: Path, *, force: bool = True) -> Any:
             data = fh.read() if _is_gzip(path) else None
         source: Any = io.BytesIO(data) if data is not None else str(path)
         return pydicom.dcmread(source, stop_before_pixels=True, force=force)
-    except (InvalidDicomError, OSError, EOFError, ValueError, KeyError, TypeError, AttributeError,
-            NotImplementedError, OverflowError, IndexError) as exc:
+    except (InvalidDicomError,) + _HEADER_ERRORS as exc:
         raise DicomError(f"not a readable DICOM file: {exc}", path) from exc
 
 
-def instance_from_header(path: Path, ds: Any) -> Instance:
+_HEADER_ERRORS: tuple[type[BaseException], ...] = (OSError, EOFError, ValueError, KeyError, TypeError,
+                                                   AttributeError, NotImplementedError, OverflowError, IndexError)
+
+
+def _read_header_once(path: Path) -> tuple[Any, int | None] | str:
+    """Open ``path`` once: check the magic, read the header, note where pixel data starts.
+
+    Returns ``(dataset, pixel_offset)`` or a reason string when it is not DICOM.
+    """
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    gz = _is_gzip(path)
+    try:
+        with open_dicom_bytes(path) as fh:
+            head = fh.read(132)
+            if not _head_is_dicom(head):
+                return "not DICOM (no DICM marker or DICOM tags)"
+            fh.seek(0)
+            ds = pydicom.dcmread(fh, stop_before_pixels=True, force=True)
+            offset = None if gz else fh.tell()
+    except (InvalidDicomError,) + _HEADER_ERRORS as exc:
+        return f"unreadable DICOM header: {exc}"
+    return ds, offset
+
+
+def instance_from_header(path: Path, ds: Any, pixel_offset: int | None = None) -> Instance:
     """Build an :class:`Instance` from a header read by :func:`read_header`."""
     meta = getattr(ds, "file_meta", None)
     ts = str(getattr(meta, "TransferSyntaxUID", "") or "") if meta is not None else ""
@@ -266,6 +298,7 @@ def instance_from_header(path: Path, ds: Any) -> Instance:
         rescale_slope=_float(ds.get("RescaleSlope")) or 1.0,
         rescale_intercept=_float(ds.get("RescaleIntercept")) or 0.0,
         header=ds,
+        pixel_offset=pixel_offset,
     )
 
 
@@ -281,12 +314,10 @@ def index_file(path: Path) -> Instance | str:
             return "empty file"
     except OSError as exc:
         return f"unreadable: {exc.strerror}"
-    if not looks_like_dicom(path):
-        return "not DICOM (no DICM marker or DICOM tags)"
-    try:
-        ds = read_header(path)
-    except DicomError as exc:
-        return f"unreadable DICOM header: {exc.message}"
+    outcome = _read_header_once(path)
+    if isinstance(outcome, str):
+        return outcome
+    ds, pixel_offset = outcome
     sop_class = str(ds.get("SOPClassUID", "") or "")
     if sop_class.startswith(_NON_IMAGE_SOP_PREFIXES) or "DirectoryRecordSequence" in ds:
         return "DICOMDIR index (not an image)"
@@ -295,7 +326,7 @@ def index_file(path: Path) -> Instance | str:
             return "not DICOM (no DICOM image tags)"
         return "DICOM without an image (structured report, presentation state...)"
     try:
-        return instance_from_header(path, ds)
+        return instance_from_header(path, ds, pixel_offset)
     except Exception as exc:  # pragma: no cover - defensive: a weird header must not stop a scan
         return f"unreadable DICOM header: {exc}"
 
