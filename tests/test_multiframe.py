@@ -552,3 +552,13 @@ def test_diffusion_b_values_follow_the_time_axis(tmp_path):
     assert volume.meta.acquisition["DiffusionBValue"] == [0.0, 1000.0, 2000.0]
     for t in range(3):
         assert volume.array[0, 0, 0, t] == t * 100  # content written for time point t
+
+
+def test_segmentation_objects_are_refused_clearly(tmp_path):
+    path, _ = make_enhanced(tmp_path / "seg.dcm", echoes=(5.0,), n_times=1)
+    ds = pydicom.dcmread(path)
+    ds.Modality = "SEG"
+    ds.save_as(path)
+    with pytest.raises(ConvertError, match="SEG objects") as info:
+        read_enhanced(path)
+    assert "seg.dcm" in str(info.value)

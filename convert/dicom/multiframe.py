@@ -388,6 +388,11 @@ def _stack_geometry(
     return affine, slices
 
 
+#: Multi-frame objects with functional groups that are not image volumes.
+_NOT_IMAGES = {"SEG", "RTDOSE"}
+_NOT_IMAGE_SOPS = {"1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.66.7"}  # Segmentation, Label Map Seg
+
+
 def _check_pixel_module(ds: Dataset, path: Path) -> None:
     if int(ds.get("SamplesPerPixel", 1) or 1) != 1:
         raise UnsupportedDataError(
@@ -553,6 +558,12 @@ def read_enhanced(path: Path, ds: Dataset | None = None, *, philips_precise: boo
             raise CorruptFileError(f"not a readable DICOM file: {exc}", path) from exc
     if not is_enhanced(ds):
         raise DicomError("not an enhanced multi-frame DICOM (no PerFrameFunctionalGroupsSequence)", path)
+    if str(ds.get("Modality", "")).upper() in _NOT_IMAGES or str(ds.get("SOPClassUID", "")) in _NOT_IMAGE_SOPS:
+        raise UnsupportedDataError(
+            f"{ds.get('Modality', 'this object')} objects (segmentations, parametric maps of labels...) are not "
+            "images of one volume; they are not converted",
+            path,
+        )
     _check_pixel_module(ds, path)
     frames = _frames(ds, path, philips_precise)
     geometry = [_stack_geometry(group, path) for group in _split(frames)]

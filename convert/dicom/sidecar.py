@@ -20,7 +20,7 @@ NIfTI output, so its ``j``/``j-`` are the opposite of ours for the same
 acquisition; both describe the same direction in world space.
 
 Values of enhanced (multi-frame) objects are looked up in the dataset, then in
-the shared functional groups, then in the first frame's functional groups.
+the first frame's functional groups, then in the shared functional groups.
 """
 
 from __future__ import annotations
@@ -143,8 +143,9 @@ def _search_item(item: Dataset, keyword: str, depth: int) -> Any:
 def find_value(ds: Dataset, keyword: str, frame: int | None = None) -> Any:
     """Value of DICOM attribute ``keyword`` for ``ds`` (enhanced objects too), or None.
 
-    Looks at the top level, then inside the shared functional groups, then in
-    the functional groups of frame ``frame`` (0-based; default the first frame).
+    Looks at the top level, then in the functional groups of frame ``frame``
+    (0-based; default the first frame; per-frame values are the more specific),
+    then in the shared functional groups, each down to two sequence levels.
     Private sequences are never searched.
     """
     if keyword in ds:
