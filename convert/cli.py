@@ -11,6 +11,7 @@ import functools
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Optional, TypeVar
 
@@ -45,7 +46,14 @@ def handle_errors(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", UserWarning)
+                try:
+                    return fn(*args, **kwargs)
+                finally:
+                    for warning in caught:  # one yellow line each, no source line
+                        err_console.print(f"[yellow]warning:[/] {_escape(str(warning.message))}", highlight=False,
+                                          soft_wrap=True)
         except ConvertError as exc:
             raise fail(_escape(str(exc))) from None
         except KeyboardInterrupt:

@@ -113,3 +113,12 @@ def test_usage_error_exit_2():
 def test_python_dash_m_and_console_script_agree():
     proc = run("--help")
     assert proc.returncode == 0 and "convert" in proc.stdout
+
+
+def test_warnings_are_single_clean_lines(tmp_path, src):
+    # Writing an oblique volume to Analyze loses its rotation: the user is told, in one line per warning.
+    proc = run("convert", str(src), str(tmp_path / "a.hdr"), "--to", "analyze")
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines and all(line.startswith("warning: ") for line in lines), proc.stderr
+    assert "warnings.warn" not in proc.stderr and "oblique" in proc.stderr

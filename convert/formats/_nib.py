@@ -64,7 +64,8 @@ def volume_from_nibabel(img: Any, path: Path, meta: Meta | None = None) -> Volum
     """
     try:
         proxy = img.dataobj
-        if hasattr(proxy, "get_unscaled"):
+        # Only proxies that expose one slope/inter pair can hand us stored values (PAR/REC's cannot).
+        if hasattr(proxy, "get_unscaled") and hasattr(proxy, "slope") and hasattr(proxy, "inter"):
             array = np.asarray(proxy.get_unscaled())
             slope = getattr(proxy, "slope", 1.0)
             inter = getattr(proxy, "inter", 0.0)
