@@ -408,3 +408,48 @@ def test_mosaic_slice_timing_takes_the_most_frequent_value_per_slice(monkeypatch
                         lambda ds: {"MosaicRefAcqTimes": next(times), "NumberOfImagesInMosaic": 3})
     datasets = [Dataset() for _ in range(3)]
     assert sc._mosaic_timing_of_series(datasets) == [0.0, 1.0025, 0.5]
+
+
+# --------------------------------------------------------------------------- the shared PHI attack corpus
+@pytest.fixture(scope="module")
+def phi_corpus(tmp_path_factory):
+    corpus = pytest.importorskip("fixtures.phi_corpus", reason="PHI attack corpus generator not available")
+    return corpus.make_corpus(tmp_path_factory.mktemp("phi_corpus"))
+
+
+def _found(tokens: set[str], text: str) -> set[str]:
+    low = text.lower()
+    return {t for t in tokens if t.lower() in low}
+
+
+def test_phi_corpus_sidecars_leak_nothing_without_descriptions(phi_corpus):
+    """Every file of the attack corpus (names in 4 charsets, nested/private/overlay PHI, enhanced MF...)."""
+    tokens = phi_corpus.tokens()
+    for f in phi_corpus.files:
+        ds = pydicom.dcmread(phi_corpus.root / f.path, stop_before_pixels=True)
+        sidecar = build_sidecar([ds], descriptions=False)
+        assert _found(tokens, json.dumps(sidecar, ensure_ascii=False)) == set(), f.path
+        assert "SeriesDescription" not in sidecar and "ProtocolName" not in sidecar
+
+
+def test_phi_corpus_default_sidecar_leaks_only_through_kept_descriptors(phi_corpus):
+    """By default SeriesDescription/ProtocolName are kept (BIDS); nothing else may carry a token."""
+    tokens = phi_corpus.tokens()
+    for f in phi_corpus.files:
+        ds = pydicom.dcmread(phi_corpus.root / f.path, stop_before_pixels=True)
+        sidecar = build_sidecar([ds])
+        rest = {k: v for k, v in sidecar.items() if k not in {"SeriesDescription", "ProtocolName"}}
+        assert _found(tokens, json.dumps(rest, ensure_ascii=False)) == set(), f.path
+
+
+def test_phi_corpus_enhanced_file_volume_meta_is_clean(phi_corpus):
+    tokens = phi_corpus.tokens()
+    enhanced = [f for f in phi_corpus.files if f.multiframe]
+    assert enhanced
+    for f in enhanced:
+        volumes = read_enhanced(phi_corpus.root / f.path)
+        for volume in volumes:
+            meta = volume.meta.replace(series_description=None, acquisition={
+                k: v for k, v in volume.meta.acquisition.items() if k != "ProtocolName"})
+            assert _found(tokens, repr(meta)) == set()
+            assert "SliceTiming" not in volume.meta.acquisition  # CT frame times are not slice timing

@@ -494,7 +494,7 @@ def _volume_meta(ds: Dataset, slices: list[list[_Frame]]) -> Meta:
     if centers is not None and widths is not None:
         window = tuple((c, w) for c, w in zip(_float_values(centers), _float_values(widths)) if w > 0)
     times = [s[0].acq_time for s in slices]
-    if len(slices) > 1 and all(t is not None for t in times):
+    if len(slices) > 1 and meta.modality == "MR" and all(t is not None for t in times):
         start = min(times)  # type: ignore[type-var]
         rel = [round(t - start, 6) for t in times]  # type: ignore[operator]
         tr = acquisition.get("RepetitionTime")

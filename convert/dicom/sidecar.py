@@ -502,8 +502,16 @@ def _json_ready(value: Any) -> Any:
     return value
 
 
+#: Free-text descriptors an operator types (kept by default, dropped with ``descriptions=False``).
+DESCRIPTOR_KEYS: frozenset[str] = frozenset({"SeriesDescription", "ProtocolName"})
+
+
 def build_sidecar(
-    datasets: Sequence[Dataset], volume: Volume | None = None, *, include_phi: bool = False
+    datasets: Sequence[Dataset],
+    volume: Volume | None = None,
+    *,
+    include_phi: bool = False,
+    descriptions: bool = True,
 ) -> dict[str, Any]:
     """BIDS-style JSON dict for a series.
 
@@ -516,6 +524,11 @@ def build_sidecar(
             acquisition is derived from the first ``nk`` headers' AcquisitionTime.
         include_phi: also add identifying fields (:data:`PHI_FIELDS`). Default
             False: the result holds only :data:`SIDECAR_KEYS`.
+        descriptions: keep the free-text descriptors SeriesDescription and
+            ProtocolName (default, as BIDS and dcm2niix do). They are typed by
+            operators and can hold a patient's name; pass False when the DICOM
+            was not de-identified with "clean descriptors" first. Ignored with
+            ``include_phi=True``.
 
     Returns:
         A JSON-serialisable dict; times in seconds, angles in degrees, lengths in mm.
@@ -549,7 +562,8 @@ def build_sidecar(
     sidecar["ConversionSoftware"] = "medconvert"
     sidecar["ConversionSoftwareVersion"] = _version()
     if not include_phi:
-        sidecar = {k: v for k, v in sidecar.items() if k in SIDECAR_KEYS}
+        allowed = SIDECAR_KEYS if descriptions else SIDECAR_KEYS - DESCRIPTOR_KEYS
+        sidecar = {k: v for k, v in sidecar.items() if k in allowed}
     return _json_ready(sidecar)
 
 
