@@ -562,3 +562,55 @@ def test_segmentation_objects_are_refused_clearly(tmp_path):
     with pytest.raises(ConvertError, match="SEG objects") as info:
         read_enhanced(path)
     assert "seg.dcm" in str(info.value)
+
+
+# --------------------------------------------------------------------------- properties
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+angles = st.floats(min_value=-np.pi, max_value=np.pi, allow_nan=False)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    ax=angles, ay=angles, az=angles,
+    n_slices=st.integers(1, 5), n_times=st.integers(1, 3), n_echoes=st.integers(1, 2),
+    rows=st.integers(1, 6), cols=st.integers(1, 6),
+    spacing=st.tuples(st.floats(0.2, 4.0), st.floats(0.2, 4.0)), step=st.floats(0.5, 6.0),
+    seed=st.integers(0, 2**16),
+)
+def test_property_every_frame_lands_at_its_world_position(tmp_path, ax, ay, az, n_slices, n_times, n_echoes,
+                                                          rows, cols, spacing, step, seed):
+    rot = rotation(ax, ay, az)
+    echoes = tuple(10.0 * (e + 1) for e in range(n_echoes))
+    path = tmp_path / f"p{seed}.dcm"
+    path, truth = make_enhanced(path, rows=rows, cols=cols, n_slices=n_slices, n_times=n_times, echoes=echoes,
+                                rotation_matrix=rot, pixel_spacing=spacing, slice_step=step)
+    volumes = read_enhanced(path)
+    assert len(volumes) == n_echoes
+    by_echo = {round(v.meta.acquisition["EchoTime"] * 1000, 3): v for v in volumes}
+    for fr in truth:
+        volume = by_echo[round(fr["echo_time"], 3)]
+        array = volume.array if volume.array.ndim == 4 else volume.array[..., np.newaxis]
+        # find the frame by its content (echo, t, k) and check where the affine puts it
+        value = fr["echo"] * 1000 + fr["t"] * 100 + fr["k"] * 10
+        hits = np.argwhere(array[0, 0] == value)
+        assert len(hits) == 1
+        k, t = hits[0]
+        assert t == fr["t"]  # time order follows TemporalPositionIndex
+        world = volume.world_coordinates(np.array([cols - 1, rows - 1, k]))
+        expected = expected_world_lps(fr["ipp"], rot[:, 0], rot[:, 1], spacing, rows - 1, cols - 1)
+        np.testing.assert_allclose(world, expected * [-1, -1, 1], atol=1e-4)
+    # k increases along row x col
+    if n_slices > 1:
+        assert np.dot(volumes[0].affine[:3, 2] * [-1, -1, 1], np.cross(rot[:, 0], rot[:, 1])) > 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 40), tile=st.tuples(st.integers(1, 9), st.integers(1, 9)))
+def test_property_unmosaic_inverts_tiling(n, tile):
+    ds, frame = make_mosaic(n_slices=n, tile=tile)
+    stack = unmosaic(frame, ds)
+    assert stack.shape == tile + (n,)
+    for s in range(n):
+        assert np.array_equal(stack[:, :, s], 100 * s + np.arange(tile[0] * tile[1]).reshape(tile))
