@@ -97,6 +97,36 @@ def _dcm2niix_binary() -> str:
         return _script("dcm2niix")
 
 
+#: argv prefix that runs medconvert; ``--snapshot`` swaps it for ``python -m convert``
+#: with PYTHONPATH pointing at an exported git revision.
+MEDCONVERT: list[str] = []
+SNAPSHOT_ENV: dict[str, str] = {}
+
+
+def medconvert_argv() -> list[str]:
+    """How to start medconvert: the console script, or the snapshot chosen with ``--snapshot``."""
+    return MEDCONVERT or [_script("medconvert")]
+
+
+def export_snapshot(rev: str) -> tuple[Path, str]:
+    """Export ``convert/`` at git revision ``rev`` to ``benchmarks/results/snapshot-<sha>``.
+
+    Measuring a fixed revision keeps results meaningful while others edit the
+    working tree (the package is installed editable). Returns (folder, sha).
+    """
+    root = HERE.parent
+    sha = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", rev], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    target = RESULTS_DIR / f"snapshot-{sha}"
+    if not (target / "convert" / "__init__.py").exists():
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True)
+        archive = subprocess.run(["git", "-C", str(root), "archive", "--format=tar", sha, "convert"],
+                                 capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    return target, sha
+
+
 @dataclass(frozen=True)
 class Tool:
     """One tool/output combination: how to run it and where its output lands."""
@@ -112,9 +142,9 @@ def all_tools() -> list[Tool]:
     d2n = _dcm2niix_binary()
     tools = [
         Tool("medconvert", "medconvert", ".nii",
-             lambda s, o: [_script("medconvert"), "convert", str(s), str(o / "out.nii")]),
+             lambda s, o: medconvert_argv() + ["convert", str(s), str(o / "out.nii")]),
         Tool("medconvert", "medconvert", ".nii.gz",
-             lambda s, o: [_script("medconvert"), "convert", str(s), str(o / "out.nii.gz")]),
+             lambda s, o: medconvert_argv() + ["convert", str(s), str(o / "out.nii.gz")]),
         Tool("dcm2niix -z n", "dcm2niix", ".nii", lambda s, o: [d2n, "-z", "n", "-f", "out", "-o", str(o), str(s)]),
         Tool("dcm2niix -z i", "dcm2niix", ".nii.gz",
              lambda s, o: [d2n, "-z", "i", "-f", "out", "-o", str(o), str(s)]),
@@ -268,7 +298,8 @@ def run_once(argv: list[str], out_dir: Path, timeout_s: float = RUN_TIMEOUT_S) -
     peak = [0]
     done = threading.Event()
     t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    env = {**os.environ, **SNAPSHOT_ENV} if SNAPSHOT_ENV else None
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True, env=env)
 
     def poll() -> None:  # every 10 ms; the process tree itself is re-listed every 50 ms (cheaper)
         tick, pids = 0, [proc.pid]
@@ -516,9 +547,10 @@ def profile_medconvert(n_slices: int, work: Path, rate: int = 250) -> str:
         out_dir.mkdir(parents=True)
         raw = RESULTS_DIR / f"profile-{n_slices}{ext.replace('.', '-')}.txt"
         argv = [spy, "record", "-r", str(rate), "-f", "raw", "-o", str(raw), "--",
-                _script("medconvert"), "convert", str(src), str(out_dir / f"out{ext}")]
+                *medconvert_argv(), "convert", str(src), str(out_dir / f"out{ext}")]
         t0 = time.perf_counter()
-        proc = subprocess.run(argv, capture_output=True, text=True)
+        env = {**os.environ, **SNAPSHOT_ENV} if SNAPSHOT_ENV else None
+        proc = subprocess.run(argv, capture_output=True, text=True, env=env)
         wall = time.perf_counter() - t0
         if proc.returncode != 0 or not raw.exists():
             texts.append(f"{ext}: py-spy run failed ({proc.returncode}): {proc.stderr.strip()[-400:]}")
@@ -575,9 +607,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tools", nargs="+", choices=["medconvert", "dcm2niix", "dicom2nifti", "simpleitk"],
                         help="only these tool families (default all)")
     parser.add_argument("--keep", action="store_true", help="keep the output files (benchmarks/results/work)")
+    parser.add_argument("--snapshot", metavar="REV",
+                        help="measure medconvert at this git revision (e.g. HEAD), exported with git archive, "
+                             "instead of the (editable, possibly changing) working tree")
     parser.add_argument("--profile", action="store_true",
                         help="instead of timing: profile medconvert with py-spy on each --slices series")
     args = parser.parse_args(argv)
+    if args.snapshot:
+        folder, sha = export_snapshot(args.snapshot)
+        MEDCONVERT[:] = [sys.executable, "-P", "-m", "convert"]  # -P: no cwd on sys.path
+        SNAPSHOT_ENV["PYTHONPATH"] = str(folder) + os.pathsep + os.environ.get("PYTHONPATH", "")
+        print(f"medconvert: git snapshot {sha} in {folder}", file=sys.stderr)
     if args.profile:
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
         work = RESULTS_DIR / "work"
@@ -596,7 +636,10 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
 
-    info = {"machine": machine_info(), "versions": tool_versions(), "runs": args.runs, "warmup": warmup,
+    versions = tool_versions()
+    if args.snapshot:
+        versions["medconvert"] = versions["medconvert"].split(" (")[0] + f" (git snapshot {sha}, python -m convert)"
+    info = {"machine": machine_info(), "versions": versions, "runs": args.runs, "warmup": warmup,
             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     print(f"machine: {info['machine']}", file=sys.stderr)
     print(f"versions: {info['versions']}", file=sys.stderr)
