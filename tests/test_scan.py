@@ -96,3 +96,30 @@ def test_random_bytes_never_crash_the_indexer(tmp_path_factory: pytest.TempPathF
     path.write_bytes(data)
     outcome = index_file(path)
     assert isinstance(outcome, str) or outcome.rows > 0
+
+
+def test_fast_field_extraction_equals_pydicom_conversion(tmp_path: Path) -> None:
+    import dataclasses
+
+    import pydicom
+
+    from convert.dicom.scan import instance_from_header, instance_from_header_slow
+
+    paths, _ = make_series(tmp_path / "s", "oblique", slices=2, times=2, modality="MR",
+                           extra={"SpecificCharacterSet": "ISO_IR 192", "SeriesDescription": "Tête axiale – ß",
+                                  "EchoNumbers": 2, "TriggerTime": 12.5})
+    for path in paths:
+        fast = instance_from_header(path, pydicom.dcmread(path, stop_before_pixels=True))
+        slow = instance_from_header_slow(path, pydicom.dcmread(path, stop_before_pixels=True))
+        for f in dataclasses.fields(fast):
+            if f.name != "header":
+                assert getattr(fast, f.name) == getattr(slow, f.name), f.name
+    assert fast.series_description == "Tête axiale – ß" and fast.echo_number == 2 and fast.trigger_time == 12.5
+
+
+def test_pixel_offset_points_at_the_pixel_data_element(tmp_path: Path) -> None:
+    paths, _ = make_series(tmp_path, slices=1)
+    (inst,) = scan(tmp_path).instances
+    with open(paths[0], "rb") as fh:
+        fh.seek(inst.pixel_offset)
+        assert fh.read(4) == b"\xe0\x7f\x10\x00"
