@@ -45,7 +45,8 @@ def assert_common_fields_agree(ours: dict, ref: dict) -> list[str]:
     compared = []
     numeric = ["EchoTime", "RepetitionTime", "FlipAngle", "SliceThickness", "SpacingBetweenSlices",
                "MagneticFieldStrength", "ImagingFrequency", "PixelBandwidth", "InversionTime",
-               "PercentPhaseFOV", "PercentSampling", "KVP", "XRayTubeCurrent", "ExposureTime"]
+               "PercentPhaseFOV", "PercentSampling", "KVP", "XRayTubeCurrent", "ExposureTime",
+               "BandwidthPerPixelPhaseEncode", "EffectiveEchoSpacing", "TotalReadoutTime", "ReconMatrixPE"]
     for key in numeric:
         if key in ours and key in ref:
             assert ours[key] == pytest.approx(ref[key], rel=1e-3, abs=1e-6), key
@@ -97,7 +98,8 @@ def test_siemens_mosaic_sidecar_matches_dcm2niix(series, name):
     ours = build_sidecar(datasets, volume)
     ref = load_reference(nih / "ref-dcm2niix" / f"In_EPI_PE={name}.json")
     compared = assert_common_fields_agree(ours, ref)
-    assert {"EchoTime", "RepetitionTime", "FlipAngle", "SliceTiming", "SliceThickness"} <= set(compared)
+    assert {"EchoTime", "RepetitionTime", "FlipAngle", "SliceTiming", "SliceThickness",
+            "EffectiveEchoSpacing", "TotalReadoutTime", "ReconMatrixPE"} <= set(compared)
     assert ours["EchoTime"] == pytest.approx(0.05)  # DICOM 50 ms -> BIDS seconds
     # Phase encoding: same direction in world space (dcm2niix flips rows, so compare vectors, not letters)
     ref_affine = nib.load(nih / "ref-dcm2niix" / f"In_EPI_PE={name}.nii.gz").affine
@@ -126,7 +128,8 @@ def test_siemens_xa_enhanced_sidecar_matches_dcm2niix():
     ours = build_sidecar([ds], volume)
     ref = load_reference(enh / "ref-dcm2niix" / "In_REST1_w_SMS_PF7-8_6.json")
     compared = assert_common_fields_agree(ours, ref)
-    assert {"EchoTime", "RepetitionTime", "FlipAngle", "SliceTiming", "PixelBandwidth"} <= set(compared)
+    assert {"EchoTime", "RepetitionTime", "FlipAngle", "SliceTiming", "PixelBandwidth",
+            "EffectiveEchoSpacing", "TotalReadoutTime"} <= set(compared)
     ref_affine = nib.load(enh / "ref-dcm2niix" / "In_REST1_w_SMS_PF7-8_6.nii.gz").affine
     np.testing.assert_allclose(phase_vector(ours["PhaseEncodingDirection"], volume.affine),
                                phase_vector(ref["PhaseEncodingDirection"], ref_affine), atol=1e-5)
@@ -156,7 +159,8 @@ def test_ge_classic_sidecar_matches_dcm2niix(series, number):
     ours = build_sidecar([ds])
     ref = load_reference(nih / "ref-dcm2niix" / f"In_DCM2NIIX_regression_test_{number}.json")
     compared = assert_common_fields_agree(ours, ref)
-    assert {"EchoTime", "RepetitionTime", "FlipAngle", "SliceThickness", "MagneticFieldStrength"} <= set(compared)
+    assert {"EchoTime", "RepetitionTime", "FlipAngle", "SliceThickness", "MagneticFieldStrength",
+            "EffectiveEchoSpacing", "TotalReadoutTime"} <= set(compared)
     assert "PhaseEncodingDirection" not in ours and ours["PhaseEncodingAxis"] == "j"
 
 
@@ -453,3 +457,15 @@ def test_phi_corpus_enhanced_file_volume_meta_is_clean(phi_corpus):
                 k: v for k, v in volume.meta.acquisition.items() if k != "ProtocolName"})
             assert _found(tokens, repr(meta)) == set()
             assert "SliceTiming" not in volume.meta.acquisition  # CT frame times are not slice timing
+
+
+@pytest.mark.conformance
+def test_readout_timing_is_not_guessed():
+    """GE with ASSET acceleration, or a mosaic without its unpacked volume: no echo spacing is written."""
+    nih = conformance_dir("dcm_qa_nih")
+    ge = pydicom.dcmread(sorted((nih / "In" / "20180918GE" / "mr_0004").glob("*.dcm"))[0], stop_before_pixels=True)
+    ge.private_block(0x0043, "GEMS_PARM_01")[0x83].value = [2, 1]
+    assert "EffectiveEchoSpacing" not in build_sidecar([ge])
+    mosaic = pydicom.dcmread(next((nih / "In" / "20180918Si" / "mr_0003").glob("*.dcm")), stop_before_pixels=True)
+    sidecar = build_sidecar([mosaic])  # no volume: the tile size along PE is unknown here
+    assert "EffectiveEchoSpacing" not in sidecar and "TotalReadoutTime" not in sidecar

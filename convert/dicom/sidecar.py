@@ -47,6 +47,7 @@ __all__ = [
     "find_value",
     "meta_from_dataset",
     "phase_encoding_direction",
+    "readout_timing",
     "write_sidecar",
 ]
 
@@ -236,6 +237,80 @@ def phase_encoding_direction(ds: Dataset) -> tuple[str | None, str | None]:
     return (axis if positive == 1 else axis + "-"), axis
 
 
+# --------------------------------------------------------------------------- readout timing
+def _private_value(ds: Dataset, group: int, creator: str, element: int, *, frame_groups: bool = False) -> Any:
+    """Value of private element (group, creator, element) at the top level or, with
+    ``frame_groups``, inside the private sequences of the first frame's / shared functional groups."""
+    items: list[Dataset] = [ds]
+    if frame_groups:
+        for groups in _FUNCTIONAL_GROUPS:
+            seq = ds.get(groups)
+            if seq:
+                items.extend(el.value[0] for el in seq[0]
+                             if el.tag.is_private and el.VR == "SQ" and el.value)
+    for item in items:
+        try:
+            return item.private_block(group, creator)[element].value
+        except (KeyError, ValueError):
+            continue
+    return None
+
+
+def _bandwidth_per_pixel_phase_encode(ds: Dataset) -> float | None:
+    """Siemens BandwidthPerPixelPhaseEncode (Hz/pixel): CSA header, else the XA private field."""
+    csa = csa_image_header(ds)
+    value = _float(csa.get("BandwidthPerPixelPhaseEncode")) if csa else None
+    if value is None:
+        value = _float(_private_value(ds, 0x0021, "SIEMENS MR SDI 02", 0x53, frame_groups=True))
+    return value if value and value > 0 else None
+
+
+def _recon_matrix_pe(ds: Dataset, axis: str | None, volume: Volume | None) -> int | None:
+    """Reconstructed matrix size along the phase-encoding axis (voxels)."""
+    if axis is None:
+        return None
+    if volume is not None:
+        return int(volume.shape[0 if axis == "i" else 1])
+    if "MOSAIC" in [str(v).upper() for v in (ds.get("ImageType") or [])]:
+        return None  # the tile size is only known after unpacking
+    value = ds.get("Columns" if axis == "i" else "Rows")
+    return int(value) if value else None
+
+
+def readout_timing(ds: Dataset, volume: Volume | None = None) -> dict[str, Any]:
+    """EffectiveEchoSpacing and TotalReadoutTime (seconds) when the vendor tags allow them.
+
+    * Siemens: ``1 / (BandwidthPerPixelPhaseEncode * ReconMatrixPE)`` (CSA header or
+      XA private field; the bandwidth already includes in-plane acceleration).
+    * GE: private "Effective echo spacing" (0043,xx2C, microseconds), only when
+      the ASSET R factors (0043,xx83) are absent or 1 (no guessing of the
+      acceleration convention).
+
+    ``TotalReadoutTime = EffectiveEchoSpacing * (ReconMatrixPE - 1)``, the BIDS definition.
+    """
+    _, axis = phase_encoding_direction(ds)
+    matrix = _recon_matrix_pe(ds, axis, volume)
+    if not matrix or matrix < 2:
+        return {}
+    out: dict[str, Any] = {}
+    spacing: float | None = None
+    bandwidth = _bandwidth_per_pixel_phase_encode(ds)
+    if bandwidth is not None:
+        out["BandwidthPerPixelPhaseEncode"] = bandwidth
+        spacing = 1.0 / (bandwidth * matrix)
+    else:
+        ge_spacing = _float(_private_value(ds, 0x0043, "GEMS_PARM_01", 0x2C))
+        factors = _float_list(_private_value(ds, 0x0043, "GEMS_PARM_01", 0x83))
+        if ge_spacing and ge_spacing > 0 and (factors is None or all(f == 1 for f in factors)):
+            spacing = ge_spacing * 1e-6
+    if spacing is None:
+        return {}
+    out["ReconMatrixPE"] = matrix
+    out["EffectiveEchoSpacing"] = round(spacing, 9)
+    out["TotalReadoutTime"] = round(spacing * (matrix - 1), 9)
+    return out
+
+
 # --------------------------------------------------------------------------- field tables
 Converter = Callable[[Any], Any]
 
@@ -324,7 +399,8 @@ PHI_FIELDS: tuple[tuple[str, tuple[str, ...], Converter], ...] = (
 #: Keys computed by us (not copied from one attribute).
 DERIVED_KEYS: frozenset[str] = frozenset(
     {"PhaseEncodingDirection", "PhaseEncodingAxis", "SliceTiming", "ConversionSoftware",
-     "ConversionSoftwareVersion", "RepetitionTimeVolumes"}
+     "ConversionSoftwareVersion", "BandwidthPerPixelPhaseEncode", "EffectiveEchoSpacing",
+     "TotalReadoutTime", "ReconMatrixPE"}
 )
 
 #: Every key a sidecar may hold without ``include_phi``.
@@ -542,6 +618,8 @@ def build_sidecar(
         sidecar["PhaseEncodingDirection"] = direction
     elif axis:
         sidecar["PhaseEncodingAxis"] = axis
+    if sidecar.get("Modality") == "MR":
+        sidecar.update(readout_timing(first, volume))
     timing = _mosaic_timing_of_series(datasets)
     slice_timing = None
     if timing is None and volume is not None and len(datasets) > 1 and sidecar.get("Modality") == "MR":
