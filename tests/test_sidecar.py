@@ -24,6 +24,7 @@ from convert.dicom.sidecar import (
     build_sidecar,
     meta_from_dataset,
     phase_encoding_direction,
+    sidecar_for_affine,
     write_sidecar,
 )
 from convert.errors import OutputExistsError, OutputWriteError
@@ -469,3 +470,49 @@ def test_readout_timing_is_not_guessed():
     mosaic = pydicom.dcmread(next((nih / "In" / "20180918Si" / "mr_0003").glob("*.dcm")), stop_before_pixels=True)
     sidecar = build_sidecar([mosaic])  # no volume: the tile size along PE is unknown here
     assert "EffectiveEchoSpacing" not in sidecar and "TotalReadoutTime" not in sidecar
+
+
+# --------------------------------------------------------------------------- reoriented outputs
+def _slice_world(affine: np.ndarray, k: int, axis: int = 2) -> np.ndarray:
+    index = np.zeros(3)
+    index[axis] = k
+    return (np.asarray(affine) @ np.append(index, 1.0))[:3]
+
+
+@pytest.mark.parametrize("ornt_case", ["canonical", "permute", "flip_k"])
+def test_sidecar_follows_a_reorientation(ornt_case):
+    from nibabel.orientations import apply_orientation, inv_ornt_aff
+
+    from tests.conftest import oblique_affine
+
+    source = oblique_affine()
+    shape = (6, 5, 4)
+    ornt = {"canonical": np.array([[1, -1], [0, 1], [2, 1]]),
+            "permute": np.array([[2, 1], [0, 1], [1, -1]]),
+            "flip_k": np.array([[0, 1], [1, 1], [2, -1]])}[ornt_case]
+    target = source @ inv_ornt_aff(ornt, shape)
+    sidecar = {"PhaseEncodingDirection": "j-", "PhaseEncodingAxis": "j", "SliceTiming": [0.0, 0.5, 0.25, 0.75]}
+    moved = sidecar_for_affine(sidecar, source, target)
+    # same phase-encoding direction in the world
+    np.testing.assert_allclose(phase_vector(moved["PhaseEncodingDirection"], target),
+                               phase_vector("j-", source), atol=1e-9)
+    # each slice time still belongs to the same world slice
+    new_shape = apply_orientation(np.zeros(shape), ornt).shape
+    slice_dir = moved.get("SliceEncodingDirection", "k")
+    axis = "ijk".index(slice_dir[0])
+    times = moved["SliceTiming"]
+    for k_old, t in enumerate(sidecar["SliceTiming"]):
+        world = _slice_world(source, k_old)
+        # find the target slice index along the slice axis that contains this world plane
+        voxel = np.linalg.inv(target) @ np.append(world, 1.0)
+        k_new = int(round(voxel[axis]))
+        position = k_new if not slice_dir.endswith("-") else new_shape[axis] - 1 - k_new
+        assert times[position] == t
+
+
+def test_sidecar_fields_dropped_after_oblique_resampling():
+    from tests.conftest import oblique_affine
+
+    moved = sidecar_for_affine({"PhaseEncodingDirection": "j", "SliceTiming": [0, 1], "EchoTime": 0.03},
+                               oblique_affine(), np.eye(4))
+    assert moved == {"EchoTime": 0.03}

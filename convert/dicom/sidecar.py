@@ -48,6 +48,7 @@ __all__ = [
     "meta_from_dataset",
     "phase_encoding_direction",
     "readout_timing",
+    "sidecar_for_affine",
     "write_sidecar",
 ]
 
@@ -400,7 +401,7 @@ PHI_FIELDS: tuple[tuple[str, tuple[str, ...], Converter], ...] = (
 DERIVED_KEYS: frozenset[str] = frozenset(
     {"PhaseEncodingDirection", "PhaseEncodingAxis", "SliceTiming", "ConversionSoftware",
      "ConversionSoftwareVersion", "BandwidthPerPixelPhaseEncode", "EffectiveEchoSpacing",
-     "TotalReadoutTime", "ReconMatrixPE"}
+     "TotalReadoutTime", "ReconMatrixPE", "SliceEncodingDirection"}
 )
 
 #: Every key a sidecar may hold without ``include_phi``.
@@ -643,6 +644,64 @@ def build_sidecar(
         allowed = SIDECAR_KEYS if descriptions else SIDECAR_KEYS - DESCRIPTOR_KEYS
         sidecar = {k: v for k, v in sidecar.items() if k in allowed}
     return _json_ready(sidecar)
+
+
+def _axis_map(source_affine: np.ndarray, target_affine: np.ndarray) -> dict[int, tuple[int, int]] | None:
+    """For each source voxel axis: (target axis, +1/-1) pointing the same/opposite way in the world.
+
+    None when the target grid is not a permutation/flip of the source grid (oblique resampling).
+    """
+    src = np.asarray(source_affine, dtype=np.float64)[:3, :3]
+    dst = np.asarray(target_affine, dtype=np.float64)[:3, :3]
+    src = src / np.linalg.norm(src, axis=0)
+    dst = dst / np.linalg.norm(dst, axis=0)
+    cosines = src.T @ dst  # [source axis, target axis]
+    mapping: dict[int, tuple[int, int]] = {}
+    for a in range(3):
+        b = int(np.argmax(np.abs(cosines[a])))
+        if abs(abs(cosines[a, b]) - 1.0) > 1e-4:
+            return None
+        mapping[a] = (b, 1 if cosines[a, b] > 0 else -1)
+    if len({b for b, _ in mapping.values()}) != 3:
+        return None
+    return mapping
+
+
+def sidecar_for_affine(sidecar: Mapping[str, Any], source_affine: np.ndarray,
+                       target_affine: np.ndarray) -> dict[str, Any]:
+    """Re-express the voxel-axis fields of ``sidecar`` for a reoriented image.
+
+    ``PhaseEncodingDirection``/``PhaseEncodingAxis`` and ``SliceTiming`` refer
+    to voxel axes; after a reorientation (axes permuted or flipped, e.g. to
+    RAS) they must follow the axes. Letters are mapped to the target axis that
+    points the same way in the world (``-`` added/removed on a flip);
+    SliceTiming is reversed when k is flipped, or gets a ``SliceEncodingDirection``
+    when the slice axis moved. When the target grid is not a permutation/flip
+    of the source (oblique resampling), these fields are dropped.
+    """
+    out = dict(sidecar)
+    mapping = _axis_map(source_affine, target_affine)
+    letters = "ijk"
+    if mapping is None:
+        for key in ("PhaseEncodingDirection", "PhaseEncodingAxis", "SliceTiming", "SliceEncodingDirection"):
+            out.pop(key, None)
+        return out
+    direction = out.get("PhaseEncodingDirection")
+    if isinstance(direction, str) and direction[:1] in letters:
+        b, sign = mapping[letters.index(direction[0])]
+        sign *= -1 if direction.endswith("-") else 1
+        out["PhaseEncodingDirection"] = letters[b] + ("-" if sign < 0 else "")
+    axis = out.get("PhaseEncodingAxis")
+    if isinstance(axis, str) and axis[:1] in letters:
+        out["PhaseEncodingAxis"] = letters[mapping[letters.index(axis[0])][0]]
+    timing = out.get("SliceTiming")
+    if isinstance(timing, list):
+        b, sign = mapping[2]
+        if b == 2:
+            out["SliceTiming"] = list(timing) if sign > 0 else list(reversed(timing))
+        else:
+            out["SliceEncodingDirection"] = letters[b] + ("-" if sign < 0 else "")
+    return out
 
 
 def write_sidecar(path: Path, sidecar: dict[str, Any], *, overwrite: bool = False) -> Path:
