@@ -614,3 +614,18 @@ def test_property_unmosaic_inverts_tiling(n, tile):
     assert stack.shape == tile + (n,)
     for s in range(n):
         assert np.array_equal(stack[:, :, s], 100 * s + np.arange(tile[0] * tile[1]).reshape(tile))
+
+
+@pytest.mark.parametrize("syntax", ["RLELossless", "JPEG2000Lossless"])
+def test_compressed_enhanced_frames_decode_identically(tmp_path, syntax):
+    """Encapsulated multi-frame pixel data (one fragment per frame) streams frame by frame."""
+    import pydicom.uid
+
+    path, _ = make_enhanced(tmp_path / "plain.dcm", rows=32, cols=32, echoes=(5.0,), n_times=2)
+    (plain,) = read_enhanced(path)
+    ds = pydicom.dcmread(path)
+    ds.compress(getattr(pydicom.uid, syntax))
+    ds.save_as(tmp_path / "packed.dcm")
+    (packed,) = read_enhanced(tmp_path / "packed.dcm")
+    assert np.array_equal(packed.array, plain.array)
+    np.testing.assert_array_equal(packed.affine, plain.affine)
