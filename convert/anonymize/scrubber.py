@@ -442,6 +442,12 @@ class Scrubber:
                         action = "X"  # a VR other than the dictionary's: we cannot vouch for the value
                     elif action == "X" and clean and _vr_matches(elem, tag) and _dictionary_vr(tag) in _TEXT_VRS:
                         action = "C"
+            if action == "K":
+                dvr = _dictionary_vr(tag)
+                if dvr in _SYNTAX and not _syntax_ok(elem, dvr):
+                    action = "X"  # not a valid value of its VR: could be anything (a name in the wrong field)
+                elif dvr in _TEMPORAL_VRS:
+                    action = "KT"
             if action == "X":
                 counts.removed += 1
                 continue
@@ -483,8 +489,12 @@ class Scrubber:
                clean: bool = False) -> DataElement | RawDataElement | None:
         """Apply ``action`` (not X) to element ``tag`` of ``src``; None means drop."""
         counts = ctx.counts
+        if action == "X":
+            counts.removed += 1
+            return None
         try:
             elem = src[tag]
+            _ = elem.value
         except Exception:  # undecodable value: never keep what we cannot inspect
             counts.removed += 1
             return None
@@ -512,10 +522,13 @@ class Scrubber:
         if action == "D":
             counts.replaced += 1
             return DataElement(tag, vr, _DUMMY.get(vr, "ANONYMIZED" if vr in _TEXT_VRS else b"\0\0"))
-        if action == "T":  # an unlisted date/time
-            if "full-dates" in ctx.options:
+        if action == "KT" or (action == "T" and "full-dates" in ctx.options):
+            if _valid_temporal(elem):
                 counts.kept += 1
                 return _copy(elem)
+            counts.removed += 1  # not a date: could be anything (a name typed in the wrong field)
+            return None
+        if action == "T":  # an unlisted date/time
             if "modified-dates" in ctx.options:
                 return self._shift(elem, ctx)
             counts.removed += 1
@@ -547,6 +560,9 @@ class Scrubber:
     def _shift(self, elem: DataElement, ctx: _Context) -> DataElement | None:
         vr = elem.VR
         if vr == "TM" or elem.value in (None, ""):
+            if not _valid_temporal(elem):
+                ctx.counts.removed += 1
+                return None
             ctx.counts.kept += 1
             return _copy(elem)
         shift = shift_da if vr == "DA" else shift_dt if vr == "DT" else None
@@ -646,6 +662,68 @@ class Scrubber:
         new.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
         ctx.counts.replaced += 1
         return new
+
+
+_TEMPORAL_SYNTAX = {
+    "DA": re.compile(r"^\d{8}$|^\d{4}\.\d{2}\.\d{2}$"),
+    "TM": re.compile(r"^\d{2}(:?\d{2}(:?\d{2}(\.\d{1,6})?)?)?$"),
+    "DT": re.compile(r"^\d{4}(\d{2}(\d{2}(\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?)?)?)?([+-]\d{4})?$"),
+}
+
+
+def _valid_temporal(elem: DataElement) -> bool:
+    """True when every value of a DA/DT/TM element matches its VR's syntax (ranges ``A-B`` allowed)."""
+    syntax = _TEMPORAL_SYNTAX.get(elem.VR)
+    if syntax is None:
+        return False
+    value = elem.value
+    if value is None or value == "":
+        return True
+    values = value if isinstance(value, (list, MultiValue)) else [value]
+    for v in values:
+        text = str(v).strip()
+        if not text:
+            continue
+        parts = [text] if elem.VR == "DT" and text.count("-") == 1 and len(text) > 5 and text[-5] == "-" \
+            else text.split("-") if "-" in text else [text]
+        if not all(p == "" or syntax.match(p.strip()) for p in parts) or all(p == "" for p in parts):
+            return False
+    return True
+
+
+_SYNTAX: dict[str, re.Pattern[str]] = {
+    "DS": re.compile(r"^ *[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)? *$"),
+    "IS": re.compile(r"^ *[+-]?\d+ *$"),
+    "AS": re.compile(r"^\d{3}[DWMY]$"),
+    "CS": re.compile(r"^[A-Z0-9 _]*$"),
+    "UI": re.compile(r"^[0-9.]*$"),
+    "DA": re.compile(r"^(\d{8}|\d{4}\.\d{2}\.\d{2})?(-(\d{8})?)?$"),
+    "TM": re.compile(r"^(\d{2}(:?\d{2}(:?\d{2}(\.\d{1,6})?)?)?)?(-(\d{2}(:?\d{2}(:?\d{2}(\.\d{1,6})?)?)?)?)?$"),
+    "DT": re.compile(r"^[0-9.+-]*$"),
+}
+
+
+def _syntax_ok(elem: DataElement | RawDataElement, vr: str) -> bool:
+    """True when every value of ``elem`` is empty or valid for ``vr`` (numbers, codes, ages, dates, UIDs)."""
+    value = elem.value
+    if value is None:
+        return True
+    if isinstance(value, (bytes, bytearray)):
+        try:
+            text = bytes(value).decode("ascii")
+        except UnicodeDecodeError:
+            return False
+        values = text.split("\\")
+    elif isinstance(value, (list, MultiValue)):
+        values = [str(v) for v in value]
+    else:
+        values = [str(value)]
+    pattern = _SYNTAX[vr]
+    for v in values:
+        v = v.strip("\0 ") if vr != "DS" and vr != "IS" else v.strip("\0")
+        if v and not pattern.match(v):
+            return False
+    return True
 
 
 def _dictionary_vr(tag: int) -> str:
