@@ -79,6 +79,8 @@ def test_philips_enhanced_splits_magnitude_and_fieldmap_like_dcm2niix():
     assert "FIELD_MAP" in fieldmap.meta.acquisition["ImageType"]
     assert magnitude.meta.acquisition["EchoTime"] == pytest.approx(0.00152)
     assert fieldmap.meta.window == ((0.0, 1000.0),)
+    assert fieldmap.meta.units == "Hz"  # RealWorldValueMapping units, same scaling as RescaleSlope
+    assert magnitude.meta.units is None  # UCUM "1": no units
     ref = enh / "ref-dcm2niix"
     # field map in Hz: stored values identical and the same real values (slope 0.2442, intercept -500)
     assert_matches_reference(fieldmap, ref / "In_WIP_B0_NS_801_e2_fieldmaphz.nii.gz")

@@ -477,6 +477,23 @@ def _float_values(value: Any) -> list[float]:
         return []
 
 
+def _real_world_units(ds: Dataset, frame: _Frame) -> str | None:
+    """UCUM units of the real-world value mapping when it equals the scaling we carry (e.g. "Hz")."""
+    item = _Groups(ds).item(frame.index, "RealWorldValueMappingSequence")
+    if item is None:
+        return None
+    slope = _floats(item.get("RealWorldValueSlope"), 1)
+    intercept = _floats(item.get("RealWorldValueIntercept"), 1)
+    if slope is None or intercept is None:
+        return None
+    if not (math.isclose(slope[0], frame.slope, rel_tol=1e-5) and
+            math.isclose(intercept[0], frame.intercept, rel_tol=1e-5, abs_tol=1e-6)):
+        return None
+    codes = item.get("MeasurementUnitsCodeSequence")
+    code = str(codes[0].get("CodeValue", "") or "").strip() if codes else ""
+    return code if code and code != "1" else None
+
+
 def _volume_meta(ds: Dataset, slices: list[list[_Frame]]) -> Meta:
     """Meta of one volume: the dataset's allow-listed fields, with this volume's own echo, type, window, timing."""
     nt = len(slices[0])
@@ -493,6 +510,9 @@ def _volume_meta(ds: Dataset, slices: list[list[_Frame]]) -> Meta:
     window = meta.window
     if centers is not None and widths is not None:
         window = tuple((c, w) for c, w in zip(_float_values(centers), _float_values(widths)) if w > 0)
+    units = _real_world_units(ds, first)
+    if units is not None:
+        meta = meta.replace(units=units)
     times = [s[0].acq_time for s in slices]
     if len(slices) > 1 and meta.modality == "MR" and all(t is not None for t in times):
         start = min(times)  # type: ignore[type-var]
