@@ -148,6 +148,7 @@ def test_philips_enhanced_sidecars_per_volume_match_dcm2niix():
     assert "PhaseEncodingDirection" not in ours and ours["PhaseEncodingAxis"] == "i"
     field = build_sidecar([fieldmap.source], fieldmap)
     assert field["EchoTime"] == 0.0  # the field map frames' own EffectiveEchoTime
+    assert field["Units"] == "Hz" and "Units" not in ours
     assert "FIELD_MAP" in field["ImageType"]
 
 

@@ -634,6 +634,8 @@ def build_sidecar(
                 sidecar[key] = value
         if "PhaseEncodingDirection" in sidecar:
             sidecar.pop("PhaseEncodingAxis", None)
+        if volume.meta.units and "Units" not in sidecar and sidecar.get("Modality") == "MR":
+            sidecar["Units"] = volume.meta.units  # e.g. "Hz" for a field map (BIDS fmap Units)
         if timing or slice_timing:  # the series' own timing beats the one in the volume's meta
             sidecar["SliceTiming"] = timing or slice_timing
     if include_phi:
