@@ -246,14 +246,16 @@ def test_no_planted_value_in_any_element(run_a: Run, scanner: LeakScanner) -> No
 
 def test_no_planted_value_in_raw_bytes(run_a: Run, scanner: LeakScanner, corpus: CorpusManifest) -> None:
     leaks: list[str] = []
+    scanners: dict[tuple[str, ...], LeakScanner] = {(): scanner}
     for path, ds in run_a.outputs.items():
-        sc = scanner
         charset = ds.get("SpecificCharacterSet")
+        extra: tuple[str, ...] = ()
         if charset:
             codecs = convert_encodings(list(charset) if not isinstance(charset, str) else [charset])
-            extra = [c for c in codecs if c not in scanner.encodings]
-            if extra:
-                sc = LeakScanner(corpus.tokens(), extra_encodings=extra)
+            extra = tuple(c for c in codecs if c not in scanner.encodings)
+        if extra not in scanners:
+            scanners[extra] = LeakScanner(corpus.tokens(), extra_encodings=extra)
+        sc = scanners[extra]
         raw = dataset_bytes(path)  # deflated data sets are inflated first
         pixel = bytes(ds.PixelData) if "PixelData" in ds else b""
         if pixel:  # pixel data is checked bit for bit elsewhere; it is copied, not scrubbed
