@@ -313,7 +313,16 @@ def _split(frames: Sequence[_Frame]) -> list[list[_Frame]]:
                 break
         else:
             groups.append((key, frame, [frame]))
-    return [members for _, _, members in groups]
+    # order: stack, then image type (each by first appearance), then echo time, then file order
+    stacks = list(dict.fromkeys(f.stack for f in frames))
+    types = list(dict.fromkeys(f.image_type for f in frames))
+
+    def order(group: tuple[tuple[Any, ...], _Frame, list[_Frame]]) -> tuple[Any, ...]:
+        _, leader, members = group
+        echo = leader.echo_time if leader.echo_time is not None else math.inf
+        return (stacks.index(leader.stack), types.index(leader.image_type), echo, members[0].index)
+
+    return [members for _, _, members in sorted(groups, key=order)]
 
 
 def _slice_normal(orientation: Sequence[float]) -> np.ndarray:
@@ -539,8 +548,8 @@ def read_enhanced(path: Path, ds: Dataset | None = None, *, philips_precise: boo
 
     Frames are split into volumes by stack, echo time, image type (FrameType
     value 3+ and ComplexImageComponent, e.g. magnitude vs phase vs field map),
-    orientation and pixel spacing, as dcm2niix does; volumes come out in the
-    order of their first frame in the file. Within a volume, frames are sorted
+    orientation and pixel spacing, as dcm2niix does; volumes are ordered by
+    stack and image type (in order of first appearance), then by echo time. Within a volume, frames are sorted
     along the slice normal (k increases along ``row x col`` of
     ImageOrientationPatient) and repeats at one position (temporal positions,
     diffusion directions, ...) become a 4th axis in TemporalPositionIndex /
