@@ -26,6 +26,7 @@ transfer syntax and Specific Character Set.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
@@ -281,31 +282,43 @@ class _Context:
     def tokens(self) -> re.Pattern[str] | None:
         """A regex of identifying strings found in the top-level dataset (for cleaning text)."""
         if self._tokens is None:
-            words: set[str] = set()
-            for keyword in ("PatientName", "PatientID", "OtherPatientIDs", "OtherPatientNames", "PatientBirthName",
-                            "PatientMotherBirthName", "AccessionNumber", "PatientBirthDate", "ReferringPhysicianName",
-                            "PerformingPhysicianName", "OperatorsName", "InstitutionName", "InstitutionAddress",
-                            "PatientAddress", "StudyID", "IssuerOfPatientID", "StationName",
-                            "PhysiciansOfRecord", "NameOfPhysiciansReadingStudy", "RequestingPhysician"):
+            values: list[str] = []
+            for keyword in _TOKEN_KEYWORDS:
                 try:
                     value = self.top.get(keyword)
                 except Exception:
                     continue
                 if value is None:
                     continue
-                values = value if isinstance(value, (list, MultiValue)) else [value]
-                for v in values:
-                    for group in str(v).split("="):  # PN: alphabetic=ideographic=phonetic
-                        parts = [x.strip() for x in group.split("^") if x.strip()]
-                        if len(parts) >= 2:  # "Yamada Tarou", "Tarou Yamada", "山田太郎"
-                            for joined in (parts[0] + parts[1], f"{parts[0]} {parts[1]}", f"{parts[1]} {parts[0]}"):
-                                words.update(re.escape(w) for w in _spellings(joined))
-                    for word in re.split(r"[\^\s,=]+", str(v)):
-                        if len(word) >= 3 or (len(word) >= 2 and not word.isascii()):
-                            words.update(re.escape(w) for w in _spellings(word))
-            pattern = "|".join(sorted(words, key=len, reverse=True)) or r"(?!x)x"
-            self._tokens = re.compile(pattern, re.IGNORECASE)
+                values.extend(str(v) for v in (value if isinstance(value, (list, MultiValue)) else [value]))
+            self._tokens = _token_pattern(tuple(values))
         return self._tokens
+
+
+#: Top-level attributes whose words are blanked wherever text is cleaned.
+_TOKEN_KEYWORDS = ("PatientName", "PatientID", "OtherPatientIDs", "OtherPatientNames", "PatientBirthName",
+                   "PatientMotherBirthName", "AccessionNumber", "PatientBirthDate", "ReferringPhysicianName",
+                   "PerformingPhysicianName", "OperatorsName", "InstitutionName", "InstitutionAddress",
+                   "PatientAddress", "StudyID", "IssuerOfPatientID", "StationName", "PhysiciansOfRecord",
+                   "NameOfPhysiciansReadingStudy", "RequestingPhysician")
+
+
+@functools.lru_cache(maxsize=256)
+def _token_pattern(values: tuple[str, ...]) -> re.Pattern[str]:
+    """Regex of identifying words (and their other spellings) in ``values`` (cached: files of one
+    patient/study share it)."""
+    words: set[str] = set()
+    for v in values:
+        for group in v.split("="):  # PN: alphabetic=ideographic=phonetic
+            parts = [x.strip() for x in group.split("^") if x.strip()]
+            if len(parts) >= 2:  # "Yamada Tarou", "Tarou Yamada", "山田太郎"
+                for joined in (parts[0] + parts[1], f"{parts[0]} {parts[1]}", f"{parts[1]} {parts[0]}"):
+                    words.update(re.escape(w) for w in _spellings(joined))
+        for word in re.split(r"[\^\s,=]+", v):
+            if len(word) >= 3 or (len(word) >= 2 and not word.isascii()):
+                words.update(re.escape(w) for w in _spellings(word))
+    pattern = "|".join(sorted(words, key=len, reverse=True)) or r"(?!x)x"
+    return re.compile(pattern, re.IGNORECASE)
 
 
 def _spellings(word: str) -> set[str]:
