@@ -149,7 +149,7 @@ def _convert_dicom_single(src: Path, dst: Path, *, to: Optional[str], overwrite:
 
         series = assemble(scan(src).instances)
         if len(series) == 1:
-            headers = [inst.header for inst in series[0].instances]
+            headers = [inst.load_header() for inst in series[0].instances]
             stem = dst.name[: -len(".nii.gz")] if dst.name.lower().endswith(".nii.gz") else dst.stem
             data = sidecar_mod.build_sidecar(headers, volume, include_phi=sidecar_phi)
             written.append(sidecar_mod.write_sidecar(dst.with_name(stem + ".json"), data, overwrite=overwrite))

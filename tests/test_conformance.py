@@ -49,7 +49,7 @@ def _parse(stem: str) -> tuple[str, int, int | None, str, str]:
 
 def _protocol_token(series: Series) -> str:
     """ProtocolName as dcm2niix's ``%p`` writes it (non-alphanumerics -> ``_``)."""
-    header = series.first.header
+    header = series.first.load_header()
     text = str(header.get("ProtocolName", "") or header.get("SeriesDescription", "") or "")
     return re.sub(r"[^A-Za-z0-9=+\-.]", "_", text)
 

@@ -392,3 +392,22 @@ def test_monochrome1_series_is_inverted(tmp_path: Path) -> None:
 
     _, data = make_monochrome1(tmp_path)
     np.testing.assert_array_equal(_read(tmp_path).array, 4095 - data)
+
+
+def test_large_archive_mode_keeps_one_header_per_series_with_identical_output(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    scan_module = importlib.import_module("convert.dicom.scan")  # the package exports a function of that name
+    make_series(tmp_path / "in", "oblique", times=2, modality="MR")
+    full = convert_dicom_tree(tmp_path / "in", tmp_path / "full")
+    monkeypatch.setattr(scan_module, "KEEP_ALL_HEADERS_LIMIT", 0)
+    lean_scan = scan(tmp_path / "in")
+    assert sum(i.header is not None for i in lean_scan.instances) == 1
+    lean = convert_dicom_tree(tmp_path / "in", tmp_path / "lean")
+    assert [p.name for p in full.written] == [p.name for p in lean.written]
+    for a, b in zip(full.written, lean.written):
+        if a.suffix == ".json":
+            assert json.loads(a.read_text()) == json.loads(b.read_text())
+        else:
+            assert np.array_equal(np.asarray(nib.load(str(a)).dataobj), np.asarray(nib.load(str(b)).dataobj))

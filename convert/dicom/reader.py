@@ -107,7 +107,7 @@ def _time_step(series: Series) -> float | None:
     if series.n_times < 2:
         return None
     first = series.first
-    tr = first.header.get("RepetitionTime") if first.header is not None else None
+    tr = first.load_header().get("RepetitionTime")
     times = [inst.acquisition_time for inst in (series.grid[0] if series.kind == "slices" else series.grid[0])]
     if all(t is not None for t in times):
         diffs = np.diff(np.asarray(times, dtype=np.float64))
@@ -297,12 +297,13 @@ def _read_slices(series: Series, opts: ReadOptions) -> Volume:
         array, affine = _correct_tilt(array, affine, fill)
         warnings.append(f"gantry tilt of {series.tilt_deg:.2f} degrees corrected by resampling")
 
-    meta = _meta_for(first.header, series)
+    header = first.load_header()
+    meta = _meta_for(header, series)
     step = _time_step(series)
     if step is not None:
         meta = meta.replace(time_step=step)
     volume = Volume(array=array, affine=lps_to_ras(affine), meta=meta, slope=slope, intercept=intercept,
-                    source=first.header)
+                    source=header)
     object.__setattr__(volume, "_warnings", warnings)  # informational; not part of the Volume API
     return volume
 
@@ -390,15 +391,16 @@ def _require_multiframe(path: Path) -> Any:
 def read_multiframe(inst: Instance) -> list[Volume]:
     """Every volume in one multi-frame file (enhanced objects via :mod:`convert.dicom.multiframe`)."""
     mf = _require_multiframe(inst.path)
-    if mf.is_enhanced(inst.header):
-        return list(mf.read_enhanced(inst.path, inst.header))
+    header = inst.load_header()
+    if mf.is_enhanced(header):
+        return list(mf.read_enhanced(inst.path, header))
     # classic multi-frame (e.g. NM/US/old CT): frames are slices of one stack
     frames, ds = decode_frames(inst.path, expected=(inst.rows, inst.columns))
     array = np.asfortranarray(frames.transpose(2, 1, 0))
     affine = slice_affine_lps(inst, None, 1)
     slope, intercept = _to_float(ds.get("RescaleSlope"), 1.0) or 1.0, _to_float(ds.get("RescaleIntercept"), 0.0)
-    return [Volume(array=array, affine=lps_to_ras(affine), meta=_meta_for(inst.header), slope=slope,
-                   intercept=intercept, source=inst.header)]
+    return [Volume(array=array, affine=lps_to_ras(affine), meta=_meta_for(header), slope=slope,
+                   intercept=intercept, source=header)]
 
 
 def _read_mosaic(series: Series, opts: ReadOptions) -> Volume:
@@ -408,7 +410,7 @@ def _read_mosaic(series: Series, opts: ReadOptions) -> Volume:
     scalings = []
     for t, inst in enumerate(series.grid[0]):
         frames, ds = decode_frames(inst.path, expected=(first.rows, first.columns))
-        stack = np.asarray(mf.unmosaic(frames[0], inst.header))  # [row, col, slice]
+        stack = np.asarray(mf.unmosaic(frames[0], ds))  # [row, col, slice]
         if stacks is None:
             shape = (stack.shape[1], stack.shape[0], stack.shape[2]) + ((series.n_times,) if series.n_times > 1 else ())
             stacks = np.empty(shape, dtype=stack.dtype, order="F")
@@ -428,13 +430,14 @@ def _read_mosaic(series: Series, opts: ReadOptions) -> Volume:
             vals = stacks[sl].astype(np.float64) * s + b
             out[sl] = np.round(vals) if out_dtype.kind in "iu" else vals
         stacks = out
-    affine = np.asarray(mf.mosaic_affine_lps(first.header), dtype=np.float64)
-    meta = _meta_for(first.header, series)
+    header = first.load_header()
+    affine = np.asarray(mf.mosaic_affine_lps(header), dtype=np.float64)
+    meta = _meta_for(header, series)
     step = _time_step(series)
     if step is not None:
         meta = meta.replace(time_step=step)
     volume = Volume(array=stacks, affine=lps_to_ras(affine), meta=meta, slope=slope, intercept=intercept,
-                    source=first.header)
+                    source=header)
     object.__setattr__(volume, "_warnings", list(series.warnings))
     return volume
 
@@ -603,7 +606,7 @@ def sanitize_name(text: str, max_length: int = 120) -> str:
 
 
 def _name_fields(series: Series, volume_index: int, n_volumes: int) -> dict[str, str]:
-    ds = series.first.header
+    ds = series.first.load_header()
     values: dict[str, str] = {}
     for key in NAME_FIELDS:
         if key == "Split":
@@ -739,7 +742,7 @@ def convert_dicom_tree(src_dir: str | Path, out_dir: str | Path, *, to: str = "n
                 target = out_dir / f"{stem}{ext}"
                 outcome.written.extend(fmt.write(volume, target, overwrite=overwrite))
                 if writes_json and _sidecar is not None:
-                    headers = [inst.header for inst in series.instances]
+                    headers = [inst.load_header() for inst in series.instances]
                     data = _sidecar.build_sidecar(headers, volume, include_phi=sidecar_phi)
                     outcome.written.append(_sidecar.write_sidecar(out_dir / f"{stem}.json", data,
                                                                   overwrite=overwrite))
@@ -803,9 +806,10 @@ def summarize_series(series: Series) -> dict[str, Any]:
         from convert.volume import orientation_code
 
         try:
-            tile_rows, tile_cols, _ = _multiframe.mosaic_tile_shape(first.header)
-            n = _multiframe.mosaic_slice_count(first.header)
-            affine = lps_to_ras(np.asarray(_multiframe.mosaic_affine_lps(first.header), dtype=np.float64))
+            header = first.load_header()
+            tile_rows, tile_cols, _ = _multiframe.mosaic_tile_shape(header)
+            n = _multiframe.mosaic_slice_count(header)
+            affine = lps_to_ras(np.asarray(_multiframe.mosaic_affine_lps(header), dtype=np.float64))
         except ConvertError as exc:
             info["problem"] = exc.message
         else:

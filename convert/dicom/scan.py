@@ -60,7 +60,11 @@ class Instance:
         number_of_frames: NumberOfFrames (1 when absent).
         slice_thickness, spacing_between_slices: mm or None.
         rescale_slope, rescale_intercept: RescaleSlope/Intercept (1/0 when absent).
-        header: the pydicom Dataset read without pixel data (sidecar, mosaic, enhanced need it).
+        header: the pydicom Dataset read without pixel data, or None when the scan
+            dropped it to save memory (large archives keep one header per series);
+            use :meth:`load_header`, which re-reads it when needed.
+        mosaic: a Siemens mosaic (decided at scan time, see :mod:`convert.dicom.multiframe`).
+        enhanced: an enhanced multi-frame object (PerFrameFunctionalGroupsSequence present).
         pixel_offset: byte offset of the (7FE0,0010) PixelData element in an uncompressed,
             non-gzipped file (lets the reader read pixels straight into the volume), else None.
     """
@@ -98,6 +102,14 @@ class Instance:
     rescale_intercept: float
     header: Any = field(repr=False, default=None)
     pixel_offset: int | None = None
+    mosaic: bool = False
+    enhanced: bool = False
+
+    def load_header(self) -> Any:
+        """The header Dataset (without pixel data): the kept one, or read again from :attr:`path`."""
+        if self.header is not None:
+            return self.header
+        return read_header(self.path)
 
     @property
     def has_pixels(self) -> bool:
@@ -107,7 +119,7 @@ class Instance:
     @property
     def is_multiframe(self) -> bool:
         """True for files holding more than one frame (enhanced objects, multi-frame CT/US...)."""
-        return self.number_of_frames > 1 or "PerFrameFunctionalGroupsSequence" in self.header
+        return self.number_of_frames > 1 or self.enhanced
 
 
 @dataclass
@@ -371,7 +383,23 @@ def instance_from_header(path: Path, ds: Any, pixel_offset: int | None = None) -
         rescale_intercept=f.number(0x00281052) or 0.0,
         header=ds,
         pixel_offset=pixel_offset,
+        mosaic="MOSAIC" in image_type_t or _is_mosaic_header(ds),
+        enhanced="PerFrameFunctionalGroupsSequence" in ds,
     )
+
+
+def _is_mosaic_header(ds: Any) -> bool:
+    """Siemens mosaic detected from private tags (via :mod:`convert.dicom.multiframe`, when installed)."""
+    if "SIEMENS" not in str(ds.get("Manufacturer", "") or "").upper():
+        return False
+    try:
+        from convert.dicom import multiframe
+    except ImportError:  # pragma: no cover - depends on the multi-frame helper
+        return False
+    try:
+        return bool(multiframe.is_mosaic(ds))
+    except Exception:
+        return False
 
 
 def instance_from_header_slow(path: Path, ds: Any, pixel_offset: int | None = None) -> Instance:
@@ -423,6 +451,8 @@ def instance_from_header_slow(path: Path, ds: Any, pixel_offset: int | None = No
         rescale_intercept=_float(ds.get("RescaleIntercept")) or 0.0,
         header=ds,
         pixel_offset=pixel_offset,
+        mosaic="MOSAIC" in image_type_t or _is_mosaic_header(ds),
+        enhanced="PerFrameFunctionalGroupsSequence" in ds,
     )
 
 
@@ -468,8 +498,12 @@ def iter_files(root: Path) -> list[Path]:
     return out
 
 
+#: Above this many images, :func:`scan` keeps one full header per series (memory: ~40 kB each).
+KEEP_ALL_HEADERS_LIMIT = 2000
+
+
 def scan(root: str | Path, *, workers: int | None = None,
-         progress: Callable[[int, int], None] | None = None) -> ScanResult:
+         progress: Callable[[int, int], None] | None = None, keep_headers: bool | None = None) -> ScanResult:
     """Index every DICOM image under ``root`` (a folder tree, or one file).
 
     Args:
@@ -477,6 +511,9 @@ def scan(root: str | Path, *, workers: int | None = None,
         workers: header-reading threads (default: one per core, at most 4). Parsing is
             GIL-bound, so threads mostly help on slow (network) file systems.
         progress: called as ``progress(done, total)`` after each file.
+        keep_headers: keep every instance's header Dataset (True), or only the first of
+            each series (False: :meth:`Instance.load_header` re-reads the others on
+            demand). Default: all up to :data:`KEEP_ALL_HEADERS_LIMIT` images.
 
     Returns:
         A :class:`ScanResult`: the instances found and the files skipped (with reasons).
@@ -505,8 +542,15 @@ def scan(root: str | Path, *, workers: int | None = None,
                 outcomes.append(outcome)  # type: ignore[attr-defined]
                 if progress:
                     progress(n, len(files))
+    n_images = sum(isinstance(o, Instance) for o in outcomes)
+    keep_all = keep_headers if keep_headers is not None else n_images <= KEEP_ALL_HEADERS_LIMIT
+    seen_series: set[tuple] = set()
     for path, outcome in zip(files, outcomes):
         if isinstance(outcome, Instance):
+            key = (outcome.study_uid, outcome.series_uid, outcome.series_number)
+            if not keep_all and key in seen_series:
+                object.__setattr__(outcome, "header", None)  # frozen dataclass: drop the bulky Dataset
+            seen_series.add(key)
             result.instances.append(outcome)
         else:
             result.skipped.append((path, outcome))

@@ -148,19 +148,6 @@ def _round_tuple(values: Sequence[float] | None, ndigits: int) -> tuple[float, .
     return tuple(round(float(v), ndigits) + 0.0 for v in values)
 
 
-def _is_mosaic(inst: Instance) -> bool:
-    if "MOSAIC" in inst.image_type:
-        return True
-    try:
-        from convert.dicom import multiframe  # owned by the multi-frame helper
-    except ImportError:
-        return False
-    try:
-        return bool(multiframe.is_mosaic(inst.header))
-    except Exception:
-        return False
-
-
 #: ImageType values that make a different kind of image (split into separate series).
 IMAGE_KIND_TOKENS = frozenset({"M", "P", "R", "I", "MAGNITUDE", "PHASE", "REAL", "IMAGINARY", "LOCALIZER",
                                "MIP", "MPR", "PROJECTION IMAGE", "REFORMATTED", "FIELD_MAP", "B0", "ADC",
@@ -188,7 +175,7 @@ def _group_key(inst: Instance) -> tuple:
         image_kind(inst.image_type),
         inst.samples_per_pixel,
         inst.series_number,
-        _is_mosaic(inst),
+        inst.mosaic,
     )
 
 
