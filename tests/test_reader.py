@@ -411,3 +411,13 @@ def test_large_archive_mode_keeps_one_header_per_series_with_identical_output(
             assert json.loads(a.read_text()) == json.loads(b.read_text())
         else:
             assert np.array_equal(np.asarray(nib.load(str(a)).dataobj), np.asarray(nib.load(str(b)).dataobj))
+
+
+def test_existing_outputs_are_not_overwritten_without_the_option(tmp_path: Path) -> None:
+    make_series(tmp_path / "in")
+    first = convert_dicom_tree(tmp_path / "in", tmp_path / "out")
+    assert first.ok
+    again = convert_dicom_tree(tmp_path / "in", tmp_path / "out")
+    assert not again.ok and "already exists" in (again.failed[0].error or "")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(p.name for p in first.written)
+    assert convert_dicom_tree(tmp_path / "in", tmp_path / "out", overwrite=True).ok

@@ -134,3 +134,14 @@ def test_per_slice_acquisition_numbers_do_not_split(tmp_path: Path) -> None:
     write_series(tmp_path, small_spec(), mutate=lambda ds, k, t: setattr(ds, "AcquisitionNumber", mutate_number(k)))
     (series,) = _assemble(tmp_path)
     assert series.n_slices == 10
+
+
+@pytest.mark.parametrize("iop", [[0, 0, 0, 0, 0, 0], [1, 0, 0, 1, 0, 0], [1, 0, 0, 0.3, 0.95, 0]],
+                         ids=["zero", "parallel", "not-perpendicular"])
+def test_unusable_orientation_is_a_problem(tmp_path: Path, iop: list[float]) -> None:
+    from convert.sample import write_series
+    from fixtures.dicom_series import small_spec
+
+    write_series(tmp_path, small_spec(slices=3), mutate=lambda ds, k, t: setattr(ds, "ImageOrientationPatient", iop))
+    (series,) = _assemble(tmp_path)
+    assert series.problem and "ImageOrientationPatient" in series.problem

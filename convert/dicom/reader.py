@@ -29,6 +29,7 @@ import numpy as np
 from convert.dicom.pixels import decode_frames, fix_stored_bits, rescale_plan, stored_dtype
 from convert.dicom.scan import Instance, ScanResult, dicom_time_seconds, looks_like_dicom, read_header, scan
 from convert.dicom.series import Series, assemble
+from convert.atomic import check_writable
 from convert.errors import ConvertError, CorruptFileError, DicomError, InputNotFoundError, UnsupportedDataError
 from convert.volume import Meta, Volume, lps_to_ras
 
@@ -696,7 +697,8 @@ def convert_dicom_tree(src_dir: str | Path, out_dir: str | Path, *, to: str = "n
     """Convert every series under ``src_dir`` into ``out_dir`` (one file per volume).
 
     Each series is isolated: a failure is recorded in the report and the others
-    still convert. NIfTI outputs get a BIDS-style JSON sidecar (no PHI unless
+    still convert. An output that already exists fails its series
+    (:class:`~convert.errors.OutputExistsError`) unless ``overwrite``. NIfTI outputs get a BIDS-style JSON sidecar (no PHI unless
     ``sidecar_phi``). Output names come from ``name`` (fields from
     :data:`NAME_FIELDS`), sanitised; collisions get ``_2``, ``_3``... suffixes.
 
@@ -720,7 +722,6 @@ def convert_dicom_tree(src_dir: str | Path, out_dir: str | Path, *, to: str = "n
         raise ConvertError("output must be a folder when converting a DICOM tree", out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     all_series = assemble(result.instances)
-    used: set[str] = {p.name.lower() for p in out_dir.iterdir()} if not overwrite else set()
     claimed: set[str] = set()
     ext = _output_extension(fmt)
     writes_json = sidecar and fmt.name.startswith("nifti")
@@ -738,14 +739,15 @@ def convert_dicom_tree(src_dir: str | Path, out_dir: str | Path, *, to: str = "n
                 stem = render_name(name, fields)
                 if len(volumes) > 1 and "{Index}" not in name:
                     stem = f"{stem}_{v_index + 1}"
-                stem = _unique_stem(stem, ext, claimed, used)
+                stem = _unique_stem(stem, claimed)
                 target = out_dir / f"{stem}{ext}"
+                json_path = out_dir / f"{stem}.json"
+                check_writable(list(fmt.output_paths(target)) + ([json_path] if writes_json else []), overwrite)
                 outcome.written.extend(fmt.write(volume, target, overwrite=overwrite))
                 if writes_json and _sidecar is not None:
                     headers = [inst.load_header() for inst in series.instances]
                     data = _sidecar.build_sidecar(headers, volume, include_phi=sidecar_phi)
-                    outcome.written.append(_sidecar.write_sidecar(out_dir / f"{stem}.json", data,
-                                                                  overwrite=overwrite))
+                    outcome.written.append(_sidecar.write_sidecar(json_path, data, overwrite=overwrite))
         except ConvertError as exc:
             outcome.error = str(exc)
         except MemoryError:
@@ -757,10 +759,10 @@ def convert_dicom_tree(src_dir: str | Path, out_dir: str | Path, *, to: str = "n
     return report
 
 
-def _unique_stem(stem: str, ext: str, claimed: set[str], used: set[str]) -> str:
+def _unique_stem(stem: str, claimed: set[str]) -> str:
+    """``stem``, or ``stem_2``, ``stem_3``... if another series of this run already has it (case-insensitive)."""
     candidate, n = stem, 1
-    while (candidate.lower() in claimed or f"{candidate}{ext}".lower() in used
-           or f"{candidate}.json".lower() in used):
+    while candidate.lower() in claimed:
         n += 1
         candidate = f"{stem}_{n}"
     claimed.add(candidate.lower())

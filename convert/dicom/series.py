@@ -347,6 +347,9 @@ def _build_slices(members: list[Instance]) -> Series:
                           f"slices cannot be placed in space (e.g. {missing[0].path})")
         return series
 
+    orientation_problem = _check_orientation(members[0])
+    if orientation_problem:
+        return Series(kind="slices", grid=[[i] for i in members], problem=orientation_problem)
     normal = _normal(members[0].orientation)  # type: ignore[arg-type]
     dist = {id(i): float(np.dot(normal, i.position)) for i in members}  # type: ignore[arg-type]
     ordered = sorted(members, key=lambda i: (dist[id(i)],) + _time_key(i) + (str(i.path),))  # type: ignore[operator]
@@ -378,6 +381,19 @@ def _build_slices(members: list[Instance]) -> Series:
     _check_spacing(series)
     _check_tilt(series)
     return series
+
+
+def _check_orientation(inst: Instance) -> str | None:
+    """A reason when ImageOrientationPatient is unusable (zero/parallel/non-unit cosines)."""
+    assert inst.orientation is not None
+    row, col = np.asarray(inst.orientation[:3]), np.asarray(inst.orientation[3:])
+    nr, nc = float(np.linalg.norm(row)), float(np.linalg.norm(col))
+    if nr < 0.5 or nc < 0.5 or abs(nr - 1) > 0.01 or abs(nc - 1) > 0.01:
+        return f"ImageOrientationPatient {list(inst.orientation)} does not hold unit vectors ({inst.path})"
+    if abs(float(np.dot(row, col))) / (nr * nc) > 0.01:
+        return (f"ImageOrientationPatient {list(inst.orientation)}: row and column directions are not "
+                f"perpendicular ({inst.path})")
+    return None
 
 
 def _check_spacing(series: Series) -> None:
