@@ -253,6 +253,8 @@ def _read_header_once(path: Path) -> tuple[Any, int | None] | str:
     try:
         with open_dicom_bytes(path) as fh:
             head = fh.read(132)
+            if not head:
+                return "empty file"
             if not _head_is_dicom(head):
                 return "not DICOM (no DICM marker or DICOM tags)"
             fh.seek(0)
@@ -463,11 +465,6 @@ def index_file(path: Path) -> Instance | str:
         return "DICOMDIR index (not an image)" if name == "dicomdir" else "not DICOM (system file)"
     if name.endswith(_SKIP_SUFFIXES) and not name.endswith((".dcm", ".dcm.gz")):
         return "not DICOM (file extension)"
-    try:
-        if path.stat().st_size == 0:
-            return "empty file"
-    except OSError as exc:
-        return f"unreadable: {exc.strerror}"
     outcome = _read_header_once(path)
     if isinstance(outcome, str):
         return outcome
