@@ -243,3 +243,15 @@ def test_permission_denied_is_reported_even_as_root(tmp_path: Path, monkeypatch)
     report = convert.anonymize(src, tmp_path / "out", key=KEY, workers=1)
     assert [(p.name, r) for p, r in report.failed] == [("IM0001", "cannot read: permission denied")]
     assert len(report.written) == 1
+
+
+def test_dicomdir_is_not_copied(tmp_path: Path) -> None:
+    from pydicom.fileset import FileSet
+
+    src = _tree(tmp_path / "in", n=1)
+    fs = FileSet()
+    fs.add(src / "series 0" / "IM0000")
+    fs.write(tmp_path / "media")
+    report = convert.anonymize(tmp_path / "media", tmp_path / "out", key=KEY)
+    assert len(report.written) == 1
+    assert any(log.message.startswith("DICOMDIR") for log in report.per_file)

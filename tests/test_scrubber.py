@@ -13,6 +13,7 @@ import pydicom
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
+from pydicom.tag import Tag
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from convert.anonymize import OPTIONS, anonymize_dataset
@@ -436,3 +437,56 @@ def _with_uid(uid: str) -> Dataset:
     ds = mr_image()
     ds.SOPInstanceUID = uid
     return ds
+
+
+def test_cleaned_descriptions_keep_only_technical_vocabulary() -> None:
+    ds = mr_image()
+    ds.SeriesDescription = "AX FLAIR post Gd 5mm reported by wife Marjorie"
+    ds.StudyDescription = "t1_mprage_sag_p2_iso"
+    out = anonymize_dataset(ds, key=KEY, keep=["clean-descriptors"])
+    assert out.SeriesDescription == "AX FLAIR post Gd 5mm * by * *"
+    assert out.StudyDescription == "t1_mprage_sag_p2_iso"
+
+
+def test_personal_free_text_removed_even_when_cleaning() -> None:
+    ds = mr_image()
+    ds.Occupation = "Philosopher"
+    ds.AdditionalPatientHistory = "Raucher seit 1970, Bruder Günther verstorben"
+    ds.PatientComments = "call daughter Keiko"
+    out = anonymize_dataset(ds, key=KEY, keep=["clean-descriptors", "patient-characteristics"])
+    for keyword in ("Occupation", "AdditionalPatientHistory", "PatientComments"):
+        assert keyword not in out
+
+
+@pytest.mark.parametrize("keyword,vr,bad,option", [
+    ("StudyDate", "DA", "Doe John", "full-dates"),
+    ("StudyTime", "TM", "Johnny", "modified-dates"),
+    ("PatientAge", "AS", "Doe 47", "patient-characteristics"),
+    ("PatientWeight", "DS", "Doe 91kg", "patient-characteristics"),
+    ("SliceLocation", "DS", "Doe", None),
+    ("Laterality", "CS", "Mr Doe", None),
+])
+def test_kept_values_must_match_their_vr_syntax(keyword: str, vr: str, bad: str, option: str | None) -> None:
+    ds = mr_image()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from pydicom.dataelem import RawDataElement
+        from pydicom.datadict import tag_for_keyword
+
+        tag = tag_for_keyword(keyword)
+        # as a file would carry it: raw bytes that pydicom never validated
+        ds._dict[tag] = RawDataElement(Tag(tag), vr, len(bad), bad.encode(), 0, False, True)
+        ds.set_original_encoding(False, True, "iso8859")
+        out = anonymize_dataset(ds, key=KEY, keep=[option] if option else [])
+    assert keyword not in out or out[keyword].value in (None, "")
+
+
+def test_dicomdir_records_removed() -> None:
+    ds = mr_image()
+    ds.FileSetID = "DOE_JOHN_CD"
+    record = Dataset()
+    record.ReferencedFileID = ["DOE_JOHN", "IM0001"]
+    record.DirectoryRecordType = "IMAGE"
+    ds.DirectoryRecordSequence = Sequence([record])
+    out = anonymize_dataset(ds, key=KEY)
+    assert not [e for e in out if e.tag.group == 4]

@@ -31,6 +31,9 @@ from convert.atomic import atomic_file
 from convert.errors import (AnonymizationError, ConvertError, CorruptFileError, InputNotFoundError, OutputExistsError,
                              OutputWriteError)
 
+#: Media Storage Directory Storage (DICOMDIR) SOP class.
+MEDIA_DIRECTORY = "1.2.840.10008.1.3.10"
+
 #: Below this many files the work runs in this process (a pool costs ~0.3 s to start).
 PARALLEL_THRESHOLD = 48
 
@@ -162,6 +165,11 @@ def process_file(scrubber: Scrubber, path: Path, dst: Path, overwrite: bool, sin
         return log, {}
     try:
         ds = read_dataset(path, force=force)
+        if str(getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", "")) == MEDIA_DIRECTORY \
+                or 0x00041220 in ds:
+            # a DICOMDIR indexes the source paths and names; it is meaningless for the new tree
+            log.status, log.message = "non-dicom", "DICOMDIR (media index) not copied"
+            return log, {}
         result = scrubber.scrub(ds)
         out = result.dataset
         target = single_target or output_path(dst, out)

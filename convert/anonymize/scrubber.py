@@ -157,6 +157,53 @@ _SPECIFIC_CHARSET = 0x00080005
 _BURNED_IN = 0x00280301
 _DATE_LIKE = re.compile(r"\b(?:\d{8}|\d{1,4}[./-]\d{1,2}[./-]\d{1,4})\b")
 _LONG_NUMBER = re.compile(r"\d{6,}")
+_WORD_RE = re.compile(r"[^\W_]+")
+
+#: Words a cleaned description may keep (lower case): imaging technique, anatomy, contrast, views and
+#: connecting words. Any other word of 2+ letters without a digit (a name, a place, a relative) becomes
+#: "*". Words with digits (T1, 3D, b1000, p2, 5mm) and single letters are kept; long digit runs
+#: and dates were blanked before.
+CLEAN_VOCABULARY: frozenset[str] = frozenset("""
+a an and as at by for from in of on or the to with without w wo no non not only plus per via vs
+mr mri ct pet spect nm us xr cr dx mg rf xa ot sr pt cta ctp mra mrv mrs angio angiography
+t1 t2 pd flair mprage spgr fspgr bravo space cube tse fse gre se ir epi dwi dti adc trace swi swan qsm
+tof pc fiesta ssfp truefisp fisp haste vibe lava dixon fat sat fs water opp phase out ideal
+ax axial sag sagittal cor coronal obl oblique tra transverse iso mpr mip minip vr recon reformat reformats
+thin thick slice slices mm cm ml mg kg sec ms s kev kvp mas
+head brain neck spine cervical thoracic lumbar sacral chest thorax lung lungs abdomen abd pelvis liver
+kidney kidneys renal cardiac heart knee shoulder hip ankle wrist hand foot elbow breast prostate orbit
+orbits sinus sinuses iac pituitary face facial whole body wb extremity upper lower left right lt rt
+bilateral bil neuro skull temporal frontal occipital parietal cerebellum stem hippocampus ventricles
+pancreas spleen bowel colon rectum bladder uterus ovary ovaries adrenal aorta carotid carotids circle
+willis coronary coronaries pulmonary vessel vessels vascular arterial artery arteries venous vein veins
+portal bone bones joint joints soft tissue muscle tendon cartilage femur tibia humerus pelvic
+contrast post pre gd gad gado gadolinium iv oral rectal native nativ km enhanced unenhanced delayed
+early late dynamic perfusion perf dce dsc asl bold fmri rest resting state task
+localizer localiser loc scout survey topogram calibration cal ref reference field map maps fieldmap b0
+b1 shim test bolus tracking helical spiral axial standard std sharp smooth kernel dose dlp ctdi
+report screen save series study protocol routine exam scan image images fused fusion attenuation
+corrected correction ac nac suv cine flow velocity quantitative quant diffusion weighted tensor
+tractography fa md spectroscopy svs csi short long te tr ti echo echoes multi single shot fast turbo
+gradient spin inversion recovery stir propeller blade motion moco nd dis2d dis3d norm normalized
+normalised filtered filter original primary secondary derived other average avg sub subtraction volume
+vol hr hires high resolution low res fov small large full half partial grappa sense asset arc caipi
+accelerated acc prep prepared mag magnitude real imaginary star multiecho me vwi wall black blood bb
+white matter gray grey csf tissue mono energy dual iodine calcium score scoring pa ap lat lateral view
+views supine prone decubitus upright standing inspiration expiration insp exp breath hold free
+breathing nav navigator triggered trig gated ecg resp respiratory
+bh fb mid full
+""".split())
+
+
+def _vocabulary_only(text: str) -> str:
+    """Replace every word that is not in :data:`CLEAN_VOCABULARY` (and has no digit) by ``*``."""
+    def keep(match: re.Match[str]) -> str:
+        word = match.group(0)
+        if (len(word) == 1 and word.isascii()) or any(c.isdigit() for c in word) or word.lower() in CLEAN_VOCABULARY:
+            return word
+        return "*"
+
+    return _WORD_RE.sub(keep, text)
 
 # tag -> fallback action for standard tags not in the table (see module docstring):
 # K keep, X remove, S scrub a sequence, T temporal, V unlisted UID.
@@ -431,7 +478,7 @@ class Scrubber:
                 else:
                     counts.removed += 1
                 continue
-            if (tag & 0xFFFF) == 0 or group == 0:  # group lengths, command group
+            if (tag & 0xFFFF) == 0 or group == 0 or group == 4:  # group lengths, command, DICOMDIR records
                 counts.removed += 1
                 continue
             if 0x5000 <= group <= 0x50FF:
@@ -621,6 +668,8 @@ class Scrubber:
                 if tokens is not None:
                     text = tokens.sub("*", text)
                 text = _LONG_NUMBER.sub("*", _DATE_LIKE.sub("*", text))
+                if elem.tag != _MEANING:
+                    text = _vocabulary_only(text)
                 new.append(text)
             ctx.counts.cleaned += 1
             return DataElement(elem.tag, vr, new if len(new) > 1 else (new[0] if new else None))
