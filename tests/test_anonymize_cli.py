@@ -255,3 +255,31 @@ def test_dicomdir_is_not_copied(tmp_path: Path) -> None:
     report = convert.anonymize(tmp_path / "media", tmp_path / "out", key=KEY)
     assert len(report.written) == 1
     assert any(log.message.startswith("DICOMDIR") for log in report.per_file)
+
+
+def test_world_geometry_unchanged_per_simpleitk_on_real_scanner_data(tmp_path: Path) -> None:
+    """dcm_qa_deident (GE 3D sagittal MR): SimpleITK sees the same voxels at the same world place."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    from tests.conftest import conformance_dir
+
+    src = conformance_dir("dcm_qa_deident") / "In"
+    report = convert.anonymize(src, tmp_path / "out", key=KEY, keep=["modified-dates", "safe-private"])
+    assert not report.failed and not report.refused
+
+    def read(folder: Path) -> sitk.Image:
+        reader = sitk.ImageSeriesReader()
+        ids = reader.GetGDCMSeriesIDs(str(folder))
+        assert len(ids) == 1
+        reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder), ids[0]))
+        return reader.Execute()
+
+    before = read(src)
+    series_dirs = {p.parent for p in report.written}
+    assert len(series_dirs) == 1
+    after = read(series_dirs.pop())
+    assert np.allclose(before.GetOrigin(), after.GetOrigin(), atol=1e-6)
+    assert np.allclose(before.GetSpacing(), after.GetSpacing(), atol=1e-6)
+    assert np.allclose(before.GetDirection(), after.GetDirection(), atol=1e-9)
+    assert np.array_equal(sitk.GetArrayViewFromImage(before), sitk.GetArrayViewFromImage(after))
