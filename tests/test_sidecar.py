@@ -22,9 +22,12 @@ from convert.dicom.sidecar import (
     SIDECAR_FIELDS,
     SIDECAR_KEYS,
     build_sidecar,
+    diffusion_table,
+    fsl_bvecs,
     meta_from_dataset,
     phase_encoding_direction,
     sidecar_for_affine,
+    write_bval_bvec,
     write_sidecar,
 )
 from convert.errors import OutputExistsError, OutputWriteError
@@ -517,3 +520,133 @@ def test_sidecar_fields_dropped_after_oblique_resampling():
     moved = sidecar_for_affine({"PhaseEncodingDirection": "j", "SliceTiming": [0, 1], "EchoTime": 0.03},
                                oblique_affine(), np.eye(4))
     assert moved == {"EchoTime": 0.03}
+
+
+# --------------------------------------------------------------------------- diffusion tables
+def _world_from_fsl(bvec: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """Inverse of the FSL convention: bvec (voxel axes, radiological) -> RAS+ world direction."""
+    b = np.array(bvec, dtype=float)
+    if np.linalg.det(affine[:3, :3]) > 0:
+        b[0] *= -1
+    axes = affine[:3, :3] / np.linalg.norm(affine[:3, :3], axis=0)
+    return axes @ b
+
+
+def _make_dwi(tmp_path: Path, bvals: list[float], gradients: np.ndarray) -> Path:
+    from pydicom.uid import generate_uid
+
+    from tests.conftest import rotation
+    from tests.test_multiframe import _item, make_enhanced
+
+    (tmp_path / "in").mkdir()
+    path, _ = make_enhanced(tmp_path / "in" / "dwi.dcm", rows=24, cols=20, n_slices=4, n_times=len(bvals),
+                            echoes=(80.0,), rotation_matrix=rotation(0.3, -0.2, 0.45))
+    ds = pydicom.dcmread(path)
+    ds.SeriesNumber, ds.InstanceNumber, ds.PatientPosition = 1, 1, "HFS"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    for item in ds.PerFrameFunctionalGroupsSequence:
+        t = int(item.FrameContentSequence[0].TemporalPositionIndex) - 1
+        diffusion = _item(DiffusionBValue=float(bvals[t]),
+                          DiffusionDirectionality="DIRECTIONAL" if bvals[t] else "NONE")
+        if bvals[t]:
+            diffusion.DiffusionGradientDirectionSequence = Sequence(
+                [_item(DiffusionGradientOrientation=[float(v) for v in gradients[t]])])
+        item.MRDiffusionSequence = Sequence([diffusion])
+    ds.save_as(path)
+    return path
+
+
+def test_enhanced_dwi_bvecs_point_where_the_dicom_gradients_point(tmp_path):
+    rng = np.random.default_rng(3)
+    gradients = rng.normal(size=(5, 3))
+    gradients /= np.linalg.norm(gradients, axis=1)[:, None]
+    bvals = [0.0, 1000.0, 1000.0, 2000.0, 3000.0]
+    (volume,) = read_enhanced(_make_dwi(tmp_path, bvals, gradients))
+    table = diffusion_table(volume)
+    assert table is not None
+    got_b, got_g = table
+    assert got_b == bvals
+    bvecs = fsl_bvecs(got_g, volume.affine)
+    assert bvecs.shape == (3, 5)
+    np.testing.assert_array_equal(bvecs[:, 0], 0.0)
+    for t in range(1, 5):
+        np.testing.assert_allclose(_world_from_fsl(bvecs[:, t], volume.affine), gradients[t] * [-1, -1, 1],
+                                   atol=1e-9)
+
+
+def test_enhanced_dwi_bvecs_match_dcm2niix(tmp_path):
+    import subprocess
+
+    import nibabel as nib
+
+    from tests.conftest import require_tool
+
+    exe = require_tool("dcm2niix")
+    rng = np.random.default_rng(5)
+    gradients = rng.normal(size=(4, 3))
+    gradients /= np.linalg.norm(gradients, axis=1)[:, None]
+    bvals = [0.0, 1000.0, 1000.0, 2000.0]
+    path = _make_dwi(tmp_path, bvals, gradients)
+    (tmp_path / "out").mkdir()
+    subprocess.run([exe, "-z", "y", "-f", "%s", "-o", str(tmp_path / "out"), str(path.parent)], check=True,
+                   capture_output=True)
+    ref_affine = nib.load(next((tmp_path / "out").glob("*.nii.gz"))).affine
+    ref_bvecs = np.loadtxt(next((tmp_path / "out").glob("*.bvec")))
+    ref_bvals = np.loadtxt(next((tmp_path / "out").glob("*.bval")))
+    (volume,) = read_enhanced(path)
+    got_b, got_g = diffusion_table(volume)
+    ours = fsl_bvecs(got_g, volume.affine)
+    np.testing.assert_allclose(got_b, ref_bvals)
+    for t in range(4):  # same direction in the world, each relative to its own image grid
+        np.testing.assert_allclose(_world_from_fsl(ours[:, t], volume.affine),
+                                   _world_from_fsl(ref_bvecs[:, t], ref_affine), atol=1e-3)
+
+
+def test_fsl_bvecs_do_not_depend_on_left_right_storage():
+    """FSL convention: a gradient towards the patient's left is +i whether i runs R->L or L->R."""
+    radiological = np.diag([-2.0, 2.0, 2.0, 1.0])  # i towards left (LAS): det < 0
+    neurological = np.diag([2.0, 2.0, 2.0, 1.0])  # i towards right (RAS): det > 0
+    left = [[1.0, 0.0, 0.0]]  # LPS +x = left
+    np.testing.assert_allclose(fsl_bvecs(left, radiological)[:, 0], [1, 0, 0])
+    np.testing.assert_allclose(fsl_bvecs(left, neurological)[:, 0], [1, 0, 0])
+    anterior = [[0.0, -1.0, 0.0]]  # LPS -y = anterior
+    np.testing.assert_allclose(fsl_bvecs(anterior, neurological)[:, 0], [0, 1, 0])
+
+
+def test_diffusion_table_from_classic_headers_and_siemens_csa(monkeypatch):
+    import convert.dicom.sidecar as sc
+
+    headers = []
+    for b, g in [(0, None), (1000, [0.0, 0.0, 2.0]), (1000, [0.6, 0.8, 0.0])]:
+        ds = Dataset()
+        ds.DiffusionBValue = b
+        if g is not None:
+            ds.DiffusionGradientOrientation = g
+        headers.append(ds)
+    volume = Volume(np.zeros((2, 2, 2, 3), np.int16), np.eye(4))
+    assert diffusion_table(volume, headers) == ([0.0, 1000.0, 1000.0],
+                                                [[0.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.6, 0.8, 0.0]])
+    # Siemens mosaics: b-value and gradient in the CSA header
+    csa = iter([{"B_value": 0}, {"B_value": 700, "DiffusionGradientDirection": [0.0, 1.0, 0.0]}])
+    monkeypatch.setattr(sc, "csa_image_header", lambda ds: next(csa))
+    volume2 = Volume(np.zeros((2, 2, 2, 2), np.int16), np.eye(4))
+    assert diffusion_table(volume2, [Dataset(), Dataset()]) == ([0.0, 700.0], [[0.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    assert diffusion_table(volume2, [Dataset()]) is None  # one header per time point is required
+
+
+def test_not_a_dwi_series_has_no_table():
+    volume = Volume(np.zeros((2, 2, 2, 2), np.int16), np.eye(4))
+    ds = Dataset()
+    ds.EchoTime = 30
+    assert diffusion_table(volume, [ds, ds]) is None
+
+
+def test_write_bval_bvec_fsl_format(tmp_path):
+    bvecs = np.array([[0.0, 1.0], [0.0, 0.0], [0.0, 0.0]])
+    written = write_bval_bvec(tmp_path / "dwi", [0.0, 1000.0], bvecs)
+    assert [p.name for p in written] == ["dwi.bval", "dwi.bvec"]
+    assert (tmp_path / "dwi.bval").read_text() == "0 1000\n"
+    np.testing.assert_allclose(np.loadtxt(tmp_path / "dwi.bvec"), bvecs)
+    with pytest.raises(OutputExistsError):
+        write_bval_bvec(tmp_path / "dwi", [0.0, 1000.0], bvecs)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dwi.bval", "dwi.bvec"]

@@ -148,6 +148,7 @@ class _Frame:
     intercept: float
     acq_time: float | None
     bvalue: float | None
+    gradient: tuple[float, float, float] | None = None
 
 
 _FRAME_TYPE_SEQUENCES = (
@@ -217,6 +218,20 @@ def _position_dimension(ds: Dataset) -> int | None:
     return None
 
 
+def _diffusion_gradient(groups: _Groups, frame: int) -> tuple[float, float, float] | None:
+    """Unit diffusion gradient (LPS) of a frame; (0, 0, 0) for non-directional (b=0, trace) frames."""
+    item = groups.item(frame, "MRDiffusionSequence")
+    if item is None:
+        return None
+    directionality = str(item.get("DiffusionDirectionality", "") or "").upper()
+    seq = item.get("DiffusionGradientDirectionSequence")
+    vector = _floats(seq[0].get("DiffusionGradientOrientation"), 3) if seq else None
+    if vector is None or directionality in ("NONE", "ISOTROPIC"):
+        return (0.0, 0.0, 0.0) if directionality in ("NONE", "ISOTROPIC") else None
+    norm = math.sqrt(sum(v * v for v in vector))
+    return tuple(v / norm for v in vector) if norm > 1e-6 else (0.0, 0.0, 0.0)  # type: ignore[return-value]
+
+
 def _frames(ds: Dataset, path: Path, philips_precise: bool = False) -> list[_Frame]:
     n_frames = int(ds.get("NumberOfFrames") or 1)
     per_frame = ds.PerFrameFunctionalGroupsSequence
@@ -258,6 +273,7 @@ def _frames(ds: Dataset, path: Path, philips_precise: bool = False) -> list[_Fra
         if intercept is None and "RescaleIntercept" in ds:
             intercept = _floats(ds.RescaleIntercept, 1)
         bvalue = _floats(groups.value(f, "MRDiffusionSequence", "DiffusionBValue"), 1)
+        gradient = _diffusion_gradient(groups, f)
         rs = slope[0] if slope and slope[0] != 0 else 1.0
         ri = intercept[0] if intercept else 0.0
         if philips_precise:
@@ -281,6 +297,7 @@ def _frames(ds: Dataset, path: Path, philips_precise: bool = False) -> list[_Fra
                 intercept=ri,
                 acq_time=acq_time,
                 bvalue=bvalue[0] if bvalue else None,
+                gradient=gradient,
             )
         )
     return frames
@@ -529,9 +546,12 @@ def _volume_meta(ds: Dataset, slices: list[list[_Frame]]) -> Meta:
         tr = acquisition.get("RepetitionTime")
         if max(rel) > 0 and (tr is None or max(rel) < tr):
             acquisition["SliceTiming"] = rel
-    bvalues = [frame.bvalue for frame in slices[0]] if nt > 1 else []  # one per time point
-    if bvalues and all(b is not None for b in bvalues) and len(set(bvalues)) > 1:
+    bvalues = [frame.bvalue for frame in slices[0]]  # one per time point
+    if all(b is not None for b in bvalues) and (nt > 1 or any(b for b in bvalues)):  # type: ignore[union-attr]
         acquisition["DiffusionBValue"] = [float(b) for b in bvalues]  # type: ignore[arg-type]
+        gradients = [frame.gradient for frame in slices[0]]
+        if all(g is not None for g in gradients):
+            acquisition["DiffusionGradientOrientation"] = [list(g) for g in gradients]  # type: ignore[arg-type]
     time_step = None
     if nt > 1:
         time_step = acquisition.get("RepetitionTime")
