@@ -134,25 +134,27 @@ def _is_folder_target(dst: Path) -> bool:
 
 def _convert_dicom_single(src: Path, dst: Path, *, to: Optional[str], overwrite: bool, sidecar: bool,
                           sidecar_phi: bool, **read_options: Any) -> None:
-    from convert.dicom.reader import DICOM, volume_warnings
+    from convert.dicom.reader import read_single, volume_warnings
     from convert.formats import format_for_output
 
     fmt = format_for_output(dst, to)
-    volume = DICOM.read(src, **read_options)
+    volume, series = read_single(src, **read_options)
     for warning in volume_warnings(volume):
         err_console.print(f"[yellow]warning:[/] {_escape(warning)}", highlight=False)
-    written = fmt.write(volume, dst, overwrite=overwrite)
+    json_path = None
     if sidecar and fmt.name.startswith("nifti"):
-        from convert.dicom import sidecar as sidecar_mod
-        from convert.dicom.scan import scan
-        from convert.dicom.series import assemble
+        from convert.atomic import check_writable
 
-        series = assemble(scan(src).instances)
-        if len(series) == 1:
-            headers = [inst.load_header() for inst in series[0].instances]
-            stem = dst.name[: -len(".nii.gz")] if dst.name.lower().endswith(".nii.gz") else dst.stem
-            data = sidecar_mod.build_sidecar(headers, volume, include_phi=sidecar_phi)
-            written.append(sidecar_mod.write_sidecar(dst.with_name(stem + ".json"), data, overwrite=overwrite))
+        stem = dst.name[: -len(".nii.gz")] if dst.name.lower().endswith(".nii.gz") else dst.stem
+        json_path = dst.with_name(stem + ".json")
+        check_writable(list(fmt.output_paths(dst)) + [json_path], overwrite)  # before writing anything
+    written = fmt.write(volume, dst, overwrite=overwrite)
+    if json_path is not None:
+        from convert.dicom import sidecar as sidecar_mod
+
+        headers = [inst.load_header() for inst in series.instances]
+        data = sidecar_mod.build_sidecar(headers, volume, include_phi=sidecar_phi)
+        written.append(sidecar_mod.write_sidecar(json_path, data, overwrite=overwrite))
     for path in written:
         console.print(f"wrote {path}", highlight=False)
 

@@ -525,6 +525,39 @@ def describe_series(series: Sequence[Series]) -> str:
     return "; ".join(s.label for s in series)
 
 
+def read_single(path: str | Path, **options: Any) -> tuple[Volume, Series]:
+    """The one volume in a DICOM file or single-series folder, and its :class:`Series`.
+
+    Args:
+        path: a DICOM file or a folder tree.
+        **options: ``tilt_correct``, ``allow_gaps``, ``resample_uneven``, ``workers``.
+
+    Raises:
+        DicomError: no DICOM image, or several series/volumes (the message lists them
+            and says to give an output folder).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputNotFoundError("no such file or folder; check the path", path)
+    result = scan(path)
+    if not result.instances:
+        reason = result.skipped[0][1] if result.skipped else "folder is empty"
+        raise DicomError(f"no DICOM image found ({len(result.skipped)} file(s) skipped: {reason})", path)
+    series = assemble(result.instances)
+    if len(series) > 1:
+        raise DicomError(
+            f"found {len(series)} series: {describe_series(series)}. Give an output FOLDER "
+            f"(medconvert convert {path} OUT_DIR) to convert them all", path)
+    if series[0].kind == "multiframe":
+        volumes = read_series_volumes(series[0], **options)
+        if len(volumes) != 1:
+            raise DicomError(
+                f"file holds {len(volumes)} volumes; give an output FOLDER (medconvert convert {path} OUT_DIR) "
+                "to convert them all", path)
+        return volumes[0], series[0]
+    return read_series(series[0], **options), series[0]
+
+
 class DicomFormat:
     """DICOM adapter: a single file or a folder holding one series (read only)."""
 
@@ -546,26 +579,7 @@ class DicomFormat:
 
     def read(self, path: Path, **options: Any) -> Volume:
         """One Volume from a file or a single-series folder; several series raise :class:`DicomError`."""
-        path = Path(path)
-        if not path.exists():
-            raise InputNotFoundError("no such file or folder; check the path", path)
-        result = scan(path)
-        if not result.instances:
-            reason = result.skipped[0][1] if result.skipped else "folder is empty"
-            raise DicomError(f"no DICOM image found ({len(result.skipped)} file(s) skipped: {reason})", path)
-        series = assemble(result.instances)
-        if len(series) == 1 and series[0].kind == "multiframe":
-            volumes = read_series_volumes(series[0], **options)
-            if len(volumes) == 1:
-                return volumes[0]
-            raise DicomError(
-                f"file holds {len(volumes)} volumes; give an output FOLDER (medconvert convert {path} OUT_DIR) "
-                "to convert them all", path)
-        if len(series) > 1:
-            raise DicomError(
-                f"found {len(series)} series: {describe_series(series)}. Give an output FOLDER "
-                f"(medconvert convert {path} OUT_DIR) to convert them all", path)
-        return read_series(series[0], **options)
+        return read_single(path, **options)[0]
 
     def write(self, volume: Volume, path: Path, *, overwrite: bool = False, **options: Any) -> list[Path]:
         from convert.errors import UnsupportedFormatError
