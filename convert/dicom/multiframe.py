@@ -31,7 +31,7 @@ import numpy as np
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 
-from convert.dicom.sidecar import csa_image_header, find_value, meta_from_dataset
+from convert.dicom.sidecar import csa_image_header, meta_from_dataset
 from convert.errors import CorruptFileError, DicomError, GeometryError, UnsupportedDataError
 from convert.volume import Meta, Volume, lps_to_ras
 
@@ -104,11 +104,6 @@ class _Groups:
             return None
         value = item[tag].value
         return None if value == "" else value
-
-
-def _group_item(ds: Dataset, frame: int, sequence: str) -> Dataset | None:
-    """The item of functional group ``sequence`` for ``frame``: per-frame first, then shared."""
-    return _Groups(ds).item(frame, sequence)
 
 
 def _group_value(ds: Dataset, frame: int, sequence: str, keyword: str) -> Any:
