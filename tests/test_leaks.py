@@ -50,6 +50,7 @@ from fixtures.phi_corpus import (  # noqa: E402
     dataset_bytes,
     element_texts,
     make_corpus,
+    make_document_corpus,
     tokens_for,
 )
 
@@ -886,4 +887,27 @@ def test_keep_option_retains_only_its_category(corpus: CorpusManifest, tmp_path:
         leaks += [f"{path.name} bytes: {h!r}" for h in scanner.scan_bytes(raw)]
         leaks += [f"path {h}" for h in scanner.scan_path(path.relative_to(run.dst))]
     assert not leaks, _fmt(leaks)
+    assert not scanner.scan_text(_strip_paths(run.console, _report_paths(run.report), run.src))
+
+
+# ------------------------------------------------------------------------------------------------
+# Non-image objects: structured report, encapsulated PDF, DICOMDIR
+# ------------------------------------------------------------------------------------------------
+def test_documents_and_dicomdir_carry_no_phi(tmp_path: Path) -> None:
+    """SR ContentSequence and EncapsulatedDocument are D in PS3.15; a DICOMDIR lists names and paths."""
+    docs = make_document_corpus(tmp_path / "media")
+    scanner = LeakScanner(docs.tokens())
+    run = _run_api(docs.root, tmp_path / "out", key=KEY_A)
+    refused = {Path(p).name for p, _ in run.report.refused}
+    assert any(str(ds.get("Modality", "")) == "CT" for ds in run.outputs.values()), "the CT slice was not written"
+    leaks = _leaks_in_outputs(run, scanner)
+    for path, ds in run.outputs.items():
+        leaks += [f"{path.name} bytes: {h!r}" for h in scanner.scan_bytes(dataset_bytes(path))]
+        leaks += [f"path {h}" for h in scanner.scan_path(path.relative_to(run.dst))]
+        if ds.file_meta.MediaStorageSOPClassUID == "1.2.840.10008.5.1.4.1.1.104.1":
+            assert b"7734291" not in bytes(ds.get("EncapsulatedDocument", b"")), "PDF copied with the MRN inside"
+    assert not leaks, _fmt(leaks)
+    pdf_written = any(ds.file_meta.MediaStorageSOPClassUID == "1.2.840.10008.5.1.4.1.1.104.1"
+                      for ds in run.outputs.values())
+    assert pdf_written or "report_Doe.dcm" in refused
     assert not scanner.scan_text(_strip_paths(run.console, _report_paths(run.report), run.src))
