@@ -667,3 +667,12 @@ def test_synthetic_enhanced_matches_dcm2niix(tmp_path, angles, n_slices, n_times
     assert len(refs) == len(volumes) == n_echoes
     for volume, ref in zip(volumes, refs):  # dcm2niix names echoes _e1, _e2 ...
         assert_matches_reference(volume, ref)
+
+
+def test_mosaic_count_stored_as_un_by_a_pacs():
+    """Some archives rewrite private elements as UN: the count is then raw little-endian bytes."""
+    ds, frame = make_mosaic(n_slices=5, tile=(4, 6))
+    del ds[0x0019, 0x100A]
+    ds.private_block(0x0019, "SIEMENS MR HEADER").add_new(0x0A, "UN", b"\x05\x00")
+    assert mosaic_slice_count(ds) == 5
+    assert unmosaic(frame, ds).shape == (4, 6, 5)

@@ -39,7 +39,9 @@ from convert.atomic import atomic_file
 from convert.volume import Meta, Volume
 
 __all__ = [
+    "DESCRIPTOR_KEYS",
     "PHI_FIELDS",
+    "PHI_KEYS",
     "SIDECAR_FIELDS",
     "SIDECAR_KEYS",
     "build_sidecar",
