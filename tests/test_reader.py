@@ -421,3 +421,38 @@ def test_existing_outputs_are_not_overwritten_without_the_option(tmp_path: Path)
     assert not again.ok and "already exists" in (again.failed[0].error or "")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(p.name for p in first.written)
     assert convert_dicom_tree(tmp_path / "in", tmp_path / "out", overwrite=True).ok
+
+
+@settings(max_examples=12, deadline=None)
+@given(angles=st.tuples(*[st.floats(-3.1, 3.1)] * 3), descending=st.booleans(),
+       spacing=st.tuples(st.floats(0.3, 4.0), st.floats(0.3, 4.0), st.floats(0.5, 6.0)),
+       slices=st.integers(2, 6))
+def test_any_orientation_and_order_gives_the_generator_affine(tmp_path_factory: pytest.TempPathFactory, angles,
+                                                              descending: bool, spacing, slices: int) -> None:
+    from convert.sample import oblique_cosines
+
+    row, col = oblique_cosines(*angles)
+    folder = tmp_path_factory.mktemp("geom")
+    _, spec = make_series(folder, rows=6, columns=5, slices=slices, row_cosine=row, column_cosine=col,
+                          pixel_spacing=(round(spacing[0], 3), round(spacing[1], 3)),
+                          slice_spacing=round(spacing[2], 3), descending=descending, shuffle_names=True)
+    volume = _read(folder)
+    np.testing.assert_allclose(volume.affine, expected_affine_ras(spec), atol=1e-4)
+    np.testing.assert_array_equal(volume.array, stored_data(spec)[..., 0])
+
+
+def test_folder_to_nrrd_output(tmp_path: Path) -> None:
+    from convert.formats import all_formats
+
+    if "nrrd" not in {f.name for f in all_formats() if f.can_write}:
+        pytest.skip("NRRD writer not available")
+    import nrrd
+
+    _, spec = make_series(tmp_path / "in", "oblique")
+    report = convert_dicom_tree(tmp_path / "in", tmp_path / "out", to="nrrd")
+    assert report.ok and [p.suffix for p in report.written] == [".nrrd"]  # sidecars only for NIfTI
+    data, header = nrrd.read(str(report.written[0]))
+    assert data.shape == (24, 32, 10)
+    directions = np.asarray(header["space directions"], dtype=float)
+    lps = expected_affine_ras(spec) * np.array([-1, -1, 1, 1])[:, None]
+    np.testing.assert_allclose(directions.T, lps[:3, :3], atol=1e-4)

@@ -64,6 +64,7 @@ class Series:
         tilt_deg: angle (degrees) between the slice-position line and the normal.
         warnings: human-readable notes (duplicates dropped, gaps, tilt...).
         problem: why this series cannot be read at all (inconsistent 4D...), or None.
+        mosaic_tile: for mosaics, the unpacked ``(columns, rows, slices)`` of one tile stack.
     """
 
     kind: str
@@ -80,6 +81,7 @@ class Series:
     tilt_deg: float = 0.0
     warnings: list[str] = field(default_factory=list)
     problem: str | None = None
+    mosaic_tile: tuple[int, int, int] | None = None
 
     # ---- derived
     @property
@@ -115,7 +117,8 @@ class Series:
             base = (first.columns, first.rows, first.number_of_frames)
             return base + (self.n_times,) if self.n_times > 1 else base
         if self.kind == "mosaic":
-            return (first.columns, first.rows, 1, self.n_times) if self.n_times > 1 else (first.columns, first.rows, 1)
+            tile = self.mosaic_tile or (first.columns, first.rows, 1)
+            return tile + (self.n_times,) if self.n_times > 1 else tile
         base = (first.columns, first.rows, self.n_slices)
         return base + (self.n_times,) if self.n_times > 1 else base
 
@@ -305,6 +308,14 @@ def _build_mosaic(members: list[Instance]) -> Series:
     series = Series(kind="mosaic", grid=[kept], warnings=warnings)
     if kept[0].orientation is not None:
         series.normal = _normal(kept[0].orientation)
+    try:
+        from convert.dicom import multiframe
+
+        header = kept[0].load_header()
+        tile_rows, tile_cols, _ = multiframe.mosaic_tile_shape(header)
+        series.mosaic_tile = (tile_cols, tile_rows, multiframe.mosaic_slice_count(header))
+    except Exception as exc:  # reported when the series is read
+        series.warnings.append(f"cannot tell the mosaic layout yet: {exc}")
     return series
 
 
