@@ -13,9 +13,19 @@ from __future__ import annotations
 from convert.api import convert, describe, load, save
 from convert.errors import ConvertError
 from convert.volume import Meta, Volume
-from convert import anonymize  # a callable package: convert.anonymize(dataset_or_path, ...)
 
 __all__ = ["ConvertError", "Meta", "Volume", "anonymize", "convert", "describe", "load", "save", "__version__"]
+
+
+
+def __getattr__(name: str) -> object:
+    """Import ``convert.anonymize`` (a callable package) on first use: it pulls in pydicom (~0.4 s)."""
+    if name == "anonymize":
+        import importlib
+
+        return importlib.import_module("convert.anonymize")
+    raise AttributeError(f"module 'convert' has no attribute {name!r}")
+
 
 try:
     from importlib.metadata import version as _version
