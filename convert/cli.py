@@ -170,7 +170,8 @@ def _convert_dicom_folder(src: Path, dst: Path, **options: Any) -> None:
             task = bar.add_task("converting", total=None)
 
             def progress(done: int, total: int, label: str) -> None:
-                bar.update(task, completed=done, total=total, description=_escape(f"series {label}"))
+                text = label if label == "scanning files" else f"series {label}"
+                bar.update(task, completed=done, total=total, description=_escape(text))
 
             report = convert_dicom_tree(src, dst, progress=progress, **options)
     else:

@@ -728,7 +728,8 @@ def convert_dicom_tree(src_dir: str | Path, out_dir: str | Path, *, to: str = "n
     if not fmt.can_write:
         raise ConvertError(f"format '{fmt.name}' can be read but not written")
     render_name(name, {k: "x" for k in NAME_FIELDS})  # validate the template before any work
-    result: ScanResult = scan(src_dir)
+    scan_progress = (lambda done, total: progress(done, total, "scanning files")) if progress else None
+    result: ScanResult = scan(src_dir, progress=scan_progress)
     report = Report(source=src_dir, skipped=list(result.skipped))
     if not result.instances:
         raise DicomError(f"no DICOM image found ({len(result.skipped)} file(s) skipped)", src_dir)
