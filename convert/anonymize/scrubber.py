@@ -458,7 +458,8 @@ class Scrubber:
         dst = out._dict
         implicit = src.original_encoding[0]
         for tag, elem in list(src._dict.items()):
-            group = tag >> 16
+            itag = int(tag)  # plain int: BaseTag's Python-level __eq__ slows dict lookups
+            group = itag >> 16
             if group & 1:  # ---------------------------------------------- private
                 if plan.private == "X" or (tag & 0xFFFF) < 0x1000:
                     counts.removed += 1
@@ -495,15 +496,15 @@ class Scrubber:
                     action = _fallback_action(0x60000000 | element)
                     action = "C" if action == "X" else action  # overlay labels/descriptions: cleaned text
             else:
-                action = actions.get(tag)
+                action = actions.get(itag)
                 if action is None:
-                    action = _fallback_action(tag)
-                    if action != "X" and not _vr_matches(elem, tag):
+                    action = _fallback_action(itag)
+                    if action != "X" and not _vr_matches(elem, itag):
                         action = "X"  # a VR other than the dictionary's: we cannot vouch for the value
-                    elif action == "X" and clean and _vr_matches(elem, tag) and _dictionary_vr(tag) in _TEXT_VRS:
+                    elif action == "X" and clean and _vr_matches(elem, itag) and _dictionary_vr(itag) in _TEXT_VRS:
                         action = "C"
             if action == "K":
-                dvr = _dictionary_vr(tag)
+                dvr = _dictionary_vr(itag)
                 if dvr in _SYNTAX and not _syntax_ok(elem, dvr):
                     action = "X"  # not a valid value of its VR: could be anything (a name in the wrong field)
                 elif dvr in _TEMPORAL_VRS:
@@ -515,7 +516,7 @@ class Scrubber:
                 dst[tag] = _copy(elem)
                 counts.kept += 1
                 continue
-            if action == "K" and isinstance(elem, RawDataElement) and _raw_vr(elem, tag) != "SQ":
+            if action == "K" and isinstance(elem, RawDataElement) and _raw_vr(elem, itag) != "SQ":
                 # raw bytes are copied as read, unless they were encoded differently from what the
                 # dataset declares (e.g. implicit VR inside an "explicit" file): then decode them
                 dst[tag] = elem if elem.is_implicit_VR == implicit else _copy(src[tag])
@@ -552,6 +553,20 @@ class Scrubber:
         if action == "X":
             counts.removed += 1
             return None
+        # Fast paths that need the VR only, not the decoded value
+        stored = src._dict[tag]
+        fast_vr = stored.VR or _dictionary_vr(int(tag))
+        if fast_vr and " " not in fast_vr and fast_vr not in ("SQ", "UI") \
+                and int(tag) not in (_PATIENT_ID, _PATIENT_NAME):
+            if action == "Z":
+                counts.emptied += 1
+                return DataElement(tag, fast_vr, None)
+            if action == "D" and fast_vr in _DUMMY:
+                counts.replaced += 1
+                return DataElement(tag, fast_vr, _DUMMY[fast_vr])
+            if action == "T" and not ({"full-dates", "modified-dates"} & ctx.options):
+                counts.removed += 1
+                return None
         try:
             elem = src[tag]
             _ = elem.value
@@ -568,7 +583,7 @@ class Scrubber:
             items = Sequence([self._scrub_dataset(item, ctx, clean=inner_clean) for item in (elem.value or [])])
             counts.kept += 1
             return DataElement(tag, "SQ", items)
-        if tag in (_PATIENT_ID, _PATIENT_NAME) and action in ("Z", "D", "C", "U"):
+        if int(tag) in (_PATIENT_ID, _PATIENT_NAME) and action in ("Z", "D", "C", "U"):
             counts.replaced += 1
             pid = _text_of(src, _PATIENT_ID)
             if tag == _PATIENT_ID:
@@ -788,11 +803,18 @@ def _syntax_ok(elem: DataElement | RawDataElement, vr: str) -> bool:
     return True
 
 
+_DICT_VR: dict[int, str] = {}
+
+
 def _dictionary_vr(tag: int) -> str:
-    try:
-        return dictionary_VR(tag)
-    except KeyError:
-        return ""
+    vr = _DICT_VR.get(tag)
+    if vr is None:
+        try:
+            vr = dictionary_VR(tag)
+        except KeyError:
+            vr = ""
+        _DICT_VR[tag] = vr
+    return vr
 
 
 def _vr_matches(elem: DataElement | RawDataElement, tag: int) -> bool:
@@ -801,7 +823,7 @@ def _vr_matches(elem: DataElement | RawDataElement, tag: int) -> bool:
     if not vr:
         return True
     try:
-        expected = dictionary_VR(tag)
+        expected = _dictionary_vr(tag) or dictionary_VR(tag)
     except KeyError:
         return False
     if vr == expected or vr in expected.split(" or "):
