@@ -270,6 +270,7 @@ def test_synthetic_enhanced_oblique_geometry_split_and_order(tmp_path):
     for e, volume in enumerate(volumes):
         assert volume.shape == (5, 4, 3, 2)  # [i=col, j=row, k, t]
         assert volume.meta.acquisition["EchoTime"] == pytest.approx((10.0, 20.0)[e] / 1000)
+        assert volume.meta.acquisition["EchoNumber"] == e + 1
         assert volume.slope == 2.0 and volume.intercept == -5.0
         assert volume.dtype == np.int16
         for fr in truth:

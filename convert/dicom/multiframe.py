@@ -515,14 +515,35 @@ def _real_world_units(ds: Dataset, frame: _Frame) -> str | None:
     return code if code and code != "1" else None
 
 
-def _volume_meta(ds: Dataset, slices: list[list[_Frame]]) -> Meta:
+def _echo_numbers(leaders: Sequence[_Frame]) -> list[int | None]:
+    """1-based echo number of each volume among the volumes of its stack and image type.
+
+    Only set when that stack/type holds several echo times (a multi-echo split).
+    """
+    numbers: list[int | None] = []
+    for leader in leaders:
+        echoes = sorted({f.echo_time for f in leaders if f.stack == leader.stack
+                         and f.image_type == leader.image_type and f.echo_time is not None})
+        if len(echoes) > 1 and leader.echo_time is not None:
+            numbers.append(echoes.index(leader.echo_time) + 1)
+        else:
+            numbers.append(None)
+    return numbers
+
+
+def _volume_meta(ds: Dataset, slices: list[list[_Frame]], echo_number: int | None = None) -> Meta:
     """Meta of one volume: the dataset's allow-listed fields, with this volume's own echo, type, window, timing."""
     nt = len(slices[0])
     meta = meta_from_dataset(ds)
     acquisition = dict(meta.acquisition)
     first = slices[0][0]
     if first.echo_time is not None:
-        acquisition["EchoTime"] = round(first.echo_time / 1000.0, 9)
+        if first.echo_time > 0:
+            acquisition["EchoTime"] = round(first.echo_time / 1000.0, 9)
+        else:  # 0 means "not applicable" (e.g. a computed field map): None hides the header's value
+            acquisition["EchoTime"] = None
+    if echo_number is not None:
+        acquisition["EchoNumber"] = echo_number
     if first.image_type:
         base = [str(v) for v in (ds.get("ImageType") or [])][:2]
         acquisition["ImageType"] = base + list(first.image_type)
@@ -619,8 +640,9 @@ def read_enhanced(path: Path, ds: Dataset | None = None, *, philips_precise: boo
     source: Any = path if path.is_file() else ds
     _fill(targets, source, len(frames), path)
     volumes = []
-    for (affine_lps, slices), target in zip(geometry, targets):
-        meta = _volume_meta(ds, slices)
+    echo_numbers = _echo_numbers([slices[0][0] for _, slices in geometry])
+    for (affine_lps, slices), target, echo_number in zip(geometry, targets, echo_numbers):
+        meta = _volume_meta(ds, slices, echo_number)
         volumes.append(
             Volume(array=target.result(), affine=lps_to_ras(affine_lps), meta=meta, slope=target.slope,
                    intercept=target.intercept, source=ds)

@@ -602,7 +602,8 @@ def build_sidecar(
             slice); for an enhanced object, its one dataset.
         volume: the converted volume; volume-specific fields its reader put in
             ``meta.acquisition`` (e.g. the echo time of one echo of an enhanced
-            file, SliceTiming) override header values, and SliceTiming of a 2D
+            file, SliceTiming) override header values (a None value removes
+            the field), and SliceTiming of a 2D
             acquisition is derived from the first ``nk`` headers' AcquisitionTime.
         include_phi: also add identifying fields (:data:`PHI_FIELDS`). Default
             False: the result holds only :data:`SIDECAR_KEYS`.
@@ -635,8 +636,11 @@ def build_sidecar(
         sidecar["SliceTiming"] = timing or slice_timing
     if volume is not None:
         for key, value in volume.meta.acquisition.items():
-            if key in SIDECAR_KEYS and value is not None:
-                sidecar[key] = value
+            if key in SIDECAR_KEYS:
+                if value is None:  # the volume says "not applicable" (e.g. EchoTime of a field map)
+                    sidecar.pop(key, None)
+                else:
+                    sidecar[key] = value
         if "PhaseEncodingDirection" in sidecar:
             sidecar.pop("PhaseEncodingAxis", None)
         if volume.meta.units and "Units" not in sidecar and sidecar.get("Modality") == "MR":
