@@ -490,3 +490,27 @@ def test_dicomdir_records_removed() -> None:
     ds.DirectoryRecordSequence = Sequence([record])
     out = anonymize_dataset(ds, key=KEY)
     assert not [e for e in out if e.tag.group == 4]
+
+
+def test_safe_private_list_keeps_numbers_only() -> None:
+    ds = mr_image()
+    block = ds.private_block(0x0043, "GEMS_PARM_01", create=True)
+    block.add_new(0x39, "IS", [0, 1000, 0, 0])      # b-value: kept
+    block.add_new(0x2C, "SS", 388)                  # echo spacing (binary): kept
+    block.add_new(0x83, "LO", "Doe John")          # on the list, but text: removed
+    out = anonymize_dataset(ds, key=KEY, keep=["safe-private"])
+    private = {int(e.tag): e.value for e in out if e.tag.is_private}
+    assert private[0x00431039] == [0, 1000, 0, 0] and private[0x0043102C] == 388
+    assert 0x00431083 not in private and private[0x00430010] == "GEMS_PARM_01"
+
+
+def test_safe_private_on_real_siemens_and_ge_files() -> None:
+    folder = conformance_dir("dcm_qa_nih") / "In"
+    siemens = pydicom.dcmread(sorted((folder / "20180918Si").rglob("*.dcm"))[0])
+    out = anonymize_dataset(siemens, key=KEY, keep=["safe-private"])
+    kept = {e.name.strip("[]") for e in out if e.tag.is_private}
+    assert "MosaicRefAcqTimes" in kept or "NumberOfImagesInMosaic" in kept or kept == {"Private Creator"}
+    assert not any("CSA" in name for name in kept)
+    ge = pydicom.dcmread(sorted((folder / "20180918GE").rglob("*.dcm"))[0])
+    kept = {int(e.tag) for e in anonymize_dataset(ge, key=KEY, keep=["safe-private"]) if e.tag.is_private}
+    assert 0x00431039 in kept and 0x00090010 not in kept  # b-value kept, GEMS_IDEN_01 block gone

@@ -87,13 +87,11 @@ CLASS_UID_KEYWORDS: frozenset[str] = frozenset({
 #: b-values and directions, scaling, mosaic layout, slice timing); never CSA
 #: headers, which can hold free text.
 SAFE_PRIVATE: dict[tuple[str, int, int], str] = {
-    ("SIEMENS MR HEADER", 0x0019, 0x08): "ImagingMode",
     ("SIEMENS MR HEADER", 0x0019, 0x0A): "NumberOfImagesInMosaic",
     ("SIEMENS MR HEADER", 0x0019, 0x0B): "SliceMeasurementDuration",
     ("SIEMENS MR HEADER", 0x0019, 0x0C): "B_value",
     ("SIEMENS MR HEADER", 0x0019, 0x0D): "DiffusionDirectionality",
     ("SIEMENS MR HEADER", 0x0019, 0x0E): "DiffusionGradientDirection",
-    ("SIEMENS MR HEADER", 0x0019, 0x0F): "GradientMode",
     ("SIEMENS MR HEADER", 0x0019, 0x27): "B_matrix",
     ("SIEMENS MR HEADER", 0x0019, 0x28): "BandwidthPerPixelPhaseEncode",
     ("SIEMENS MR HEADER", 0x0019, 0x29): "MosaicRefAcqTimes",
@@ -472,7 +470,7 @@ class Scrubber:
                             creators[(g, e)] = _text_of(src, t).strip()
                 block = (group, (tag & 0xFF00) >> 8)
                 creator = creators.get(block)
-                if creator and (creator, group, tag & 0xFF) in SAFE_PRIVATE:
+                if creator and (creator, group, tag & 0xFF) in SAFE_PRIVATE and _numeric_value(elem):
                     dst[tag] = _copy(elem)
                     kept_private_blocks.add(block)
                     counts.kept += 1
@@ -804,6 +802,33 @@ def _syntax_ok(elem: DataElement | RawDataElement, vr: str) -> bool:
 
 
 _DICT_VR: dict[int, str] = {}
+
+
+_NUMERIC_BINARY_VRS = frozenset({"FL", "FD", "SL", "SS", "UL", "US", "SV", "UV", "OF", "OD"})
+_NUMBERS = re.compile(r"^[ \d.eE+\-\\]*$")
+
+
+def _numeric_value(elem: DataElement | RawDataElement) -> bool:
+    """True when a (private) value can only hold numbers: a binary numeric VR, or ASCII digits/signs/dots."""
+    if elem.VR in _NUMERIC_BINARY_VRS:
+        return True
+    value = elem.value
+    if value is None:
+        return True
+    if isinstance(value, (bytes, bytearray)):
+        if elem.VR in (None, "UN", "OB") and len(value) % 4 == 0 and not bytes(value).strip(b"\0").isascii():
+            return True  # binary numbers read without a VR (implicit little endian)
+        try:
+            text = bytes(value).decode("ascii")
+        except UnicodeDecodeError:
+            return False
+    elif isinstance(value, (list, MultiValue)):
+        return all(isinstance(v, (int, float)) or _NUMBERS.match(str(v)) for v in value)
+    elif isinstance(value, (int, float)):
+        return True
+    else:
+        text = str(value)
+    return bool(_NUMBERS.match(text.strip("\0 ")))
 
 
 def _dictionary_vr(tag: int) -> str:
