@@ -677,3 +677,18 @@ def test_mosaic_count_stored_as_un_by_a_pacs():
     ds.private_block(0x0019, "SIEMENS MR HEADER").add_new(0x0A, "UN", b"\x05\x00")
     assert mosaic_slice_count(ds) == 5
     assert unmosaic(frame, ds).shape == (4, 6, 5)
+
+
+@pytest.mark.parametrize("syntax", ["DeflatedExplicitVRLittleEndian", "ImplicitVRLittleEndian"])
+def test_enhanced_in_deflated_and_implicit_syntaxes(tmp_path, syntax):
+    import pydicom.uid
+
+    path, _ = make_enhanced(tmp_path / "plain.dcm", echoes=(5.0,), n_times=2)
+    (plain,) = read_enhanced(path)
+    ds = pydicom.dcmread(path)
+    ds.file_meta.TransferSyntaxUID = getattr(pydicom.uid, syntax)
+    ds.save_as(tmp_path / "other.dcm", enforce_file_format=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        (other,) = read_enhanced(tmp_path / "other.dcm")
+    assert np.array_equal(other.array, plain.array)

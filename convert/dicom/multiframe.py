@@ -453,6 +453,15 @@ class _Target:
         return self.array[..., 0] if self.nt == 1 else self.array
 
 
+def _read_full(path: Path) -> Dataset:
+    import pydicom
+
+    try:
+        return pydicom.dcmread(path)
+    except Exception as exc:  # pydicom raises several types for broken files
+        raise CorruptFileError(f"not a readable DICOM file: {exc}", path) from exc
+
+
 def _fill(targets: list[_Target], source: Any, n_frames: int, path: Path) -> None:
     """Decode frames one at a time (``pydicom.pixels.iter_pixels``) straight into their targets.
 
@@ -636,8 +645,12 @@ def read_enhanced(path: Path, ds: Dataset | None = None, *, philips_precise: boo
     has_pixels = any(kw in ds for kw in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"))
     if not has_pixels and not path.is_file():
         raise CorruptFileError("DICOM file has no pixel data", path)
-    # decode from the file (memory: one frame at a time) unless only an in-memory dataset exists
+    # decode from the file (memory: one frame at a time) unless only an in-memory dataset exists;
+    # a deflated file must be inflated as a whole first (pydicom cannot stream frames from it)
     source: Any = path if path.is_file() else ds
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if source is path and syntax is not None and syntax.is_deflated:
+        source = ds if has_pixels else _read_full(path)
     _fill(targets, source, len(frames), path)
     volumes = []
     echo_numbers = _echo_numbers([slices[0][0] for _, slices in geometry])
