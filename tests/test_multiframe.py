@@ -692,3 +692,19 @@ def test_enhanced_in_deflated_and_implicit_syntaxes(tmp_path, syntax):
         warnings.simplefilter("ignore")
         (other,) = read_enhanced(tmp_path / "other.dcm")
     assert np.array_equal(other.array, plain.array)
+
+
+def test_float_pixel_data_parametric_map(tmp_path):
+    """Parametric maps store FloatPixelData (32-bit IEEE): kept as float32."""
+    path, _ = make_enhanced(tmp_path / "a.dcm", echoes=(5.0,), n_times=1, shuffle=False)
+    ds = pydicom.dcmread(path)
+    values = np.arange(3 * 4 * 5, dtype=np.float32).reshape(3, 4, 5) / 7
+    del ds.PixelData, ds.BitsStored, ds.HighBit, ds.PixelRepresentation
+    ds.BitsAllocated = 32
+    for item in ds.PerFrameFunctionalGroupsSequence:
+        del item.PixelValueTransformationSequence
+    ds.FloatPixelData = values.tobytes()
+    ds.save_as(tmp_path / "map.dcm")
+    (volume,) = read_enhanced(tmp_path / "map.dcm")
+    assert volume.dtype == np.float32 and not volume.is_scaled
+    np.testing.assert_array_equal(volume.array.transpose(2, 1, 0), values)
