@@ -650,3 +650,37 @@ def test_write_bval_bvec_fsl_format(tmp_path):
     with pytest.raises(OutputExistsError):
         write_bval_bvec(tmp_path / "dwi", [0.0, 1000.0], bvecs)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dwi.bval", "dwi.bvec"]
+
+
+_GARBAGE = st.one_of(
+    st.text(max_size=12),
+    st.sampled_from(["", " ", "NaN", "inf", "-inf", "1e400", "12\\34", "abc", "0", "-0", "3.5.6", "\x00"]),
+)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@settings(max_examples=80, deadline=None)
+@given(values=st.dictionaries(st.sampled_from(sorted(ALLOWED_SOURCES)), _GARBAGE, min_size=1, max_size=12),
+       phase=st.sampled_from(["ROW", "COL", "COLUMN", "", "junk"]))
+def test_garbage_in_allow_listed_elements_never_breaks_the_sidecar(values, phase):
+    """Real headers hold junk ("NaN", empty, multi-valued where single is expected): no crash, strict JSON."""
+    from pydicom.datadict import dictionary_VR, tag_for_keyword
+
+    ds = Dataset()
+    ds.Modality = "MR"
+    for keyword, text in values.items():
+        tag = tag_for_keyword(keyword)
+        vr = dictionary_VR(tag)
+        if vr in {"SQ", "US", "SS", "UL", "SL", "FL", "FD", "OB", "OW", "UN", "AT"}:
+            continue
+        try:
+            ds.add_new(tag, vr, text)
+        except Exception:
+            continue  # pydicom itself refuses the value
+    ds.InPlanePhaseEncodingDirection = phase
+    volume = Volume(np.zeros((2, 2, 2), np.int16), np.eye(4))
+    sidecar = build_sidecar([ds, ds], volume)
+    json.dumps(sidecar, allow_nan=False)  # strict JSON: no NaN/inf
+    assert set(sidecar) <= SIDECAR_KEYS
+    meta = meta_from_dataset(ds)
+    json.dumps(dict(meta.acquisition), allow_nan=False)
