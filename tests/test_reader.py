@@ -456,3 +456,69 @@ def test_folder_to_nrrd_output(tmp_path: Path) -> None:
     directions = np.asarray(header["space directions"], dtype=float)
     lps = expected_affine_ras(spec) * np.array([-1, -1, 1, 1])[:, None]
     np.testing.assert_allclose(directions.T, lps[:3, :3], atol=1e-4)
+
+
+def test_diffusion_series_gets_bval_and_bvec(tmp_path: Path) -> None:
+    bvals = [0.0, 1000.0, 1000.0]
+    dirs = [[0, 0, 0], [1, 0, 0], [0, 0.6, 0.8]]
+
+    def mutate(ds, k: int, t: int) -> None:
+        ds.DiffusionBValue = bvals[t]
+        ds.DiffusionGradientOrientation = dirs[t]
+
+    from convert.sample import write_series
+    from fixtures.dicom_series import small_spec
+
+    write_series(tmp_path / "in", small_spec(times=3, modality="MR", rescale_intercept=0.0), mutate=mutate)
+    report = convert_dicom_tree(tmp_path / "in", tmp_path / "out")
+    assert report.ok, report.failed
+    names = sorted(p.name for p in report.written)
+    assert any(n.endswith(".bval") for n in names) and any(n.endswith(".bvec") for n in names)
+    bval_path = next(p for p in report.written if p.suffix == ".bval")
+    assert [float(v) for v in bval_path.read_text().split()] == bvals
+
+
+def test_diffusion_bvecs_match_dcm2niix(tmp_path: Path) -> None:
+    exe = require_tool("dcm2niix")
+    bvals = [0.0, 1000.0, 1000.0, 2000.0]
+    dirs = [[0, 0, 0], [1, 0, 0], [0, 0.6, 0.8], [0.48, -0.6, 0.64]]
+
+    def mutate(ds, k: int, t: int) -> None:
+        ds.DiffusionBValue = bvals[t]
+        ds.DiffusionGradientOrientation = dirs[t]
+
+    from convert.sample import write_series
+    from fixtures.dicom_series import small_spec
+
+    write_series(tmp_path / "in", small_spec("oblique", times=4, modality="MR", rescale_intercept=0.0), mutate=mutate)
+    report = convert_dicom_tree(tmp_path / "in", tmp_path / "out")
+    ours = np.loadtxt(next(p for p in report.written if p.suffix == ".bvec"))
+    (tmp_path / "ref").mkdir()
+    subprocess.run([exe, "-z", "n", "-f", "%s", "-o", str(tmp_path / "ref"), str(tmp_path / "in")],
+                   capture_output=True, timeout=120, check=True)
+    ref = np.loadtxt(next((tmp_path / "ref").glob("*.bvec")))
+    ref_nii = nib.load(str(next((tmp_path / "ref").glob("*.nii"))))
+    our_nii = nib.load(str(next(p for p in report.written if p.name.endswith(".nii.gz"))))
+    np.testing.assert_allclose(_bvecs_to_world(ours, our_nii.affine), _bvecs_to_world(ref, ref_nii.affine), atol=1e-4)
+
+
+def _bvecs_to_world(bvecs: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """FSL bvecs (voxel axes, x flipped when det > 0) -> RAS+ world directions: compares files of any layout."""
+    vox = np.array(bvecs, dtype=float)
+    if np.linalg.det(affine[:3, :3]) > 0:
+        vox[0] *= -1
+    axes = affine[:3, :3] / np.linalg.norm(affine[:3, :3], axis=0)
+    return axes @ vox
+
+
+def test_volume_suffixes_tell_volumes_apart() -> None:
+    from convert.dicom.reader import volume_suffixes
+    from convert.volume import Meta, Volume
+
+    def vol(**acq) -> Volume:
+        return Volume(np.zeros((2, 2, 2), np.int16), np.eye(4), meta=Meta(acquisition=acq))
+
+    assert volume_suffixes([vol(ImageType=["ORIGINAL", "M"]), vol(ImageType=["ORIGINAL", "FIELD_MAP", "REAL"])]) == [
+        "mag", "fieldmap"]
+    assert volume_suffixes([vol(EchoTime=0.02), vol(EchoTime=0.01)]) == ["e2", "e1"]
+    assert volume_suffixes([vol(), vol()]) == ["1", "2"]

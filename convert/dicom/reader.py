@@ -711,7 +711,8 @@ def convert_dicom_tree(src_dir: str | Path, out_dir: str | Path, *, to: str = "n
     """Convert every series under ``src_dir`` into ``out_dir`` (one file per volume).
 
     Each series is isolated: a failure is recorded in the report and the others
-    still convert. An output that already exists fails its series
+    still convert. Diffusion series also get FSL ``.bval``/``.bvec`` files
+    (with NIfTI output). An output that already exists fails its series
     (:class:`~convert.errors.OutputExistsError`) unless ``overwrite``. NIfTI outputs get a BIDS-style JSON sidecar (no PHI unless
     ``sidecar_phi``). Output names come from ``name`` (fields from
     :data:`NAME_FIELDS`), sanitised; collisions get ``_2``, ``_3``... suffixes.
@@ -749,16 +750,24 @@ def convert_dicom_tree(src_dir: str | Path, out_dir: str | Path, *, to: str = "n
             volumes = read_series_volumes(series, tilt_correct=tilt_correct, allow_gaps=allow_gaps,
                                           resample_uneven=resample_uneven)
             outcome.warnings = list(series.warnings)
+            suffixes = volume_suffixes(volumes)
             for v_index, volume in enumerate(volumes):
                 fields = _name_fields(series, v_index, len(volumes))
                 stem = render_name(name, fields)
                 if len(volumes) > 1 and "{Index}" not in name:
-                    stem = f"{stem}_{v_index + 1}"
+                    stem = sanitize_name(f"{stem}_{suffixes[v_index]}")
                 stem = _unique_stem(stem, claimed)
                 target = out_dir / f"{stem}{ext}"
                 json_path = out_dir / f"{stem}.json"
-                check_writable(list(fmt.output_paths(target)) + ([json_path] if writes_json else []), overwrite)
+                dwi = _diffusion(series, volume) if writes_json else None
+                extra_targets = [json_path] if writes_json else []
+                if dwi is not None:
+                    extra_targets += [out_dir / f"{stem}.bval", out_dir / f"{stem}.bvec"]
+                check_writable(list(fmt.output_paths(target)) + extra_targets, overwrite)
                 outcome.written.extend(fmt.write(volume, target, overwrite=overwrite))
+                if dwi is not None:
+                    outcome.written.extend(_sidecar.write_bval_bvec(out_dir / stem, dwi[0], dwi[1],
+                                                                    overwrite=overwrite))
                 if writes_json and _sidecar is not None:
                     headers = [inst.load_header() for inst in series.instances]
                     data = _sidecar.build_sidecar(headers, volume, include_phi=sidecar_phi)
@@ -772,6 +781,48 @@ def convert_dicom_tree(src_dir: str | Path, out_dir: str | Path, *, to: str = "n
     if progress:
         progress(len(all_series), len(all_series), "done")
     return report
+
+
+def _diffusion(series: Series, volume: Volume) -> tuple[list[float], np.ndarray] | None:
+    """(b-values, FSL bvecs) for a diffusion series, via :mod:`convert.dicom.sidecar`; None otherwise."""
+    if _sidecar is None or not hasattr(_sidecar, "diffusion_table") or volume.array.ndim != 4:
+        return None
+    time_headers = None
+    if series.kind in ("slices", "mosaic") and len(series.grid[0]) == volume.shape[3]:
+        time_headers = [inst.load_header() for inst in series.grid[0]]
+    table = _sidecar.diffusion_table(volume, time_headers)
+    if table is None:
+        return None
+    bvals, gradients = table
+    return bvals, _sidecar.fsl_bvecs(gradients, volume.affine)
+
+
+_KIND_NAMES = {"M": "mag", "MAGNITUDE": "mag", "P": "phase", "PHASE": "phase", "R": "real", "REAL": "real",
+               "I": "imag", "IMAGINARY": "imag", "FIELD_MAP": "fieldmap", "B0": "fieldmap", "ADC": "adc",
+               "TRACEW": "trace", "FA": "fa", "DERIVED": "derived", "LOCALIZER": "localizer"}
+
+
+def volume_suffixes(volumes: Sequence[Volume]) -> list[str]:
+    """Name suffixes telling apart the volumes of one series: image kind, else echo, else index.
+
+    E.g. ``["mag", "fieldmap"]`` for a Philips B0 map, ``["e1", "e2"]`` for two
+    echoes, ``["1", "2"]`` otherwise. Always unique.
+    """
+    def kind(volume: Volume) -> str:
+        image_type = volume.meta.acquisition.get("ImageType") or ()
+        names = [_KIND_NAMES[v] for v in (str(t).upper() for t in image_type) if v in _KIND_NAMES]
+        if "fieldmap" in names:
+            return "fieldmap"
+        return "_".join(dict.fromkeys(names))
+
+    kinds = [kind(v) for v in volumes]
+    if all(kinds) and len(set(kinds)) == len(kinds):
+        return kinds
+    echoes = [volume.meta.acquisition.get("EchoTime") for volume in volumes]
+    if all(isinstance(e, (int, float)) for e in echoes) and len(set(echoes)) == len(echoes):
+        order = sorted(echoes)  # type: ignore[type-var]
+        return [f"e{order.index(e) + 1}" for e in echoes]
+    return [str(n + 1) for n in range(len(volumes))]
 
 
 def _unique_stem(stem: str, claimed: set[str]) -> str:
