@@ -708,3 +708,67 @@ def test_float_pixel_data_parametric_map(tmp_path):
     (volume,) = read_enhanced(tmp_path / "map.dcm")
     assert volume.dtype == np.float32 and not volume.is_scaled
     np.testing.assert_array_equal(volume.array.transpose(2, 1, 0), values)
+
+
+_MUTATIONS = [
+    ("PlanePositionSequence", "ImagePositionPatient"),
+    ("PlaneOrientationSequence", "ImageOrientationPatient"),
+    ("PixelMeasuresSequence", "PixelSpacing"),
+    ("PixelMeasuresSequence", "SpacingBetweenSlices"),
+    ("PixelValueTransformationSequence", "RescaleSlope"),
+    ("PixelValueTransformationSequence", "RescaleIntercept"),
+    ("MREchoSequence", "EffectiveEchoTime"),
+    ("FrameContentSequence", "StackID"),
+    ("FrameContentSequence", "FrameAcquisitionDateTime"),
+]
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(frame=st.integers(0, 5), mutation=st.sampled_from(_MUTATIONS),
+       value=st.one_of(st.text(max_size=10), st.lists(st.floats(allow_nan=True, allow_infinity=True), max_size=7),
+                       st.floats(allow_nan=True, allow_infinity=True)))
+def test_property_broken_functional_groups_raise_convert_errors_only(tmp_path_factory, frame, mutation, value):
+    path, _ = make_enhanced(tmp_path_factory.mktemp("broken") / "b.dcm", echoes=(5.0,), n_times=2, shuffle=False)
+    ds = pydicom.dcmread(path)
+    sequence, keyword = mutation
+    item = ds.PerFrameFunctionalGroupsSequence[frame]
+    if sequence not in item:
+        item[sequence] = pydicom.DataElement(pydicom.datadict.tag_for_keyword(sequence), "SQ", Sequence([Dataset()]))
+    target = item[sequence].value[0]
+    try:
+        if isinstance(value, list):
+            setattr(target, keyword, [str(v) for v in value])
+        else:
+            setattr(target, keyword, str(value))
+        ds.save_as(path)
+    except Exception:
+        return  # pydicom refuses to write it: nothing to read
+    try:
+        volumes = read_enhanced(path)
+    except ConvertError as exc:
+        assert "b.dcm" in str(exc)
+        return
+    for volume in volumes:
+        assert np.all(np.isfinite(volume.affine))
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom warns about the planted 'inf'
+@pytest.mark.parametrize("sequence, keyword, value, message", [
+    ("PixelMeasuresSequence", "PixelSpacing", [0.0, 1.0], "PixelSpacing"),
+    ("PlaneOrientationSequence", "ImageOrientationPatient", [1.0, 0.0, 0.0, 1.0, 0.0, 0.0], "orthogonal"),
+    ("PixelValueTransformationSequence", "RescaleSlope", "inf", "RescaleSlope"),
+])
+def test_one_bad_frame_is_named_in_the_error(tmp_path, sequence, keyword, value, message):
+    import copy
+
+    path, _ = make_enhanced(tmp_path / "bad.dcm", echoes=(5.0,), n_times=2, shuffle=False)
+    ds = pydicom.dcmread(path)
+    item = ds.PerFrameFunctionalGroupsSequence[3]
+    if sequence not in item:
+        item[sequence] = copy.deepcopy(ds.SharedFunctionalGroupsSequence[0][sequence])
+    setattr(item[sequence].value[0], keyword, value)
+    ds.save_as(path)
+    with pytest.raises(ConvertError, match=message) as info:
+        read_enhanced(path)
+    assert "frame 4" in str(info.value) and "bad.dcm" in str(info.value)

@@ -227,6 +227,19 @@ def _diffusion_gradient(groups: _Groups, frame: int) -> tuple[float, float, floa
     return tuple(v / norm for v in vector) if norm > 1e-6 else (0.0, 0.0, 0.0)  # type: ignore[return-value]
 
 
+def _check_plane(orientation: tuple[float, ...], spacing: tuple[float, float], frame: int, path: Path) -> None:
+    """Refuse a frame whose ImageOrientationPatient / PixelSpacing cannot describe a pixel grid."""
+    row, col = np.asarray(orientation[:3]), np.asarray(orientation[3:])
+    if (abs(np.linalg.norm(row) - 1) > 0.01 or abs(np.linalg.norm(col) - 1) > 0.01
+            or abs(float(np.dot(row, col))) > 0.01):
+        raise GeometryError(
+            f"frame {frame + 1}: ImageOrientationPatient {list(orientation)} is not two orthogonal unit vectors",
+            path,
+        )
+    if min(spacing) <= 0:
+        raise GeometryError(f"frame {frame + 1}: PixelSpacing {list(spacing)} must be positive", path)
+
+
 def _frames(ds: Dataset, path: Path, philips_precise: bool = False) -> list[_Frame]:
     n_frames = int(ds.get("NumberOfFrames") or 1)
     per_frame = ds.PerFrameFunctionalGroupsSequence
@@ -261,8 +274,14 @@ def _frames(ds: Dataset, path: Path, philips_precise: bool = False) -> list[_Fra
         dims = tuple(int(v) for n, v in enumerate(dims_raw) if n != position_dim)
         acq_time = _datetime_seconds(content.get("FrameAcquisitionDateTime")) if content is not None else None
         echo = _floats(groups.value(f, "MREchoSequence", "EffectiveEchoTime"), 1)
-        slope = _floats(groups.value(f, "PixelValueTransformationSequence", "RescaleSlope"), 1)
-        intercept = _floats(groups.value(f, "PixelValueTransformationSequence", "RescaleIntercept"), 1)
+        _check_plane(orientation, spacing, f, path)  # type: ignore[arg-type]
+        raw_slope = groups.value(f, "PixelValueTransformationSequence", "RescaleSlope")
+        raw_intercept = groups.value(f, "PixelValueTransformationSequence", "RescaleIntercept")
+        slope = _floats(raw_slope, 1)
+        intercept = _floats(raw_intercept, 1)
+        if (raw_slope is not None and slope is None) or (raw_intercept is not None and intercept is None):
+            raise DicomError(f"frame {f + 1} has an unusable RescaleSlope/RescaleIntercept "
+                             f"({raw_slope!r}, {raw_intercept!r}); its real values are unknown", path)
         if slope is None and "RescaleSlope" in ds:
             slope = _floats(ds.RescaleSlope, 1)
         if intercept is None and "RescaleIntercept" in ds:
