@@ -463,6 +463,15 @@ def test_same_key_gives_identical_outputs(run_a: Run, run_a_again: Run) -> None:
     assert not differing, f"same key, different bytes: {differing[:5]}"
 
 
+def test_outputs_do_not_depend_on_the_number_of_workers(corpus: CorpusManifest, run_a: Run, tmp_path: Path) -> None:
+    """Parallel runs (default workers) and a serial run give the same bytes at the same paths."""
+    serial = _run_api(corpus.root, tmp_path / "serial", key=KEY_A, workers=1)
+    first = {p.relative_to(run_a.dst): p.read_bytes() for p in run_a.outputs}
+    second = {p.relative_to(serial.dst): p.read_bytes() for p in serial.outputs}
+    assert first.keys() == second.keys()
+    assert [k for k in first if first[k] != second[k]] == []
+
+
 def test_different_key_gives_different_uids(run_a: Run, run_b: Run) -> None:
     def uids(run: Run) -> set[str]:
         out = set()
@@ -911,3 +920,50 @@ def test_documents_and_dicomdir_carry_no_phi(tmp_path: Path) -> None:
                       for ds in run.outputs.values())
     assert pdf_written or "report_Doe.dcm" in refused
     assert not scanner.scan_text(_strip_paths(run.console, _report_paths(run.report), run.src))
+
+
+# ------------------------------------------------------------------------------------------------
+# Retained-by-design elements holding the patient's own identifiers (defence in depth)
+# ------------------------------------------------------------------------------------------------
+def _siemens_mr(corpus: CorpusManifest) -> pydicom.Dataset:
+    f = next(f for f in corpus.files if "Doe" in f.path and not (f.burned_in or f.multiframe))
+    ds = pydicom.dcmread(corpus.root / f.path)
+    ds.add_new(0x00190010, "LO", "SIEMENS MR HEADER")
+    ds.add_new(0x00191008, "CS", "DOE JOHN")          # ImagingMode: a code string, here the patient's name
+    ds.add_new(0x0019100C, "IS", "1000")              # B_value: safe and valid, must survive with safe-private
+    ds.add_new(0x00191028, "FD", 30.0)                # BandwidthPerPixelPhaseEncode
+    ds.add_new(0x0019100A, "US", 1)
+    return ds
+
+
+def test_safe_private_keeps_safe_values(corpus: CorpusManifest) -> None:
+    out = anonymize_dataset(_siemens_mr(corpus), key=KEY_A, keep=["safe-private"])
+    block = out.private_block(0x0019, "SIEMENS MR HEADER")
+    assert str(block[0x0C].value) == "1000", "a safe private value was dropped under safe-private"
+
+
+def test_safe_private_element_holding_the_patients_name_is_dropped(corpus: CorpusManifest,
+                                                                  scanner: LeakScanner) -> None:
+    """A 'safe' private element is safe by its definition, not by its content: check the content too."""
+    ds = _siemens_mr(corpus)
+    block = ds.private_block(0x0019, "SIEMENS MR HEADER")
+    block.add_new(0x0C, "IS", "7734291")              # B_value holding the MRN: valid IS syntax
+    out = anonymize_dataset(ds, key=KEY_A, keep=["safe-private"])
+    leaks = [f"{w}: {h}" for w, t in element_texts(out) for h in scanner.scan_text(t)]
+    assert not leaks, _fmt(leaks)
+
+
+def test_cli_key_from_environment_is_never_printed(tmp_path: Path) -> None:
+    docs = make_document_corpus(tmp_path / "media")
+    secret = "env-secret-key-7f3a9c0e5b2d41e8"
+    env = {**os.environ, "COLUMNS": "400", "MEDCONVERT_KEY": secret, "MEDCONVERT_DEBUG": ""}
+    env.pop("MEDCONVERT_KEY_FILE", None)
+    audit = tmp_path / "audit.json"
+    proc = subprocess.run([sys.executable, "-m", "convert", "anonymize", str(docs.root), str(tmp_path / "out"),
+                           "--audit", str(audit)], capture_output=True, text=True, env=env, timeout=300)
+    assert secret not in proc.stdout + proc.stderr
+    assert secret.encode() not in audit.read_bytes()
+    for p in (tmp_path / "out").rglob("*"):
+        if p.is_file():
+            assert secret.encode() not in p.read_bytes()
+    assert "random key" not in (proc.stdout + proc.stderr).lower(), "MEDCONVERT_KEY was ignored"
