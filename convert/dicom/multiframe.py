@@ -453,19 +453,22 @@ class _Target:
         self.slope = frames[0].slope if self.common_scaling else 1.0
         self.intercept = frames[0].intercept if self.common_scaling else 0.0
         self.array: np.ndarray | None = None
+        # real values as float32, unless a (pathological) scaling could overflow it
+        bound = max(abs(f.slope) for f in frames) * 2.0**32 + max(abs(f.intercept) for f in frames)
+        self.real_dtype = np.dtype(np.float32 if bound < float(np.finfo(np.float32).max) else np.float64)
 
     def put(self, frame: _Frame, k: int, t: int, pixels: np.ndarray) -> None:
         """Store one decoded frame ``[row, col]`` at (k, t); real values when scalings differ."""
         if self.array is None:
-            dtype = pixels.dtype if self.common_scaling else np.dtype(np.float32)
+            dtype = pixels.dtype if self.common_scaling else self.real_dtype
             rows, cols = pixels.shape
             # F order: [:, :, k, t] is one contiguous block, laid out like the frame itself
             self.array = np.empty((cols, rows, self.nk, self.nt), dtype=dtype, order="F")
         if self.common_scaling:
             self.array[:, :, k, t] = pixels.T
         else:
-            self.array[:, :, k, t] = pixels.T.astype(np.float32) * np.float32(frame.slope) + np.float32(
-                frame.intercept)
+            real = self.real_dtype.type
+            self.array[:, :, k, t] = pixels.T.astype(self.real_dtype) * real(frame.slope) + real(frame.intercept)
 
     def result(self) -> np.ndarray:
         assert self.array is not None
@@ -620,7 +623,8 @@ def read_enhanced(path: Path, ds: Dataset | None = None, *, philips_precise: boo
     DimensionIndexValues order.
 
     Values: stored values are kept with one slope/intercept when every frame of
-    the volume shares them; otherwise real values are computed as float32.
+    the volume shares them; otherwise real values are computed as float32
+    (float64 only if a pathological scaling could overflow float32).
 
     Args:
         path: the file (named in errors).
