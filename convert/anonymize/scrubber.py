@@ -362,6 +362,8 @@ def _token_pattern(values: tuple[str, ...]) -> re.Pattern[str]:
         for word in re.split(r"[\^\s,=]+", v):
             if len(word) >= 3 or (len(word) >= 2 and not word.isascii()):
                 words.update(re.escape(w) for w in _spellings(word))
+        for digits in re.findall(r"\d{4,}", v):  # the number inside an ID ("MRN7734291" -> 7734291)
+            words.add(r"(?<!\d)" + digits + r"(?!\d)")
     pattern = "|".join(sorted(words, key=len, reverse=True)) or r"(?!x)x"
     return re.compile(pattern, re.IGNORECASE)
 
@@ -470,7 +472,7 @@ class Scrubber:
                             creators[(g, e)] = _text_of(src, t).strip()
                 block = (group, (tag & 0xFF00) >> 8)
                 creator = creators.get(block)
-                if creator and (creator, group, tag & 0xFF) in SAFE_PRIVATE and _numeric_value(elem):
+                if creator and (creator, group, tag & 0xFF) in SAFE_PRIVATE and _private_value_ok(src, tag, ctx):
                     dst[tag] = _copy(elem)
                     kept_private_blocks.add(block)
                     counts.kept += 1
@@ -806,6 +808,23 @@ _DICT_VR: dict[int, str] = {}
 
 _NUMERIC_BINARY_VRS = frozenset({"FL", "FD", "SL", "SS", "UL", "US", "SV", "UV", "OF", "OD"})
 _NUMBERS = re.compile(r"^[ \d.eE+\-\\]*$")
+
+
+def _private_value_ok(src: Dataset, tag: BaseTag, ctx: "_Context") -> bool:
+    """A safe-listed private value is kept only if it holds numbers and none of this object's
+    identifying words or ID digits (an MRN typed into a b-value)."""
+    elem = src._dict[tag]
+    if not _numeric_value(elem):
+        return False
+    try:
+        value = src[tag].value
+    except Exception:
+        return False
+    if isinstance(value, (bytes, bytearray)):
+        return True  # binary numbers (implicit VR): no digits to match
+    text = " ".join(str(v) for v in value) if isinstance(value, (list, MultiValue)) else str(value)
+    tokens = ctx.tokens
+    return not (tokens is not None and tokens.search(text))
 
 
 def _numeric_value(elem: DataElement | RawDataElement) -> bool:
