@@ -145,3 +145,17 @@ def test_unusable_orientation_is_a_problem(tmp_path: Path, iop: list[float]) -> 
     write_series(tmp_path, small_spec(slices=3), mutate=lambda ds, k, t: setattr(ds, "ImageOrientationPatient", iop))
     (series,) = _assemble(tmp_path)
     assert series.problem and "ImageOrientationPatient" in series.problem
+
+
+def test_single_image_without_geometry_gets_a_warning(tmp_path: Path) -> None:
+    from convert.sample import write_series
+    from fixtures.dicom_series import small_spec
+
+    def strip(ds, k: int, t: int) -> None:
+        del ds.ImagePositionPatient, ds.ImageOrientationPatient, ds.PixelSpacing
+
+    write_series(tmp_path, small_spec(slices=1), mutate=strip)
+    (series,) = _assemble(tmp_path)
+    assert series.problem is None
+    assert any("world position is unknown" in w for w in series.warnings)
+    assert any("PixelSpacing" in w for w in series.warnings)

@@ -346,6 +346,11 @@ def _build_slices(members: list[Instance]) -> Series:
     if len(members) == 1:
         inst = members[0]
         series = Series(kind="slices", grid=[[inst]])
+        if inst.orientation is None or inst.position is None:
+            series.warnings.append("no ImagePositionPatient/ImageOrientationPatient: the image is placed at the "
+                                   "origin with identity axes (its world position is unknown)")
+        if inst.pixel_spacing is None:
+            series.warnings.append("no PixelSpacing: 1 mm pixels assumed")
         if inst.orientation is not None:
             series.normal = _normal(inst.orientation)
             if inst.position is not None:
