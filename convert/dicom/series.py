@@ -436,8 +436,12 @@ def _check_spacing(series: Series) -> None:
             f"{median:.3f} mm"
         )
     if series.uneven:
+        mean = (d[-1] - d[0]) / (len(d) - 1)
+        error = float(np.max(np.abs(d - (d[0] + mean * np.arange(len(d))))))
         series.warnings.append(
-            f"uneven slice spacing: {float(diffs.min()):.3f} to {float(diffs.max()):.3f} mm (median {median:.3f} mm)"
+            f"uneven slice spacing: {float(diffs.min()):.3f} to {float(diffs.max()):.3f} mm (median {median:.3f} mm); "
+            f"stacked at the mean spacing {mean:.3f} mm, slices are misplaced by up to {error:.2f} mm: use "
+            "--resample-uneven (resample_uneven=True) for correct geometry"
         )
 
 
