@@ -28,7 +28,7 @@ import numpy as np
 
 from convert.dicom.pixels import decode_frames, fix_stored_bits, rescale_plan, stored_dtype
 from convert.dicom.scan import Instance, ScanResult, dicom_time_seconds, looks_like_dicom, read_header, scan
-from convert.dicom.series import Series, assemble
+from convert.dicom.series import TILT_THRESHOLD_DEG, Series, assemble
 from convert.atomic import check_writable
 from convert.errors import ConvertError, CorruptFileError, DicomError, InputNotFoundError, UnsupportedDataError
 from convert.volume import Meta, Volume, lps_to_ras
@@ -201,8 +201,13 @@ def _to_float(value: Any, default: float) -> float:
         return default
 
 
-def _value_range(array: np.ndarray) -> tuple[float, float]:
-    """(min, max) of the stored values actually present (0, 0 for an empty array)."""
+def _value_range(array: np.ndarray, scalings: Sequence[tuple[float, float]] | None = None) -> tuple[float, float]:
+    """(min, max) of the stored values actually present (0, 0 for an empty array).
+
+    Skipped (returns (0, 0)) when every slice shares one slope/intercept: the range is then unused.
+    """
+    if scalings is not None and len(set(scalings)) <= 1:
+        return (0.0, 0.0)
     if array.size == 0:
         return (0.0, 0.0)
     return (float(array.min()), float(array.max()))
@@ -278,7 +283,7 @@ def _read_slices(series: Series, opts: ReadOptions) -> Volume:
         scalings = [work(job) for job in jobs]
 
     mode, out_dtype, slope, intercept = rescale_plan([s for s, _ in scalings], [b for _, b in scalings],
-                                                     array.dtype, _value_range(array))
+                                                     array.dtype, _value_range(array, scalings))
     if mode == "apply":
         scaled = np.empty(shape, dtype=out_dtype, order="F")
         for (index, _), (s, b) in zip(jobs, scalings):
@@ -293,7 +298,7 @@ def _read_slices(series: Series, opts: ReadOptions) -> Volume:
     if needs_regrid:
         array, affine = _regrid_slices(array, affine, series)
         warnings.append("resampled onto a regular slice grid at the median spacing")
-    if opts.tilt_correct and series.tilt_deg > 0.0 and nk > 1:
+    if opts.tilt_correct and series.tilt_deg > TILT_THRESHOLD_DEG and nk > 1:
         fill = float(np.min(array)) if array.size else 0.0
         array, affine = _correct_tilt(array, affine, fill)
         warnings.append(f"gantry tilt of {series.tilt_deg:.2f} degrees corrected by resampling")
@@ -423,7 +428,7 @@ def _read_mosaic(series: Series, opts: ReadOptions) -> Volume:
         scalings.append((_to_float(ds.get("RescaleSlope"), 1.0) or 1.0, _to_float(ds.get("RescaleIntercept"), 0.0)))
     assert stacks is not None
     mode, out_dtype, slope, intercept = rescale_plan([s for s, _ in scalings], [b for _, b in scalings],
-                                                     stacks.dtype, _value_range(stacks))
+                                                     stacks.dtype, _value_range(stacks, scalings))
     if mode == "apply":
         out = np.empty(stacks.shape, dtype=out_dtype, order="F")
         for t, (s, b) in enumerate(scalings):
