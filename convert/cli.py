@@ -152,8 +152,9 @@ def _convert_dicom_single(src: Path, dst: Path, *, to: Optional[str], overwrite:
     if json_path is not None:
         from convert.dicom import sidecar as sidecar_mod
 
-        headers = [inst.load_header() for inst in series.instances]
-        data = sidecar_mod.build_sidecar(headers, volume, include_phi=sidecar_phi)
+        from convert.dicom.reader import SeriesHeaders
+
+        data = sidecar_mod.build_sidecar(SeriesHeaders(series), volume, include_phi=sidecar_phi)
         written.append(sidecar_mod.write_sidecar(json_path, data, overwrite=overwrite))
     for path in written:
         console.print(f"wrote {path}", highlight=False)

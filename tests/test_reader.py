@@ -522,3 +522,22 @@ def test_volume_suffixes_tell_volumes_apart() -> None:
         "mag", "fieldmap"]
     assert volume_suffixes([vol(EchoTime=0.02), vol(EchoTime=0.01)]) == ["e2", "e1"]
     assert volume_suffixes([vol(), vol()]) == ["1", "2"]
+
+
+def test_series_headers_are_in_volume_order_and_lazy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    from convert.dicom.reader import SeriesHeaders
+
+    scan_module = importlib.import_module("convert.dicom.scan")
+    make_series(tmp_path, times=3, modality="MR", shuffle_names=True)
+    monkeypatch.setattr(scan_module, "KEEP_ALL_HEADERS_LIMIT", 0)
+    (series,) = assemble(scan(tmp_path).instances)
+    headers = SeriesHeaders(series)
+    assert len(headers) == 30
+    first_volume = headers[:10]  # slices of time point 0, in k order
+    assert [int(h.TemporalPositionIdentifier) for h in first_volume] == [1] * 10
+    z = [float(h.ImagePositionPatient[2]) for h in first_volume]
+    assert z == sorted(z)
+    assert int(headers[-1].TemporalPositionIdentifier) == 3
+    assert len(headers._cache) == 11  # only what was asked for was read

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import re
 import unicodedata
+from collections.abc import Sequence as SequenceABC
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -774,8 +775,7 @@ def convert_dicom_tree(src_dir: str | Path, out_dir: str | Path, *, to: str = "n
                     outcome.written.extend(_sidecar.write_bval_bvec(out_dir / stem, dwi[0], dwi[1],
                                                                     overwrite=overwrite))
                 if writes_json and _sidecar is not None:
-                    headers = [inst.load_header() for inst in series.instances]
-                    data = _sidecar.build_sidecar(headers, volume, include_phi=sidecar_phi)
+                    data = _sidecar.build_sidecar(SeriesHeaders(series), volume, include_phi=sidecar_phi)
                     outcome.written.append(_sidecar.write_sidecar(json_path, data, overwrite=overwrite))
         except ConvertError as exc:
             outcome.error = str(exc)
@@ -786,6 +786,31 @@ def convert_dicom_tree(src_dir: str | Path, out_dir: str | Path, *, to: str = "n
     if progress:
         progress(len(all_series), len(all_series), "done")
     return report
+
+
+class SeriesHeaders(SequenceABC):
+    """The headers of a series in volume order (t-major: all slices of volume 0, then volume 1...).
+
+    Lazy: a header dropped by a large scan is re-read only when indexed, so a
+    sidecar that looks at the first volume's slices does not re-read a whole 4D run.
+    """
+
+    def __init__(self, series: Series) -> None:
+        nk, nt = series.n_slices, series.n_times
+        self._instances = ([series.grid[k][t] for t in range(nt) for k in range(nk)]
+                           if series.kind == "slices" else series.instances)
+        self._cache: dict[int, Any] = {}
+
+    def __len__(self) -> int:
+        return len(self._instances)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        index = range(len(self))[index]  # normalises negatives, raises IndexError
+        if index not in self._cache:
+            self._cache[index] = self._instances[index].load_header()
+        return self._cache[index]
 
 
 def _diffusion(series: Series, volume: Volume) -> tuple[list[float], np.ndarray] | None:
