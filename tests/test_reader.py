@@ -541,3 +541,18 @@ def test_series_headers_are_in_volume_order_and_lazy(tmp_path: Path, monkeypatch
     assert z == sorted(z)
     assert int(headers[-1].TemporalPositionIdentifier) == 3
     assert len(headers._cache) == 11  # only what was asked for was read
+
+
+def test_rle_compressed_series_decodes_in_the_thread_pool(tmp_path: Path) -> None:
+    from convert.dicom import reader
+    from convert.sample import write_series
+    from fixtures.dicom_series import small_spec
+
+    spec = small_spec("oblique", slices=8)
+    write_series(tmp_path, spec, mutate=lambda ds, k, t: ds.compress("1.2.840.10008.1.2.5"))  # RLE Lossless
+    (series,) = assemble(scan(tmp_path).instances)
+    assert series.first.transfer_syntax == "1.2.840.10008.1.2.5"
+    assert not reader._native_fast_path_ok(series, np.dtype(np.int16))
+    volume = read_series(series, workers=2)
+    np.testing.assert_array_equal(volume.array, stored_data(spec)[..., 0])
+    np.testing.assert_allclose(volume.affine, expected_affine_ras(spec), atol=1e-4)
