@@ -123,3 +123,21 @@ def test_pixel_offset_points_at_the_pixel_data_element(tmp_path: Path) -> None:
     with open(paths[0], "rb") as fh:
         fh.seek(inst.pixel_offset)
         assert fh.read(4) == b"\xe0\x7f\x10\x00"
+
+
+def test_unreadable_subfolder_is_reported_not_fatal(tmp_path: Path) -> None:
+    import os
+
+    make_series(tmp_path / "ok", slices=2)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    (locked / "x.dcm").write_bytes(b"")
+    locked.chmod(0)
+    try:
+        if os.access(locked, os.R_OK):
+            pytest.skip("running as root: permissions are not enforced")
+        result = scan(tmp_path)
+        assert len(result.instances) == 2
+        assert any("unreadable folder" in reason for _, reason in result.skipped)
+    finally:
+        locked.chmod(0o755)

@@ -482,12 +482,20 @@ def index_file(path: Path) -> Instance | str:
         return f"unreadable DICOM header: {exc}"
 
 
-def iter_files(root: Path) -> list[Path]:
-    """Every regular file under ``root`` (or ``root`` itself), sorted, hidden files skipped."""
+def iter_files(root: Path, errors: list[tuple[Path, str]] | None = None) -> list[Path]:
+    """Every regular file under ``root`` (or ``root`` itself), sorted, hidden files skipped.
+
+    Folders that cannot be listed are appended to ``errors`` as ``(folder, reason)``.
+    """
     if root.is_file():
         return [root]
     out: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root):
+
+    def on_error(exc: OSError) -> None:
+        if errors is not None:
+            errors.append((Path(exc.filename or root), f"unreadable folder: {exc.strerror or exc}"))
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=on_error):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             if not name.startswith("."):
@@ -521,8 +529,9 @@ def scan(root: str | Path, *, workers: int | None = None,
     root = Path(root)
     if not root.exists():
         raise InputNotFoundError("no such file or folder; check the path", root)
-    files = iter_files(root)
-    result = ScanResult(root=root)
+    folder_errors: list[tuple[Path, str]] = []
+    files = iter_files(root, folder_errors)
+    result = ScanResult(root=root, skipped=folder_errors)
     if workers is None:
         workers = min(4, os.cpu_count() or 1)
     outcomes: Iterable[Instance | str]
