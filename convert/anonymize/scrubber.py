@@ -154,15 +154,18 @@ _SOP_INSTANCE_UID = 0x00080018
 _SPECIFIC_CHARSET = 0x00080005
 _BURNED_IN = 0x00280301
 _DATE_LIKE = re.compile(r"\b(?:\d{8}|\d{1,4}[./-]\d{1,2}[./-]\d{1,4})\b")
-_LONG_NUMBER = re.compile(r"\d{6,}")
+_LONG_NUMBER = re.compile(r"\d{5,}")
 _WORD_RE = re.compile(r"[^\W_]+")
+_CONNECTING_WORDS = frozenset("a an and as at by for from in of on or the to with without w wo o no non not "
+                              "only plus per via vs".split())
+_TECHNICAL_TOKEN = re.compile(r"^(\d{1,3}(mm|cm|ml|ms|s|t|kv|kvp|kev|mas|deg|d|x)?|[tb]\d{1,4}[wa-z]?|p\d|[234]d|mp2rage|t2star)$")
 
 #: Words a cleaned description may keep (lower case): imaging technique, anatomy, contrast, views and
 #: connecting words. Any other word of 2+ letters without a digit (a name, a place, a relative) becomes
 #: "*". Words with digits (T1, 3D, b1000, p2, 5mm) and single letters are kept; long digit runs
 #: and dates were blanked before.
 CLEAN_VOCABULARY: frozenset[str] = frozenset("""
-a an and as at by for from in of on or the to with without w wo no non not only plus per via vs
+a an and as at by for from in of on or the to with without w wo o no non not only plus per via vs
 mr mri ct pet spect nm us xr cr dx mg rf xa ot sr pt cta ctp mra mrv mrs angio angiography
 t1 t2 pd flair mprage spgr fspgr bravo space cube tse fse gre se ir epi dwi dti adc trace swi swan qsm
 tof pc fiesta ssfp truefisp fisp haste vibe lava dixon fat sat fs water opp phase out ideal
@@ -194,14 +197,25 @@ bh fb mid full
 
 
 def _vocabulary_only(text: str) -> str:
-    """Replace every word that is not in :data:`CLEAN_VOCABULARY` (and has no digit) by ``*``."""
+    """Keep only words of :data:`CLEAN_VOCABULARY` and technical tokens (``T1``, ``b1000``, ``3D``,
+    ``5mm``, numbers of up to 3 digits); every other word becomes ``*``. A value with no vocabulary
+    word left becomes ``*`` as a whole (random IDs, codes, phone numbers)."""
+    found_word = False
+
     def keep(match: re.Match[str]) -> str:
+        nonlocal found_word
         word = match.group(0)
-        if (len(word) == 1 and word.isascii()) or any(c.isdigit() for c in word) or word.lower() in CLEAN_VOCABULARY:
+        lower = word.lower()
+        if lower in CLEAN_VOCABULARY:
+            found_word = found_word or lower not in _CONNECTING_WORDS
+            return word
+        if _TECHNICAL_TOKEN.match(lower):
             return word
         return "*"
 
-    return _WORD_RE.sub(keep, text)
+    cleaned = _WORD_RE.sub(keep, text)
+    return cleaned if found_word else ("*" if text.strip() else text)
+
 
 # tag -> fallback action for standard tags not in the table (see module docstring):
 # K keep, X remove, S scrub a sequence, T temporal, V unlisted UID.
@@ -509,6 +523,8 @@ class Scrubber:
                     action = "X"  # not a valid value of its VR: could be anything (a name in the wrong field)
                 elif dvr in _TEMPORAL_VRS:
                     action = "KT"
+                elif dvr in _TEXT_VRS and itag not in actions:
+                    action = "KC"  # kept unlisted text: still never with this object's identifiers in it
             if action == "X":
                 counts.removed += 1
                 continue
@@ -597,6 +613,16 @@ class Scrubber:
         if action == "D":
             counts.replaced += 1
             return DataElement(tag, vr, _DUMMY.get(vr, "ANONYMIZED" if vr in _TEXT_VRS else b"\0\0"))
+        if action == "KC":
+            tokens = ctx.tokens
+            values = elem.value if isinstance(elem.value, (list, MultiValue)) else [elem.value]
+            texts = ["" if v is None else str(v) for v in values]
+            if tokens is None or not any(tokens.search(t) for t in texts):
+                counts.kept += 1
+                return _copy(elem)
+            counts.cleaned += 1
+            new_texts = [tokens.sub("*", t) for t in texts]
+            return DataElement(elem.tag, elem.VR, new_texts if len(new_texts) > 1 else new_texts[0])
         if action == "KT" or (action == "T" and "full-dates" in ctx.options):
             if _valid_temporal(elem):
                 counts.kept += 1
