@@ -94,6 +94,8 @@ def convert_cmd(
                                     "across the gap (default: refuse them)."),
     resample_uneven: bool = typer.Option(False, "--resample-uneven", help="Resample unevenly spaced slices onto a "
                                          "regular grid (default: stack them with a warning)."),
+    philips_precise: bool = typer.Option(False, "--philips-precise", help="Philips enhanced MR: use the private "
+                                         "floating-point scaling (as dcm2niix does) instead of RescaleSlope."),
     sidecar: bool = typer.Option(True, "--sidecar/--no-sidecar", help="Write a BIDS-style JSON sidecar beside "
                                  "NIfTI outputs of DICOM input."),
     sidecar_phi: bool = typer.Option(False, "--sidecar-phi", help="Include patient-identifying fields (names, IDs, "
@@ -107,7 +109,8 @@ def convert_cmd(
     from convert.dicom.reader import DICOM
 
     dicom_folder = src.is_dir() and DICOM.sniff(src)
-    read_options = {"tilt_correct": tilt_correct, "allow_gaps": allow_gaps, "resample_uneven": resample_uneven}
+    read_options = {"tilt_correct": tilt_correct, "allow_gaps": allow_gaps, "resample_uneven": resample_uneven,
+                    "philips_precise": philips_precise}
     if dicom_folder and _is_folder_target(dst):
         _convert_dicom_folder(src, dst, to=to or "nifti-gz", name=name, overwrite=overwrite, sidecar=sidecar,
                               sidecar_phi=sidecar_phi, **read_options)

@@ -221,3 +221,16 @@ def test_ct_dcm2niix_untilted_affine_misplaces_slices_but_ours_follows_ipp() -> 
 ])
 def test_reference_names_parse(stem: str, expected: tuple) -> None:
     assert _parse(stem) == expected
+
+
+def test_philips_precise_option_through_the_tree_conversion(tmp_path: Path) -> None:
+    root = conformance_dir("dcm_qa_enh")
+    from convert.dicom import convert_dicom_tree
+
+    report = convert_dicom_tree(root / "In" / "Philips", tmp_path, philips_precise=True)
+    assert report.ok
+    (mag,) = [p for p in report.written if p.name.endswith("_mag.nii.gz")]
+    ours, our_affine = _canonical(nib.load(str(mag)))
+    ref, ref_affine = _canonical(nib.load(str(root / "ref-dcm2niix" / "In_WIP_B0_NS_801_e1.nii.gz")))
+    np.testing.assert_allclose(our_affine, ref_affine, atol=1e-3)
+    np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-3 * float(np.abs(ref).max()))

@@ -215,12 +215,14 @@ def _value_range(array: np.ndarray, scalings: Sequence[tuple[float, float]] | No
 
 
 def read_series(series: Series, *, tilt_correct: bool = False, allow_gaps: bool = False,
-                resample_uneven: bool = False, workers: int | None = None) -> Volume:
+                resample_uneven: bool = False, workers: int | None = None, philips_precise: bool = False) -> Volume:
     """Decode one series into a Volume (RAS+ affine, ``[i, j, k(, t)]``).
 
     Args:
         series: from :func:`convert.dicom.series.assemble`.
         tilt_correct, allow_gaps, resample_uneven, workers: see :class:`ReadOptions`.
+        philips_precise: Philips enhanced files: use the private floating-point scaling
+            (2005,100E) instead of RescaleSlope/Intercept, as dcm2niix does by default.
 
     Raises:
         DicomError: the series cannot be assembled (missing slices without
@@ -235,7 +237,7 @@ def read_series(series: Series, *, tilt_correct: bool = False, allow_gaps: bool 
     if series.problem:
         raise DicomError(f"series {series.label}: {series.problem}", where)
     if series.kind == "multiframe":
-        volumes = _read_multiframe_series(series)
+        volumes = _read_multiframe_series(series, philips_precise=philips_precise)
         if len(volumes) != 1:
             raise DicomError(
                 f"series {series.label} holds {len(volumes)} volumes (stacks/echoes/image types); convert it to "
@@ -395,11 +397,13 @@ def _require_multiframe(path: Path) -> Any:
     return _multiframe
 
 
-def read_multiframe(inst: Instance) -> list[Volume]:
+def read_multiframe(inst: Instance, *, philips_precise: bool = False) -> list[Volume]:
     """Every volume in one multi-frame file (enhanced objects via :mod:`convert.dicom.multiframe`)."""
     mf = _require_multiframe(inst.path)
     header = inst.load_header()
     if mf.is_enhanced(header):
+        if philips_precise:
+            return list(mf.read_enhanced(inst.path, header, philips_precise=True))
         return list(mf.read_enhanced(inst.path, header))
     # classic multi-frame (e.g. NM/US/old CT): frames are slices of one stack
     frames, ds = decode_frames(inst.path, expected=(inst.rows, inst.columns))
@@ -449,9 +453,9 @@ def _read_mosaic(series: Series, opts: ReadOptions) -> Volume:
     return volume
 
 
-def _read_multiframe_series(series: Series) -> list[Volume]:
+def _read_multiframe_series(series: Series, *, philips_precise: bool = False) -> list[Volume]:
     """Volumes of a multi-frame series; several files with one same-geometry volume each become 4D."""
-    per_file = [read_multiframe(inst) for inst in series.grid[0]]
+    per_file = [read_multiframe(inst, philips_precise=philips_precise) for inst in series.grid[0]]
     if len(per_file) == 1:
         return per_file[0]
     singles = [vols[0] for vols in per_file if len(vols) == 1]
@@ -487,7 +491,7 @@ def read_series_volumes(series: Series, **options: Any) -> list[Volume]:
     if series.kind == "multiframe":
         if series.problem:
             raise DicomError(f"series {series.label}: {series.problem}", series.first.path)
-        return _read_multiframe_series(series)
+        return _read_multiframe_series(series, philips_precise=bool(options.get("philips_precise")))
     return [read_series(series, **options)]
 
 
@@ -712,7 +716,7 @@ def _output_extension(fmt: Any) -> str:
 def convert_dicom_tree(src_dir: str | Path, out_dir: str | Path, *, to: str = "nifti-gz",
                        name: str = DEFAULT_NAME, overwrite: bool = False, sidecar: bool = True,
                        sidecar_phi: bool = False, tilt_correct: bool = False, allow_gaps: bool = False,
-                       resample_uneven: bool = False,
+                       resample_uneven: bool = False, philips_precise: bool = False,
                        progress: Callable[[int, int, str], None] | None = None) -> Report:
     """Convert every series under ``src_dir`` into ``out_dir`` (one file per volume).
 
@@ -754,7 +758,7 @@ def convert_dicom_tree(src_dir: str | Path, out_dir: str | Path, *, to: str = "n
             progress(n, len(all_series), series.label)
         try:
             volumes = read_series_volumes(series, tilt_correct=tilt_correct, allow_gaps=allow_gaps,
-                                          resample_uneven=resample_uneven)
+                                          resample_uneven=resample_uneven, philips_precise=philips_precise)
             outcome.warnings = list(series.warnings)
             suffixes = volume_suffixes(volumes)
             for v_index, volume in enumerate(volumes):
