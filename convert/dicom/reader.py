@@ -27,10 +27,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from convert.dicom.pixels import decode_frames, fix_stored_bits, rescale_plan, stored_dtype
-from convert.dicom.scan import Instance, ScanResult, dicom_time_seconds, looks_like_dicom, read_header, scan
-from convert.dicom.series import TILT_THRESHOLD_DEG, Series, assemble
 from convert.atomic import check_writable
+from convert.dicom.pixels import decode_frames, fix_stored_bits, rescale_plan, stored_dtype
+from convert.dicom.scan import Instance, ScanResult, looks_like_dicom, read_header, scan
+from convert.dicom.series import TILT_THRESHOLD_DEG, Series, assemble
 from convert.errors import ConvertError, CorruptFileError, DicomError, InputNotFoundError, UnsupportedDataError
 from convert.volume import Meta, Volume, lps_to_ras
 
