@@ -36,7 +36,7 @@ from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
-from pydicom.tag import BaseTag, Tag
+from pydicom.tag import BaseTag
 from pydicom.uid import UID_dictionary
 
 from convert.anonymize.profile import CID_7050, Plan, compile_plan, normalize_options
