@@ -141,3 +141,32 @@ def test_unreadable_subfolder_is_reported_not_fatal(tmp_path: Path) -> None:
         assert any("unreadable folder" in reason for _, reason in result.skipped)
     finally:
         locked.chmod(0o755)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.binary(max_size=600), st.integers(0, 2000))
+def test_corrupted_real_headers_never_crash_the_indexer(tmp_path_factory: pytest.TempPathFactory, noise: bytes,
+                                                        at: int) -> None:
+    folder = tmp_path_factory.mktemp("corrupt")
+    if not hasattr(test_corrupted_real_headers_never_crash_the_indexer, "template"):
+        paths, _ = make_series(tmp_path_factory.mktemp("template"), slices=1)
+        test_corrupted_real_headers_never_crash_the_indexer.template = paths[0].read_bytes()  # type: ignore[attr-defined]
+    data = bytearray(test_corrupted_real_headers_never_crash_the_indexer.template)  # type: ignore[attr-defined]
+    at = 132 + at % max(1, len(data) - 132)
+    data[at:at + len(noise)] = noise  # overwrite part of a real header (after the DICM marker)
+    path = folder / "x.dcm"
+    path.write_bytes(bytes(data))
+    outcome = index_file(path)
+    assert isinstance(outcome, str) or outcome.rows >= 0
+
+
+def test_scanning_corrupt_files_emits_no_library_warnings(tmp_path: Path) -> None:
+    import warnings
+
+    paths, _ = make_series(tmp_path, slices=2)
+    data = bytearray(paths[0].read_bytes())
+    data[140:150] = b"\x01\x02garbage!"
+    paths[0].write_bytes(bytes(data))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scan(tmp_path)

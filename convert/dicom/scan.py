@@ -19,6 +19,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -469,6 +470,13 @@ def index_file(path: Path) -> Instance | str:
     if isinstance(outcome, str):
         return outcome
     ds, pixel_offset = outcome
+    try:
+        return _classify(path, ds, pixel_offset)
+    except Exception as exc:  # a corrupt element (bad VR, bad length...) must not stop a scan
+        return f"unreadable DICOM header: {type(exc).__name__}: {exc}"
+
+
+def _classify(path: Path, ds: Any, pixel_offset: int | None) -> Instance | str:
     sop_class = str(ds.get("SOPClassUID", "") or "")
     if sop_class.startswith(_NON_IMAGE_SOP_PREFIXES) or "DirectoryRecordSequence" in ds:
         return "DICOMDIR index (not an image)"
@@ -476,10 +484,10 @@ def index_file(path: Path) -> Instance | str:
         if "SOPClassUID" not in ds and "Modality" not in ds:
             return "not DICOM (no DICOM image tags)"
         return "DICOM without an image (structured report, presentation state...)"
-    try:
-        return instance_from_header(path, ds, pixel_offset)
-    except Exception as exc:  # pragma: no cover - defensive: a weird header must not stop a scan
-        return f"unreadable DICOM header: {exc}"
+    instance = instance_from_header(path, ds, pixel_offset)
+    if instance.rows <= 0 or instance.columns <= 0:
+        return "unreadable DICOM header: Rows/Columns unusable"
+    return instance
 
 
 def iter_files(root: Path, errors: list[tuple[Path, str]] | None = None) -> list[Path]:
@@ -529,6 +537,13 @@ def scan(root: str | Path, *, workers: int | None = None,
     root = Path(root)
     if not root.exists():
         raise InputNotFoundError("no such file or folder; check the path", root)
+    with warnings.catch_warnings():  # pydicom's notes on odd files: the outcome is recorded per file instead
+        warnings.filterwarnings("ignore", module=r"pydicom(\.|$)")
+        return _scan(root, workers, progress, keep_headers)
+
+
+def _scan(root: Path, workers: int | None, progress: Callable[[int, int], None] | None,
+          keep_headers: bool | None) -> ScanResult:
     folder_errors: list[tuple[Path, str]] = []
     files = iter_files(root, folder_errors)
     result = ScanResult(root=root, skipped=folder_errors)
