@@ -556,3 +556,32 @@ def test_rle_compressed_series_decodes_in_the_thread_pool(tmp_path: Path) -> Non
     volume = read_series(series, workers=2)
     np.testing.assert_array_equal(volume.array, stored_data(spec)[..., 0])
     np.testing.assert_allclose(volume.affine, expected_affine_ras(spec), atol=1e-4)
+
+
+@settings(max_examples=60, deadline=None)
+@given(noise=st.binary(min_size=1, max_size=64), at=st.integers(0, 5000), cut=st.booleans())
+def test_corrupting_one_file_gives_a_volume_or_a_convert_error(tmp_path_factory: pytest.TempPathFactory,
+                                                               noise: bytes, at: int, cut: bool) -> None:
+    import shutil as _shutil
+    import warnings
+
+    template = tmp_path_factory.getbasetemp() / "corrupt_template"
+    if not template.exists():
+        make_series(template, slices=4)
+    folder = tmp_path_factory.mktemp("corrupt")
+    _shutil.copytree(template, folder, dirs_exist_ok=True)
+    victim = sorted(folder.iterdir())[1]
+    data = bytearray(victim.read_bytes())
+    at = 132 + at % (len(data) - 132)
+    if cut:
+        del data[at:]
+    else:
+        data[at:at + len(noise)] = noise
+    victim.write_bytes(bytes(data))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            volume = convert.load(folder)
+        except ConvertError:
+            return
+    assert volume.array.ndim == 3
