@@ -514,3 +514,15 @@ def test_safe_private_on_real_siemens_and_ge_files() -> None:
     ge = pydicom.dcmread(sorted((folder / "20180918GE").rglob("*.dcm"))[0])
     kept = {int(e.tag) for e in anonymize_dataset(ge, key=KEY, keep=["safe-private"]) if e.tag.is_private}
     assert 0x00431039 in kept and 0x00090010 not in kept  # b-value kept, GEMS_IDEN_01 block gone
+
+
+def test_clean_actions_on_binary_and_coded_values() -> None:
+    ds = mr_image()
+    ds.ReasonForTheAttributeModification = "COERCE"
+    out = anonymize_dataset(ds, key=KEY, keep=["clean-descriptors"])
+    assert out.ReasonForTheAttributeModification == "COERCE"
+    ds.ReasonForTheAttributeModification = "000000"
+    out = anonymize_dataset(ds, key=KEY, keep=["clean-descriptors"])
+    assert "ReasonForTheAttributeModification" not in out
+    ds.MakerNote = b"Canon EOS, owner: John Doe"  # C under clean-descriptors, but binary: removed
+    assert "MakerNote" not in anonymize_dataset(ds, key=KEY, keep=["clean-descriptors"])

@@ -154,8 +154,12 @@ _SOP_INSTANCE_UID = 0x00080018
 _SPECIFIC_CHARSET = 0x00080005
 _BURNED_IN = 0x00280301
 _DATE_LIKE = re.compile(r"\b(?:\d{8}|\d{1,4}[./-]\d{1,2}[./-]\d{1,4})\b")
-_LONG_NUMBER = re.compile(r"\d{5,}")
+_LONG_NUMBER = re.compile(r"(?<![A-Za-z])\d{4,}")  # IDs, phone numbers, years; not b1000
 _WORD_RE = re.compile(r"[^\W_]+")
+#: Defined terms a CS with action C may keep (anything else is removed).
+_CLEAN_CS_TERMS: dict[int, frozenset[str]] = {
+    0x04000565: frozenset({"COERCE", "CORRECT"}),  # Reason for the Attribute Modification
+}
 _CONNECTING_WORDS = frozenset("a an and as at by for from in of on or the to with without w wo o no non not "
                               "only plus per via vs".split())
 _TECHNICAL_TOKEN = re.compile(r"^(\d{1,3}(mm|cm|ml|ms|s|t|kv|kvp|kev|mas|deg|d|x)?|[tb]\d{1,4}[wa-z]?|p\d|[234]d|mp2rage|t2star)$")
@@ -714,8 +718,15 @@ class Scrubber:
                 new.append(text)
             ctx.counts.cleaned += 1
             return DataElement(elem.tag, vr, new if len(new) > 1 else (new[0] if new else None))
-        ctx.counts.kept += 1  # numbers, binary (overlay/curve data under Clean Graphics)
-        return _copy(elem)
+        if vr == "CS":
+            values = elem.value if isinstance(elem.value, (list, MultiValue)) else [elem.value]
+            allowed = _CLEAN_CS_TERMS.get(int(elem.tag), frozenset())
+            if all(v in (None, "") or str(v).strip() in allowed for v in values):
+                ctx.counts.kept += 1
+                return _copy(elem)
+        # binary (maker notes, timestamps) or a code outside its defined terms: we cannot clean it
+        ctx.counts.removed += 1
+        return None
 
     def _stamp(self, out: Dataset, ctx: _Context, flagged: bool) -> None:
         """Add PatientIdentityRemoved, DeidentificationMethod(+CodeSequence), temporal flag."""
