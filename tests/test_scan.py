@@ -89,6 +89,7 @@ def test_dicom_time_parsing(text: str, seconds: float | None) -> None:
     assert dicom_time_seconds(text) == seconds
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")
 @settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=400))
 def test_random_bytes_never_crash_the_indexer(tmp_path_factory: pytest.TempPathFactory, data: bytes) -> None:
@@ -143,6 +144,7 @@ def test_unreadable_subfolder_is_reported_not_fatal(tmp_path: Path) -> None:
         locked.chmod(0o755)
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")
 @settings(max_examples=150, deadline=None)
 @given(st.binary(max_size=600), st.integers(0, 2000))
 def test_corrupted_real_headers_never_crash_the_indexer(tmp_path_factory: pytest.TempPathFactory, noise: bytes,
