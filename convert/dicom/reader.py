@@ -287,8 +287,8 @@ def _read_slices(series: Series, opts: ReadOptions) -> Volume:
 
     mode, out_dtype, slope, intercept = rescale_plan([s for s, _ in scalings], [b for _, b in scalings],
                                                      array.dtype, _value_range(array, scalings))
-    if mode == "apply":
-        scaled = np.empty(shape, dtype=out_dtype, order="F")
+    if mode == "apply":  # per-slice scaling: in place when the stored dtype holds the results
+        scaled = array if out_dtype == array.dtype else np.empty(shape, dtype=out_dtype, order="F")
         for (index, _), (s, b) in zip(jobs, scalings):
             sl = (slice(None), slice(None)) + index
             values = array[sl].astype(np.float64) * s + b
