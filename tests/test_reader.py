@@ -585,3 +585,16 @@ def test_corrupting_one_file_gives_a_volume_or_a_convert_error(tmp_path_factory:
         except ConvertError:
             return
     assert volume.array.ndim == 3
+
+
+def test_gzipped_files_read_like_plain_ones(tmp_path: Path) -> None:
+    import gzip
+
+    paths, spec = make_series(tmp_path, "coronal", slices=4)
+    for path in paths[:2]:
+        with open(path, "rb") as src:
+            (path.parent / (path.name + ".gz")).write_bytes(gzip.compress(src.read()))
+        path.unlink()
+    volume = _read(tmp_path)
+    np.testing.assert_array_equal(volume.array, stored_data(spec)[..., 0])
+    np.testing.assert_allclose(volume.affine, expected_affine_ras(spec), atol=1e-4)
