@@ -224,6 +224,15 @@ def _split_by_acquisition(instances: list[Instance]) -> list[list[Instance]]:
     return [instances]
 
 
+def plane_name(orientation: Sequence[float]) -> str:
+    """``"axial"``, ``"coronal"`` or ``"sagittal"`` (the closest plane), ``"oblique ..."`` when > 10 degrees off."""
+    normal = _normal(orientation)
+    axis = int(np.argmax(np.abs(normal)))
+    name = ("sagittal", "coronal", "axial")[axis]
+    angle = float(np.degrees(np.arccos(min(1.0, abs(float(normal[axis]))))))
+    return f"oblique {name}" if angle > 10 else name
+
+
 def _describe_split(key: tuple, others: list[tuple]) -> str:
     """Which key fields differ from the other groups of the same series UID."""
     names = ["study", "series", "orientation", "rows", "columns", "pixel spacing", "echo", "image type",
@@ -242,6 +251,8 @@ def _describe_split(key: tuple, others: list[tuple]) -> str:
                 continue
             elif name in ("rows", "columns"):
                 parts.append(f"{key[4]}x{key[3]}")
+            elif name == "orientation":
+                parts.append(plane_name(value) if value else "no orientation")
             else:
                 parts.append(f"{name} {value}")
     return ", ".join(dict.fromkeys(parts))
