@@ -14,14 +14,18 @@ from __future__ import annotations
 from convert.dicom.reader import (
     DICOM,
     Report,
+    SeriesHeaders,
     SeriesOutcome,
     convert_dicom_tree,
     read_series,
     read_series_volumes,
+    read_single,
+    summarize_series,
     volume_warnings,
 )
 from convert.dicom.scan import Instance, ScanResult, scan
 from convert.dicom.series import Series, assemble
 
-__all__ = ["DICOM", "Instance", "Report", "ScanResult", "Series", "SeriesOutcome", "assemble",
-           "convert_dicom_tree", "read_series", "read_series_volumes", "scan", "volume_warnings"]
+__all__ = ["DICOM", "Instance", "Report", "ScanResult", "Series", "SeriesHeaders", "SeriesOutcome", "assemble",
+           "convert_dicom_tree", "read_series", "read_series_volumes", "read_single", "scan", "summarize_series",
+           "volume_warnings"]
