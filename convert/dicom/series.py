@@ -405,6 +405,8 @@ def _build_slices(members: list[Instance]) -> Series:
                           f"{example}")
         return series
     series.distances = np.array([dist[id(c[0])] for c in clusters])
+    if members[0].pixel_spacing is None:
+        series.warnings.append("no PixelSpacing: 1 mm pixels assumed")
     _check_spacing(series)
     _check_tilt(series)
     return series
