@@ -406,7 +406,7 @@ def test_random_phi_never_survives(sample: tuple[Dataset, list[str]], keep: set[
     ds, planted = sample
     out = anonymize_dataset(ds, key=KEY, keep=sorted(keep))
     # control: the same structure with neutral values tells us the text the scrubber adds itself
-    safe = _safe_text(anonymize_dataset(_neutral_copy(ds), key=KEY, keep=sorted(keep)))
+    safe = _safe_text(anonymize_dataset(_neutral_copy(ds, planted), key=KEY, keep=sorted(keep)))
     texts = [(where, text.casefold()) for where, text in element_texts(out)]
     raw = _serialize(out).replace(bytes(out.PixelData), b"")
     leaks = []
@@ -427,28 +427,35 @@ def test_random_phi_never_survives(sample: tuple[Dataset, list[str]], keep: set[
     assert not leaks, leaks
 
 
-def _neutral_copy(ds: Dataset) -> Dataset:
-    """``ds`` with every planted text value replaced by a neutral one of the same VR."""
+def _neutral_copy(ds: Dataset, planted: list[str]) -> Dataset:
+    """``ds`` with every planted value replaced by a neutral one of the same VR (the rest kept as is)."""
     neutral = {"DA": "20000101", "TM": "120000", "DT": "20000101120000", "UI": "1.2.3.4",
                "AE": "NEUTRALAE", "CS": "NEUTRAL", "PN": "Neutral^Name"}
     copy = Dataset()
     copy.file_meta = FileMetaDataset()
     for src, dst in ((ds, copy), (ds.file_meta, copy.file_meta)):
-        _neutralize_into(src, dst, neutral)
+        _neutralize_into(src, dst, neutral, set(planted))
     return copy
 
 
-def _neutralize_into(src: Dataset, dst: Dataset, neutral: dict[str, str]) -> None:
+def _is_planted(elem: object, planted: set[str]) -> bool:
+    value = getattr(elem, "value", None)
+    if isinstance(value, (bytes, bytearray)):
+        return any(p.encode("utf-8", "ignore") in bytes(value) or p.encode("latin-1", "ignore") in bytes(value)
+                   for p in planted)
+    return str(value) in planted
+
+
+def _neutralize_into(src: Dataset, dst: Dataset, neutral: dict[str, str], planted: set[str]) -> None:
     for elem in src:
         if elem.VR == "SQ":
             items = []
             for item in elem.value:
                 new = Dataset()
-                _neutralize_into(item, new, neutral)
+                _neutralize_into(item, new, neutral, planted)
                 items.append(new)
             dst.add_new(elem.tag, "SQ", Sequence(items))
-        elif elem.tag in (0x00080005, 0x00080016, 0x00020002, 0x00020010, 0x00080060) or elem.VR in (
-                "US", "SS", "UL", "SL", "DS", "IS", "OB", "OW", "FL", "FD", "AT") or elem.tag.element == 0x0010 and elem.tag.is_private:
+        elif not _is_planted(elem, planted):
             dst.add(elem)
         elif elem.VR == "UN":
             dst.add_new(elem.tag, "UN", b"neutral ")
