@@ -598,3 +598,26 @@ def test_gzipped_files_read_like_plain_ones(tmp_path: Path) -> None:
     volume = _read(tmp_path)
     np.testing.assert_array_equal(volume.array, stored_data(spec)[..., 0])
     np.testing.assert_allclose(volume.affine, expected_affine_ras(spec), atol=1e-4)
+
+
+@pytest.mark.parametrize("bits,signed", [(8, False), (32, True)], ids=["uint8", "int32"])
+def test_8_and_32_bit_series(tmp_path: Path, bits: int, signed: bool) -> None:
+    from convert.sample import write_series
+    from fixtures.dicom_series import small_spec
+
+    rng = np.random.default_rng(bits)
+    dtype = np.dtype(f"{'i' if signed else 'u'}{bits // 8}")
+    info = np.iinfo(dtype)
+    data = rng.integers(max(info.min, -(2**31)), min(info.max, 2**31 - 1), size=(24, 32, 5), dtype=np.int64)
+
+    def mutate(ds, k: int, t: int) -> None:
+        ds.BitsAllocated = ds.BitsStored = bits
+        ds.HighBit = bits - 1
+        ds.PixelRepresentation = int(signed)
+        ds.PixelData = np.ascontiguousarray(data[:, :, k].T.astype(dtype.newbyteorder("<"))).tobytes()
+
+    spec = small_spec(slices=5, rescale_intercept=0.0)
+    write_series(tmp_path, spec, mutate=mutate)
+    volume = _read(tmp_path)
+    assert volume.dtype == dtype
+    np.testing.assert_array_equal(volume.array, data)
