@@ -18,7 +18,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from convert.anonymize import OPTIONS, anonymize_dataset
 from convert.anonymize.profile import CID_7050
-from convert.anonymize.run import save_dataset
+from convert.anonymize.run import fast_bytes, save_dataset
 from convert.anonymize.scrubber import SAFE_PRIVATE, Scrubber, burned_in_reason
 from convert.errors import AnonymizationError
 from tests.conftest import conformance_dir
@@ -380,6 +380,11 @@ def test_public_test_files_anonymize_and_round_trip(path: str) -> None:
         back = pydicom.dcmread(io.BytesIO(buf.getvalue()), force=True)
         for elem in back.iterall():  # every value decodes with the output's character set
             _ = elem.value
+        fast = fast_bytes(out)  # our raw-copy writer, when it applies, must equal pydicom's bytes
+        if fast is not None:
+            reference = io.BytesIO()
+            out.save_as(reference, enforce_file_format=True)
+            assert fast == reference.getvalue()
     if "PixelData" in ds:
         assert back.PixelData == ds.PixelData
     if ds.get("SpecificCharacterSet"):

@@ -14,6 +14,7 @@ others continue. Large trees use a process pool (the work is pydicom-bound).
 from __future__ import annotations
 
 import os
+import struct
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -26,7 +27,7 @@ from pydicom.uid import UID_dictionary
 
 from convert.anonymize.audit import FileLog, Report, write_audit
 from convert.anonymize.pseudonym import load_key
-from convert.anonymize.scrubber import Scrubber
+from convert.anonymize.scrubber import Scrubber, peek
 from convert.atomic import atomic_file
 from convert.errors import (AnonymizationError, ConvertError, CorruptFileError, InputNotFoundError, OutputExistsError,
                              OutputWriteError)
@@ -96,24 +97,34 @@ def _check_complete(ds: Dataset, path: Path) -> None:
             raise CorruptFileError(f"truncated: element {elem.tag} has {len(elem.value)} of {elem.length} bytes",
                                    path)
     meta = getattr(ds, "file_meta", None)
-    sop_class = str(ds.get("SOPClassUID", "") or (meta.get("MediaStorageSOPClassUID", "") if meta else ""))
+    sop_elem = peek(ds, 0x00080016)
+    sop_class = str((sop_elem.value if sop_elem is not None else "") or
+                    (meta.get("MediaStorageSOPClassUID", "") if meta else ""))
     has_pixels = any(t in ds for t in (0x7FE00010, 0x7FE00008, 0x7FE00009))
     if not has_pixels:
         name = UID_dictionary.get(sop_class.strip("\0 "), ("",))[0]
         if "Image Storage" in name:
             raise CorruptFileError(f"truncated: an image ({name}) without pixel data", path)
         return
-    if "PixelData" not in ds or meta is None:
+    if 0x7FE00010 not in ds._dict or meta is None:
         return
     ts = getattr(meta, "TransferSyntaxUID", None)
     if ts is not None and ts.is_compressed:
         return
+    def number(tag: int, default: int | None = None) -> int:
+        elem = peek(ds, tag)
+        if elem is None or elem.value in (None, ""):
+            if default is None:
+                raise ValueError(f"missing {tag:08x}")
+            return default
+        return int(elem.value)
+
     try:
-        value = ds["PixelData"].value
-        rows, cols = int(ds.Rows), int(ds.Columns)
-        spp = int(ds.get("SamplesPerPixel", 1) or 1)
-        frames = int(ds.get("NumberOfFrames", 1) or 1)
-        bits = int(ds.BitsAllocated)
+        value = ds._dict[0x7FE00010].value
+        rows, cols = number(0x00280010), number(0x00280011)
+        spp = number(0x00280002, 1)
+        frames = number(0x00280008, 1)
+        bits = number(0x00280100)
     except Exception:
         raise CorruptFileError("unreadable DICOM: pixel description missing or pixel data truncated", path) from None
     expected = (rows * cols * spp * frames * bits + 7) // 8
@@ -122,12 +133,80 @@ def _check_complete(ds: Dataset, path: Path) -> None:
         raise CorruptFileError(f"truncated: pixel data has {got} bytes, expected {expected}", path)
 
 
+def fast_bytes(ds: Dataset) -> bytes | None:
+    """Serialise ``ds`` as a Part 10 file, writing raw elements' bytes directly; None when unsure.
+
+    Handles the common case only (little endian transfer syntax matching how the
+    elements were read, no character set change, complete file meta); anything
+    else returns None and :func:`save_dataset` uses pydicom's writer. New
+    (non-raw) elements and sequences are always written by pydicom's
+    ``write_data_element``. The output is byte-identical to pydicom's
+    ``save_as(..., enforce_file_format=True)`` (tested).
+    """
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_data_element, write_file_meta_info
+    from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
+
+    meta = ds.file_meta
+    ts = meta.get("TransferSyntaxUID")
+    if not ts or not meta.get("MediaStorageSOPClassUID") or not meta.get("MediaStorageSOPInstanceUID"):
+        return None
+    if not ts.is_little_endian or ts.is_deflated or ts.is_private:
+        return None
+    implicit = ts.is_implicit_VR
+    if ds.original_encoding != (implicit, True) or ds.original_character_set != ds._character_set:
+        return None
+    if ds.get("SOPClassUID") not in (None, meta.MediaStorageSOPClassUID) or \
+            ds.get("SOPInstanceUID") not in (None, meta.MediaStorageSOPInstanceUID):
+        return None
+    fp = DicomBytesIO()
+    fp.is_little_endian, fp.is_implicit_VR = True, False
+    fp.write(b"\x00" * 128 + b"DICM")
+    write_file_meta_info(fp, meta, enforce_standard=True)
+    fp.is_implicit_VR = implicit
+    encodings = ds.get("SpecificCharacterSet", None)
+    chunks = [fp.getvalue()]
+    pack = struct.pack
+    for tag in sorted(ds._dict):
+        if (tag & 0xFFFF) == 0 and (tag >> 16) > 6:
+            continue
+        elem = ds._dict[tag]
+        value = elem.value if isinstance(elem, RawDataElement) else None
+        if (isinstance(elem, RawDataElement) and elem.is_implicit_VR == implicit and elem.is_little_endian
+                and isinstance(value, bytes) and elem.length != 0xFFFFFFFF and len(value) == elem.length
+                and (implicit or (elem.VR and len(elem.VR) == 2))):
+            if implicit:
+                chunks.append(pack("<HHL", tag >> 16, tag & 0xFFFF, len(value)))
+            elif elem.VR in EXPLICIT_VR_LENGTH_32:
+                chunks.append(pack("<HH2sHL", tag >> 16, tag & 0xFFFF, elem.VR.encode(), 0, len(value)))
+            elif len(value) <= 0xFFFF:
+                chunks.append(pack("<HH2sH", tag >> 16, tag & 0xFFFF, elem.VR.encode(), len(value)))
+            else:
+                return None
+            chunks.append(value)
+            continue
+        part = DicomBytesIO()
+        part.is_little_endian, part.is_implicit_VR = True, implicit
+        write_data_element(part, ds[tag], encodings)
+        chunks.append(part.getvalue())
+    return b"".join(chunks)
+
+
 def save_dataset(ds: Dataset, path: str | Path) -> None:
     """Write ``ds`` as a DICOM Part 10 file in its own transfer syntax (raw elements copied as read).
 
     When the object lacks a SOP class or instance UID (so a conformant file
     meta cannot be built) it is still written, with the meta it has.
     """
+    if isinstance(path, (str, Path)):
+        try:
+            data = fast_bytes(ds)
+        except Exception:
+            data = None
+        if data is not None:
+            with open(path, "wb") as fh:
+                fh.write(data)
+            return
     meta = ds.file_meta
     complete = bool(meta.get("MediaStorageSOPClassUID")) and bool(meta.get("MediaStorageSOPInstanceUID"))
     ts = meta.TransferSyntaxUID
@@ -166,7 +245,7 @@ def process_file(scrubber: Scrubber, path: Path, dst: Path, overwrite: bool, sin
     try:
         ds = read_dataset(path, force=force)
         if str(getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", "")) == MEDIA_DIRECTORY \
-                or 0x00041220 in ds:
+                or 0x00041220 in ds._dict:
             # a DICOMDIR indexes the source paths and names; it is meaningless for the new tree
             log.status, log.message = "non-dicom", "DICOMDIR (media index) not copied"
             return log, {}

@@ -31,7 +31,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from pydicom.datadict import dictionary_keyword, dictionary_VR
+from pydicom.datadict import dictionary_keyword, dictionary_VR, tag_for_keyword
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.multival import MultiValue
@@ -291,9 +291,10 @@ def burned_in_reason(ds: Dataset) -> str:
     """Why ``ds`` may carry burned-in text per :data:`BURNED_IN_RULES` ("" when it should not)."""
     def text(keyword: str) -> str:
         try:
-            value = ds.get(keyword)
+            elem = peek(ds, tag_for_keyword(keyword))
         except Exception:
             return ""
+        value = None if elem is None else elem.value
         if value is None:
             return ""
         if isinstance(value, (list, MultiValue)):
@@ -348,9 +349,10 @@ class _Context:
             values: list[str] = []
             for keyword in _TOKEN_KEYWORDS:
                 try:
-                    value = self.top.get(keyword)
+                    elem = peek(self.top, tag_for_keyword(keyword))
                 except Exception:
                     continue
+                value = None if elem is None else elem.value
                 if value is None:
                     continue
                 values.extend(str(v) for v in (value if isinstance(value, (list, MultiValue)) else [value]))
@@ -397,9 +399,25 @@ def _spellings(word: str) -> set[str]:
     return {word, folded, german}
 
 
+def peek(ds: Dataset, tag: int) -> DataElement | None:
+    """The element ``tag`` of ``ds`` decoded, *without* caching the decoded form in ``ds``.
+
+    Reading a value through ``ds[tag]`` replaces the raw element in the dataset
+    by a decoded one; a raw element can be copied to the output as bytes, a
+    decoded one must be re-encoded. Looking values up with ``peek`` keeps the
+    fast path.
+    """
+    elem = ds._dict.get(tag)
+    if elem is None or not isinstance(elem, RawDataElement):
+        return elem
+    from pydicom.dataelem import convert_raw_data_element
+
+    return convert_raw_data_element(elem, encoding=ds._character_set, ds=ds)
+
+
 def _text_of(ds: Dataset, tag: int) -> str:
     try:
-        elem = ds.get(tag)
+        elem = peek(ds, tag)
     except Exception:
         return ""
     if elem is None or elem.value is None:
@@ -539,7 +557,7 @@ class Scrubber:
             if action == "K" and isinstance(elem, RawDataElement) and _raw_vr(elem, itag) != "SQ":
                 # raw bytes are copied as read, unless they were encoded differently from what the
                 # dataset declares (e.g. implicit VR inside an "explicit" file): then decode them
-                dst[tag] = elem if elem.is_implicit_VR == implicit else _copy(src[tag])
+                dst[tag] = elem if elem.is_implicit_VR == implicit else _copy(src[tag])  # [] resolves "OB or OW"
                 counts.kept += 1
                 continue
             new = self._apply(src, tag, action, ctx, clean)
@@ -588,7 +606,7 @@ class Scrubber:
                 counts.removed += 1
                 return None
         try:
-            elem = src[tag]
+            elem = peek(src, tag)
             _ = elem.value
         except Exception:  # undecodable value: never keep what we cannot inspect
             counts.removed += 1
@@ -623,6 +641,8 @@ class Scrubber:
             texts = ["" if v is None else str(v) for v in values]
             if tokens is None or not any(tokens.search(t) for t in texts):
                 counts.kept += 1
+                if isinstance(stored, RawDataElement) and stored.is_implicit_VR == src.original_encoding[0]:
+                    return stored  # unchanged: keep the bytes as read
                 return _copy(elem)
             counts.cleaned += 1
             new_texts = [tokens.sub("*", t) for t in texts]
@@ -854,7 +874,7 @@ def _private_value_ok(src: Dataset, tag: BaseTag, ctx: "_Context") -> bool:
     if not _numeric_value(elem):
         return False
     try:
-        value = src[tag].value
+        value = peek(src, tag).value
     except Exception:
         return False
     if isinstance(value, (bytes, bytearray)):
