@@ -621,3 +621,11 @@ def test_8_and_32_bit_series(tmp_path: Path, bits: int, signed: bool) -> None:
     volume = _read(tmp_path)
     assert volume.dtype == dtype
     np.testing.assert_array_equal(volume.array, data)
+
+
+def test_4d_with_gap_and_tilt_options_keeps_time_points(tmp_path: Path) -> None:
+    make_series(tmp_path, times=2, modality="MR", skip=(3,), tilt_deg=8.0)
+    volume = _read(tmp_path, allow_gaps=True, tilt_correct=True)
+    assert volume.shape[2:] == (10, 2)
+    d = volume.direction
+    assert abs(d[:, 2] @ d[:, 1]) < 1e-9
