@@ -629,3 +629,16 @@ def test_4d_with_gap_and_tilt_options_keeps_time_points(tmp_path: Path) -> None:
     assert volume.shape[2:] == (10, 2)
     d = volume.direction
     assert abs(d[:, 2] @ d[:, 1]) < 1e-9
+
+
+def test_oblique_sample_matches_dcm2niix(tmp_path: Path) -> None:
+    from convert.sample import write_sample
+
+    dicom = write_sample(tmp_path / "demo", oblique=True)["dicom"]
+    (ref_path,) = _dcm2niix(dicom, tmp_path / "ref")
+    ours = convert.load(dicom)
+    ref_data, ref_affine = _canonical(nib.load(str(ref_path)))
+    our_data, our_affine = _canonical(nib.Nifti1Image(ours.scaled(), ours.affine))
+    np.testing.assert_allclose(our_affine, ref_affine, atol=1e-3)
+    np.testing.assert_array_equal(our_data, ref_data)
+    assert ours.meta.units == "HU"
