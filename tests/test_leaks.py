@@ -967,3 +967,18 @@ def test_cli_key_from_environment_is_never_printed(tmp_path: Path) -> None:
         if p.is_file():
             assert secret.encode() not in p.read_bytes()
     assert "random key" not in (proc.stdout + proc.stderr).lower(), "MEDCONVERT_KEY was ignored"
+
+
+def test_single_file_in_single_file_out(corpus: CorpusManifest, scanner: LeakScanner, tmp_path: Path) -> None:
+    f = next(f for f in corpus.files if f.encapsulated)
+    out = tmp_path / "one.dcm"
+    report = anonymize(corpus.root / f.path, out, key=KEY_A)
+    assert [Path(p) for p in report.written] == [out]
+    ds = pydicom.dcmread(out)
+    assert hashlib.sha256(bytes(ds.PixelData)).hexdigest() == f.pixel_sha256
+    assert not [h for _, t in element_texts(ds) for h in scanner.scan_text(t)]
+    assert not scanner.scan_bytes(dataset_bytes(out).replace(bytes(ds.PixelData), b""))
+    from convert.errors import ConvertError
+
+    with pytest.raises(ConvertError):  # an existing output file is never overwritten silently
+        anonymize(corpus.root / f.path, out, key=KEY_A)
