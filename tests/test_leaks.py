@@ -982,3 +982,101 @@ def test_single_file_in_single_file_out(corpus: CorpusManifest, scanner: LeakSca
 
     with pytest.raises(ConvertError):  # an existing output file is never overwritten silently
         anonymize(corpus.root / f.path, out, key=KEY_A)
+
+
+# ------------------------------------------------------------------------------------------------
+# Real scanner data (../shared/conformance): tokens derived from each input's own identifying elements
+# ------------------------------------------------------------------------------------------------
+#: Placeholders that already-de-identified archives carry; finding them again is not a leak.
+_PLACEHOLDERS = {"anonymous", "anonymized", "anonymised", "removed", "unknown", "none", "deidentified",
+                 "de-identified", "yes", "no"}
+_SCRUBBER_TAGS = {0x00120062, 0x00120063, 0x00120064, 0x00280303, 0x00120065}
+
+
+def _table_tags() -> set[int]:
+    """Plain tags of PS3.15 Table E.1-1 from the keyword table of the property test (text VRs, not K)."""
+    from test_anonymize_property import TABLE_TEXT_ATTRIBUTES
+    from pydicom.datadict import tag_for_keyword
+
+    return {tag_for_keyword(kw) for kws in TABLE_TEXT_ATTRIBUTES.values() for kw in kws}
+
+
+def _identifying_tokens(paths: list[Path]) -> set[str]:
+    """Tokens from the values of every identifying (table) element of the inputs, minus kept text."""
+    table = _table_tags()
+    kinds = {"PN": "name", "DA": "date", "DT": "datetime", "UI": "uid", "TM": "time"}
+    tokens: set[str] = set()
+    kept_text: list[str] = []
+
+    def walk(ds: pydicom.Dataset) -> None:
+        for elem in ds:
+            if elem.VR == "SQ":
+                for item in elem.value or []:
+                    walk(item)
+                continue
+            if elem.tag.is_private or elem.VR in ("OB", "OW", "UN", "OF", "OD", "OL", "OV"):
+                continue
+            values = elem.value if isinstance(elem.value, (list, tuple)) or type(elem.value).__name__ == "MultiValue" \
+                else [elem.value]
+            texts = [str(v).strip() for v in values if v is not None and str(v).strip()]
+            if int(elem.tag) in table:
+                for text in texts:
+                    kind = kinds.get(elem.VR, "text")
+                    if kind == "uid" and text.startswith("1.2.840.10008."):
+                        continue  # well-known standard UIDs are not identifying
+                    if kind == "time" and len(text) < 8:
+                        continue
+                    tokens.update(t for t in tokens_for(text, kind) if len(t) >= 4)
+            else:
+                kept_text.extend(texts)
+
+    for path in paths:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+        walk(ds)
+        walk(ds.file_meta)
+    kept = "\n".join(kept_text).casefold()
+    return {t for t in tokens if t.casefold() not in kept and t.casefold() not in _PLACEHOLDERS}
+
+
+@pytest.mark.conformance
+@pytest.mark.parametrize("name", ["dcm_qa_ct", "dcm_qa_ts", "dcm_qa_12bit", "dcm_qa_enh", "dcm_qa_nih",
+                                  "dcm_qa_deident"])
+def test_real_scanner_data_leaks_nothing(name: str, tmp_path: Path) -> None:
+    """Real archives: every identifying value of the input is gone; written pixel data is bit-identical."""
+    from conftest import conformance_dir
+
+    root = conformance_dir(name) / "In"
+    candidates = sorted(p for p in root.rglob("*") if p.is_file())
+    dicoms = [p for p in candidates if p.read_bytes()[128:132] == b"DICM"][:30]
+    assert dicoms
+    src = tmp_path / "src"
+    for p in dicoms:
+        target = src / p.relative_to(root)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(p, target)
+    tokens = _identifying_tokens(dicoms)
+    assert tokens, "no identifying values found in the inputs"
+    scanner = LeakScanner(tokens)
+    run = _run_api(src, tmp_path / "out", key=KEY_A)
+    assert run.outputs, run.report.failed
+    assert len(run.outputs) + len(run.report.refused) + len(run.report.failed) == len(dicoms)
+    in_pixels = {}
+    for p in dicoms:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(p)
+        if "PixelData" in ds:
+            in_pixels[hashlib.sha256(bytes(ds.PixelData)).hexdigest()] = p
+    leaks = []
+    for path, ds in run.outputs.items():
+        if "PixelData" in ds:
+            assert hashlib.sha256(bytes(ds.PixelData)).hexdigest() in in_pixels, f"{path.name}: pixels changed"
+        for where, text in element_texts(ds):
+            if any(where.startswith(f"({t >> 16:04X},{t & 0xFFFF:04X})") for t in _SCRUBBER_TAGS):
+                continue
+            leaks += [f"{path.name} {where}: {h!r} in {text[:60]!r}" for h in scanner.scan_text(text)]
+        leaks += [f"path {h}" for h in scanner.scan_path(path.relative_to(run.dst))]
+    assert not leaks, _fmt(leaks)
+    assert not scanner.scan_text(_strip_paths(run.console, _report_paths(run.report), run.src))
