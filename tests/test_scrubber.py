@@ -531,3 +531,14 @@ def test_clean_actions_on_binary_and_coded_values() -> None:
     assert "ReasonForTheAttributeModification" not in out
     ds.MakerNote = b"Canon EOS, owner: John Doe"  # C under clean-descriptors, but binary: removed
     assert "MakerNote" not in anonymize_dataset(ds, key=KEY, keep=["clean-descriptors"])
+
+
+def test_dataset_read_with_deferred_pixel_data() -> None:
+    from pydicom.data import get_testdata_file
+
+    path = get_testdata_file("CT_small.dcm")
+    deferred = pydicom.dcmread(path, defer_size=1024)
+    out = anonymize_dataset(deferred, key=KEY)
+    buf = io.BytesIO()
+    save_dataset(out, buf)
+    assert pydicom.dcmread(io.BytesIO(buf.getvalue())).PixelData == pydicom.dcmread(path).PixelData

@@ -557,7 +557,9 @@ class Scrubber:
             if action == "K" and isinstance(elem, RawDataElement) and _raw_vr(elem, itag) != "SQ":
                 # raw bytes are copied as read, unless they were encoded differently from what the
                 # dataset declares (e.g. implicit VR inside an "explicit" file): then decode them
-                dst[tag] = elem if elem.is_implicit_VR == implicit else _copy(src[tag])  # [] resolves "OB or OW"
+                # (or deferred: read with defer_size, the value is loaded from the source file now)
+                raw_ok = elem.is_implicit_VR == implicit and (elem.value is not None or not elem.length)
+                dst[tag] = elem if raw_ok else _copy(src[tag])  # src[tag] also resolves "OB or OW"
                 counts.kept += 1
                 continue
             new = self._apply(src, tag, action, ctx, clean)
