@@ -283,3 +283,27 @@ def test_world_geometry_unchanged_per_simpleitk_on_real_scanner_data(tmp_path: P
     assert np.allclose(before.GetSpacing(), after.GetSpacing(), atol=1e-6)
     assert np.allclose(before.GetDirection(), after.GetDirection(), atol=1e-9)
     assert np.array_equal(sitk.GetArrayViewFromImage(before), sitk.GetArrayViewFromImage(after))
+
+
+def test_no_value_reaches_the_console_through_pydicom_warnings(tmp_path: Path, capfd) -> None:
+    import logging
+    import warnings
+
+    src = tmp_path / "in"
+    src.mkdir()
+    ds = _slice(0)
+    ds.StudyDate = "20200101"
+    raw = ds  # write an invalid date value the way a broken device would
+    from pydicom.dataelem import RawDataElement
+    from pydicom.tag import Tag
+
+    raw._dict[Tag(0x00080020)] = RawDataElement(Tag(0x00080020), "DA", 8, b"Doe John", 0, False, True)
+    raw.save_as(src / "bad_date.dcm")
+    logging.basicConfig()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = convert.anonymize(src, tmp_path / "out", key=KEY, keep=["modified-dates"])
+    assert len(report.written) == 1
+    out, err = capfd.readouterr()
+    assert "Doe John" not in out + err
+    assert not [w for w in caught if "Doe" in str(w.message)]

@@ -27,7 +27,7 @@ from pydicom.uid import UID_dictionary
 
 from convert.anonymize.audit import FileLog, Report, write_audit
 from convert.anonymize.pseudonym import load_key
-from convert.anonymize.scrubber import Scrubber, peek
+from convert.anonymize.scrubber import Scrubber, peek, quiet_pydicom
 from convert.atomic import atomic_file
 from convert.errors import (AnonymizationError, ConvertError, CorruptFileError, InputNotFoundError, OutputExistsError,
                              OutputWriteError)
@@ -243,7 +243,8 @@ def process_file(scrubber: Scrubber, path: Path, dst: Path, overwrite: bool, sin
         log.status, log.message = "non-dicom", "not a DICOM file"
         return log, {}
     try:
-        ds = read_dataset(path, force=force)
+        with quiet_pydicom():
+            ds = read_dataset(path, force=force)
         if str(getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", "")) == MEDIA_DIRECTORY \
                 or 0x00041220 in ds._dict:
             # a DICOMDIR indexes the source paths and names; it is meaningless for the new tree
@@ -253,7 +254,7 @@ def process_file(scrubber: Scrubber, path: Path, dst: Path, overwrite: bool, sin
         out = result.dataset
         target = single_target or output_path(dst, out)
         target.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_file(target, overwrite=overwrite) as tmp:
+        with atomic_file(target, overwrite=overwrite) as tmp, quiet_pydicom():
             save_dataset(out, tmp)
     except AnonymizationError as exc:
         log.status, log.message = "refused", exc.message

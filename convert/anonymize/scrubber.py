@@ -26,10 +26,13 @@ transfer syntax and Specific Character Set.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import re
+import warnings
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from pydicom.datadict import dictionary_keyword, dictionary_VR, tag_for_keyword
 from pydicom.dataelem import DataElement, RawDataElement
@@ -399,6 +402,21 @@ def _spellings(word: str) -> set[str]:
     return {word, folded, german}
 
 
+@contextlib.contextmanager
+def quiet_pydicom() -> Iterator[None]:
+    """Silence pydicom's warnings and log records (they may quote PHI values) within the block."""
+    logger = logging.getLogger("pydicom")
+    level, propagate = logger.level, logger.propagate
+    logger.setLevel(logging.CRITICAL + 1)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
 def peek(ds: Dataset, tag: int) -> DataElement | None:
     """The element ``tag`` of ``ds`` decoded, *without* caching the decoded form in ``ds``.
 
@@ -449,10 +467,17 @@ class Scrubber:
     def scrub(self, ds: Dataset, source: str | None = None) -> ScrubResult:
         """Return a new de-identified copy of ``ds`` (``ds`` is not modified).
 
+        pydicom's warnings and log messages are silenced meanwhile: they quote
+        values ("Invalid value for VR DA: 'Doe John'"), which must never reach a console.
+
         Raises:
             AnonymizationError: the object may carry burned-in text and
                 ``allow_burned_in`` is False (``source`` names it in the message).
         """
+        with quiet_pydicom():
+            return self._scrub(ds, source)
+
+    def _scrub(self, ds: Dataset, source: str | None = None) -> ScrubResult:
         reason = burned_in_reason(ds)
         if reason and not self.allow_burned_in:
             raise AnonymizationError(
