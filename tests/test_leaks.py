@@ -1081,3 +1081,23 @@ def test_real_scanner_data_leaks_nothing(name: str, tmp_path: Path) -> None:
         leaks += [f"path {h}" for h in scanner.scan_path(path.relative_to(run.dst))]
     assert not leaks, _fmt(leaks)
     assert not scanner.scan_text(_strip_paths(run.console, _report_paths(run.report), run.src))
+
+
+def test_phi_nested_a_hundred_sequences_deep_is_removed(corpus: CorpusManifest) -> None:
+    """Recursion has no depth limit: a name 100 items down inside kept functional-group sequences."""
+    from pydicom.sequence import Sequence
+
+    ds = pydicom.dcmread(corpus.root / corpus.files[0].path)
+    cur = ds
+    for depth in range(100):
+        item = pydicom.Dataset()
+        setattr(cur, "SharedFunctionalGroupsSequence" if depth % 2 == 0 else "PlaneOrientationSequence",
+                Sequence([item]))
+        cur = item
+    cur.PatientName = "Deepname^Zyxw"
+    cur.OtherPatientIDs = "DEEP7734291"
+    cur.add_new(0x00090010, "LO", "ACME 1.0")
+    cur.add_new(0x00091001, "LO", "private Deepname")
+    out = anonymize_dataset(ds, key=KEY_A)
+    raw = _serialized(out)
+    assert b"Deepname" not in raw and b"DEEP7734291" not in raw
