@@ -27,10 +27,10 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.datadict import dictionary_VM, dictionary_VR, tag_for_keyword
+from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian
 
