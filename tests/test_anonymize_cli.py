@@ -307,3 +307,15 @@ def test_no_value_reaches_the_console_through_pydicom_warnings(tmp_path: Path, c
     out, err = capfd.readouterr()
     assert "Doe John" not in out + err
     assert not [w for w in caught if "Doe" in str(w.message)]
+
+
+def test_inputs_sharing_a_sop_instance_uid_are_reported_not_overwritten(tmp_path: Path) -> None:
+    """dcm_qa_12bit ships three variants of one image with the same SOPInstanceUID."""
+    from tests.conftest import conformance_dir
+
+    src = conformance_dir("dcm_qa_12bit") / "In"
+    report = convert.anonymize(src, tmp_path / "out", key=KEY, workers=1)
+    assert len(report.written) == 1 and len(report.failed) == 2
+    assert all("same SOPInstanceUID" in reason for _, reason in report.failed)
+    first = pydicom.dcmread(report.written[0])
+    assert first.file_meta.MediaStorageSOPInstanceUID == first.SOPInstanceUID

@@ -259,6 +259,11 @@ def process_file(scrubber: Scrubber, path: Path, dst: Path, overwrite: bool, sin
     except AnonymizationError as exc:
         log.status, log.message = "refused", exc.message
         return log, {}
+    except OutputExistsError:
+        log.status = "failed"
+        log.message = (f"output {target.name} already exists (an earlier run, or another input with the same "
+                       "SOPInstanceUID); pass --overwrite (overwrite=True) to replace it")
+        return log, {}
     except ConvertError as exc:
         log.status, log.message = "failed", exc.message
         return log, {}
