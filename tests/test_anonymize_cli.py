@@ -319,3 +319,32 @@ def test_inputs_sharing_a_sop_instance_uid_are_reported_not_overwritten(tmp_path
     assert all("same SOPInstanceUID" in reason for _, reason in report.failed)
     first = pydicom.dcmread(report.written[0])
     assert first.file_meta.MediaStorageSOPInstanceUID == first.SOPInstanceUID
+
+
+def test_dcm2niix_sees_the_same_volume_before_and_after(tmp_path: Path) -> None:
+    """dcm_qa_ct (gantry tilt, uneven spacing): dcm2niix builds identical volumes and affines."""
+    import subprocess
+
+    import nibabel as nib
+    import numpy as np
+
+    from tests.conftest import conformance_dir, require_tool
+
+    exe = require_tool("dcm2niix")
+    src = conformance_dir("dcm_qa_ct") / "In"
+    report = convert.anonymize(src, tmp_path / "anon", key=KEY, keep=["device"])
+    assert len(report.written) == 28
+
+    def convert_with_dcm2niix(folder: Path, out: Path) -> list[nib.Nifti1Image]:
+        out.mkdir()
+        subprocess.run([exe, "-z", "n", "-b", "n", "-f", "vol_%s", "-o", str(out), str(folder)],
+                       check=True, capture_output=True)
+        return [nib.load(p) for p in sorted(out.glob("*.nii"))]
+
+    before = convert_with_dcm2niix(src, tmp_path / "nii_before")
+    after = convert_with_dcm2niix(tmp_path / "anon", tmp_path / "nii_after")
+    assert before and len(before) == len(after)
+    for a, b in zip(before, after):
+        assert a.shape == b.shape
+        assert np.allclose(a.affine, b.affine, atol=1e-4)
+        assert np.array_equal(np.asarray(a.dataobj), np.asarray(b.dataobj))
