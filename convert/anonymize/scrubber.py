@@ -349,10 +349,19 @@ class _Context:
     def tokens(self) -> re.Pattern[str] | None:
         """A regex of identifying strings found in the top-level dataset (for cleaning text)."""
         if self._tokens is None:
+            # cache key from the stored (raw) values: files of one patient/study skip decoding
+            stored = self.top._dict
+            key = (str(self.top._character_set),) + tuple(
+                (t, getattr(stored.get(t), "value", None) if isinstance(stored.get(t), RawDataElement)
+                 else repr(getattr(stored.get(t), "value", None))) for t in _TOKEN_TAGS)
+            cached = _TOKENS_BY_RAW.get(key)
+            if cached is not None:
+                self._tokens = cached
+                return cached
             values: list[str] = []
-            for keyword in _TOKEN_KEYWORDS:
+            for tag in _TOKEN_TAGS:
                 try:
-                    elem = peek(self.top, tag_for_keyword(keyword))
+                    elem = peek(self.top, tag)
                 except Exception:
                     continue
                 value = None if elem is None else elem.value
@@ -360,6 +369,9 @@ class _Context:
                     continue
                 values.extend(str(v) for v in (value if isinstance(value, (list, MultiValue)) else [value]))
             self._tokens = _token_pattern(tuple(values))
+            if len(_TOKENS_BY_RAW) > 1024:
+                _TOKENS_BY_RAW.clear()
+            _TOKENS_BY_RAW[key] = self._tokens
         return self._tokens
 
 
@@ -369,6 +381,10 @@ _TOKEN_KEYWORDS = ("PatientName", "PatientID", "OtherPatientIDs", "OtherPatientN
                    "PerformingPhysicianName", "OperatorsName", "InstitutionName", "InstitutionAddress",
                    "PatientAddress", "StudyID", "IssuerOfPatientID", "StationName", "PhysiciansOfRecord",
                    "NameOfPhysiciansReadingStudy", "RequestingPhysician")
+
+
+_TOKEN_TAGS = tuple(tag_for_keyword(k) for k in _TOKEN_KEYWORDS)
+_TOKENS_BY_RAW: dict[tuple, re.Pattern[str]] = {}
 
 
 @functools.lru_cache(maxsize=256)
