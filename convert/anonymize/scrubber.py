@@ -143,6 +143,8 @@ _CODE_VALUE, _SCHEME, _MEANING, _LONG_CODE, _URN_CODE = 0x00080100, 0x00080102, 
 
 #: Groups whose free text describes the person (Patient, Visit): removed even where an option says clean.
 _PERSONAL_GROUPS = frozenset({0x0010, 0x0038})
+#: VRs whose values are plain ASCII (a dummy can be written as bytes in any character set).
+_ASCII_VRS = frozenset({"DA", "TM", "DT", "AS", "DS", "IS", "CS", "AE"})
 _TEXT_VRS = frozenset({"AE", "AS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT"})
 _TEMPORAL_VRS = frozenset({"DA", "DT", "TM"})
 _DUMMY: dict[str, Any] = {
@@ -639,12 +641,21 @@ class Scrubber:
         fast_vr = stored.VR or _dictionary_vr(int(tag))
         if fast_vr and " " not in fast_vr and fast_vr not in ("SQ", "UI") \
                 and int(tag) not in (_PATIENT_ID, _PATIENT_NAME):
+            raw_ok = isinstance(stored, RawDataElement) and stored.is_little_endian \
+                and stored.is_implicit_VR == src.original_encoding[0]
             if action == "Z":
                 counts.emptied += 1
+                if raw_ok:  # written as bytes, like every unchanged element
+                    return RawDataElement(tag, stored.VR, 0, b"", 0, stored.is_implicit_VR, True)
                 return DataElement(tag, fast_vr, None)
             if action == "D" and fast_vr in _DUMMY:
                 counts.replaced += 1
-                return DataElement(tag, fast_vr, _DUMMY[fast_vr])
+                dummy = _DUMMY[fast_vr]
+                if raw_ok and isinstance(dummy, str) and fast_vr in _ASCII_VRS:
+                    data = dummy.encode("ascii")
+                    data += b" " if len(data) % 2 else b""
+                    return RawDataElement(tag, stored.VR, len(data), data, 0, stored.is_implicit_VR, True)
+                return DataElement(tag, fast_vr, dummy)
             if action == "T" and not ({"full-dates", "modified-dates"} & ctx.options):
                 counts.removed += 1
                 return None
@@ -674,7 +685,8 @@ class Scrubber:
             counts.emptied += 1
             return DataElement(tag, vr, None)
         if action == "U" or (action in ("D", "V") and vr == "UI"):
-            return self._map_uid(elem, ctx, keep_known=(action == "V"))
+            return self._map_uid(elem, ctx, keep_known=(action == "V"), raw_source=stored,
+                                 raw_implicit=src.original_encoding[0])
         if action == "D":
             counts.replaced += 1
             return DataElement(tag, vr, _DUMMY.get(vr, "ANONYMIZED" if vr in _TEXT_VRS else b"\0\0"))
@@ -709,7 +721,9 @@ class Scrubber:
         counts.kept += 1  # K on a non-sequence value decoded above
         return _copy(elem)
 
-    def _map_uid(self, elem: DataElement, ctx: _Context, keep_known: bool) -> DataElement:
+    def _map_uid(self, elem: DataElement, ctx: _Context, keep_known: bool,
+                 raw_source: DataElement | RawDataElement | None = None,
+                 raw_implicit: bool | None = None) -> DataElement | RawDataElement:
         values = elem.value
         many = isinstance(values, (list, MultiValue))
         seq = list(values) if many else ([values] if values not in (None, "") else [])
@@ -721,6 +735,12 @@ class Scrubber:
             return _copy(elem)
         new = [ctx.pseudo.uid(str(v)) for v in seq]
         ctx.counts.replaced += 1
+        stored = raw_source
+        if new and isinstance(stored, RawDataElement) and stored.is_little_endian \
+                and stored.is_implicit_VR == raw_implicit:
+            data = "\\".join(new).encode("ascii")
+            data += b"\0" if len(data) % 2 else b""
+            return RawDataElement(elem.tag, stored.VR, len(data), data, 0, stored.is_implicit_VR, True)
         if not new:
             return DataElement(elem.tag, "UI", None)
         return DataElement(elem.tag, "UI", new if many else new[0])
