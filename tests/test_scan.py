@@ -32,7 +32,8 @@ def test_indexes_every_slice_with_geometry(tmp_path: Path) -> None:
     assert inst.position is not None and inst.modality == "CT"
     assert inst.rescale_intercept == -1024.0 and inst.bits_stored == 16 and inst.pixel_representation == 1
     assert inst.transfer_syntax == "1.2.840.10008.1.2.1"
-    assert inst.header is not None and "PixelData" not in inst.header  # headers only
+    header = inst.load_header()
+    assert header is not None and "PixelData" not in header  # headers only
 
 
 def test_readme_and_junk_files_are_skipped_and_counted(tmp_path: Path) -> None:
@@ -172,3 +173,94 @@ def test_scanning_corrupt_files_emits_no_library_warnings(tmp_path: Path) -> Non
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         scan(tmp_path)
+
+
+def _same_fields(a, b) -> list[str]:
+    import dataclasses
+
+    return [f.name for f in dataclasses.fields(a) if f.name != "header" and getattr(a, f.name) != getattr(b, f.name)]
+
+
+def test_fast_parser_equals_pydicom_on_synthetic_files_with_sequences(tmp_path: Path) -> None:
+    import pydicom
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    from convert.dicom.scan import _fast_index, instance_from_header_slow
+    from convert.sample import write_series
+    from fixtures.dicom_series import small_spec
+
+    def add_sequences(ds, k: int, t: int) -> None:
+        item = Dataset()
+        item.ReferencedSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+        item.ReferencedSOPInstanceUID = "2.25.1"
+        nested = Dataset()
+        nested.CodeValue = "X"
+        item.PurposeOfReferenceCodeSequence = Sequence([nested])
+        ds.ReferencedImageSequence = Sequence([item, item])
+        ds.add_new(0x00291010, "OB", b"\x01\x02" * 50)  # a private blob before the pixels
+
+    paths = write_series(tmp_path, small_spec("oblique", slices=3, times=2, modality="MR",
+                                             extra={"EchoNumbers": 2, "TriggerTime": 33.0}), mutate=add_sequences)
+    for path in paths:
+        fast = _fast_index(path)
+        assert fast is not None, "the common case must take the fast path"
+        slow = instance_from_header_slow(path, pydicom.dcmread(path, stop_before_pixels=True))
+        slow_offset = scan(path).instances[0].pixel_offset
+        assert _same_fields(fast, slow) == ["pixel_offset"] or fast.pixel_offset == slow_offset
+        assert fast.pixel_offset == slow_offset
+
+
+def test_fast_parser_equals_pydicom_on_real_scanner_files() -> None:
+    import pydicom
+
+    from conftest import CONFORMANCE
+    from convert.dicom.scan import _fast_index, instance_from_header_slow, iter_files
+
+    if not CONFORMANCE.is_dir():
+        pytest.skip("conformance data not available")
+    checked = 0
+    for path in iter_files(CONFORMANCE):
+        if path.suffix != ".dcm":
+            continue
+        fast = _fast_index(path)
+        if fast is None:
+            continue
+        with open(path, "rb") as fh:
+            ds = pydicom.dcmread(fh, stop_before_pixels=True)
+            offset = fh.tell()
+        slow = instance_from_header_slow(path, ds, offset)
+        assert _same_fields(fast, slow) == [], path
+        checked += 1
+    assert checked > 500
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@settings(max_examples=200, deadline=2000)
+@given(st.binary(min_size=1, max_size=32), st.integers(0, 3000))
+def test_fast_parser_on_corrupt_bytes_is_quick_and_never_disagrees(tmp_path_factory: pytest.TempPathFactory,
+                                                                   noise: bytes, at: int) -> None:
+    import pydicom
+
+    from convert.dicom.scan import _fast_index, instance_from_header_slow
+
+    base = tmp_path_factory.getbasetemp() / "fast_template"
+    if not base.exists():
+        make_series(base, slices=1)
+    template = next(base.iterdir()).read_bytes()
+    data = bytearray(template)
+    at = 128 + at % (len(data) - 128)
+    data[at:at + len(noise)] = noise
+    path = tmp_path_factory.mktemp("fastfuzz") / "x.dcm"
+    path.write_bytes(bytes(data))
+    fast = _fast_index(path)  # must return quickly (deadline) and never raise
+    if fast is None:
+        return
+    try:
+        with open(path, "rb") as fh:
+            ds = pydicom.dcmread(fh, stop_before_pixels=True, force=True)
+            offset = fh.tell()
+        slow = instance_from_header_slow(path, ds, offset)
+    except Exception:
+        return  # pydicom cannot read it; the fast path was lenient, and pixel reading will check the tag
+    assert _same_fields(fast, slow) == []
