@@ -20,6 +20,7 @@ in mm, i.e. ``(spacing along j, spacing along i)``.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import io
 import os
@@ -112,10 +113,19 @@ class Instance:
     enhanced: bool = False
 
     def load_header(self) -> Any:
-        """The header Dataset (without pixel data): the kept one, or read again from :attr:`path`."""
+        """The header Dataset (without pixel data): the kept one, or read again from :attr:`path`.
+
+        Re-reads go through a small cache (the last few files), so asking for a
+        series' first header several times parses it once. Treat it as read-only.
+        """
         if self.header is not None:
             return self.header
-        return read_header(self.path)
+        try:
+            stat = self.path.stat()
+            key = (stat.st_mtime_ns, stat.st_size)
+        except OSError:
+            key = (0, 0)
+        return _cached_header(str(self.path), key)
 
     @property
     def has_pixels(self) -> bool:
@@ -227,6 +237,12 @@ def looks_like_dicom(path: Path) -> bool:
     except (OSError, EOFError):
         return False
     return _head_is_dicom(head)
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_header(path: str, version: tuple[int, int]) -> Any:
+    """Header of ``path`` as of ``version`` (mtime, size): a changed file is read again."""
+    return read_header(Path(path))
 
 
 def read_header(path: Path, *, force: bool = True) -> Any:
