@@ -140,17 +140,17 @@ def _convert_dicom_single(src: Path, dst: Path, *, to: Optional[str], overwrite:
     from convert.dicom.reader import read_single, volume_warnings
     from convert.formats import format_for_output
 
+    from convert.atomic import check_writable
+
     fmt = format_for_output(dst, to)
+    json_path = None
+    if sidecar and fmt.name.startswith("nifti"):
+        stem = dst.name[: -len(".nii.gz")] if dst.name.lower().endswith(".nii.gz") else dst.stem
+        json_path = dst.with_name(stem + ".json")
+    check_writable(list(fmt.output_paths(dst)) + ([json_path] if json_path else []), overwrite)  # fail fast
     volume, series = read_single(src, **read_options)
     for warning in volume_warnings(volume):
         err_console.print(f"[yellow]warning:[/] {_escape(warning)}", highlight=False)
-    json_path = None
-    if sidecar and fmt.name.startswith("nifti"):
-        from convert.atomic import check_writable
-
-        stem = dst.name[: -len(".nii.gz")] if dst.name.lower().endswith(".nii.gz") else dst.stem
-        json_path = dst.with_name(stem + ".json")
-        check_writable(list(fmt.output_paths(dst)) + [json_path], overwrite)  # before writing anything
     written = fmt.write(volume, dst, overwrite=overwrite)
     if json_path is not None:
         from convert.dicom import sidecar as sidecar_mod

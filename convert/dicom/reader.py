@@ -34,15 +34,18 @@ from convert.dicom.series import TILT_THRESHOLD_DEG, Series, assemble
 from convert.errors import ConvertError, CorruptFileError, DicomError, InputNotFoundError, UnsupportedDataError
 from convert.volume import Meta, Volume, lps_to_ras
 
-try:  # owned by the multi-frame helper; optional until it lands
-    from convert.dicom import multiframe as _multiframe
-except ImportError:  # pragma: no cover - depends on the other helper's progress
-    _multiframe = None  # type: ignore[assignment]
+def _optional_module(name: str) -> Any:
+    """``convert.dicom.<name>`` (owned by the multi-frame helper), imported on first use; None if absent.
 
-try:
-    from convert.dicom import sidecar as _sidecar
-except ImportError:  # pragma: no cover
-    _sidecar = None  # type: ignore[assignment]
+    Lazy so that importing this module (every ``medconvert`` command does, via the
+    format registry) does not pay for pydicom.
+    """
+    import importlib
+
+    try:
+        return importlib.import_module(f"convert.dicom.{name}")
+    except ImportError:  # pragma: no cover - depends on the other helper's progress
+        return None
 
 
 # --------------------------------------------------------------------------- options
@@ -94,6 +97,7 @@ def slice_affine_lps(first: Instance, last: Instance | None, n_slices: int) -> n
 
 
 def _meta_for(ds: Any, series: Series | None = None) -> Meta:
+    _sidecar = _optional_module("sidecar")
     if _sidecar is not None:
         try:
             return _sidecar.meta_from_dataset(ds)
@@ -392,6 +396,7 @@ def _correct_tilt(array: np.ndarray, affine: np.ndarray, fill: float) -> tuple[n
 
 # --------------------------------------------------------------------------- multi-frame / mosaic
 def _require_multiframe(path: Path) -> Any:
+    _multiframe = _optional_module("multiframe")
     if _multiframe is None:
         raise DicomError("multi-frame and mosaic DICOM support (convert.dicom.multiframe) is not installed", path)
     return _multiframe
@@ -750,7 +755,8 @@ def convert_dicom_tree(src_dir: str | Path, out_dir: str | Path, *, to: str = "n
     all_series = assemble(result.instances)
     claimed: set[str] = set()
     ext = _output_extension(fmt)
-    writes_json = sidecar and fmt.name.startswith("nifti")
+    _sidecar = _optional_module("sidecar")
+    writes_json = sidecar and fmt.name.startswith("nifti") and _sidecar is not None
     for n, series in enumerate(all_series):
         outcome = SeriesOutcome(label=series.label, files=series.paths)
         report.outcomes.append(outcome)
@@ -819,6 +825,7 @@ class SeriesHeaders(SequenceABC):
 
 def _diffusion(series: Series, volume: Volume) -> tuple[list[float], np.ndarray] | None:
     """(b-values, FSL bvecs) for a diffusion series, via :mod:`convert.dicom.sidecar`; None otherwise."""
+    _sidecar = _optional_module("sidecar")
     if _sidecar is None or not hasattr(_sidecar, "diffusion_table") or volume.array.ndim != 4:
         return None
     time_headers = None
@@ -904,7 +911,8 @@ def summarize_series(series: Series) -> dict[str, Any]:
             spacing[2] = series.slice_spacing
         info["spacing_mm"] = [round(s, 4) for s in spacing]
         info["orientation"] = orientation_code(affine)
-    elif series.kind == "mosaic" and _multiframe is not None:
+    elif series.kind == "mosaic" and _optional_module("multiframe") is not None:
+        _multiframe = _optional_module("multiframe")
         from convert.volume import orientation_code
 
         try:

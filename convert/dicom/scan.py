@@ -281,17 +281,12 @@ def _read_header_once(path: Path) -> tuple[Any, int | None] | str:
     return ds, offset
 
 
-def _tag_table() -> dict[int, Any]:
-    from pydicom.tag import Tag
-
-    tags = (0x00080008, 0x00280030, 0x00181164, 0x0008103E, 0x00080016, 0x00080018, 0x0020000E, 0x0020000D,
-            0x00080060, 0x00200011, 0x00200032, 0x00200037, 0x00280010, 0x00280011, 0x00280100, 0x00280101,
-            0x00280103, 0x00280002, 0x00280004, 0x00200013, 0x00200012, 0x00200100, 0x00180086, 0x00181060,
-            0x00080032, 0x00280008, 0x00180050, 0x00180088, 0x00281053, 0x00281052)
-    return {t: Tag(t) for t in tags}
-
-
-_TAGS: dict[int, Any] = _tag_table()
+#: Tags the index reads (plain ints: pydicom's dataset keys compare and hash equal to them).
+_TAGS: frozenset[int] = frozenset({
+    0x00080008, 0x00280030, 0x00181164, 0x0008103E, 0x00080016, 0x00080018, 0x0020000E, 0x0020000D,
+    0x00080060, 0x00200011, 0x00200032, 0x00200037, 0x00280010, 0x00280011, 0x00280100, 0x00280101,
+    0x00280103, 0x00280002, 0x00280004, 0x00200013, 0x00200012, 0x00200100, 0x00180086, 0x00181060,
+    0x00080032, 0x00280008, 0x00180050, 0x00180088, 0x00281053, 0x00281052})
 
 
 class _Fields:
@@ -311,7 +306,7 @@ class _Fields:
     def _raw(self, tag: int) -> tuple[Any, bytes | None]:
         """(element, raw bytes or None when already converted / absent)."""
         store = getattr(self.ds, "_dict", None)
-        elem = store.get(_TAGS[tag]) if store is not None else self.ds.get_item(tag)
+        elem = store.get(tag) if store is not None else self.ds.get_item(tag)
         if elem is None:
             return None, None
         value = getattr(elem, "value", None)
