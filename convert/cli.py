@@ -84,10 +84,12 @@ def convert_cmd(
                                "an output FOLDER for a DICOM folder: one file per series."),
     to: Optional[str] = typer.Option(None, "--to", help="Output format name (see 'medconvert formats')."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
-    name: str = typer.Option("{SeriesNumber}_{SeriesDescription}", "--name",
+    name: Optional[str] = typer.Option(None, "--name",
                              help="DICOM folder -> folder: output name template over SeriesNumber, "
                              "SeriesDescription, ProtocolName, Modality, EchoNumber, AcquisitionNumber, ImageType, "
-                             "SequenceName, BodyPartExamined, Manufacturer, Split, Index."),
+                             "SequenceName, BodyPartExamined, Manufacturer, Split, Index, Pseudonym (--anonymize "
+                             "only). Default '{SeriesNumber}_{SeriesDescription}', or "
+                             "'{Pseudonym}_{SeriesNumber}_{Modality}' with --anonymize."),
     tilt_correct: bool = typer.Option(False, "--tilt-correct", help="Resample gantry-tilted CT onto an orthogonal "
                                       "grid (default: keep the tilt as a sheared affine)."),
     allow_gaps: bool = typer.Option(False, "--allow-gaps", help="Convert series with missing slices by resampling "
@@ -100,6 +102,15 @@ def convert_cmd(
                                  "NIfTI outputs of DICOM input."),
     sidecar_phi: bool = typer.Option(False, "--sidecar-phi", help="Include patient-identifying fields (names, IDs, "
                                      "dates, UIDs) in the sidecar. Off by default."),
+    anonymize: bool = typer.Option(False, "--anonymize", help="De-identify DICOM headers (PS3.15 Basic Profile) "
+                                   "before anything reaches an output: names, sidecars and messages come from "
+                                   "pseudonyms and cleaned headers only."),
+    key: Optional[Path] = typer.Option(None, "--key", help="With --anonymize: file holding the secret pseudonym key "
+                                       "(else $MEDCONVERT_KEY / $MEDCONVERT_KEY_FILE, else a random key)."),
+    keep: list[str] = typer.Option([], "--keep", help="With --anonymize: PS3.15 option to apply (repeatable), e.g. "
+                                   "uids, full-dates, modified-dates, clean-descriptors (see 'anonymize --help')."),
+    allow_burned_in: bool = typer.Option(False, "--allow-burned-in", help="With --anonymize: convert series that may "
+                                         "carry burned-in text (refused by default)."),
 ) -> None:
     """Convert SRC to DST. SRC is never modified; outputs are written atomically.
 
@@ -108,22 +119,43 @@ def convert_cmd(
     """
     from convert.dicom.reader import DICOM
 
+    from convert.dicom.reader import DEFAULT_ANONYMIZED_NAME, DEFAULT_NAME
+
+    if (key is not None or keep or allow_burned_in) and not anonymize:
+        raise fail("--key, --keep and --allow-burned-in only apply with --anonymize", 2)
+    if anonymize and sidecar_phi:
+        raise fail("--sidecar-phi cannot be combined with --anonymize", 2)
+    deidentify = _deidentifier(key, keep, allow_burned_in) if anonymize else None
+    name = name or (DEFAULT_ANONYMIZED_NAME if anonymize else DEFAULT_NAME)
     dicom_folder = src.is_dir() and DICOM.sniff(src)
     read_options = {"tilt_correct": tilt_correct, "allow_gaps": allow_gaps, "resample_uneven": resample_uneven,
                     "philips_precise": philips_precise}
     if dicom_folder and _is_folder_target(dst):
         _convert_dicom_folder(src, dst, to=to or "nifti-gz", name=name, overwrite=overwrite, sidecar=sidecar,
-                              sidecar_phi=sidecar_phi, **read_options)
+                              sidecar_phi=sidecar_phi, deidentify=deidentify, **read_options)
         return
     if dicom_folder or (src.is_file() and DICOM.sniff(src)):
         _convert_dicom_single(src, dst, to=to, overwrite=overwrite, sidecar=sidecar, sidecar_phi=sidecar_phi,
-                              **read_options)
+                              deidentify=deidentify, **read_options)
         return
     from convert.api import convert
 
     written = convert(src, dst, to=to, overwrite=overwrite)
     for path in written:
         console.print(f"wrote {path}", highlight=False)
+
+
+def _deidentifier(key: Optional[Path], keep: list[str], allow_burned_in: bool) -> Callable[[Any], Any]:
+    """A function returning a de-identified copy of a pydicom Dataset (one Scrubber, one key)."""
+    from convert.anonymize import Scrubber
+    from convert.anonymize.pseudonym import load_key
+
+    key_bytes, source = load_key(key)
+    if source == "random":
+        err_console.print("[yellow]note:[/] no key given: pseudonyms are random and cannot be reproduced in a "
+                          "later run (use --key FILE)", highlight=False, soft_wrap=True)
+    scrubber = Scrubber(key_bytes, keep, allow_burned_in)
+    return lambda ds: scrubber.scrub(ds).dataset
 
 
 def _is_folder_target(dst: Path) -> bool:
@@ -136,7 +168,8 @@ def _is_folder_target(dst: Path) -> bool:
 
 
 def _convert_dicom_single(src: Path, dst: Path, *, to: Optional[str], overwrite: bool, sidecar: bool,
-                          sidecar_phi: bool, **read_options: Any) -> None:
+                          sidecar_phi: bool, deidentify: Optional[Callable[[Any], Any]] = None,
+                          **read_options: Any) -> None:
     from convert.dicom.reader import read_single, volume_warnings
     from convert.formats import format_for_output
 
@@ -149,6 +182,10 @@ def _convert_dicom_single(src: Path, dst: Path, *, to: Optional[str], overwrite:
         json_path = dst.with_name(stem + ".json")
     check_writable(list(fmt.output_paths(dst)) + ([json_path] if json_path else []), overwrite)  # fail fast
     volume, series = read_single(src, **read_options)
+    if deidentify is not None:
+        from convert.dicom.reader import _deidentified_volume
+
+        volume = _deidentified_volume(volume, series, deidentify)  # also refuses burned-in text
     for warning in volume_warnings(volume):
         err_console.print(f"[yellow]warning:[/] {_escape(warning)}", highlight=False)
     written = fmt.write(volume, dst, overwrite=overwrite)
@@ -157,7 +194,12 @@ def _convert_dicom_single(src: Path, dst: Path, *, to: Optional[str], overwrite:
 
         from convert.dicom.reader import SeriesHeaders
 
-        data = sidecar_mod.build_sidecar(SeriesHeaders(series), volume, include_phi=sidecar_phi)
+        headers: Any = SeriesHeaders(series)
+        if deidentify is not None:
+            from convert.dicom.reader import _MappedHeaders
+
+            headers = _MappedHeaders(headers, deidentify)
+        data = sidecar_mod.build_sidecar(headers, volume, include_phi=sidecar_phi)
         written.append(sidecar_mod.write_sidecar(json_path, data, overwrite=overwrite))
     for path in written:
         console.print(f"wrote {path}", highlight=False)

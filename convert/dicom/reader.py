@@ -16,6 +16,8 @@ Geometry (DICOM PS3.3 C.7.6.2, all in LPS+ mm before the one conversion to RAS+)
 
 from __future__ import annotations
 
+import contextlib
+
 import os
 import re
 import unicodedata
@@ -612,9 +614,11 @@ DICOM = DicomFormat()
 #: Fields a ``--name`` template may use (non-identifying).
 NAME_FIELDS: tuple[str, ...] = ("SeriesNumber", "SeriesDescription", "ProtocolName", "Modality", "EchoNumber",
                                 "AcquisitionNumber", "ImageType", "SequenceName", "BodyPartExamined",
-                                "Manufacturer", "Split", "Index")
+                                "Manufacturer", "Split", "Index", "Pseudonym")
 _WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL"} | {f"COM{i}" for i in range(1, 10)} | {f"LPT{i}" for i in range(1, 10)}
 DEFAULT_NAME = "{SeriesNumber}_{SeriesDescription}"
+#: Default name when de-identifying: the patient pseudonym, never patient data.
+DEFAULT_ANONYMIZED_NAME = "{Pseudonym}_{SeriesNumber}_{Modality}"
 
 
 def sanitize_name(text: str, max_length: int = 120) -> str:
@@ -635,10 +639,15 @@ def sanitize_name(text: str, max_length: int = 120) -> str:
     return text
 
 
-def _name_fields(series: Series, volume_index: int, n_volumes: int) -> dict[str, str]:
+def _name_fields(series: Series, volume_index: int, n_volumes: int,
+                 deidentify: Callable[[Any], Any] | None = None) -> dict[str, str]:
     ds = series.first.load_header()
-    values: dict[str, str] = {}
+    if deidentify is not None and ds is not None:
+        ds = deidentify(ds)  # names come from the de-identified header: pseudonyms, cleaned text
+    values: dict[str, str] = {"Pseudonym": str(ds.get("PatientID", "")) if deidentify and ds is not None else ""}
     for key in NAME_FIELDS:
+        if key == "Pseudonym":
+            continue
         if key == "Split":
             values[key] = series.split
         elif key == "Index":
@@ -722,8 +731,15 @@ def convert_dicom_tree(src_dir: str | Path, out_dir: str | Path, *, to: str = "n
                        name: str = DEFAULT_NAME, overwrite: bool = False, sidecar: bool = True,
                        sidecar_phi: bool = False, tilt_correct: bool = False, allow_gaps: bool = False,
                        resample_uneven: bool = False, philips_precise: bool = False,
-                       progress: Callable[[int, int, str], None] | None = None) -> Report:
+                       progress: Callable[[int, int, str], None] | None = None,
+                       deidentify: Callable[[Any], Any] | None = None) -> Report:
     """Convert every series under ``src_dir`` into ``out_dir`` (one file per volume).
+
+    With ``deidentify`` (a function returning a de-identified copy of a pydicom
+    Dataset, e.g. a bound :class:`convert.anonymize.Scrubber`), output names,
+    sidecars, metadata, series labels, warnings and error messages are all
+    derived from de-identified headers, with input file paths redacted; a
+    series the de-identifier refuses (burned-in text) fails with its message.
 
     Each series is isolated: a failure is recorded in the report and the others
     still convert. Diffusion series also get FSL ``.bval``/``.bvec`` files
@@ -744,6 +760,11 @@ def convert_dicom_tree(src_dir: str | Path, out_dir: str | Path, *, to: str = "n
     if not fmt.can_write:
         raise ConvertError(f"format '{fmt.name}' can be read but not written")
     render_name(name, {k: "x" for k in NAME_FIELDS})  # validate the template before any work
+    if deidentify is not None and sidecar_phi:
+        raise ConvertError("a de-identified conversion cannot write patient fields to sidecars: "
+                           "drop --sidecar-phi or --anonymize")
+    if deidentify is None and "{Pseudonym}" in name:
+        raise ConvertError("the name field {Pseudonym} exists only with --anonymize")
     scan_progress = (lambda done, total: progress(done, total, "scanning files")) if progress else None
     result: ScanResult = scan(src_dir, progress=scan_progress)
     report = Report(source=src_dir, skipped=list(result.skipped))
@@ -758,17 +779,20 @@ def convert_dicom_tree(src_dir: str | Path, out_dir: str | Path, *, to: str = "n
     _sidecar = _optional_module("sidecar")
     writes_json = sidecar and fmt.name.startswith("nifti") and _sidecar is not None
     for n, series in enumerate(all_series):
-        outcome = SeriesOutcome(label=series.label, files=series.paths)
+        label = series.label if deidentify is None else _deidentified_label(series)
+        outcome = SeriesOutcome(label=label, files=series.paths)
         report.outcomes.append(outcome)
         if progress:
-            progress(n, len(all_series), series.label)
+            progress(n, len(all_series), label)
         try:
             volumes = read_series_volumes(series, tilt_correct=tilt_correct, allow_gaps=allow_gaps,
                                           resample_uneven=resample_uneven, philips_precise=philips_precise)
             outcome.warnings = list(series.warnings)
             suffixes = volume_suffixes(volumes)
             for v_index, volume in enumerate(volumes):
-                fields = _name_fields(series, v_index, len(volumes))
+                fields = _name_fields(series, v_index, len(volumes), deidentify)
+                if deidentify is not None:
+                    volume = _deidentified_volume(volume, series, deidentify)
                 stem = render_name(name, fields)
                 if len(volumes) > 1 and "{Index}" not in name:
                     stem = sanitize_name(f"{stem}_{suffixes[v_index]}")
@@ -785,7 +809,10 @@ def convert_dicom_tree(src_dir: str | Path, out_dir: str | Path, *, to: str = "n
                     outcome.written.extend(_sidecar.write_bval_bvec(out_dir / stem, dwi[0], dwi[1],
                                                                     overwrite=overwrite))
                 if writes_json and _sidecar is not None:
-                    data = _sidecar.build_sidecar(SeriesHeaders(series), volume, include_phi=sidecar_phi)
+                    headers: Any = SeriesHeaders(series)
+                    if deidentify is not None:
+                        headers = _MappedHeaders(headers, deidentify)
+                    data = _sidecar.build_sidecar(headers, volume, include_phi=sidecar_phi)
                     outcome.written.append(_sidecar.write_sidecar(json_path, data, overwrite=overwrite))
         except ConvertError as exc:
             outcome.error = str(exc)
@@ -793,9 +820,60 @@ def convert_dicom_tree(src_dir: str | Path, out_dir: str | Path, *, to: str = "n
             outcome.error = f"{series.first.path}: not enough memory to read series {series.label}"
         except Exception as exc:  # a bug in one series must not stop the others
             outcome.error = f"{series.first.path}: unexpected {type(exc).__name__}: {exc}"
+        if deidentify is not None:
+            outcome.error = _redact(outcome.error, series, src_dir) if outcome.error else outcome.error
+            outcome.warnings = [_redact(w, series, src_dir) for w in outcome.warnings]
     if progress:
         progress(len(all_series), len(all_series), "done")
     return report
+
+
+def _deidentified_label(series: Series) -> str:
+    """A series label with no text from the headers: number, split and shape only."""
+    number = f"#{series.series_number}" if series.series_number is not None else "#?"
+    return f"{number} {'x'.join(str(n) for n in series.shape)}"
+
+
+def _redact(text: str, series: Series, src_dir: Path) -> str:
+    """Replace every input path, relative path and file name of ``series`` in ``text`` by a neutral tag.
+
+    Source folder and file names often carry patient names or IDs.
+    """
+    for path in sorted(series.paths, key=lambda p: -len(str(p))):
+        text = text.replace(str(path), "<input file>")
+        with contextlib.suppress(ValueError):
+            text = text.replace(str(path.relative_to(src_dir)), "<input file>")
+        text = text.replace(path.name, "<input file>")
+    return text.replace(str(src_dir), "<input folder>")
+
+
+def _deidentified_volume(volume: Volume, series: Series, deidentify: Callable[[Any], Any]) -> Volume:
+    """``volume`` with metadata rebuilt from the de-identified header (text fields cleaned or dropped)."""
+    from convert.dicom.sidecar import meta_from_dataset
+
+    clean = meta_from_dataset(deidentify(series.first.load_header()))
+    acquisition = {k: v for k, v in volume.meta.acquisition.items()
+                   if isinstance(v, (int, float)) or clean.acquisition.get(k) == v}
+    return volume.replace(meta=volume.meta.replace(series_description=clean.series_description,
+                                                   manufacturer=clean.manufacturer, acquisition=acquisition))
+
+
+class _MappedHeaders(SequenceABC):
+    """A read-only sequence of headers passed through ``fn`` (memoised): de-identified sidecar input."""
+
+    def __init__(self, headers: Sequence[Any], fn: Callable[[Any], Any]) -> None:
+        self._headers, self._fn, self._cache = headers, fn, {}  # type: ignore[var-annotated]
+
+    def __len__(self) -> int:
+        return len(self._headers)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        index = range(len(self))[index]
+        if index not in self._cache:
+            self._cache[index] = self._fn(self._headers[index])
+        return self._cache[index]
 
 
 class SeriesHeaders(SequenceABC):
