@@ -32,7 +32,7 @@ import numpy as np
 from convert.atomic import check_writable
 from convert.dicom.pixels import decode_frames, fix_stored_bits, rescale_plan, stored_dtype
 from convert.dicom.scan import Instance, ScanResult, looks_like_dicom, read_header, scan
-from convert.dicom.series import TILT_THRESHOLD_DEG, Series, assemble
+from convert.dicom.series import TILT_THRESHOLD_DEG, Series, assemble, median
 from convert.errors import ConvertError, CorruptFileError, DicomError, InputNotFoundError, UnsupportedDataError
 from convert.volume import Meta, Volume, lps_to_ras
 
@@ -120,7 +120,7 @@ def _time_step(series: Series) -> float | None:
     if all(t is not None for t in times):
         diffs = np.diff(np.asarray(times, dtype=np.float64))
         if len(diffs) and np.all(diffs > 0):
-            return float(np.median(diffs))
+            return median(diffs)
     try:
         if tr is not None and float(tr) > 0:
             return float(tr) / 1000.0
@@ -331,8 +331,8 @@ def volume_warnings(volume: Volume) -> list[str]:
 def _regrid_slices(array: np.ndarray, affine: np.ndarray, series: Series) -> tuple[np.ndarray, np.ndarray]:
     """Linear interpolation along k onto a regular grid at the median spacing (keeps dtype; ints rounded)."""
     d = series.distances
-    median = float(np.median(np.diff(d)))
-    n_new = int(round((d[-1] - d[0]) / median)) + 1
+    step = median(np.diff(d))
+    n_new = int(round((d[-1] - d[0]) / step)) + 1
     targets = d[0] + np.arange(n_new) * ((d[-1] - d[0]) / (n_new - 1))
     idx = np.clip(np.searchsorted(d, targets, side="right") - 1, 0, len(d) - 2)
     w = (targets - d[idx]) / (d[idx + 1] - d[idx])

@@ -127,7 +127,7 @@ class Series:
         """Median distance between adjacent slices along the normal (mm), None for one slice."""
         if len(self.distances) < 2:
             return None
-        return float(np.median(np.diff(self.distances)))
+        return median(np.diff(self.distances))
 
     @property
     def label(self) -> str:
@@ -425,20 +425,27 @@ def _check_orientation(inst: Instance) -> str | None:
     return None
 
 
+def median(values: Iterable[float] | np.ndarray) -> float:
+    """Median of a few numbers (``statistics.median``: avoids importing ``numpy.ma`` as ``np.median`` does)."""
+    import statistics
+
+    return float(statistics.median(float(v) for v in values))
+
+
 def _check_spacing(series: Series) -> None:
     d = series.distances
     if len(d) < 3:
         return
     diffs = np.diff(d)
-    median = float(np.median(diffs))
-    if median <= 0:
+    median_step = median(diffs)
+    if median_step <= 0:
         return
-    tolerance = 0.01 * median + 0.01
+    tolerance = 0.01 * median_step + 0.01
     for k, step in enumerate(diffs):
-        ratio = step / median
+        ratio = step / median_step
         if ratio > GAP_FACTOR and abs(ratio - round(ratio)) < 0.25:
             series.missing.append((k, int(round(ratio)) - 1))
-        elif abs(step - median) > tolerance:
+        elif abs(step - median_step) > tolerance:
             series.uneven = True
     if series.missing:
         where = "; ".join(
@@ -446,13 +453,14 @@ def _check_spacing(series: Series) -> None:
         )
         series.warnings.append(
             f"missing slice(s): {sum(n for _, n in series.missing)} missing ({where}); median spacing "
-            f"{median:.3f} mm"
+            f"{median_step:.3f} mm"
         )
     if series.uneven:
         mean = (d[-1] - d[0]) / (len(d) - 1)
         error = float(np.max(np.abs(d - (d[0] + mean * np.arange(len(d))))))
         series.warnings.append(
-            f"uneven slice spacing: {float(diffs.min()):.3f} to {float(diffs.max()):.3f} mm (median {median:.3f} mm); "
+            f"uneven slice spacing: {float(diffs.min()):.3f} to {float(diffs.max()):.3f} mm "
+            f"(median {median_step:.3f} mm); "
             f"stacked at the mean spacing {mean:.3f} mm, slices are misplaced by up to {error:.2f} mm: use "
             "--resample-uneven (resample_uneven=True) for correct geometry"
         )
