@@ -73,7 +73,7 @@ def test_references_stay_consistent_across_files() -> None:
     ref = Dataset()
     ref.ReferencedSOPClassUID = first.SOPClassUID
     ref.ReferencedSOPInstanceUID = first.SOPInstanceUID
-    second.ReferencedImageSequence = Sequence([ref])  # X/Z/U*: type 3 in MR -> removed; use a type-1 place:
+    second.ReferencedImageSequence = Sequence([ref])  # X/Z/U*: kept, UIDs mapped (also in a type-1 place:)
     series_ref = Dataset()
     series_ref.SeriesInstanceUID = first.SeriesInstanceUID
     inst = Dataset()
@@ -89,6 +89,7 @@ def test_references_stay_consistent_across_files() -> None:
     item = b.ReferencedSeriesSequence[0]
     assert item.SeriesInstanceUID == a.SeriesInstanceUID
     assert item.ReferencedInstanceSequence[0].ReferencedSOPInstanceUID == a.SOPInstanceUID
+    assert b.ReferencedImageSequence[0].ReferencedSOPInstanceUID == a.SOPInstanceUID
     assert item.ReferencedInstanceSequence[0].ReferencedSOPClassUID == first.SOPClassUID  # class UIDs kept
     originals = {"1.2.3.4.100", "1.2.3.4.101", "1.2.3.4.1", "1.2.3.4.2", "1.2.3.4.9"}
     for ds in (a, b):

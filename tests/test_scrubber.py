@@ -542,3 +542,43 @@ def test_dataset_read_with_deferred_pixel_data() -> None:
     buf = io.BytesIO()
     save_dataset(out, buf)
     assert pydicom.dcmread(io.BytesIO(buf.getvalue())).PixelData == pydicom.dcmread(path).PixelData
+
+
+def test_reference_sequences_kept_with_uids_mapped_and_items_scrubbed() -> None:
+    """Referenced/Source Image Sequence (X/Z/U*, type 3 in MR) are kept: references between objects
+    stay consistent (same keyed pseudonyms as the referenced object), the rest of each item follows
+    the normal allow-list rules."""
+    first, second = mr_image(), mr_image()
+    second.SOPInstanceUID = second.file_meta.MediaStorageSOPInstanceUID = "1.2.3.4.5.6.101"
+    for keyword in ("ReferencedImageSequence", "SourceImageSequence"):
+        item = Dataset()
+        item.ReferencedSOPClassUID = MR
+        item.ReferencedSOPInstanceUID = first.SOPInstanceUID
+        item.ReferencedFrameNumber = 1
+        item.ReferencedFrameOfReferenceUID = first.FrameOfReferenceUID
+        item.PatientName = "Müller^Jürgen"             # a name inside an item: removed as anywhere
+        item.ReferringPhysicianName = "Dr^Nick"
+        item.StudyComments = "for Jürgen Müller"
+        purpose = Dataset()
+        purpose.CodeValue, purpose.CodingSchemeDesignator, purpose.CodeMeaning = "121311", "DCM", "Localizer"
+        item.PurposeOfReferenceCodeSequence = Sequence([purpose])
+        setattr(second, keyword, Sequence([item]))
+    a = anonymize_dataset(first, key=KEY)
+    b = anonymize_dataset(second, key=KEY)
+    for keyword in ("ReferencedImageSequence", "SourceImageSequence"):
+        assert keyword in b, f"{keyword} removed"
+        out = b[keyword][0]
+        assert out.ReferencedSOPInstanceUID == a.SOPInstanceUID != first.SOPInstanceUID
+        assert out.ReferencedSOPClassUID == MR  # a standard SOP class: kept
+        assert out.ReferencedFrameOfReferenceUID == a.FrameOfReferenceUID != first.FrameOfReferenceUID
+        assert out.ReferencedFrameNumber == 1
+        assert out.PurposeOfReferenceCodeSequence[0].CodeMeaning == "Localizer"
+        assert "StudyComments" not in out
+        assert "Müller" not in str(out.get("PatientName", "") or "")  # emptied or a pseudonym, as anywhere
+        assert not str(out.get("ReferringPhysicianName", "") or "")
+    assert "Müller" not in str(b) and "Jürgen" not in str(b) and "Nick" not in str(b)
+    originals = {"1.2.3.4.5.6.100", "1.2.3.4.5.6.101", "1.2.3.4.5.6.3"}
+    assert not [e for e in b.iterall() if e.VR == "UI" and str(e.value) in originals]
+    # keep=uids keeps them verbatim; the sequence is still there
+    kept = anonymize_dataset(second, key=KEY, keep=["uids"])
+    assert kept.ReferencedImageSequence[0].ReferencedSOPInstanceUID == first.SOPInstanceUID

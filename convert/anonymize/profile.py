@@ -19,7 +19,9 @@ Action codes (PS3.15 E.1.1):
 Combined codes are resolved with the attribute's type in the object's IOD
 (found from its SOP Class UID): ``X/Z`` -> Z if type 2 else X; ``X/D`` -> D if
 type 1 else X; ``Z/D`` -> D if type 1 else Z; ``X/Z/D`` -> D / Z / X for type
-1 / 2 / 3; ``X/Z/U*`` -> U (keep the sequence, replace the UIDs inside) / Z / X.
+1 / 2 / 3; ``X/Z/U*`` -> U / Z / X by :func:`resolve`, but :func:`compile_plan` always
+uses U for it (keep the reference sequence, scrub its items, map every instance UID inside),
+so references between objects stay consistent.
 An attribute not in the IOD counts as type 3. For an unknown SOP class the
 strictest type any IOD gives is used (so the output still conforms wherever
 the attribute may be required).
@@ -200,6 +202,11 @@ def compile_plan(options: frozenset[str], sop_class_uid: str | None) -> Plan:
     special: dict[str, str] = {}
     for entry in entries():
         action = option_action(entry, options) or resolve(entry.basic, types.get(entry.tag, 3))
+        if entry.basic.endswith("U*") and action in ("X", "Z"):
+            # References between objects (Referenced/Source Image Sequence) are kept whatever the
+            # attribute's type: their items are scrubbed by the same rules and every instance UID
+            # inside is mapped by the keyed pseudonym function, so links stay consistent.
+            action = "U"
         assert action in _ACTIONS, (entry, action)
         if "x" in entry.tag or entry.tag == "private":
             special[entry.tag] = action
