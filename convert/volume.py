@@ -51,7 +51,7 @@ def ras_to_lps(affine: np.ndarray) -> np.ndarray:
 
 
 def lps_to_ras_point(point: np.ndarray) -> np.ndarray:
-    """Convert a point (or N x 3 points) from LPS+ to RAS+ millimetres (and back)."""
+    """Convert a point or direction (or N x 3 of them) from LPS+ to RAS+ (and back): x, y negated."""
     p = np.array(point, dtype=np.float64)
     p[..., :2] *= -1.0
     return p

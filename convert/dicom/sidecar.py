@@ -36,7 +36,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
 from convert.atomic import atomic_file
-from convert.volume import Meta, Volume
+from convert.volume import Meta, Volume, lps_to_ras_point
 
 __all__ = [
     "DESCRIPTOR_KEYS",
@@ -770,7 +770,7 @@ def fsl_bvecs(gradients_lps: Sequence[Sequence[float]], affine: np.ndarray) -> n
     FSL, dcm2niix and MRtrix share). Returns a ``(3, n)`` array.
     """
     g = np.asarray(gradients_lps, dtype=np.float64).reshape(-1, 3)
-    g_ras = g * np.array([-1.0, -1.0, 1.0])
+    g_ras = lps_to_ras_point(g)  # a direction flips like a point
     axes = np.asarray(affine, dtype=np.float64)[:3, :3]
     axes = axes / np.linalg.norm(axes, axis=0)
     vox = np.linalg.solve(axes, g_ras.T)  # (3, n)
