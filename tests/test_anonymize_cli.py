@@ -348,3 +348,90 @@ def test_dcm2niix_sees_the_same_volume_before_and_after(tmp_path: Path) -> None:
         assert a.shape == b.shape
         assert np.allclose(a.affine, b.affine, atol=1e-4)
         assert np.array_equal(np.asarray(a.dataobj), np.asarray(b.dataobj))
+
+
+# ------------------------------------------------------------------------------------------------
+# Header-only fast path (pixel bytes copied by the kernel) and its fallbacks
+# ------------------------------------------------------------------------------------------------
+def _variants(root: Path) -> dict[str, Path]:
+    """One file per layout the fast path must leave to the full read."""
+    from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, ImplicitVRLittleEndian
+
+    root.mkdir(parents=True, exist_ok=True)
+    out: dict[str, Path] = {}
+
+    def _slice(i: int) -> pydicom.Dataset:  # CT_small.dcm without its trailing padding
+        ds = globals()["_slice"](i, series=7)
+        del ds[0xFFFCFFFC]
+        return ds
+
+    plain = _slice(1)
+    out["plain"] = root / "plain.dcm"
+    plain.save_as(out["plain"], enforce_file_format=True)
+    for name, ts in (("implicit", ImplicitVRLittleEndian), ("big_endian", ExplicitVRBigEndian),
+                     ("deflated", DeflatedExplicitVRLittleEndian)):
+        ds = _slice(len(out) + 1)
+        ds.file_meta.TransferSyntaxUID = ts
+        out[name] = root / f"{name}.dcm"
+        pydicom.dcmwrite(out[name], ds, implicit_vr=ts.is_implicit_VR, little_endian=ts.is_little_endian,
+                         force_encoding=True)
+    ds = _slice(len(out) + 1)
+    ds.NumberOfFrames = 2
+    ds.PixelData = ds.PixelData * 2
+    out["multiframe"] = root / "multiframe.dcm"
+    ds.save_as(out["multiframe"], enforce_file_format=True)
+    ds = _slice(len(out) + 1)
+    ds.add_new(0xFFFCFFFC, "OB", b"\0" * 8)  # Data Set Trailing Padding after the pixels
+    out["trailing"] = root / "trailing.dcm"
+    ds.save_as(out["trailing"], enforce_file_format=True)
+    from pydicom.uid import RLELossless
+
+    ds = _slice(len(out) + 1)
+    ds.compress(RLELossless)
+    out["encapsulated"] = root / "encapsulated.dcm"
+    ds.save_as(out["encapsulated"], enforce_file_format=True)
+    return out
+
+
+def test_fast_path_applies_only_to_plain_files(tmp_path: Path) -> None:
+    from convert.anonymize.run import read_header_fast
+
+    files = _variants(tmp_path / "src")
+    taken = {name for name, path in files.items() if read_header_fast(path) is not None}
+    assert taken == {"plain"}
+    ds, span = read_header_fast(files["plain"])
+    assert 0x7FE00010 not in ds  # header only
+    data = files["plain"].read_bytes()
+    assert span.value_offset + span.length == len(data)
+    assert data[span.value_offset - 12:span.value_offset - 8] == b"\xe0\x7f\x10\x00"
+
+
+def test_fast_path_output_equals_full_path_and_keeps_pixels_bit_identical(tmp_path: Path, monkeypatch) -> None:
+    import convert.anonymize.run as run
+
+    src = _tree(tmp_path / "src", n=3)
+    _variants(src / "variants")
+    fast = tmp_path / "fast"
+    fast_report = convert.anonymize(src, fast, key=KEY, workers=1)
+    monkeypatch.setattr(run, "read_header_fast", lambda path: None)
+    full = tmp_path / "full"
+    full_report = convert.anonymize(src, full, key=KEY, workers=1)
+    assert _files(fast) == _files(full)
+    assert [(log.status, log.kept, log.removed, log.replaced) for log in fast_report.per_file] == \
+        [(log.status, log.kept, log.removed, log.replaced) for log in full_report.per_file]
+    pixels_in = {hashlib.sha256(pydicom.dcmread(p).PixelData).hexdigest()
+                 for p in src.rglob("*") if p.is_file() and p.suffix != ".txt"}
+    pixels_out = {hashlib.sha256(pydicom.dcmread(p).PixelData).hexdigest() for p in fast.rglob("*.dcm")}
+    assert pixels_out == pixels_in
+
+
+def test_fast_path_truncated_pixel_data_is_reported_not_written(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    plain = _variants(src)["plain"]
+    data = plain.read_bytes()
+    for path in src.iterdir():
+        path.unlink()
+    (src / "cut.dcm").write_bytes(data[:-1000])
+    report = convert.anonymize(src, tmp_path / "out", key=KEY, workers=1)
+    assert [Path(p).name for p, _ in report.failed] == ["cut.dcm"]
+    assert not list((tmp_path / "out").rglob("*.dcm"))

@@ -13,16 +13,19 @@ others continue. Large trees use a process pool (the work is pydicom-bound).
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 import pydicom
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
 from pydicom.uid import UID_dictionary
 
 from convert.anonymize.audit import FileLog, Report, write_audit
@@ -83,13 +86,116 @@ def read_dataset(path: Path, force: bool = False) -> Dataset:
     return ds
 
 
-def _check_complete(ds: Dataset, path: Path) -> None:
+#: Bytes read for the header-only fast path; larger headers take the full read.
+FAST_HEADER_BYTES = 128 * 1024
+_EXPLICIT_LE = "1.2.840.10008.1.2.1"
+_PIXEL_TAG_BYTES = b"\xe0\x7f\x10\x00"
+
+
+@dataclass(frozen=True)
+class PixelSpan:
+    """Where native PixelData sits in a source file (bytes, from the start of the file).
+
+    Attributes:
+        value_offset: first byte of the value (after the 12-byte element header).
+        length: value length in bytes (even, defined).
+        vr: "OB" or "OW" as written in the source.
+    """
+
+    value_offset: int
+    length: int
+    vr: str
+
+
+def read_header_fast(path: Path) -> tuple[Dataset, PixelSpan] | None:
+    """The header of a plain file, read without its pixel data, and where its pixel data sits.
+
+    Applies only to the common case: a Part 10 file (preamble + ``DICM``) in
+    explicit VR little endian whose header fits in :data:`FAST_HEADER_BYTES`,
+    with one top-level native PixelData (OB/OW, defined length) that ends
+    exactly at the end of the file, single frame. Returns None for anything
+    else (implicit VR, big endian, deflated, encapsulated, multi-frame,
+    trailing elements, truncated or short files, a header pydicom cannot
+    parse): the caller then reads the whole file (:func:`read_dataset`), which
+    also produces the precise error for bad files. Raises OSError when the file
+    cannot be opened.
+    """
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        buf = fh.read(FAST_HEADER_BYTES)
+    if len(buf) < 144 or buf[128:132] != b"DICM":
+        return None
+    bio = io.BytesIO(buf)
+    try:
+        ds = pydicom.dcmread(bio, stop_before_pixels=True)
+    except Exception:
+        return None
+    pos = bio.tell()
+    meta = getattr(ds, "file_meta", None)
+    ts = None if meta is None else meta.get("TransferSyntaxUID")
+    if ts != _EXPLICIT_LE or ds.original_encoding != (False, True):
+        return None
+    if pos + 12 > len(buf) or buf[pos:pos + 4] != _PIXEL_TAG_BYTES:
+        return None  # no PixelData in the buffer (big header, FloatPixelData, none at all)
+    vr = buf[pos + 4:pos + 6]
+    length = int.from_bytes(buf[pos + 8:pos + 12], "little")
+    if vr not in (b"OB", b"OW") or length == 0xFFFFFFFF or length % 2 or pos + 12 + length != size:
+        return None  # encapsulated, odd, truncated, or followed by more elements
+    frames = ds._dict.get(0x00280008)
+    if frames is not None:
+        raw = frames.value if isinstance(frames, RawDataElement) else str(frames.value).encode()
+        if raw is not None and raw.strip(b" \0") not in (b"", b"1"):
+            return None  # multi-frame: the full read
+    return ds, PixelSpan(pos + 12, length, vr.decode())
+
+
+def _copy_span(src: Path, span: PixelSpan, out_fd: int) -> None:
+    """Append the source bytes of ``span`` to ``out_fd`` with a kernel copy (no Python buffers)."""
+    with open(src, "rb") as fh:
+        in_fd = fh.fileno()
+        offset, remaining = span.value_offset, span.length
+        if os.fstat(in_fd).st_size != offset + remaining:
+            raise CorruptFileError("input changed while it was being de-identified", src)
+        kernel = hasattr(os, "copy_file_range")
+        while remaining:
+            copied = 0
+            if kernel:
+                try:
+                    copied = os.copy_file_range(in_fd, out_fd, remaining, offset)
+                except OSError:
+                    kernel = False  # e.g. another file system on an old kernel: plain copy
+                    continue
+            else:
+                chunk = os.pread(in_fd, min(remaining, 1 << 20), offset)
+                copied = os.write(out_fd, chunk) if chunk else 0
+            if copied <= 0:
+                raise CorruptFileError("input changed while it was being de-identified", src)
+            offset += copied
+            remaining -= copied
+
+
+def write_with_pixels(header: bytes, src: Path, span: PixelSpan, target: Path) -> None:
+    """Write ``header`` + a PixelData element whose value is copied from ``src`` at ``span``."""
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    try:
+        element = struct.pack("<HH2sHL", 0x7FE0, 0x0010, span.vr.encode(), 0, span.length)
+        data = memoryview(header + element)
+        while data:
+            data = data[os.write(fd, data):]
+        _copy_span(src, span, fd)
+    finally:
+        os.close(fd)
+
+
+def _check_complete(ds: Dataset, path: Path, pixel_length: int | None = None) -> None:
     """Raise CorruptFileError when the file was cut short.
 
     pydicom stops silently at the end of a file, so a truncated file reads as a
     shorter dataset. It is recognised by: an element whose value is shorter
     than its declared length; an image SOP class without pixel data; native
     pixel data shorter than Rows x Columns x samples x frames x bits.
+    ``pixel_length``: bytes of native PixelData present in the file when ``ds``
+    is a header read without it (:func:`read_header_fast`).
     """
     for elem in ds._dict.values():
         if isinstance(elem, RawDataElement) and elem.length != 0xFFFFFFFF and elem.value is not None \
@@ -100,13 +206,13 @@ def _check_complete(ds: Dataset, path: Path) -> None:
     sop_elem = peek(ds, 0x00080016)
     sop_class = str((sop_elem.value if sop_elem is not None else "") or
                     (meta.get("MediaStorageSOPClassUID", "") if meta else ""))
-    has_pixels = any(t in ds for t in (0x7FE00010, 0x7FE00008, 0x7FE00009))
+    has_pixels = pixel_length is not None or any(t in ds for t in (0x7FE00010, 0x7FE00008, 0x7FE00009))
     if not has_pixels:
         name = UID_dictionary.get(sop_class.strip("\0 "), ("",))[0]
         if "Image Storage" in name:
             raise CorruptFileError(f"truncated: an image ({name}) without pixel data", path)
         return
-    if 0x7FE00010 not in ds._dict or meta is None:
+    if (0x7FE00010 not in ds._dict and pixel_length is None) or meta is None:
         return
     ts = getattr(meta, "TransferSyntaxUID", None)
     if ts is not None and ts.is_compressed:
@@ -120,7 +226,7 @@ def _check_complete(ds: Dataset, path: Path) -> None:
         return int(elem.value)
 
     try:
-        value = ds._dict[0x7FE00010].value
+        value = ds._dict[0x7FE00010].value if pixel_length is None else None
         rows, cols = number(0x00280010), number(0x00280011)
         spp = number(0x00280002, 1)
         frames = number(0x00280008, 1)
@@ -128,8 +234,8 @@ def _check_complete(ds: Dataset, path: Path) -> None:
     except Exception:
         raise CorruptFileError("unreadable DICOM: pixel description missing or pixel data truncated", path) from None
     expected = (rows * cols * spp * frames * bits + 7) // 8
-    if value is None or len(value) < expected:
-        got = 0 if value is None else len(value)
+    got = pixel_length if pixel_length is not None else (0 if value is None else len(value))
+    if got < expected:
         raise CorruptFileError(f"truncated: pixel data has {got} bytes, expected {expected}", path)
 
 
@@ -138,15 +244,12 @@ def fast_bytes(ds: Dataset) -> bytes | None:
 
     Handles the common case only (little endian transfer syntax matching how the
     elements were read, no character set change, complete file meta); anything
-    else returns None and :func:`save_dataset` uses pydicom's writer. New
-    (non-raw) elements and sequences are always written by pydicom's
-    ``write_data_element``. The output is byte-identical to pydicom's
-    ``save_as(..., enforce_file_format=True)`` (tested).
+    else returns None and :func:`save_dataset` uses pydicom's writer. Raw
+    elements are copied as read (at any depth: sequences are framed here);
+    new (non-raw) elements are encoded by pydicom's ``write_data_element``.
+    The output is byte-identical to pydicom's ``save_as(...,
+    enforce_file_format=True)`` (tested).
     """
-    from pydicom.filebase import DicomBytesIO
-    from pydicom.filewriter import write_data_element, write_file_meta_info
-    from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
-
     meta = ds.file_meta
     ts = meta.get("TransferSyntaxUID")
     if not ts or not meta.get("MediaStorageSOPClassUID") or not meta.get("MediaStorageSOPInstanceUID"):
@@ -159,37 +262,164 @@ def fast_bytes(ds: Dataset) -> bytes | None:
     if ds.get("SOPClassUID") not in (None, meta.MediaStorageSOPClassUID) or \
             ds.get("SOPInstanceUID") not in (None, meta.MediaStorageSOPInstanceUID):
         return None
+    head = _meta_bytes(meta)
+    chunks = [b"\x00" * 128 + b"DICM", head]
+    _encode_dataset(ds, implicit, ds.get("SpecificCharacterSet", None), chunks)
+    return b"".join(chunks)
+
+
+_META_VRS = {0x00020001: "OB", 0x00020002: "UI", 0x00020003: "UI", 0x00020010: "UI", 0x00020012: "UI",
+             0x00020013: "SH", 0x00020016: "AE"}
+
+
+def _meta_bytes(meta: Dataset) -> bytes:
+    """The file meta group as pydicom's ``write_file_meta_info(enforce_standard=True)`` writes it
+    (explicit VR little endian, group length first); pydicom's writer for an unusual meta."""
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_file_meta_info
+    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
+
+    values: dict[int, bytes] = {}
+    simple = True
+    for tag, elem in meta._dict.items():
+        vr = _META_VRS.get(int(tag))
+        value = elem.value
+        if vr is None or elem.VR != vr or isinstance(elem, RawDataElement) or not isinstance(value, (str, bytes)) \
+                or (vr != "OB") != isinstance(value, str) or (isinstance(value, str) and not value.isascii()):
+            simple = False
+            break
+        data = value.encode("ascii") if isinstance(value, str) else bytes(value)
+        if len(data) % 2:
+            data += b" " if vr in ("SH", "AE") else b"\0"
+        values[int(tag)] = data
+    if simple:
+        if not values.get(0x00020001):
+            values[0x00020001] = b"\x00\x01"
+        if not values.get(0x00020012):
+            values[0x00020012] = (PYDICOM_IMPLEMENTATION_UID + "\0").encode("ascii")
+        if 0x00020013 not in values:
+            name = f"PYDICOM {'.'.join(pydicom.__version_info__)}".encode("ascii")
+            values[0x00020013] = name + (b" " if len(name) % 2 else b"")
+        if all(values.get(t) for t in (0x00020002, 0x00020003, 0x00020010)) and \
+                all(len(v) <= 0xFFFF for v in values.values()):
+            parts = []
+            for tag in sorted(values):
+                vr, data = _META_VRS[tag], values[tag]
+                if vr == "OB":
+                    parts.append(struct.pack("<HH2sHL", 2, tag & 0xFFFF, b"OB", 0, len(data)))
+                else:
+                    parts.append(struct.pack("<HH2sH", 2, tag & 0xFFFF, vr.encode(), len(data)))
+                parts.append(data)
+            body = b"".join(parts)
+            return struct.pack("<HH2sHL", 2, 0, b"UL", 4, len(body)) + body
     fp = DicomBytesIO()
     fp.is_little_endian, fp.is_implicit_VR = True, False
-    fp.write(b"\x00" * 128 + b"DICM")
     write_file_meta_info(fp, meta, enforce_standard=True)
-    fp.is_implicit_VR = implicit
-    encodings = ds.get("SpecificCharacterSet", None)
-    chunks = [fp.getvalue()]
+    return fp.getvalue()
+
+
+def _encode_dataset(ds: Dataset, implicit: bool, encodings: Any, chunks: list[bytes]) -> None:
+    """Append the little endian encoding of ``ds``'s elements (in tag order) to ``chunks``, as
+    pydicom's ``write_dataset`` would: raw values as read, sequences framed here, other elements
+    by pydicom's ``write_data_element``."""
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_data_element
+    from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
+
     pack = struct.pack
-    for tag in sorted(ds._dict):
+    stored = ds._dict
+    for tag in sorted(stored):
         if (tag & 0xFFFF) == 0 and (tag >> 16) > 6:
             continue
-        elem = ds._dict[tag]
-        value = elem.value if isinstance(elem, RawDataElement) else None
-        if (isinstance(elem, RawDataElement) and elem.is_implicit_VR == implicit and elem.is_little_endian
-                and isinstance(value, bytes) and elem.length != 0xFFFFFFFF and len(value) == elem.length
-                and (implicit or (elem.VR and len(elem.VR) == 2))):
-            if implicit:
-                chunks.append(pack("<HHL", tag >> 16, tag & 0xFFFF, len(value)))
-            elif elem.VR in EXPLICIT_VR_LENGTH_32:
-                chunks.append(pack("<HH2sHL", tag >> 16, tag & 0xFFFF, elem.VR.encode(), 0, len(value)))
-            elif len(value) <= 0xFFFF:
-                chunks.append(pack("<HH2sH", tag >> 16, tag & 0xFFFF, elem.VR.encode(), len(value)))
-            else:
-                return None
-            chunks.append(value)
-            continue
-        part = DicomBytesIO()
-        part.is_little_endian, part.is_implicit_VR = True, implicit
-        write_data_element(part, ds[tag], encodings)
-        chunks.append(part.getvalue())
-    return b"".join(chunks)
+        elem = stored[tag]
+        if isinstance(elem, RawDataElement):
+            value = elem.value
+            if (elem.is_implicit_VR == implicit and elem.is_little_endian and isinstance(value, bytes)
+                    and elem.length != 0xFFFFFFFF and len(value) == elem.length
+                    and (implicit or (elem.VR and len(elem.VR) == 2))):
+                if implicit:
+                    chunks.append(pack("<HHL", tag >> 16, tag & 0xFFFF, len(value)))
+                    chunks.append(value)
+                    continue
+                if elem.VR in EXPLICIT_VR_LENGTH_32:
+                    chunks.append(pack("<HH2sHL", tag >> 16, tag & 0xFFFF, elem.VR.encode(), 0, len(value)))
+                    chunks.append(value)
+                    continue
+                if len(value) <= 0xFFFF:
+                    chunks.append(pack("<HH2sH", tag >> 16, tag & 0xFFFF, elem.VR.encode(), len(value)))
+                    chunks.append(value)
+                    continue
+        elif elem.VR == "SQ":
+            encoded = _encode_sequence(elem, implicit, encodings)
+            if encoded is not None:
+                chunks.append(encoded)
+                continue
+        key = _element_key(elem, implicit, encodings)
+        cached = _ENCODED.get(key) if key is not None else None
+        if cached is None:
+            part = DicomBytesIO()
+            part.is_little_endian, part.is_implicit_VR = True, implicit
+            write_data_element(part, ds[tag], encodings)
+            cached = part.getvalue()
+            if key is not None:
+                if len(_ENCODED) > 4096:
+                    _ENCODED.clear()
+                _ENCODED[key] = cached
+        chunks.append(cached)
+
+
+#: Encoded bytes of new (non-raw) elements, by (tag, VR, value, character sets, implicit): the
+#: stamps, dummies and pseudonyms repeat from file to file.
+_ENCODED: dict[tuple, bytes] = {}
+
+
+def _element_key(elem: Any, implicit: bool, encodings: Any) -> tuple | None:
+    """A cache key fully determining how pydicom encodes ``elem``, or None (not cacheable)."""
+    if isinstance(elem, RawDataElement) or elem.VR == "SQ" or elem.is_undefined_length:
+        return None
+    value = elem.value
+    if isinstance(value, (list, MultiValue)):
+        if not all(type(v) in (str, int, float) for v in value):
+            return None
+        value = ("multi", tuple(value))
+    elif value is not None and type(value) not in (str, int, float, bytes):
+        return None
+    if isinstance(encodings, (list, MultiValue)):
+        encodings = tuple(encodings)
+    elif encodings is not None and not isinstance(encodings, str):
+        return None
+    return (int(elem.tag), elem.VR, value, encodings, implicit)
+
+
+def _encode_sequence(elem: Any, implicit: bool, encodings: Any) -> bytes | None:
+    """A sequence element framed as pydicom frames it (items with defined lengths unless marked
+    undefined); None when an item needs pydicom's conversions (other encoding or character set)."""
+    import struct as _struct
+
+    pack = _struct.pack
+    items = elem.value if elem.value is not None else []
+    body: list[bytes] = []
+    for item in items:
+        if not isinstance(item, Dataset) or 0x00080005 in item._dict \
+                or item.original_encoding != (implicit, True) \
+                or item.original_character_set != item._character_set:
+            return None
+        inner: list[bytes] = []
+        _encode_dataset(item, implicit, encodings, inner)
+        content = b"".join(inner)
+        if getattr(item, "is_undefined_length_sequence_item", False):
+            body.append(pack("<HHL", 0xFFFE, 0xE000, 0xFFFFFFFF) + content + pack("<HHL", 0xFFFE, 0xE00D, 0))
+        else:
+            body.append(pack("<HHL", 0xFFFE, 0xE000, len(content)) + content)
+    value = b"".join(body)
+    tag = int(elem.tag)
+    undefined = bool(elem.is_undefined_length)
+    length = 0xFFFFFFFF if undefined else len(value)
+    if implicit:
+        head = pack("<HHL", tag >> 16, tag & 0xFFFF, length)
+    else:
+        head = pack("<HH2sHL", tag >> 16, tag & 0xFFFF, b"SQ", 0, length)
+    return head + value + (pack("<HHL", 0xFFFE, 0xE0DD, 0) if undefined else b"")
 
 
 def save_dataset(ds: Dataset, path: str | Path) -> None:
@@ -231,6 +461,16 @@ def process_file(scrubber: Scrubber, path: Path, dst: Path, overwrite: bool, sin
                  ) -> tuple[FileLog, dict[str, tuple[str, str]]]:
     """De-identify one file; never raises for a bad input (the FileLog says what happened)."""
     log = FileLog(source=path)
+    fast: tuple[Dataset, PixelSpan] | None = None
+    try:
+        with quiet_pydicom():
+            fast = read_header_fast(path)
+    except OSError:
+        fast = None  # the error is reported below by sniff_dicom
+    if fast is not None:
+        result = _process_fast(scrubber, path, fast[0], fast[1], dst, overwrite, single_target, log)
+        if result is not None:
+            return result
     try:
         is_dicom, force = sniff_dicom(path)
     except PermissionError:
@@ -270,6 +510,46 @@ def process_file(scrubber: Scrubber, path: Path, dst: Path, overwrite: bool, sin
     except Exception as exc:  # a pydicom problem on a strange file: report, continue
         log.status, log.message = "failed", f"could not de-identify: {type(exc).__name__}"
         return log, {}
+    log.output = target
+    log.burned_in = result.burned_in
+    for name, value in result.counts.as_dict().items():
+        setattr(log, name, value)
+    return log, result.mapping
+
+
+def _process_fast(scrubber: Scrubber, path: Path, ds: Dataset, span: PixelSpan, dst: Path, overwrite: bool,
+                  single_target: Path | None, log: FileLog
+                  ) -> tuple[FileLog, dict[str, tuple[str, str]]] | None:
+    """:func:`process_file` for a header read by :func:`read_header_fast`: the header is scrubbed and
+    written, the pixel bytes are copied verbatim by the kernel. None: take the full path instead."""
+    try:
+        with quiet_pydicom():
+            _check_complete(ds, path, pixel_length=span.length)
+            if str(ds.file_meta.get("MediaStorageSOPClassUID", "")) == MEDIA_DIRECTORY or 0x00041220 in ds._dict:
+                return None
+            result = scrubber.scrub(ds)
+            out = result.dataset
+            header = fast_bytes(out) if all(t < 0x7FE00010 for t in out._dict) else None
+        if header is None:
+            return None  # an unusual header: pydicom's writer on the full dataset decides
+        target = single_target or output_path(dst, out)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_file(target, overwrite=overwrite) as tmp:
+            write_with_pixels(header, path, span, tmp)
+    except AnonymizationError as exc:
+        log.status, log.message = "refused", exc.message
+        return log, {}
+    except OutputExistsError:
+        log.status = "failed"
+        log.message = (f"output {target.name} already exists (an earlier run, or another input with the same "
+                       "SOPInstanceUID); pass --overwrite (overwrite=True) to replace it")
+        return log, {}
+    except ConvertError as exc:
+        log.status, log.message = "failed", exc.message
+        return log, {}
+    except Exception:  # anything unexpected: the full path decides (and reports)
+        return None
+    result.counts.kept += 1  # the pixel data, kept as it is
     log.output = target
     log.burned_in = result.burned_in
     for name, value in result.counts.as_dict().items():

@@ -452,6 +452,16 @@ def peek(ds: Dataset, tag: int) -> DataElement | None:
 
 
 def _text_of(ds: Dataset, tag: int) -> str:
+    stored = ds._dict.get(tag)
+    if isinstance(stored, RawDataElement) and stored.VR == "UI" and isinstance(stored.value, bytes):
+        # a UID as pydicom decodes it (convert_UI: trailing NUL/space removed, values stripped),
+        # without building a DataElement
+        try:
+            text = stored.value.decode("ascii")
+        except UnicodeDecodeError:
+            pass
+        else:
+            return "\\".join(v.strip() for v in text.rstrip("\0 ").rstrip(" \0").split("\\"))
     try:
         elem = peek(ds, tag)
     except Exception:
