@@ -367,7 +367,17 @@ def anonymize_cmd(
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Processes to use (default: all cores)."),
 ) -> None:
     """De-identify DICOM (PS3.15 Annex E) from SRC into DST. SRC is never modified."""
-    from convert.anonymize.run import anonymize_path
+    # This process only de-identifies (pixel data is copied, never decoded): pydicom's optional
+    # decoder back-ends (gdcm, requests for test data) are not imported (~85 ms of start-up).
+    blocked = [] if "pydicom" in sys.modules else [n for n in ("gdcm", "requests") if n not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # type: ignore[assignment]
+    try:
+        from convert.anonymize.run import anonymize_path
+    finally:
+        for name in blocked:
+            if sys.modules.get(name, 0) is None:
+                del sys.modules[name]
 
     report = anonymize_path(src, dst, key=key, keep=keep, allow_burned_in=allow_burned_in, audit=audit,
                             overwrite=overwrite, workers=workers, progress=sys.stderr.isatty())

@@ -435,3 +435,27 @@ def test_fast_path_truncated_pixel_data_is_reported_not_written(tmp_path: Path) 
     report = convert.anonymize(src, tmp_path / "out", key=KEY, workers=1)
     assert [Path(p).name for p, _ in report.failed] == ["cut.dcm"]
     assert not list((tmp_path / "out").rglob("*.dcm"))
+
+
+def test_cli_process_skips_pydicom_decoder_backends_and_lifts_the_block(tmp_path: Path) -> None:
+    """``medconvert anonymize`` copies pixel data, so gdcm/requests are not imported (start-up time);
+    the block is temporary: they stay importable afterwards in the same process."""
+    import subprocess
+    import sys
+
+    src = _tree(tmp_path / "src", n=2)
+    script = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from convert.cli import app\n"
+        f"r = CliRunner().invoke(app, ['anonymize', {str(src)!r}, {str(tmp_path / 'out')!r}, "
+        f"'--key', {str(_keyfile(tmp_path))!r}])\n"
+        "assert r.exit_code == 0, r.output\n"
+        "print('gdcm' in sys.modules, 'requests' in sys.modules)\n"
+        "import requests\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "False", "ok"]
+    assert len(list((tmp_path / "out").rglob("*.dcm"))) == 2

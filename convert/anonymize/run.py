@@ -654,8 +654,14 @@ def _run_many(scrubber: Scrubber, files: list[Path], dst: Path, key: bytes, keep
                     bar[0].advance(bar[1])
                 yield result
             return
-        size = max(4, min(64, len(files) // (n_workers * 8) or 1))
-        with ProcessPoolExecutor(max_workers=n_workers, initializer=_init_worker,
+        # small chunks (a few tens of ms of work each): cheap to send (paths only), and the last
+        # chunks finish together on all cores
+        size = max(4, min(16, len(files) // (n_workers * 8) or 1))
+        import multiprocessing
+
+        methods = multiprocessing.get_all_start_methods()
+        context = multiprocessing.get_context("fork" if "fork" in methods else None)  # fork: no re-imports
+        with ProcessPoolExecutor(max_workers=n_workers, mp_context=context, initializer=_init_worker,
                                  initargs=(key, keep, allow_burned_in, str(dst), overwrite)) as pool:
             for results in pool.map(_work, _chunks(files, size)):
                 for result in results:

@@ -669,6 +669,17 @@ class Scrubber:
             if action == "T" and not ({"full-dates", "modified-dates"} & ctx.options):
                 counts.removed += 1
                 return None
+        if fast_vr == "UI" and stored.VR == "UI" and action in ("U", "D", "V") and "uids" not in ctx.options \
+                and isinstance(stored, RawDataElement) and stored.is_little_endian \
+                and stored.is_implicit_VR == src.original_encoding[0]:
+            # an instance UID replaced without building a DataElement (as _map_uid does it)
+            text = _text_of(src, int(tag))
+            seq = text.split("\\") if text else []
+            if seq and not (action == "V" and all(v.strip("\0 ") in UID_dictionary for v in seq)):
+                counts.replaced += 1
+                data = "\\".join(ctx.pseudo.uid(v) for v in seq).encode("ascii")
+                data += b"\0" if len(data) % 2 else b""
+                return RawDataElement(tag, stored.VR, len(data), data, 0, stored.is_implicit_VR, True)
         try:
             elem = peek(src, tag)
             _ = elem.value
