@@ -14,16 +14,22 @@ from convert.api import convert, describe, load, save
 from convert.errors import ConvertError
 from convert.volume import Meta, Volume
 
-__all__ = ["ConvertError", "Meta", "Volume", "anonymize", "convert", "describe", "load", "save", "__version__"]
+__all__ = ["ConvertError", "Meta", "Volume", "anonymize", "convert", "describe", "load", "save", "scan",
+           "__version__"]
 
 
 
 def __getattr__(name: str) -> object:
-    """Import ``convert.anonymize`` (a callable package) on first use: it pulls in pydicom (~0.4 s)."""
-    if name == "anonymize":
-        import importlib
+    """Import the DICOM-side API on first use: ``anonymize`` (a callable package) and ``scan``.
 
+    Both pull in pydicom (~0.15-0.4 s), which non-DICOM work never needs.
+    """
+    import importlib
+
+    if name == "anonymize":
         return importlib.import_module("convert.anonymize")
+    if name == "scan":
+        return importlib.import_module("convert.dicom.scan").scan
     raise AttributeError(f"module 'convert' has no attribute {name!r}")
 
 

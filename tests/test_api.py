@@ -56,3 +56,14 @@ def test_describe(rng):
     from convert.volume import orientation_code
 
     assert info["orientation"] == orientation_code(oblique_affine())
+
+
+def test_dicom_api_is_lazy_and_reachable(tmp_path):
+    # Non-DICOM work never imports pydicom; convert.scan / convert.anonymize load it on first use.
+    import subprocess
+    import sys
+
+    code = ("import sys, convert; before = 'pydicom' in sys.modules; s = convert.scan; a = convert.anonymize; "
+            "print(before, callable(s), callable(a))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["False", "True", "True"], out.stderr
