@@ -459,3 +459,21 @@ def test_cli_process_skips_pydicom_decoder_backends_and_lifts_the_block(tmp_path
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["False", "False", "ok"]
     assert len(list((tmp_path / "out").rglob("*.dcm"))) == 2
+
+
+def test_pixel_copy_falls_back_when_the_kernel_copy_is_unavailable(tmp_path: Path, monkeypatch) -> None:
+    """copy_file_range can fail (EXDEV/ENOSYS on some kernels and file systems): a plain copy follows."""
+    import convert.anonymize.run as run
+
+    src = tmp_path / "src"
+    plain = _variants(src)["plain"]
+    expected = convert.anonymize(plain, tmp_path / "kernel.dcm", key=KEY)
+    assert expected.written
+
+    def broken(*args: object) -> int:
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(run.os, "copy_file_range", broken, raising=False)
+    report = convert.anonymize(plain, tmp_path / "plain.dcm", key=KEY)
+    assert report.written and not report.failed
+    assert (tmp_path / "plain.dcm").read_bytes() == (tmp_path / "kernel.dcm").read_bytes()

@@ -163,6 +163,8 @@ def _copy_span(src: Path, span: PixelSpan, out_fd: int) -> None:
                 try:
                     copied = os.copy_file_range(in_fd, out_fd, remaining, offset)
                 except OSError:
+                    copied = 0
+                if copied <= 0:
                     kernel = False  # e.g. another file system on an old kernel: plain copy
                     continue
             else:
