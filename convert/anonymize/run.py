@@ -459,6 +459,20 @@ def output_path(dst: Path, ds: Dataset) -> Path:
             / part("SeriesInstanceUID", "NOSERIES") / (part("SOPInstanceUID", "NOUID") + ".dcm"))
 
 
+def _log_failure(log: FileLog, exc: ConvertError) -> tuple[FileLog, dict[str, tuple[str, str]]]:
+    """Record a refused (burned-in) or failed file in ``log``; nothing was written for it."""
+    if isinstance(exc, AnonymizationError):
+        log.status, log.message = "refused", exc.message
+    elif isinstance(exc, OutputExistsError):
+        name = exc.path.name if exc.path is not None else "output"
+        log.status, log.message = "failed", (
+            f"output {name} already exists (an earlier run, or another input with the same "
+            "SOPInstanceUID); pass --overwrite (overwrite=True) to replace it")
+    else:
+        log.status, log.message = "failed", exc.message
+    return log, {}
+
+
 def process_file(scrubber: Scrubber, path: Path, dst: Path, overwrite: bool, single_target: Path | None = None
                  ) -> tuple[FileLog, dict[str, tuple[str, str]]]:
     """De-identify one file; never raises for a bad input (the FileLog says what happened)."""
@@ -498,17 +512,8 @@ def process_file(scrubber: Scrubber, path: Path, dst: Path, overwrite: bool, sin
         target.parent.mkdir(parents=True, exist_ok=True)
         with atomic_file(target, overwrite=overwrite) as tmp, quiet_pydicom():
             save_dataset(out, tmp)
-    except AnonymizationError as exc:
-        log.status, log.message = "refused", exc.message
-        return log, {}
-    except OutputExistsError:
-        log.status = "failed"
-        log.message = (f"output {target.name} already exists (an earlier run, or another input with the same "
-                       "SOPInstanceUID); pass --overwrite (overwrite=True) to replace it")
-        return log, {}
     except ConvertError as exc:
-        log.status, log.message = "failed", exc.message
-        return log, {}
+        return _log_failure(log, exc)
     except Exception as exc:  # a pydicom problem on a strange file: report, continue
         log.status, log.message = "failed", f"could not de-identify: {type(exc).__name__}"
         return log, {}
@@ -538,17 +543,8 @@ def _process_fast(scrubber: Scrubber, path: Path, ds: Dataset, span: PixelSpan, 
         target.parent.mkdir(parents=True, exist_ok=True)
         with atomic_file(target, overwrite=overwrite) as tmp:
             write_with_pixels(header, path, span, tmp)
-    except AnonymizationError as exc:
-        log.status, log.message = "refused", exc.message
-        return log, {}
-    except OutputExistsError:
-        log.status = "failed"
-        log.message = (f"output {target.name} already exists (an earlier run, or another input with the same "
-                       "SOPInstanceUID); pass --overwrite (overwrite=True) to replace it")
-        return log, {}
     except ConvertError as exc:
-        log.status, log.message = "failed", exc.message
-        return log, {}
+        return _log_failure(log, exc)
     except Exception:  # anything unexpected: the full path decides (and reports)
         return None
     result.counts.kept += 1  # the pixel data, kept as it is
