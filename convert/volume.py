@@ -11,6 +11,12 @@ Conventions (see ``docs/coordinates.md``):
 * DICOM, ITK and most NRRD files use LPS+ (+x = left, +y = posterior,
   +z = superior). The only conversions between the two live in this module:
   :func:`lps_to_ras` / :func:`ras_to_lps`.
+* Colour: an RGB volume has the structured dtype :data:`RGB_DTYPE`
+  (``[('R', 'u1'), ('G', 'u1'), ('B', 'u1')]``, nibabel's and NIfTI's RGB24),
+  one 3-byte element per voxel, so the array is still ``[i, j, k(, t)]`` and
+  every geometry rule is unchanged. Colour volumes are never scaled
+  (slope 1, intercept 0). :func:`rgb_channels` / :func:`rgb_from_channels`
+  convert to and from a plain ``uint8`` array with a trailing axis of 3.
 
 This module imports nothing from medconvert except :mod:`convert.errors`.
 """
@@ -33,6 +39,46 @@ SUPPORTED_DTYPES: tuple[np.dtype, ...] = tuple(
     np.dtype(t)
     for t in ("int8", "int16", "int32", "uint8", "uint16", "uint32", "float32", "float64")
 )
+
+#: Colour voxels: 8-bit red, green, blue (NIfTI datatype 128 RGB24, nibabel's ``RGB`` dtype).
+RGB_DTYPE: np.dtype = np.dtype([("R", "u1"), ("G", "u1"), ("B", "u1")])
+
+
+def is_rgb_dtype(dtype: Any) -> bool:
+    """True when ``dtype`` is :data:`RGB_DTYPE` (same field names and 8-bit unsigned fields)."""
+    try:
+        return np.dtype(dtype) == RGB_DTYPE
+    except TypeError:
+        return False
+
+
+def rgb_channels(array: np.ndarray) -> np.ndarray:
+    """A ``uint8`` array of shape ``array.shape + (3,)`` (R, G, B last) from an :data:`RGB_DTYPE` array."""
+    array = np.asarray(array)
+    if not is_rgb_dtype(array.dtype):
+        raise UnsupportedDataError(f"expected an RGB array ({RGB_DTYPE}), got dtype {array.dtype}")
+    out = np.empty(array.shape + (3,), dtype=np.uint8)
+    for n, name in enumerate(RGB_DTYPE.names or ()):
+        out[..., n] = array[name]
+    return out
+
+
+def rgb_from_channels(channels: np.ndarray) -> np.ndarray:
+    """An :data:`RGB_DTYPE` array from a ``uint8`` array whose last axis holds R, G, B.
+
+    Raises :class:`UnsupportedDataError` when the last axis is not 3 long or the
+    values are not 8-bit unsigned integers.
+    """
+    channels = np.asarray(channels)
+    if channels.ndim < 1 or channels.shape[-1] != 3:
+        raise UnsupportedDataError(f"RGB channels must be the last axis, of length 3; got shape {channels.shape}")
+    if channels.dtype != np.uint8:
+        raise UnsupportedDataError(f"RGB channels must be uint8 (8 bits per sample), got {channels.dtype}")
+    out = np.empty(channels.shape[:-1], dtype=RGB_DTYPE)
+    for n, name in enumerate(RGB_DTYPE.names or ()):
+        out[name] = channels[..., n]
+    return out
+
 
 #: Flip between LPS+ and RAS+ world coordinates (its own inverse).
 LPS_RAS_FLIP: np.ndarray = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -168,7 +214,8 @@ class Volume:
 
     Attributes:
         array: stored voxel values, indexed ``[i, j, k]`` or ``[i, j, k, t]``;
-            dtype one of :data:`SUPPORTED_DTYPES`.
+            dtype one of :data:`SUPPORTED_DTYPES`, or :data:`RGB_DTYPE` for colour
+            (one R, G, B triple of 8-bit values per voxel).
         affine: 4x4 float64 voxel-index -> RAS+ mm matrix (read-only copy).
         meta: non-identifying metadata, see :class:`Meta`.
         slope, intercept: real value = stored * slope + intercept (NIfTI
@@ -194,17 +241,23 @@ class Volume:
             raise UnsupportedDataError(
                 f"a Volume is 3D or 4D, got an array of {array.ndim} dimensions (shape {array.shape})"
             )
-        if array.dtype.newbyteorder("=") not in SUPPORTED_DTYPES:
+        rgb = is_rgb_dtype(array.dtype)
+        if not rgb and (array.dtype.fields is not None or array.dtype.newbyteorder("=") not in SUPPORTED_DTYPES):
             raise UnsupportedDataError(
                 f"voxel dtype {array.dtype} is not supported; use one of "
-                + ", ".join(str(d) for d in SUPPORTED_DTYPES)
+                + ", ".join(str(d) for d in SUPPORTED_DTYPES) + f", or RGB {RGB_DTYPE}"
             )
-        if not array.dtype.isnative:
+        if not rgb and not array.dtype.isnative:
             object.__setattr__(self, "array", array.astype(array.dtype.newbyteorder("="), copy=False))
         object.__setattr__(self, "affine", check_affine(self.affine))
         slope, intercept = float(self.slope), float(self.intercept)
         if not (np.isfinite(slope) and np.isfinite(intercept)) or slope == 0.0:
             slope, intercept = 1.0, 0.0  # NIfTI convention: slope 0/NaN means unscaled
+        if rgb and (slope, intercept) != (1.0, 0.0):
+            raise UnsupportedDataError(
+                f"a colour (RGB) volume cannot carry scaling (slope {slope:g}, intercept {intercept:g}): "
+                "RescaleSlope/Intercept do not apply to colour"
+            )
         object.__setattr__(self, "slope", slope)
         object.__setattr__(self, "intercept", intercept)
 
@@ -218,6 +271,23 @@ class Volume:
     def dtype(self) -> np.dtype:
         """dtype of the stored values."""
         return self.array.dtype
+
+    @property
+    def is_rgb(self) -> bool:
+        """True for a colour volume (dtype :data:`RGB_DTYPE`)."""
+        return is_rgb_dtype(self.array.dtype)
+
+    def require_scalar(self, operation: str) -> None:
+        """Raise :class:`UnsupportedDataError` naming ``operation`` when this is a colour volume.
+
+        For steps that only make sense on one value per voxel (float scaling,
+        windowing, HU...); the message says what to do instead.
+        """
+        if self.is_rgb:
+            raise UnsupportedDataError(
+                f"{operation} needs one value per voxel but this volume is colour (RGB); "
+                "colour volumes are written as RGB to NIfTI, NRRD or Analyze only"
+            )
 
     @property
     def spacing(self) -> np.ndarray:
@@ -245,15 +315,21 @@ class Volume:
         return self.slope != 1.0 or self.intercept != 0.0
 
     def scaled(self) -> np.ndarray:
-        """Real values: ``array * slope + intercept`` (float64 when scaled, else the array)."""
+        """Real values: ``array * slope + intercept`` (float64 when scaled, else the array).
+
+        A colour volume is never scaled: its RGB array is returned.
+        """
         if not self.is_scaled:
             return self.array
         return self.array.astype(np.float64) * self.slope + self.intercept
 
     def value_range(self) -> tuple[float, float]:
-        """(min, max) of the real (scaled) values; NaNs ignored."""
+        """(min, max) of the real (scaled) values; NaNs ignored. Colour: over all three channels."""
         if self.array.size == 0:
             return (float("nan"), float("nan"))
+        if self.is_rgb:
+            channels = [self.array[name] for name in RGB_DTYPE.names or ()]
+            return (float(min(c.min() for c in channels)), float(max(c.max() for c in channels)))
         lo, hi = np.nanmin(self.array), np.nanmax(self.array)
         lo, hi = float(lo) * self.slope + self.intercept, float(hi) * self.slope + self.intercept
         return (min(lo, hi), max(lo, hi))
@@ -273,13 +349,20 @@ class Volume:
 
         With ``scaled`` (default), slope/intercept are applied (float64 output when
         scaled). A 4D volume becomes a 4D image whose fourth axis has spacing
-        ``meta.time_step`` (or 1).
+        ``meta.time_step`` (or 1). A colour volume becomes a 3-component
+        ``uint8`` vector image (``sitkVectorUInt8``, RGB).
         """
         import SimpleITK as sitk
 
-        data = self.scaled() if scaled else self.array
-        # SimpleITK's numpy view is [t, k, j, i]: reverse our axes.
-        image = sitk.GetImageFromArray(np.ascontiguousarray(data.transpose()), isVector=False)
+        if self.is_rgb:
+            # [t, k, j, i, channel]: reverse the spatial axes, keep R, G, B last.
+            channels = rgb_channels(self.array)
+            reverse = tuple(range(channels.ndim - 2, -1, -1)) + (channels.ndim - 1,)
+            image = sitk.GetImageFromArray(np.ascontiguousarray(channels.transpose(reverse)), isVector=True)
+        else:
+            data = self.scaled() if scaled else self.array
+            # SimpleITK's numpy view is [t, k, j, i]: reverse our axes.
+            image = sitk.GetImageFromArray(np.ascontiguousarray(data.transpose()), isVector=False)
         origin, spacing, direction = geometry_from_affine(ras_to_lps(self.affine))
         if self.array.ndim == 4:
             d4 = np.eye(4)
@@ -295,15 +378,27 @@ class Volume:
 
     @classmethod
     def from_sitk(cls, image: "sitk.Image", meta: Meta | None = None) -> "Volume":
-        """Build a Volume from a 3D or 4D scalar SimpleITK image (LPS+ geometry)."""
+        """Build a Volume from a 3D or 4D SimpleITK image (LPS+ geometry).
+
+        Scalar images keep their pixel type; a 3-component ``uint8`` vector
+        image (RGB) becomes a colour volume. Other vector images are refused.
+        """
         import SimpleITK as sitk
 
-        if image.GetNumberOfComponentsPerPixel() != 1:
-            raise UnsupportedDataError("multi-component (vector/RGB) SimpleITK images are not supported")
+        components = image.GetNumberOfComponentsPerPixel()
+        rgb = components == 3 and image.GetPixelID() == sitk.sitkVectorUInt8
+        if components != 1 and not rgb:
+            raise UnsupportedDataError(
+                f"{components}-component vector SimpleITK images are not supported (only scalar, or RGB uint8)")
         dim = image.GetDimension()
         if dim not in (3, 4):
             raise UnsupportedDataError(f"only 3D and 4D images are supported, got {dim}D")
-        array = sitk.GetArrayFromImage(image).transpose()
+        data = sitk.GetArrayFromImage(image)
+        if rgb:
+            spatial = tuple(range(data.ndim - 2, -1, -1))
+            array = rgb_from_channels(data.transpose(spatial + (data.ndim - 1,)))
+        else:
+            array = data.transpose()
         direction = np.array(image.GetDirection()).reshape(dim, dim)[:3, :3]
         spacing = np.array(image.GetSpacing())[:3]
         origin = np.array(image.GetOrigin())[:3]

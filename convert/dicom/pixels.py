@@ -9,8 +9,15 @@
   type of the same size (lossless; NIfTI tools prefer int16 to uint16).
 * MONOCHROME1 (0 = white) is inverted to MONOCHROME2 semantics:
   ``stored' = min + max - stored`` over the range BitsStored can hold.
-* Colour (RGB/YBR, SamplesPerPixel > 1) is refused with
-  :class:`~convert.errors.UnsupportedDataError`: a Volume holds scalars only.
+* Colour (:func:`is_colour`) is decoded to 8-bit RGB, structured dtype
+  :data:`~convert.volume.RGB_DTYPE` (see :func:`decode_colour_frames`): RGB
+  with PlanarConfiguration 0 or 1; YBR_FULL, YBR_FULL_422 (subsampled
+  uncompressed, or baseline JPEG) converted to RGB by pydicom's
+  ``convert_color_space``/the codec; YBR_ICT/YBR_RCT (JPEG 2000) converted by
+  the codec; PALETTE COLOR expanded through its lookup tables
+  (``apply_color_lut``; 16-bit LUT entries keep their high byte). Colour with
+  more than 8 bits per sample, YBR_PARTIAL_* and other colour models are
+  refused with :class:`~convert.errors.UnsupportedDataError`.
 * Frames come back as ``[row, col]`` (DICOM order); the reader transposes them to ``[i, j]``.
 """
 
@@ -23,6 +30,20 @@ from typing import Any, Sequence
 import numpy as np
 
 from convert.errors import CorruptFileError, DicomError, UnsupportedDataError
+from convert.volume import rgb_from_channels
+
+
+#: Photometric interpretations of colour images (DICOM PS3.3 C.7.6.3.1.2).
+COLOUR_PHOTOMETRICS: tuple[str, ...] = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT", "YBR_PARTIAL_420",
+                                         "YBR_PARTIAL_422", "PALETTE COLOR", "HSV", "ARGB", "CMYK")
+#: Colour models medconvert decodes to RGB (the rest of COLOUR_PHOTOMETRICS is refused).
+DECODED_COLOUR: tuple[str, ...] = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT", "PALETTE COLOR")
+
+
+def is_colour(samples_per_pixel: int | None, photometric: str | None) -> bool:
+    """True for a colour image: several samples per pixel, or an RGB/YBR/PALETTE/... photometric interpretation."""
+    text = str(photometric or "").strip().upper()
+    return int(samples_per_pixel or 1) != 1 or text.startswith(("RGB", "YBR", "PALETTE", "HSV", "ARGB", "CMYK"))
 
 
 def stored_dtype(bits_allocated: int, bits_stored: int, signed: bool) -> np.dtype:
@@ -94,7 +115,10 @@ def decode_frames(path: Path, ds: Any | None = None, *, expected: tuple[int, int
     Raises:
         CorruptFileError: truncated file or pixel data shorter than Rows x Columns.
         DicomError: transfer syntax without a decoder, or no pixel data.
-        UnsupportedDataError: colour images, unusual bit depths.
+        UnsupportedDataError: unusual bit depths, colour models we do not decode.
+
+    Colour images come back as :data:`~convert.volume.RGB_DTYPE` frames (see
+    :func:`decode_colour_frames`).
     """
     from pydicom.pixels import pixel_array
 
@@ -109,12 +133,8 @@ def decode_frames(path: Path, ds: Any | None = None, *, expected: tuple[int, int
         raise DicomError("DICOM file has no pixel data (truncated, or not an image)", path)
     samples = int(ds.get("SamplesPerPixel", 1) or 1)
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2") or "MONOCHROME2").strip().upper()
-    if samples != 1 or photometric.startswith(("RGB", "YBR", "PALETTE")):
-        raise UnsupportedDataError(
-            f"colour image ({photometric}, {samples} samples per pixel) cannot be converted: medconvert volumes "
-            "hold one value per voxel; convert it with a general image tool instead",
-            path,
-        )
+    if is_colour(samples, photometric):
+        return decode_colour_frames(path, ds, expected=expected), ds
     bits_allocated = int(ds.get("BitsAllocated", 16) or 16)
     bits_stored = int(ds.get("BitsStored", bits_allocated) or bits_allocated)
     signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
@@ -151,6 +171,86 @@ def decode_frames(path: Path, ds: Any | None = None, *, expected: tuple[int, int
     return arr, ds
 
 
+def decode_colour_frames(path: Path, ds: Any, *, expected: tuple[int, int] | None = None) -> np.ndarray:
+    """Decode a colour image to 8-bit RGB frames ``[frame, row, col]`` of dtype :data:`~convert.volume.RGB_DTYPE`.
+
+    * RGB (PlanarConfiguration 0 or 1) and YBR_FULL / YBR_FULL_422 / YBR_ICT /
+      YBR_RCT in any transfer syntax pydicom's decoders handle: decoded with
+      ``as_rgb=True``, so pydicom (``convert_color_space``) or the codec turns YCbCr
+      into RGB; the decoder must report RGB output, else the file is refused.
+    * PALETTE COLOR: stored indices through the red/green/blue lookup tables
+      (pydicom ``apply_color_lut``; an alpha table is ignored). LUTs with 16-bit
+      entries (values spread over 0..65535, DICOM PS3.3 C.7.6.3.1.5) keep their
+      high byte (``value >> 8``), so an 8-bit colour stored as ``0xAB00`` or
+      ``0xABAB`` gives ``0xAB``.
+    * RescaleSlope/Intercept and MONOCHROME1 inversion do not apply to colour.
+
+    Raises:
+        UnsupportedDataError: more than 8 bits per sample (RGB24 holds 8 bits per
+            channel), YBR_PARTIAL_*/HSV/ARGB/CMYK, or a sample count that does not
+            match the photometric interpretation.
+        DicomError: no decoder for the transfer syntax; wrong matrix size.
+        CorruptFileError: truncated or undecodable pixel data.
+    """
+    from pydicom.pixels import apply_color_lut, get_decoder, pixel_array
+
+    path = Path(path)
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    photometric = str(ds.get("PhotometricInterpretation", "") or "").strip().upper()
+    bits_allocated = int(ds.get("BitsAllocated", 8) or 8)
+    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    nframes = int(ds.get("NumberOfFrames", 1) or 1)
+    if photometric not in DECODED_COLOUR:
+        raise UnsupportedDataError(
+            f"colour model {photometric or '(none)'} with {samples} samples per pixel is not supported; medconvert "
+            f"decodes {', '.join(DECODED_COLOUR)}. Re-export the image as RGB", path)
+    palette = photometric == "PALETTE COLOR"
+    if samples != (1 if palette else 3):
+        raise UnsupportedDataError(
+            f"{photometric} with {samples} samples per pixel is inconsistent (expected {1 if palette else 3})", path)
+    if not palette and bits_allocated != 8:
+        raise UnsupportedDataError(
+            f"{bits_allocated}-bit-per-sample colour ({photometric}) is not supported: colour volumes are RGB24 "
+            "(8 bits per channel, as NIfTI and NRRD viewers expect) and reducing the precision would lose data. "
+            "Convert the image to 8-bit RGB with a DICOM tool (e.g. gdcmconv, dcmj2pnm) first", path)
+    if expected is not None and (rows, cols) != tuple(expected):
+        raise DicomError(f"image is {cols}x{rows} but the series is {expected[1]}x{expected[0]}", path)
+    if palette:
+        _check_pixel_length(ds, path, rows, cols, bits_allocated)
+    else:
+        # native YBR_FULL_422 holds 2 bytes per pixel (Cb, Cr shared by two pixels), other colour 3
+        _check_pixel_length(ds, path, rows, cols, 8 * (2 if photometric == "YBR_FULL_422" else 3))
+    ts = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
+    try:
+        if palette:
+            indices = pixel_array(ds, raw=True)
+            arr = apply_color_lut(indices, ds)[..., :3]
+            if arr.dtype.itemsize > 1:
+                arr = (arr >> 8).astype(np.uint8)  # 16-bit LUT entries: keep the high byte
+            out_photometric = "RGB"
+        else:
+            arr, info = get_decoder(ts).as_array(ds, as_rgb=True)
+            out_photometric = str(info.get("photometric_interpretation", "") or "").upper()
+    except (NotImplementedError, RuntimeError) as exc:
+        raise DicomError(
+            f"cannot decode colour pixel data in transfer syntax {_ts_name(ts)}: {exc}. Install a decoder plugin "
+            "(pylibjpeg-libjpeg, pylibjpeg-openjpeg, python-gdcm) or re-export uncompressed", path) from exc
+    except (ValueError, IndexError, EOFError, OSError, KeyError, TypeError, AttributeError) as exc:
+        raise CorruptFileError(f"colour pixel data cannot be decoded (truncated or corrupt): {exc}", path) from exc
+    if out_photometric != "RGB":
+        raise UnsupportedDataError(
+            f"{photometric} pixel data decoded to {out_photometric or 'an unknown colour space'}, not RGB; "
+            "re-export the image as RGB", path)
+    arr = np.asarray(arr)
+    if arr.ndim == 3:
+        arr = arr[np.newaxis]
+    if arr.shape != (nframes, rows, cols, 3) or arr.dtype != np.uint8:
+        raise CorruptFileError(
+            f"decoded colour pixel data has shape {arr.shape} ({arr.dtype}), expected {(nframes, rows, cols, 3)} "
+            "(uint8)", path)
+    return rgb_from_channels(arr)
+
+
 def ensure_transfer_syntax(ds: Any) -> None:
     """Give a headerless (no file meta) dataset the TransferSyntaxUID it was read with."""
     from pydicom.dataset import FileMetaDataset
@@ -178,7 +278,10 @@ def _ts_name(ts: str) -> str:
 
 
 def _check_pixel_length(ds: Any, path: Path, rows: int, cols: int, bits_allocated: int) -> None:
-    """Native (uncompressed) pixel data must hold Rows x Columns x frames values."""
+    """Native (uncompressed) pixel data must hold Rows x Columns x frames values.
+
+    ``bits_allocated`` is the number of bits per pixel (for colour: per pixel, all samples).
+    """
     ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     try:
         compressed = bool(ts is not None and ts.is_compressed)

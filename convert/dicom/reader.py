@@ -30,11 +30,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from convert.atomic import check_writable
-from convert.dicom.pixels import decode_frames, fix_stored_bits, rescale_plan, stored_dtype
+from convert.dicom.pixels import decode_frames, fix_stored_bits, is_colour, rescale_plan, stored_dtype
 from convert.dicom.scan import Instance, ScanResult, looks_like_dicom, read_header, scan
 from convert.dicom.series import TILT_THRESHOLD_DEG, Series, assemble, median
 from convert.errors import ConvertError, CorruptFileError, DicomError, InputNotFoundError, UnsupportedDataError
-from convert.volume import Meta, Volume, lps_to_ras
+from convert.volume import RGB_DTYPE, Meta, Volume, lps_to_ras, rgb_channels, rgb_from_channels
 
 def _optional_module(name: str) -> Any:
     """``convert.dicom.<name>`` (owned by the multi-frame helper), imported on first use; None if absent.
@@ -138,6 +138,8 @@ def _decode_into(target: np.ndarray, index: tuple, inst: Instance, expected: tup
     if frame.dtype.kind == "f" and target.dtype.kind != "f":
         raise UnsupportedDataError("floating-point pixel data in a series is not supported", inst.path)
     target[(slice(None), slice(None)) + index] = frame.T
+    if target.dtype == RGB_DTYPE:
+        return 1.0, 0.0  # RescaleSlope/Intercept do not apply to colour
     slope = _to_float(ds.get("RescaleSlope"), 1.0) or 1.0
     intercept = _to_float(ds.get("RescaleIntercept"), 0.0)
     return slope, intercept
@@ -235,7 +237,10 @@ def read_series(series: Series, *, tilt_correct: bool = False, allow_gaps: bool 
             ``allow_gaps``, inconsistent 4D...), or a file cannot be decoded;
             the message names the file(s).
         CorruptFileError: a file is truncated.
-        UnsupportedDataError: colour data.
+        UnsupportedDataError: colour data we cannot decode (see :func:`convert.dicom.pixels.decode_colour_frames`).
+
+    Colour series (RGB, YBR, PALETTE COLOR) become RGB volumes (dtype
+    :data:`~convert.volume.RGB_DTYPE`) with the same geometry rules, never scaled.
     """
     opts = ReadOptions(tilt_correct=tilt_correct, allow_gaps=allow_gaps, resample_uneven=resample_uneven,
                        workers=workers)
@@ -265,12 +270,10 @@ def read_series(series: Series, *, tilt_correct: bool = False, allow_gaps: bool 
 
 def _read_slices(series: Series, opts: ReadOptions) -> Volume:
     first = series.first
-    if first.samples_per_pixel != 1 or first.photometric.startswith(("RGB", "YBR", "PALETTE")):
-        raise UnsupportedDataError(
-            f"colour image ({first.photometric}) cannot be converted: medconvert volumes hold one value per voxel",
-            first.path)
     nk, nt = series.n_slices, series.n_times
-    dtype = stored_dtype(first.bits_allocated or 16, first.bits_stored or 16, first.pixel_representation == 1)
+    colour = is_colour(first.samples_per_pixel, first.photometric)
+    dtype = RGB_DTYPE if colour else stored_dtype(first.bits_allocated or 16, first.bits_stored or 16,
+                                                  first.pixel_representation == 1)
     shape = (first.columns, first.rows, nk) + ((nt,) if nt > 1 else ())
     array = np.empty(shape, dtype=dtype, order="F")
     jobs = []
@@ -283,7 +286,7 @@ def _read_slices(series: Series, opts: ReadOptions) -> Volume:
     def work(job: tuple[tuple, Instance]) -> tuple[float, float]:
         return _decode_into(array, job[0], job[1], expected)
 
-    if _native_fast_path_ok(series, dtype):
+    if not colour and _native_fast_path_ok(series, dtype):
         scalings = _read_native_into(array, jobs, first)
     elif n_workers > 1 and len(jobs) > 4:
         with ThreadPoolExecutor(max_workers=n_workers) as pool:
@@ -305,11 +308,11 @@ def _read_slices(series: Series, opts: ReadOptions) -> Volume:
     warnings = list(series.warnings)
     needs_regrid = (series.missing and opts.allow_gaps) or (series.uneven and opts.resample_uneven)
     if needs_regrid:
-        array, affine = _regrid_slices(array, affine, series)
+        array, affine = _per_channel(lambda a: _regrid_slices(a, affine, series), array)
         warnings.append("resampled onto a regular slice grid at the median spacing")
     if opts.tilt_correct and series.tilt_deg > TILT_THRESHOLD_DEG and nk > 1:
-        fill = float(np.min(array)) if array.size else 0.0
-        array, affine = _correct_tilt(array, affine, fill)
+        fill = (0.0 if colour else float(np.min(array))) if array.size else 0.0  # colour: black outside
+        array, affine = _per_channel(lambda a: _correct_tilt(a, affine, fill), array)
         warnings.append(f"gantry tilt of {series.tilt_deg:.2f} degrees corrected by resampling")
 
     header = first.load_header()
@@ -321,6 +324,17 @@ def _read_slices(series: Series, opts: ReadOptions) -> Volume:
                     source=header)
     object.__setattr__(volume, "_warnings", warnings)  # informational; not part of the Volume API
     return volume
+
+
+def _per_channel(step: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+                 array: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Run a resampling ``step`` (array -> (array, affine)) on a scalar array, or on each channel of an RGB one."""
+    if array.dtype != RGB_DTYPE:
+        return step(array)
+    channels = rgb_channels(array)
+    results = [step(np.asfortranarray(channels[..., n])) for n in range(3)]
+    stacked = np.stack([r[0] for r in results], axis=-1)
+    return np.asfortranarray(rgb_from_channels(stacked)), results[0][1]
 
 
 def volume_warnings(volume: Volume) -> list[str]:
@@ -417,6 +431,8 @@ def read_multiframe(inst: Instance, *, philips_precise: bool = False) -> list[Vo
     array = np.asfortranarray(frames.transpose(2, 1, 0))
     affine = slice_affine_lps(inst, None, 1)
     slope, intercept = _to_float(ds.get("RescaleSlope"), 1.0) or 1.0, _to_float(ds.get("RescaleIntercept"), 0.0)
+    if array.dtype == RGB_DTYPE:
+        slope, intercept = 1.0, 0.0  # colour (e.g. ultrasound cine): frames along k, never rescaled
     return [Volume(array=array, affine=lps_to_ras(affine), meta=_meta_for(header), slope=slope,
                    intercept=intercept, source=header)]
 
@@ -476,8 +492,8 @@ def _read_multiframe_series(series: Series, *, philips_precise: bool = False) ->
             intercepts = [v.intercept for v in singles]
             for t, v in enumerate(singles):
                 array[..., t] = v.array
-            mode, out_dtype, slope, intercept = rescale_plan(slopes, intercepts, ref.dtype,
-                                                             (float(array.min()), float(array.max())))
+            value_range = (0.0, 0.0) if ref.is_rgb else (float(array.min()), float(array.max()))
+            mode, out_dtype, slope, intercept = rescale_plan(slopes, intercepts, ref.dtype, value_range)
             if mode == "apply":
                 scaled = np.empty(array.shape, dtype=out_dtype, order="F")
                 for t, (s_, b_) in enumerate(zip(slopes, intercepts)):

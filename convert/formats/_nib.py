@@ -9,7 +9,7 @@ from typing import Any, BinaryIO, Iterator
 import numpy as np
 
 from convert.errors import CorruptFileError, UnsupportedDataError
-from convert.volume import SUPPORTED_DTYPES, Meta, Volume
+from convert.volume import SUPPORTED_DTYPES, Meta, Volume, is_rgb_dtype
 
 #: Errors nibabel and its decompressors raise on broken files.
 BROKEN_FILE_ERRORS: tuple[type[BaseException], ...] = (
@@ -27,8 +27,15 @@ def supported_array(array: np.ndarray, path: Path) -> np.ndarray:
     """Return ``array`` in a dtype a Volume can hold, converting only when lossless.
 
     float16 -> float32; int64/uint64 -> the smallest supported integer type
-    holding every value; anything else raises :class:`UnsupportedDataError`.
+    holding every value; RGB24 (:data:`~convert.volume.RGB_DTYPE`) is kept;
+    anything else raises :class:`UnsupportedDataError`.
     """
+    if is_rgb_dtype(array.dtype):
+        return array
+    if array.dtype.fields is not None:
+        raise UnsupportedDataError(
+            f"voxel type {array.dtype} (a record of several values per voxel) is not supported; only RGB24 "
+            "(8-bit R, G, B) colour is", path)
     dtype = array.dtype.newbyteorder("=")
     if dtype in SUPPORTED_DTYPES:
         return array if array.dtype.isnative else array.astype(dtype)
@@ -40,8 +47,8 @@ def supported_array(array: np.ndarray, path: Path) -> np.ndarray:
             if candidate.kind in "iu" and np.iinfo(candidate).min <= lo and hi <= np.iinfo(candidate).max:
                 return array.astype(candidate)
     raise UnsupportedDataError(
-        f"voxel type {array.dtype} cannot be held without loss (RGB, complex and 64-bit integers out of "
-        "32-bit range are not supported)",
+        f"voxel type {array.dtype} cannot be held without loss (complex, and 64-bit integers out of "
+        "32-bit range, are not supported)",
         path,
     )
 
@@ -99,6 +106,8 @@ def iter_fortran_chunks(array: np.ndarray, max_bytes: int = 64 << 20) -> Iterato
     step = max(1, max_bytes // per_slice)
     for start in range(0, array.shape[2], step):
         slab = np.ascontiguousarray(array[:, :, start : start + step].transpose(2, 1, 0))
+        if slab.dtype.fields is not None:  # RGB24: the bytes of each voxel's R, G, B triple, interleaved
+            slab = slab.reshape(-1).view(np.uint8)
         yield memoryview(slab).cast("B")
 
 

@@ -26,6 +26,9 @@ nibabel ``Spm2AnalyzeImage`` convention):
   intercept has no place that Analyze readers agree on, so a volume with an
   intercept is written as real values (float32 for 8/16-bit stored data,
   float64 otherwise).
+* **Colour**: an RGB volume is written as Analyze 7.5 ``DT_RGB`` (datatype
+  128, bitpix 24: R, G, B bytes interleaved per voxel), which nibabel and SPM's
+  readers know; it is read back as RGB.
 
 Reading uses nibabel's ``Spm2AnalyzeImage``: originator, ``funused1`` slope and
 ``funused2`` intercept, and an SPM ``.mat`` file beside the header when one
@@ -45,7 +48,7 @@ from convert.atomic import atomic_paths
 from convert.errors import ConvertError, CorruptFileError, UnsupportedDataError
 from convert.formats import read_magic
 from convert.formats._nib import BROKEN_FILE_ERRORS, iter_fortran_chunks, volume_from_nibabel
-from convert.volume import Meta, Volume, geometry_from_affine
+from convert.volume import RGB_DTYPE, Meta, Volume, geometry_from_affine
 
 
 class OrientationLossWarning(UserWarning):
@@ -62,6 +65,7 @@ ANALYZE_DTYPES: dict[np.dtype, np.dtype] = {
     np.dtype("uint32"): np.dtype("int32"),  # only when every value fits; else UnsupportedDataError
     np.dtype("float32"): np.dtype("float32"),
     np.dtype("float64"): np.dtype("float64"),
+    RGB_DTYPE: RGB_DTYPE,  # Analyze 7.5 DT_RGB (datatype 128): 8-bit R, G, B interleaved per voxel
 }
 #: What nibabel and numpy raise on corrupt headers (negative offsets, absurd sizes...).
 _READ_ERRORS: tuple[type[BaseException], ...] = BROKEN_FILE_ERRORS + (OverflowError, MemoryError, ArithmeticError)
@@ -290,7 +294,7 @@ class AnalyzeFormat:
         header["vox_units"] = b"mm"
         header["descrip"] = b"medconvert"
         header["vox_offset"] = 0
-        if array.size and array.dtype.kind in "iu":
+        if array.size and array.dtype.kind in "iu":  # (not for RGB: glmin/glmax are scalar)
             header["glmax"] = int(array.max())
             header["glmin"] = int(array.min())
         return header, array, las_affine, losses

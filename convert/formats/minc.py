@@ -31,6 +31,13 @@ component along their named axis and the sign goes into ``step``. Sheared
 affines (voxel axes not perpendicular) are refused with
 :class:`~convert.errors.GeometryError`, because MINC tools assume orthogonal
 direction cosines.
+
+Colour: MINC has no RGB voxel type; libminc stores colour as an extra
+``vector_dimension`` (fastest axis) that nibabel cannot read and most MINC
+tools treat as a generic vector. Because no independent reader here could
+verify such a file, writing a colour volume raises
+:class:`~convert.errors.UnsupportedDataError` naming the formats that hold RGB
+(NIfTI, NRRD, Analyze); reading a ``vector_dimension`` image is refused as before.
 """
 
 from __future__ import annotations
@@ -481,9 +488,17 @@ class Minc2Format:
 
         Raises:
             GeometryError: the affine is sheared (see :func:`minc_axes`).
+            UnsupportedDataError: a colour (RGB) volume (see the module docstring).
             OutputExistsError / OutputWriteError: see :mod:`convert.atomic`.
         """
         path = Path(path)
+        if volume.is_rgb:
+            raise UnsupportedDataError(
+                "MINC2 output of colour (RGB) volumes is not supported: MINC would store them as a generic "
+                "'vector_dimension' that nibabel and most MINC viewers cannot read as colour. Write NIfTI "
+                "(.nii/.nii.gz, RGB24), NRRD (.nrrd, RGB-color) or Analyze (.hdr, DT_RGB) instead",
+                path,
+            )
         level = int(options.get("compresslevel", 1))
         minc_axes(volume.affine, path)  # fail on geometry before creating any file
         with atomic_file(path, overwrite=overwrite) as tmp:

@@ -73,7 +73,7 @@ from convert.errors import (
 )
 from convert.formats import read_magic
 from convert.formats._nib import iter_fortran_chunks, open_output, supported_array
-from convert.volume import Meta, Volume, lps_to_ras, ras_to_lps
+from convert.volume import Meta, Volume, lps_to_ras, ras_to_lps, rgb_from_channels
 
 #: NRRD type names (NRRD0005 spec, every alias) -> numpy type code without byte order.
 _NRRD_TYPES: dict[str, str] = {
@@ -602,6 +602,23 @@ def _quantization(header: dict[str, Any]) -> tuple[float, float]:
     return slope, lo - slope * float(info.min)
 
 
+def _colour_axis(header: dict[str, Any], non_spatial: list[int], sizes: np.ndarray, path: Path) -> int | None:
+    """The NRRD axis of kind ``RGB-color`` among ``non_spatial`` (3 samples: R, G, B), or None.
+
+    Raises :class:`CorruptFileError` when an ``RGB-color`` axis is not 3 long, and
+    :class:`UnsupportedDataError` for more than one colour axis.
+    """
+    kinds = [str(k).strip().lower() for k in (_field(header, "kinds", default=None) or [])]
+    found = [a for a in non_spatial if a < len(kinds) and kinds[a] == "rgb-color"]
+    if not found:
+        return None
+    if len(found) > 1:
+        raise UnsupportedDataError(f"{len(found)} 'RGB-color' axes; at most one is supported", path)
+    if int(sizes[found[0]]) != 3:
+        raise CorruptFileError(f"the 'RGB-color' axis has {int(sizes[found[0]])} samples; it must have 3", path)
+    return found[0]
+
+
 def read_nrrd(path: str | Path) -> Volume:
     """Read a NRRD file (attached or detached header) into a :class:`Volume` with a RAS+ affine.
 
@@ -620,6 +637,9 @@ def read_nrrd(path: str | Path) -> Volume:
     if len(geo.spatial) > 3:
         raise UnsupportedDataError(f"{len(geo.spatial)} spatial axes; at most 3 are supported", path)
     others = [a for a in range(dim) if a not in geo.spatial]
+    colour = _colour_axis(header, others, sizes, path)
+    if colour is not None:
+        others.remove(colour)
     kept = [a for a in others if sizes[a] > 1]
     if len(kept) > 1:
         raise UnsupportedDataError(
@@ -627,10 +647,18 @@ def read_nrrd(path: str | Path) -> Volume:
             "a 4D volume", path)
 
     data = _read_voxels(header, path, offset, list_files, sizes, encoding)
-    order = geo.spatial + kept + [a for a in others if a not in kept]
+    order = geo.spatial + kept + [a for a in others if a not in kept] + ([colour] if colour is not None else [])
     spatial_shape = [int(sizes[a]) for a in geo.spatial] + [1] * (3 - len(geo.spatial))
-    array = data.transpose(order).reshape(spatial_shape + [int(sizes[a]) for a in kept])
-    array = supported_array(array, path)
+    array = data.transpose(order).reshape(spatial_shape + [int(sizes[a]) for a in kept]
+                                          + ([3] if colour is not None else []))
+    if colour is not None:
+        if array.dtype != np.uint8:
+            raise UnsupportedDataError(
+                f"RGB-color NRRD of type {array.dtype} is not supported: colour volumes hold 8 bits per channel "
+                "(uchar); convert the channels to 8 bits first", path)
+        array = rgb_from_channels(array)
+    else:
+        array = supported_array(array, path)
 
     try:
         columns = _complete_basis(geo.columns)
@@ -709,23 +737,26 @@ def header_text(volume: Volume, dtype: np.dtype, encoding: str, data_file: str |
 
     lps = ras_to_lps(volume.affine)
     four_d = volume.array.ndim == 4
-    directions: list[Any] = [lps[:3, n].astype(np.float64) for n in range(3)] + ([None] if four_d else [])
-    dtype = np.dtype(dtype)
+    rgb = volume.is_rgb
+    directions: list[Any] = ([None] if rgb else []) + [lps[:3, n].astype(np.float64) for n in range(3)] + (
+        [None] if four_d else [])
+    dtype = np.dtype(np.uint8) if rgb else np.dtype(dtype)
+    sizes = ([3] if rgb else []) + list(volume.shape)
     lines = [
         "NRRD0004",
         "# Written by medconvert: geometry, voxel type and allow-listed fields only.",
         f"type: {_WRITE_TYPES[dtype.str[1:]]}",
-        f"dimension: {volume.array.ndim}",
+        f"dimension: {len(sizes)}",
         "space: left-posterior-superior",
-        f"sizes: {nrrd.format_number_list(np.asarray(volume.shape))}",
+        f"sizes: {nrrd.format_number_list(np.asarray(sizes))}",
         f"space directions: {nrrd.format_optional_vector_list(directions)}",
-        "kinds: domain domain domain" + (" list" if four_d else ""),
+        "kinds: " + ("RGB-color " if rgb else "") + "domain domain domain" + (" list" if four_d else ""),
     ]
     lines.append("endian: little")  # meaningless for 1-byte types, but harmless and what ITK expects to see
     lines.append(f"encoding: {encoding}")
     lines.append(f"space origin: {nrrd.format_vector(lps[:3, 3].astype(np.float64))}")
     if four_d and volume.meta.time_step and math.isfinite(volume.meta.time_step) and volume.meta.time_step > 0:
-        lines.append(f"spacings: nan nan nan {nrrd.format_number(float(volume.meta.time_step))}")
+        lines.append(f"spacings: {'nan ' if rgb else ''}nan nan nan {nrrd.format_number(float(volume.meta.time_step))}")
     frame = volume.meta.acquisition.get("MeasurementFrame") if volume.meta.acquisition else None
     if frame is not None:
         m = np.asarray(frame, dtype=np.float64)
