@@ -56,12 +56,17 @@ def convert(src: PathLike, dst: PathLike, *, to: str | None = None, overwrite: b
 
 
 def describe(volume: Volume, format_name: str | None = None) -> dict[str, Any]:
-    """A JSON-ready summary: format, shape, dtype, spacing (mm), orientation, affine, value range."""
+    """A JSON-ready summary: format, shape, dtype, spacing (mm), orientation, affine, value range.
+
+    A colour volume has dtype ``"RGB24 (uint8 R, G, B)"``, ``colour`` ``"RGB"`` and a
+    value range over its three channels; scalar volumes have ``colour`` None.
+    """
     lo, hi = volume.value_range()
     return {
         "format": format_name,
         "shape": list(volume.shape),
-        "dtype": str(volume.dtype),
+        "dtype": "RGB24 (uint8 R, G, B)" if volume.is_rgb else str(volume.dtype),
+        "colour": "RGB" if volume.is_rgb else None,
         "spacing_mm": [round(float(s), 6) for s in volume.spacing],
         "orientation": volume.orientation,
         "origin_ras_mm": [round(float(o), 6) for o in volume.origin],

@@ -276,7 +276,7 @@ def info_cmd(
     if volume.is_scaled:
         table.add_row("scaling", f"slope {volume.slope:g}, intercept {volume.intercept:g}")
     lo, hi = summary["value_range"]
-    table.add_row("value range", f"{lo:g} .. {hi:g}")
+    table.add_row("value range", f"{lo:g} .. {hi:g}" + (" (R, G, B channels)" if volume.is_rgb else ""))
     if summary["time_step_s"]:
         table.add_row("time step (s)", f"{summary['time_step_s']:g}")
     console.print(table)
@@ -300,7 +300,8 @@ def _info_dicom_folder(path: Path, as_json: bool) -> None:
     for s in summaries:
         flags = [f for f, on in (("ERROR", bool(s["problem"])), (f"{s['missing_slices']} missing",
                                   bool(s["missing_slices"])), ("uneven", s["uneven_spacing"]),
-                                 (f"tilt {s['tilt_deg']:g} deg", s["tilt_deg"] > 0.1)) if on]
+                                 (f"tilt {s['tilt_deg']:g} deg", s["tilt_deg"] > 0.1),
+                                 (f"colour {s.get('colour')}", bool(s.get("colour")))) if on]
         desc = s["description"] + (f" ({s['split']})" if s["split"] else "")
         spacing = " x ".join(f"{v:g}" for v in s["spacing_mm"]) if s["spacing_mm"] else "-"
         table.add_row(str(s["number"] if s["number"] is not None else "?"), _escape(desc), s["kind"], str(s["files"]),

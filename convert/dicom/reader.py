@@ -976,7 +976,8 @@ def summarize_series(series: Series) -> dict[str, Any]:
 
     Keys: ``number``, ``description``, ``split``, ``kind``, ``modality``, ``files``,
     ``shape``, ``spacing_mm`` (i, j, k), ``orientation`` (RAS+ code), ``tilt_deg``,
-    ``missing_slices``, ``uneven_spacing``, ``warnings``, ``problem``. Mosaic and
+    ``missing_slices``, ``uneven_spacing``, ``warnings``, ``problem``, ``colour`` (the
+    photometric interpretation of a colour series, else None). Mosaic and
     multi-frame shapes are the stored matrix until decoded.
     """
     first = series.first
@@ -995,6 +996,7 @@ def summarize_series(series: Series) -> dict[str, Any]:
         "uneven_spacing": series.uneven,
         "warnings": list(series.warnings),
         "problem": series.problem,
+        "colour": first.photometric if is_colour(first.samples_per_pixel, first.photometric) else None,
     }
     if series.kind == "slices" and first.orientation is not None:
         affine = lps_to_ras(slice_affine_lps(first, series.grid[-1][0], series.n_slices))
