@@ -335,3 +335,24 @@ def test_plain_analyze_without_originator_is_centred(tmp_path):
     assert vol.orientation == "LAS"
     assert np.allclose(vol.world_coordinates([1.5, 2.5, 3.5]), 0.0)  # centre of the volume at world 0
     assert np.allclose(vol.affine, nib.load(tmp_path / "plain.hdr").affine)
+
+
+# --------------------------------------------------------------------------- colour
+def test_rgb_is_written_as_dt_rgb_and_read_back(tmp_path):
+    from convert.volume import RGB_DTYPE, rgb_from_channels
+
+    channels = np.random.default_rng(9).integers(0, 256, size=(5, 4, 3, 3), dtype=np.uint8)
+    ras = np.diag([0.9, 1.1, 2.0, 1.0])  # RAS: the writer flips i to Analyze's LAS order
+    ras[:3, 3] = [-1.8, 2.2, 4.0]
+    vol = Volume(rgb_from_channels(channels), ras)
+    ANALYZE.write(vol, tmp_path / "c.hdr")
+    img = nib.load(str(tmp_path / "c.hdr"))
+    assert isinstance(img, nib.AnalyzeImage) and int(img.header["datatype"]) == 128
+    assert img.get_data_dtype() == RGB_DTYPE
+    np.testing.assert_array_equal(np.asanyarray(img.dataobj), vol.array[::-1])  # LAS: i reversed
+    back = convert.load(tmp_path / "c.img")
+    assert back.is_rgb
+    canon_back = nib.as_closest_canonical(nib.Nifti1Image(back.array, back.affine))
+    canon_vol = nib.as_closest_canonical(nib.Nifti1Image(vol.array, vol.affine))
+    np.testing.assert_array_equal(np.asanyarray(canon_back.dataobj), np.asanyarray(canon_vol.dataobj))
+    np.testing.assert_allclose(canon_back.affine, canon_vol.affine, atol=1e-6)

@@ -482,3 +482,15 @@ def test_scaling_over_a_middle_dimension(tmp_path):
     expected = stored * np.array([1.0, 1.0, 2.0])[None, :, None] + np.array([0.0, 10.0, 20.0])[None, :, None]
     assert vol.dtype == np.float32
     assert np.allclose(vol.array, expected.transpose(2, 1, 0))
+
+
+def test_rgb_volume_is_refused_naming_the_formats_that_hold_colour(tmp_path):
+    from convert.volume import rgb_from_channels
+
+    vol = Volume(rgb_from_channels(np.zeros((3, 3, 3, 3), np.uint8)), np.eye(4))
+    path = tmp_path / "c.mnc"
+    with pytest.raises(UnsupportedDataError, match="colour") as info:
+        MINC2.write(vol, path)
+    message = str(info.value)
+    assert str(path) in message and "NIfTI" in message and "NRRD" in message and "Analyze" in message
+    assert not any(tmp_path.iterdir())  # nothing left behind

@@ -149,3 +149,36 @@ def test_sniff(tmp_path):
     assert not NIFTI.sniff(tmp_path / "t.nii")
     (tmp_path / "g.nii.gz").write_bytes(gzip.compress((tmp_path / "a.nii").read_bytes()))
     assert NIFTI_GZ.sniff(tmp_path / "g.nii.gz")
+
+
+# --------------------------------------------------------------------------- colour (RGB24)
+def _rgb_volume(shape=(5, 4, 3)) -> Volume:
+    from convert.volume import rgb_from_channels
+
+    channels = np.random.default_rng(5).integers(0, 256, size=shape + (3,), dtype=np.uint8)
+    return Volume(rgb_from_channels(channels), oblique_affine(), Meta(time_step=1.5 if len(shape) == 4 else None))
+
+
+@pytest.mark.parametrize("fmt,name", [(NIFTI, "c.nii"), (NIFTI_GZ, "c.nii.gz"), (NIFTI_PAIR, "c.hdr")])
+@pytest.mark.parametrize("shape", [(5, 4, 3), (5, 4, 3, 2)], ids=["3d", "4d"])
+def test_rgb_is_written_as_datatype_128_that_nibabel_reads(tmp_path, fmt, name, shape):
+    from convert.volume import RGB_DTYPE
+
+    vol = _rgb_volume(shape)
+    fmt.write(vol, tmp_path / name)
+    img = nib.load(str(tmp_path / name))
+    assert int(img.header["datatype"]) == 128 and int(img.header["bitpix"]) == 24  # RGB24, as dcm2niix writes
+    assert img.get_data_dtype() == RGB_DTYPE
+    np.testing.assert_array_equal(np.asanyarray(img.dataobj), vol.array)
+    np.testing.assert_allclose(img.affine, vol.affine, atol=1e-6)
+    back = fmt.read(tmp_path / name)
+    assert back.is_rgb and np.array_equal(back.array, vol.array) and not back.is_scaled
+
+
+def test_nifti2_rgb_is_read(tmp_path):
+    vol = _rgb_volume()
+    path = tmp_path / "c2.nii"
+    nib.save(nib.Nifti2Image(vol.array, vol.affine), str(path))
+    back = NIFTI.read(path)
+    assert back.is_rgb and np.array_equal(back.array, vol.array)
+    np.testing.assert_allclose(back.affine, vol.affine, atol=1e-6)

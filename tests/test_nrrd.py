@@ -730,3 +730,79 @@ def test_read_detached_gzip_file_written_by_pynrrd(tmp_path):
     vol = convert.load(path)
     np.testing.assert_array_equal(vol.array, ijkt)
     np.testing.assert_allclose(vol.affine, oblique_affine(), atol=1e-9)
+
+
+# =========================================================================== colour (RGB24)
+def _rgb_volume(shape=(5, 6, 7), time_step=None) -> Volume:
+    from convert.volume import rgb_from_channels
+
+    channels = np.random.default_rng(11).integers(0, 256, size=shape + (3,), dtype=np.uint8)
+    return Volume(rgb_from_channels(channels), oblique_affine(), Meta(time_step=time_step))
+
+
+@pytest.mark.parametrize("fmt,name", FLAVOURS)
+@pytest.mark.parametrize("shape", [(5, 6, 7), (5, 6, 7, 3)], ids=["3d", "4d"])
+def test_rgb_is_a_leading_rgb_color_axis_that_pynrrd_reads(tmp_path, fmt, name, shape):
+    from convert.volume import rgb_channels
+
+    vol = _rgb_volume(shape, time_step=2.0 if len(shape) == 4 else None)
+    written = fmt.write(vol, tmp_path / name)
+    data, header = pynrrd.read(str(written[-1]), index_order="F")
+    assert header["type"] == "uint8" and list(header["sizes"]) == [3, *shape]
+    assert header["kinds"] == ["RGB-color", "domain", "domain", "domain"] + (["list"] if len(shape) == 4 else [])
+    assert np.all(np.isnan(header["space directions"][0]))  # 'none' for the colour axis
+    np.testing.assert_allclose(_pynrrd_affine_ras(header), vol.affine, atol=1e-6)
+    np.testing.assert_array_equal(np.moveaxis(data, 0, -1), rgb_channels(vol.array))
+    back = read_nrrd(written[-1])
+    assert back.is_rgb and np.array_equal(back.array, vol.array)
+    np.testing.assert_allclose(back.affine, vol.affine, atol=1e-9)
+    assert back.meta.time_step == (2.0 if len(shape) == 4 else None)
+
+
+@pytest.mark.parametrize("shape", [(5, 6, 7), (5, 6, 7, 3)], ids=["3d", "4d"])
+def test_simpleitk_reads_our_rgb_as_a_3_component_uint8_image(tmp_path, shape):
+    from convert.volume import rgb_channels
+
+    vol = _rgb_volume(shape)
+    (out,) = NRRD.write(vol, tmp_path / "rgb.nrrd")
+    image = sitk.ReadImage(str(out))
+    assert image.GetNumberOfComponentsPerPixel() == 3 and image.GetPixelID() == sitk.sitkVectorUInt8
+    assert image.GetDimension() == len(shape)
+    np.testing.assert_allclose(_sitk_affine_ras(image), vol.affine, atol=1e-6)
+    spatial = tuple(range(len(shape) - 1, -1, -1))
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(image).transpose(spatial + (len(shape),)),
+                                  rgb_channels(vol.array))
+
+
+@pytest.mark.parametrize("axis", [0, 3], ids=["colour-first", "colour-last"])
+def test_read_rgb_color_written_by_pynrrd_anywhere(tmp_path, axis):
+    from convert.volume import rgb_channels
+
+    channels = np.random.default_rng(2).integers(0, 256, size=(4, 5, 6, 3), dtype=np.uint8)
+    data = np.moveaxis(channels, 3, axis)
+    directions = [np.diag([0.9, 1.2, 3.0])[n] for n in range(3)]
+    directions.insert(axis, np.full(3, np.nan))
+    kinds = ["domain"] * 3
+    kinds.insert(axis, "RGB-color")
+    header = {"space": "left-posterior-superior", "space directions": np.array(directions), "kinds": kinds,
+              "space origin": np.array([1.0, 2.0, 3.0])}
+    path = tmp_path / "ext.nrrd"
+    pynrrd.write(str(path), data, header, index_order="F")
+    vol = read_nrrd(path)
+    assert vol.is_rgb and vol.shape == (4, 5, 6)
+    np.testing.assert_array_equal(rgb_channels(vol.array), channels)
+    np.testing.assert_allclose(vol.affine[:3, :3], np.diag([-0.9, -1.2, 3.0]))
+
+
+def test_rgb_color_of_16_bits_or_wrong_length_is_refused(tmp_path):
+    base = {"space": "left-posterior-superior", "kinds": ["RGB-color", "domain", "domain", "domain"],
+            "space directions": np.array([[np.nan] * 3, [1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]])}
+    wide = tmp_path / "rgb16.nrrd"
+    pynrrd.write(str(wide), np.zeros((3, 2, 2, 2), np.uint16), base, index_order="F")
+    with pytest.raises(UnsupportedDataError, match="8 bits per channel") as info:
+        read_nrrd(wide)
+    assert str(wide) in str(info.value)
+    rgba = tmp_path / "rgba.nrrd"
+    pynrrd.write(str(rgba), np.zeros((4, 2, 2, 2), np.uint8), base, index_order="F")
+    with pytest.raises(CorruptFileError, match="must have 3"):
+        read_nrrd(rgba)

@@ -1,4 +1,4 @@
-"""convert.dicom.pixels: bit masking, sign extension, MONOCHROME1, colour refusal, truncation, rescale plans."""
+"""convert.dicom.pixels: bit masking, sign extension, MONOCHROME1, colour decoding, truncation, rescale plans."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ if str(REPO) not in sys.path:
 
 from fixtures.dicom_series import (  # noqa: E402
     make_12bit_garbage,
+    make_colour_series,
     make_monochrome1,
     make_rgb,
     make_series,
@@ -26,13 +27,16 @@ from fixtures.dicom_series import (  # noqa: E402
 )
 
 from convert.dicom.pixels import (  # noqa: E402
+    decode_colour_frames,
     decode_frames,
+    is_colour,
     fix_stored_bits,
     invert_monochrome1,
     rescale_plan,
     stored_dtype,
 )
 from convert.errors import CorruptFileError, DicomError, UnsupportedDataError  # noqa: E402
+from convert.volume import RGB_DTYPE, rgb_channels  # noqa: E402
 
 
 @settings(max_examples=300, deadline=None)
@@ -76,11 +80,54 @@ def test_monochrome1_is_inverted(tmp_path: Path) -> None:
     assert invert_monochrome1(np.array([-2048, 0, 2047], dtype=np.int16), 12, True).tolist() == [2047, -1, -2048]
 
 
-def test_rgb_is_refused_with_a_clear_error(tmp_path: Path) -> None:
-    path = make_rgb(tmp_path)
-    with pytest.raises(UnsupportedDataError, match="colour") as info:
-        decode_frames(path)
-    assert str(path) in str(info.value)
+def test_rgb_file_decodes_to_rgb24_frames_and_ignores_rescale(tmp_path: Path) -> None:
+    path = make_rgb(tmp_path)  # all-black RGB; the generator left RescaleIntercept -1024 in the header
+    frames, ds = decode_frames(path)
+    assert frames.dtype == RGB_DTYPE and frames.shape == (1, ds.Rows, ds.Columns)
+    assert float(ds.RescaleIntercept) == -1024 and not rgb_channels(frames).any()
+
+
+@pytest.mark.parametrize("planar", [0, 1])
+def test_planar_configuration_0_and_1_give_the_same_rgb(tmp_path: Path, planar: int) -> None:
+    paths, _, values = make_colour_series(tmp_path, "rgb-planar" if planar else "rgb", "axial", slices=1)
+    frames, ds = decode_frames(paths[0])
+    assert int(ds.PlanarConfiguration) == planar
+    np.testing.assert_array_equal(rgb_channels(frames[0]).transpose(1, 0, 2), values[:, :, 0])
+
+
+def test_is_colour() -> None:
+    assert is_colour(3, "RGB") and is_colour(1, "PALETTE COLOR") and is_colour(3, "YBR_FULL_422")
+    assert not is_colour(1, "MONOCHROME2") and not is_colour(None, None)
+
+
+def test_colour_pixel_data_shorter_than_three_samples_is_truncated(tmp_path: Path) -> None:
+    import pydicom
+
+    paths, _, _ = make_colour_series(tmp_path, "rgb", slices=1)
+    ds = pydicom.dcmread(str(paths[0]))
+    ds.PixelData = ds.PixelData[: ds.Rows * ds.Columns * 2]  # 2 of the 3 bytes per pixel
+    ds.save_as(str(paths[0]))
+    with pytest.raises(CorruptFileError, match="truncated") as info:
+        decode_frames(paths[0])
+    assert str(paths[0]) in str(info.value)
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"BitsAllocated": 16, "BitsStored": 16, "HighBit": 15}, "16-bit-per-sample colour"),
+    ({"PhotometricInterpretation": "HSV"}, "colour model HSV"),
+    ({"SamplesPerPixel": 4}, "inconsistent"),
+])
+def test_colour_refusals_are_clear(tmp_path: Path, change: dict, message: str) -> None:
+    import pydicom
+
+    paths, _, _ = make_colour_series(tmp_path, "rgb", slices=1)
+    ds = pydicom.dcmread(str(paths[0]))
+    for key, value in change.items():
+        setattr(ds, key, value)
+    ds.PixelData = bytes(ds.Rows * ds.Columns * 8)
+    with pytest.raises(UnsupportedDataError, match=message) as info:
+        decode_colour_frames(paths[0], ds)
+    assert str(paths[0]) in str(info.value)
 
 
 def test_pixel_data_shorter_than_rows_x_columns(tmp_path: Path) -> None:

@@ -97,3 +97,73 @@ def test_every_dtype(tmp_path, fmt, dtype):
     _assert_same(vol, back)
     widened = vol.array.dtype.kind == "u" and back.array.dtype.kind == "i"  # Analyze: uint16 -> int32, lossless
     assert back.scaled().dtype.kind == vol.array.dtype.kind or back.is_scaled or widened
+
+
+# --------------------------------------------------------------------------- colour (RGB24)
+#: Formats that hold RGB (MINC2 refuses colour: see tests/test_minc.py).
+RGB_MATRIX = [name for name in MATRIX if name != "minc2"]
+
+
+def _rgb_volume(four_d: bool, affine: np.ndarray) -> Volume:
+    from convert.volume import rgb_from_channels
+
+    shape = (7, 6, 5, 3) if four_d else (7, 6, 5)
+    channels = np.random.default_rng(17).integers(0, 256, size=shape + (3,), dtype=np.uint8)
+    channels.flat[0], channels.flat[-1] = 0, 255
+    return Volume(rgb_from_channels(channels), affine, Meta(time_step=2.0 if four_d else None))
+
+
+def _independent_rgb(path: Path, fmt: str) -> tuple[np.ndarray, np.ndarray]:
+    """(R, G, B channels ``[i, j, k(, t), 3]``, RAS+ affine) of ``path`` read by nibabel, or pynrrd + SimpleITK."""
+    import nibabel as nib
+
+    if fmt in ("nrrd", "nhdr"):
+        import nrrd
+        import SimpleITK as sitk
+
+        data, header = nrrd.read(str(path), index_order="F")
+        assert header["kinds"][0] == "RGB-color"
+        channels = np.moveaxis(data, 0, -1)
+        image = sitk.ReadImage(str(path))
+        assert image.GetNumberOfComponentsPerPixel() == 3
+        dim = image.GetDimension()
+        spatial = tuple(range(dim - 1, -1, -1))
+        np.testing.assert_array_equal(sitk.GetArrayFromImage(image).transpose(spatial + (dim,)), channels)
+        direction = np.array(image.GetDirection()).reshape(dim, dim)[:3, :3]
+        affine = np.eye(4)
+        affine[:3, :3] = direction * np.array(image.GetSpacing())[:3]
+        affine[:3, 3] = image.GetOrigin()[:3]
+        return channels, np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine
+    img = nib.load(str(path))
+    assert int(img.header["datatype"]) == 128
+    rgb = np.asanyarray(img.dataobj)
+    return np.stack([rgb["R"], rgb["G"], rgb["B"]], axis=-1), img.affine
+
+
+@pytest.mark.parametrize("four_d", [False, True], ids=["3d", "4d"])
+@pytest.mark.parametrize("reader", RGB_MATRIX)
+@pytest.mark.parametrize("writer", RGB_MATRIX)
+def test_rgb_matrix(tmp_path, writer, reader, four_d):
+    from convert.volume import rgb_channels
+
+    _need(writer)
+    _need(reader)
+    affine = LAS_AFFINE if "analyze" in (writer, reader) else oblique_affine()
+    vol = _rgb_volume(four_d, affine)
+    first = _write_read(vol, writer, tmp_path / "a")
+    assert first.is_rgb
+    _assert_same(vol, first)
+    second = _write_read(first, reader, tmp_path / "b")
+    assert second.is_rgb
+    _assert_same(vol, second)
+    channels, affine_ras = _independent_rgb(tmp_path / "b" / MATRIX[reader], reader)
+    np.testing.assert_array_equal(channels, rgb_channels(vol.array))  # LAS_AFFINE: Analyze keeps the voxel order
+    if reader != "analyze":  # plain Analyze has no position; SPM's originator is checked through our reader above
+        np.testing.assert_allclose(affine_ras, vol.affine, atol=1e-6)
+
+
+def test_rgb_to_minc2_is_refused_clearly(tmp_path):
+    _need("minc2")
+    with pytest.raises(UnsupportedDataError, match="colour"):
+        _write_read(_rgb_volume(False, oblique_affine()), "minc2", tmp_path)
+    assert not any(tmp_path.iterdir())

@@ -168,3 +168,82 @@ def test_to_sitk_applies_scaling_by_default():
     vol = Volume(np.array([[[0, 10]]], np.int16), np.eye(4), slope=2.0, intercept=-5)
     image = vol.to_sitk()
     assert sitk.GetArrayFromImage(image).ravel().tolist() == [-5.0, 15.0]
+
+
+# --------------------------------------------------------------------------- colour (RGB24)
+def _rgb(shape=(4, 3, 2)) -> np.ndarray:
+    from convert.volume import rgb_from_channels
+
+    channels = np.random.default_rng(3).integers(0, 256, size=shape + (3,), dtype=np.uint8)
+    return rgb_from_channels(channels)
+
+
+def test_rgb_volume_keeps_geometry_and_is_never_scaled(oblique):
+    from convert.volume import RGB_DTYPE
+
+    vol = Volume(_rgb(), oblique)
+    assert vol.is_rgb and vol.dtype == RGB_DTYPE and vol.shape == (4, 3, 2)
+    assert np.allclose(vol.spacing, [0.8, 1.1, 2.5])
+    assert vol.scaled() is vol.array
+    with pytest.raises(UnsupportedDataError, match="colour"):
+        Volume(_rgb(), oblique, slope=2.0)
+    with pytest.raises(UnsupportedDataError, match="colour"):
+        vol.replace(intercept=-1024.0)
+
+
+def test_rgb_value_range_covers_all_channels():
+    from convert.volume import rgb_from_channels
+
+    channels = np.zeros((2, 2, 2, 3), np.uint8)
+    channels[0, 0, 0, 1] = 7  # green
+    channels[1, 1, 1, 2] = 250  # blue
+    channels[..., 0] = 3  # red everywhere
+    vol = Volume(rgb_from_channels(channels), np.eye(4))
+    assert vol.value_range() == (0.0, 250.0)
+
+
+def test_require_scalar_refuses_colour_naming_the_operation():
+    Volume(np.zeros((2, 2, 2), np.int16), np.eye(4)).require_scalar("windowing")  # scalar: fine
+    with pytest.raises(UnsupportedDataError, match="windowing needs one value per voxel"):
+        Volume(_rgb(), np.eye(4)).require_scalar("windowing")
+
+
+def test_other_record_dtypes_are_refused():
+    other = np.zeros((2, 2, 2), dtype=[("R", "u2"), ("G", "u2"), ("B", "u2")])
+    with pytest.raises(UnsupportedDataError, match="not supported"):
+        Volume(other, np.eye(4))
+
+
+def test_rgb_channel_helpers_validate_input():
+    from convert.volume import rgb_channels, rgb_from_channels
+
+    with pytest.raises(UnsupportedDataError, match="length 3"):
+        rgb_from_channels(np.zeros((2, 2, 4), np.uint8))
+    with pytest.raises(UnsupportedDataError, match="uint8"):
+        rgb_from_channels(np.zeros((2, 2, 3), np.uint16))
+    with pytest.raises(UnsupportedDataError, match="RGB"):
+        rgb_channels(np.zeros((2, 2), np.uint8))
+
+
+@pytest.mark.parametrize("shape", [(5, 4, 3), (5, 4, 3, 2)], ids=["3d", "4d"])
+def test_rgb_sitk_round_trip_is_a_vector_uint8_image_at_the_same_place(oblique, shape):
+    from convert.volume import rgb_channels
+
+    vol = Volume(_rgb(shape), oblique, Meta(time_step=1.5 if len(shape) == 4 else None))
+    image = vol.to_sitk()
+    assert image.GetPixelID() == sitk.sitkVectorUInt8 and image.GetNumberOfComponentsPerPixel() == 3
+    # voxel (i, j, k) of ours is ITK index (i, j, k): same colour at the same world point
+    index = (4, 1, 2) + ((1,) if len(shape) == 4 else ())
+    assert tuple(image.GetPixel(index)) == tuple(int(v) for v in rgb_channels(vol.array)[index])
+    point = image.TransformIndexToPhysicalPoint(index[:3]) if len(shape) == 3 else None
+    if point is not None:
+        ras = vol.world_coordinates(np.array(index[:3]))
+        assert np.allclose(point, [-ras[0], -ras[1], ras[2]])
+    back = Volume.from_sitk(image)
+    assert back.is_rgb and np.array_equal(back.array, vol.array) and np.allclose(back.affine, vol.affine)
+
+
+def test_from_sitk_refuses_other_vector_images():
+    image = sitk.Image([3, 3, 3], sitk.sitkVectorFloat32, 2)
+    with pytest.raises(UnsupportedDataError, match="2-component"):
+        Volume.from_sitk(image)
