@@ -403,3 +403,54 @@ def test_cli_info_shows_colour(tmp_path: Path) -> None:
 def test_rgb_helpers_round_trip() -> None:
     channels = np.random.default_rng(0).integers(0, 256, size=(4, 3, 2, 3), dtype=np.uint8)
     np.testing.assert_array_equal(rgb_channels(rgb_from_channels(channels)), channels)
+
+
+# --------------------------------------------------------------------------- enhanced multi-frame colour
+def _colourise_enhanced(path: Path, photometric: str = "RGB") -> np.ndarray:
+    """Turn a synthetic Enhanced MR file (tests.test_multiframe.make_enhanced) into 8-bit colour frames.
+
+    Returns the RGB written, ``[frame, row, col, 3]``. The per-frame RescaleSlope 2 / intercept -5
+    stays in the functional groups: it must not be applied to colour.
+    """
+    from pydicom.pixels import convert_color_space
+
+    ds = pydicom.dcmread(str(path))
+    n, rows, cols = int(ds.NumberOfFrames), int(ds.Rows), int(ds.Columns)
+    rgb = np.random.default_rng(8).integers(0, 256, size=(n, rows, cols, 3), dtype=np.uint8)
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, photometric, 0
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    stored = convert_color_space(rgb, "RGB", "YBR_FULL") if photometric == "YBR_FULL" else rgb
+    ds.PixelData = stored.tobytes()
+    ds["PixelData"].VR = "OB"
+    ds.save_as(str(path))
+    return rgb
+
+
+@pytest.mark.parametrize("photometric", ["RGB", "YBR_FULL"])
+def test_enhanced_colour_frames_land_at_their_positions(tmp_path: Path, photometric: str) -> None:
+    from pydicom.pixels import pixel_array
+
+    from convert.dicom.multiframe import read_enhanced
+    from tests.test_multiframe import make_enhanced
+
+    path, truth = make_enhanced(tmp_path / "enh.dcm", echoes=(10.0,), n_times=2, n_slices=3)
+    _colourise_enhanced(path, photometric)
+    decoded = pixel_array(pydicom.dcmread(str(path)))  # pydicom's RGB, [frame, row, col, 3]
+    (volume,) = read_enhanced(path)
+    assert volume.is_rgb and volume.shape == (5, 4, 3, 2) and not volume.is_scaled
+    ours = rgb_channels(volume.array)
+    for index, frame in enumerate(truth):
+        np.testing.assert_array_equal(ours[:, :, frame["k"], frame["t"]], decoded[index].transpose(1, 0, 2))
+
+
+def test_enhanced_palette_colour_is_refused_clearly(tmp_path: Path) -> None:
+    from convert.dicom.multiframe import read_enhanced
+    from tests.test_multiframe import make_enhanced
+
+    path, _ = make_enhanced(tmp_path / "enh.dcm", echoes=(10.0,), n_times=1)
+    ds = pydicom.dcmread(str(path))
+    ds.PhotometricInterpretation = "PALETTE COLOR"
+    ds.save_as(str(path))
+    with pytest.raises(UnsupportedDataError, match="enhanced multi-frame colour") as info:
+        read_enhanced(path)
+    assert str(path) in str(info.value)

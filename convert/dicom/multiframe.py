@@ -33,7 +33,7 @@ from pydicom.dataset import Dataset
 
 from convert.dicom.sidecar import csa_image_header, meta_from_dataset
 from convert.errors import CorruptFileError, DicomError, GeometryError, UnsupportedDataError
-from convert.volume import Meta, Volume, lps_to_ras
+from convert.volume import Meta, Volume, lps_to_ras, rgb_from_channels
 
 __all__ = [
     "is_enhanced",
@@ -433,11 +433,21 @@ _NOT_IMAGES = {"SEG", "RTDOSE"}
 _NOT_IMAGE_SOPS = {"1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.66.7"}  # Segmentation, Label Map Seg
 
 
+#: Colour models of enhanced objects decoded to RGB (frames come out of pydicom as RGB).
+_ENHANCED_COLOUR = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT")
+
+
 def _check_pixel_module(ds: Dataset, path: Path) -> None:
-    if int(ds.get("SamplesPerPixel", 1) or 1) != 1:
-        raise UnsupportedDataError(
-            f"colour/multi-sample images (SamplesPerPixel={ds.SamplesPerPixel}) are not supported", path
-        )
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    photometric = str(ds.get("PhotometricInterpretation", "") or "").strip().upper()
+    if samples != 1 or photometric.startswith(("RGB", "YBR", "PALETTE")):
+        bits = int(ds.get("BitsAllocated", 8) or 8)
+        if samples != 3 or photometric not in _ENHANCED_COLOUR or bits != 8:
+            raise UnsupportedDataError(
+                f"enhanced multi-frame colour ({photometric or '?'}, {samples} samples of {bits} bits) is not "
+                f"supported; medconvert reads 8-bit {', '.join(_ENHANCED_COLOUR)} here (palette colour only in "
+                "classic files)", path
+            )
     if "Rows" not in ds or "Columns" not in ds:
         raise CorruptFileError("enhanced DICOM without Rows/Columns", path)
 
@@ -458,7 +468,12 @@ class _Target:
         self.real_dtype = np.dtype(np.float32 if bound < float(np.finfo(np.float32).max) else np.float64)
 
     def put(self, frame: _Frame, k: int, t: int, pixels: np.ndarray) -> None:
-        """Store one decoded frame ``[row, col]`` at (k, t); real values when scalings differ."""
+        """Store one decoded frame ``[row, col]`` at (k, t); real values when scalings differ.
+
+        Colour frames (:data:`~convert.volume.RGB_DTYPE`) are stored as they are: no rescaling.
+        """
+        if pixels.dtype.fields is not None and self.array is None:
+            self.common_scaling, self.slope, self.intercept = True, 1.0, 0.0
         if self.array is None:
             dtype = pixels.dtype if self.common_scaling else self.real_dtype
             rows, cols = pixels.shape
@@ -502,9 +517,11 @@ def _fill(targets: list[_Target], source: Any, n_frames: int, path: Path) -> Non
         for index, pixels in enumerate(iter_pixels(source)):
             if index >= n_frames:
                 break
-            if pixels.ndim != 2:
+            if pixels.ndim == 3 and pixels.shape[-1] == 3 and pixels.dtype == np.uint8:
+                pixels = rgb_from_channels(pixels)  # colour: pydicom gives RGB (YBR converted) [row, col, 3]
+            elif pixels.ndim != 2:
                 raise UnsupportedDataError(f"frame {index + 1} has shape {pixels.shape}; only grey-level "
-                                           "frames are supported", path)
+                                           "and 8-bit RGB frames are supported", path)
             target, k, t = slot[index]
             target.put(target.slices[k][t], k, t, pixels)
             decoded += 1
