@@ -5,7 +5,9 @@ Geometry: NIfTI's sform/qform map to RAS+ mm, the same space as
 (code 1, scanner anatomical); the qform cannot hold shear, so it holds the
 closest rotation while the sform holds the exact affine. Units are written as
 mm and seconds (``xyzt_units`` = 10). Scaled volumes keep their stored dtype and
-carry ``scl_slope``/``scl_inter``.
+carry ``scl_slope``/``scl_inter``. Colour volumes (:data:`~convert.volume.RGB_DTYPE`)
+are written as datatype 128 (RGB24, as dcm2niix and nibabel write them) and
+RGB24 files (NIfTI-1 or -2) are read back as colour volumes.
 """
 
 from __future__ import annotations

@@ -26,6 +26,9 @@ Reading
       one file (relative to the header's folder or absolute), as a ``LIST`` of
       files, or as a ``printf``-style pattern ``slice%03d.raw <min> <max> <step>
       [<subdim>]``.
+    * An axis of kind ``RGB-color`` (3 ``uchar`` samples), anywhere, makes a
+      colour volume (:data:`~convert.volume.RGB_DTYPE`); it is not the 4th axis.
+      Wider RGB samples are refused.
     * ``measurement frame`` is kept in ``meta.acquisition["MeasurementFrame"]``
       as a 3x3 tuple of rows whose *columns* are the measurement axes in RAS+.
     * The parsed header (a dict) is kept in ``Volume.source``; it is never
@@ -40,6 +43,10 @@ Writing
     ``spacings: nan nan nan <seconds>``. The only other fields written are the
     allow-listed ``modality:=<code>``, ``sample units`` (from ``meta.units``)
     and ``measurement frame``: no free text from the source ever travels.
+
+    A colour volume gets a leading ``RGB-color`` axis (``sizes: 3 ni nj nk``,
+    ``space directions: none ...``, type ``uint8``), which pynrrd reads and
+    SimpleITK reads as a 3-component ``uint8`` vector image.
 
     NRRD has no slope/intercept, so a scaled Volume is written as **real
     values**: in the smallest integer type holding them when slope and
