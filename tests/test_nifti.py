@@ -182,3 +182,13 @@ def test_nifti2_rgb_is_read(tmp_path):
     back = NIFTI.read(path)
     assert back.is_rgb and np.array_equal(back.array, vol.array)
     np.testing.assert_allclose(back.affine, vol.affine, atol=1e-6)
+
+
+def test_rgb_scaling_fields_are_ignored_as_the_nifti_standard_says(tmp_path):
+    vol = _rgb_volume()
+    img = nib.Nifti1Image(vol.array, vol.affine)
+    img.header["scl_slope"], img.header["scl_inter"] = 2.0, -10.0  # meaningless for RGB24
+    path = tmp_path / "scaled_rgb.nii"
+    nib.save(img, str(path))
+    back = NIFTI.read(path)
+    assert back.is_rgb and not back.is_scaled and np.array_equal(back.array, vol.array)

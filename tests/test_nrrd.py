@@ -806,3 +806,33 @@ def test_rgb_color_of_16_bits_or_wrong_length_is_refused(tmp_path):
     pynrrd.write(str(rgba), np.zeros((4, 2, 2, 2), np.uint8), base, index_order="F")
     with pytest.raises(CorruptFileError, match="must have 3"):
         read_nrrd(rgba)
+
+
+def test_old_min_max_does_not_scale_rgb(tmp_path):
+    header = {"space": "left-posterior-superior", "kinds": ["RGB-color", "domain", "domain", "domain"],
+              "space directions": np.array([[np.nan] * 3, [1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]]),
+              "old min": -1000.0, "old max": 3000.0}
+    data = np.arange(3 * 8, dtype=np.uint8).reshape(3, 2, 2, 2)
+    path = tmp_path / "rgb_old.nrrd"
+    pynrrd.write(str(path), data, header, index_order="F")
+    vol = read_nrrd(path)
+    assert vol.is_rgb and not vol.is_scaled
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(axis=st.integers(0, 3), shape=st.tuples(st.integers(1, 4), st.integers(1, 4), st.integers(1, 4)),
+       seed=st.integers(0, 2**16))
+def test_rgb_color_axis_anywhere_reads_the_same_colours(tmp_path, axis, shape, seed):
+    from convert.volume import rgb_channels
+
+    channels = np.random.default_rng(seed).integers(0, 256, size=shape + (3,), dtype=np.uint8)
+    directions = [np.eye(3)[n] * (n + 1) for n in range(3)]
+    directions.insert(axis, np.full(3, np.nan))
+    kinds = ["domain"] * 3
+    kinds.insert(axis, "RGB-color")
+    path = tmp_path / f"h{axis}_{seed}.nrrd"
+    pynrrd.write(str(path), np.moveaxis(channels, 3, axis), {"space": "left-posterior-superior", "kinds": kinds,
+                 "space directions": np.array(directions), "encoding": "raw"}, index_order="F")
+    vol = read_nrrd(path)
+    assert vol.is_rgb and vol.shape == shape
+    np.testing.assert_array_equal(rgb_channels(vol.array), channels)

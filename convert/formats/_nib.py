@@ -84,6 +84,8 @@ def volume_from_nibabel(img: Any, path: Path, meta: Meta | None = None) -> Volum
     if np.ndim(slope) or np.ndim(inter):  # per-slice scaling (PAR/REC, MINC): apply it now
         array = np.asarray(img.dataobj)
         slope, inter = 1.0, 0.0
+    if is_rgb_dtype(array.dtype):  # NIfTI-1: "scaling is not applied to ... RGB datatypes"
+        slope, inter = 1.0, 0.0
     array = to_3d_or_4d(supported_array(array, path), path)
     affine = np.asarray(img.affine, dtype=np.float64)
     return Volume(array=array, affine=affine, meta=meta or Meta(), slope=float(slope), intercept=float(inter),

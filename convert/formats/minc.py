@@ -496,7 +496,7 @@ class Minc2Format:
             raise UnsupportedDataError(
                 "MINC2 output of colour (RGB) volumes is not supported: MINC would store them as a generic "
                 "'vector_dimension' that nibabel and most MINC viewers cannot read as colour. Write NIfTI "
-                "(.nii/.nii.gz, RGB24), NRRD (.nrrd, RGB-color) or Analyze (.hdr, DT_RGB) instead",
+                "(.nii/.nii.gz, RGB24), NRRD (.nrrd, RGB-color) or Analyze (--to analyze, DT_RGB) instead",
                 path,
             )
         level = int(options.get("compresslevel", 1))

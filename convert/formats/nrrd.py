@@ -686,7 +686,7 @@ def read_nrrd(path: str | Path) -> Volume:
         if axis_units is not None and len(axis_units) == dim:
             time_step *= _TIME_TO_SECONDS.get(str(axis_units[kept[0]]).strip().lower(), 1.0)
     meta = _sanitized_meta(header, time_step, measurement)
-    slope, intercept = _quantization(header)
+    slope, intercept = _quantization(header) if colour is None else (1.0, 0.0)  # colour is never scaled
     try:
         return Volume(array=array, affine=affine, meta=meta, slope=slope, intercept=intercept, source=header)
     except ConvertError as exc:
