@@ -454,3 +454,13 @@ def test_enhanced_palette_colour_is_refused_clearly(tmp_path: Path) -> None:
     with pytest.raises(UnsupportedDataError, match="enhanced multi-frame colour") as info:
         read_enhanced(path)
     assert str(path) in str(info.value)
+
+
+def test_palette_and_grey_images_of_one_series_are_split(tmp_path: Path) -> None:
+    """Palette colour has one sample per pixel like grey: one SeriesInstanceUID holding both gives two series."""
+    make_colour_series(tmp_path / "p", "palette8", "axial", slices=3, series_uid="2.25.77", study_uid="2.25.7")
+    make_series(tmp_path / "g", "axial", slices=3, series_uid="2.25.77", study_uid="2.25.7")
+    series = assemble(scan(tmp_path).instances)
+    assert len(series) == 2
+    volumes = sorted((read_series(s) for s in series), key=lambda v: v.is_rgb)
+    assert not volumes[0].is_rgb and volumes[1].is_rgb

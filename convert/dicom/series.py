@@ -176,7 +176,8 @@ def _group_key(inst: Instance) -> tuple:
         _round_tuple(inst.pixel_spacing, 4),
         inst.echo_number,
         image_kind(inst.image_type),
-        inst.samples_per_pixel,
+        # palette colour has one sample per pixel like grey: keep it apart from grey images
+        "palette" if (inst.photometric or "").upper() == "PALETTE COLOR" else inst.samples_per_pixel,
         inst.series_number,
         inst.mosaic,
     )
