@@ -36,6 +36,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
 from convert.atomic import atomic_file
+from convert.dicom.ge import ge_phase_positive, ge_slice_timing, is_ge
 from convert.volume import Meta, Volume, lps_to_ras_point
 
 __all__ = [
@@ -238,6 +239,8 @@ def phase_encoding_direction(ds: Dataset) -> tuple[str | None, str | None]:
         positive = _int(csa.get("PhaseEncodingDirectionPositive"))
     if positive is None:
         positive = _siemens_xa_phase_positive(ds)
+    if positive is None:
+        positive = ge_phase_positive(ds)
     if positive not in (0, 1):
         return None, axis
     return (axis if positive == 1 else axis + "-"), axis
@@ -631,7 +634,11 @@ def build_sidecar(
     slice_timing = None
     if timing is None and volume is not None and len(datasets) > 1 and sidecar.get("Modality") == "MR":
         if str(sidecar.get("MRAcquisitionType", "")).upper() != "3D":
-            slice_timing = _timing_from_slices(datasets, volume, sidecar.get("RepetitionTime"))
+            if is_ge(first):  # GE: per-slice TriggerTime or the protocol block (convert.dicom.ge)
+                slice_timing = ge_slice_timing(datasets, volume.affine, volume.shape[2],
+                                               sidecar.get("RepetitionTime"))
+            else:
+                slice_timing = _timing_from_slices(datasets, volume, sidecar.get("RepetitionTime"))
     if timing or slice_timing:
         sidecar["SliceTiming"] = timing or slice_timing
     if volume is not None:
