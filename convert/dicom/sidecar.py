@@ -14,8 +14,11 @@ Units follow BIDS: seconds for ``EchoTime``, ``RepetitionTime``,
 DICOM row (``InPlanePhaseEncodingDirection == "ROW"``), ``j`` down the columns
 (``"COL"``); a trailing ``-`` means the phase encoding runs towards decreasing
 index. The sign comes from Siemens ``PhaseEncodingDirectionPositive`` (CSA
-header, or the XA enhanced private field); when no polarity is known only
-``PhaseEncodingAxis`` is written. Note that dcm2niix flips the row order of its
+header, or the XA enhanced private field) or from GE's raw header block
+(:func:`convert.dicom.ge.ge_phase_positive`); when no polarity is known only
+``PhaseEncodingAxis`` is written. GE SliceTiming comes from
+:func:`convert.dicom.ge.ge_slice_timing` (per-slice TriggerTime, else the
+protocol block's slice order). Note that dcm2niix flips the row order of its
 NIfTI output, so its ``j``/``j-`` are the opposite of ours for the same
 acquisition; both describe the same direction in world space.
 
@@ -226,8 +229,9 @@ def phase_encoding_direction(ds: Dataset) -> tuple[str | None, str | None]:
     """``(PhaseEncodingDirection, PhaseEncodingAxis)`` for our ``[i, j]`` axes.
 
     ``ROW`` -> ``i`` and ``COL`` -> ``j``; the direction gets a sign (``"j-"``) only
-    when the polarity is known (Siemens CSA ``PhaseEncodingDirectionPositive`` or
-    the XA enhanced equivalent), otherwise it is None and only the axis is given.
+    when the polarity is known (Siemens CSA ``PhaseEncodingDirectionPositive``,
+    the XA enhanced equivalent, or GE's raw header block), otherwise it is None
+    and only the axis is given.
     """
     axis_dicom = _phase_axis(find_value(ds, "InPlanePhaseEncodingDirection"))
     if axis_dicom is None:
