@@ -127,7 +127,7 @@ def convert_cmd(
         raise fail("--sidecar-phi cannot be combined with --anonymize", 2)
     deidentify = _deidentifier(key, keep, allow_burned_in) if anonymize else None
     name = name or (DEFAULT_ANONYMIZED_NAME if anonymize else DEFAULT_NAME)
-    dicom_folder = src.is_dir() and DICOM.sniff(src)
+    dicom_folder = (src.is_dir() and DICOM.sniff(src)) or _is_dicomdir_file(src)
     read_options = {"tilt_correct": tilt_correct, "allow_gaps": allow_gaps, "resample_uneven": resample_uneven,
                     "philips_precise": philips_precise}
     if dicom_folder and _is_folder_target(dst):
@@ -203,6 +203,13 @@ def _convert_dicom_single(src: Path, dst: Path, *, to: Optional[str], overwrite:
         written.append(sidecar_mod.write_sidecar(json_path, data, overwrite=overwrite))
     for path in written:
         console.print(f"wrote {path}", highlight=False)
+
+
+def _is_dicomdir_file(src: Path) -> bool:
+    """True for a media DICOMDIR file: converting it converts the files it indexes."""
+    from convert.dicom.dicomdir import is_dicomdir_name
+
+    return src.is_file() and is_dicomdir_name(src)
 
 
 def _convert_dicom_folder(src: Path, dst: Path, **options: Any) -> None:

@@ -792,6 +792,7 @@ def _scan(root: Path, workers: int | None, progress: Callable[[int, int], None] 
           keep_headers: bool | None) -> ScanResult:
     folder_errors: list[tuple[Path, str]] = []
     files = iter_files(root, folder_errors)
+    files, listed = _with_dicomdir_references(files, folder_errors)
     result = ScanResult(root=root, skipped=folder_errors)
     if workers is None:
         workers = min(4, os.cpu_count() or 1)
@@ -820,8 +821,25 @@ def _scan(root: Path, workers: int | None, progress: Callable[[int, int], None] 
             seen_series.add(key)
             result.instances.append(outcome)
         else:
+            if str(path) in listed:
+                outcome = f"listed in a DICOMDIR but not usable: {outcome}"
             result.skipped.append((path, outcome))
     return result
+
+
+def _with_dicomdir_references(files: list[Path], problems: list[tuple[Path, str]]) -> tuple[list[Path], set[str]]:
+    """``files`` plus what their DICOMDIRs reference (see :mod:`convert.dicom.dicomdir`).
+
+    Missing or ambiguous references are appended to ``problems``; returns the
+    extended list and the set of paths (as strings) some DICOMDIR lists.
+    """
+    from convert.dicom.dicomdir import add_dicomdir_references, is_dicomdir_name
+
+    if not any(is_dicomdir_name(p) for p in files):
+        return files, set()
+    files, found_problems, listed = add_dicomdir_references(files)
+    problems.extend(found_problems)
+    return files, listed
 
 
 def scan_paths(paths: Sequence[Path]) -> ScanResult:
