@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from convert.dicom.dicomdir import add_dicomdir_references, is_dicomdir_name, read_dicomdir
+from convert.dicom.dicomdir import _components, _Listing, add_dicomdir_references, is_dicomdir_name, read_dicomdir
 from convert.dicom.scan import scan
 from convert.dicom.series import assemble
 from fixtures.dicom_series import make_series, truncate_file
@@ -153,3 +155,29 @@ def test_cli_converts_a_dicomdir_path(tmp_path):
     result = CliRunner().invoke(app, ["convert", str(tmp_path / "cd" / "DICOMDIR"), str(out) + "/"])
     assert result.exit_code == 0, result.output
     assert len(list(out.glob("*.nii.gz"))) == 2
+
+
+_PART = st.one_of(st.sampled_from(["..", ".", "", "A", "a", "IM000001", "IM000001;1", "x:y", "C:", "/", "\\",
+                                   "../A", "A/../../B", "SUB"]),
+                  st.text(min_size=0, max_size=12))
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=st.one_of(_PART, st.lists(_PART, max_size=5)))
+def test_referenced_file_ids_never_resolve_outside_the_media(value):
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        media = Path(tmp) / "media"
+        (media / "SUB").mkdir(parents=True)
+        (media / "SUB" / "IM000001").write_bytes(b"x")
+        (media / "a").write_bytes(b"x")
+        (Path(tmp) / "B").write_bytes(b"x")  # outside the media
+        parts = _components(value)
+        if parts is None:
+            return
+        assert all(p not in ("..", ".") and ":" not in p for p in parts)
+        found, reason = _Listing().resolve(media, parts)
+        assert (found is None) != (reason is None)
+        if found is not None:
+            assert media in found.parents and found.is_file()

@@ -154,6 +154,7 @@ def ge_series(n: int = 6, volumes: int = 2, *, tr_ms: float = 3000.0, keys: dict
             ds.MRAcquisitionType = "2D"
             ds.RepetitionTime = tr_ms
             ds.SoftwareVersions = software.split("\\")
+            ds.ScanningSequence = ["EP", "GR"]
             ds.InPlanePhaseEncodingDirection = "COL"
             ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
             ds.ImagePositionPatient = [-100.0, -100.0, locations[k]]
@@ -267,6 +268,12 @@ def test_trigger_times_win_and_are_checked():
     datasets, volume = ge_series(6, tr_ms=3000.0, triggers=triggers, multiband="2",
                                  keys={"SLICEORDER": "0"}, software="28\\LX\\MR29.1_EA_2039.g")
     assert timing_of(datasets, volume) == pytest.approx([0, 1, 2, 0, 1, 2])
+    # not EPI: a trigger time is a cardiac delay, not a slice time
+    datasets, volume = ge_series(6, tr_ms=3000.0, triggers=triggers, keys={"SLICEORDER": ""})
+    assert timing_of(datasets, volume) == pytest.approx([t / 1000 for t in triggers])
+    for ds in datasets:
+        ds.ScanningSequence = "GR"
+    assert timing_of(datasets, volume) is None
     # nothing else available: no timing at all
     datasets, volume = ge_series(6, tr_ms=3000.0, triggers=[50.0] * 6, keys={"SLICEORDER": ""})
     assert timing_of(datasets, volume) is None

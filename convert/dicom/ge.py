@@ -20,7 +20,8 @@ derives from it (never filling a gap with an assumption):
 * **Slice timing** (seconds from the start of the volume, per slice), tried in order:
 
   1. **Trigger Time** (0018,1060) per slice, as the GE "epi" multiphase sequence
-     writes it: used when every slice of the first volumes has one, the values
+     writes it: used for EPI (ScanningSequence contains ``EP``; elsewhere it is
+     a cardiac trigger delay) when every slice of the first volumes has one, the values
      vary, and their spread is below the repetition time; rejected for
      multiband (HyperBand) acquisitions, where the scanner writes single-band
      times.
@@ -362,7 +363,8 @@ def ge_slice_timing(datasets: Sequence[Any], affine: np.ndarray, nk: int, tr_s: 
     if by_k is None:
         return None
     multiband = _multiband_factor(first)
-    if multiband == 1:
+    scanning = str(first.get("ScanningSequence", "") or "").upper()
+    if multiband == 1 and "EP" in scanning:  # TriggerTime means slice time only for EPI (else cardiac delay)
         timing = _trigger_timing(by_k, tr_s)
         if timing is not None:
             return timing
