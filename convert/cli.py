@@ -191,15 +191,9 @@ def _convert_dicom_single(src: Path, dst: Path, *, to: Optional[str], overwrite:
     written = fmt.write(volume, dst, overwrite=overwrite)
     if json_path is not None:
         from convert.dicom import sidecar as sidecar_mod
+        from convert.dicom.reader import series_sidecar
 
-        from convert.dicom.reader import SeriesHeaders
-
-        headers: Any = SeriesHeaders(series)
-        if deidentify is not None:
-            from convert.dicom.reader import _MappedHeaders
-
-            headers = _MappedHeaders(headers, deidentify)
-        data = sidecar_mod.build_sidecar(headers, volume, include_phi=sidecar_phi)
+        data = series_sidecar(series, volume, include_phi=sidecar_phi, deidentify=deidentify)
         written.append(sidecar_mod.write_sidecar(json_path, data, overwrite=overwrite))
     for path in written:
         console.print(f"wrote {path}", highlight=False)

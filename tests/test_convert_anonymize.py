@@ -137,3 +137,78 @@ def test_positive_control_plain_conversion_does_carry_descriptions(corpus, scann
     found = [h for p in plain.rglob("*") if p.is_file() for h in scanner.scan_path(p.relative_to(plain))]
     found += [h for p in plain.glob("*.json") for h in scanner.scan_text(p.read_text(encoding="utf-8"))]
     assert found
+
+
+# --------------------------------------------------------------------------- acquisition timing survives
+def _sidecars_by_series(out: Path) -> dict[tuple[str, int], dict]:
+    found = {}
+    for path in sorted(out.glob("*.json")):
+        data = json.loads(path.read_text())
+        found[(data["Manufacturer"], data["SeriesNumber"])] = data
+    assert len(found) == len(list(out.glob("*.json")))
+    return found
+
+
+@pytest.mark.conformance
+def test_anonymized_sidecar_keeps_slice_timing_and_phase_encoding(tmp_path):
+    """Siemens (CSA) and GE (raw header, protocol block) timing/encoding come from private data that
+    de-identification removes; the numbers themselves identify no one and must survive --anonymize."""
+    from convert.anonymize import Scrubber
+    from convert.dicom.reader import convert_dicom_tree
+    from tests.conftest import conformance_dir
+
+    src = conformance_dir("dcm_qa_nih") / "In"
+    scrubber = Scrubber(KEY)
+    plain = convert_dicom_tree(src, tmp_path / "plain", to="nifti-gz")
+    anon = convert_dicom_tree(src, tmp_path / "anon", to="nifti-gz",
+                              name="{Pseudonym}_{SeriesNumber}", deidentify=lambda ds: scrubber.scrub(ds).dataset)
+    assert all(o.ok for o in plain.outcomes) and all(o.ok for o in anon.outcomes)
+    plain_sc, anon_sc = _sidecars_by_series(tmp_path / "plain"), _sidecars_by_series(tmp_path / "anon")
+    assert plain_sc.keys() == anon_sc.keys() and len(plain_sc) >= 8
+    with_timing = 0
+    for number, ours in anon_sc.items():
+        ref = plain_sc[number]
+        for key in ("SliceTiming", "PhaseEncodingDirection", "PhaseEncodingAxis", "EffectiveEchoSpacing",
+                    "TotalReadoutTime", "ReconMatrixPE", "BandwidthPerPixelPhaseEncode"):
+            assert ours.get(key) == ref.get(key), (number, key)
+        with_timing += "SliceTiming" in ours and "PhaseEncodingDirection" in ours
+    assert with_timing >= 8  # 4 Siemens mosaic + 4 GE EPI series carry both
+
+
+def test_anonymized_sidecar_takes_no_text_from_original_headers(corpus, tmp_path):
+    """Only numbers/axis codes cross from the original headers: a derived key holding text is dropped."""
+    import pydicom
+
+    from convert.anonymize import Scrubber
+    from convert.dicom import sidecar as sc
+
+    files = sorted(p for p in corpus.root.rglob("*") if p.is_file())
+    headers = []
+    for path in files:
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+        except Exception:
+            continue
+        if "ImagePositionPatient" in ds:
+            headers.append(ds)
+    assert headers
+    scrubber = Scrubber(KEY)
+    clean = [scrubber.scrub(ds).dataset for ds in headers[:1]]
+    real_build = sc.build_sidecar
+
+    def poisoned(datasets, volume=None, **kw):
+        data = real_build(datasets, volume, **kw)
+        if datasets is not clean:  # the original headers: make every derived key carry text
+            data.update({"SliceTiming": [0.0, "DOE^JOHN"], "PhaseEncodingDirection": "j DOE",
+                         "EffectiveEchoSpacing": "DOE", "TotalReadoutTime": float("nan")})
+        return data
+
+    try:
+        sc.build_sidecar = poisoned
+        result = sc.deidentified_sidecar(headers[:1], clean)
+    finally:
+        sc.build_sidecar = real_build
+    for key in ("SliceTiming", "PhaseEncodingDirection", "EffectiveEchoSpacing", "TotalReadoutTime"):
+        assert key not in result
+    scanner = LeakScanner(corpus.tokens())
+    assert not scanner.scan_text(json.dumps(result))

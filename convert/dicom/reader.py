@@ -825,10 +825,7 @@ def convert_dicom_tree(src_dir: str | Path, out_dir: str | Path, *, to: str = "n
                     outcome.written.extend(_sidecar.write_bval_bvec(out_dir / stem, dwi[0], dwi[1],
                                                                     overwrite=overwrite))
                 if writes_json and _sidecar is not None:
-                    headers: Any = SeriesHeaders(series)
-                    if deidentify is not None:
-                        headers = _MappedHeaders(headers, deidentify)
-                    data = _sidecar.build_sidecar(headers, volume, include_phi=sidecar_phi)
+                    data = series_sidecar(series, volume, include_phi=sidecar_phi, deidentify=deidentify)
                     outcome.written.append(_sidecar.write_sidecar(json_path, data, overwrite=overwrite))
         except ConvertError as exc:
             outcome.error = str(exc)
@@ -842,6 +839,25 @@ def convert_dicom_tree(src_dir: str | Path, out_dir: str | Path, *, to: str = "n
     if progress:
         progress(len(all_series), len(all_series), "done")
     return report
+
+
+def series_sidecar(series: Series, volume: Volume, *, include_phi: bool = False,
+                   deidentify: Callable[[Any], Any] | None = None) -> dict[str, Any]:
+    """The BIDS sidecar dict of ``volume`` read from ``series``.
+
+    With ``deidentify`` the sidecar is built from de-identified headers
+    (:func:`convert.dicom.sidecar.deidentified_sidecar`: only numeric timing and
+    encoding values are derived from the original headers); ``include_phi``
+    cannot be combined with it.
+    """
+    from convert.dicom import sidecar as _sidecar
+
+    headers = SeriesHeaders(series)
+    if deidentify is None:
+        return _sidecar.build_sidecar(headers, volume, include_phi=include_phi)
+    if include_phi:
+        raise ValueError("include_phi cannot be combined with deidentify")
+    return _sidecar.deidentified_sidecar(headers, _MappedHeaders(headers, deidentify), volume)
 
 
 def _deidentified_label(series: Series) -> str:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
@@ -666,6 +667,57 @@ def build_sidecar(
         allowed = SIDECAR_KEYS if descriptions else SIDECAR_KEYS - DESCRIPTOR_KEYS
         sidecar = {k: v for k, v in sidecar.items() if k in allowed}
     return _json_ready(sidecar)
+
+
+#: Derived keys a de-identified sidecar may take from the *original* headers: each is a
+#: number, a list of numbers or a voxel-axis code computed from vendor private data
+#: (Siemens CSA, GE raw header/protocol block) or per-slice times that de-identification
+#: removes. None can carry text, so none can carry PHI (checked value by value).
+ACQUISITION_DERIVED_KEYS: frozenset[str] = frozenset(
+    {"PhaseEncodingDirection", "PhaseEncodingAxis", "SliceTiming", "BandwidthPerPixelPhaseEncode",
+     "EffectiveEchoSpacing", "TotalReadoutTime", "ReconMatrixPE", "SliceEncodingDirection"}
+)
+
+_AXIS_CODE = re.compile(r"^[ijk]-?$")
+
+
+def _numeric_or_axis(value: Any) -> bool:
+    """True for a finite number, a non-empty list of finite numbers, or a BIDS axis code (``i``..``k-``)."""
+    def number(x: Any) -> bool:
+        return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+    if isinstance(value, str):
+        return bool(_AXIS_CODE.match(value))
+    if isinstance(value, (list, tuple)):
+        return bool(value) and all(number(x) for x in value)
+    return number(value)
+
+
+def deidentified_sidecar(
+    original: Sequence[Dataset],
+    deidentified: Sequence[Dataset],
+    volume: Volume | None = None,
+) -> dict[str, Any]:
+    """Sidecar for a de-identified conversion (``convert --anonymize``).
+
+    Every field comes from the de-identified headers (``deidentified``, same
+    order as ``original``), except the acquisition timing/encoding keys of
+    :data:`ACQUISITION_DERIVED_KEYS` (SliceTiming, PhaseEncodingDirection,
+    EffectiveEchoSpacing, ...): de-identification removes the private blocks and
+    per-slice times they are computed from, yet the results are numbers (seconds,
+    Hz, voxel counts) or axis codes that identify no one, and fMRI/DWI users need
+    them. Such a value is taken from ``original`` only when it is numeric or an
+    axis code (never text) and the de-identified sidecar lacks the key.
+    """
+    clean = build_sidecar(deidentified, volume)
+    derived = build_sidecar(original, volume, descriptions=False)
+    for key in sorted(ACQUISITION_DERIVED_KEYS):
+        value = derived.get(key)
+        if key not in clean and value is not None and _numeric_or_axis(value):
+            clean[key] = value
+    if "PhaseEncodingDirection" in clean:
+        clean.pop("PhaseEncodingAxis", None)
+    return clean
 
 
 def _axis_map(source_affine: np.ndarray, target_affine: np.ndarray) -> dict[int, tuple[int, int]] | None:
