@@ -473,9 +473,32 @@ def _log_failure(log: FileLog, exc: ConvertError) -> tuple[FileLog, dict[str, tu
     return log, {}
 
 
+#: Use the byte-level fast path (:mod:`convert.anonymize.fastpath`); False: the full path for every file.
+FAST_PATH = True
+
+
+def fast_path_of(scrubber: Scrubber) -> Any:
+    """The :class:`~convert.anonymize.fastpath.FastPath` of ``scrubber`` (created on first use;
+    its memo lives as long as the scrubber); None when :data:`FAST_PATH` is off."""
+    if not FAST_PATH:
+        return None
+    fast = getattr(scrubber, "_fast_path", None)
+    if fast is None:
+        from convert.anonymize.fastpath import FastPath
+
+        fast = FastPath(scrubber)
+        scrubber._fast_path = fast  # type: ignore[attr-defined]
+    return fast
+
+
 def process_file(scrubber: Scrubber, path: Path, dst: Path, overwrite: bool, single_target: Path | None = None
                  ) -> tuple[FileLog, dict[str, tuple[str, str]]]:
     """De-identify one file; never raises for a bad input (the FileLog says what happened)."""
+    fast_path = fast_path_of(scrubber)
+    if fast_path is not None:
+        done = fast_path.process(path, dst, overwrite, single_target)
+        if done is not None:
+            return done
     log = FileLog(source=path)
     fast: tuple[Dataset, PixelSpan] | None = None
     try:

@@ -451,17 +451,22 @@ def peek(ds: Dataset, tag: int) -> DataElement | None:
     return convert_raw_data_element(elem, encoding=ds._character_set, ds=ds)
 
 
+def ui_text(raw: bytes) -> str | None:
+    """A raw UI value as pydicom decodes it (convert_UI: trailing NUL/space removed, values
+    stripped, joined by backslashes), without building a DataElement; None when not ASCII."""
+    try:
+        text = raw.decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    return "\\".join(v.strip() for v in text.rstrip("\0 ").rstrip(" \0").split("\\"))
+
+
 def _text_of(ds: Dataset, tag: int) -> str:
     stored = ds._dict.get(tag)
     if isinstance(stored, RawDataElement) and stored.VR == "UI" and isinstance(stored.value, bytes):
-        # a UID as pydicom decodes it (convert_UI: trailing NUL/space removed, values stripped),
-        # without building a DataElement
-        try:
-            text = stored.value.decode("ascii")
-        except UnicodeDecodeError:
-            pass
-        else:
-            return "\\".join(v.strip() for v in text.rstrip("\0 ").rstrip(" \0").split("\\"))
+        text = ui_text(stored.value)
+        if text is not None:
+            return text
     try:
         elem = peek(ds, tag)
     except Exception:
@@ -472,6 +477,53 @@ def _text_of(ds: Dataset, tag: int) -> str:
     if isinstance(value, (list, MultiValue)):
         return "\\".join(str(v) for v in value)
     return str(value)
+
+
+def resolve_action(plan: Plan, tag: int, elem: Any, clean: bool = False) -> str:
+    """The action for a non-private element: the table's, or the fallback for unlisted tags, refined.
+
+    ``elem`` needs ``VR`` (as stored; "" or None when read without one) and
+    ``value`` (raw bytes or decoded). Returns one of ``X`` (remove; also for
+    group lengths, command and DICOMDIR groups), ``K`` (keep as stored),
+    ``KT`` (kept date/time, checked), ``KC`` (kept unlisted text, checked for
+    this object's identifiers), or the table's ``D Z C U`` and the fallback
+    ``S T V``. Shared by the Scrubber and the byte-level fast path, so both
+    decide from the same table.
+    """
+    group = tag >> 16
+    if (tag & 0xFFFF) == 0 or group == 0 or group == 4:  # group lengths, command, DICOMDIR records
+        return "X"
+    actions = plan.actions
+    if 0x5000 <= group <= 0x50FF:
+        action = plan.curves
+    elif 0x6000 <= group <= 0x60FF:
+        element = tag & 0xFFFF
+        if element == 0x3000:
+            action = plan.overlay_data
+        elif element == 0x4000:
+            action = plan.overlay_comments
+        elif plan.overlay_data == "X":
+            action = "X"
+        else:
+            action = _fallback_action(0x60000000 | element)
+            action = "C" if action == "X" else action  # overlay labels/descriptions: cleaned text
+    else:
+        action = actions.get(tag)
+        if action is None:
+            action = _fallback_action(tag)
+            if action != "X" and not _vr_matches(elem, tag):
+                action = "X"  # a VR other than the dictionary's: we cannot vouch for the value
+            elif action == "X" and clean and _vr_matches(elem, tag) and _dictionary_vr(tag) in _TEXT_VRS:
+                action = "C"
+    if action == "K":
+        dvr = _dictionary_vr(tag)
+        if dvr in _SYNTAX and not _syntax_ok(elem, dvr):
+            action = "X"  # not a valid value of its VR: could be anything (a name in the wrong field)
+        elif dvr in _TEMPORAL_VRS:
+            action = "KT"
+        elif dvr in _TEXT_VRS and tag not in actions:
+            action = "KC"  # kept unlisted text: still never with this object's identifiers in it
+    return action
 
 
 class Scrubber:
@@ -505,7 +557,20 @@ class Scrubber:
         with quiet_pydicom():
             return self._scrub(ds, source)
 
-    def _scrub(self, ds: Dataset, source: str | None = None) -> ScrubResult:
+    def scrub_traced(self, ds: Dataset) -> tuple[ScrubResult, dict[int, tuple[int, int, int, int, int]]]:
+        """:meth:`scrub`, plus the counts each top-level element of ``ds`` contributed.
+
+        The second value maps every top-level tag of ``ds`` (int) to its
+        ``(removed, replaced, emptied, cleaned, kept)`` counts, nested items
+        included; the byte-level fast path (:mod:`convert.anonymize.fastpath`)
+        learns per-element outcomes from it.
+        """
+        trace: dict[int, tuple[int, int, int, int, int]] = {}
+        with quiet_pydicom():
+            return self._scrub(ds, None, trace), trace
+
+    def _scrub(self, ds: Dataset, source: str | None = None,
+               trace: dict[int, tuple[int, int, int, int, int]] | None = None) -> ScrubResult:
         reason = burned_in_reason(ds)
         if reason and not self.allow_burned_in:
             raise AnonymizationError(
@@ -514,7 +579,7 @@ class Scrubber:
         sop_class = _text_of(ds, 0x00080016).strip() or None
         plan = compile_plan(self.options, sop_class)
         ctx = _Context(self, plan, ds)
-        out = self._scrub_dataset(ds, ctx, top=True)
+        out = self._scrub_dataset(ds, ctx, top=True, trace=trace)
         self._stamp(out, ctx, flagged=bool(reason))
         out.file_meta = self._scrub_meta(getattr(ds, "file_meta", None), ds, out, ctx)
         mapping = {}
@@ -535,20 +600,28 @@ class Scrubber:
             out.set_original_encoding(implicit, little, src.original_character_set)
         return out
 
-    def _scrub_dataset(self, src: Dataset, ctx: _Context, top: bool = False, clean: bool = False) -> Dataset:
+    def _scrub_dataset(self, src: Dataset, ctx: _Context, top: bool = False, clean: bool = False,
+                       trace: dict[int, tuple[int, int, int, int, int]] | None = None) -> Dataset:
         """Scrub one dataset or sequence item. ``clean``: inside a sequence whose action is C
-        (Clean Structured Content / Graphics / Descriptors), unlisted free text is cleaned, not removed."""
+        (Clean Structured Content / Graphics / Descriptors), unlisted free text is cleaned, not removed.
+        ``trace``: filled with the counts each element of ``src`` contributed (see :meth:`scrub_traced`)."""
         out = self._new_like(src)
         plan = ctx.plan
-        actions = plan.actions
         counts = ctx.counts
         creators: dict[tuple[int, int], str] | None = None
         kept_private_blocks: set[tuple[int, int]] = set()
         dst = out._dict
         implicit = src.original_encoding[0]
+        traced_tag: int | None = None
+        before = (0, 0, 0, 0, 0)
         for tag, elem in list(src._dict.items()):
             itag = int(tag)  # plain int: BaseTag's Python-level __eq__ slows dict lookups
             group = itag >> 16
+            if trace is not None:
+                now = (counts.removed, counts.replaced, counts.emptied, counts.cleaned, counts.kept)
+                if traced_tag is not None:
+                    trace[traced_tag] = tuple(a - b for a, b in zip(now, before))  # type: ignore[assignment]
+                traced_tag, before = itag, now
             if group & 1:  # ---------------------------------------------- private
                 if plan.private == "X" or (tag & 0xFFFF) < 0x1000:
                     counts.removed += 1
@@ -568,38 +641,7 @@ class Scrubber:
                 else:
                     counts.removed += 1
                 continue
-            if (tag & 0xFFFF) == 0 or group == 0 or group == 4:  # group lengths, command, DICOMDIR records
-                counts.removed += 1
-                continue
-            if 0x5000 <= group <= 0x50FF:
-                action = plan.curves
-            elif 0x6000 <= group <= 0x60FF:
-                element = tag & 0xFFFF
-                if element == 0x3000:
-                    action = plan.overlay_data
-                elif element == 0x4000:
-                    action = plan.overlay_comments
-                elif plan.overlay_data == "X":
-                    action = "X"
-                else:
-                    action = _fallback_action(0x60000000 | element)
-                    action = "C" if action == "X" else action  # overlay labels/descriptions: cleaned text
-            else:
-                action = actions.get(itag)
-                if action is None:
-                    action = _fallback_action(itag)
-                    if action != "X" and not _vr_matches(elem, itag):
-                        action = "X"  # a VR other than the dictionary's: we cannot vouch for the value
-                    elif action == "X" and clean and _vr_matches(elem, itag) and _dictionary_vr(itag) in _TEXT_VRS:
-                        action = "C"
-            if action == "K":
-                dvr = _dictionary_vr(itag)
-                if dvr in _SYNTAX and not _syntax_ok(elem, dvr):
-                    action = "X"  # not a valid value of its VR: could be anything (a name in the wrong field)
-                elif dvr in _TEMPORAL_VRS:
-                    action = "KT"
-                elif dvr in _TEXT_VRS and itag not in actions:
-                    action = "KC"  # kept unlisted text: still never with this object's identifiers in it
+            action = resolve_action(plan, itag, elem, clean)
             if action == "X":
                 counts.removed += 1
                 continue
@@ -618,6 +660,9 @@ class Scrubber:
             new = self._apply(src, tag, action, ctx, clean)
             if new is not None:
                 dst[tag] = new
+        if trace is not None and traced_tag is not None:
+            now = (counts.removed, counts.replaced, counts.emptied, counts.cleaned, counts.kept)
+            trace[traced_tag] = tuple(a - b for a, b in zip(now, before))  # type: ignore[assignment]
         if _SCHEME in dst and _text_of(src, _SCHEME).strip() not in STANDARD_CODING_SCHEMES:
             self._anonymize_local_code(src, out, ctx)
         if kept_private_blocks:
