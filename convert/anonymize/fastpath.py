@@ -407,7 +407,7 @@ class FastPath:
     def process(self, path: Path, dst: Path, overwrite: bool, single_target: Path | None = None
                 ) -> tuple[FileLog, dict[str, tuple[str, str]]] | None:
         """De-identify ``path`` fast; None when declined (nothing written: run the full path)."""
-        from convert.anonymize.run import _log_failure, write_with_pixels, PixelSpan
+        from convert.anonymize.run import PixelSpan, _log_failure, write_with_pixels
         from convert.atomic import atomic_file
         from convert.errors import ConvertError
 
@@ -427,16 +427,20 @@ class FastPath:
             return None
         header, parts, counts, mapping, burned_in = built
         log = FileLog(source=path)
+        span = PixelSpan(parsed.pixel_offset, parsed.pixel_length, parsed.pixel_vr.decode())
         try:
-            target = single_target or (dst / parts[0x00100020] / parts[0x0020000D] / parts[0x0020000E]
-                                       / (parts[_SOP_INSTANCE] + ".dcm"))
-            parent = target.parent
-            if parent not in self._made:
-                parent.mkdir(parents=True, exist_ok=True)
-                self._made.add(parent)
-            with atomic_file(target, overwrite=overwrite) as tmp:
-                write_with_pixels(header, path, PixelSpan(parsed.pixel_offset, parsed.pixel_length,
-                                                          parsed.pixel_vr.decode()), tmp)
+            if single_target is not None:
+                target = single_target
+            else:
+                folder = os.path.join(dst, parts[0x00100020], parts[0x0020000D], parts[0x0020000E])
+                if folder not in self._made:
+                    os.makedirs(folder, exist_ok=True)
+                    self._made.add(folder)
+                target = Path(folder, parts[_SOP_INSTANCE] + ".dcm")
+            if not self._write_quick(header, path, span, target, overwrite):
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with atomic_file(target, overwrite=overwrite) as tmp:  # the precise error, or success
+                    write_with_pixels(header, path, span, tmp)
         except ConvertError as exc:
             return _log_failure(log, exc)
         except OSError as exc:
@@ -446,6 +450,39 @@ class FastPath:
         log.burned_in = burned_in
         log.removed, log.replaced, log.emptied, log.cleaned, log.kept = counts
         return log, mapping
+
+    @staticmethod
+    def _write_quick(header: bytes, src: Path, span: Any, target: Path, overwrite: bool) -> bool:
+        """:func:`convert.atomic.atomic_file` + :func:`~convert.anonymize.run.write_with_pixels` with
+        fewer system calls: a temporary name beside ``target``, renamed into place when complete.
+        False (nothing left behind) when anything is unusual: the caller then takes the general
+        route, which reports the precise error (existing output, missing or read-only folder...).
+        """
+        from convert.anonymize.run import write_with_pixels
+
+        name = str(target)
+        try:
+            os.stat(name)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return False
+        else:
+            if not overwrite:
+                return False
+        temp = os.path.join(os.path.dirname(name), f".{os.path.basename(name)}.{os.urandom(4).hex()}.partial.dcm")
+        try:
+            write_with_pixels(header, src, span, Path(temp))
+            os.replace(temp, name)
+        except BaseException as exc:
+            try:
+                os.unlink(temp)
+            except OSError:
+                pass
+            if isinstance(exc, OSError):
+                return False
+            raise
+        return True
 
     def _context_key(self, parsed: Parsed) -> tuple:
         context = parsed.context
