@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import UID_dictionary, ExplicitVRLittleEndian
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -412,7 +412,9 @@ def test_random_phi_never_survives(sample: tuple[Dataset, list[str]], keep: set[
     leaks = []
     for value in planted:
         v = value.strip()
-        if len(v) < 4 or v.casefold() in safe:
+        if len(v) < 4 or v.casefold() in safe or v in UID_dictionary:
+            # (a well-known DICOM UID is no PHI: hypothesis also draws strings from constants in
+            # the code, e.g. the transfer syntax UID, which the output must carry)
             continue
         for where, text in texts:
             if v.casefold() in text:
