@@ -299,18 +299,21 @@ def parse_file(buf: bytes, size: int) -> Parsed | None:
         pos = end
 
 
-def read_parsed(path: Path) -> Parsed:
-    """Read and cut ``path`` (see :func:`parse_file`); raises Declined or OSError."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        size = os.fstat(fd).st_size
-        buf = os.pread(fd, FIRST_READ, 0)
+def read_parsed(path: Path, fd: int | None = None) -> Parsed:
+    """Read and cut ``path`` (see :func:`parse_file`; ``fd``: the file already open for reading,
+    left open); raises Declined or OSError."""
+    if fd is None:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            return read_parsed(path, fd)
+        finally:
+            os.close(fd)
+    size = os.fstat(fd).st_size
+    buf = os.pread(fd, FIRST_READ, 0)
+    parsed = parse_file(buf, size)
+    if parsed is None and len(buf) < size:
+        buf = os.pread(fd, HEADER_BYTES, 0)
         parsed = parse_file(buf, size)
-        if parsed is None and len(buf) < size:
-            buf = os.pread(fd, HEADER_BYTES, 0)
-            parsed = parse_file(buf, size)
-    finally:
-        os.close(fd)
     if parsed is None:
         raise Declined("header larger than the fast path reads, or truncated")
     return parsed
@@ -407,12 +410,24 @@ class FastPath:
     def process(self, path: Path, dst: Path, overwrite: bool, single_target: Path | None = None
                 ) -> tuple[FileLog, dict[str, tuple[str, str]]] | None:
         """De-identify ``path`` fast; None when declined (nothing written: run the full path)."""
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            self.stats["declined"] += 1
+            return None  # the full path reports it
+        try:
+            return self._process(path, fd, dst, overwrite, single_target)
+        finally:
+            os.close(fd)
+
+    def _process(self, path: Path, fd: int, dst: Path, overwrite: bool, single_target: Path | None
+                 ) -> tuple[FileLog, dict[str, tuple[str, str]]] | None:
         from convert.anonymize.run import PixelSpan, _log_failure, write_with_pixels
         from convert.atomic import atomic_file
         from convert.errors import ConvertError
 
         try:
-            parsed = read_parsed(path)
+            parsed = read_parsed(path, fd)
             key = self._context_key(parsed)
             ctx = self.contexts.get(key, False)
             if ctx is None:
@@ -437,7 +452,7 @@ class FastPath:
                     os.makedirs(folder, exist_ok=True)
                     self._made.add(folder)
                 target = Path(folder, parts[_SOP_INSTANCE] + ".dcm")
-            if not self._write_quick(header, path, span, target, overwrite):
+            if not self._write_quick(header, path, fd, span, target, overwrite):
                 target.parent.mkdir(parents=True, exist_ok=True)
                 with atomic_file(target, overwrite=overwrite) as tmp:  # the precise error, or success
                     write_with_pixels(header, path, span, tmp)
@@ -452,7 +467,7 @@ class FastPath:
         return log, mapping
 
     @staticmethod
-    def _write_quick(header: bytes, src: Path, span: Any, target: Path, overwrite: bool) -> bool:
+    def _write_quick(header: bytes, src: Path, fd: int, span: Any, target: Path, overwrite: bool) -> bool:
         """:func:`convert.atomic.atomic_file` + :func:`~convert.anonymize.run.write_with_pixels` with
         fewer system calls: a temporary name beside ``target``, renamed into place when complete.
         False (nothing left behind) when anything is unusual: the caller then takes the general
@@ -472,7 +487,7 @@ class FastPath:
                 return False
         temp = os.path.join(os.path.dirname(name), f".{os.path.basename(name)}.{os.urandom(4).hex()}.partial.dcm")
         try:
-            write_with_pixels(header, src, span, Path(temp))
+            write_with_pixels(header, src, span, temp, fd)
             os.replace(temp, name)
         except BaseException as exc:
             try:

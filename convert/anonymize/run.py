@@ -149,42 +149,48 @@ def read_header_fast(path: Path) -> tuple[Dataset, PixelSpan] | None:
     return ds, PixelSpan(pos + 12, length, vr.decode())
 
 
-def _copy_span(src: Path, span: PixelSpan, out_fd: int) -> None:
-    """Append the source bytes of ``span`` to ``out_fd`` with a kernel copy (no Python buffers)."""
-    with open(src, "rb") as fh:
-        in_fd = fh.fileno()
-        offset, remaining = span.value_offset, span.length
-        if os.fstat(in_fd).st_size != offset + remaining:
-            raise CorruptFileError("input changed while it was being de-identified", src)
-        kernel = hasattr(os, "copy_file_range")
-        while remaining:
-            copied = 0
-            if kernel:
-                try:
-                    copied = os.copy_file_range(in_fd, out_fd, remaining, offset)
-                except OSError:
-                    copied = 0
-                if copied <= 0:
-                    kernel = False  # e.g. another file system on an old kernel: plain copy
-                    continue
-            else:
-                chunk = os.pread(in_fd, min(remaining, 1 << 20), offset)
-                copied = os.write(out_fd, chunk) if chunk else 0
+def _copy_span(src: Path, span: PixelSpan, out_fd: int, in_fd: int | None = None) -> None:
+    """Append the source bytes of ``span`` to ``out_fd`` with a kernel copy (no Python buffers).
+
+    ``in_fd``: the source already open for reading (else ``src`` is opened here).
+    """
+    if in_fd is None:
+        with open(src, "rb") as fh:
+            _copy_span(src, span, out_fd, fh.fileno())
+        return
+    offset, remaining = span.value_offset, span.length
+    if os.fstat(in_fd).st_size != offset + remaining:
+        raise CorruptFileError("input changed while it was being de-identified", src)
+    kernel = hasattr(os, "copy_file_range")
+    while remaining:
+        copied = 0
+        if kernel:
+            try:
+                copied = os.copy_file_range(in_fd, out_fd, remaining, offset)
+            except OSError:
+                copied = 0
             if copied <= 0:
-                raise CorruptFileError("input changed while it was being de-identified", src)
-            offset += copied
-            remaining -= copied
+                kernel = False  # e.g. another file system on an old kernel: plain copy
+                continue
+        else:
+            chunk = os.pread(in_fd, min(remaining, 1 << 20), offset)
+            copied = os.write(out_fd, chunk) if chunk else 0
+        if copied <= 0:
+            raise CorruptFileError("input changed while it was being de-identified", src)
+        offset += copied
+        remaining -= copied
 
 
-def write_with_pixels(header: bytes, src: Path, span: PixelSpan, target: Path) -> None:
-    """Write ``header`` + a PixelData element whose value is copied from ``src`` at ``span``."""
+def write_with_pixels(header: bytes, src: Path, span: PixelSpan, target: Path | str, in_fd: int | None = None) -> None:
+    """Write ``header`` + a PixelData element whose value is copied from ``src`` at ``span``
+    (``in_fd``: ``src`` already open for reading)."""
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
     try:
         element = struct.pack("<HH2sHL", 0x7FE0, 0x0010, span.vr.encode(), 0, span.length)
         data = memoryview(header + element)
         while data:
             data = data[os.write(fd, data):]
-        _copy_span(src, span, fd)
+        _copy_span(src, span, fd, in_fd)
     finally:
         os.close(fd)
 
