@@ -100,8 +100,9 @@ def command(tool: str, src: Path, dst: Path, key_file: Path, workers: int | None
 
 
 def _env() -> dict[str, str]:
-    """The environment for every tool: this checkout first on PYTHONPATH, so ``python -m convert``
-    runs the code beside this script (the installed ``medconvert`` may point at another tree)."""
+    """The environment for every tool: this checkout first on PYTHONPATH (and tools run in it), so
+    ``python -m convert`` runs the code beside this script (the installed ``medconvert`` may point
+    at another tree)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
     return env
@@ -123,7 +124,7 @@ def run_once(tool: str, src: Path, scratch: Path, key_file: Path, workers: int |
     cmd = command(tool, src, dst, key_file, workers)
     t0 = time.perf_counter()
     before = os.times()
-    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env())
+    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env(), cwd=REPO)
     wall = time.perf_counter() - t0
     after = os.times()
     cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
@@ -147,7 +148,8 @@ def check_medconvert_output(src: Path, scratch: Path, key_file: Path) -> None:
     for i, path in enumerate(sorted(src.rglob("*.dcm"))[:3]):
         shutil.copy(path, sample / f"{i}.dcm")
     out = scratch / "sample_out"
-    subprocess.run(command("medconvert", sample, out, key_file, None), check=True, capture_output=True, env=_env())
+    subprocess.run(command("medconvert", sample, out, key_file, None), check=True, capture_output=True, env=_env(),
+                   cwd=REPO)
     tokens: set[str] = set()
     for pat in PATIENTS:
         tokens |= tokens_for(pat.name, "name") | tokens_for(pat.pid, "id") | tokens_for(pat.birth_date, "date")
