@@ -563,6 +563,8 @@ class FastPath:
         """The outcome of an element that depends only on its tag, VR and value (the scrubber's
         own decision, from the same table: :func:`resolve_action` and ``Scrubber._apply``'s
         raw-value branches); None when the full path must decide."""
+        if tag in CONTEXT_TAGS:
+            return None  # part of the context key: always learned with it
         if (tag >> 16) & 1:
             if ctx.plan.private == "X" or (tag & 0xFFFF) < 0x1000:
                 return b"", _REMOVED, None
@@ -578,8 +580,6 @@ class FastPath:
                 return None
             return _encode(tag, vr_bytes, value), _KEPT, \
                 (self._texts(tag, value, value) if tag in _PATH_TAGS else None)
-        if tag in (0x00100010, 0x00100020):
-            return None  # PatientName/PatientID pseudonyms: learned (the context fixes them)
         options = ctx.plan.options
         if vr != "UI" and " " not in vr:
             if action == "Z":
