@@ -296,3 +296,37 @@ def test_declined_files_fall_back_and_are_reported_like_before(tmp_path: Path) -
     report = convert.anonymize(cut.parent, tmp_path / "out", key=KEY, workers=1)
     assert [Path(p).name for p, _ in report.failed] == ["cut.dcm"]
     assert not list((tmp_path / "out").rglob("*.dcm"))
+
+
+def test_a_reassembly_that_differs_from_the_full_path_disables_the_context(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The self-check while learning: if the outcomes do not rebuild the full path's bytes exactly
+    (here: a wrong file meta builder), nothing is taken fast in that context; outputs still equal."""
+    import convert.anonymize.fastpath as fastpath
+
+    monkeypatch.setattr(fastpath, "_meta_group", lambda *args: b"not a file meta")
+    src = make_benchmark_corpus(tmp_path / "src", n_files=4, size=8, files_per_series=4)
+    fast = differential(_dicom_files(src), tmp_path / "work")
+    assert fast.stats["fast"] == 0 and fast.stats["learned"] == 0
+    assert list(fast.contexts.values()) == [None]
+
+
+def test_value_only_decisions_that_disagree_are_switched_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The other self-check: a value-only decision that differs from the full path's outcome for
+    the same element is counted and no longer used in that context; outputs still equal."""
+    src = make_benchmark_corpus(tmp_path / "src", n_files=4, size=8, files_per_series=4)
+    original = FastPath._decide
+
+    def wrong(self, ctx, tag, vr, value):  # type: ignore[no-untyped-def]
+        decided = original(self, ctx, tag, vr, value)
+        return None if decided is None else (b"", decided[1], decided[2])
+
+    monkeypatch.setattr(FastPath, "_decide", wrong)
+    paths = _dicom_files(src)
+    fast = FastPath(Scrubber(KEY))
+    for i, path in enumerate(paths):
+        fast.process(path, tmp_path / f"out{i}", overwrite=False)
+    assert fast.mismatches > 0
+    assert all(not ctx.shortcuts for ctx in fast.contexts.values() if ctx)
+    # files after the first were learned (full path), never assembled from a wrong decision
+    assert fast.stats["fast"] == 0 and fast.stats["learned"] == len(paths)

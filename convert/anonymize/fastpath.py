@@ -110,7 +110,7 @@ class Parsed:
     """A file cut into top-level elements (see :func:`parse_file`).
 
     Attributes:
-        buf: the bytes read (preamble, meta, header; not the pixel data).
+        buf: the bytes read: preamble, meta, header and the PixelData element's own header (not its value).
         elements: ``(tag, start, value_start, end)`` byte offsets into ``buf`` for each top-level
             element before PixelData, in file order (strictly ascending tags).
         context: tag -> element bytes for the :data:`CONTEXT_TAGS` present.
@@ -119,6 +119,7 @@ class Parsed:
         pixel_offset: first byte of the PixelData value in the file; pixel_length: its length;
         pixel_vr: ``b"OB"`` or ``b"OW"``.
         private: an odd-group element is present; scheme: a top-level CodingSchemeDesignator is.
+        size: the file's size in bytes when it was read.
     """
 
     buf: bytes
@@ -131,6 +132,7 @@ class Parsed:
     pixel_vr: bytes
     private: bool
     scheme: bool
+    size: int
 
 
 def _skip_sequence(buf: bytes, pos: int, depth: int = 0) -> int:
@@ -263,8 +265,8 @@ def parse_file(buf: bytes, size: int) -> Parsed | None:
             length = _long_length(buf, pos + 8)[0]
             if length == _UNDEFINED or length % 2 or pos + 12 + length != size:
                 raise Declined("encapsulated, odd or truncated PixelData, or elements after it")
-            return Parsed(buf[:pos], elements, context, meta.get(0x00020002, b""), ts, pos + 12, length, vr,
-                          private, scheme)
+            return Parsed(buf[:pos + 12], elements, context, meta.get(0x00020002, b""), ts, pos + 12, length, vr,
+                          private, scheme, size)
         if group < 0x0008:
             raise Declined("command, file meta or DICOMDIR group in the data set")
         if vr not in valid:
@@ -631,7 +633,7 @@ class FastPath:
 
         scrubber = self.scrubber
         with quiet_pydicom():
-            fast = read_header_fast(path)
+            fast = read_header_fast(path, parsed.buf, parsed.size)  # the very bytes cut above
             if fast is None:
                 raise Declined("pydicom's header read declines")
             ds, span = fast

@@ -107,7 +107,8 @@ class PixelSpan:
     vr: str
 
 
-def read_header_fast(path: Path) -> tuple[Dataset, PixelSpan] | None:
+def read_header_fast(path: Path, head: bytes | None = None, size: int | None = None
+                     ) -> tuple[Dataset, PixelSpan] | None:
     """The header of a plain file, read without its pixel data, and where its pixel data sits.
 
     Applies only to the common case: a Part 10 file (preamble + ``DICM``) in
@@ -118,11 +119,15 @@ def read_header_fast(path: Path) -> tuple[Dataset, PixelSpan] | None:
     trailing elements, truncated or short files, a header pydicom cannot
     parse): the caller then reads the whole file (:func:`read_dataset`), which
     also produces the precise error for bad files. Raises OSError when the file
-    cannot be opened.
+    cannot be opened. ``head`` and ``size``: the file's first bytes (through the
+    PixelData element header) and its size, already read (the file is not read again).
     """
-    with open(path, "rb") as fh:
-        size = os.fstat(fh.fileno()).st_size
-        buf = fh.read(FAST_HEADER_BYTES)
+    if head is None or size is None:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            buf = fh.read(FAST_HEADER_BYTES)
+    else:
+        buf = head
     if len(buf) < 144 or buf[128:132] != b"DICM":
         return None
     bio = io.BytesIO(buf)
