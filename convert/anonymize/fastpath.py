@@ -94,7 +94,11 @@ _SHIFTS = (0, 32, 64, 96, 128)
 _MASK = (1 << 32) - 1
 _REMOVED, _REPLACED, _EMPTIED, _KEPT = 1, 1 << 32, 1 << 64, 1 << 128
 _MAX_ENTRIES = 50_000
+_NO_TAG = 1 << 32  # above every tag
+#: VR bytes -> True for the 4-byte length VRs, False for the 2-byte ones (absent: not a valid VR).
+_VR_LONG: dict[bytes, bool] = {}
 
+_VR_LONG.update({vr: vr in _LONG_VRS for vr in _VALID_VRS})
 _head = struct.Struct("<HH2sH").unpack_from
 _long_length = struct.Struct("<L").unpack_from
 _pack_short = struct.Struct("<HH2sH").pack
@@ -249,7 +253,7 @@ def parse_file(buf: bytes, size: int) -> Parsed | None:
     private = scheme = False
     previous = 0
     context_tags = CONTEXT_TAGS
-    valid, long_vrs = _VALID_VRS, _LONG_VRS
+    vr_long = _VR_LONG.get
     while True:
         if pos + 8 > n:
             return None
@@ -269,9 +273,10 @@ def parse_file(buf: bytes, size: int) -> Parsed | None:
                           private, scheme, size)
         if group < 0x0008:
             raise Declined("command, file meta or DICOMDIR group in the data set")
-        if vr not in valid:
+        long = vr_long(vr)
+        if long is None:
             raise Declined("invalid VR")
-        if vr in long_vrs:
+        if long:
             if pos + 12 > n:
                 return None
             length, vstart = _long_length(buf, pos + 8)[0], pos + 12
@@ -520,8 +525,11 @@ class FastPath:
         chunks: list[bytes] = []
         total = _REPLACED + _KEPT  # the new file meta; the pixel data, kept as it is
         texts: dict[int, Any] = {}
+        next_tag = stamps[0][0] if stamps else _NO_TAG
+        append = chunks.append
+        get = outcomes.get
         for tag, start, vstart, end in parsed.elements:
-            outcome = outcomes.get(buf[start:end])
+            outcome = get(buf[start:end])
             if outcome is None:
                 if not ctx.shortcuts:
                     return None
@@ -531,11 +539,15 @@ class FastPath:
                 if len(outcomes) >= _MAX_ENTRIES:
                     outcomes.clear()
                 outcomes[buf[start:end]] = outcome
-            while next_stamp < n_stamps and stamps[next_stamp][0] < tag:
-                chunks.append(stamps[next_stamp][1])
-                next_stamp += 1
-            if tag not in stamp_tags:
-                chunks.append(outcome[0])
+            if tag >= next_tag:  # stamps go in tag order; a stamp replaces the element's own output
+                while next_stamp < n_stamps and stamps[next_stamp][0] < tag:
+                    append(stamps[next_stamp][1])
+                    next_stamp += 1
+                next_tag = stamps[next_stamp][0] if next_stamp < n_stamps else _NO_TAG
+                if tag not in stamp_tags:
+                    append(outcome[0])
+            else:
+                append(outcome[0])
             total += outcome[1]
             if outcome[2] is not None:
                 texts[tag] = outcome[2]
