@@ -664,7 +664,8 @@ class FastPath:
             try:
                 result, trace = scrubber.scrub_traced(ds)
             except AnonymizationError:
-                # refused (burned-in text): decided by context elements only, so the whole context is
+                # refused (burned-in text): decided by context elements only, so the whole context
+                # is left to the full path, which reports each file
                 self.contexts[key] = None
                 raise Declined("refused: the full path reports it") from None
             out = result.dataset
