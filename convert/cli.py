@@ -399,7 +399,16 @@ def anonymize_cmd(
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point.
+
+    A plain ``convert DICOM_DIR out.nii[.gz]`` first tries the streaming path of
+    :mod:`convert._fastcli` (no pydicom/nibabel; same outputs and messages).
+    """
+    from convert._fastcli import try_fast
+
+    code = try_fast(sys.argv[1:])
+    if code is not None:
+        raise SystemExit(code)
     app()
 
 

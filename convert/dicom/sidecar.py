@@ -31,13 +31,15 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
-from pydicom.dataset import Dataset
-from pydicom.multival import MultiValue
+
+if TYPE_CHECKING:  # pydicom is imported by whoever reads the headers, not here (see _is_multi)
+    from pydicom.dataset import Dataset
 
 from convert.atomic import atomic_file
 from convert.dicom.ge import ge_phase_positive, ge_slice_timing, is_ge
@@ -64,10 +66,23 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------- value helpers
+def _is_multi(value: Any) -> bool:
+    """True for a multi-valued element value: a list/tuple, or pydicom's ``MultiValue``.
+
+    Without importing pydicom: a ``MultiValue`` can only exist once pydicom has
+    been imported, so headers read without it (the streaming converter's
+    byte-level headers, which hold lists) cost no pydicom import here.
+    """
+    if isinstance(value, (list, tuple)):
+        return True
+    multival = sys.modules.get("pydicom.multival")
+    return multival is not None and isinstance(value, multival.MultiValue)
+
+
 def _str(value: Any) -> str | None:
     if value is None:
         return None
-    if isinstance(value, (MultiValue, list, tuple)):
+    if _is_multi(value):
         text = "\\".join(str(v) for v in value)
     else:
         text = str(value)
@@ -78,7 +93,7 @@ def _str(value: Any) -> str | None:
 def _float(value: Any) -> float | None:
     if value is None or value == "":
         return None
-    if isinstance(value, (MultiValue, list, tuple)):
+    if _is_multi(value):
         if not value:
             return None
         value = value[0]
@@ -104,7 +119,7 @@ def _ms_to_s(value: Any) -> float | None:
 def _float_list(value: Any) -> list[float] | None:
     if value is None or value == "":
         return None
-    values = value if isinstance(value, (MultiValue, list, tuple)) else [value]
+    values = value if _is_multi(value) else [value]
     try:
         out = [float(v) for v in values]
     except (TypeError, ValueError):
@@ -115,7 +130,7 @@ def _float_list(value: Any) -> list[float] | None:
 def _str_list(value: Any) -> list[str] | None:
     if value is None or value == "":
         return None
-    values = value if isinstance(value, (MultiValue, list, tuple)) else [value]
+    values = value if _is_multi(value) else [value]
     out = [str(v).strip() for v in values]
     return out or None
 

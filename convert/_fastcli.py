@@ -1,0 +1,158 @@
+"""Start-up shortcut for ``medconvert convert DICOM_DIR out.nii[.gz]``: no typer, pydicom or nibabel.
+
+:func:`main` (``python -m convert`` and the console script) first offers the
+command line to :func:`try_fast`. It recognises only the plain form
+``convert SRC DST`` with ``--to``, ``--overwrite``, ``--sidecar/--no-sidecar``,
+where SRC is a DICOM folder and DST a single NIfTI file, and hands it to
+:func:`convert.dicom.fastpath.convert_single_fast`. When that declines, or for
+any other command line, the full typer CLI (:mod:`convert.cli`) runs as before.
+Output lines (``wrote ...``, warnings, errors) are the full CLI's, printed with
+rich only when a line needs it (markup, wrapping), so the common case does not
+import rich either.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+_FLAGS = {"--overwrite": ("overwrite", True), "--sidecar": ("sidecar", True), "--no-sidecar": ("sidecar", False)}
+
+
+def parse_convert_args(argv: Sequence[str]) -> dict[str, object] | None:
+    """Options of a plain ``convert SRC DST [--to X] [--overwrite] [--[no-]sidecar]`` command line, else None."""
+    if len(argv) < 3 or argv[0] != "convert":
+        return None
+    options: dict[str, object] = {"to": None, "overwrite": False, "sidecar": True}
+    positional: list[str] = []
+    tokens = list(argv[1:])
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        if token in _FLAGS:
+            key, value = _FLAGS[token]
+            options[key] = value
+        elif token == "--to" and i + 1 < len(tokens) and tokens[i + 1] and not tokens[i + 1].startswith("-"):
+            options["to"] = tokens[i + 1]
+            i += 1
+        elif token.startswith("--to=") and len(token) > 5:
+            options["to"] = token[5:]
+        elif token.startswith("-") or not token:
+            return None  # any other option (or "--", "-h"): the full CLI parses it
+        else:
+            positional.append(token)
+        i += 1
+    if len(positional) != 2:
+        return None
+    options["src"], options["dst"] = positional
+    return options
+
+
+def _is_folder_target(dst: Path) -> bool:
+    """As :func:`convert.cli._is_folder_target`: an existing folder, a trailing separator, no extension."""
+    from convert.formats import extension_of
+
+    if dst.is_dir() or str(dst).endswith(("/", os.sep)):
+        return True
+    return not dst.exists() and "." not in dst.name and not extension_of(dst).strip(".")
+
+
+def _console_width() -> int:
+    """A width no larger than the one rich would wrap stdout at (terminal size, else 80)."""
+    for fd in (0, 1, 2):
+        try:
+            return min(80, os.get_terminal_size(fd).columns)
+        except (AttributeError, ValueError, OSError):
+            continue
+    return 80
+
+
+def _plain(line: str) -> bool:
+    """True when rich would print ``line`` unchanged on one line: printable ASCII, no markup/emoji, fits."""
+    return (line.isascii() and line.isprintable() and not any(c in line for c in "[]:\\")
+            and "COLUMNS" not in os.environ and len(line) < _console_width())
+
+
+def _say(line: str) -> None:
+    """``console.print(line, highlight=False)`` of the full CLI (stdout)."""
+    if _plain(line):
+        sys.stdout.write(line + "\n")
+        return
+    from rich.console import Console
+
+    Console().print(line, highlight=False)
+
+
+def _warn(text: str) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+
+    Console(stderr=True).print(f"[yellow]warning:[/] {escape(text)}", highlight=False)
+
+
+def _error(text: str) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+
+    Console(stderr=True).print(f"[bold red]error:[/] {escape(text)}", highlight=False, markup=True, soft_wrap=True)
+
+
+def try_fast(argv: Sequence[str]) -> int | None:
+    """Run a plain DICOM-folder -> NIfTI conversion on the streaming path; its exit code, or None.
+
+    None means nothing was done (not that form of command line, or the fast path
+    declined before writing anything): run the full CLI.
+    """
+    options = parse_convert_args(argv)
+    if options is None:
+        return None
+    src, dst = Path(str(options["src"])), Path(str(options["dst"]))
+    if not src.is_dir():
+        return None
+    from convert.dicom.reader import DICOM
+
+    if not DICOM.sniff(src) or _is_folder_target(dst):
+        return None
+    import warnings
+
+    from convert.dicom.fastpath import convert_single_fast
+    from convert.errors import ConvertError
+
+    series_warnings: list[str] = []
+    failure: str | None = None
+    written: list[Path] | None = []
+    with warnings.catch_warnings(record=True) as caught:  # as cli.handle_errors: one line per warning
+        warnings.simplefilter("always", UserWarning)
+        try:
+            written = convert_single_fast(src, dst, to=options["to"], overwrite=bool(options["overwrite"]),  # type: ignore[arg-type]
+                                          sidecar=bool(options["sidecar"]), on_warning=series_warnings.append)
+        except ConvertError as exc:  # only after the NIfTI is in place (e.g. the sidecar failed)
+            failure = str(exc)
+        except KeyboardInterrupt:
+            failure = "interrupted; no partial output was left behind"
+        if written is None:
+            return None  # declined: the full CLI starts from scratch (and reports any warning itself)
+    # the full CLI's order: series warnings (before writing), "wrote" lines, Python warnings, the error
+    for text in series_warnings:
+        _warn(text)
+    for path in (written or []) if failure is None else []:
+        _say(f"wrote {path}")
+    for warning in caught:
+        _warn(str(warning.message))
+    if failure is not None:
+        _error(failure)
+        return 130 if failure.startswith("interrupted;") else 1
+    return 0
+
+
+def main() -> None:
+    """Console-script entry point: the streaming shortcut when it applies, else the typer CLI."""
+    code = try_fast(sys.argv[1:])
+    if code is not None:
+        sys.stdout.flush()
+        raise SystemExit(code)
+    from convert.cli import main as full_main
+
+    full_main()

@@ -1,0 +1,656 @@
+"""Streaming DICOM series -> NIfTI for the common case, without pydicom or nibabel.
+
+:func:`convert_single_fast` converts a folder holding one plain series (the
+typical CT/MR export: Part 10 files, explicit VR little endian, uncompressed,
+one MONOCHROME2 frame per file, plain ASCII header values) to ``.nii`` or
+``.nii.gz`` and its JSON sidecar, and writes **exactly** what the full path
+(:func:`convert.dicom.reader.read_single` + :class:`convert.formats.nifti.NiftiFormat`
++ :func:`convert.dicom.sidecar.build_sidecar`) writes: same NIfTI header bytes,
+same voxels, same sidecar. It differs in how:
+
+* headers come from the byte-level parser of :mod:`convert.dicom.scan` (index)
+  and :func:`parse_header` here (the few files whose values the sidecar reads),
+  wrapped in :class:`HeaderMap`, a read-only stand-in for the pydicom Dataset
+  that :mod:`convert.dicom.sidecar` reads. Values are converted as pydicom
+  converts them (DS -> float that prints as stored, IS -> int, multi-valued ->
+  list, text stripped), and only when pydicom would accept them silently;
+* the NIfTI-1 header is packed by :mod:`convert.formats._nifti1` (no nibabel);
+* voxels are streamed slice by slice from each file's pixel data into the
+  temporary output (``copy_file_range`` when no value changes, else one slice
+  in memory), renamed into place at the end (:mod:`convert.atomic`). Memory
+  stays at one slice instead of the volume (plus a copy).
+
+Anything else **declines** (returns None) before any output exists, and the
+caller runs the full path, which then reports errors and warnings in its own
+words: several series, compressed or big endian files, multi-frame, mosaic,
+colour, MONOCHROME1, missing slices (an error), gap/uneven resampling or tilt
+correction asked for, ``--sidecar-phi``, non-ASCII or unusual header values,
+Siemens CSA / private fields the sidecar would look up, unreadable or
+truncated files. Warnings the full path prints (uneven spacing, tilt,
+duplicates) are passed to ``on_warning`` unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Sequence as SequenceABC
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from convert.dicom.scan import Instance
+from convert.dicom.series import TILT_THRESHOLD_DEG, Series, assemble, median
+from convert.errors import ConvertError
+
+_scan = sys.modules["convert.dicom.scan"]  # the module (``convert.dicom.scan`` the attribute is the function)
+
+
+class Declined(BaseException):
+    """The fast path cannot reproduce the full path here; nothing was written.
+
+    A BaseException on purpose: it must pass through the ``except Exception``
+    guards of code it is called through (e.g. the sidecar's CSA parser guard),
+    which would otherwise turn "not supported here" into a silently different value.
+    """
+
+
+# --------------------------------------------------------------------------- header values
+#: DICOM keywords the sidecar/metadata code may look up: keyword -> (tag, VR). Any other
+#: keyword asked of a :class:`HeaderMap` declines (tests check this table against pydicom).
+KEYWORDS: dict[str, tuple[int, str]] = {
+    "Modality": (0x00080060, "CS"),
+    "Manufacturer": (0x00080070, "LO"),
+    "ManufacturerModelName": (0x00081090, "LO"),
+    "SoftwareVersions": (0x00181020, "LO"),
+    "MagneticFieldStrength": (0x00180087, "DS"),
+    "ImagingFrequency": (0x00180084, "DS"),
+    "TransmitterFrequency": (0x00189098, "FD"),
+    "BodyPartExamined": (0x00180015, "CS"),
+    "PatientPosition": (0x00185100, "CS"),
+    "MRAcquisitionType": (0x00180023, "CS"),
+    "SeriesDescription": (0x0008103E, "LO"),
+    "ProtocolName": (0x00181030, "LO"),
+    "ScanningSequence": (0x00180020, "CS"),
+    "SequenceVariant": (0x00180021, "CS"),
+    "ScanOptions": (0x00180022, "CS"),
+    "SequenceName": (0x00180024, "SH"),
+    "PulseSequenceName": (0x00189005, "SH"),
+    "ImageType": (0x00080008, "CS"),
+    "SeriesNumber": (0x00200011, "IS"),
+    "AcquisitionNumber": (0x00200012, "IS"),
+    "SliceThickness": (0x00180050, "DS"),
+    "SpacingBetweenSlices": (0x00180088, "DS"),
+    "EchoNumbers": (0x00180086, "IS"),
+    "EchoTime": (0x00180081, "DS"),
+    "EffectiveEchoTime": (0x00189082, "FD"),
+    "RepetitionTime": (0x00180080, "DS"),
+    "InversionTime": (0x00180082, "DS"),
+    "FlipAngle": (0x00181314, "DS"),
+    "EchoTrainLength": (0x00180091, "IS"),
+    "PercentPhaseFieldOfView": (0x00180094, "DS"),
+    "PercentSampling": (0x00180093, "DS"),
+    "PixelBandwidth": (0x00180095, "DS"),
+    "ImageOrientationPatient": (0x00200037, "DS"),
+    "InPlanePhaseEncodingDirection": (0x00181312, "CS"),
+    "ConvolutionKernel": (0x00181210, "SH"),
+    "KVP": (0x00180060, "DS"),
+    "XRayTubeCurrent": (0x00181151, "IS"),
+    "ExposureTime": (0x00181150, "IS"),
+    "ReconstructionDiameter": (0x00181100, "DS"),
+    "GantryDetectorTilt": (0x00181120, "DS"),
+    "Units": (0x00541001, "CS"),
+    "DecayCorrection": (0x00541102, "CS"),
+    "AttenuationCorrectionMethod": (0x00541101, "LO"),
+    "ReconstructionMethod": (0x00541103, "LO"),
+    "DiffusionBValue": (0x00189087, "FD"),
+    "RescaleType": (0x00281054, "LO"),
+    "WindowCenter": (0x00281050, "DS"),
+    "WindowWidth": (0x00281051, "DS"),
+    "SharedFunctionalGroupsSequence": (0x52009229, "SQ"),
+    "PerFrameFunctionalGroupsSequence": (0x52009230, "SQ"),
+    "ImagePositionPatient": (0x00200032, "DS"),
+    "AcquisitionTime": (0x00080032, "TM"),
+    "TriggerTime": (0x00181060, "DS"),
+}
+
+#: Per-VR checks a value must pass to be converted here: the values pydicom 3 reads without a
+#: validation warning, minus everything unusual (leading/trailing blanks inside a value, empty
+#: values among several, non-ASCII). (max length per value, full-match pattern)
+_TEXT_RULES: dict[str, tuple[int, re.Pattern[str]]] = {
+    "CS": (16, re.compile(r"[A-Z0-9_]([A-Z0-9 _]*[A-Z0-9_])?")),
+    "LO": (64, re.compile(r"[\x21-\x5b\x5d-\x7e]([\x20-\x5b\x5d-\x7e]*[\x21-\x5b\x5d-\x7e])?")),
+    "SH": (16, re.compile(r"[\x21-\x5b\x5d-\x7e]([\x20-\x5b\x5d-\x7e]*[\x21-\x5b\x5d-\x7e])?")),
+    "TM": (14, re.compile(r"([01]\d|2[0-3])([0-5]\d((60|[0-5]\d)(\.\d{1,6})?)?)?")),
+}
+_DS = re.compile(r"[+\-]?(\d+|\d+\.\d*|\.\d+)([eE][+\-]?\d+)?")
+_IS = re.compile(r"[+\-]?\d+")
+_BINARY = {"FD": ("<f8", 8), "FL": ("<f4", 4), "US": ("<u2", 2), "SS": ("<i2", 2), "UL": ("<u4", 4),
+           "SL": ("<i4", 4)}
+
+
+class DecimalString(float):
+    """A DS value: a float that prints as stored (like pydicom's ``DSfloat``)."""
+
+    original_string: str
+
+    def __new__(cls, text: str) -> "DecimalString":
+        value = super().__new__(cls, text)
+        value.original_string = text
+        return value
+
+    def __str__(self) -> str:
+        return self.original_string
+
+    def __repr__(self) -> str:
+        return f"'{self.original_string}'"
+
+
+class IntegerString(int):
+    """An IS value: an int that prints as stored (like pydicom's ``IS``)."""
+
+    original_string: str
+
+    def __new__(cls, text: str) -> "IntegerString":
+        value = super().__new__(cls, int(text))
+        value.original_string = text
+        return value
+
+    def __str__(self) -> str:
+        return self.original_string
+
+    def __repr__(self) -> str:
+        return f"'{self.original_string}'"
+
+
+def convert_value(vr: str, raw: bytes) -> Any:
+    """The value pydicom 3 gives a raw explicit-VR little-endian element, or raise :class:`Declined`.
+
+    Text: stripped ``str`` (``""`` when empty); numbers: :class:`DecimalString`,
+    :class:`IntegerString`, float or int (None when empty); several values: a list.
+    Declines whatever pydicom would warn about or convert in a way not mirrored here.
+    """
+    if vr in _BINARY:
+        fmt, size = _BINARY[vr]
+        if len(raw) % size:
+            raise Declined(f"odd length for VR {vr}")
+        if not raw:
+            return None
+        values = np.frombuffer(raw, dtype=fmt).tolist()
+        return values[0] if len(values) == 1 else values
+    if vr not in _TEXT_RULES and vr not in ("DS", "IS"):
+        raise Declined(f"VR {vr} is left to pydicom")
+    if not raw.isascii():
+        raise Declined("non-ASCII text")
+    text = raw.decode("ascii").rstrip(" \x00")
+    if not text:
+        return "" if vr in _TEXT_RULES else None
+    parts = text.split("\\")
+    out: list[Any] = []
+    for part in parts:
+        if vr == "DS":
+            if len(part) > 16 or not _DS.fullmatch(part):
+                raise Declined("unusual DS value")
+            out.append(DecimalString(part))
+        elif vr == "IS":
+            if len(part) > 12 or not _IS.fullmatch(part) or not -(2**31) <= int(part) < 2**31:
+                raise Declined("unusual IS value")
+            out.append(IntegerString(part))
+        else:
+            limit, pattern = _TEXT_RULES[vr]
+            if len(part) > limit or not pattern.fullmatch(part):
+                raise Declined(f"unusual {vr} value")
+            out.append(part)
+    return out[0] if len(out) == 1 else out
+
+
+class _Element:
+    """What ``ds[keyword]`` returns: the converted ``value``."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+class HeaderMap:
+    """Read-only stand-in for a pydicom Dataset over byte-level top-level elements.
+
+    Supports what :mod:`convert.dicom.sidecar` asks of a classic (single-frame)
+    header: ``keyword in ds``, ``(group, element) in ds``, ``ds[keyword].value``
+    and ``ds.get(keyword)``. Anything else (tag item access, sequences, private
+    blocks, iteration, attributes) raises :class:`Declined`.
+    """
+
+    def __init__(self, elements: dict[int, tuple[str, bytes]], path: Path) -> None:
+        self._elements = elements
+        self._path = path
+        self._values: dict[str, Any] = {}
+
+    @staticmethod
+    def _tag_of(key: Any) -> int:
+        if isinstance(key, str):
+            if key not in KEYWORDS:
+                raise Declined(f"keyword {key} is not mirrored")
+            return KEYWORDS[key][0]
+        if isinstance(key, tuple) and len(key) == 2:
+            return (int(key[0]) << 16) | int(key[1])
+        if isinstance(key, int):
+            return key
+        raise Declined(f"key {key!r}")
+
+    def __contains__(self, key: Any) -> bool:
+        return self._tag_of(key) in self._elements
+
+    def _value(self, keyword: str) -> Any:
+        if keyword in self._values:
+            return self._values[keyword]
+        tag, vr = KEYWORDS.get(keyword, (None, None)) if isinstance(keyword, str) else (None, None)
+        if tag is None:
+            raise Declined(f"key {keyword!r} is not mirrored")
+        file_vr, raw = self._elements[tag]
+        if file_vr != vr or vr == "SQ":
+            raise Declined(f"{keyword} stored as VR {file_vr}")
+        value = convert_value(vr, raw)
+        self._values[keyword] = value
+        return value
+
+    def __getitem__(self, key: Any) -> _Element:
+        if not isinstance(key, str):
+            raise Declined("item access by tag")
+        if self._tag_of(key) not in self._elements:
+            raise KeyError(key)
+        return _Element(self._value(key))
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        if not isinstance(key, str):
+            raise Declined("get by tag")
+        if self._tag_of(key) not in self._elements:
+            return default
+        return self._value(key)
+
+    def __iter__(self) -> Any:
+        raise Declined("iterating a header")
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") and name.endswith("__"):
+            raise AttributeError(name)
+        raise Declined(f"header attribute {name}")
+
+
+def parse_header(path: Path, pixel_offset: int) -> HeaderMap:
+    """Every top-level element before PixelData of an explicit VR little-endian Part 10 file.
+
+    Raises:
+        Declined: the file is not laid out as the scan's byte-level parser found it.
+    """
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(pixel_offset + 12)
+    except OSError as exc:
+        raise Declined(f"cannot read {path}: {exc}") from None
+    if len(data) < pixel_offset + 8 or data[128:132] != b"DICM":
+        raise Declined("file changed since it was indexed")
+    pos = 144 + int.from_bytes(data[140:144], "little")
+    for _, vr_text, raw in _walk(data, 132, pos):
+        if vr_text == "UI" and not re.fullmatch(rb"[0-9.]*\x00?", raw):
+            raise Declined("unusual file meta UID")  # pydicom would warn while reading the file meta
+    elements: dict[int, tuple[str, bytes]] = {}
+    for tag, vr_text, raw in _walk(data, pos, pixel_offset):
+        if tag == 0x00080005 and raw.rstrip(b" \x00") not in _PLAIN_CHARSETS:
+            raise Declined("character set left to pydicom")
+        elements[tag] = (vr_text, raw)
+    return HeaderMap(elements, path)
+
+
+#: SpecificCharacterSet values under which ASCII text decodes as ASCII without a warning.
+_PLAIN_CHARSETS = {b"", b"ISO_IR 6", b"ISO_IR 100", b"ISO_IR 192", b"ISO_IR 101", b"ISO_IR 109", b"ISO_IR 110",
+                   b"ISO_IR 144", b"ISO_IR 148", b"ISO_IR 126", b"ISO_IR 127", b"ISO_IR 138", b"ISO_IR 13",
+                   b"ISO_IR 166", b"ISO_IR 203", b"GB18030", b"GBK"}
+
+
+def _walk(data: bytes, pos: int, end: int) -> Any:
+    """Yield ``(tag, VR, raw value)`` of the top-level elements in ``data[pos:end]`` (explicit VR LE)."""
+    head = _scan._ELEMENT_HEAD.unpack_from
+    while pos < end:
+        if pos + 12 > len(data):
+            raise Declined("header runs past the data")
+        group, elem, vr, short_length, long_length = head(data, pos)
+        tag = (group << 16) | elem
+        if vr in _scan._LONG_VRS:
+            length, start = long_length, pos + 12
+        else:
+            if not (65 <= vr[0] <= 90 and 65 <= vr[1] <= 90):
+                raise Declined("not explicit VR")
+            length, start = short_length, pos + 8
+        if length == _scan._UNDEFINED:
+            try:
+                pos = _scan._skip_undefined(data, start)
+            except _scan._Unsupported:
+                raise Declined("odd sequence") from None
+            yield tag, vr.decode("ascii"), b""
+            continue
+        yield tag, vr.decode("ascii"), data[start:start + length]
+        pos = start + length
+    if pos != end:
+        raise Declined("elements do not end where pixel data starts")
+
+
+class _SeriesHeaders(SequenceABC):
+    """The series' headers in volume order (t-major), parsed on first use (like reader.SeriesHeaders)."""
+
+    def __init__(self, ordered: list[Instance]) -> None:
+        self._instances = ordered
+        self._cache: dict[int, HeaderMap] = {}
+
+    def __len__(self) -> int:
+        return len(self._instances)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        index = range(len(self))[index]
+        if index not in self._cache:
+            inst = self._instances[index]
+            self._cache[index] = parse_header(inst.path, inst.pixel_offset or 0)
+        return self._cache[index]
+
+
+# --------------------------------------------------------------------------- indexing
+def _index(path: Path) -> Instance | str:
+    """:func:`convert.dicom.scan.index_file` for what it decides without pydicom; else :class:`Declined`."""
+    name = path.name.lower()
+    if name in _scan._SKIP_NAMES:
+        return "DICOMDIR index (not an image)" if name == "dicomdir" else "not DICOM (system file)"
+    if name.endswith(_scan._SKIP_SUFFIXES) and not name.endswith((".dcm", ".dcm.gz")):
+        return "not DICOM (file extension)"
+    if name.endswith(".gz"):
+        raise Declined("gzipped file")
+    fast = _scan._fast_index(path)
+    if fast is not None:
+        return fast
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+    except OSError:
+        raise Declined(f"unreadable file {path}") from None
+    if not head:
+        return "empty file"
+    if not _scan._head_is_dicom(head):
+        return "not DICOM (no DICM marker or DICOM tags)"
+    raise Declined(f"{path} needs pydicom")
+
+
+def _index_all(root: Path) -> tuple[list[Instance], list[tuple[Path, str]]]:
+    """(instances, skipped) exactly as :func:`convert.dicom.scan.scan` lists them."""
+    skipped: list[tuple[Path, str]] = []
+    files = _scan.iter_files(root, skipped)
+    workers = min(4, os.cpu_count() or 1)
+    if len(files) < 8 or workers <= 1:
+        outcomes = [_index(p) for p in files]
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            outcomes = list(pool.map(_index, files, chunksize=16))
+    instances: list[Instance] = []
+    for path, outcome in zip(files, outcomes):
+        if isinstance(outcome, Instance):
+            instances.append(outcome)
+        else:
+            skipped.append((path, outcome))
+    return instances, skipped
+
+
+# --------------------------------------------------------------------------- planning
+_NATIVE = {"1.2.840.10008.1.2.1"}  # explicit VR little endian: all the byte-level index accepts
+
+
+def _time_step(series: Series, first: HeaderMap) -> float | None:
+    """:func:`convert.dicom.reader._time_step` on byte-level headers."""
+    if series.n_times < 2:
+        return None
+    tr = first.get("RepetitionTime")
+    times = [inst.acquisition_time for inst in series.grid[0]]
+    if all(t is not None for t in times):
+        diffs = np.diff(np.asarray(times, dtype=np.float64))
+        if len(diffs) and np.all(diffs > 0):
+            return median(diffs)
+    try:
+        if tr is not None and float(tr) > 0:
+            return float(tr) / 1000.0
+    except (TypeError, ValueError):
+        pass
+    return None
+
+
+class _Plan:
+    """Everything decided before writing: series, order, dtype, scaling, header, sidecar."""
+
+    def __init__(self, series: Series, order: list[Instance], dtype: np.dtype, out_dtype: np.dtype,
+                 mode: str, scalings: list[tuple[float, float]], header: bytes, sidecar: dict[str, Any] | None,
+                 warnings: list[str]) -> None:
+        self.series, self.order, self.dtype, self.out_dtype = series, order, dtype, out_dtype
+        self.mode, self.scalings, self.header, self.sidecar, self.warnings = mode, scalings, header, sidecar, warnings
+
+
+def _read_slice(inst: Instance, buffer: np.ndarray) -> None:
+    """Read one file's pixel data into ``buffer`` (checks as the reader's native path; else Declined)."""
+    nbytes = buffer.nbytes
+    try:
+        with open(inst.path, "rb") as fh:
+            fh.seek(inst.pixel_offset or 0)
+            head = fh.read(12)
+            if len(head) < 12 or head[:4] != b"\xe0\x7f\x10\x00":
+                raise Declined("pixel data not where the header ended")
+            length = int.from_bytes(head[8:12], "little")
+            if length == 0xFFFFFFFF or length < nbytes:
+                raise Declined("pixel data too short or encapsulated")
+            got = fh.readinto(memoryview(buffer).cast("B"))
+    except OSError:
+        raise Declined(f"cannot read {inst.path}") from None
+    if got != nbytes:
+        raise Declined("truncated pixel data")
+
+
+def _fixed(inst: Instance, frame: np.ndarray) -> np.ndarray:
+    """Stored bits masked/sign-extended as :func:`convert.dicom.reader._read_native_into` does."""
+    from convert.dicom.pixels import fix_stored_bits
+
+    bits = inst.bits_stored or inst.bits_allocated
+    if bits < inst.bits_allocated:
+        frame[...] = fix_stored_bits(frame, bits, inst.pixel_representation == 1)
+    return frame
+
+
+def _plan(src: Path, *, json_wanted: bool, tilt_correct: bool, resample_uneven: bool) -> _Plan:
+    """Index, assemble and check the series; decide dtype, scaling, NIfTI header and sidecar (no output yet)."""
+    from convert.dicom.pixels import rescale_plan, stored_dtype
+    from convert.dicom.reader import _native_fast_path_ok, slice_affine_lps
+    from convert.dicom.sidecar import build_sidecar, meta_from_dataset
+    from convert.formats._nifti1 import DATATYPE_CODES, nifti1_header
+    from convert.volume import Volume, lps_to_ras
+
+    instances, _ = _index_all(src)
+    if not instances or any(inst.mosaic or inst.is_multiframe for inst in instances):
+        raise Declined("no plain single-frame images")
+    all_series = assemble(instances)
+    if len(all_series) != 1:
+        raise Declined("several series")
+    series = all_series[0]
+    if series.kind != "slices" or series.problem or series.missing:
+        raise Declined("series the full path refuses or regrids")
+    if (series.uneven and resample_uneven) or (tilt_correct and series.tilt_deg > TILT_THRESHOLD_DEG
+                                               and series.n_slices > 1):
+        raise Declined("resampling asked for")
+    first = series.first
+    if first.samples_per_pixel != 1 or first.photometric != "MONOCHROME2":
+        raise Declined("colour or MONOCHROME1")
+    dtype = stored_dtype(first.bits_allocated or 16, first.bits_stored or 16, first.pixel_representation == 1)
+    if not _native_fast_path_ok(series, dtype) or any(i.transfer_syntax not in _NATIVE for i in series.instances):
+        raise Declined("not uncompressed little endian")
+    nk, nt = series.n_slices, series.n_times
+    # the reader's job order (k outer, t inner) decides the scaling; the file order is t-major
+    jobs = [inst for column in series.grid for inst in column]
+    order = [series.grid[k][t] for t in range(nt) for k in range(nk)]
+    scalings = [(inst.rescale_slope, inst.rescale_intercept) for inst in jobs]
+    if len(set(scalings)) <= 1:
+        value_range = (0.0, 0.0)
+    else:  # per-slice scaling: the stored range picks the output type (one extra read of the pixels)
+        lo, hi = np.inf, -np.inf
+        buffer = np.empty((first.rows, first.columns), dtype=dtype)
+        for inst in jobs:
+            _read_slice(inst, buffer)
+            frame = _fixed(inst, buffer)
+            lo, hi = min(lo, float(frame.min())), max(hi, float(frame.max()))
+        value_range = (lo, hi)
+    mode, out_dtype, slope, intercept = rescale_plan([s for s, _ in scalings], [b for _, b in scalings], dtype,
+                                                     value_range)
+    if out_dtype.name not in DATATYPE_CODES:
+        raise Declined("voxel type")
+    headers = _SeriesHeaders(order)
+    first_header = headers[0]
+    meta = meta_from_dataset(first_header)
+    step = _time_step(series, first_header)
+    if step is not None:
+        meta = meta.replace(time_step=step)
+    affine = lps_to_ras(slice_affine_lps(first, series.grid[-1][0], nk))
+    shape = (first.columns, first.rows, nk) + ((nt,) if nt > 1 else ())
+    try:
+        volume = Volume(array=np.broadcast_to(np.zeros((), dtype=out_dtype), shape), affine=affine, meta=meta,
+                        slope=slope, intercept=intercept)
+    except ConvertError:
+        raise Declined("geometry the full path reports") from None
+    header = nifti1_header(volume.shape, volume.dtype, volume.affine, slope=volume.slope,
+                           intercept=volume.intercept, scaled=volume.is_scaled, time_step=volume.meta.time_step)
+    sidecar = build_sidecar(headers, volume, include_phi=False) if json_wanted else None
+    return _Plan(series, order, dtype, out_dtype, mode, [(inst.rescale_slope, inst.rescale_intercept)
+                                                           for inst in order], header, sidecar,
+                 list(series.warnings))
+
+
+# --------------------------------------------------------------------------- writing
+def _copy_range(src_fd: int, dst_fd: int, offset: int, count: int) -> bool:
+    """Copy ``count`` bytes at ``offset`` of ``src_fd`` to ``dst_fd`` in the kernel; False if unsupported."""
+    copy = getattr(os, "copy_file_range", None)
+    if copy is None:
+        return False
+    done = 0
+    while done < count:
+        try:
+            n = copy(src_fd, dst_fd, count - done, offset + done)
+        except OSError:
+            if done:
+                raise
+            return False
+        if n <= 0:
+            raise Declined("truncated pixel data")
+        done += n
+    return True
+
+
+def _write_voxels(plan: _Plan, fh: Any, raw_fd: int | None) -> None:
+    """Stream every slice, in NIfTI order (t-major), into ``fh`` (after the header)."""
+    first = plan.series.first
+    buffer = np.empty((first.rows, first.columns), dtype=plan.dtype)
+    nbytes = buffer.nbytes
+    plain = plan.mode == "common"
+    for inst, (s, b) in zip(plan.order, plan.scalings):
+        needs_fix = (inst.bits_stored or inst.bits_allocated) < inst.bits_allocated
+        if raw_fd is not None and plain and not needs_fix:
+            try:
+                src_fd = os.open(inst.path, os.O_RDONLY)
+            except OSError:
+                raise Declined(f"cannot read {inst.path}") from None
+            try:
+                head = os.pread(src_fd, 12, inst.pixel_offset or 0)
+                if len(head) < 12 or head[:4] != b"\xe0\x7f\x10\x00":
+                    raise Declined("pixel data not where the header ended")
+                length = int.from_bytes(head[8:12], "little")
+                if length == 0xFFFFFFFF or length < nbytes:
+                    raise Declined("pixel data too short or encapsulated")
+                if os.fstat(src_fd).st_size < (inst.pixel_offset or 0) + 12 + nbytes:
+                    raise Declined("truncated pixel data")
+                if _copy_range(src_fd, raw_fd, (inst.pixel_offset or 0) + 12, nbytes):
+                    continue
+            finally:
+                os.close(src_fd)
+        _read_slice(inst, buffer)
+        frame = _fixed(inst, buffer)
+        if not plain:
+            values = frame.astype(np.float64) * s + b
+            frame = (np.round(values) if plan.out_dtype.kind in "iu" else values).astype(plan.out_dtype)
+        _write_all(fh, memoryview(np.ascontiguousarray(frame)).cast("B"))
+
+
+def _write_all(fh: Any, data: memoryview) -> None:
+    """Write all of ``data`` (an unbuffered file may take it in several calls)."""
+    while len(data):
+        n = fh.write(data)
+        if n is None or n >= len(data):
+            return
+        data = data[n:]
+
+
+def convert_single_fast(src: str | Path, dst: str | Path, *, to: str | None = None, overwrite: bool = False,
+                        sidecar: bool = True, sidecar_phi: bool = False, tilt_correct: bool = False,
+                        allow_gaps: bool = False, resample_uneven: bool = False, philips_precise: bool = False,
+                        on_warning: Callable[[str], None] | None = None) -> list[Path] | None:
+    """Convert a one-series DICOM folder to ``.nii``/``.nii.gz`` (+ JSON sidecar) by streaming.
+
+    Same arguments and outputs as the CLI's single-output DICOM conversion
+    (``medconvert convert DICOM_DIR out.nii[.gz]``). ``philips_precise`` and
+    ``allow_gaps`` only matter for series this path declines.
+
+    Returns:
+        The files written (NIfTI, then sidecar), or None when the fast path
+        declined; nothing was written then and the caller runs the full path.
+
+    Raises:
+        ConvertError: only after the NIfTI is in place (e.g. the sidecar cannot be written).
+    """
+    del philips_precise, allow_gaps  # multi-frame and gapped series are declined
+    from convert.atomic import atomic_file, check_writable
+    from convert.formats import format_for_output
+
+    src, dst = Path(src), Path(dst)
+    if sidecar_phi or not src.is_dir():
+        return None
+    try:
+        fmt = format_for_output(dst, to)
+        if fmt.name not in ("nifti", "nifti-gz"):
+            return None
+        json_path = None
+        if sidecar:
+            stem = dst.name[: -len(".nii.gz")] if dst.name.lower().endswith(".nii.gz") else dst.stem
+            json_path = dst.with_name(stem + ".json")
+        check_writable([dst] + ([json_path] if json_path else []), overwrite)
+        plan = _plan(src, json_wanted=json_path is not None, tilt_correct=tilt_correct,
+                     resample_uneven=resample_uneven)
+    except (Declined, Exception):  # nothing is written yet: the full path decides and reports
+        return None
+    for warning in plan.warnings:
+        if on_warning is not None:
+            on_warning(warning)
+    try:
+        with atomic_file(dst, overwrite=overwrite) as temp:
+            if fmt.name == "nifti":
+                with open(temp, "wb", buffering=0) as fh:  # unbuffered: slices are also copied via its fd
+                    _write_all(fh, memoryview(plan.header))
+                    _write_voxels(plan, fh, fh.fileno())
+            else:
+                from convert.formats._nib import open_output
+
+                with open_output(temp, True, 1) as fh:
+                    fh.write(plan.header)
+                    _write_voxels(plan, fh, None)
+    except Declined:
+        return None  # the temporary file is gone; the full path reports what is wrong
+    written = [dst]
+    if json_path is not None and plan.sidecar is not None:
+        from convert.dicom.sidecar import write_sidecar
+
+        written.append(write_sidecar(json_path, plan.sidecar, overwrite=overwrite))
+    return written
