@@ -1,0 +1,336 @@
+"""The streaming DICOM -> NIfTI path (convert/dicom/fastpath.py, convert/_fastcli.py).
+
+Differential: for every series the fast path handles, its NIfTI (header and
+voxels; decompressed for .nii.gz), its JSON sidecar and its messages must equal
+what the full path (the typer CLI: pydicom, nibabel) writes; otherwise it must
+have declined without leaving anything behind.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from conftest import CONFORMANCE  # noqa: E402
+from fixtures.dicom_series import (  # noqa: E402
+    make_12bit_garbage,
+    make_monochrome1,
+    make_non_dicom_files,
+    make_series,
+    make_short_pixel_data,
+    write_series,
+)
+
+from convert._fastcli import parse_convert_args, try_fast  # noqa: E402
+from convert.cli import app  # noqa: E402
+from convert.dicom import fastpath  # noqa: E402
+from convert.dicom.fastpath import KEYWORDS, Declined, HeaderMap, convert_single_fast, convert_value  # noqa: E402
+from convert.sample import oblique_cosines  # noqa: E402
+
+runner = CliRunner()
+
+
+def _nifti_bytes(path: Path) -> bytes:
+    data = path.read_bytes()
+    return gzip.decompress(data) if path.name.endswith(".gz") else data
+
+
+def _outputs(folder: Path) -> dict[str, bytes]:
+    return {p.name: _nifti_bytes(p) for p in sorted(folder.iterdir())}
+
+
+def _full(src: Path, dst: Path, *extra: str) -> tuple[int, str]:
+    """The full path: the typer CLI (its ``convert`` command never takes the shortcut)."""
+    result = runner.invoke(app, ["convert", str(src), str(dst), *extra])
+    return result.exit_code, result.output
+
+
+def assert_same_as_full(src: Path, tmp: Path, name: str = "out.nii", **options: object) -> bool:
+    """Run both paths into separate folders; True when the fast path handled it (outputs then equal)."""
+    fast_dir, full_dir = tmp / "fast", tmp / "full"
+    for folder in (fast_dir, full_dir):
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+    seen: list[str] = []
+    written = convert_single_fast(src, fast_dir / name, on_warning=seen.append, **options)  # type: ignore[arg-type]
+    extra = ["--no-sidecar"] if options.get("sidecar") is False else []
+    code, output = _full(src, full_dir / name, *extra)
+    if written is None:
+        assert not any(fast_dir.iterdir()), "a declined fast path left files behind"
+        return False
+    assert code == 0, output
+    assert written[0] == fast_dir / name and {p.name for p in written} == {p.name for p in full_dir.iterdir()}
+    assert _outputs(fast_dir) == _outputs(full_dir)
+    for warning in seen:  # every warning the fast path reports, the full path printed too
+        assert warning.split(" ")[0] in output
+    assert ("warning:" in output) == bool(seen)
+    return True
+
+
+# --------------------------------------------------------------------------- generated series
+GENERATED = {
+    "axial": dict(),
+    "sagittal": dict(orientation="sagittal"),
+    "coronal": dict(orientation="coronal"),
+    "oblique": dict(row_cosine=oblique_cosines()[0], column_cosine=oblique_cosines()[1]),
+    "descending": dict(descending=True),
+    "shuffled names": dict(shuffle_names=True),
+    "per-slice rescale (integer)": dict(rescale_slope=[1.0] * 5 + [2.0] * 5, rescale_intercept=-1024.0),
+    "per-slice rescale (float)": dict(rescale_slope=[0.5 + 0.1 * k for k in range(10)], rescale_intercept=3.25),
+    "scaled": dict(rescale_slope=2.5, rescale_intercept=-7.0),
+    "unscaled": dict(rescale_slope=1.0, rescale_intercept=0.0),
+    "4D": dict(times=3, modality="MR"),
+    "MR": dict(modality="MR"),
+    "uneven spacing": dict(slice_offsets=[0, 2.5, 5, 7.5, 10.4, 12.9, 15.4, 17.9, 20.4, 22.9]),
+    "tilt": dict(tilt_deg=12.0),
+    "gap": dict(skip=[4]),
+    "12-bit unsigned": dict(bits_stored=12, signed=False),
+    "one slice": dict(slices=1),
+}
+
+
+@pytest.mark.parametrize("case", sorted(GENERATED))
+@pytest.mark.parametrize("name", ["out.nii", "out.nii.gz"])
+def test_generated_series_equal_the_full_path_or_decline(tmp_path: Path, case: str, name: str) -> None:
+    changes = dict(GENERATED[case])
+    orientation = str(changes.pop("orientation", "axial"))
+    make_series(tmp_path / "in", orientation, **changes)
+    handled = assert_same_as_full(tmp_path / "in", tmp_path, name)
+    assert handled == (case != "gap")  # a gap is an error the full path words; everything else streams
+
+
+def test_duplicates_warn_exactly_like_the_full_path(tmp_path: Path) -> None:
+    paths, _ = make_series(tmp_path / "in")
+    shutil.copy(paths[3], tmp_path / "in" / "copy_of_slice.dcm")
+    assert assert_same_as_full(tmp_path / "in", tmp_path)
+
+
+def test_non_dicom_files_are_skipped_as_the_scan_skips_them(tmp_path: Path) -> None:
+    make_series(tmp_path / "in")
+    make_non_dicom_files(tmp_path / "in")
+    assert assert_same_as_full(tmp_path / "in", tmp_path)
+
+
+def test_12bit_garbage_is_masked_like_the_full_path(tmp_path: Path) -> None:
+    for signed in (False, True):
+        make_12bit_garbage(tmp_path / f"in{signed}", signed)
+        assert assert_same_as_full(tmp_path / f"in{signed}", tmp_path / f"o{signed}")
+
+
+def test_no_sidecar_and_to_option(tmp_path: Path) -> None:
+    make_series(tmp_path / "in")
+    assert assert_same_as_full(tmp_path / "in", tmp_path, sidecar=False)
+    assert not (tmp_path / "fast" / "out.json").exists()
+    out = tmp_path / "to" / "image.bin"
+    out.parent.mkdir()
+    assert convert_single_fast(tmp_path / "in", out, to="nifti") == [out, out.with_name("image.json")]
+    assert out.read_bytes() == (tmp_path / "fast" / "out.nii").read_bytes()
+
+
+@pytest.mark.parametrize("make", ["monochrome1", "short pixel data", "several series", "implicit VR", "phi"])
+def test_unsupported_inputs_decline_and_leave_nothing(tmp_path: Path, make: str) -> None:
+    src = tmp_path / "in"
+    options: dict[str, object] = {}
+    if make == "monochrome1":
+        make_monochrome1(src)
+    elif make == "short pixel data":
+        make_short_pixel_data(src)
+    elif make == "several series":
+        make_series(src / "a", series_number=1)
+        make_series(src / "b", series_number=2)
+    elif make == "implicit VR":
+        paths, _ = make_series(src)
+        import pydicom
+
+        ds = pydicom.dcmread(paths[0])
+        ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
+        ds.save_as(paths[0], enforce_file_format=True)
+    else:
+        make_series(src)
+        options["sidecar_phi"] = True
+    out = tmp_path / "out"
+    out.mkdir()
+    assert convert_single_fast(src, out / "x.nii", **options) is None  # type: ignore[arg-type]
+    assert list(out.iterdir()) == []
+
+
+def test_existing_output_declines_so_the_full_path_words_the_error(tmp_path: Path) -> None:
+    make_series(tmp_path / "in")
+    (tmp_path / "out.nii").write_bytes(b"keep me")
+    assert convert_single_fast(tmp_path / "in", tmp_path / "out.nii") is None
+    assert (tmp_path / "out.nii").read_bytes() == b"keep me"
+    assert convert_single_fast(tmp_path / "in", tmp_path / "out.nii", overwrite=True) is not None
+    assert (tmp_path / "out.nii").read_bytes()[344:347] == b"n+1"
+
+
+def test_unusual_header_values_decline(tmp_path: Path) -> None:
+    """A value pydicom would warn about (lower-case CS) must go to the full path, which prints that warning."""
+    spec_paths, _ = make_series(tmp_path / "in", extra={"BodyPartExamined": "head"})
+    assert convert_single_fast(tmp_path / "in", tmp_path / "o.nii") is None
+    del spec_paths
+
+
+# --------------------------------------------------------------------------- real scanner data
+def _conformance_series() -> list[Path]:
+    if not CONFORMANCE.is_dir():
+        return []
+    return sorted({p.parent for p in CONFORMANCE.glob("*/In/**/*") if p.is_file()})
+
+
+@pytest.mark.conformance
+def test_every_conformance_folder_equals_the_full_path_or_declines(tmp_path: Path) -> None:
+    folders = _conformance_series()
+    if not folders:
+        pytest.skip("real-data sets not available (needs ../shared/conformance)")
+    handled = []
+    for n, folder in enumerate(folders):
+        for name in ("out.nii", "out.nii.gz"):
+            if assert_same_as_full(folder, tmp_path / str(n), name):
+                handled.append(folder)
+    assert handled, "the fast path handled no real series at all"
+
+
+# --------------------------------------------------------------------------- value conversion
+def _pydicom_value(vr: str, raw: bytes) -> tuple[object, list[str]]:
+    from pydicom.dataelem import RawDataElement, convert_raw_data_element
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        elem = convert_raw_data_element(RawDataElement(0x00180050 if vr == "DS" else 0x00080060, vr, len(raw), raw,
+                                                       0, False, True))
+        value = elem.value
+    return value, [str(w.message) for w in caught]
+
+
+_TEXTS = st.text(alphabet=" 0123456789.+-eEABCxyz_\\\x00/", max_size=24)
+
+
+@settings(max_examples=400, deadline=None)
+@given(vr=st.sampled_from(["DS", "IS", "CS", "LO", "SH"]), text=_TEXTS)
+def test_converted_values_are_pydicoms_or_declined(vr: str, text: str) -> None:
+    raw = text.encode("ascii")
+    if len(raw) % 2:
+        raw += b" "
+    try:
+        mine = convert_value(vr, raw)
+    except Declined:
+        return
+    theirs, warned = _pydicom_value(vr, raw)
+    assert not warned, (vr, raw, warned)
+    if isinstance(mine, list):
+        assert [str(v) for v in mine] == [str(v) for v in theirs]  # type: ignore[union-attr]
+        assert mine == list(theirs)  # type: ignore[arg-type]
+    else:
+        assert mine == theirs or (mine in ("", None) and theirs in ("", None))
+        assert str(mine) == str(theirs) or mine in ("", None)
+
+
+def test_plain_values_are_accepted() -> None:
+    assert convert_value("DS", b"0.7\\0.70 ") == [0.7, 0.7] and str(convert_value("DS", b"0.70")) == "0.70"
+    assert convert_value("IS", b"0012") == 12 and str(convert_value("IS", b"0012")) == "0012"
+    assert convert_value("CS", b"ORIGINAL\\PRIMARY\\AXIAL ") == ["ORIGINAL", "PRIMARY", "AXIAL"]
+    assert convert_value("FD", np.array([2.5], "<f8").tobytes()) == 2.5
+    with pytest.raises(Declined):
+        convert_value("PN", b"Doe^John")
+
+
+def test_keyword_table_matches_pydicom_and_covers_the_sidecar() -> None:
+    from pydicom.datadict import dictionary_VR, tag_for_keyword
+
+    from convert.dicom.sidecar import SIDECAR_FIELDS
+
+    for keyword, (tag, vr) in KEYWORDS.items():
+        assert tag_for_keyword(keyword) == tag and dictionary_VR(tag) == vr, keyword
+    used = {kw for _, keywords, _ in SIDECAR_FIELDS for kw in keywords}
+    assert used <= set(KEYWORDS)
+
+
+def test_header_map_refuses_what_it_does_not_mirror(tmp_path: Path) -> None:
+    paths, _ = make_series(tmp_path / "in")
+    from convert.dicom.scan import _fast_index
+
+    inst = _fast_index(paths[0])
+    assert inst is not None and inst.pixel_offset
+    header = fastpath.parse_header(paths[0], inst.pixel_offset)
+    assert isinstance(header, HeaderMap)
+    assert header.get("Modality") == "CT" and header["SliceThickness"].value == 2.5
+    assert "ImageOrientationPatient" in header and (0x0029, 0x1010) not in header
+    for bad in (lambda: header.get("PatientName"), lambda: header[(0x0010, 0x0010)], lambda: list(header),
+                lambda: header.private_block(0x0029, "SIEMENS CSA HEADER")):
+        with pytest.raises(Declined):
+            bad()
+
+
+# --------------------------------------------------------------------------- the CLI shortcut
+def test_command_line_forms_the_shortcut_accepts() -> None:
+    assert parse_convert_args(["convert", "a", "b.nii"]) == {"to": None, "overwrite": False, "sidecar": True,
+                                                             "src": "a", "dst": "b.nii"}
+    assert parse_convert_args(["convert", "a", "b", "--to=nii", "--overwrite", "--no-sidecar"])["to"] == "nii"  # type: ignore[index]
+    for other in (["info", "a"], ["convert", "a", "b", "--anonymize"], ["convert", "a"], ["convert", "a", "b", "-h"],
+                  ["convert", "a", "b", "--to"], ["convert", "--", "a", "b"]):
+        assert parse_convert_args(other) is None
+
+
+def _run(*args: str, module: bool = True) -> subprocess.CompletedProcess:
+    code = "import sys; from convert.cli import app; sys.argv[0] = 'medconvert'; app()"
+    argv = [sys.executable, "-m", "convert", *args] if module else [sys.executable, "-c", code, *args]
+    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "HOME": str(REPO)}
+    return subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env, cwd=REPO)
+
+
+@pytest.mark.parametrize("case", ["plain", "uneven"])
+def test_cli_messages_and_files_equal_the_full_cli(tmp_path: Path, case: str) -> None:
+    changes = {"uneven": dict(slice_offsets=[0, 2.5, 5, 7.5, 10.4, 12.9, 15.4, 17.9, 20.4, 22.9])}.get(case, {})
+    make_series(tmp_path / "in", **changes)  # type: ignore[arg-type]
+    out = tmp_path / "o"
+    results = []
+    for module in (True, False):
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir()
+        proc = _run("convert", str(tmp_path / "in"), str(out / "x.nii.gz"), module=module)
+        results.append((proc.returncode, proc.stdout, proc.stderr, _outputs(out)))
+    assert results[0] == results[1]
+    assert results[0][0] == 0 and "wrote" in results[0][1]
+    assert ("warning: uneven slice spacing" in results[0][2]) == (case == "uneven")
+
+
+def test_plain_ct_conversion_imports_no_pydicom_nibabel_sitk_typer(tmp_path: Path) -> None:
+    """The speed of the shortcut is its imports: keep them out (a regression here costs ~0.5 s per run)."""
+    make_series(tmp_path / "in")
+    code = ("import sys; from convert._fastcli import try_fast; "
+            f"rc = try_fast(['convert', {str(tmp_path / 'in')!r}, {str(tmp_path / 'x.nii')!r}]); "
+            "heavy = sorted(m for m in ('pydicom', 'nibabel', 'SimpleITK', 'typer', 'pydantic', 'h5py', 'scipy', "
+            "'rich', 'nrrd') if m in sys.modules); print(rc, heavy)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert proc.stdout.strip().splitlines()[-1] == "0 []", proc.stdout + proc.stderr
+    assert json.loads((tmp_path / "x.json").read_text())["Modality"] == "CT"
+
+
+def test_declined_command_runs_the_full_cli(tmp_path: Path) -> None:
+    make_series(tmp_path / "in", skip=[4])
+    assert try_fast(["convert", str(tmp_path / "in"), str(tmp_path / "x.nii")]) is None
+    proc = _run("convert", str(tmp_path / "in"), str(tmp_path / "x.nii"))
+    assert proc.returncode == 1 and "missing slices" in proc.stderr and not (tmp_path / "x.nii").exists()
+
+
+def test_write_series_fixture_still_pydicom(tmp_path: Path) -> None:
+    """Guard: the generated inputs above are real Part 10 files the fast index accepts."""
+    paths = write_series(tmp_path / "in")
+    from convert.dicom.scan import _fast_index
+
+    assert all(_fast_index(p) is not None for p in paths[:3])
