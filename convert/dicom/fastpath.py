@@ -184,9 +184,12 @@ def convert_value(vr: str, raw: bytes) -> Any:
         raise Declined(f"VR {vr} is left to pydicom")
     if not raw.isascii():
         raise Declined("non-ASCII text")
-    text = raw.decode("ascii").rstrip(" \x00")
+    decoded = raw.decode("ascii")
+    text = decoded.rstrip(" \x00")
     if not text:
         return "" if vr in _TEXT_RULES else None
+    if vr in _TEXT_RULES and any(len(part) > _TEXT_RULES[vr][0] for part in decoded.split("\\")):
+        raise Declined(f"long {vr} value")  # pydicom checks text lengths before removing the padding
     parts = text.split("\\")
     out: list[Any] = []
     for part in parts:
@@ -271,6 +274,28 @@ class HeaderMap:
             return default
         return self._value(key)
 
+    def private_block(self, group: int, private_creator: str, create: bool = False) -> "_PrivateBlock":
+        """pydicom's ``Dataset.private_block`` (read only): KeyError when the creator is absent."""
+        if create or not private_creator or group % 2 == 0:
+            raise Declined("private block creation or odd arguments")
+        for element in range(0x10, 0x100):
+            tag = (group << 16) | element
+            if tag not in self._elements:
+                continue
+            vr, raw = self._elements[tag]
+            if vr != "LO":
+                raise Declined("private creator with an unusual VR")
+            if convert_value("LO", raw) == private_creator:
+                return _PrivateBlock(self, group, element)
+        raise KeyError(f"Private creator '{private_creator}' not found")
+
+    def element_value(self, tag: int) -> Any:
+        """Converted value of the element ``tag`` as stored (its own VR); KeyError when absent."""
+        vr, raw = self._elements[tag]
+        if vr == "UN":
+            raise Declined("UN element (pydicom may look up its VR)")
+        return convert_value(vr, raw)
+
     def __iter__(self) -> Any:
         raise Declined("iterating a header")
 
@@ -278,6 +303,23 @@ class HeaderMap:
         if name.startswith("__") and name.endswith("__"):
             raise AttributeError(name)
         raise Declined(f"header attribute {name}")
+
+
+class _PrivateBlock:
+    """pydicom's ``PrivateBlock`` (read only): ``block[offset].value``."""
+
+    def __init__(self, header: HeaderMap, group: int, element: int) -> None:
+        self._header, self._base = header, (group << 16) | (element << 8)
+
+    def __getitem__(self, offset: int) -> _Element:
+        if not 0 <= offset < 0x100:
+            raise ValueError("Element offset must be less than 256")
+        return _Element(self._header.element_value(self._base | offset))
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") and name.endswith("__"):
+            raise AttributeError(name)
+        raise Declined(f"private block attribute {name}")
 
 
 def parse_header(path: Path, pixel_offset: int) -> HeaderMap:
