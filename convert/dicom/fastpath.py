@@ -25,8 +25,9 @@ caller runs the full path, which then reports errors and warnings in its own
 words: several series, compressed or big endian files, multi-frame, mosaic,
 colour, MONOCHROME1, missing slices (an error), gap/uneven resampling or tilt
 correction asked for, ``--sidecar-phi``, non-ASCII or unusual header values,
-Siemens CSA / private fields the sidecar would look up, unreadable or
-truncated files. Warnings the full path prints (uneven spacing, tilt,
+Siemens CSA headers and any other field the sidecar would look up that is not
+mirrored here (private fields are read through ``private_block`` when stored
+with a plain VR), unreadable or truncated files. Warnings the full path prints (uneven spacing, tilt,
 duplicates) are passed to ``on_warning`` unchanged.
 """
 
@@ -222,9 +223,10 @@ class HeaderMap:
     """Read-only stand-in for a pydicom Dataset over byte-level top-level elements.
 
     Supports what :mod:`convert.dicom.sidecar` asks of a classic (single-frame)
-    header: ``keyword in ds``, ``(group, element) in ds``, ``ds[keyword].value``
-    and ``ds.get(keyword)``. Anything else (tag item access, sequences, private
-    blocks, iteration, attributes) raises :class:`Declined`.
+    header: ``keyword in ds``, ``(group, element) in ds``, ``ds[keyword].value``,
+    ``ds.get(keyword)`` and ``ds.private_block(group, creator)[offset].value``.
+    Anything else (tag item access, sequences, UN values, iteration, other
+    attributes) raises :class:`Declined`.
     """
 
     def __init__(self, elements: dict[int, tuple[str, bytes]], path: Path) -> None:
