@@ -132,6 +132,11 @@ def try_fast(argv: Sequence[str]) -> int | None:
             failure = str(exc)
         except KeyboardInterrupt:
             failure = "interrupted; no partial output was left behind"
+        except Exception as exc:  # a bug: one line, as cli.handle_errors words it
+            if os.environ.get("MEDCONVERT_DEBUG"):
+                raise
+            failure = (f"unexpected {type(exc).__name__}: {exc} (set MEDCONVERT_DEBUG=1 for details; "
+                       "please report)")
         if written is None:
             return None  # declined: the full CLI starts from scratch (and reports any warning itself)
     # the full CLI's order: series warnings (before writing), "wrote" lines, Python warnings, the error
