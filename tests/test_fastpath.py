@@ -371,3 +371,25 @@ def test_write_series_fixture_still_pydicom(tmp_path: Path) -> None:
     from convert.dicom.scan import _fast_index
 
     assert all(_fast_index(p) is not None for p in paths[:3])
+
+
+@settings(max_examples=25, deadline=None)
+@given(angles=st.tuples(*[st.floats(-3.1, 3.1, allow_nan=False)] * 3), slices=st.integers(1, 6),
+       times=st.integers(1, 2), descending=st.booleans(), shuffle=st.booleans(), signed=st.booleans(),
+       bits=st.sampled_from([12, 16]), slopes=st.sampled_from(["same", "int", "float"]),
+       spacing=st.floats(0.3, 5.0).map(lambda v: round(v, 3)),  # longer DS values make pydicom warn: declined
+       name=st.sampled_from(["out.nii", "out.nii.gz"]))
+def test_random_series_equal_the_full_path(tmp_path_factory: pytest.TempPathFactory, angles: tuple[float, ...],
+                                           slices: int, times: int, descending: bool, shuffle: bool, signed: bool,
+                                           bits: int, slopes: str, spacing: float, name: str) -> None:
+    from fixtures.dicom_series import small_spec
+
+    tmp = tmp_path_factory.mktemp("random")
+    row, col = oblique_cosines(*angles)
+    slope: object = {"same": 1.5, "int": [1.0 + (k % 2) for k in range(slices)],
+                     "float": [0.25 * (k + 1) for k in range(slices)]}[slopes]
+    spec = small_spec(row_cosine=row, column_cosine=col, slices=slices, times=times, descending=descending,
+                      shuffle_names=shuffle, signed=signed, bits_stored=bits, rescale_slope=slope,
+                      slice_spacing=spacing, modality="MR" if times > 1 else "CT")
+    write_series(tmp / "in", spec)
+    assert assert_same_as_full(tmp / "in", tmp, name)
