@@ -347,15 +347,21 @@ def test_cli_messages_and_files_equal_the_full_cli(tmp_path: Path, case: str) ->
 
 def test_plain_ct_conversion_imports_no_pydicom_nibabel_sitk_typer(tmp_path: Path) -> None:
     """The speed of the shortcut is its imports: keep them out (a regression here costs ~0.5 s per run)."""
+    import tempfile
+
     make_series(tmp_path / "in")
+    out = Path(tempfile.mkdtemp(prefix="mc"))  # a short path: "wrote ..." fits one line, so rich is not needed
     code = ("import sys; from convert._fastcli import try_fast; "
-            f"rc = try_fast(['convert', {str(tmp_path / 'in')!r}, {str(tmp_path / 'x.nii')!r}]); "
+            f"rc = try_fast(['convert', {str(tmp_path / 'in')!r}, {str(out / 'x.nii')!r}]); "
             "heavy = sorted(m for m in ('pydicom', 'nibabel', 'SimpleITK', 'typer', 'pydantic', 'h5py', 'scipy', "
             "'rich', 'nrrd') if m in sys.modules); print(rc, heavy)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
-    assert proc.stdout.strip().splitlines()[-1] == "0 []", proc.stdout + proc.stderr
-    assert json.loads((tmp_path / "x.json").read_text())["Modality"] == "CT"
+    try:
+        assert proc.stdout.strip().splitlines()[-1] == "0 []", proc.stdout + proc.stderr
+        assert json.loads((out / "x.json").read_text())["Modality"] == "CT"
+    finally:
+        shutil.rmtree(out)
 
 
 def test_declined_command_runs_the_full_cli(tmp_path: Path) -> None:
