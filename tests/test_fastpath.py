@@ -142,7 +142,8 @@ def test_no_sidecar_and_to_option(tmp_path: Path) -> None:
     assert out.read_bytes() == (tmp_path / "fast" / "out.nii").read_bytes()
 
 
-@pytest.mark.parametrize("make", ["monochrome1", "short pixel data", "several series", "implicit VR", "phi"])
+@pytest.mark.parametrize("make", ["monochrome1", "short pixel data", "several series", "implicit VR", "phi",
+                                  "dicomdir"])
 def test_unsupported_inputs_decline_and_leave_nothing(tmp_path: Path, make: str) -> None:
     src = tmp_path / "in"
     options: dict[str, object] = {}
@@ -160,6 +161,10 @@ def test_unsupported_inputs_decline_and_leave_nothing(tmp_path: Path, make: str)
         ds = pydicom.dcmread(paths[0])
         ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
         ds.save_as(paths[0], enforce_file_format=True)
+    elif make == "dicomdir":  # the scan follows a DICOMDIR's references: left to the full path
+        from fixtures.dicomdir_media import make_media
+
+        make_media(src, series=1)
     else:
         make_series(src)
         options["sidecar_phi"] = True

@@ -23,7 +23,7 @@ same voxels, same sidecar. It differs in how:
 Anything else **declines** (returns None) before any output exists, and the
 caller runs the full path, which then reports errors and warnings in its own
 words: several series, compressed or big endian files, multi-frame, mosaic,
-colour, MONOCHROME1, missing slices (an error), gap/uneven resampling or tilt
+colour, MONOCHROME1, a DICOMDIR in the folder, missing slices (an error), gap/uneven resampling or tilt
 correction asked for, ``--sidecar-phi``, non-ASCII or unusual header values,
 Siemens CSA headers and any other field the sidecar would look up that is not
 mirrored here (private fields are read through ``private_block`` when stored
@@ -115,6 +115,10 @@ KEYWORDS: dict[str, tuple[int, str]] = {
     "ImagePositionPatient": (0x00200032, "DS"),
     "AcquisitionTime": (0x00080032, "TM"),
     "TriggerTime": (0x00181060, "DS"),
+    "SliceLocation": (0x00201041, "DS"),
+    "DiffusionGradientOrientation": (0x00189089, "FD"),
+    "Rows": (0x00280010, "US"),
+    "Columns": (0x00280011, "US"),
 }
 
 #: Per-VR checks a value must pass to be converted here: the values pydicom 3 reads without a
@@ -166,13 +170,18 @@ class IntegerString(int):
         return f"'{self.original_string}'"
 
 
-def convert_value(vr: str, raw: bytes) -> Any:
+def convert_value(vr: str, raw: bytes | None) -> Any:
     """The value pydicom 3 gives a raw explicit-VR little-endian element, or raise :class:`Declined`.
 
     Text: stripped ``str`` (``""`` when empty); numbers: :class:`DecimalString`,
-    :class:`IntegerString`, float or int (None when empty); several values: a list.
+    :class:`IntegerString`, float or int (None when empty); several values: a
+    list; OB: the stored bytes. ``raw`` None (an undefined-length value) declines.
     Declines whatever pydicom would warn about or convert in a way not mirrored here.
     """
+    if vr == "OB" and raw is not None:
+        return raw  # pydicom keeps OB values as the stored bytes (padding included)
+    if raw is None:
+        raise Declined("undefined-length value")
     if vr in _BINARY:
         fmt, size = _BINARY[vr]
         if len(raw) % size:
@@ -229,7 +238,7 @@ class HeaderMap:
     attributes) raises :class:`Declined`.
     """
 
-    def __init__(self, elements: dict[int, tuple[str, bytes]], path: Path) -> None:
+    def __init__(self, elements: dict[int, tuple[str, bytes | None]], path: Path) -> None:
         self._elements = elements
         self._path = path
         self._values: dict[str, Any] = {}
@@ -339,11 +348,11 @@ def parse_header(path: Path, pixel_offset: int) -> HeaderMap:
         raise Declined("file changed since it was indexed")
     pos = 144 + int.from_bytes(data[140:144], "little")
     for _, vr_text, raw in _walk(data, 132, pos):
-        if vr_text == "UI" and not re.fullmatch(rb"[0-9.]*\x00?", raw):
+        if raw is None or (vr_text == "UI" and not re.fullmatch(rb"[0-9.]*\x00?", raw)):
             raise Declined("unusual file meta UID")  # pydicom would warn while reading the file meta
-    elements: dict[int, tuple[str, bytes]] = {}
+    elements: dict[int, tuple[str, bytes | None]] = {}
     for tag, vr_text, raw in _walk(data, pos, pixel_offset):
-        if tag == 0x00080005 and raw.rstrip(b" \x00") not in _PLAIN_CHARSETS:
+        if tag == 0x00080005 and (raw is None or raw.rstrip(b" \x00") not in _PLAIN_CHARSETS):
             raise Declined("character set left to pydicom")
         elements[tag] = (vr_text, raw)
     return HeaderMap(elements, path)
@@ -374,7 +383,7 @@ def _walk(data: bytes, pos: int, end: int) -> Any:
                 pos = _scan._skip_undefined(data, start)
             except _scan._Unsupported:
                 raise Declined("odd sequence") from None
-            yield tag, vr.decode("ascii"), b""
+            yield tag, vr.decode("ascii"), None  # undefined length (a sequence, encapsulated data): not mirrored
             continue
         yield tag, vr.decode("ascii"), data[start:start + length]
         pos = start + length
@@ -429,8 +438,12 @@ def _index(path: Path) -> Instance | str:
 
 def _index_all(root: Path) -> tuple[list[Instance], list[tuple[Path, str]]]:
     """(instances, skipped) exactly as :func:`convert.dicom.scan.scan` lists them."""
+    from convert.dicom.dicomdir import is_dicomdir_name
+
     skipped: list[tuple[Path, str]] = []
     files = _scan.iter_files(root, skipped)
+    if any(is_dicomdir_name(p) for p in files):
+        raise Declined("a DICOMDIR index (the scan follows its references)")
     workers = min(4, os.cpu_count() or 1)
     if len(files) < 8 or workers <= 1:
         outcomes = [_index(p) for p in files]
