@@ -2,9 +2,10 @@
 
 :func:`main` (``python -m convert`` and the console script) first offers the
 command line to :func:`try_fast`. It recognises only the plain form
-``convert SRC DST`` with ``--to``, ``--overwrite``, ``--sidecar/--no-sidecar``,
-where SRC is a DICOM folder and DST a single NIfTI file, and hands it to
-:func:`convert.dicom.fastpath.convert_single_fast`. When that declines, or for
+``convert SRC DST`` with ``--to``, ``--name``, ``--overwrite``,
+``--sidecar/--no-sidecar``, where SRC is a DICOM folder and DST a single NIfTI
+file (handed to :func:`convert.dicom.fastpath.convert_single_fast`) or an
+output folder (:func:`convert.dicom.fastpath.convert_tree_fast`: every series). When that declines, or for
 any other command line, the full typer CLI (:mod:`convert.cli`) runs as before.
 Output lines (``wrote ...``, warnings, errors) are the full CLI's, printed with
 rich only when a line needs it (markup, wrapping), so the common case does not
@@ -22,10 +23,10 @@ _FLAGS = {"--overwrite": ("overwrite", True), "--sidecar": ("sidecar", True), "-
 
 
 def parse_convert_args(argv: Sequence[str]) -> dict[str, object] | None:
-    """Options of a plain ``convert SRC DST [--to X] [--overwrite] [--[no-]sidecar]`` command line, else None."""
+    """Options of a plain ``convert SRC DST [--to X] [--name T] [--overwrite] [--[no-]sidecar]`` line, else None."""
     if len(argv) < 3 or argv[0] != "convert":
         return None
-    options: dict[str, object] = {"to": None, "overwrite": False, "sidecar": True}
+    options: dict[str, object] = {"to": None, "name": None, "overwrite": False, "sidecar": True}
     positional: list[str] = []
     tokens = list(argv[1:])
     i = 0
@@ -39,6 +40,11 @@ def parse_convert_args(argv: Sequence[str]) -> dict[str, object] | None:
             i += 1
         elif token.startswith("--to=") and len(token) > 5:
             options["to"] = token[5:]
+        elif token == "--name" and i + 1 < len(tokens) and tokens[i + 1] and not tokens[i + 1].startswith("-"):
+            options["name"] = tokens[i + 1]
+            i += 1
+        elif token.startswith("--name=") and len(token) > 7:
+            options["name"] = token[7:]
         elif token.startswith("-") or not token:
             return None  # any other option (or "--", "-h"): the full CLI parses it
         else:
@@ -85,11 +91,11 @@ def _say(line: str) -> None:
     Console().print(line, highlight=False)
 
 
-def _warn(text: str) -> None:
+def _warn(text: str, soft_wrap: bool = False) -> None:
     from rich.console import Console
     from rich.markup import escape
 
-    Console(stderr=True).print(f"[yellow]warning:[/] {escape(text)}", highlight=False)
+    Console(stderr=True).print(f"[yellow]warning:[/] {escape(text)}", highlight=False, soft_wrap=soft_wrap)
 
 
 def _error(text: str) -> None:
@@ -113,8 +119,12 @@ def try_fast(argv: Sequence[str]) -> int | None:
         return None
     from convert.dicom.reader import DICOM
 
-    if not DICOM.sniff(src) or _is_folder_target(dst):
+    if not DICOM.sniff(src):
         return None
+    if _is_folder_target(dst):
+        return _try_fast_tree(src, dst, options)
+    if options["name"] is not None:
+        return None  # --name with a file output: left to the full CLI
     import warnings
 
     from convert.dicom.fastpath import convert_single_fast
@@ -150,6 +160,44 @@ def try_fast(argv: Sequence[str]) -> int | None:
         _error(failure)
         return 130 if failure.startswith("interrupted;") else 1
     return 0
+
+
+def _try_fast_tree(src: Path, dst: Path, options: dict[str, object]) -> int | None:
+    """``convert DICOM_DIR OUT_DIR`` on the streaming path: as ``cli._convert_dicom_folder`` prints it; or None."""
+    import warnings
+
+    from convert.dicom.fastpath import convert_tree_fast
+
+    with warnings.catch_warnings(record=True) as caught:  # as cli.handle_errors: one line per warning
+        warnings.simplefilter("always", UserWarning)
+        try:
+            result = convert_tree_fast(src, dst, to=str(options["to"] or "nifti-gz"),
+                                       name=options["name"],  # type: ignore[arg-type]
+                                       overwrite=bool(options["overwrite"]), sidecar=bool(options["sidecar"]))
+        except KeyboardInterrupt:  # nothing was renamed into place
+            _error("interrupted; no partial output was left behind")
+            return 130
+        if result is None:
+            return None  # declined: the full CLI starts from scratch (and reports any warning itself)
+    for outcome in result.outcomes:  # the full CLI's order: per series its warnings, then its files
+        for text in outcome.warnings:
+            _warn_series(outcome.label, text)
+        for path in outcome.written:
+            _say(f"wrote {path}")
+    if result.skipped:
+        _say(f"skipped {len(result.skipped)} non-DICOM file(s)")
+    for warning in caught:
+        _warn(str(warning.message), soft_wrap=True)
+    return 0
+
+
+def _warn_series(label: str, text: str) -> None:
+    """``warning: series LABEL: TEXT`` as ``cli._convert_dicom_folder`` prints it (stderr)."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    Console(stderr=True).print(f"[yellow]warning:[/] series {escape(label)}: {escape(text)}", highlight=False,
+                               soft_wrap=True)
 
 
 def main() -> None:

@@ -44,6 +44,10 @@ from convert.sample import oblique_cosines  # noqa: E402
 runner = CliRunner()
 
 
+def _raw_outputs(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())} if folder.is_dir() else {}
+
+
 def _nifti_bytes(path: Path) -> bytes:
     data = path.read_bytes()
     return gzip.decompress(data) if path.name.endswith(".gz") else data
@@ -75,6 +79,7 @@ def assert_same_as_full(src: Path, tmp: Path, name: str = "out.nii", **options: 
     assert code == 0, output
     assert written[0] == fast_dir / name and {p.name for p in written} == {p.name for p in full_dir.iterdir()}
     assert _outputs(fast_dir) == _outputs(full_dir)
+    assert _raw_outputs(fast_dir) == _raw_outputs(full_dir)  # the .nii.gz streams too, byte for byte
     flat = "".join(output.split())  # the full CLI wraps (and folds) long lines
     assert flat.count("warning:") == len(seen)  # the same warnings (and no pydicom value warning)
     for warning in seen:
@@ -319,11 +324,13 @@ def small_spec_mr():  # type: ignore[no-untyped-def]
 
 # --------------------------------------------------------------------------- the CLI shortcut
 def test_command_line_forms_the_shortcut_accepts() -> None:
-    assert parse_convert_args(["convert", "a", "b.nii"]) == {"to": None, "overwrite": False, "sidecar": True,
-                                                             "src": "a", "dst": "b.nii"}
+    assert parse_convert_args(["convert", "a", "b.nii"]) == {"to": None, "name": None, "overwrite": False,
+                                                             "sidecar": True, "src": "a", "dst": "b.nii"}
+    assert parse_convert_args(["convert", "a", "b", "--name", "{SeriesNumber}"])["name"] == "{SeriesNumber}"  # type: ignore[index]
+    assert parse_convert_args(["convert", "a", "b", "--name={Modality} x"])["name"] == "{Modality} x"  # type: ignore[index]
     assert parse_convert_args(["convert", "a", "b", "--to=nii", "--overwrite", "--no-sidecar"])["to"] == "nii"  # type: ignore[index]
     for other in (["info", "a"], ["convert", "a", "b", "--anonymize"], ["convert", "a"], ["convert", "a", "b", "-h"],
-                  ["convert", "a", "b", "--to"], ["convert", "--", "a", "b"]):
+                  ["convert", "a", "b", "--to"], ["convert", "--", "a", "b"], ["convert", "a", "b", "--name"]):
         assert parse_convert_args(other) is None
 
 
@@ -404,3 +411,145 @@ def test_random_series_equal_the_full_path(tmp_path_factory: pytest.TempPathFact
                       slice_spacing=spacing, modality="MR" if times > 1 else "CT")
     write_series(tmp / "in", spec)
     assert assert_same_as_full(tmp / "in", tmp, name)
+
+
+# --------------------------------------------------------------------------- folder output (every series)
+
+def assert_tree_same_as_full(src: Path, tmp: Path, *extra: str, existing: dict[str, bytes] | None = None,
+                             messages: bool = True) -> bool:
+    """``convert SRC OUT_DIR *extra`` on both paths; True when the fast path handled it.
+
+    Files (raw bytes, .nii.gz included) always equal the full CLI's. With
+    ``messages`` the command runs as a subprocess on both entry points and exit
+    code, stdout and stderr must be equal too. ``existing`` pre-populates both
+    output folders.
+    """
+    from convert.dicom.fastpath import convert_tree_fast
+
+    dirs = {k: tmp / k for k in ("fast", "full", "call")}  # same-length names: messages compare after a replace
+    for folder in dirs.values():
+        shutil.rmtree(folder, ignore_errors=True)
+        if existing is not None:
+            folder.mkdir(parents=True)
+            for file_name, data in existing.items():
+                (folder / file_name).write_bytes(data)
+    options = parse_convert_args(["convert", str(src), str(dirs["call"]), *extra])
+    assert options is not None
+    result = convert_tree_fast(src, dirs["call"], to=str(options["to"] or "nifti-gz"), name=options["name"],  # type: ignore[arg-type]
+                               overwrite=bool(options["overwrite"]), sidecar=bool(options["sidecar"]))
+    if messages:
+        fast = _run("convert", str(src), str(dirs["fast"]), *extra)
+        full = _run("convert", str(src), str(dirs["full"]), *extra, module=False)
+        assert (fast.returncode, fast.stdout.replace("/fast/", "/full/"), fast.stderr.replace("/fast/", "/full/")) \
+            == (full.returncode, full.stdout, full.stderr)
+        assert _raw_outputs(dirs["fast"]) == _raw_outputs(dirs["full"])
+    else:
+        code, output = _full(src, dirs["full"], *extra)
+        assert code in (0, 1), output
+    if result is None:
+        assert _raw_outputs(dirs["call"]) == (existing or {}), "a declined fast path left files behind"
+        return False
+    assert _raw_outputs(dirs["call"]) == _raw_outputs(dirs["full"])
+    names = [p.name for o in result.outcomes for p in o.written]
+    assert len(set(names)) == len(names) and set(names) <= set(_raw_outputs(dirs["full"]))
+    assert set(_raw_outputs(dirs["full"])) - set(names) <= set(existing or {})
+    return True
+
+
+def _multi_series(src: Path, **changes: dict[str, object]) -> None:
+    """Three distinct series (CT, 4D MR, per-slice rescaled CT) with a few non-DICOM files mixed in."""
+    specs: dict[str, dict[str, object]] = {
+        "ct": dict(series_number=3, description="Head CT", seed=11),
+        "mr": dict(series_number=7, description="fMRI run", modality="MR", times=3, seed=12),
+        "rescaled": dict(series_number=12, description="Bone (sharp)", seed=13,
+                         rescale_slope=[1.0] * 5 + [2.0] * 5, rescale_intercept=-1024.0),
+    }
+    for folder, spec in specs.items():
+        spec.update(changes.get(folder, {}))
+        make_series(src / folder, **spec)  # type: ignore[arg-type]
+    make_non_dicom_files(src)
+
+
+@pytest.mark.parametrize("extra", [(), ("--to", "nii"), ("--to=nifti", "--no-sidecar"),
+                                   ("--name", "{Modality}-{SeriesNumber}/{SeriesDescription} (x*y?)"),
+                                   ("--name", "{ProtocolName}{BodyPartExamined}"),
+                                   ("--name", "s{SeriesNumber}_{Split}{EchoNumber}{ImageType}{Index}")])
+def test_folder_output_equals_the_full_path(tmp_path: Path, extra: tuple[str, ...]) -> None:
+    _multi_series(tmp_path / "in")
+    assert assert_tree_same_as_full(tmp_path / "in", tmp_path, *extra)
+
+
+def test_folder_output_name_collisions_get_the_same_suffixes(tmp_path: Path) -> None:
+    for n in range(3):
+        make_series(tmp_path / "in" / str(n), series_number=5, description="Same", seed=20 + n)
+    assert assert_tree_same_as_full(tmp_path / "in", tmp_path)
+    assert sorted(_raw_outputs(tmp_path / "full")) == sorted(
+        f"5_Same{s}.{e}" for s in ("", "_2", "_3") for e in ("json", "nii.gz"))
+    assert assert_tree_same_as_full(tmp_path / "in", tmp_path, "--name", "constant")
+
+
+def test_folder_output_warnings_in_the_same_order(tmp_path: Path) -> None:
+    uneven = dict(slice_offsets=[0, 2.5, 5, 7.5, 10.4, 12.9, 15.4, 17.9, 20.4, 22.9])
+    _multi_series(tmp_path / "in", ct=uneven, rescaled=dict(tilt_deg=12.0))
+    assert assert_tree_same_as_full(tmp_path / "in", tmp_path, "--to", "nii")
+    assert "warning: series" in _run("convert", str(tmp_path / "in"), str(tmp_path / "again")).stderr
+
+
+def test_folder_output_existing_files(tmp_path: Path) -> None:
+    _multi_series(tmp_path / "in")
+    existing = {"7_fMRI_run.nii.gz": b"keep me", "unrelated.txt": b"x"}
+    assert not assert_tree_same_as_full(tmp_path / "in", tmp_path, existing=existing)  # the full path fails one
+    assert (tmp_path / "fast" / "7_fMRI_run.nii.gz").read_bytes() == b"keep me"
+    assert assert_tree_same_as_full(tmp_path / "in", tmp_path, "--overwrite", existing=existing)
+    assert (tmp_path / "fast" / "7_fMRI_run.nii.gz").read_bytes() != b"keep me"
+
+
+@pytest.mark.parametrize("case", ["gap", "monochrome1 series", "pseudonym name", "diffusion", "bad template"])
+def test_folder_output_declines_when_any_series_does_not_stream(tmp_path: Path, case: str) -> None:
+    extra: tuple[str, ...] = ()
+    if case == "gap":
+        _multi_series(tmp_path / "in", mr=dict(skip=[4]))
+    elif case == "monochrome1 series":
+        _multi_series(tmp_path / "in")
+        make_monochrome1(tmp_path / "in" / "m1")
+    elif case == "pseudonym name":
+        _multi_series(tmp_path / "in")
+        extra = ("--name", "{Pseudonym}")
+    elif case == "diffusion":
+        _multi_series(tmp_path / "in", mr=dict(extra={"DiffusionBValue": 1000.0}))
+    else:
+        _multi_series(tmp_path / "in")
+        extra = ("--name", "{PatientName}")
+    assert not assert_tree_same_as_full(tmp_path / "in", tmp_path, *extra)
+
+
+@pytest.mark.conformance
+def test_every_conformance_tree_equals_the_full_path_or_declines(tmp_path: Path) -> None:
+    folders = sorted(CONFORMANCE.glob("*/In")) if CONFORMANCE.is_dir() else []
+    if not folders:
+        pytest.skip("real-data sets not available (needs ../shared/conformance)")
+    handled = []
+    for n, folder in enumerate(folders):
+        for to in ("nii", "nifti-gz"):
+            if assert_tree_same_as_full(folder, tmp_path / f"{n}{to}", "--to", to, messages=False):
+                handled.append(folder.parent.name)
+    assert handled, "the fast path handled no real folder at all"
+
+
+def test_plain_ct_folder_output_imports_no_pydicom_nibabel_sitk_typer(tmp_path: Path) -> None:
+    import tempfile
+
+    _multi_series(tmp_path / "in")
+    out = Path(tempfile.mkdtemp(prefix="mc"))
+    code = ("import sys; from convert._fastcli import try_fast; "
+            f"rc = try_fast(['convert', {str(tmp_path / 'in')!r}, {str(out / 'o')!r}, '--to', 'nii']); "
+            "heavy = sorted(m for m in ('pydicom', 'nibabel', 'SimpleITK', 'typer', 'pydantic', 'h5py', 'scipy', "
+            "'rich', 'nrrd') if m in sys.modules); print(rc, heavy)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    try:
+        assert proc.stdout.strip().splitlines()[-1] == "0 []", proc.stdout + proc.stderr
+        assert sorted(p.name for p in (out / "o").iterdir()) == sorted(
+            f"{s}.{e}" for s in ("3_Head_CT", "7_fMRI_run", "12_Bone_sharp") for e in ("json", "nii"))
+    finally:
+        shutil.rmtree(out)

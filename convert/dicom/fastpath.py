@@ -491,6 +491,8 @@ class _Plan:
                  warnings: list[str]) -> None:
         self.series, self.order, self.dtype, self.out_dtype = series, order, dtype, out_dtype
         self.mode, self.scalings, self.header, self.sidecar, self.warnings = mode, scalings, header, sidecar, warnings
+        self.volume: Any = None  # the Volume as the full path builds it, its array a zero-stride stand-in
+        self.headers: Any = None  # the series' _SeriesHeaders (volume order)
 
 
 def _read_slice(inst: Instance, buffer: np.ndarray) -> None:
@@ -524,19 +526,24 @@ def _fixed(inst: Instance, frame: np.ndarray) -> np.ndarray:
 
 def _plan(src: Path, *, json_wanted: bool, tilt_correct: bool, resample_uneven: bool) -> _Plan:
     """Index, assemble and check the series; decide dtype, scaling, NIfTI header and sidecar (no output yet)."""
-    from convert.dicom.pixels import rescale_plan, stored_dtype
-    from convert.dicom.reader import _native_fast_path_ok, slice_affine_lps
-    from convert.dicom.sidecar import build_sidecar, meta_from_dataset
-    from convert.formats._nifti1 import DATATYPE_CODES, nifti1_header
-    from convert.volume import Volume, lps_to_ras
-
     instances, _ = _index_all(src)
     if not instances or any(inst.mosaic or inst.is_multiframe for inst in instances):
         raise Declined("no plain single-frame images")
     all_series = assemble(instances)
     if len(all_series) != 1:
         raise Declined("several series")
-    series = all_series[0]
+    return _plan_series(all_series[0], json_wanted=json_wanted, tilt_correct=tilt_correct,
+                        resample_uneven=resample_uneven)
+
+
+def _plan_series(series: Series, *, json_wanted: bool, tilt_correct: bool, resample_uneven: bool) -> _Plan:
+    """Check one assembled series and decide dtype, scaling, NIfTI header and sidecar (no output yet)."""
+    from convert.dicom.pixels import rescale_plan, stored_dtype
+    from convert.dicom.reader import _native_fast_path_ok, slice_affine_lps
+    from convert.dicom.sidecar import build_sidecar, meta_from_dataset
+    from convert.formats._nifti1 import DATATYPE_CODES, nifti1_header
+    from convert.volume import Volume, lps_to_ras
+
     if series.kind != "slices" or series.problem or series.missing:
         raise Declined("series the full path refuses or regrids")
     if (series.uneven and resample_uneven) or (tilt_correct and series.tilt_deg > TILT_THRESHOLD_DEG
@@ -583,9 +590,11 @@ def _plan(src: Path, *, json_wanted: bool, tilt_correct: bool, resample_uneven: 
     header = nifti1_header(volume.shape, volume.dtype, volume.affine, slope=volume.slope,
                            intercept=volume.intercept, scaled=volume.is_scaled, time_step=volume.meta.time_step)
     sidecar = build_sidecar(headers, volume, include_phi=False) if json_wanted else None
-    return _Plan(series, order, dtype, out_dtype, mode, [(inst.rescale_slope, inst.rescale_intercept)
-                                                           for inst in order], header, sidecar,
+    plan = _Plan(series, order, dtype, out_dtype, mode, [(inst.rescale_slope, inst.rescale_intercept)
+                                                         for inst in order], header, sidecar,
                  list(series.warnings))
+    plan.volume, plan.headers = volume, headers  # for the tree path's diffusion check
+    return plan
 
 
 # --------------------------------------------------------------------------- writing
@@ -651,6 +660,110 @@ def _write_all(fh: Any, data: memoryview) -> None:
         data = data[n:]
 
 
+def _write_nifti(plan: _Plan, temp: Path, gz: bool) -> None:
+    """Write the NIfTI-1 file of ``plan`` (header, then every slice) to the temporary path ``temp``."""
+    if not gz:
+        with open(temp, "wb", buffering=0) as fh:  # unbuffered: slices are also copied via its fd
+            _write_all(fh, memoryview(plan.header))
+            _write_voxels(plan, fh, fh.fileno())
+        return
+    from convert.formats._nib import open_output
+
+    with open_output(temp, True, 1) as fh:
+        writer = _GzipLikeFullPath(fh, plan)
+        _write_voxels(plan, writer, None)
+        writer.finish()
+
+
+class _GzipLikeFullPath:
+    """Feeds the gzip writer the bytes the full path feeds it, cut the same way, so the stream is identical.
+
+    python-isal's threaded writer (:func:`convert.formats._nib.open_output`) is a
+    ``BufferedWriter`` (buffer = one block, 1 MiB) over a raw writer that
+    compresses each raw ``write`` as one block (longer ones split into blocks),
+    so the compressed bytes depend on how the data was cut. The full path writes
+    the header as nibabel does (348 bytes, then the 4-byte extension flag) and
+    the voxels as :func:`convert.formats._nib.iter_fortran_chunks` slabs (per
+    time point, ``64 MiB // slice bytes`` slices each). This replays what the
+    ``BufferedWriter`` does with those calls (CPython's algorithm: a write that
+    fits is buffered; otherwise the buffer is flushed as one block, then data
+    longer than the buffer goes to the raw writer whole, shorter data is
+    buffered) directly on the raw writer, slice by slice, holding at most one
+    block instead of a slab.
+    """
+
+    def __init__(self, fh: Any, plan: _Plan, max_bytes: int = 64 << 20) -> None:
+        raw = getattr(fh, "raw", None)
+        block = getattr(raw, "block_size", None)
+        if not isinstance(block, int) or type(raw).__name__ != "_ThreadedGzipWriter":
+            raise Declined("gzip writer is not python-isal's threaded writer")
+        first = plan.series.first
+        self._fh, self._raw, self._block = fh, raw, block
+        self._slice = max(1, first.rows * first.columns * plan.out_dtype.itemsize)
+        step = max(1, max_bytes // self._slice)
+        nk = plan.series.n_slices
+        self._slabs = [min(step, nk - start) * self._slice for _ in range(plan.series.n_times)
+                       for start in range(0, nk, step)]
+        self._buffer = bytearray()  # the BufferedWriter's buffer (at most one block)
+        self._piece = bytearray()  # direct mode: the current raw piece (at most one block)
+        self._direct = False
+        self._left = 0  # bytes still to come in the current slab
+        if len(plan.header) != 352:
+            raise Declined("unexpected NIfTI header size")
+        self._logical(plan.header[:348])  # nibabel's Nifti1Header.write_to: two writes
+        self._logical(plan.header[348:])
+
+    def _logical(self, data: bytes) -> None:
+        """One write call of the full path whose bytes are all at hand (the header)."""
+        if len(data) <= self._block - len(self._buffer):
+            self._buffer += data
+            return
+        raise Declined("header larger than a block")
+
+    def _start_slab(self, length: int) -> None:
+        if length <= self._block - len(self._buffer):
+            self._direct = False
+        else:
+            if self._buffer:
+                self._raw.write(bytes(self._buffer))
+                self._buffer.clear()
+            self._direct = length > self._block
+        self._left = length
+
+    def write(self, data: Any) -> int:
+        """Take the next bytes of voxel data (whole slices, in file order)."""
+        view = memoryview(data).cast("B")
+        pos = 0
+        while pos < len(view):
+            if self._left == 0:
+                if not self._slabs:
+                    raise Declined("more voxel data than planned")
+                self._start_slab(self._slabs.pop(0))
+            n = min(self._left, len(view) - pos)
+            chunk = view[pos : pos + n]
+            if self._direct:
+                self._piece += chunk
+                while len(self._piece) >= self._block:
+                    self._raw.write(bytes(self._piece[: self._block]))
+                    del self._piece[: self._block]
+            else:
+                self._buffer += chunk
+            self._left -= n
+            pos += n
+            if self._left == 0 and self._direct and self._piece:
+                self._raw.write(bytes(self._piece))
+                self._piece.clear()
+        return len(view)
+
+    def finish(self) -> None:
+        """Check every slab arrived; leave the buffered rest to the BufferedWriter (its close flushes it)."""
+        if self._left or self._slabs:
+            raise Declined("less voxel data than planned")
+        if self._buffer:
+            self._raw.write(bytes(self._buffer))
+            self._buffer.clear()
+
+
 def convert_single_fast(src: str | Path, dst: str | Path, *, to: str | None = None, overwrite: bool = False,
                         sidecar: bool = True, sidecar_phi: bool = False, tilt_correct: bool = False,
                         allow_gaps: bool = False, resample_uneven: bool = False, philips_precise: bool = False,
@@ -693,16 +806,7 @@ def convert_single_fast(src: str | Path, dst: str | Path, *, to: str | None = No
             on_warning(warning)
     try:
         with atomic_file(dst, overwrite=overwrite) as temp:
-            if fmt.name == "nifti":
-                with open(temp, "wb", buffering=0) as fh:  # unbuffered: slices are also copied via its fd
-                    _write_all(fh, memoryview(plan.header))
-                    _write_voxels(plan, fh, fh.fileno())
-            else:
-                from convert.formats._nib import open_output
-
-                with open_output(temp, True, 1) as fh:
-                    fh.write(plan.header)
-                    _write_voxels(plan, fh, None)
+            _write_nifti(plan, temp, fmt.name == "nifti-gz")
     except Declined:
         return None  # the temporary file is gone; the full path reports what is wrong
     written = [dst]
@@ -711,3 +815,132 @@ def convert_single_fast(src: str | Path, dst: str | Path, *, to: str | None = No
 
         written.append(write_sidecar(json_path, plan.sidecar, overwrite=overwrite))
     return written
+
+
+# --------------------------------------------------------------------------- folder output
+class TreeOutcome:
+    """One converted series of :func:`convert_tree_fast`: as :class:`convert.dicom.reader.SeriesOutcome`."""
+
+    def __init__(self, label: str, warnings: list[str], written: list[Path]) -> None:
+        self.label, self.warnings, self.written = label, warnings, written
+
+
+class TreeResult:
+    """What :func:`convert_tree_fast` wrote: one outcome per series (scan order), and the skipped files."""
+
+    def __init__(self, outcomes: list[TreeOutcome], skipped: list[tuple[Path, str]]) -> None:
+        self.outcomes, self.skipped = outcomes, skipped
+
+
+def _name_fields(series: Series, header: HeaderMap) -> dict[str, str]:
+    """:func:`convert.dicom.reader._name_fields` (one volume per series, no de-identification) on a byte-level header."""
+    from convert.dicom.reader import NAME_FIELDS
+
+    values: dict[str, str] = {"Pseudonym": ""}
+    for key in NAME_FIELDS:
+        if key == "Pseudonym":
+            continue
+        if key == "Split":
+            values[key] = series.split
+        elif key == "Index":
+            values[key] = ""  # only one volume per series here
+        elif key == "EchoNumber":
+            values[key] = str(series.first.echo_number or "")
+        elif key == "ImageType":
+            values[key] = "_".join(series.first.image_type)
+        else:
+            value = header.get(key, "")
+            if isinstance(value, list):
+                raise Declined(f"multi-valued {key}")  # pydicom prints a MultiValue its own way
+            values[key] = "" if value is None else str(value)
+    return values
+
+
+def _is_diffusion(plan: _Plan) -> bool:
+    """True when the full path would write ``.bval``/``.bvec`` for this series (:func:`reader._diffusion`)."""
+    from convert.dicom.sidecar import diffusion_table
+
+    volume, series = plan.volume, plan.series
+    if volume.array.ndim != 4:
+        return False
+    time_headers = None
+    if len(series.grid[0]) == volume.shape[3]:
+        time_headers = [parse_header(inst.path, inst.pixel_offset or 0) for inst in series.grid[0]]
+    return diffusion_table(volume, time_headers) is not None
+
+
+def convert_tree_fast(src: str | Path, out_dir: str | Path, *, to: str = "nifti-gz", name: str | None = None,
+                      overwrite: bool = False, sidecar: bool = True, sidecar_phi: bool = False,
+                      tilt_correct: bool = False, allow_gaps: bool = False, resample_uneven: bool = False,
+                      philips_precise: bool = False) -> TreeResult | None:
+    """Convert every series of a DICOM folder into ``out_dir`` by streaming, when every series qualifies.
+
+    Same arguments and outputs as :func:`convert.dicom.reader.convert_dicom_tree`
+    (``medconvert convert DICOM_DIR OUT_DIR``): one ``.nii``/``.nii.gz`` per
+    series named from ``name`` (default :data:`~convert.dicom.reader.DEFAULT_NAME`),
+    sanitised, ``_2``... on collisions, plus its JSON sidecar. Every series is
+    planned (indexed, checked, header and sidecar built) before anything is
+    written; all outputs are then written to temporary files and renamed into
+    place together at the end, so a decline at any point leaves nothing behind.
+
+    Declines (returns None) when any series would not stream (see
+    :func:`convert_single_fast`), is a diffusion series (``.bval``/``.bvec``),
+    would fail or needs a name field this path does not mirror, when an output
+    exists (without ``overwrite``, or is a folder), and for ``--sidecar-phi``.
+    The full path then runs from scratch and words every error and warning.
+
+    Returns:
+        Per series its label, warnings and the files written; the skipped files.
+    """
+    del philips_precise, allow_gaps  # multi-frame and gapped series are declined
+    from convert.atomic import atomic_paths
+    from convert.dicom.reader import DEFAULT_NAME, NAME_FIELDS, _unique_stem, render_name
+    from convert.formats import get_format
+
+    src, out_dir = Path(src), Path(out_dir)
+    template = DEFAULT_NAME if name is None else name
+    if sidecar_phi or not src.is_dir() or "{Pseudonym}" in template:
+        return None
+    try:
+        fmt = get_format(to)
+        if fmt.name not in ("nifti", "nifti-gz") or not fmt.extensions:
+            return None
+        render_name(template, {k: "x" for k in NAME_FIELDS})  # a bad template: the full path words it
+        if out_dir.exists() and not out_dir.is_dir():
+            return None
+        instances, skipped = _index_all(src)
+        if not instances or any(inst.mosaic or inst.is_multiframe for inst in instances):
+            return None
+        ext = fmt.extensions[0]
+        claimed: set[str] = set()
+        jobs: list[tuple[_Plan, Path, Path | None]] = []
+        for series in assemble(instances):
+            plan = _plan_series(series, json_wanted=sidecar, tilt_correct=tilt_correct,
+                                resample_uneven=resample_uneven)
+            if sidecar and _is_diffusion(plan):
+                return None
+            first = parse_header(series.first.path, series.first.pixel_offset or 0)
+            stem = _unique_stem(render_name(template, _name_fields(series, first)), claimed)
+            target, json_path = out_dir / f"{stem}{ext}", (out_dir / f"{stem}.json" if sidecar else None)
+            for path in (target, json_path):
+                if path is not None and path.exists() and (not overwrite or path.is_dir()):
+                    return None  # the full path fails that series and words it
+            jobs.append((plan, target, json_path))
+    except (Declined, Exception):  # nothing is written yet: the full path decides and reports
+        return None
+    from convert.dicom.sidecar import write_sidecar
+
+    targets = [p for _, target, json_path in jobs for p in (target, json_path) if p is not None]
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)  # as the full path, before any series
+        with atomic_paths(targets, overwrite=overwrite) as temps:
+            temp_of = dict(zip(targets, temps))
+            for plan, target, json_path in jobs:
+                _write_nifti(plan, temp_of[target], fmt.name == "nifti-gz")
+                if json_path is not None and plan.sidecar is not None:
+                    write_sidecar(temp_of[json_path], plan.sidecar, overwrite=True)
+    except (Declined, Exception):  # every temporary file is gone; nothing was renamed into place
+        return None
+    outcomes = [TreeOutcome(plan.series.label, list(plan.warnings),
+                            [p for p in (target, json_path) if p is not None]) for plan, target, json_path in jobs]
+    return TreeResult(outcomes, skipped)
