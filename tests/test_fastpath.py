@@ -479,6 +479,17 @@ def test_folder_output_equals_the_full_path(tmp_path: Path, extra: tuple[str, ..
     assert assert_tree_same_as_full(tmp_path / "in", tmp_path, *extra)
 
 
+def test_gzip_stream_cut_like_the_full_path_when_slabs_exceed_a_block(tmp_path: Path) -> None:
+    """Slabs longer than the compressor's 1 MiB block (written around the buffer) and shorter ones (buffered)."""
+    make_series(tmp_path / "in" / "big", rows=256, columns=320, slices=14, seed=31, series_number=1)
+    make_series(tmp_path / "in" / "big4d", rows=256, columns=256, slices=9, times=2, modality="MR", seed=32,
+                series_number=2)
+    make_series(tmp_path / "in" / "small", seed=33, series_number=3)
+    assert assert_tree_same_as_full(tmp_path / "in", tmp_path, "--to", "nifti-gz")
+    for case in ("big", "big4d"):
+        assert assert_same_as_full(tmp_path / "in" / case, tmp_path / case, "x.nii.gz")
+
+
 def test_folder_output_name_collisions_get_the_same_suffixes(tmp_path: Path) -> None:
     for n in range(3):
         make_series(tmp_path / "in" / str(n), series_number=5, description="Same", seed=20 + n)

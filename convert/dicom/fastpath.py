@@ -29,6 +29,13 @@ Siemens CSA headers and any other field the sidecar would look up that is not
 mirrored here (private fields are read through ``private_block`` when stored
 with a plain VR), unreadable or truncated files. Warnings the full path prints (uneven spacing, tilt,
 duplicates) are passed to ``on_warning`` unchanged.
+
+:func:`convert_tree_fast` does the same for folder output (one file per
+series, named as :func:`convert.dicom.reader.convert_dicom_tree` names them)
+when every series of the folder qualifies, writing all outputs through one
+:func:`convert.atomic.atomic_paths` so that a decline leaves nothing behind.
+``.nii.gz`` streams are cut into the same compressor blocks as the full path's
+(:class:`_GzipLikeFullPath`), so the gzip bytes are identical too.
 """
 
 from __future__ import annotations
@@ -833,7 +840,7 @@ class TreeResult:
 
 
 def _name_fields(series: Series, header: HeaderMap) -> dict[str, str]:
-    """:func:`convert.dicom.reader._name_fields` (one volume per series, no de-identification) on a byte-level header."""
+    """:func:`convert.dicom.reader._name_fields` (one volume, no de-identification) on a byte-level header."""
     from convert.dicom.reader import NAME_FIELDS
 
     values: dict[str, str] = {"Pseudonym": ""}
