@@ -14,10 +14,11 @@ import rich either.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Iterator, Sequence
 
 _FLAGS = {"--overwrite": ("overwrite", True), "--sidecar": ("sidecar", True), "--no-sidecar": ("sidecar", False)}
 
@@ -171,9 +172,11 @@ def _try_fast_tree(src: Path, dst: Path, options: dict[str, object]) -> int | No
     with warnings.catch_warnings(record=True) as caught:  # as cli.handle_errors: one line per warning
         warnings.simplefilter("always", UserWarning)
         try:
-            result = convert_tree_fast(src, dst, to=str(options["to"] or "nifti-gz"),
-                                       name=options["name"],  # type: ignore[arg-type]
-                                       overwrite=bool(options["overwrite"]), sidecar=bool(options["sidecar"]))
+            with _progress_bar() as progress:
+                result = convert_tree_fast(src, dst, to=str(options["to"] or "nifti-gz"),
+                                           name=options["name"],  # type: ignore[arg-type]
+                                           overwrite=bool(options["overwrite"]), sidecar=bool(options["sidecar"]),
+                                           progress=progress)
         except KeyboardInterrupt:  # nothing was renamed into place
             _error("interrupted; no partial output was left behind")
             return 130
@@ -189,6 +192,26 @@ def _try_fast_tree(src: Path, dst: Path, options: dict[str, object]) -> int | No
     for warning in caught:
         _warn(str(warning.message), soft_wrap=True)
     return 0
+
+
+@contextlib.contextmanager
+def _progress_bar() -> Iterator[Callable[[int, int, str], None] | None]:
+    """A transient rich progress bar on a terminal (as ``cli._convert_dicom_folder``); None otherwise."""
+    if not sys.stdout.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  console=Console(), transient=True) as bar:
+        task = bar.add_task("converting", total=None)
+
+        def progress(done: int, total: int, label: str) -> None:
+            bar.update(task, completed=done, total=total, description=escape(f"series {label}"))
+
+        yield progress
 
 
 def _warn_series(label: str, text: str) -> None:

@@ -564,3 +564,19 @@ def test_plain_ct_folder_output_imports_no_pydicom_nibabel_sitk_typer(tmp_path: 
             f"{s}.{e}" for s in ("3_Head_CT", "7_fMRI_run", "12_Bone_sharp") for e in ("json", "nii"))
     finally:
         shutil.rmtree(out)
+
+
+def test_tree_progress_reports_every_series_then_done(tmp_path: Path) -> None:
+    """Long folder runs report progress per series (the CLI draws it only on a terminal)."""
+    from convert._fastcli import _progress_bar
+    from convert.dicom.fastpath import convert_tree_fast
+
+    _multi_series(tmp_path / "src")
+    calls: list[tuple[int, int, str]] = []
+    result = convert_tree_fast(tmp_path / "src", tmp_path / "out", progress=lambda *a: calls.append(a))
+    assert result is not None and len(result.outcomes) == 3
+    assert [(d, t) for d, t, _ in calls] == [(0, 3), (1, 3), (2, 3), (3, 3)]
+    assert [label for _, _, label in calls[:3]] == [o.label for o in result.outcomes]
+    assert calls[-1][2] == "done"
+    with _progress_bar() as bar:  # pytest captures stdout: not a terminal, so no bar at all
+        assert bar is None

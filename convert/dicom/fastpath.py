@@ -474,20 +474,9 @@ _NATIVE = {"1.2.840.10008.1.2.1"}  # explicit VR little endian: all the byte-lev
 
 def _time_step(series: Series, first: HeaderMap) -> float | None:
     """:func:`convert.dicom.reader._time_step` on byte-level headers."""
-    if series.n_times < 2:
-        return None
-    tr = first.get("RepetitionTime")
-    times = [inst.acquisition_time for inst in series.grid[0]]
-    if all(t is not None for t in times):
-        diffs = np.diff(np.asarray(times, dtype=np.float64))
-        if len(diffs) and np.all(diffs > 0):
-            return median(diffs)
-    try:
-        if tr is not None and float(tr) > 0:
-            return float(tr) / 1000.0
-    except (TypeError, ValueError):
-        pass
-    return None
+    from convert.dicom.reader import time_step_seconds
+
+    return time_step_seconds(series, first.get("RepetitionTime"))
 
 
 class _Plan:
@@ -879,7 +868,8 @@ def _is_diffusion(plan: _Plan) -> bool:
 def convert_tree_fast(src: str | Path, out_dir: str | Path, *, to: str = "nifti-gz", name: str | None = None,
                       overwrite: bool = False, sidecar: bool = True, sidecar_phi: bool = False,
                       tilt_correct: bool = False, allow_gaps: bool = False, resample_uneven: bool = False,
-                      philips_precise: bool = False) -> TreeResult | None:
+                      philips_precise: bool = False,
+                      progress: Callable[[int, int, str], None] | None = None) -> TreeResult | None:
     """Convert every series of a DICOM folder into ``out_dir`` by streaming, when every series qualifies.
 
     Same arguments and outputs as :func:`convert.dicom.reader.convert_dicom_tree`
@@ -895,6 +885,9 @@ def convert_tree_fast(src: str | Path, out_dir: str | Path, *, to: str = "nifti-
     would fail or needs a name field this path does not mirror, when an output
     exists (without ``overwrite``, or is a folder), and for ``--sidecar-phi``.
     The full path then runs from scratch and words every error and warning.
+
+    ``progress(done, total, label)`` is called before each series is written
+    and once at the end (``label`` "done"), as by ``convert_dicom_tree``.
 
     Returns:
         Per series its label, warnings and the files written; the skipped files.
@@ -942,12 +935,16 @@ def convert_tree_fast(src: str | Path, out_dir: str | Path, *, to: str = "nifti-
         out_dir.mkdir(parents=True, exist_ok=True)  # as the full path, before any series
         with atomic_paths(targets, overwrite=overwrite) as temps:
             temp_of = dict(zip(targets, temps))
-            for plan, target, json_path in jobs:
+            for n, (plan, target, json_path) in enumerate(jobs):
+                if progress is not None:
+                    progress(n, len(jobs), plan.series.label)
                 _write_nifti(plan, temp_of[target], fmt.name == "nifti-gz")
                 if json_path is not None and plan.sidecar is not None:
                     write_sidecar(temp_of[json_path], plan.sidecar, overwrite=True)
     except (Declined, Exception):  # every temporary file is gone; nothing was renamed into place
         return None
+    if progress is not None:
+        progress(len(jobs), len(jobs), "done")
     outcomes = [TreeOutcome(plan.series.label, list(plan.warnings),
                             [p for p in (target, json_path) if p is not None]) for plan, target, json_path in jobs]
     return TreeResult(outcomes, skipped)

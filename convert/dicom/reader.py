@@ -114,9 +114,15 @@ def _meta_for(ds: Any, series: Series | None = None) -> Meta:
 def _time_step(series: Series) -> float | None:
     if series.n_times < 2:
         return None
-    first = series.first
-    tr = first.load_header().get("RepetitionTime")
-    times = [inst.acquisition_time for inst in (series.grid[0] if series.kind == "slices" else series.grid[0])]
+    return time_step_seconds(series, series.first.load_header().get("RepetitionTime"))
+
+
+def time_step_seconds(series: Series, tr: Any) -> float | None:
+    """Seconds between the volumes of a 4D ``series``: the median step of the first slice's
+    AcquisitionTime when it increases, else RepetitionTime ``tr`` (ms) / 1000, else None."""
+    if series.n_times < 2:
+        return None
+    times = [inst.acquisition_time for inst in series.grid[0]]
     if all(t is not None for t in times):
         diffs = np.diff(np.asarray(times, dtype=np.float64))
         if len(diffs) and np.all(diffs > 0):
