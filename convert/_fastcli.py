@@ -18,7 +18,7 @@ import contextlib
 import os
 import sys
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 _FLAGS = {"--overwrite": ("overwrite", True), "--sidecar": ("sidecar", True), "--no-sidecar": ("sidecar", False)}
 
@@ -223,9 +223,94 @@ def _warn_series(label: str, text: str) -> None:
                                soft_wrap=True)
 
 
+_ANON_VALUES = {"--key": "key", "--audit": "audit", "--workers": "workers"}
+_ANON_FLAGS = {"--allow-burned-in": "allow_burned_in", "--overwrite": "overwrite"}
+
+
+def parse_anonymize_args(argv: Sequence[str]) -> dict[str, Any] | None:
+    """Options of a plain ``anonymize SRC DST [--key F] [--keep X]... [--audit F] [--allow-burned-in]
+    [--overwrite] [--workers N]`` command line, else None (the typer CLI parses anything else)."""
+    if len(argv) < 3 or argv[0] != "anonymize":
+        return None
+    options: dict[str, Any] = {"key": None, "keep": [], "audit": None, "allow_burned_in": False,
+                               "overwrite": False, "workers": None}
+    positional: list[str] = []
+    tokens = list(argv[1:])
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        if token in _ANON_FLAGS:
+            options[_ANON_FLAGS[token]] = True
+        elif token in _ANON_VALUES or token == "--keep":
+            if i + 1 >= len(tokens) or not tokens[i + 1] or tokens[i + 1].startswith("-"):
+                return None
+            value = tokens[i + 1]
+            i += 1
+            if token == "--keep":
+                options["keep"].append(value)
+            elif token == "--workers":
+                if not value.isdigit() or int(value) < 1:
+                    return None  # typer words the usage error
+                options["workers"] = int(value)
+            else:
+                options[_ANON_VALUES[token]] = Path(value)
+        elif token.startswith("-") or not token:
+            return None
+        else:
+            positional.append(token)
+        i += 1
+    if len(positional) != 2:
+        return None
+    options["src"], options["dst"] = (Path(p) for p in positional)
+    return options
+
+
+def try_anonymize(argv: Sequence[str]) -> int | None:
+    """``medconvert anonymize ...`` without importing typer (same body and messages: :mod:`convert._anoncli`)."""
+    options = parse_anonymize_args(argv)
+    if options is None:
+        return None
+    import warnings
+
+    from rich.console import Console
+    from rich.markup import escape
+
+    from convert._anoncli import run
+    from convert.errors import ConvertError
+
+    console, err_console = Console(), Console(stderr=True)
+
+    def error(message: str) -> None:  # as cli.fail
+        err_console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
+
+    try:
+        with warnings.catch_warnings(record=True) as caught:  # as cli.handle_errors
+            warnings.simplefilter("always", UserWarning)
+            try:
+                src, dst = options.pop("src"), options.pop("dst")
+                return run(src, dst, console=console, err_console=err_console, **options)
+            finally:
+                for warning in caught:
+                    err_console.print(f"[yellow]warning:[/] {escape(str(warning.message))}", highlight=False,
+                                      soft_wrap=True)
+    except ConvertError as exc:
+        error(escape(str(exc)))
+        return 1
+    except KeyboardInterrupt:
+        error("interrupted; no partial output was left behind")
+        return 130
+    except Exception as exc:  # a bug: still one line, traceback on request
+        if os.environ.get("MEDCONVERT_DEBUG"):
+            raise
+        error(escape(f"unexpected {type(exc).__name__}: {exc} (set MEDCONVERT_DEBUG=1 for details; please report)"))
+        return 1
+
+
 def main() -> None:
     """Console-script entry point: the streaming shortcut when it applies, else the typer CLI."""
     code = try_fast(sys.argv[1:])
+    if code is None:
+        code = try_anonymize(sys.argv[1:])
     if code is not None:
         sys.stdout.flush()
         raise SystemExit(code)
