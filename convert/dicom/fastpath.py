@@ -43,14 +43,13 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Sequence as SequenceABC
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from convert.dicom.scan import Instance
-from convert.dicom.series import TILT_THRESHOLD_DEG, Series, assemble, median
+from convert.dicom.series import TILT_THRESHOLD_DEG, LazyHeaders, Series, assemble, median
 from convert.errors import ConvertError
 
 _scan = sys.modules["convert.dicom.scan"]  # the module (``convert.dicom.scan`` the attribute is the function)
@@ -398,26 +397,6 @@ def _walk(data: bytes, pos: int, end: int) -> Any:
         raise Declined("elements do not end where pixel data starts")
 
 
-class _SeriesHeaders(SequenceABC):
-    """The series' headers in volume order (t-major), parsed on first use (like reader.SeriesHeaders)."""
-
-    def __init__(self, ordered: list[Instance]) -> None:
-        self._instances = ordered
-        self._cache: dict[int, HeaderMap] = {}
-
-    def __len__(self) -> int:
-        return len(self._instances)
-
-    def __getitem__(self, index: Any) -> Any:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        index = range(len(self))[index]
-        if index not in self._cache:
-            inst = self._instances[index]
-            self._cache[index] = parse_header(inst.path, inst.pixel_offset or 0)
-        return self._cache[index]
-
-
 # --------------------------------------------------------------------------- indexing
 def _index(path: Path) -> Instance | str:
     """:func:`convert.dicom.scan.index_file` for what it decides without pydicom; else :class:`Declined`."""
@@ -488,7 +467,7 @@ class _Plan:
         self.series, self.order, self.dtype, self.out_dtype = series, order, dtype, out_dtype
         self.mode, self.scalings, self.header, self.sidecar, self.warnings = mode, scalings, header, sidecar, warnings
         self.volume: Any = None  # the Volume as the full path builds it, its array a zero-stride stand-in
-        self.headers: Any = None  # the series' _SeriesHeaders (volume order)
+        self.headers: Any = None  # the series' byte-level headers (LazyHeaders, volume order)
 
 
 def _read_slice(inst: Instance, buffer: np.ndarray) -> None:
@@ -570,7 +549,7 @@ def _plan_series(series: Series, *, json_wanted: bool, tilt_correct: bool, resam
                                                      value_range)
     if out_dtype.name not in DATATYPE_CODES:
         raise Declined("voxel type")
-    headers = _SeriesHeaders(order)
+    headers = LazyHeaders(order, lambda inst: parse_header(inst.path, inst.pixel_offset or 0))
     first_header = headers[0]
     meta = meta_from_dataset(first_header)
     step = _time_step(series, first_header)

@@ -21,7 +21,6 @@ import contextlib
 import os
 import re
 import unicodedata
-from collections.abc import Sequence as SequenceABC
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +31,7 @@ import numpy as np
 from convert.atomic import check_writable
 from convert.dicom.pixels import decode_frames, fix_stored_bits, is_colour, rescale_plan, stored_dtype
 from convert.dicom.scan import Instance, ScanResult, looks_like_dicom, read_header, scan
-from convert.dicom.series import TILT_THRESHOLD_DEG, Series, assemble, median
+from convert.dicom.series import TILT_THRESHOLD_DEG, LazyHeaders, Series, assemble, median
 from convert.errors import ConvertError, CorruptFileError, DicomError, InputNotFoundError, UnsupportedDataError
 from convert.volume import RGB_DTYPE, Meta, Volume, lps_to_ras, rgb_channels, rgb_from_channels
 
@@ -863,7 +862,7 @@ def series_sidecar(series: Series, volume: Volume, *, include_phi: bool = False,
         return _sidecar.build_sidecar(headers, volume, include_phi=include_phi)
     if include_phi:
         raise ValueError("include_phi cannot be combined with deidentify")
-    return _sidecar.deidentified_sidecar(headers, _MappedHeaders(headers, deidentify), volume)
+    return _sidecar.deidentified_sidecar(headers, LazyHeaders(headers, deidentify), volume)
 
 
 def _deidentified_label(series: Series) -> str:
@@ -896,25 +895,7 @@ def _deidentified_volume(volume: Volume, series: Series, deidentify: Callable[[A
                                                    manufacturer=clean.manufacturer, acquisition=acquisition))
 
 
-class _MappedHeaders(SequenceABC):
-    """A read-only sequence of headers passed through ``fn`` (memoised): de-identified sidecar input."""
-
-    def __init__(self, headers: Sequence[Any], fn: Callable[[Any], Any]) -> None:
-        self._headers, self._fn, self._cache = headers, fn, {}  # type: ignore[var-annotated]
-
-    def __len__(self) -> int:
-        return len(self._headers)
-
-    def __getitem__(self, index: Any) -> Any:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        index = range(len(self))[index]
-        if index not in self._cache:
-            self._cache[index] = self._fn(self._headers[index])
-        return self._cache[index]
-
-
-class SeriesHeaders(SequenceABC):
+class SeriesHeaders(LazyHeaders):
     """The headers of a series in volume order (t-major: all slices of volume 0, then volume 1...).
 
     Lazy: a header dropped by a large scan is re-read only when indexed, so a
@@ -923,20 +904,9 @@ class SeriesHeaders(SequenceABC):
 
     def __init__(self, series: Series) -> None:
         nk, nt = series.n_slices, series.n_times
-        self._instances = ([series.grid[k][t] for t in range(nt) for k in range(nk)]
-                           if series.kind == "slices" else series.instances)
-        self._cache: dict[int, Any] = {}
-
-    def __len__(self) -> int:
-        return len(self._instances)
-
-    def __getitem__(self, index: Any) -> Any:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        index = range(len(self))[index]  # normalises negatives, raises IndexError
-        if index not in self._cache:
-            self._cache[index] = self._instances[index].load_header()
-        return self._cache[index]
+        instances = ([series.grid[k][t] for t in range(nt) for k in range(nk)]
+                     if series.kind == "slices" else series.instances)
+        super().__init__(instances, Instance.load_header)
 
 
 def _diffusion(series: Series, volume: Volume) -> tuple[list[float], np.ndarray] | None:

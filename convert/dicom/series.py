@@ -28,9 +28,10 @@ Positions are in DICOM LPS+ mm.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence as SequenceABC
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -483,3 +484,27 @@ def _check_tilt(series: Series) -> None:
             f"gantry/detector tilt of {angle:.2f} degrees (slices are sheared; use tilt correction to resample "
             "onto an orthogonal grid)"
         )
+
+
+class LazyHeaders(SequenceABC):
+    """A read-only sequence of ``load(item)`` for each of ``items``, each computed on first use (memoised).
+
+    The one lazy header sequence: a series' headers read from disk
+    (:class:`convert.dicom.reader.SeriesHeaders`, the streaming path's byte-level
+    headers) or headers passed through a function (de-identified sidecar input).
+    """
+
+    def __init__(self, items: Sequence[Any], load: Callable[[Any], Any]) -> None:
+        self._items, self._load = items, load
+        self._cache: dict[int, Any] = {}
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        index = range(len(self))[index]  # normalises negatives, raises IndexError
+        if index not in self._cache:
+            self._cache[index] = self._load(self._items[index])
+        return self._cache[index]
