@@ -808,27 +808,16 @@ class TreeResult:
 
 
 def _name_fields(series: Series, header: HeaderMap) -> dict[str, str]:
-    """:func:`convert.dicom.reader._name_fields` (one volume, no de-identification) on a byte-level header."""
-    from convert.dicom.reader import NAME_FIELDS
+    """:func:`convert.dicom.reader.name_fields` (one volume, no de-identification) on a byte-level header."""
+    from convert.dicom.reader import name_fields
 
-    values: dict[str, str] = {"Pseudonym": ""}
-    for key in NAME_FIELDS:
-        if key == "Pseudonym":
-            continue
-        if key == "Split":
-            values[key] = series.split
-        elif key == "Index":
-            values[key] = ""  # only one volume per series here
-        elif key == "EchoNumber":
-            values[key] = str(series.first.echo_number or "")
-        elif key == "ImageType":
-            values[key] = "_".join(series.first.image_type)
-        else:
-            value = header.get(key, "")
-            if isinstance(value, list):
-                raise Declined(f"multi-valued {key}")  # pydicom prints a MultiValue its own way
-            values[key] = "" if value is None else str(value)
-    return values
+    def value_of(h: HeaderMap, key: str) -> Any:
+        value = h.get(key, "")
+        if isinstance(value, list):
+            raise Declined(f"multi-valued {key}")  # pydicom prints a MultiValue its own way
+        return value
+
+    return name_fields(series, header, value_of=value_of)
 
 
 def _is_diffusion(plan: _Plan) -> bool:

@@ -665,7 +665,21 @@ def _name_fields(series: Series, volume_index: int, n_volumes: int,
     ds = series.first.load_header()
     if deidentify is not None and ds is not None:
         ds = deidentify(ds)  # names come from the de-identified header: pseudonyms, cleaned text
-    values: dict[str, str] = {"Pseudonym": str(ds.get("PatientID", "")) if deidentify and ds is not None else ""}
+    pseudonym = str(ds.get("PatientID", "")) if deidentify and ds is not None else ""
+    return name_fields(series, ds if ds is not None else {}, volume_index, n_volumes, pseudonym)
+
+
+def name_fields(series: Series, header: Any, volume_index: int = 0, n_volumes: int = 1,
+                pseudonym: str = "", value_of: Callable[[Any, str], Any] | None = None) -> dict[str, str]:
+    """Values of :data:`NAME_FIELDS` for volume ``volume_index`` of ``series``.
+
+    ``header`` is the first file's header: anything with ``.get(keyword, default)``
+    (a pydicom Dataset, or the streaming path's byte-level header). ``value_of``
+    replaces ``header.get`` (the streaming path uses it to decline values it
+    would print differently).
+    """
+    get = value_of or (lambda h, key: h.get(key, ""))
+    values: dict[str, str] = {"Pseudonym": pseudonym}
     for key in NAME_FIELDS:
         if key == "Pseudonym":
             continue
@@ -678,7 +692,7 @@ def _name_fields(series: Series, volume_index: int, n_volumes: int,
         elif key == "ImageType":
             values[key] = "_".join(series.first.image_type)
         else:
-            value = ds.get(key, "") if ds is not None else ""
+            value = get(header, key)
             values[key] = "" if value is None else str(value)
     return values
 
