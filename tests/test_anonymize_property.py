@@ -336,7 +336,10 @@ def phi_dataset(draw: st.DrawFn) -> tuple[Dataset, list[str]]:
         if tag >> 16 == 0x0002:
             meta.add_new(tag, dictionary_VR(tag), value)
             continue
-        target = _container(ds, draw(st.sampled_from(CONTAINERS)))
+        # Command-group elements (0000,xxxx) cannot stand at the top of a Part 10 file (pydicom refuses to
+        # write one); inside sequence items they can, and the scrubber must clean them there.
+        containers = CONTAINERS[1:] if tag >> 16 == 0x0000 else CONTAINERS
+        target = _container(ds, draw(st.sampled_from(containers)))
         target.add_new(tag, dictionary_VR(tag), value)
 
     n_priv = draw(st.integers(0, 4))
