@@ -108,8 +108,8 @@ def test_colour_series_matches_pydicom_and_the_generator(tmp_path: Path, kind: s
 
 
 def test_jpeg_ybr422_decodes_like_libjpeg(tmp_path: Path) -> None:
-    """Baseline JPEG YBR_FULL_422: our RGB (pylibjpeg or gdcm) and Pillow's libjpeg-turbo agree within one level
-    on every pixel (two IJG-family decoders; rounding in the colour conversion may differ)."""
+    """Baseline JPEG YBR_FULL_422: our RGB (pylibjpeg's libjpeg) and Pillow's libjpeg-turbo, two independent
+    decoders, agree on luma to rounding and on every channel within the chroma-upsampling difference."""
     from PIL import Image
     from pydicom.encaps import generate_frames
 
@@ -120,8 +120,17 @@ def test_jpeg_ybr422_decodes_like_libjpeg(tmp_path: Path) -> None:
         assert ds.PhotometricInterpretation == "YBR_FULL_422"
         codestream = next(generate_frames(ds.PixelData, number_of_frames=1))
         pillow = np.asarray(Image.open(io.BytesIO(codestream)).convert("RGB"))
-        diff = np.abs(ours[:, :, k].astype(int) - pillow.transpose(1, 0, 2))
-        assert diff.max() <= 1 and (diff > 0).mean() < 0.01
+        mine = ours[:, :, k].astype(float)
+        theirs = pillow.transpose(1, 0, 2).astype(float)
+        # Luma is stored at full resolution: the decoders agree on it to rounding (and to the
+        # clipping of saturated colours at 0/255).
+        luma = np.array([0.299, 0.587, 0.114])
+        luma_diff = np.abs(mine @ luma - theirs @ luma)
+        assert luma_diff.max() <= 2 and luma_diff.mean() < 0.25
+        # Chroma is stored at half horizontal resolution; libjpeg (pylibjpeg) and libjpeg-turbo
+        # upsample it differently, which moves single channels by a few levels at colour edges.
+        diff = np.abs(mine - theirs)
+        assert diff.max() <= 6 and diff.mean() < 0.5
 
 
 @pytest.mark.parametrize("kind", ["rgb", "rgb-planar", "ybr-full", "rgb-rle", "j2k-rct"])
