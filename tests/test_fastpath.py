@@ -148,7 +148,7 @@ def test_no_sidecar_and_to_option(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("make", ["monochrome1", "short pixel data", "several series", "implicit VR", "phi",
-                                  "dicomdir"])
+                                  "dicomdir", "philips scaling"])
 def test_unsupported_inputs_decline_and_leave_nothing(tmp_path: Path, make: str) -> None:
     src = tmp_path / "in"
     options: dict[str, object] = {}
@@ -170,6 +170,10 @@ def test_unsupported_inputs_decline_and_leave_nothing(tmp_path: Path, make: str)
         from fixtures.dicomdir_media import make_media
 
         make_media(src, series=1)
+    elif make == "philips scaling":  # precise values and the sidecar's Philips fields: the full path only
+        from fixtures.dicom_series import make_philips_series
+
+        make_philips_series(src)
     else:
         make_series(src)
         options["sidecar_phi"] = True

@@ -211,6 +211,30 @@ def test_fast_parser_equals_pydicom_on_synthetic_files_with_sequences(tmp_path: 
         assert fast.pixel_offset == slow_offset
 
 
+@pytest.mark.parametrize("block", [0x10, 0x12])
+def test_fast_parser_reads_the_philips_scale_slope_like_pydicom(tmp_path: Path, block: int) -> None:
+    import pydicom
+
+    from convert.dicom.scan import _fast_index, instance_from_header_slow
+    from fixtures.dicom_series import make_philips_series
+
+    paths, _ = make_philips_series(tmp_path, scale_slope=[0.25, 0.5, 0.75], slices=3, block=block)
+    for path, expected in zip(paths, [0.25, 0.5, 0.75]):
+        fast = _fast_index(path)
+        assert fast is not None
+        slow = instance_from_header_slow(path, pydicom.dcmread(path, stop_before_pixels=True))
+        assert fast.philips_scale_slope == slow.philips_scale_slope == expected
+        assert _same_fields(fast, slow) in ([], ["pixel_offset"])
+
+
+def test_philips_scale_slope_only_for_philips_files(tmp_path: Path) -> None:
+    from fixtures.dicom_series import make_philips_series
+
+    make_philips_series(tmp_path / "s", manufacturer="SIEMENS")
+    make_philips_series(tmp_path / "z", scale_slope=0.0)  # 0 is "absent": a division by zero otherwise
+    assert all(i.philips_scale_slope is None for i in scan(tmp_path).instances)
+
+
 def test_fast_parser_equals_pydicom_on_real_scanner_files() -> None:
     import pydicom
 

@@ -527,6 +527,8 @@ def _plan_series(series: Series, *, json_wanted: bool, tilt_correct: bool, resam
     first = series.first
     if first.samples_per_pixel != 1 or first.photometric != "MONOCHROME2":
         raise Declined("colour or MONOCHROME1")
+    if any(inst.philips_scale_slope is not None for inst in series.instances):
+        raise Declined("Philips private scaling (precise/display values, sidecar fields)")
     dtype = stored_dtype(first.bits_allocated or 16, first.bits_stored or 16, first.pixel_representation == 1)
     if not _native_fast_path_ok(series, dtype) or any(i.transfer_syntax not in _NATIVE for i in series.instances):
         raise Declined("not uncompressed little endian")

@@ -33,6 +33,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from convert.dicom.pixels import PHILIPS_MR_CREATOR, philips_scale_slope, scale_slope_value
 from convert.errors import DicomError, InputNotFoundError
 
 #: SOP classes that are indexes or documents, never images.
@@ -74,6 +75,9 @@ class Instance:
         enhanced: an enhanced multi-frame object (PerFrameFunctionalGroupsSequence present).
         pixel_offset: byte offset of the (7FE0,0010) PixelData element in an uncompressed,
             non-gzipped file (lets the reader read pixels straight into the volume), else None.
+        philips_scale_slope: Philips MR private ScaleSlope (2005,xx0E, creator
+            ``Philips MR Imaging DD 001``) of a Philips file, else None
+            (see :func:`convert.dicom.pixels.philips_precise_scaling`).
     """
 
     path: Path
@@ -111,6 +115,7 @@ class Instance:
     pixel_offset: int | None = None
     mosaic: bool = False
     enhanced: bool = False
+    philips_scale_slope: float | None = None
 
     def load_header(self) -> Any:
         """The header Dataset (without pixel data): the kept one, or read again from :attr:`path`.
@@ -398,6 +403,7 @@ def instance_from_header(path: Path, ds: Any, pixel_offset: int | None = None) -
         pixel_offset=pixel_offset,
         mosaic="MOSAIC" in image_type_t or _is_mosaic_header(ds),
         enhanced="PerFrameFunctionalGroupsSequence" in ds,
+        philips_scale_slope=philips_scale_slope(ds),
     )
 
 
@@ -466,6 +472,7 @@ def instance_from_header_slow(path: Path, ds: Any, pixel_offset: int | None = No
         pixel_offset=pixel_offset,
         mosaic="MOSAIC" in image_type_t or _is_mosaic_header(ds),
         enhanced="PerFrameFunctionalGroupsSequence" in ds,
+        philips_scale_slope=philips_scale_slope(ds),
     )
 
 
@@ -475,7 +482,11 @@ _LONG_VRS = frozenset({b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ", b"UT", b
 _PIXEL_TAG = 0x7FE00010
 _ENHANCED_TAG = 0x52009230  # PerFrameFunctionalGroupsSequence
 _DIRECTORY_TAG = 0x00041220  # DirectoryRecordSequence
-_FAST_TAGS = frozenset(_TAGS) | {0x00080070, 0x00080005}  # + Manufacturer, SpecificCharacterSet
+#: Philips private creators of group 2005 and the ScaleSlope (xx0E) element of each block (binary FL).
+_PHILIPS_CREATOR_TAGS = frozenset(0x20050000 | block for block in range(0x10, 0x100))
+_PHILIPS_SCALE_TAGS = frozenset(0x20050000 | (block << 8) | 0x0E for block in range(0x10, 0x100))
+_FAST_TAGS = (frozenset(_TAGS) | {0x00080070, 0x00080005}  # + Manufacturer, SpecificCharacterSet
+              | _PHILIPS_CREATOR_TAGS | _PHILIPS_SCALE_TAGS)
 _UNDEFINED = 0xFFFFFFFF
 _UID_TAGS = frozenset({0x00080016, 0x00080018, 0x0020000E, 0x0020000D})
 #: group, element, VR, 2-byte length (short VRs), 4-byte length (long VRs, after 2 reserved bytes)
@@ -616,7 +627,7 @@ def _fast_index(path: Path) -> Instance | None:
     if present:
         return None
     for tag, raw in values.items():
-        if tag in _Fields._US:
+        if tag in _Fields._US or tag in _PHILIPS_SCALE_TAGS:
             continue
         text_value = raw.rstrip(b" \x00")
         if not text_value.isascii() or any(b < 0x20 or b == 0x7F for b in text_value):
@@ -696,7 +707,20 @@ def _fast_index(path: Path) -> Instance | None:
         pixel_offset=pixel_offset,
         mosaic="MOSAIC" in image_type,
         enhanced=False,
+        philips_scale_slope=_fast_philips_scale_slope(values) if "PHILIPS" in manufacturer else None,
     )
+
+
+def _fast_philips_scale_slope(values: dict[int, bytes]) -> float | None:
+    """Philips ScaleSlope (2005,xx0E) from raw explicit VR LE values: the block whose creator is Philips'."""
+    for block in range(0x10, 0x100):
+        creator = values.get(0x20050000 | block)
+        if creator is not None and creator.decode("latin-1").strip(" \x00") == PHILIPS_MR_CREATOR:
+            raw = values.get(0x20050000 | (block << 8) | 0x0E)
+            if raw is None or len(raw) != 4:
+                return None
+            return scale_slope_value(raw)
+    return None
 
 
 def index_file(path: Path) -> Instance | str:

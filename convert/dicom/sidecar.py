@@ -430,6 +430,10 @@ DERIVED_KEYS: frozenset[str] = frozenset(
     {"PhaseEncodingDirection", "PhaseEncodingAxis", "SliceTiming", "ConversionSoftware",
      "ConversionSoftwareVersion", "BandwidthPerPixelPhaseEncode", "EffectiveEchoSpacing",
      "TotalReadoutTime", "ReconMatrixPE", "SliceEncodingDirection"}
+) | frozenset(
+    # Philips MR scaling, as dcm2niix names it (numbers; set by the readers, see
+    # convert.dicom.pixels.philips_scaling_fields): which values were written, and the factors
+    {"PhilipsRescaleSlope", "PhilipsRescaleIntercept", "PhilipsScaleSlope", "UsePhilipsFloatNotDisplayScaling"}
 )
 
 #: Every key a sidecar may hold without ``include_phi``.
