@@ -584,3 +584,13 @@ def test_tree_progress_reports_every_series_then_done(tmp_path: Path) -> None:
     assert calls[-1][2] == "done"
     with _progress_bar() as bar:  # pytest captures stdout: not a terminal, so no bar at all
         assert bar is None
+
+
+def test_folder_output_with_images_without_position_equals_the_full_path_or_declines(tmp_path: Path) -> None:
+    """Images without a position become single-image series (issue 12.5): streamed identically, or declined."""
+    from fixtures.dicom_series import make_unplaced_images
+
+    _multi_series(tmp_path / "in")
+    make_unplaced_images(tmp_path / "in" / "summary", n=3, series_number=99)
+    assert_tree_same_as_full(tmp_path / "in", tmp_path)
+    assert len([p for p in (tmp_path / "full").iterdir() if p.name.startswith("99_")]) == 6

@@ -775,3 +775,53 @@ def test_philips_scaling_cli_flag_and_old_alias(tmp_path: Path) -> None:
                                  "--philips-scaling", "display"])
     assert result.exit_code == 2 and "--philips-scaling display" in result.output
     assert not (tmp_path / "x.nii.gz").exists()
+
+
+# --------------------------------------------------------------------------- images without a position (issue 12.5)
+def test_exam_summary_images_are_written_one_2d_file_each_and_other_series_convert(tmp_path: Path) -> None:
+    """Philips "Exam Summary"-like images (no ImagePositionPatient): one 2D file each, with a warning.
+
+    dcm2niix stacks such images into one 3D volume with a "bogus spatial matrix"; ours keeps them
+    apart (they are not slices of one volume). Their pixels and pixel sizes agree with dcm2niix's.
+    """
+    from fixtures.dicom_series import make_unplaced_images
+
+    make_unplaced_images(tmp_path / "in" / "summary", n=3, series_number=99)
+    make_series(tmp_path / "in" / "t1", series_number=3, description="T1", modality="MR", rescale_intercept=0.0)
+    report = convert_dicom_tree(tmp_path / "in", tmp_path / "out")
+    assert report.ok, report.failed
+    images = sorted(p for p in report.written if p.name.startswith("99_") and p.name.endswith(".nii.gz"))
+    assert [p.name for p in images] == ["99_Exam_Summary.nii.gz", "99_Exam_Summary_2.nii.gz",
+                                        "99_Exam_Summary_3.nii.gz"]
+    assert any(p.name == "3_T1.nii.gz" for p in report.written)
+    summary = [o for o in report.outcomes if "Exam Summary" in o.label]
+    assert len(summary) == 3 and all(any("placement in space is unknown" in w for w in o.warnings) for o in summary)
+    exe = require_tool("dcm2niix")
+    ref_dir = tmp_path / "ref"
+    ref_dir.mkdir()
+    subprocess.run([exe, "-z", "n", "-b", "n", "-f", "%s", "-o", str(ref_dir), str(tmp_path / "in" / "summary")],
+                   check=True, capture_output=True, timeout=120)
+    (ref_path,) = ref_dir.glob("*.nii")
+    ref = nib.load(str(ref_path))
+    ref_slices = [np.asarray(ref.dataobj)[:, ::-1, k] for k in range(ref.shape[2])]  # dcm2niix flips rows
+    for path in images:
+        img = nib.load(str(path))
+        ours = np.asarray(img.dataobj)
+        assert ours.shape == (24, 32, 1)
+        assert any(np.array_equal(ours[..., 0], s) for s in ref_slices)
+        # pixel sizes from PixelSpacing (0.8 between rows, 1.1 between columns), identity axes at the origin
+        np.testing.assert_allclose(img.affine, np.diag([-1.1, -0.8, 1.0, 1.0]), atol=1e-6)
+        np.testing.assert_allclose(np.abs(np.diag(ref.affine)[:2]), [1.1, 0.8], atol=1e-6)
+
+
+def test_uih_grid_series_refused_and_the_others_converted(tmp_path: Path) -> None:
+    from fixtures.dicom_series import make_uih_grid_series
+
+    make_uih_grid_series(tmp_path / "in" / "dti")
+    make_series(tmp_path / "in" / "ct", series_number=4, description="CT")
+    report = convert_dicom_tree(tmp_path / "in", tmp_path / "out")
+    (failed,) = report.failed
+    assert "United Imaging (UIH) grid" in failed.error and "not converted" in failed.error
+    assert [p.name for p in report.written if p.suffix == ".gz"] == ["4_CT.nii.gz"]
+    with pytest.raises(DicomError, match="UIH private tags"):
+        convert.load(tmp_path / "in" / "dti")
