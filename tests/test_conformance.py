@@ -216,13 +216,20 @@ def test_reference_names_parse(stem: str, expected: tuple) -> None:
     assert _parse(stem) == expected
 
 
-def test_philips_precise_option_through_the_tree_conversion(tmp_path: Path) -> None:
+def test_philips_precise_scaling_through_the_tree_conversion_and_sidecar(tmp_path: Path) -> None:
     root = conformance_dir("dcm_qa_enh")
     from convert.dicom import convert_dicom_tree
 
     report = convert_dicom_tree(root / "In" / "Philips", tmp_path, philips_scaling="precise")
     assert report.ok
     (mag,) = [p for p in report.written if p.name.endswith("_mag.nii.gz")]
+    import json
+
+    ours_json = json.loads(mag.with_name(mag.name[: -len(".nii.gz")] + ".json").read_text())
+    ref_json = json.loads((root / "ref-dcm2niix" / "In_WIP_B0_NS_801_e1.json").read_text())
+    for key in ("PhilipsRescaleSlope", "PhilipsRescaleIntercept", "PhilipsScaleSlope",
+                "UsePhilipsFloatNotDisplayScaling"):
+        assert ours_json[key] == pytest.approx(ref_json[key], rel=1e-5), key
     ours, our_affine = _canonical(nib.load(str(mag)))
     ref, ref_affine = _canonical(nib.load(str(root / "ref-dcm2niix" / "In_WIP_B0_NS_801_e1.nii.gz")))
     np.testing.assert_allclose(our_affine, ref_affine, atol=1e-3)

@@ -603,6 +603,8 @@ def _json_ready(value: Any) -> Any:
     if isinstance(value, (np.floating, np.integer)):
         return value.item()
     if isinstance(value, float):
+        if value != 0 and abs(value) < 1e-3:  # tiny factors (e.g. PhilipsScaleSlope 8.44864e-06): 9 significant digits
+            return float(f"{value:.9g}")
         return round(value, 9)
     if isinstance(value, (list, tuple)):
         return [_json_ready(v) for v in value]
