@@ -288,3 +288,17 @@ def test_fast_parser_on_corrupt_bytes_is_quick_and_never_disagrees(tmp_path_fact
     except Exception:
         return  # pydicom cannot read it; the fast path was lenient, and pixel reading will check the tag
     assert _same_fields(fast, slow) == []
+
+
+def test_philips_scale_slope_in_implicit_vr_files(tmp_path: Path) -> None:
+    """Implicit VR: the private FL value may reach us as raw bytes (no VR in the file)."""
+    import pydicom
+
+    from fixtures.dicom_series import make_philips_series
+
+    paths, _ = make_philips_series(tmp_path, scale_slope=[0.25, 0.5, 0.75], slices=3)
+    for path in paths:
+        ds = pydicom.dcmread(path)
+        ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
+        ds.save_as(path, enforce_file_format=True)
+    assert [i.philips_scale_slope for i in scan(tmp_path).instances] == [0.25, 0.5, 0.75]
