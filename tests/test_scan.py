@@ -235,6 +235,30 @@ def test_philips_scale_slope_only_for_philips_files(tmp_path: Path) -> None:
     assert all(i.philips_scale_slope is None for i in scan(tmp_path).instances)
 
 
+@pytest.mark.parametrize("syntax", ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1"])
+def test_fast_parser_takes_implicit_and_explicit_vr_alike(tmp_path: Path, syntax: str) -> None:
+    """Implicit VR little endian (most real archives) is indexed from bytes too, equal to pydicom's reading."""
+    import pydicom
+
+    from convert.dicom.scan import _fast_index, instance_from_header_slow
+    from convert.sample import write_series
+    from fixtures.dicom_series import small_spec
+
+    paths = write_series(tmp_path / "src", small_spec("oblique", slices=3, modality="MR"))
+    for n, path in enumerate(paths):
+        ds = pydicom.dcmread(path)
+        ds.file_meta.TransferSyntaxUID = syntax
+        out = tmp_path / f"{n}.dcm"
+        ds.save_as(out, implicit_vr=syntax == "1.2.840.10008.1.2", little_endian=True, enforce_file_format=True)
+        fast = _fast_index(out)
+        assert fast is not None, "the common case must take the fast path"
+        with open(out, "rb") as fh:
+            header = pydicom.dcmread(fh, stop_before_pixels=True)
+            offset = fh.tell()
+        assert _same_fields(fast, instance_from_header_slow(out, header, offset)) == []
+        assert fast.transfer_syntax == syntax
+
+
 def test_fast_parser_equals_pydicom_on_real_scanner_files() -> None:
     import pydicom
 
