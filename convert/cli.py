@@ -45,29 +45,36 @@ def handle_errors(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", UserWarning)
-                try:
-                    return fn(*args, **kwargs)
-                finally:
-                    for warning in caught:  # one yellow line each, no source line
-                        err_console.print(f"[yellow]warning:[/] {_escape(str(warning.message))}", highlight=False,
-                                          soft_wrap=True)
-        except ConvertError as exc:
-            raise fail(_escape(str(exc))) from None
-        except KeyboardInterrupt:
-            raise fail("interrupted; no partial output was left behind", 130) from None
-        except typer.Exit:
-            raise
-        except Exception as exc:  # a bug: still one line, traceback on request
-            if os.environ.get("MEDCONVERT_DEBUG"):
-                raise
-            raise fail(
-                _escape(f"unexpected {type(exc).__name__}: {exc} (set MEDCONVERT_DEBUG=1 for details; please report)")
-            ) from None
+        from convert.errors import cli_spelling
+
+        with cli_spelling():  # messages name options by their CLI flags (--overwrite)
+            return _run_reporting_errors(fn, *args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _run_reporting_errors(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                for warning in caught:  # one yellow line each, no source line
+                    err_console.print(f"[yellow]warning:[/] {_escape(str(warning.message))}", highlight=False,
+                                      soft_wrap=True)
+    except ConvertError as exc:
+        raise fail(_escape(str(exc))) from None
+    except KeyboardInterrupt:
+        raise fail("interrupted; no partial output was left behind", 130) from None
+    except typer.Exit:
+        raise
+    except Exception as exc:  # a bug: still one line, traceback on request
+        if os.environ.get("MEDCONVERT_DEBUG"):
+            raise
+        raise fail(
+            _escape(f"unexpected {type(exc).__name__}: {exc} (set MEDCONVERT_DEBUG=1 for details; please report)")
+        ) from None
 
 
 def _escape(text: str) -> str:
@@ -94,8 +101,11 @@ def convert_cmd(
                                       "grid (default: keep the tilt as a sheared affine)."),
     allow_gaps: bool = typer.Option(False, "--allow-gaps", help="Convert series with missing slices by resampling "
                                     "across the gap (default: refuse them)."),
-    resample_uneven: bool = typer.Option(False, "--resample-uneven", help="Resample unevenly spaced slices onto a "
-                                         "regular grid (default: stack them with a warning)."),
+    stack_uneven: bool = typer.Option(False, "--stack-uneven", help="Stack unevenly spaced slices as stored "
+                                      "(the slices between the first and last are then misplaced; the warning "
+                                      "says by how many mm). Default: resample them onto an even grid."),
+    resample_uneven: bool = typer.Option(False, "--resample-uneven", hidden=True,
+                                         help="The default (kept for old scripts): resample uneven slices."),
     philips_precise: bool = typer.Option(False, "--philips-precise", help="Philips enhanced MR: use the private "
                                          "floating-point scaling (as dcm2niix does) instead of RescaleSlope."),
     sidecar: bool = typer.Option(True, "--sidecar/--no-sidecar", help="Write a BIDS-style JSON sidecar beside "
@@ -128,7 +138,9 @@ def convert_cmd(
     deidentify = _deidentifier(key, keep, allow_burned_in) if anonymize else None
     name = name or (DEFAULT_ANONYMIZED_NAME if anonymize else DEFAULT_NAME)
     dicom_folder = (src.is_dir() and DICOM.sniff(src)) or _is_dicomdir_file(src)
-    read_options = {"tilt_correct": tilt_correct, "allow_gaps": allow_gaps, "resample_uneven": resample_uneven,
+    if stack_uneven and resample_uneven:
+        raise fail("--stack-uneven and --resample-uneven contradict each other; resampling is the default", 2)
+    read_options = {"tilt_correct": tilt_correct, "allow_gaps": allow_gaps, "stack_uneven": stack_uneven,
                     "philips_precise": philips_precise}
     if dicom_folder and _is_folder_target(dst):
         _convert_dicom_folder(src, dst, to=to or "nifti-gz", name=name, overwrite=overwrite, sidecar=sidecar,

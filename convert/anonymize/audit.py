@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Iterable
 
 from convert.atomic import write_bytes_atomic
+from convert.errors import spell
 
 #: Status values of a :class:`FileLog`.
 STATUSES = ("written", "refused", "failed", "non-dicom")
@@ -113,9 +114,9 @@ class Report:
             if log.burned_in:
                 self.flagged.append(log.output)
         elif log.status == "refused":
-            self.refused.append((log.source, log.message))
+            self.refused.append((log.source, spell(log.message)))
         elif log.status == "failed":
-            self.failed.append((log.source, log.message))
+            self.failed.append((log.source, spell(log.message)))
         elif log.status == "non-dicom":
             self.skipped_non_dicom += 1
             self.non_dicom.append(log.source)

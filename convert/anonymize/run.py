@@ -478,7 +478,7 @@ def _log_failure(log: FileLog, exc: ConvertError) -> tuple[FileLog, dict[str, tu
         name = exc.path.name if exc.path is not None else "output"
         log.status, log.message = "failed", (
             f"output {name} already exists (an earlier run, or another input with the same "
-            "SOPInstanceUID); pass --overwrite (overwrite=True) to replace it")
+            "SOPInstanceUID); pass --overwrite to replace it")
     else:
         log.status, log.message = "failed", exc.message
     return log, {}
@@ -631,7 +631,7 @@ def anonymize_path(src: str | Path, dst: str | Path, *, key: bytes | str | Path 
     audit_path = Path(audit) if audit is not None else None
     if audit_path is not None:
         if audit_path.exists() and not overwrite:
-            raise OutputExistsError("audit file already exists; pass --overwrite (overwrite=True) to replace it",
+            raise OutputExistsError("audit file already exists; pass --overwrite to replace it",
                                     audit_path)
         if not audit_path.parent.is_dir():
             raise OutputWriteError(f"folder {audit_path.parent} for the audit file does not exist", audit_path)
@@ -641,7 +641,7 @@ def anonymize_path(src: str | Path, dst: str | Path, *, key: bytes | str | Path 
         single: Path | None = None
         if dst.exists() and not dst.is_dir():
             if not overwrite:
-                raise OutputExistsError("output already exists; pass --overwrite (overwrite=True) to replace it", dst)
+                raise OutputExistsError("output already exists; pass --overwrite to replace it", dst)
             single = dst
         elif not dst.exists() and dst.suffix.lower() in (".dcm", ".dicom", ".ima"):
             single = dst

@@ -17,6 +17,11 @@ Rules (each one a real-world quirk with its own test):
 * Gaps larger than 1.5x the median spacing that are close to a whole multiple
   of it are **missing slices** (reported; the reader refuses them unless asked).
   Other deviations from the median (> 1 % + 0.01 mm) are **uneven spacing**.
+* The **even grid** of a series (:meth:`Series.even_grid`) runs from the first to
+  the last stored slice. Uneven spacing: its step is the smallest stored gap
+  (as dcm2niix's ``_Eq`` output), except that the grid never holds more than
+  :data:`EVEN_GRID_MAX_FACTOR` times the stored slices (the step is then the
+  span over that count). Missing slices only: the median spacing.
 * **Gantry/detector tilt**: the line through the slice positions is not
   parallel to the slice normal (angle > 0.1 degree).
 * Enhanced multi-frame files are one series each (split later by
@@ -43,6 +48,8 @@ POSITION_TOLERANCE_MM = 0.02
 GAP_FACTOR = 1.5
 #: Tilt below this angle (degrees) is rounding noise, not gantry tilt.
 TILT_THRESHOLD_DEG = 0.1
+#: The even grid of an unevenly spaced series holds at most this many times the stored slices (dcm2niix's cap).
+EVEN_GRID_MAX_FACTOR = 2
 
 
 @dataclass
@@ -129,6 +136,31 @@ class Series:
         if len(self.distances) < 2:
             return None
         return median(np.diff(self.distances))
+
+    def even_grid(self) -> tuple[int, float]:
+        """``(slices, step)`` of the regular grid from the first to the last stored slice (step in mm along the normal).
+
+        Uneven spacing: the step is the smallest stored gap, so no stored slice
+        falls between two grid planes without one of them next to it, unless that
+        would make more than :data:`EVEN_GRID_MAX_FACTOR` times the stored slices
+        (the step is then ``span / (slices - 1)``): dcm2niix's rule for its
+        ``_Eq`` volumes. Otherwise (regular or missing slices) the median spacing.
+        A single slice: ``(1, 0.0)``.
+        """
+        return even_grid(self.distances, self.uneven)
+
+    def stack_error_mm(self) -> float:
+        """Largest distance (world mm) between a stored slice and where an even stack of the stored slices puts it.
+
+        An even stack from the first to the last slice (what ``stack_uneven``
+        writes) puts slice ``k`` at ``IPP_0 + k * (IPP_last - IPP_0) / (n - 1)``.
+        """
+        positions = [column[0].position for column in self.grid]
+        if len(positions) < 3 or any(p is None for p in positions):
+            return 0.0
+        ipp = np.asarray(positions, dtype=np.float64)
+        line = ipp[0] + np.outer(np.arange(len(ipp)), (ipp[-1] - ipp[0]) / (len(ipp) - 1))
+        return float(np.max(np.linalg.norm(ipp - line, axis=1)))
 
     @property
     def label(self) -> str:
@@ -434,6 +466,22 @@ def median(values: Iterable[float] | np.ndarray) -> float:
     return float(statistics.median(float(v) for v in values))
 
 
+def even_grid(distances: np.ndarray, uneven: bool) -> tuple[int, float]:
+    """``(slices, step_mm)`` of the even grid over sorted slice ``distances`` (see :meth:`Series.even_grid`)."""
+    d = np.asarray(distances, dtype=np.float64)
+    if len(d) < 2:
+        return len(d), 0.0
+    span = float(d[-1] - d[0])
+    diffs = np.diff(d)
+    if uneven:
+        smallest = float(diffs[diffs > POSITION_TOLERANCE_MM].min())
+        n_new = min(int(np.ceil(span / smallest - 1e-6)) + 1, EVEN_GRID_MAX_FACTOR * len(d))
+    else:
+        n_new = int(round(span / median(diffs))) + 1
+    n_new = max(n_new, 2)
+    return n_new, span / (n_new - 1)
+
+
 def _check_spacing(series: Series) -> None:
     d = series.distances
     if len(d) < 3:
@@ -457,15 +505,7 @@ def _check_spacing(series: Series) -> None:
             f"missing slice(s): {sum(n for _, n in series.missing)} missing ({where}); median spacing "
             f"{median_step:.3f} mm"
         )
-    if series.uneven:
-        mean = (d[-1] - d[0]) / (len(d) - 1)
-        error = float(np.max(np.abs(d - (d[0] + mean * np.arange(len(d))))))
-        series.warnings.append(
-            f"uneven slice spacing: {float(diffs.min()):.3f} to {float(diffs.max()):.3f} mm "
-            f"(median {median_step:.3f} mm); "
-            f"stacked at the mean spacing {mean:.3f} mm, slices are misplaced by up to {error:.2f} mm: use "
-            "--resample-uneven (resample_uneven=True) for correct geometry"
-        )
+    # uneven spacing is reported by the reader (or `info`), which knows whether it resamples or stacks
 
 
 def _check_tilt(series: Series) -> None:
@@ -481,8 +521,8 @@ def _check_tilt(series: Series) -> None:
     series.tilt_deg = angle
     if angle > TILT_THRESHOLD_DEG:
         series.warnings.append(
-            f"gantry/detector tilt of {angle:.2f} degrees (slices are sheared; use tilt correction to resample "
-            "onto an orthogonal grid)"
+            f"gantry/detector tilt of {angle:.2f} degrees (kept as a sheared affine; use --tilt-correct to "
+            "resample onto an orthogonal grid)"
         )
 
 
