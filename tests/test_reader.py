@@ -704,3 +704,50 @@ def test_oblique_sample_matches_dcm2niix(tmp_path: Path) -> None:
     np.testing.assert_allclose(our_affine, ref_affine, atol=1e-3)
     np.testing.assert_array_equal(our_data, ref_data)
     assert ours.meta.units == "HU"
+
+
+# --------------------------------------------------------------------------- redaction (convert --anonymize)
+def _burned_in_series(folder: Path) -> None:
+    from fixtures.dicom_series import small_spec, write_series
+
+    def mutate(ds, k: int, t: int) -> None:
+        ds.BurnedInAnnotation = "YES"
+
+    write_series(folder, small_spec(slices=3), mutate=mutate)
+
+
+def test_redaction_of_an_input_folder_named_in_keeps_the_allow_burned_in_hint(tmp_path: Path,
+                                                                               monkeypatch) -> None:
+    """The quirk: folder ``in`` was replaced inside the hint, which read ``use --allow-burned-<input folder>``."""
+    _burned_in_series(tmp_path / "in")
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["convert", "in", "out", "--anonymize"])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 1
+    assert "--allow-burned-in" in text and "burned-<input" not in text
+    assert "allow_burned_in=True" not in text  # CLI spelling only
+
+
+_COMPONENT = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.", min_size=1,
+                     max_size=12).filter(lambda s: s not in (".", ".."))
+
+
+@settings(max_examples=200, deadline=None)
+@given(folder=_COMPONENT, parent=_COMPONENT, name=_COMPONENT)
+def test_redaction_replaces_whole_path_components_only(folder: str, parent: str, name: str) -> None:
+    from types import SimpleNamespace
+
+    from convert.dicom.reader import _redact
+
+    src = Path(parent) / folder
+    path = src / name
+    bare = name if name.isdigit() and len(name) <= 3 else "<input file>"  # short numbers: counts, not names
+    fixed = ("refused: burned-in text; use --allow-burned-in to let it through, flagged; "
+             "--overwrite replaces it; 1 of 2 series failed")
+    text = f"{path}: {fixed} (in {src}; see '{name}', {src}/{name}.)"
+    out = _redact(text, SimpleNamespace(paths=[path]), src)  # type: ignore[arg-type]
+    assert fixed in out  # nothing inside ordinary words or flags is touched
+    for part in (str(path), str(src)):
+        assert part not in out.replace("<input file>", "\0").replace("<input folder>", "\0") or part in fixed
+    assert out.startswith("<input file>: ")
+    assert out.endswith(f"(in <input folder>; see '{bare}', <input file>.)")

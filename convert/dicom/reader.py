@@ -926,14 +926,49 @@ def _deidentified_label(series: Series) -> str:
 def _redact(text: str, series: Series, src_dir: Path) -> str:
     """Replace every input path, relative path and file name of ``series`` in ``text`` by a neutral tag.
 
-    Source folder and file names often carry patient names or IDs.
+    Source folder and file names often carry patient names or IDs. Only whole
+    path components are replaced: a name must start at the beginning of the
+    text, after white space, a quote, a bracket or a path separator, and end at
+    the end, a separator, white space, a quote, a bracket, ``:``/``,``/``;`` or a
+    full stop (so an input folder named ``in`` leaves ``--allow-burned-in`` alone).
+    A bare file name of at most 3 digits (``1``, ``12``) is left where it stands
+    alone: it cannot identify anyone and would replace counts ("1 of 2 series");
+    its full and relative paths are still replaced.
     """
-    for path in sorted(series.paths, key=lambda p: -len(str(p))):
-        text = text.replace(str(path), "<input file>")
+    names: dict[str, str] = {}
+    for path in series.paths:
+        names.setdefault(str(path), "<input file>")
         with contextlib.suppress(ValueError):
-            text = text.replace(str(path.relative_to(src_dir)), "<input file>")
-        text = text.replace(path.name, "<input file>")
-    return text.replace(str(src_dir), "<input folder>")
+            relative = path.relative_to(src_dir)
+            if len(relative.parts) > 1:  # else it is the bare name, below
+                names.setdefault(str(relative), "<input file>")
+        if not _is_count_like(path.name):
+            names.setdefault(path.name, "<input file>")
+    names.setdefault(str(src_dir), "<input folder>")
+    names.pop("", None)
+    names.pop(".", None)
+    return redact_components(text, names)
+
+
+def _is_count_like(name: str) -> bool:
+    return name.isdigit() and len(name) <= 3
+
+
+_BEFORE = r"(?:(?<=^)|(?<=[\s'\"(\[{<=/\\]))"
+_AFTER = r"(?=$|[\s'\")\]}>/\\:,;]|\.(?![\w-]))"
+
+
+def redact_components(text: str, replacements: dict[str, str]) -> str:
+    """``text`` with each key of ``replacements`` replaced where it stands as whole path component(s).
+
+    Longer keys win (a full path before its file name). See :func:`_redact` for
+    what counts as a component boundary.
+    """
+    keys = sorted((k for k in replacements if k), key=len, reverse=True)
+    if not keys:
+        return text
+    pattern = re.compile(_BEFORE + "(" + "|".join(re.escape(k) for k in keys) + ")" + _AFTER)
+    return pattern.sub(lambda m: replacements[m.group(1)], text)
 
 
 def _deidentified_volume(volume: Volume, series: Series, deidentify: Callable[[Any], Any]) -> Volume:
