@@ -31,6 +31,22 @@ app = typer.Typer(
 console = Console()
 err_console = Console(stderr=True)
 
+
+def _print_version(value: bool) -> None:
+    if value:
+        from convert import __version__
+
+        console.print(f"medconvert {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main_options(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print the medconvert version and exit."),
+) -> None:
+    """Convert medical images between formats (DICOM, NIfTI, NRRD, MINC2, Analyze) and strip PHI."""
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -146,6 +162,10 @@ def convert_cmd(
         _convert_dicom_folder(src, dst, to=to or "nifti-gz", name=name, overwrite=overwrite, sidecar=sidecar,
                               sidecar_phi=sidecar_phi, deidentify=deidentify, **read_options)
         return
+    if src.is_dir() and not dicom_folder:
+        from convert.formats import detect
+
+        detect(src)  # a folder without DICOM: "no DICOM images found in SRC" (not a complaint about DST)
     if dicom_folder or (src.is_file() and DICOM.sniff(src)):
         _convert_dicom_single(src, dst, to=to, overwrite=overwrite, sidecar=sidecar, sidecar_phi=sidecar_phi,
                               deidentify=deidentify, **read_options)
@@ -209,6 +229,13 @@ def _convert_dicom_single(src: Path, dst: Path, *, to: Optional[str], overwrite:
         written.append(sidecar_mod.write_sidecar(json_path, data, overwrite=overwrite))
     for path in written:
         console.print(f"wrote {path}", highlight=False)
+    if series.duplicates:
+        console.print(duplicates_line(len(series.duplicates)), highlight=False)
+
+
+def duplicates_line(n: int) -> str:
+    """The summary line for ``n`` files skipped as copies of another (same SOPInstanceUID and bytes)."""
+    return f"skipped {n} duplicate file(s) (same SOPInstanceUID and content as another file)"
 
 
 def _is_dicomdir_file(src: Path) -> bool:
@@ -247,6 +274,8 @@ def _convert_dicom_folder(src: Path, dst: Path, **options: Any) -> None:
                               highlight=False, soft_wrap=True)
     if report.skipped:
         console.print(f"skipped {len(report.skipped)} non-DICOM file(s)", highlight=False)
+    if report.duplicates:
+        console.print(duplicates_line(len(report.duplicates)), highlight=False)
     if report.failed:
         raise fail(f"{len(report.failed)} of {len(report.outcomes)} series failed; the others were written")
 
@@ -299,14 +328,16 @@ def _info_dicom_folder(path: Path, as_json: bool) -> None:
     from convert.dicom.reader import summarize_series
     from convert.dicom.scan import scan
     from convert.dicom.series import assemble
-    from convert.errors import DicomError
+    from convert.errors import NoDicomError
 
     result = scan(path)
     if not result.instances:
-        raise DicomError(f"no DICOM image found ({len(result.skipped)} file(s) skipped)", path)
-    summaries = [summarize_series(s) for s in assemble(result.instances)]
+        raise NoDicomError(path, len(result.skipped), result.skipped[0][1] if result.skipped else None)
+    all_series = assemble(result.instances)
+    summaries = [summarize_series(s) for s in all_series]
     if as_json:
-        out = {"path": str(path), "format": "dicom", "files_skipped": len(result.skipped), "series": summaries}
+        out = {"path": str(path), "format": "dicom", "files_skipped": len(result.skipped),
+               "duplicates_skipped": sum(len(s.duplicates) for s in all_series), "series": summaries}
         sys.stdout.write(json.dumps(out, indent=2) + "\n")
         return
     table = Table("#", "description", "kind", "files", "shape", "spacing (mm)", "orient.", "flags")
@@ -319,8 +350,10 @@ def _info_dicom_folder(path: Path, as_json: bool) -> None:
         spacing = " x ".join(f"{v:g}" for v in s["spacing_mm"]) if s["spacing_mm"] else "-"
         table.add_row(str(s["number"] if s["number"] is not None else "?"), _escape(desc), s["kind"], str(s["files"]),
                       "x".join(str(n) for n in s["shape"]), spacing, s["orientation"] or "-", ", ".join(flags))
+    duplicates = sum(len(s.duplicates) for s in all_series)
     console.print(f"{path}: {len(summaries)} series, {len(result.instances)} image file(s), "
-                  f"{len(result.skipped)} other file(s) skipped", highlight=False)
+                  f"{len(result.skipped)} other file(s) skipped"
+                  + (f", {duplicates} duplicate(s) of other files" if duplicates else ""), highlight=False)
     console.print(table)
     for s in summaries:
         label = f"series {s['number']} '{s['description']}'" + (f" ({s['split']})" if s["split"] else "")

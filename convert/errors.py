@@ -41,6 +41,7 @@ def spell(text: str) -> str:
     """
     if _CONTEXT.get() == "cli":
         return text
+    text = re.sub(r"(?<![\w-])--to ([a-z][a-z0-9-]*)", r"to='\1'", text)
     return _FLAG.sub(lambda m: API_SPELLINGS.get(m.group(0), m.group(0)), text)
 
 
@@ -104,6 +105,24 @@ class GeometryError(ConvertError):
 
 class DicomError(ConvertError):
     """A DICOM-specific problem (series assembly, pixel decoding...)."""
+
+
+class NoDicomError(DicomError):
+    """A folder holds no DICOM image at all (empty, or only other files).
+
+    Args:
+        path: the folder.
+        looked_at: how many files were looked at (0: the folder is empty).
+        example: why one of them is not DICOM, if known.
+    """
+
+    def __init__(self, path: str | Path, looked_at: int = 0, example: str | None = None) -> None:
+        if looked_at:
+            detail = f"{looked_at} file(s) looked at, none is a DICOM image" + (f" ({example})" if example else "")
+        else:
+            detail = "the folder is empty"
+        super().__init__(f"no DICOM images found in {path}: {detail}; check the path")
+        self.path = Path(path)
 
 
 class AnonymizationError(ConvertError):

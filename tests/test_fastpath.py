@@ -122,9 +122,20 @@ def test_generated_series_equal_the_full_path_or_decline(tmp_path: Path, case: s
 
 
 def test_duplicates_warn_exactly_like_the_full_path(tmp_path: Path) -> None:
+    import pydicom
+
+    paths, _ = make_series(tmp_path / "in")
+    ds = pydicom.dcmread(paths[3])
+    ds.SOPInstanceUID = ds.SOPInstanceUID + ".9"  # same position and time, another instance: a warning
+    ds.save_as(tmp_path / "in" / "copy_of_slice.dcm")
+    assert assert_same_as_full(tmp_path / "in", tmp_path)
+
+
+def test_same_instance_twice_is_declined(tmp_path: Path) -> None:
+    """Byte-identical copies are counted in a summary line the full path prints: not mirrored here."""
     paths, _ = make_series(tmp_path / "in")
     shutil.copy(paths[3], tmp_path / "in" / "copy_of_slice.dcm")
-    assert assert_same_as_full(tmp_path / "in", tmp_path)
+    assert not assert_same_as_full(tmp_path / "in", tmp_path)
 
 
 def test_non_dicom_files_are_skipped_as_the_scan_skips_them(tmp_path: Path) -> None:

@@ -522,6 +522,8 @@ def _plan_series(series: Series, *, json_wanted: bool, tilt_correct: bool, stack
 
     if series.kind != "slices" or series.problem or series.missing:
         raise Declined("series the full path refuses or regrids")
+    if series.duplicates:
+        raise Declined("duplicate files: the full path reports them")
     del stack_uneven  # uneven series are declined either way (the full path words its spacing note)
     if series.uneven:
         raise Declined("uneven spacing: the full path resamples or stacks it")

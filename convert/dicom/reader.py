@@ -32,8 +32,8 @@ from convert.atomic import check_writable
 from convert.dicom.pixels import decode_frames, fix_stored_bits, is_colour, rescale_plan, stored_dtype
 from convert.dicom.scan import Instance, ScanResult, looks_like_dicom, read_header, scan
 from convert.dicom.series import TILT_THRESHOLD_DEG, LazyHeaders, Series, assemble, median
-from convert.errors import (ConvertError, CorruptFileError, DicomError, InputNotFoundError, UnsupportedDataError,
-                            spell)
+from convert.errors import (ConvertError, CorruptFileError, DicomError, InputNotFoundError, NoDicomError,
+                            UnsupportedDataError, spell)
 from convert.volume import RGB_DTYPE, Meta, Volume, lps_to_ras, rgb_channels, rgb_from_channels
 
 def _optional_module(name: str) -> Any:
@@ -616,8 +616,7 @@ def read_single(path: str | Path, **options: Any) -> tuple[Volume, Series]:
         raise InputNotFoundError("no such file or folder; check the path", path)
     result = scan(path)
     if not result.instances:
-        reason = result.skipped[0][1] if result.skipped else "folder is empty"
-        raise DicomError(f"no DICOM image found ({len(result.skipped)} file(s) skipped: {reason})", path)
+        raise NoDicomError(path, len(result.skipped), result.skipped[0][1] if result.skipped else None)
     series = assemble(result.instances)
     if len(series) > 1:
         raise DicomError(
@@ -659,7 +658,9 @@ class DicomFormat:
     def write(self, volume: Volume, path: Path, *, overwrite: bool = False, **options: Any) -> list[Path]:
         from convert.errors import UnsupportedFormatError
 
-        raise UnsupportedFormatError("writing DICOM is not supported yet", path)
+        from convert.formats import DICOM_WRITING_UNAVAILABLE
+
+        raise UnsupportedFormatError(DICOM_WRITING_UNAVAILABLE, path)
 
     def output_paths(self, path: Path) -> list[Path]:
         return [Path(path)]
@@ -780,6 +781,8 @@ class Report:
     source: Path
     outcomes: list[SeriesOutcome] = field(default_factory=list)
     skipped: list[tuple[Path, str]] = field(default_factory=list)
+    #: Files skipped as the same instance twice (same SOPInstanceUID, identical bytes), e.g. a DICOMDIR media copy.
+    duplicates: list[Path] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -830,7 +833,10 @@ def convert_dicom_tree(src_dir: str | Path, out_dir: str | Path, *, to: str = "n
     src_dir, out_dir = Path(src_dir), Path(out_dir)
     fmt = get_format(to)
     if not fmt.can_write:
-        raise ConvertError(f"format '{fmt.name}' can be read but not written")
+        from convert.formats import DICOM_WRITING_UNAVAILABLE
+
+        raise ConvertError(DICOM_WRITING_UNAVAILABLE if fmt.name == "dicom"
+                           else f"format '{fmt.name}' can be read but not written")
     render_name(name, {k: "x" for k in NAME_FIELDS})  # validate the template before any work
     if deidentify is not None and sidecar_phi:
         raise ConvertError("a de-identified conversion cannot write patient fields to sidecars: "
@@ -841,11 +847,12 @@ def convert_dicom_tree(src_dir: str | Path, out_dir: str | Path, *, to: str = "n
     result: ScanResult = scan(src_dir, progress=scan_progress)
     report = Report(source=src_dir, skipped=list(result.skipped))
     if not result.instances:
-        raise DicomError(f"no DICOM image found ({len(result.skipped)} file(s) skipped)", src_dir)
+        raise NoDicomError(src_dir, len(result.skipped), result.skipped[0][1] if result.skipped else None)
     if out_dir.exists() and not out_dir.is_dir():
         raise ConvertError("output must be a folder when converting a DICOM tree", out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     all_series = assemble(result.instances)
+    report.duplicates = [p for s in all_series for p in s.duplicates]
     claimed: set[str] = set()
     ext = _output_extension(fmt)
     _sidecar = _optional_module("sidecar")

@@ -12,8 +12,11 @@ Rules (each one a real-world quirk with its own test):
   ``cross(row cosine, column cosine)`` (never by file name or InstanceNumber).
 * At each position, time points are ordered by TemporalPositionIdentifier,
   AcquisitionNumber, TriggerTime, AcquisitionTime, then InstanceNumber.
-* Exact duplicates (same SOPInstanceUID, or same position *and* same time
-  keys) are dropped with a warning.
+* The same instance twice (same SOPInstanceUID, byte-identical files: a
+  DICOMDIR media copy beside the folder) is skipped and counted in
+  :attr:`Series.duplicates`, not warned about. Same SOPInstanceUID with
+  different content, or different files at the same position *and* time keys:
+  the later one is dropped with a warning naming both.
 * Gaps larger than 1.5x the median spacing that are close to a whole multiple
   of it are **missing slices** (reported; the reader refuses them unless asked).
   Other deviations from the median (> 1 % + 0.01 mm) are **uneven spacing**.
@@ -72,6 +75,7 @@ class Series:
         tilt_deg: angle (degrees) between the slice-position line and the normal.
         warnings: human-readable notes (duplicates dropped, gaps, tilt...).
         problem: why this series cannot be read at all (inconsistent 4D...), or None.
+        duplicates: files skipped as copies of a kept file (same SOPInstanceUID, identical bytes).
         mosaic_tile: for mosaics, the unpacked ``(columns, rows, slices)`` of one tile stack.
     """
 
@@ -90,6 +94,7 @@ class Series:
     warnings: list[str] = field(default_factory=list)
     problem: str | None = None
     mosaic_tile: tuple[int, int, int] | None = None
+    duplicates: list[Path] = field(default_factory=list)
 
     # ---- derived
     @property
@@ -311,8 +316,8 @@ def assemble(instances: Iterable[Instance]) -> list[Series]:
             groups[_group_key(inst)].append(inst)
     for members in multiframe.values():
         members = sorted(members, key=lambda i: _time_key(i) + ((0, 0.0),) + (str(i.path),))  # type: ignore[operator]
-        kept, warnings = _drop_duplicates(members)
-        series = Series(kind="multiframe", grid=[kept], warnings=warnings)
+        kept, warnings, copies = _drop_duplicates(members)
+        series = Series(kind="multiframe", grid=[kept], warnings=warnings, duplicates=copies)
         _fill_identity(series)
         out.append(series)
 
@@ -349,8 +354,8 @@ def _fill_identity(series: Series) -> None:
 
 def _build_mosaic(members: list[Instance]) -> Series:
     members = sorted(members, key=lambda i: _time_key(i) + ((0, 0.0),) + (str(i.path),))  # type: ignore[operator]
-    kept, warnings = _drop_duplicates(members)
-    series = Series(kind="mosaic", grid=[kept], warnings=warnings)
+    kept, warnings, copies = _drop_duplicates(members)
+    series = Series(kind="mosaic", grid=[kept], warnings=warnings, duplicates=copies)
     if kept[0].orientation is not None:
         series.normal = _normal(kept[0].orientation)
     try:
@@ -364,26 +369,55 @@ def _build_mosaic(members: list[Instance]) -> Series:
     return series
 
 
-def _drop_duplicates(members: list[Instance]) -> tuple[list[Instance], list[str]]:
-    """Drop later copies of the same SOPInstanceUID, or of the same position and time keys."""
+def same_content(a: Path, b: Path) -> bool:
+    """True when files ``a`` and ``b`` hold the same bytes (False if either cannot be read)."""
+    import filecmp
+
+    try:
+        return filecmp.cmp(a, b, shallow=False)
+    except OSError:
+        return False
+
+
+def _drop_duplicates(members: list[Instance]) -> tuple[list[Instance], list[str], list[Path]]:
+    """Drop later copies of the same SOPInstanceUID, or of the same position and time keys.
+
+    Returns ``(kept, warnings, copies)``: ``copies`` are byte-identical files with
+    the SOPInstanceUID of a kept one (the same instance twice), skipped without a
+    warning; other drops are warned about, naming both files.
+    """
     kept: list[Instance] = []
-    seen_uid: set[str] = set()
-    seen_key: set[tuple] = set()
+    by_uid: dict[str, Instance] = {}
+    by_key: dict[tuple, Instance] = {}
+    copies: list[Path] = []
+    conflicts: list[tuple[Instance, Instance]] = []
     dropped: list[Instance] = []
     for inst in members:
         key = (_round_tuple(inst.position, 2), _time_key(inst))
-        if (inst.sop_instance_uid and inst.sop_instance_uid in seen_uid) or key in seen_key:
+        original = by_uid.get(inst.sop_instance_uid) if inst.sop_instance_uid else None
+        if original is not None:
+            if same_content(original.path, inst.path):
+                copies.append(inst.path)
+            else:
+                conflicts.append((inst, original))
+            continue
+        if key in by_key:
             dropped.append(inst)
             continue
         if inst.sop_instance_uid:
-            seen_uid.add(inst.sop_instance_uid)
-        seen_key.add(key)
+            by_uid[inst.sop_instance_uid] = inst
+        by_key[key] = inst
         kept.append(inst)
     warnings = []
+    if conflicts:
+        names = "; ".join(f"{inst.path} (kept {original.path})" for inst, original in conflicts[:3])
+        warnings.append(f"dropped {len(conflicts)} image(s) whose SOPInstanceUID is already used by a different "
+                        f"file (same UID, different content: check which copy is right): {names}"
+                        + (" ..." if len(conflicts) > 3 else ""))
     if dropped:
         names = ", ".join(str(i.path) for i in dropped[:3]) + (" ..." if len(dropped) > 3 else "")
         warnings.append(f"dropped {len(dropped)} duplicate image(s) (same position and time): {names}")
-    return kept, warnings
+    return kept, warnings, copies
 
 
 def _build_slices(members: list[Instance]) -> Series:
@@ -414,7 +448,7 @@ def _build_slices(members: list[Instance]) -> Series:
     normal = _normal(members[0].orientation)  # type: ignore[arg-type]
     dist = {id(i): float(np.dot(normal, i.position)) for i in members}  # type: ignore[arg-type]
     ordered = sorted(members, key=lambda i: (dist[id(i)],) + _time_key(i) + (str(i.path),))  # type: ignore[operator]
-    ordered, warnings = _drop_duplicates(ordered)
+    ordered, warnings, copies = _drop_duplicates(ordered)
 
     # cluster positions along the normal
     clusters: list[list[Instance]] = []
@@ -429,7 +463,7 @@ def _build_slices(members: list[Instance]) -> Series:
     for cluster in clusters:
         cluster.sort(key=lambda i: _time_key(i) + ((0, 0.0),) + (str(i.path),))  # type: ignore[operator]
 
-    series = Series(kind="slices", grid=clusters, normal=normal, warnings=warnings)
+    series = Series(kind="slices", grid=clusters, normal=normal, warnings=warnings, duplicates=copies)
     counts = [len(c) for c in clusters]
     if len(set(counts)) > 1:
         bad = [k for k, c in enumerate(counts) if c != max(counts)]
