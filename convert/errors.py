@@ -25,7 +25,7 @@ API_SPELLINGS: dict[str, str] = {
     "--philips-precise": "philips_precise=True",
     "--allow-burned-in": "allow_burned_in=True",
     "--sidecar-phi": "sidecar_phi=True",
-    "--to": "to=",
+    "--to": "to='<format>'",
 }
 
 _CONTEXT: contextvars.ContextVar[str] = contextvars.ContextVar("medconvert_spelling", default="api")
@@ -41,8 +41,16 @@ def spell(text: str) -> str:
     """
     if _CONTEXT.get() == "cli":
         return text
-    text = re.sub(r"(?<![\w-])--to ([a-z][a-z0-9-]*)", r"to='\1'", text)
+    if "--to " in text:  # "--to nifti" -> "to='nifti'" (format names only: "--to with ..." is prose)
+        text = re.sub(r"(?<![\w-])--to ([a-z][a-z0-9-]*)",
+                      lambda m: f"to='{m.group(1)}'" if m.group(1) in _format_names() else m.group(0), text)
     return _FLAG.sub(lambda m: API_SPELLINGS.get(m.group(0), m.group(0)), text)
+
+
+def _format_names() -> set[str]:
+    from convert.formats import all_formats  # lazy: formats import this module
+
+    return {f.name for f in all_formats()}
 
 
 @contextlib.contextmanager
