@@ -268,6 +268,20 @@ class Volume:
         object.__setattr__(self, "slope", slope)
         object.__setattr__(self, "intercept", intercept)
 
+    def __repr__(self) -> str:
+        """Shape, dtype, spacing (mm), orientation and scaling: never the voxels (nor the source header)."""
+        spacing = ", ".join(f"{s:.4g}" for s in self.spacing)
+        dtype = "RGB24" if self.is_rgb else str(self.dtype)
+        parts = [f"shape={self.shape}", f"dtype={dtype}", f"spacing=({spacing}) mm",
+                 f"orientation={self.orientation}"]
+        if self.is_scaled:
+            parts.append(f"slope={self.slope:g}, intercept={self.intercept:g}")
+        if self.meta.modality:
+            parts.append(f"modality={self.meta.modality}")
+        if self.is_lazy:
+            parts.append("lazy")
+        return f"Volume({', '.join(parts)})"
+
     # ---- voxel data (an ndarray, or a lazy proxy read from the source files on demand)
     @property
     def is_lazy(self) -> bool:

@@ -69,12 +69,39 @@ def test_4d_series_time_points_ordered_by_temporal_position(tmp_path: Path) -> N
     assert series.shape == (24, 32, 10, 3)
 
 
-def test_exact_duplicate_files_are_dropped_with_a_warning(tmp_path: Path) -> None:
+def test_same_instance_twice_is_skipped_and_counted_not_warned(tmp_path: Path) -> None:
+    """The quirk: a DICOMDIR media copy beside the folder holds every file a second time."""
     paths, _ = make_series(tmp_path / "s")
-    shutil.copy(paths[4], tmp_path / "copy_of_slice.dcm")
+    shutil.copytree(tmp_path / "s", tmp_path / "media_copy")
     (series,) = _assemble(tmp_path)
     assert series.n_slices == 10 and series.n_times == 1
-    assert any("duplicate" in w for w in series.warnings)
+    assert sorted(p.name for p in series.duplicates) == sorted(p.name for p in paths)
+    assert not series.warnings and not series.problem
+
+
+def test_same_sop_instance_uid_with_different_content_is_a_warning_naming_both(tmp_path: Path) -> None:
+    import pydicom
+
+    paths, _ = make_series(tmp_path / "s")
+    ds = pydicom.dcmread(paths[4])
+    ds.WindowCenter = 123  # same instance UID, different bytes
+    ds.save_as(tmp_path / "edited.dcm")
+    (series,) = _assemble(tmp_path)
+    assert series.n_slices == 10 and not series.duplicates
+    (warning,) = series.warnings
+    assert "same UID, different content" in warning and "edited.dcm" in warning and paths[4].name in warning
+
+
+def test_same_position_with_another_uid_is_still_dropped_with_a_warning(tmp_path: Path) -> None:
+    import pydicom
+
+    paths, _ = make_series(tmp_path / "s")
+    ds = pydicom.dcmread(paths[4])
+    ds.SOPInstanceUID = ds.SOPInstanceUID + ".9"
+    ds.save_as(tmp_path / "copy_of_slice.dcm")
+    (series,) = _assemble(tmp_path)
+    assert series.n_slices == 10 and not series.duplicates
+    assert any("duplicate image(s) (same position and time)" in w for w in series.warnings)
 
 
 def test_one_missing_slice_is_detected(tmp_path: Path) -> None:

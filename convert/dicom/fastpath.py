@@ -23,11 +23,12 @@ same voxels, same sidecar. It differs in how:
 Anything else **declines** (returns None) before any output exists, and the
 caller runs the full path, which then reports errors and warnings in its own
 words: several series, compressed or big endian files, multi-frame, mosaic,
-colour, MONOCHROME1, a DICOMDIR in the folder, missing slices (an error), gap/uneven resampling or tilt
+colour, MONOCHROME1, a DICOMDIR in the folder, missing slices (an error), uneven spacing (the full path resamples it
+or stacks it with its own note), gap resampling or tilt
 correction asked for, ``--sidecar-phi``, non-ASCII or unusual header values,
 Siemens CSA headers and any other field the sidecar would look up that is not
 mirrored here (private fields are read through ``private_block`` when stored
-with a plain VR), unreadable or truncated files. Warnings the full path prints (uneven spacing, tilt,
+with a plain VR), unreadable or truncated files. Warnings the full path prints (tilt,
 duplicates) are passed to ``on_warning`` unchanged.
 
 :func:`convert_tree_fast` does the same for folder output (one file per
@@ -484,7 +485,7 @@ def _fixed(inst: Instance, frame: np.ndarray) -> np.ndarray:
     return frame
 
 
-def _plan(src: Path, *, json_wanted: bool, tilt_correct: bool, resample_uneven: bool) -> _Plan:
+def _plan(src: Path, *, json_wanted: bool, tilt_correct: bool, stack_uneven: bool) -> _Plan:
     """Index, assemble and check the series; decide dtype, scaling, NIfTI header and sidecar (no output yet)."""
     instances, _ = _index_all(src)
     if not instances or any(inst.mosaic or inst.is_multiframe for inst in instances):
@@ -493,10 +494,10 @@ def _plan(src: Path, *, json_wanted: bool, tilt_correct: bool, resample_uneven: 
     if len(all_series) != 1:
         raise Declined("several series")
     return _plan_series(all_series[0], json_wanted=json_wanted, tilt_correct=tilt_correct,
-                        resample_uneven=resample_uneven)
+                        stack_uneven=stack_uneven)
 
 
-def _plan_series(series: Series, *, json_wanted: bool, tilt_correct: bool, resample_uneven: bool) -> _Plan:
+def _plan_series(series: Series, *, json_wanted: bool, tilt_correct: bool, stack_uneven: bool) -> _Plan:
     """Check one assembled series and decide dtype, scaling, NIfTI header and sidecar (no output yet)."""
     from convert.dicom.pixels import rescale_plan, stored_dtype
     from convert.dicom.reader import _native_fast_path_ok, slice_affine_lps
@@ -506,8 +507,12 @@ def _plan_series(series: Series, *, json_wanted: bool, tilt_correct: bool, resam
 
     if series.kind != "slices" or series.problem or series.missing:
         raise Declined("series the full path refuses or regrids")
-    if (series.uneven and resample_uneven) or (tilt_correct and series.tilt_deg > TILT_THRESHOLD_DEG
-                                               and series.n_slices > 1):
+    if series.duplicates:
+        raise Declined("duplicate files: the full path reports them")
+    del stack_uneven  # uneven series are declined either way (the full path words its spacing note)
+    if series.uneven:
+        raise Declined("uneven spacing: the full path resamples or stacks it")
+    if tilt_correct and series.tilt_deg > TILT_THRESHOLD_DEG and series.n_slices > 1:
         raise Declined("resampling asked for")
     first = series.first
     if first.samples_per_pixel != 1 or first.photometric != "MONOCHROME2":
@@ -728,7 +733,7 @@ class _GzipLikeFullPath:
 
 def convert_single_fast(src: str | Path, dst: str | Path, *, to: str | None = None, overwrite: bool = False,
                         sidecar: bool = True, sidecar_phi: bool = False, tilt_correct: bool = False,
-                        allow_gaps: bool = False, resample_uneven: bool = False, philips_precise: bool = False,
+                        allow_gaps: bool = False, stack_uneven: bool = False, philips_precise: bool = False,
                         on_warning: Callable[[str], None] | None = None) -> list[Path] | None:
     """Convert a one-series DICOM folder to ``.nii``/``.nii.gz`` (+ JSON sidecar) by streaming.
 
@@ -760,7 +765,7 @@ def convert_single_fast(src: str | Path, dst: str | Path, *, to: str | None = No
             json_path = dst.with_name(stem + ".json")
         check_writable([dst] + ([json_path] if json_path else []), overwrite)
         plan = _plan(src, json_wanted=json_path is not None, tilt_correct=tilt_correct,
-                     resample_uneven=resample_uneven)
+                     stack_uneven=stack_uneven)
     except (Declined, Exception):  # nothing is written yet: the full path decides and reports
         return None
     for warning in plan.warnings:
@@ -822,7 +827,7 @@ def _is_diffusion(plan: _Plan) -> bool:
 
 def convert_tree_fast(src: str | Path, out_dir: str | Path, *, to: str = "nifti-gz", name: str | None = None,
                       overwrite: bool = False, sidecar: bool = True, sidecar_phi: bool = False,
-                      tilt_correct: bool = False, allow_gaps: bool = False, resample_uneven: bool = False,
+                      tilt_correct: bool = False, allow_gaps: bool = False, stack_uneven: bool = False,
                       philips_precise: bool = False,
                       progress: Callable[[int, int, str], None] | None = None) -> TreeResult | None:
     """Convert every series of a DICOM folder into ``out_dir`` by streaming, when every series qualifies.
@@ -871,7 +876,7 @@ def convert_tree_fast(src: str | Path, out_dir: str | Path, *, to: str = "nifti-
         jobs: list[tuple[_Plan, Path, Path | None]] = []
         for series in assemble(instances):
             plan = _plan_series(series, json_wanted=sidecar, tilt_correct=tilt_correct,
-                                resample_uneven=resample_uneven)
+                                stack_uneven=stack_uneven)
             if sidecar and _is_diffusion(plan):
                 return None
             first = parse_header(series.first.path, series.first.pixel_offset or 0)
