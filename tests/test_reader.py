@@ -518,10 +518,18 @@ def test_volume_suffixes_tell_volumes_apart() -> None:
     def vol(**acq) -> Volume:
         return Volume(np.zeros((2, 2, 2), np.int16), np.eye(4), meta=Meta(acquisition=acq))
 
+    # dcm2niix's postfixes: magnitude has none, a field map "fieldmaphz", phase "ph"
     assert volume_suffixes([vol(ImageType=["ORIGINAL", "M"]), vol(ImageType=["ORIGINAL", "FIELD_MAP", "REAL"])]) == [
-        "mag", "fieldmap"]
-    assert volume_suffixes([vol(EchoTime=0.02), vol(EchoTime=0.01)]) == ["e2", "e1"]
+        "", "fieldmaphz"]
+    assert volume_suffixes([vol(ImageType=["ORIGINAL", "M"]), vol(ImageType=["ORIGINAL", "P"])]) == ["", "ph"]
+    # echoes: EchoNumber when known, else the echo time in ms (as dcm2niix's "%g")
+    assert volume_suffixes([vol(EchoTime=0.02, EchoNumber=2), vol(EchoTime=0.01, EchoNumber=1)]) == ["e2", "e1"]
+    assert volume_suffixes([vol(EchoTime=0.0049), vol(EchoTime=0.00738)]) == ["e4.9", "e7.38"]
+    assert volume_suffixes([vol(EchoNumber=1, ImageType=["M"]), vol(EchoNumber=2, ImageType=["FIELD_MAP"])]) == [
+        "e1", "e2_fieldmaphz"]
     assert volume_suffixes([vol(), vol()]) == ["1", "2"]
+    assert volume_suffixes([vol(ImageType=["P"]), vol(ImageType=["P"])]) == ["ph_1", "ph_2"]
+    assert volume_suffixes([vol(ImageType=["P"])]) == ["ph"]
 
 
 def test_series_headers_are_in_volume_order_and_lazy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

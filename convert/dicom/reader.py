@@ -31,7 +31,8 @@ import numpy as np
 from convert.atomic import check_writable
 from convert.dicom.pixels import decode_frames, fix_stored_bits, is_colour, rescale_plan, stored_dtype
 from convert.dicom.scan import Instance, ScanResult, looks_like_dicom, read_header, scan
-from convert.dicom.series import TILT_THRESHOLD_DEG, LazyHeaders, Series, assemble, median
+from convert.dicom.series import (TILT_THRESHOLD_DEG, LazyHeaders, Series, assemble, echo_label, median,
+                                  postfix)
 from convert.errors import ConvertError, CorruptFileError, DicomError, InputNotFoundError, UnsupportedDataError
 from convert.volume import RGB_DTYPE, Meta, Volume, lps_to_ras, rgb_channels, rgb_from_channels
 
@@ -823,13 +824,13 @@ def convert_dicom_tree(src_dir: str | Path, out_dir: str | Path, *, to: str = "n
             volumes = read_series_volumes(series, tilt_correct=tilt_correct, allow_gaps=allow_gaps,
                                           resample_uneven=resample_uneven, philips_precise=philips_precise)
             outcome.warnings = list(series.warnings)
-            suffixes = volume_suffixes(volumes)
+            suffixes = output_suffixes(series, volumes, indexed="{Index}" in name)
             for v_index, volume in enumerate(volumes):
                 fields = _name_fields(series, v_index, len(volumes), deidentify)
                 if deidentify is not None:
                     volume = _deidentified_volume(volume, series, deidentify)
                 stem = render_name(name, fields)
-                if len(volumes) > 1 and "{Index}" not in name:
+                if suffixes[v_index]:
                     stem = sanitize_name(f"{stem}_{suffixes[v_index]}")
                 stem = _unique_stem(stem, claimed)
                 target = out_dir / f"{stem}{ext}"
@@ -938,32 +939,44 @@ def _diffusion(series: Series, volume: Volume) -> tuple[list[float], np.ndarray]
     return bvals, _sidecar.fsl_bvecs(gradients, volume.affine)
 
 
-_KIND_NAMES = {"M": "mag", "MAGNITUDE": "mag", "P": "phase", "PHASE": "phase", "R": "real", "REAL": "real",
-               "I": "imag", "IMAGINARY": "imag", "FIELD_MAP": "fieldmap", "B0": "fieldmap", "ADC": "adc",
-               "TRACEW": "trace", "FA": "fa", "DERIVED": "derived", "LOCALIZER": "localizer"}
-
-
 def volume_suffixes(volumes: Sequence[Volume]) -> list[str]:
-    """Name suffixes telling apart the volumes of one series: image kind, else echo, else index.
+    """dcm2niix's postfixes for the volumes of one multi-frame series (:func:`convert.dicom.series.postfix`).
 
-    E.g. ``["mag", "fieldmap"]`` for a Philips B0 map, ``["e1", "e2"]`` for two
-    echoes, ``["1", "2"]`` otherwise. Always unique.
+    Each volume's EchoNumber / EchoTime / ImageType (from its meta) decide: e.g.
+    ``["e1", "e2_fieldmaphz"]`` for a Philips B0 file, ``["", "ph"]`` for magnitude
+    and phase, ``["e1", "e2"]`` for two echoes. ``""`` means no postfix. When two
+    volumes would get the same name, the 1-based volume index is appended
+    (``["1", "2"]`` for two stacks of the same kind). Always unique.
     """
-    def kind(volume: Volume) -> str:
-        image_type = volume.meta.acquisition.get("ImageType") or ()
-        names = [_KIND_NAMES[v] for v in (str(t).upper() for t in image_type) if v in _KIND_NAMES]
-        if "fieldmap" in names:
-            return "fieldmap"
-        return "_".join(dict.fromkeys(names))
+    numbers, times, types = [], [], []
+    for volume in volumes:
+        acquisition = volume.meta.acquisition
+        number = acquisition.get("EchoNumber")
+        numbers.append(int(number) if isinstance(number, (int, float)) else None)
+        time = acquisition.get("EchoTime")  # seconds in meta; dcm2niix names echoes in ms
+        times.append(round(float(time) * 1000.0, 6) if isinstance(time, (int, float)) else None)
+        types.append([str(t) for t in (acquisition.get("ImageType") or ())])
+    labels = {echo_label(n, t) for n, t in zip(numbers, times)} - {""}
+    out = [postfix(n, t, len(labels) > 1, it) for n, t, it in zip(numbers, times, types)]
+    if len(set(out)) < len(out):
+        out = ["_".join(p for p in (suffix, str(n + 1)) if p) for n, suffix in enumerate(out)]
+    return out
 
-    kinds = [kind(v) for v in volumes]
-    if all(kinds) and len(set(kinds)) == len(kinds):
-        return kinds
-    echoes = [volume.meta.acquisition.get("EchoTime") for volume in volumes]
-    if all(isinstance(e, (int, float)) for e in echoes) and len(set(echoes)) == len(echoes):
-        order = sorted(echoes)  # type: ignore[type-var]
-        return [f"e{order.index(e) + 1}" for e in echoes]
-    return [str(n + 1) for n in range(len(volumes))]
+
+def output_suffixes(series: Series, volumes: Sequence[Volume], indexed: bool = False) -> list[str]:
+    """The file-name postfix (dcm2niix's, no leading ``_``) of each volume read from ``series``.
+
+    Slice and mosaic series carry theirs from assembly (:attr:`Series.suffix`);
+    a multi-frame series names each of its volumes (:func:`volume_suffixes`).
+    ``indexed``: the name template has ``{Index}``, so volumes of one multi-frame
+    series need no index postfix to be told apart.
+    """
+    if series.kind != "multiframe":
+        return [series.suffix] * len(volumes)
+    suffixes = volume_suffixes(volumes)
+    if indexed and len(volumes) > 1:
+        return [""] * len(volumes)
+    return suffixes
 
 
 def _unique_stem(stem: str, claimed: set[str]) -> str:

@@ -72,6 +72,9 @@ class Instance:
             use :meth:`load_header`, which re-reads it when needed.
         mosaic: a Siemens mosaic (decided at scan time, see :mod:`convert.dicom.multiframe`).
         enhanced: an enhanced multi-frame object (PerFrameFunctionalGroupsSequence present).
+        echo_time: EchoTime (0018,0081) in ms, or None (splits echoes that carry no EchoNumbers).
+        philips_isotropic: a Philips classic diffusion image whose direction (2001,1004) is ``I``
+            with a b-value (2001,1003) above 0: a derived isotropic (trace) image appended to a DWI series.
         pixel_offset: byte offset of the (7FE0,0010) PixelData element in an uncompressed,
             non-gzipped file (lets the reader read pixels straight into the volume), else None.
     """
@@ -111,6 +114,8 @@ class Instance:
     pixel_offset: int | None = None
     mosaic: bool = False
     enhanced: bool = False
+    echo_time: float | None = None
+    philips_isotropic: bool = False
 
     def load_header(self) -> Any:
         """The header Dataset (without pixel data): the kept one, or read again from :attr:`path`.
@@ -168,6 +173,35 @@ def _float(value: Any) -> float | None:
         return out if np.isfinite(out) else None
     except (TypeError, ValueError):
         return None
+
+
+def _philips_bvalue(value: Any) -> float | None:
+    """Philips (2001,1003) b-value: FL (4 raw little-endian bytes when unconverted or VR UN), or a number."""
+    value = getattr(value, "value", value)
+    if isinstance(value, (bytes, bytearray)):
+        if len(value) == 4:
+            return _float(struct.unpack("<f", bytes(value))[0])
+        return _float(bytes(value).decode("latin-1").strip(" \x00"))
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        value = value[0] if len(value) else None
+    return _float(value)
+
+
+def philips_isotropic(manufacturer: str | None, direction: Any, bvalue: Any) -> bool:
+    """True for a Philips derived isotropic/trace diffusion image (direction ``I``, b-value > 0).
+
+    ``direction`` and ``bvalue`` are the values of (2001,1004) and (2001,1003), raw
+    or converted (None when absent). A missing b-value counts as "above 0".
+    """
+    if "PHILIPS" not in str(manufacturer or "").upper():
+        return False
+    direction = getattr(direction, "value", direction)
+    if isinstance(direction, (bytes, bytearray)):
+        direction = bytes(direction).decode("latin-1")
+    if str(direction or "").strip(" \x00").upper() != "I":
+        return False
+    b = _philips_bvalue(bvalue)
+    return b is None or b > 0
 
 
 def _int(value: Any) -> int | None:
@@ -286,7 +320,9 @@ _TAGS: frozenset[int] = frozenset({
     0x00080008, 0x00280030, 0x00181164, 0x0008103E, 0x00080016, 0x00080018, 0x0020000E, 0x0020000D,
     0x00080060, 0x00200011, 0x00200032, 0x00200037, 0x00280010, 0x00280011, 0x00280100, 0x00280101,
     0x00280103, 0x00280002, 0x00280004, 0x00200013, 0x00200012, 0x00200100, 0x00180086, 0x00181060,
-    0x00080032, 0x00280008, 0x00180050, 0x00180088, 0x00281053, 0x00281052})
+    0x00080032, 0x00280008, 0x00180050, 0x00180088, 0x00281053, 0x00281052, 0x00180081})
+#: Philips private diffusion direction (2001,1004: CS, ``I`` = isotropic) and b-value (2001,1003: FL).
+_PHILIPS_DIRECTION, _PHILIPS_BVALUE = 0x20011004, 0x20011003
 
 
 class _Fields:
@@ -398,6 +434,9 @@ def instance_from_header(path: Path, ds: Any, pixel_offset: int | None = None) -
         pixel_offset=pixel_offset,
         mosaic="MOSAIC" in image_type_t or _is_mosaic_header(ds),
         enhanced="PerFrameFunctionalGroupsSequence" in ds,
+        echo_time=f.number(0x00180081),
+        philips_isotropic=philips_isotropic(f.text(0x00080070), f.text(_PHILIPS_DIRECTION),
+                                            f._raw(_PHILIPS_BVALUE)[1] or ds.get(_PHILIPS_BVALUE)),
     )
 
 
@@ -466,6 +505,9 @@ def instance_from_header_slow(path: Path, ds: Any, pixel_offset: int | None = No
         pixel_offset=pixel_offset,
         mosaic="MOSAIC" in image_type_t or _is_mosaic_header(ds),
         enhanced="PerFrameFunctionalGroupsSequence" in ds,
+        echo_time=_float(ds.get("EchoTime")),
+        philips_isotropic=philips_isotropic(ds.get("Manufacturer"), ds.get(_PHILIPS_DIRECTION),
+                                            ds.get(_PHILIPS_BVALUE)),
     )
 
 
@@ -475,7 +517,8 @@ _LONG_VRS = frozenset({b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ", b"UT", b
 _PIXEL_TAG = 0x7FE00010
 _ENHANCED_TAG = 0x52009230  # PerFrameFunctionalGroupsSequence
 _DIRECTORY_TAG = 0x00041220  # DirectoryRecordSequence
-_FAST_TAGS = frozenset(_TAGS) | {0x00080070, 0x00080005}  # + Manufacturer, SpecificCharacterSet
+_FAST_TAGS = frozenset(_TAGS) | {0x00080070, 0x00080005,  # + Manufacturer, SpecificCharacterSet
+                                  _PHILIPS_DIRECTION, _PHILIPS_BVALUE}
 _UNDEFINED = 0xFFFFFFFF
 _UID_TAGS = frozenset({0x00080016, 0x00080018, 0x0020000E, 0x0020000D})
 #: group, element, VR, 2-byte length (short VRs), 4-byte length (long VRs, after 2 reserved bytes)
@@ -616,7 +659,7 @@ def _fast_index(path: Path) -> Instance | None:
     if present:
         return None
     for tag, raw in values.items():
-        if tag in _Fields._US:
+        if tag in _Fields._US or tag == _PHILIPS_BVALUE:
             continue
         text_value = raw.rstrip(b" \x00")
         if not text_value.isascii() or any(b < 0x20 or b == 0x7F for b in text_value):
@@ -696,6 +739,9 @@ def _fast_index(path: Path) -> Instance | None:
         pixel_offset=pixel_offset,
         mosaic="MOSAIC" in image_type,
         enhanced=False,
+        echo_time=number(0x00180081),
+        philips_isotropic=philips_isotropic(manufacturer, values.get(_PHILIPS_DIRECTION),
+                                            values.get(_PHILIPS_BVALUE)),
     )
 
 
