@@ -194,24 +194,30 @@ def make_enhanced(
     slopes: dict[int, float] | None = None,
     shuffle: bool = True,
     steps: list[float] | None = None,
+    components: tuple[str, ...] = ("MAGNITUDE",),
 ) -> tuple[Path, list[dict]]:
-    """Write an Enhanced MR file; return its path and per-frame truth (frame index -> (echo, k, t))."""
+    """Write an Enhanced MR file; return its path and per-frame truth (frame index -> (echo, k, t, part)).
+
+    ``components``: the ComplexImageComponent of each image part (e.g. ``("MAGNITUDE", "PHASE")``;
+    FrameType value 3 follows it: ``M``, ``P``, ``R``, ``I``); every part holds every echo, slice and time.
+    """
     rot = np.eye(3) if rotation_matrix is None else rotation_matrix
     row_cos, col_cos, normal = rot[:, 0], rot[:, 1], rot[:, 2]
     truth = []
-    for e, echo in enumerate(echoes):
-        for t in range(n_times):
-            for k in range(n_slices):
-                offset = sum(steps[:k]) if steps else k * slice_step
-                truth.append({"echo": e, "echo_time": echo, "k": k, "t": t,
-                              "ipp": np.asarray(origin) + normal * offset})
+    for c, component in enumerate(components):
+        for e, echo in enumerate(echoes):
+            for t in range(n_times):
+                for k in range(n_slices):
+                    offset = sum(steps[:k]) if steps else k * slice_step
+                    truth.append({"echo": e, "echo_time": echo, "k": k, "t": t, "part": c, "component": component,
+                                  "ipp": np.asarray(origin) + normal * offset})
     order = np.random.default_rng(7).permutation(len(truth)) if shuffle else np.arange(len(truth))
     truth = [truth[n] for n in order]
 
     per_frame = []
     pixels = np.zeros((len(truth), rows, cols), dtype=np.int16)
     for n, fr in enumerate(truth):
-        pixels[n] = (fr["echo"] * 1000 + fr["t"] * 100 + fr["k"] * 10
+        pixels[n] = (fr["part"] * 3000 + fr["echo"] * 1000 + fr["t"] * 100 + fr["k"] * 10
                      + np.arange(rows * cols, dtype=np.int16).reshape(rows, cols) % 10)
         item = Dataset()
         item.FrameContentSequence = Sequence([_item(
@@ -221,8 +227,8 @@ def make_enhanced(
         )])
         item.PlanePositionSequence = Sequence([_item(ImagePositionPatient=[float(v) for v in fr["ipp"]])])
         item.MREchoSequence = Sequence([_item(EffectiveEchoTime=fr["echo_time"])])
-        item.MRImageFrameTypeSequence = Sequence([_item(FrameType=["ORIGINAL", "PRIMARY", "M", "NONE"],
-                                                        ComplexImageComponent="MAGNITUDE")])
+        item.MRImageFrameTypeSequence = Sequence([_item(
+            FrameType=["ORIGINAL", "PRIMARY", fr["component"][0], "NONE"], ComplexImageComponent=fr["component"])])
         slope = (slopes or {}).get(fr["k"], 2.0)
         item.PixelValueTransformationSequence = Sequence([_item(RescaleSlope=slope, RescaleIntercept=-5.0,
                                                                 RescaleType="US")])
@@ -244,7 +250,7 @@ def make_enhanced(
     ds.Modality = "MR"
     ds.Manufacturer = "Synthetic"
     ds.PatientName = "Doe^Jane"
-    ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "NONE"]
+    ds.ImageType = ["ORIGINAL", "PRIMARY", components[0][0] if len(components) == 1 else "MIXED", "NONE"]
     ds.NumberOfFrames = len(truth)
     ds.Rows, ds.Columns = rows, cols
     ds.SamplesPerPixel = 1

@@ -20,7 +20,11 @@ if str(REPO) not in sys.path:
 
 from conftest import require_tool  # noqa: E402
 from fixtures.dicom_series import (  # noqa: E402
+    PHILIPS_DWI_KINDS,
+    SPLIT_CASES,
     expected_affine_ras,
+    make_philips_dwi,
+    make_split_series,
     make_non_dicom_files,
     make_series,
     make_short_pixel_data,
@@ -650,3 +654,62 @@ def test_oblique_sample_matches_dcm2niix(tmp_path: Path) -> None:
     np.testing.assert_allclose(our_affine, ref_affine, atol=1e-3)
     np.testing.assert_array_equal(our_data, ref_data)
     assert ours.meta.units == "HU"
+
+
+# --------------------------------------------------------------------------- dcm2niix splits and file names
+#: dcm2niix resolves a name conflict with a letter ("7_DWIa"); ours is the documented "_2" (docs/dicom.md).
+_CONFLICT_NAMES = {"7_DWIa": "7_DWI_2"}
+
+
+def _split_outputs(tmp_path: Path, make) -> tuple[dict[str, Path], dict[str, Path]]:
+    """(ours, dcm2niix's) NIfTI files by stem, both named ``<SeriesNumber>_<description>`` + postfixes."""
+    make(tmp_path / "in")
+    exe = require_tool("dcm2niix")
+    (tmp_path / "ref").mkdir()
+    proc = subprocess.run([exe, "-z", "y", "-b", "n", "-f", "%s_%p", "-o", str(tmp_path / "ref"), str(tmp_path / "in")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = convert_dicom_tree(tmp_path / "in", tmp_path / "ours", sidecar=False)
+    assert report.ok, [o.error for o in report.failed]
+    ours = {p.name[: -len(".nii.gz")]: p for p in report.written if p.name.endswith(".nii.gz")}
+    refs = {_CONFLICT_NAMES.get(p.name[: -len(".nii.gz")], p.name[: -len(".nii.gz")]): p
+            for p in (tmp_path / "ref").glob("*.nii.gz")}
+    return ours, refs
+
+
+def _assert_same_files_in_world_space(ours: dict[str, Path], refs: dict[str, Path]) -> None:
+    assert sorted(ours) == sorted(refs)
+    for stem, path in ours.items():
+        our_data, our_affine = _canonical(nib.load(str(path)))
+        ref_data, ref_affine = _canonical(nib.load(str(refs[stem])))
+        assert our_data.shape == ref_data.shape, stem
+        np.testing.assert_allclose(our_affine, ref_affine, atol=1e-3, err_msg=stem)
+        np.testing.assert_array_equal(our_data, ref_data, err_msg=stem)
+
+
+@pytest.mark.parametrize("case", sorted(SPLIT_CASES))
+def test_split_series_file_names_and_volumes_match_dcm2niix(tmp_path: Path, case: str) -> None:
+    """Echoes, magnitude/phase, real/imaginary: the same files (names with dcm2niix's postfixes), the same voxels."""
+    ours, refs = _split_outputs(tmp_path, lambda folder: make_split_series(folder, case))
+    _assert_same_files_in_world_space(ours, refs)
+    assert len(ours) == len(SPLIT_CASES[case])
+
+
+@pytest.mark.parametrize("kind", PHILIPS_DWI_KINDS)
+def test_philips_dwi_with_derived_volume_matches_dcm2niix(tmp_path: Path, kind: str) -> None:
+    """The DWI without its derived isotropic/ADC volume; dcm2niix's ``_ADC`` file (every volume) or a series of its own."""
+    ours, refs = _split_outputs(tmp_path, lambda folder: make_philips_dwi(folder, kind))
+    _assert_same_files_in_world_space(ours, refs)
+    dwi = nib.load(str(ours["7_DWI"]))
+    assert dwi.shape == (24, 32, 4, 3)  # b0 + two directions: the derived volume is not stacked with them
+    if kind.startswith("isotropic"):
+        assert sorted(ours) == ["7_DWI", "7_DWI_ADC"] and nib.load(str(ours["7_DWI_ADC"])).shape[3] == 4
+    else:
+        assert sorted(ours) == ["7_DWI", "7_DWI_2"] and nib.load(str(ours["7_DWI_2"])).ndim == 3
+
+
+def test_split_postfixes_follow_a_custom_name_template(tmp_path: Path) -> None:
+    make_split_series(tmp_path / "in", "two-echoes-magnitude-phase")
+    report = convert_dicom_tree(tmp_path / "in", tmp_path / "out", name="sub-01_{SeriesNumber}", sidecar=False)
+    assert sorted(p.name for p in report.written) == [
+        "sub-01_5_e1.nii.gz", "sub-01_5_e1_ph.nii.gz", "sub-01_5_e2.nii.gz", "sub-01_5_e2_ph.nii.gz"]

@@ -483,36 +483,68 @@ def _read_mosaic(series: Series, opts: ReadOptions) -> Volume:
 
 
 def _read_multiframe_series(series: Series, *, philips_precise: bool = False) -> list[Volume]:
-    """Volumes of a multi-frame series; several files with one same-geometry volume each become 4D."""
+    """Volumes of a multi-frame series; several files with one same-geometry volume each become 4D.
+
+    Files are stacked only with files of the same echo time and image type (e.g.
+    Siemens XA multi-echo runs store each echo of each time point in a file of its
+    own): one 4D volume per echo / image type, each echo numbered by ascending
+    echo time when the files hold several (as :func:`convert.dicom.series.postfix` names them).
+    """
     per_file = [read_multiframe(inst, philips_precise=philips_precise) for inst in series.grid[0]]
     if len(per_file) == 1:
         return per_file[0]
     singles = [vols[0] for vols in per_file if len(vols) == 1]
-    if len(singles) == len(per_file):
-        ref = singles[0]
-        same = all(v.array.ndim == 3 and v.shape == ref.shape and np.allclose(v.affine, ref.affine, atol=1e-3)
-                   and v.dtype == ref.dtype for v in singles)
-        if same:
-            array = np.empty(ref.shape + (len(singles),), dtype=ref.dtype, order="F")
-            slopes = [v.slope for v in singles]
-            intercepts = [v.intercept for v in singles]
-            for t, v in enumerate(singles):
-                array[..., t] = v.array
-            value_range = (0.0, 0.0) if ref.is_rgb else (float(array.min()), float(array.max()))
-            mode, out_dtype, slope, intercept = rescale_plan(slopes, intercepts, ref.dtype, value_range)
-            if mode == "apply":
-                scaled = np.empty(array.shape, dtype=out_dtype, order="F")
-                for t, (s_, b_) in enumerate(zip(slopes, intercepts)):
-                    vals = array[..., t].astype(np.float64) * s_ + b_
-                    scaled[..., t] = np.round(vals) if out_dtype.kind in "iu" else vals
-                array = scaled
-            meta = ref.meta
-            step = _time_step(series)
-            if step is not None:
-                meta = meta.replace(time_step=step)
-            return [Volume(array=array, affine=ref.affine, meta=meta, slope=slope, intercept=intercept,
-                           source=ref.source)]
-    return [v for vols in per_file for v in vols]
+    if len(singles) != len(per_file):
+        return [v for vols in per_file for v in vols]
+    groups: dict[tuple, list[Volume]] = {}
+    for volume in singles:
+        acquisition = volume.meta.acquisition
+        key = (acquisition.get("EchoTime"), tuple(str(t) for t in (acquisition.get("ImageType") or ())))
+        groups.setdefault(key, []).append(volume)
+    out = []
+    for members in groups.values():
+        stacked = _stack_files(series, members)
+        out.extend(stacked if stacked is not None else members)
+    times = sorted({t for t, _ in groups if isinstance(t, (int, float))})
+    if len(times) > 1:
+        numbered = []
+        for volume in out:
+            acquisition = dict(volume.meta.acquisition)
+            if acquisition.get("EchoNumber") is None and acquisition.get("EchoTime") in times:
+                acquisition["EchoNumber"] = times.index(acquisition["EchoTime"]) + 1
+                volume = volume.replace(meta=volume.meta.replace(acquisition=acquisition))
+            numbered.append(volume)
+        out = numbered
+    return out
+
+
+def _stack_files(series: Series, singles: list[Volume]) -> list[Volume] | None:
+    """One 4D volume from same-geometry 3D volumes (one per file, in time order), or None if they differ."""
+    if len(singles) == 1:
+        return singles
+    ref = singles[0]
+    same = all(v.array.ndim == 3 and v.shape == ref.shape and np.allclose(v.affine, ref.affine, atol=1e-3)
+               and v.dtype == ref.dtype for v in singles)
+    if not same:
+        return None
+    array = np.empty(ref.shape + (len(singles),), dtype=ref.dtype, order="F")
+    slopes = [v.slope for v in singles]
+    intercepts = [v.intercept for v in singles]
+    for t, v in enumerate(singles):
+        array[..., t] = v.array
+    value_range = (0.0, 0.0) if ref.is_rgb else (float(array.min()), float(array.max()))
+    mode, out_dtype, slope, intercept = rescale_plan(slopes, intercepts, ref.dtype, value_range)
+    if mode == "apply":
+        scaled = np.empty(array.shape, dtype=out_dtype, order="F")
+        for t, (s_, b_) in enumerate(zip(slopes, intercepts)):
+            vals = array[..., t].astype(np.float64) * s_ + b_
+            scaled[..., t] = np.round(vals) if out_dtype.kind in "iu" else vals
+        array = scaled
+    meta = ref.meta
+    step = _time_step(series)
+    if step is not None:
+        meta = meta.replace(time_step=step)
+    return [Volume(array=array, affine=ref.affine, meta=meta, slope=slope, intercept=intercept, source=ref.source)]
 
 
 def read_series_volumes(series: Series, **options: Any) -> list[Volume]:
