@@ -1025,7 +1025,7 @@ def _unique_stem(stem: str, claimed: set[str]) -> str:
 def summarize_series(series: Series) -> dict[str, Any]:
     """JSON-ready geometry and diagnostics of a series from its headers only (nothing decoded).
 
-    Keys: ``number``, ``description``, ``split``, ``kind``, ``modality``, ``files``,
+    Keys: ``number``, ``description``, ``split``, ``suffix`` (dcm2niix's file-name postfix), ``kind``, ``modality``, ``files``,
     ``shape``, ``spacing_mm`` (i, j, k), ``orientation`` (RAS+ code), ``tilt_deg``,
     ``missing_slices``, ``uneven_spacing``, ``warnings``, ``problem``, ``colour`` (the
     photometric interpretation of a colour series, else None). Mosaic and
@@ -1036,6 +1036,7 @@ def summarize_series(series: Series) -> dict[str, Any]:
         "number": series.series_number,
         "description": series.description,
         "split": series.split,
+        "suffix": series.suffix,
         "kind": series.kind,
         "modality": series.modality,
         "files": len(series.paths),
