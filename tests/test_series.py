@@ -231,6 +231,7 @@ SPLIT_POSTFIXES = {
     "real-imaginary-words": ["imaginary", "real"],
     "real-imaginary-philips": ["imaginary", "real"],
     "two-echoes-real-imaginary": ["e1_imaginary", "e1_real", "e2_imaginary", "e2_real"],
+    "ge-private-parts": ["", "imaginary", "ph", "real"],
 }
 
 
@@ -282,6 +283,22 @@ def test_philips_dwi_derived_image_type_is_a_series_of_its_own(tmp_path: Path, k
     assert dwi.n_times == 3 and derived.n_times == 1
     assert "DERIVED" not in dwi.first.image_type and "DERIVED" in derived.first.image_type
     assert dwi.suffix == derived.suffix == ""  # dcm2niix: a name conflict (its "a"), not a postfix
+
+
+def test_ge_private_image_type_decides_the_part() -> None:
+    assert complex_part(("ORIGINAL", "PRIMARY", "OTHER"), 1) == "ph"
+    assert complex_part(("ORIGINAL", "PRIMARY", "OTHER"), 3) == "imaginary"
+    assert complex_part(("ORIGINAL", "PRIMARY", "P"), 0) == ""  # the private value wins
+    assert complex_part(("ORIGINAL", "PRIMARY", "P"), 7) == "ph"  # unknown private value: ImageType decides
+
+
+def test_ge_image_type_read_only_from_ge_files() -> None:
+    from convert.dicom.scan import ge_image_type
+
+    assert ge_image_type("GE MEDICAL SYSTEMS", b"\x01\x00") == 1
+    assert ge_image_type("GE HealthCare", 3) == 3
+    assert ge_image_type("SIEMENS", 1) is None
+    assert ge_image_type("GE MEDICAL SYSTEMS", None) is None
 
 
 def test_isotropic_flag_needs_philips_and_a_b_value(tmp_path: Path) -> None:

@@ -75,6 +75,9 @@ class Instance:
         echo_time: EchoTime (0018,0081) in ms, or None (splits echoes that carry no EchoNumbers).
         philips_isotropic: a Philips classic diffusion image whose direction (2001,1004) is ``I``
             with a b-value (2001,1003) above 0: a derived isotropic (trace) image appended to a DWI series.
+        ge_image_type: GE's private image type (0043,102F): 0 magnitude, 1 phase, 2 real,
+            3 imaginary; None when absent or not a GE file (GE phase images often say only
+            ``ORIGINAL\\PRIMARY\\OTHER`` in ImageType).
         pixel_offset: byte offset of the (7FE0,0010) PixelData element in an uncompressed,
             non-gzipped file (lets the reader read pixels straight into the volume), else None.
     """
@@ -116,6 +119,7 @@ class Instance:
     enhanced: bool = False
     echo_time: float | None = None
     philips_isotropic: bool = False
+    ge_image_type: int | None = None
 
     def load_header(self) -> Any:
         """The header Dataset (without pixel data): the kept one, or read again from :attr:`path`.
@@ -202,6 +206,21 @@ def philips_isotropic(manufacturer: str | None, direction: Any, bvalue: Any) -> 
         return False
     b = _philips_bvalue(bvalue)
     return b is None or b > 0
+
+
+def ge_image_type(manufacturer: str | None, value: Any) -> int | None:
+    """GE's private image type (0043,102F) as an int, or None (absent, unreadable, not a GE file).
+
+    ``value`` is raw (2 little-endian bytes: SS, or VR UN) or converted.
+    """
+    if "GE" not in str(manufacturer or "").upper().split():  # "GE MEDICAL SYSTEMS", "GE HealthCare"
+        return None
+    value = getattr(value, "value", value)
+    if isinstance(value, (bytes, bytearray)):
+        return int.from_bytes(bytes(value)[:2], "little", signed=True) if len(value) >= 2 else None
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        value = value[0] if len(value) else None
+    return _int(value)
 
 
 def _int(value: Any) -> int | None:
@@ -323,6 +342,8 @@ _TAGS: frozenset[int] = frozenset({
     0x00080032, 0x00280008, 0x00180050, 0x00180088, 0x00281053, 0x00281052, 0x00180081})
 #: Philips private diffusion direction (2001,1004: CS, ``I`` = isotropic) and b-value (2001,1003: FL).
 _PHILIPS_DIRECTION, _PHILIPS_BVALUE = 0x20011004, 0x20011003
+#: GE private image type (0043,102F: SS; 0 magnitude, 1 phase, 2 real, 3 imaginary).
+_GE_IMAGE_TYPE = 0x0043102F
 
 
 class _Fields:
@@ -437,6 +458,7 @@ def instance_from_header(path: Path, ds: Any, pixel_offset: int | None = None) -
         echo_time=f.number(0x00180081),
         philips_isotropic=philips_isotropic(f.text(0x00080070), f.text(_PHILIPS_DIRECTION),
                                             f._raw(_PHILIPS_BVALUE)[1] or ds.get(_PHILIPS_BVALUE)),
+        ge_image_type=ge_image_type(f.text(0x00080070), f._raw(_GE_IMAGE_TYPE)[1] or ds.get(_GE_IMAGE_TYPE)),
     )
 
 
@@ -508,6 +530,7 @@ def instance_from_header_slow(path: Path, ds: Any, pixel_offset: int | None = No
         echo_time=_float(ds.get("EchoTime")),
         philips_isotropic=philips_isotropic(ds.get("Manufacturer"), ds.get(_PHILIPS_DIRECTION),
                                             ds.get(_PHILIPS_BVALUE)),
+        ge_image_type=ge_image_type(ds.get("Manufacturer"), ds.get(_GE_IMAGE_TYPE)),
     )
 
 
@@ -518,7 +541,7 @@ _PIXEL_TAG = 0x7FE00010
 _ENHANCED_TAG = 0x52009230  # PerFrameFunctionalGroupsSequence
 _DIRECTORY_TAG = 0x00041220  # DirectoryRecordSequence
 _FAST_TAGS = frozenset(_TAGS) | {0x00080070, 0x00080005,  # + Manufacturer, SpecificCharacterSet
-                                  _PHILIPS_DIRECTION, _PHILIPS_BVALUE}
+                                  _PHILIPS_DIRECTION, _PHILIPS_BVALUE, _GE_IMAGE_TYPE}
 _UNDEFINED = 0xFFFFFFFF
 _UID_TAGS = frozenset({0x00080016, 0x00080018, 0x0020000E, 0x0020000D})
 #: group, element, VR, 2-byte length (short VRs), 4-byte length (long VRs, after 2 reserved bytes)
@@ -659,7 +682,7 @@ def _fast_index(path: Path) -> Instance | None:
     if present:
         return None
     for tag, raw in values.items():
-        if tag in _Fields._US or tag == _PHILIPS_BVALUE:
+        if tag in _Fields._US or tag in (_PHILIPS_BVALUE, _GE_IMAGE_TYPE):
             continue
         text_value = raw.rstrip(b" \x00")
         if not text_value.isascii() or any(b < 0x20 or b == 0x7F for b in text_value):
@@ -742,6 +765,7 @@ def _fast_index(path: Path) -> Instance | None:
         echo_time=number(0x00180081),
         philips_isotropic=philips_isotropic(manufacturer, values.get(_PHILIPS_DIRECTION),
                                             values.get(_PHILIPS_BVALUE)),
+        ge_image_type=ge_image_type(manufacturer, values.get(_GE_IMAGE_TYPE)),
     )
 
 

@@ -176,14 +176,22 @@ def image_kind(image_type: Sequence[str]) -> tuple[str, ...]:
     return tuple(v for v in image_type if v in IMAGE_KIND_TOKENS)
 
 
-def complex_part(image_type: Sequence[str]) -> str:
+#: GE private image type (0043,102F) -> part: 0 magnitude, 1 phase, 2 real, 3 imaginary.
+_GE_PARTS = {0: "", 1: "ph", 2: "real", 3: "imaginary"}
+
+
+def complex_part(image_type: Sequence[str], ge_image_type: int | None = None) -> str:
     """dcm2niix's postfix for the part of the signal an image holds, from its ImageType (or FrameType).
 
     ``"fieldmaphz"`` (a ``FIELD_MAP``, e.g. Philips B0 map in Hz), ``"ph"`` (``P`` or
     ``PHASE``), ``"real"`` (``R`` or ``REAL``), ``"imaginary"`` (``I`` or ``IMAGINARY``),
     else ``""`` (magnitude, or anything else: no postfix). Values are compared whole
     and case-insensitively (Philips' ``PHASE MAP`` token is not ``PHASE``, its ``P`` is).
+    ``ge_image_type``, GE's private (0043,102F) when known (0-3), decides instead: GE
+    phase, real and imaginary images often carry only ``ORIGINAL\\PRIMARY\\OTHER``.
     """
+    if ge_image_type in _GE_PARTS:
+        return _GE_PARTS[ge_image_type]  # type: ignore[index]
     values = {str(v).strip().upper() for v in image_type}
     if "FIELD_MAP" in values:
         return "fieldmaphz"
@@ -206,13 +214,14 @@ def echo_label(echo_number: int | None, echo_time: float | None) -> str:
 
 
 def postfix(echo_number: int | None, echo_time: float | None, multi_echo: bool, image_type: Sequence[str],
-            *, derived_appended: bool = False) -> str:
+            *, derived_appended: bool = False, ge_image_type: int | None = None) -> str:
     """The one rule for dcm2niix's file-name postfixes (without the leading ``_``), e.g. ``"e2_ph"``.
 
     * ``e<echo>`` (:func:`echo_label`) for every echo of a multi-echo acquisition
       (``multi_echo``: the series holds more than one echo), and for a lone echo
       whose EchoNumbers is above 1; a single echo 1 (or one echo time) gets none;
-    * then :func:`complex_part` (``ph``, ``real``, ``imaginary``, ``fieldmaphz``);
+    * then :func:`complex_part` (``ph``, ``real``, ``imaginary``, ``fieldmaphz``; from
+      ``image_type``, or GE's private ``ge_image_type``);
     * then ``ADC`` for a Philips DWI series written with its derived isotropic
       volumes appended (``derived_appended``).
     """
@@ -220,7 +229,7 @@ def postfix(echo_number: int | None, echo_time: float | None, multi_echo: bool, 
     label = echo_label(echo_number, echo_time)
     if label and (multi_echo or (echo_number is not None and echo_number > 1)):
         parts.append(f"e{label}")
-    part = complex_part(image_type)
+    part = complex_part(image_type, ge_image_type)
     if part:
         parts.append(part)
     if derived_appended:
@@ -237,7 +246,7 @@ def _group_key(inst: Instance) -> tuple:
         inst.columns,
         _round_tuple(inst.pixel_spacing, 4),
         (inst.echo_number, echo_label(None, inst.echo_time)),
-        image_kind(inst.image_type),
+        (image_kind(inst.image_type), complex_part(inst.image_type, inst.ge_image_type)),
         # palette colour has one sample per pixel like grey: keep it apart from grey images
         "palette" if (inst.photometric or "").upper() == "PALETTE COLOR" else inst.samples_per_pixel,
         inst.series_number,
@@ -310,7 +319,8 @@ def _describe_split(key: tuple, others: list[tuple]) -> str:
                 number, time = value
                 parts.append(f"echo {number}" if number is not None else f"TE {time or '?'} ms")
             elif name == "image type":
-                parts.append("/".join(value) or "other image type")
+                kind, part = value
+                parts.append("/".join(kind) or {"ph": "phase", "": "other image type"}.get(part, part))
             elif name == "number":
                 continue
             elif name in ("rows", "columns"):
@@ -382,7 +392,7 @@ def assemble(instances: Iterable[Instance]) -> list[Series]:
                         column.sort(key=lambda i: i.philips_isotropic)
                 series.split = split
                 series.suffix = postfix(first.echo_number, first.echo_time, multi_echo, first.image_type,
-                                        derived_appended=appended)
+                                        derived_appended=appended, ge_image_type=first.ge_image_type)
                 _fill_identity(series)
                 out.append(series)
 
