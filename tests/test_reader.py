@@ -669,7 +669,7 @@ def _split_outputs(tmp_path: Path, make) -> tuple[dict[str, Path], dict[str, Pat
     proc = subprocess.run([exe, "-z", "y", "-b", "n", "-f", "%s_%p", "-o", str(tmp_path / "ref"), str(tmp_path / "in")],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    report = convert_dicom_tree(tmp_path / "in", tmp_path / "ours", sidecar=False)
+    report = convert_dicom_tree(tmp_path / "in", tmp_path / "ours")
     assert report.ok, [o.error for o in report.failed]
     ours = {p.name[: -len(".nii.gz")]: p for p in report.written if p.name.endswith(".nii.gz")}
     refs = {_CONFLICT_NAMES.get(p.name[: -len(".nii.gz")], p.name[: -len(".nii.gz")]): p
@@ -704,6 +704,9 @@ def test_philips_dwi_with_derived_volume_matches_dcm2niix(tmp_path: Path, kind: 
     assert dwi.shape == (24, 32, 4, 3)  # b0 + two directions: the derived volume is not stacked with them
     if kind.startswith("isotropic"):
         assert sorted(ours) == ["7_DWI", "7_DWI_ADC"] and nib.load(str(ours["7_DWI_ADC"])).shape[3] == 4
+        # as dcm2niix: gradient files for the DWI only (the derived volume has no direction to give)
+        assert not (tmp_path / "ref" / "7_DWI_ADC.bval").exists()
+        assert sorted(p.name for p in (tmp_path / "ours").glob("*.bv*")) == ["7_DWI.bval", "7_DWI.bvec"]
     else:
         assert sorted(ours) == ["7_DWI", "7_DWI_2"] and nib.load(str(ours["7_DWI_2"])).ndim == 3
 

@@ -957,9 +957,13 @@ class SeriesHeaders(LazyHeaders):
 
 
 def _diffusion(series: Series, volume: Volume) -> tuple[list[float], np.ndarray] | None:
-    """(b-values, FSL bvecs) for a diffusion series, via :mod:`convert.dicom.sidecar`; None otherwise."""
+    """(b-values, FSL bvecs) for a diffusion series, via :mod:`convert.dicom.sidecar`; None otherwise.
+
+    None for a Philips DWI kept with its derived isotropic volumes (the ``_ADC`` file):
+    as dcm2niix, its gradient table is not written (the DWI without them has one).
+    """
     _sidecar = _optional_module("sidecar")
-    if _sidecar is None or not hasattr(_sidecar, "diffusion_table") or volume.array.ndim != 4:
+    if series.derived_appended or _sidecar is None or not hasattr(_sidecar, "diffusion_table") or volume.array.ndim != 4:
         return None
     time_headers = None
     if series.kind in ("slices", "mosaic") and len(series.grid[0]) == volume.shape[3]:

@@ -66,6 +66,8 @@ class Series:
             ``"echo 2"``), "" when not split.
         suffix: dcm2niix's file-name postfix for this series, without the leading
             underscore (``"e2_ph"``, ``"real"``, ``"ADC"``...), "" for none (see :func:`postfix`).
+        derived_appended: a Philips DWI series kept with its derived isotropic volumes
+            (last along t; the ``_ADC`` file): no gradient table is written for it.
         normal: unit slice normal ``cross(row, col)`` in LPS+, or None.
         distances: position of each slice along ``normal`` (mm), ascending.
         missing: ``(k, n)`` pairs: ``n`` slices appear missing after slice ``k``.
@@ -84,6 +86,7 @@ class Series:
     modality: str = ""
     split: str = ""
     suffix: str = ""
+    derived_appended: bool = False
     normal: np.ndarray | None = None
     distances: np.ndarray = field(default_factory=lambda: np.zeros(0))
     missing: list[tuple[int, int]] = field(default_factory=list)
@@ -390,7 +393,7 @@ def assemble(instances: Iterable[Instance]) -> list[Series]:
                 if appended:
                     for column in series.grid:  # stable: acquired volumes in order, then the derived ones
                         column.sort(key=lambda i: i.philips_isotropic)
-                series.split = split
+                series.split, series.derived_appended = split, appended
                 series.suffix = postfix(first.echo_number, first.echo_time, multi_echo, first.image_type,
                                         derived_appended=appended, ge_image_type=first.ge_image_type)
                 _fill_identity(series)
