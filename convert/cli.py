@@ -7,6 +7,7 @@ see the traceback of an unexpected error.
 
 from __future__ import annotations
 
+import enum
 import functools
 import json
 import os
@@ -32,6 +33,13 @@ console = Console()
 err_console = Console(stderr=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class PhilipsScaling(str, enum.Enum):
+    """``--philips-scaling`` values (the API's ``philips_scaling``)."""
+
+    precise = "precise"
+    display = "display"
 
 
 def fail(message: str, code: int = 1) -> "typer.Exit":
@@ -96,8 +104,12 @@ def convert_cmd(
                                     "across the gap (default: refuse them)."),
     resample_uneven: bool = typer.Option(False, "--resample-uneven", help="Resample unevenly spaced slices onto a "
                                          "regular grid (default: stack them with a warning)."),
-    philips_precise: bool = typer.Option(False, "--philips-precise", help="Philips enhanced MR: use the private "
-                                         "floating-point scaling (as dcm2niix does) instead of RescaleSlope."),
+    philips_scaling: Optional[PhilipsScaling] = typer.Option(
+        None, "--philips-scaling", help="Philips MR (classic and enhanced): 'precise' floating-point values from "
+        "the private scale slope, as dcm2niix writes them (default), or 'display' values (RescaleSlope/Intercept "
+        "only, as the console shows them). The sidecar records the choice and the scale factors."),
+    philips_precise: bool = typer.Option(False, "--philips-precise", hidden=True,
+                                         help="Same as --philips-scaling precise (the default); kept for old scripts."),
     sidecar: bool = typer.Option(True, "--sidecar/--no-sidecar", help="Write a BIDS-style JSON sidecar beside "
                                  "NIfTI outputs of DICOM input."),
     sidecar_phi: bool = typer.Option(False, "--sidecar-phi", help="Include patient-identifying fields (names, IDs, "
@@ -125,11 +137,13 @@ def convert_cmd(
         raise fail("--key, --keep and --allow-burned-in only apply with --anonymize", 2)
     if anonymize and sidecar_phi:
         raise fail("--sidecar-phi cannot be combined with --anonymize", 2)
+    if philips_precise and philips_scaling == PhilipsScaling.display:
+        raise fail("--philips-precise contradicts --philips-scaling display; give one of them", 2)
     deidentify = _deidentifier(key, keep, allow_burned_in) if anonymize else None
     name = name or (DEFAULT_ANONYMIZED_NAME if anonymize else DEFAULT_NAME)
     dicom_folder = (src.is_dir() and DICOM.sniff(src)) or _is_dicomdir_file(src)
     read_options = {"tilt_correct": tilt_correct, "allow_gaps": allow_gaps, "resample_uneven": resample_uneven,
-                    "philips_precise": philips_precise}
+                    "philips_scaling": (philips_scaling or PhilipsScaling.precise).value}
     if dicom_folder and _is_folder_target(dst):
         _convert_dicom_folder(src, dst, to=to or "nifti-gz", name=name, overwrite=overwrite, sidecar=sidecar,
                               sidecar_phi=sidecar_phi, deidentify=deidentify, **read_options)

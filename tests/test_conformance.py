@@ -89,13 +89,6 @@ def test_matches_dcm2niix_in_world_space(dataset: str, stem: str) -> None:
     root = conformance_dir(dataset)
     protocol, number, echo, part, tilt = _parse(stem)
     ours = _ours(dataset, protocol, number, echo, part, tilt)
-    if stem == "In_WIP_B0_NS_801_e1":
-        # Philips magnitude: dcm2niix applies the private "precise" scaling (2005,100E) by default; we apply
-        # the standard RescaleSlope unless asked (documented in docs/dicom-multiframe.md)
-        from convert.dicom.multiframe import read_enhanced
-
-        (series,) = [s for s in _series(dataset) if s.series_number == number]
-        ours = read_enhanced(series.first.path, philips_precise=True)[echo - 1]  # type: ignore[operator]
     ref_path = root / "ref-dcm2niix" / f"{stem}.nii.gz"
     if tilt:  # both sides interpolated onto different grids: compare sampled at the same world points
         _assert_interpolated_match(ours, ref_path)
@@ -223,13 +216,20 @@ def test_reference_names_parse(stem: str, expected: tuple) -> None:
     assert _parse(stem) == expected
 
 
-def test_philips_precise_option_through_the_tree_conversion(tmp_path: Path) -> None:
+def test_philips_precise_scaling_through_the_tree_conversion_and_sidecar(tmp_path: Path) -> None:
     root = conformance_dir("dcm_qa_enh")
     from convert.dicom import convert_dicom_tree
 
-    report = convert_dicom_tree(root / "In" / "Philips", tmp_path, philips_precise=True)
+    report = convert_dicom_tree(root / "In" / "Philips", tmp_path, philips_scaling="precise")
     assert report.ok
     (mag,) = [p for p in report.written if p.name.endswith("_e1.nii.gz")]  # dcm2niix: _e1, _e2_fieldmaphz
+    import json
+
+    ours_json = json.loads(mag.with_name(mag.name[: -len(".nii.gz")] + ".json").read_text())
+    ref_json = json.loads((root / "ref-dcm2niix" / "In_WIP_B0_NS_801_e1.json").read_text())
+    for key in ("PhilipsRescaleSlope", "PhilipsRescaleIntercept", "PhilipsScaleSlope",
+                "UsePhilipsFloatNotDisplayScaling"):
+        assert ours_json[key] == pytest.approx(ref_json[key], rel=1e-5), key
     ours, our_affine = _canonical(nib.load(str(mag)))
     ref, ref_affine = _canonical(nib.load(str(root / "ref-dcm2niix" / "In_WIP_B0_NS_801_e1.nii.gz")))
     np.testing.assert_allclose(our_affine, ref_affine, atol=1e-3)

@@ -148,7 +148,7 @@ def test_no_sidecar_and_to_option(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("make", ["monochrome1", "short pixel data", "several series", "implicit VR", "phi",
-                                  "dicomdir"])
+                                  "dicomdir", "philips scaling"])
 def test_unsupported_inputs_decline_and_leave_nothing(tmp_path: Path, make: str) -> None:
     src = tmp_path / "in"
     options: dict[str, object] = {}
@@ -170,6 +170,10 @@ def test_unsupported_inputs_decline_and_leave_nothing(tmp_path: Path, make: str)
         from fixtures.dicomdir_media import make_media
 
         make_media(src, series=1)
+    elif make == "philips scaling":  # precise values and the sidecar's Philips fields: the full path only
+        from fixtures.dicom_series import make_philips_series
+
+        make_philips_series(src)
     else:
         make_series(src)
         options["sidecar_phi"] = True
@@ -580,3 +584,13 @@ def test_tree_progress_reports_every_series_then_done(tmp_path: Path) -> None:
     assert calls[-1][2] == "done"
     with _progress_bar() as bar:  # pytest captures stdout: not a terminal, so no bar at all
         assert bar is None
+
+
+def test_folder_output_with_images_without_position_equals_the_full_path_or_declines(tmp_path: Path) -> None:
+    """Images without a position become single-image series (issue 12.5): streamed identically, or declined."""
+    from fixtures.dicom_series import make_unplaced_images
+
+    _multi_series(tmp_path / "in")
+    make_unplaced_images(tmp_path / "in" / "summary", n=3, series_number=99)
+    assert_tree_same_as_full(tmp_path / "in", tmp_path)
+    assert len([p for p in (tmp_path / "full").iterdir() if p.name.startswith("99_")]) == 6

@@ -48,6 +48,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from convert.dicom import elements
 from convert.dicom.scan import Instance
 from convert.dicom.series import TILT_THRESHOLD_DEG, LazyHeaders, Series, assemble, median
 from convert.errors import ConvertError
@@ -372,29 +373,13 @@ _PLAIN_CHARSETS = {b"", b"ISO_IR 6", b"ISO_IR 100", b"ISO_IR 192", b"ISO_IR 101"
 
 def _walk(data: bytes, pos: int, end: int) -> Any:
     """Yield ``(tag, VR, raw value)`` of the top-level elements in ``data[pos:end]`` (explicit VR LE)."""
-    head = _scan._ELEMENT_HEAD.unpack_from
-    while pos < end:
-        if pos + 12 > len(data):
-            raise Declined("header runs past the data")
-        group, elem, vr, short_length, long_length = head(data, pos)
-        tag = (group << 16) | elem
-        if vr in _scan._LONG_VRS:
-            length, start = long_length, pos + 12
-        else:
-            if not (65 <= vr[0] <= 90 and 65 <= vr[1] <= 90):
-                raise Declined("not explicit VR")
-            length, start = short_length, pos + 8
-        if length == _scan._UNDEFINED:
-            try:
-                pos = _scan._skip_undefined(data, start)
-            except _scan._Unsupported:
-                raise Declined("odd sequence") from None
-            yield tag, vr.decode("ascii"), None  # undefined length (a sequence, encapsulated data): not mirrored
-            continue
-        yield tag, vr.decode("ascii"), data[start:start + length]
-        pos = start + length
-    if pos != end:
-        raise Declined("elements do not end where pixel data starts")
+    try:
+        found, _ = elements.walk(data, pos, end, implicit=False, stop_tags=frozenset())
+    except elements.NotCovered as exc:
+        raise Declined(str(exc)) from None
+    for element in found:
+        raw = None if element.is_undefined_length else data[element.value_offset:element.end]
+        yield element.tag, element.vr.decode("ascii"), raw  # undefined length (a sequence): not mirrored
 
 
 # --------------------------------------------------------------------------- indexing
@@ -527,6 +512,8 @@ def _plan_series(series: Series, *, json_wanted: bool, tilt_correct: bool, resam
     first = series.first
     if first.samples_per_pixel != 1 or first.photometric != "MONOCHROME2":
         raise Declined("colour or MONOCHROME1")
+    if any(inst.philips_scale_slope is not None for inst in series.instances):
+        raise Declined("Philips private scaling (precise/display values, sidecar fields)")
     dtype = stored_dtype(first.bits_allocated or 16, first.bits_stored or 16, first.pixel_representation == 1)
     if not _native_fast_path_ok(series, dtype) or any(i.transfer_syntax not in _NATIVE for i in series.instances):
         raise Declined("not uncompressed little endian")

@@ -29,7 +29,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from convert.atomic import check_writable
-from convert.dicom.pixels import decode_frames, fix_stored_bits, is_colour, rescale_plan, stored_dtype
+from convert.dicom.pixels import (check_philips_scaling, decode_frames, fix_stored_bits, is_colour,
+                                  philips_precise_scaling, philips_scale_slope, philips_scaling_fields,
+                                  rescale_plan, stored_dtype)
 from convert.dicom.scan import Instance, ScanResult, looks_like_dicom, read_header, scan
 from convert.dicom.series import (TILT_THRESHOLD_DEG, LazyHeaders, Series, assemble, echo_label, median,
                                   postfix)
@@ -66,12 +68,17 @@ class ReadOptions:
             the median spacing. Default: stack them with a warning (the affine
             then holds the mean spacing from first to last slice).
         workers: decoding threads (default 2).
+        philips_scaling: Philips MR values: ``"precise"`` (default, as dcm2niix:
+            the scanner's floating-point values, using the private ScaleSlope
+            2005,xx0E) or ``"display"`` (RescaleSlope/Intercept only, what the
+            scanner console shows). Other vendors are unaffected.
     """
 
     tilt_correct: bool = False
     allow_gaps: bool = False
     resample_uneven: bool = False
     workers: int | None = None
+    philips_scaling: str = "precise"
 
 
 # --------------------------------------------------------------------------- geometry
@@ -229,14 +236,14 @@ def _value_range(array: np.ndarray, scalings: Sequence[tuple[float, float]] | No
 
 
 def read_series(series: Series, *, tilt_correct: bool = False, allow_gaps: bool = False,
-                resample_uneven: bool = False, workers: int | None = None, philips_precise: bool = False) -> Volume:
+                resample_uneven: bool = False, workers: int | None = None,
+                philips_scaling: str = "precise") -> Volume:
     """Decode one series into a Volume (RAS+ affine, ``[i, j, k(, t)]``).
 
     Args:
         series: from :func:`convert.dicom.series.assemble`.
-        tilt_correct, allow_gaps, resample_uneven, workers: see :class:`ReadOptions`.
-        philips_precise: Philips enhanced files: use the private floating-point scaling
-            (2005,100E) instead of RescaleSlope/Intercept, as dcm2niix does by default.
+        tilt_correct, allow_gaps, resample_uneven, workers, philips_scaling: see :class:`ReadOptions`
+            (``philips_scaling`` applies to classic and enhanced Philips MR files alike).
 
     Raises:
         DicomError: the series cannot be assembled (missing slices without
@@ -249,12 +256,12 @@ def read_series(series: Series, *, tilt_correct: bool = False, allow_gaps: bool 
     :data:`~convert.volume.RGB_DTYPE`) with the same geometry rules, never scaled.
     """
     opts = ReadOptions(tilt_correct=tilt_correct, allow_gaps=allow_gaps, resample_uneven=resample_uneven,
-                       workers=workers)
+                       workers=workers, philips_scaling=check_philips_scaling(philips_scaling))
     where = series.first.path
     if series.problem:
         raise DicomError(f"series {series.label}: {series.problem}", where)
     if series.kind == "multiframe":
-        volumes = _read_multiframe_series(series, philips_precise=philips_precise)
+        volumes = _read_multiframe_series(series, philips_scaling=philips_scaling)
         if len(volumes) != 1:
             raise DicomError(
                 f"series {series.label} holds {len(volumes)} volumes (stacks/echoes/image types); convert it to "
@@ -299,6 +306,9 @@ def _read_slices(series: Series, opts: ReadOptions) -> Volume:
             scalings = list(pool.map(work, jobs))
     else:
         scalings = [work(job) for job in jobs]
+    philips = _philips_record(first, scalings[0], opts.philips_scaling) if not colour else None
+    if philips is not None and opts.philips_scaling == "precise":
+        scalings = [_precise(s, inst) for s, (_, inst) in zip(scalings, jobs)]
 
     mode, out_dtype, slope, intercept = rescale_plan([s for s, _ in scalings], [b for _, b in scalings],
                                                      array.dtype, _value_range(array, scalings))
@@ -326,10 +336,26 @@ def _read_slices(series: Series, opts: ReadOptions) -> Volume:
     step = _time_step(series)
     if step is not None:
         meta = meta.replace(time_step=step)
+    if philips is not None:
+        meta = meta.replace(acquisition={**meta.acquisition, **philips})
     volume = Volume(array=array, affine=lps_to_ras(affine), meta=meta, slope=slope, intercept=intercept,
                     source=header)
     object.__setattr__(volume, "_warnings", warnings)  # informational; not part of the Volume API
     return volume
+
+
+def _precise(scaling: tuple[float, float], inst: Instance) -> tuple[float, float]:
+    """A slice's (slope, intercept) for Philips precise values (unchanged without a private ScaleSlope)."""
+    if inst.philips_scale_slope is None:
+        return scaling
+    return philips_precise_scaling(scaling[0], scaling[1], inst.philips_scale_slope)
+
+
+def _philips_record(first: Instance, scaling: tuple[float, float], philips_scaling: str) -> dict[str, Any] | None:
+    """The sidecar fields of a Philips series' scaling (first slice's factors), or None for other files."""
+    if first.philips_scale_slope is None:
+        return None
+    return philips_scaling_fields(scaling[0], scaling[1], first.philips_scale_slope, philips_scaling)
 
 
 def _per_channel(step: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
@@ -424,22 +450,31 @@ def _require_multiframe(path: Path) -> Any:
     return _multiframe
 
 
-def read_multiframe(inst: Instance, *, philips_precise: bool = False) -> list[Volume]:
-    """Every volume in one multi-frame file (enhanced objects via :mod:`convert.dicom.multiframe`)."""
+def read_multiframe(inst: Instance, *, philips_scaling: str = "precise") -> list[Volume]:
+    """Every volume in one multi-frame file (enhanced objects via :mod:`convert.dicom.multiframe`).
+
+    ``philips_scaling``: see :class:`ReadOptions`.
+    """
+    check_philips_scaling(philips_scaling)
     mf = _require_multiframe(inst.path)
     header = inst.load_header()
     if mf.is_enhanced(header):
-        if philips_precise:
-            return list(mf.read_enhanced(inst.path, header, philips_precise=True))
-        return list(mf.read_enhanced(inst.path, header))
+        return list(mf.read_enhanced(inst.path, header, philips_scaling=philips_scaling))
     # classic multi-frame (e.g. NM/US/old CT): frames are slices of one stack
     frames, ds = decode_frames(inst.path, expected=(inst.rows, inst.columns))
     array = np.asfortranarray(frames.transpose(2, 1, 0))
     affine = slice_affine_lps(inst, None, 1)
     slope, intercept = _to_float(ds.get("RescaleSlope"), 1.0) or 1.0, _to_float(ds.get("RescaleIntercept"), 0.0)
+    meta = _meta_for(header)
+    scale_slope = philips_scale_slope(header)
     if array.dtype == RGB_DTYPE:
         slope, intercept = 1.0, 0.0  # colour (e.g. ultrasound cine): frames along k, never rescaled
-    return [Volume(array=array, affine=lps_to_ras(affine), meta=_meta_for(header), slope=slope,
+    elif scale_slope is not None:
+        meta = meta.replace(acquisition={**meta.acquisition,
+                                         **philips_scaling_fields(slope, intercept, scale_slope, philips_scaling)})
+        if philips_scaling == "precise":
+            slope, intercept = philips_precise_scaling(slope, intercept, scale_slope)
+    return [Volume(array=array, affine=lps_to_ras(affine), meta=meta, slope=slope,
                    intercept=intercept, source=header)]
 
 
@@ -482,7 +517,7 @@ def _read_mosaic(series: Series, opts: ReadOptions) -> Volume:
     return volume
 
 
-def _read_multiframe_series(series: Series, *, philips_precise: bool = False) -> list[Volume]:
+def _read_multiframe_series(series: Series, *, philips_scaling: str = "precise") -> list[Volume]:
     """Volumes of a multi-frame series; several files with one same-geometry volume each become 4D.
 
     Files are stacked only with files of the same echo time and image type (e.g.
@@ -490,7 +525,7 @@ def _read_multiframe_series(series: Series, *, philips_precise: bool = False) ->
     own): one 4D volume per echo / image type, each echo numbered by ascending
     echo time when the files hold several (as :func:`convert.dicom.series.postfix` names them).
     """
-    per_file = [read_multiframe(inst, philips_precise=philips_precise) for inst in series.grid[0]]
+    per_file = [read_multiframe(inst, philips_scaling=philips_scaling) for inst in series.grid[0]]
     if len(per_file) == 1:
         return per_file[0]
     singles = [vols[0] for vols in per_file if len(vols) == 1]
@@ -552,7 +587,7 @@ def read_series_volumes(series: Series, **options: Any) -> list[Volume]:
     if series.kind == "multiframe":
         if series.problem:
             raise DicomError(f"series {series.label}: {series.problem}", series.first.path)
-        return _read_multiframe_series(series, philips_precise=bool(options.get("philips_precise")))
+        return _read_multiframe_series(series, philips_scaling=options.get("philips_scaling", "precise"))
     return [read_series(series, **options)]
 
 
@@ -601,7 +636,8 @@ def read_single(path: str | Path, **options: Any) -> tuple[Volume, Series]:
 
     Args:
         path: a DICOM file or a folder tree.
-        **options: ``tilt_correct``, ``allow_gaps``, ``resample_uneven``, ``workers``.
+        **options: ``tilt_correct``, ``allow_gaps``, ``resample_uneven``, ``workers``, ``philips_scaling``
+            (see :class:`ReadOptions`).
 
     Raises:
         DicomError: no DICOM image, or several series/volumes (the message lists them
@@ -798,7 +834,7 @@ def _output_extension(fmt: Any) -> str:
 def convert_dicom_tree(src_dir: str | Path, out_dir: str | Path, *, to: str = "nifti-gz",
                        name: str = DEFAULT_NAME, overwrite: bool = False, sidecar: bool = True,
                        sidecar_phi: bool = False, tilt_correct: bool = False, allow_gaps: bool = False,
-                       resample_uneven: bool = False, philips_precise: bool = False,
+                       resample_uneven: bool = False, philips_scaling: str = "precise",
                        progress: Callable[[int, int, str], None] | None = None,
                        deidentify: Callable[[Any], Any] | None = None) -> Report:
     """Convert every series under ``src_dir`` into ``out_dir`` (one file per volume).
@@ -815,6 +851,8 @@ def convert_dicom_tree(src_dir: str | Path, out_dir: str | Path, *, to: str = "n
     (:class:`~convert.errors.OutputExistsError`) unless ``overwrite``. NIfTI outputs get a BIDS-style JSON sidecar (no PHI unless
     ``sidecar_phi``). Output names come from ``name`` (fields from
     :data:`NAME_FIELDS`), sanitised; collisions get ``_2``, ``_3``... suffixes.
+    ``philips_scaling`` (``"precise"``, the default, or ``"display"``) picks the
+    values of Philips MR series, see :class:`ReadOptions`; the sidecar records it.
 
     Raises:
         InputNotFoundError: ``src_dir`` does not exist.
@@ -828,6 +866,7 @@ def convert_dicom_tree(src_dir: str | Path, out_dir: str | Path, *, to: str = "n
     if not fmt.can_write:
         raise ConvertError(f"format '{fmt.name}' can be read but not written")
     render_name(name, {k: "x" for k in NAME_FIELDS})  # validate the template before any work
+    check_philips_scaling(philips_scaling)
     if deidentify is not None and sidecar_phi:
         raise ConvertError("a de-identified conversion cannot write patient fields to sidecars: "
                            "drop --sidecar-phi or --anonymize")
@@ -854,7 +893,7 @@ def convert_dicom_tree(src_dir: str | Path, out_dir: str | Path, *, to: str = "n
             progress(n, len(all_series), label)
         try:
             volumes = read_series_volumes(series, tilt_correct=tilt_correct, allow_gaps=allow_gaps,
-                                          resample_uneven=resample_uneven, philips_precise=philips_precise)
+                                          resample_uneven=resample_uneven, philips_scaling=philips_scaling)
             outcome.warnings = list(series.warnings)
             suffixes = output_suffixes(series, volumes, indexed="{Index}" in name)
             for v_index, volume in enumerate(volumes):

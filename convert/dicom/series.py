@@ -27,6 +27,17 @@ Rules (each one a real-world quirk with its own test):
   parallel to the slice normal (angle > 0.1 degree).
 * Enhanced multi-frame files are one series each (split later by
   :mod:`convert.dicom.multiframe`); Siemens mosaics form a time series of files.
+* **Images without a position** (no ImagePositionPatient or
+  ImageOrientationPatient: screen captures, dose reports such as Philips
+  "Exam Summary", secondary captures) cannot be stacked: each one becomes its
+  own single-image series (split ``"image N"``, N its InstanceNumber), placed
+  at the origin with identity axes and a warning that its placement is
+  unknown; the images of the group that do have a position form the stack.
+* **United Imaging (UIH) grid images** (ImageType VFRAME, or a UIH file with
+  the grid count (0065,1050)) tile the slices of one volume in a single image
+  and keep the slice geometry in UIH private tags, which are not read: such a
+  series is refused with :attr:`Series.problem` saying so (never written as
+  2D images or stacked as slices).
 
 Positions are in DICOM LPS+ mm.
 """
@@ -372,6 +383,18 @@ def assemble(instances: Iterable[Instance]) -> list[Series]:
     for key, members in groups.items():
         siblings = [k for k in by_uid[key[:2]] if k != key]
         base_split = _describe_split(key, siblings) if siblings else ""
+        grid_flags = [False] * len(members) if key[-1] else [is_uih_grid(i) for i in members]
+        if any(grid_flags):
+            grids = [i for i, grid in zip(members, grid_flags) if grid]
+            members = [i for i, grid in zip(members, grid_flags) if not grid]
+            out.append(_uih_grid_series(grids, base_split))
+            if not members:
+                continue
+        if not key[-1] and len(members) > 1:
+            members, unplaced = _split_unplaced(members)
+            out.extend(_unplaced_series(unplaced, base_split, n_images=len(unplaced)))
+            if not members:
+                continue
         first = members[0]
         multi_echo = len(labels[key[:2]] - {""}) > 1 or len(times[key[:2]] - {""}) > 1
         # a Philips DWI series with derived isotropic volumes: the DWI without them, and (as dcm2niix) "_ADC"
@@ -401,6 +424,61 @@ def assemble(instances: Iterable[Instance]) -> list[Series]:
 
     out.sort(key=lambda s: (s.series_number is None, s.series_number or 0, s.series_uid,
                             "DERIVED" in s.first.image_type, s.suffix, s.split, str(s.first.path)))
+    return out
+
+
+def is_uih_grid(inst: Instance) -> bool:
+    """True for a United Imaging (UIH) grid ("VFRAME" mosaic) image: ImageType VFRAME, or a UIH header
+    holding the grid count (0065,1050)."""
+    if "VFRAME" in inst.image_type:
+        return True
+    if inst.modality != "MR" or inst.position is not None:
+        return False
+    header = inst.load_header()  # only for MR images without a position: few files
+    manufacturer = str(header.get("Manufacturer", "") or "").upper()
+    return ("UIH" in manufacturer or "UNITED IMAGING" in manufacturer) and 0x00651050 in header
+
+
+def _uih_grid_series(grids: list[Instance], base_split: str) -> Series:
+    """A UIH grid series, refused with a :attr:`Series.problem` that says why."""
+    grids = sorted(grids, key=lambda i: _time_key(i) + ((0, 0.0),) + (str(i.path),))  # type: ignore[operator]
+    series = Series(kind="slices", grid=[[i] for i in grids], split=base_split)
+    series.problem = (
+        f"{len(grids)} United Imaging (UIH) grid image(s) (ImageType VFRAME / grid count (0065,1050)): each file "
+        "tiles the slices of a volume in one image and the position and orientation of each tile are stored only "
+        "in UIH private tags (0065,xxxx), which medconvert does not read, so the slices cannot be placed in space and "
+        f"the series is not converted (e.g. {grids[0].path}). dcm2niix reads this layout; or export the series "
+        "from the scanner as single-slice (non-grid) images")
+    _fill_identity(series)
+    return series
+
+
+def _split_unplaced(members: list[Instance]) -> tuple[list[Instance], list[Instance]]:
+    """(images with a position and orientation, images without); later copies of one SOPInstanceUID dropped."""
+    placed = [i for i in members if i.position is not None and i.orientation is not None]
+    unplaced, seen = [], set()
+    for inst in sorted((i for i in members if i.position is None or i.orientation is None),
+                       key=lambda i: _time_key(i) + ((0, 0.0),) + (str(i.path),)):  # type: ignore[operator]
+        if inst.sop_instance_uid and inst.sop_instance_uid in seen:
+            continue
+        seen.add(inst.sop_instance_uid)
+        unplaced.append(inst)
+    return placed, unplaced
+
+
+def _unplaced_series(unplaced: list[Instance], base_split: str, n_images: int) -> list[Series]:
+    """One single-image series per image without a position (see the module rules)."""
+    out = []
+    for n, inst in enumerate(unplaced, 1):
+        series = _build_slices([inst])
+        number = inst.instance_number if inst.instance_number is not None else n
+        series.split = ", ".join(p for p in (base_split, f"image {number}") if p)
+        generic = [w for w in series.warnings if not w.startswith("no ImagePositionPatient")]
+        series.warnings = [f"no ImagePositionPatient/ImageOrientationPatient in {inst.path}: written as its own "
+                           f"2D image{f' (one of {n_images} in its series)' if n_images > 1 else ''}, placed at the "
+                           "origin with identity axes: its placement in space is unknown"] + generic
+        _fill_identity(series)
+        out.append(series)
     return out
 
 
