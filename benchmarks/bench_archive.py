@@ -390,11 +390,13 @@ def render(archives: list[Archive], rows: dict[tuple[str, str], Row], checks: di
     if scan_archive is not None and refs:
         lines += ["", f"Headers only, on {scan_archive.name} ({scan_archive.files} files"
                   + (f"; convert.scan found {scan_counts[0]} images, skipped {scan_counts[1]}" if scan_counts else "")
-                  + "):", "", "| command | median s | min-max s | CPU s | peak MB | files/s | target | result |",
-                  "|---|---:|---:|---:|---:|---:|---:|---|"]
+                  + "):", "", "| command | median s | min-max s | CPU s | peak MB | files/s | files per CPU s | target "
+                  "| result |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
         for label, row in refs.items():
-            wall = row.median("wall_s")
+            wall, cpu = row.median("wall_s"), row.median("cpu_s")
             rate = scan_archive.files / wall if wall == wall and wall > 0 else nan
+            cpu_rate = scan_archive.files / cpu if cpu == cpu and cpu > 0 else nan
             target, result = "", ""
             if label.startswith("convert.scan"):
                 ok = rate == rate and rate >= TARGET_SCAN_FILES_PER_S
@@ -406,7 +408,8 @@ def render(archives: list[Archive], rows: dict[tuple[str, str], Row], checks: di
             if row.failed:
                 result = f"FAILED: {row.failed}"
             lines.append(f"| `{label}` | {_fmt(wall)} | {_spread(row)} | {_fmt(row.median('cpu_s'))} | "
-                         f"{_fmt(row.median('peak_mb'), '.0f')} | {_fmt(rate, ',.0f')} | {target} | {result} |")
+                         f"{_fmt(row.median('peak_mb'), '.0f')} | {_fmt(rate, ',.0f')} | {_fmt(cpu_rate, ',.0f')} | {target} "
+                         f"| {result} |")
 
     # sanity
     lines += ["", "Output checks (first run of each tool; world space vs dcm2niix -z i):", ""]
@@ -432,6 +435,33 @@ def render(archives: list[Archive], rows: dict[tuple[str, str], Row], checks: di
     return "\n".join(lines), verdict
 
 
+def rerender(path: Path) -> str:
+    """The Markdown report of a saved ``archive-*.json``, rendered with the current table code."""
+    data = json.loads(Path(path).read_text())
+    info = data["info"]
+
+    def runs(items: list[dict[str, object]]) -> list[bd.Run]:
+        fields = bd.Run.__dataclass_fields__
+        return [bd.Run(**{k: v for k, v in r.items() if k in fields}) for r in items]  # type: ignore[arg-type]
+
+    archives = [Archive(a["name"], Path(a["path"]), a["files"], a["mb"], a["kind"]) for a in data["archives"]]
+    rows = {}
+    for label, row in data["rows"].items():
+        name, _, key = label.rpartition(" | ")
+        rows[(name, key)] = Row(key, key, ".nii.gz", runs(row["runs"]))
+    refs = {k: Row(k, k, "", runs(v["runs"])) for k, v in data["reference"].items()}
+    scan_archive = next((a for a in archives if a.kind == "generated"), None)
+    counts = info.get("scan_counts")
+    table, _ = render(archives, rows, data["checks"], refs, scan_archive, tuple(counts) if counts else None,
+                      int(info["runs"]), bool(info["warmup"]), not str(info["versions"].get("pigz", "")).startswith(
+                          "missing"))
+    m = info["machine"]
+    return "\n".join([f"machine: {m['cpu']}, {m['cores']} cores, {m['memory']}; load average (1/5/15 min) at "
+                      f"start {info.get('load_start', '?')}, at end {info.get('load_end', '?')}",
+                      "versions: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()),
+                      f"started {info['started']}", "", table])
+
+
 # --------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
     import signal
@@ -453,7 +483,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the output folders (benchmarks/results/archive-work)")
     parser.add_argument("--snapshot", metavar="REV",
                         help="measure medconvert at this git revision (e.g. HEAD), exported with git archive")
+    parser.add_argument("--from-json", type=Path, metavar="RESULTS_JSON",
+                        help="re-render the report of a saved run (benchmarks/results/archive-*.json) and exit")
     args = parser.parse_args(argv)
+    if args.from_json:
+        print(rerender(args.from_json))
+        return 0
     if args.quick:
         args.runs = 1
     warmup = not args.quick
@@ -559,7 +594,7 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(report)
     print(text)
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    results = {"info": {**info, "load_end": load_end},
+    results = {"info": {**info, "load_end": load_end, "scan_counts": scan_counts},
                "archives": [{**asdict(a), "path": str(a.path)} for a in archives],
                "rows": {f"{a} | {k}": {"runs": [asdict(r) for r in row.runs], "median_wall_s": row.median("wall_s")}
                         for (a, k), row in rows.items()},
