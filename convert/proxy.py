@@ -146,7 +146,12 @@ def is_proxy(data: Any) -> bool:
     return not isinstance(data, np.ndarray) and hasattr(data, "slab") and hasattr(data, "shape")
 
 
-def iter_slabs(data: Any, max_bytes: int = 64 << 20) -> Iterator[tuple[int, int, int, np.ndarray]]:
+#: Bytes per slab that writers stream (a few slices): small enough that a lazy volume's
+#: conversion stays far below the volume's size, large enough for fast writes.
+SLAB_BYTES = 16 << 20
+
+
+def iter_slabs(data: Any, max_bytes: int = SLAB_BYTES) -> Iterator[tuple[int, int, int, np.ndarray]]:
     """``(t, k0, k1, slab)`` over a 3D/4D array or proxy, volume by volume, a few slices at a time.
 
     ``slab`` is ``data[:, :, k0:k1(, t)]``; for an ndarray it is a view (nothing copied).

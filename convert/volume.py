@@ -228,6 +228,9 @@ class Volume:
         source: the raw source header (e.g. a pydicom Dataset or nibabel header).
             Never written to any output unless the user explicitly asks; not
             part of equality or repr.
+        warnings: what the reader noticed and did (tilt kept or corrected, uneven
+            slices resampled, duplicates skipped...), one line each; written with
+            CLI flags (see :func:`convert.errors.spell` for the API spelling).
     """
 
     array: np.ndarray
@@ -236,6 +239,7 @@ class Volume:
     slope: float = 1.0
     intercept: float = 0.0
     source: Any = field(default=None, repr=False, compare=False)
+    warnings: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         array = self.array
@@ -257,6 +261,7 @@ class Volume:
                 raise UnsupportedDataError(f"a lazy voxel proxy must deliver native byte order, not {array.dtype}")
             object.__setattr__(self, "array", array.astype(array.dtype.newbyteorder("="), copy=False))
         object.__setattr__(self, "affine", check_affine(self.affine))
+        object.__setattr__(self, "warnings", tuple(str(w) for w in self.warnings))
         slope, intercept = float(self.slope), float(self.intercept)
         if not (np.isfinite(slope) and np.isfinite(intercept)) or slope == 0.0:
             slope, intercept = 1.0, 0.0  # NIfTI convention: slope 0/NaN means unscaled

@@ -39,8 +39,10 @@ from fixtures.dicom_series import (  # noqa: E402
 import convert  # noqa: E402
 from convert.cli import app  # noqa: E402
 from convert.dicom import assemble, convert_dicom_tree, read_series, scan, volume_warnings  # noqa: E402
-from convert.dicom.reader import DICOM, render_name, sanitize_name  # noqa: E402
-from convert.errors import ConvertError, DicomError  # noqa: E402
+from convert.dicom.reader import DICOM, read_single, render_name, sanitize_name  # noqa: E402
+from convert.errors import ConvertError, CorruptFileError, DicomError  # noqa: E402
+from convert.volume import Volume  # noqa: E402
+from convert import save  # noqa: E402
 
 runner = CliRunner()
 
@@ -1007,3 +1009,94 @@ def test_split_postfixes_follow_a_custom_name_template(tmp_path: Path) -> None:
     report = convert_dicom_tree(tmp_path / "in", tmp_path / "out", name="sub-01_{SeriesNumber}", sidecar=False)
     assert sorted(p.name for p in report.written) == [
         "sub-01_5_e1.nii.gz", "sub-01_5_e1_ph.nii.gz", "sub-01_5_e2.nii.gz", "sub-01_5_e2_ph.nii.gz"]
+
+
+# --------------------------------------------------------------------------- lazy, streamed reading (issue 13.1)
+def _eager(volume: Volume) -> np.ndarray:
+    return volume.voxels()
+
+
+@pytest.mark.parametrize("orientation", ["axial", "oblique"])
+@pytest.mark.parametrize("times", [1, 3])
+def test_plain_series_reads_lazily_and_streams_the_same_file(tmp_path: Path, orientation: str, times: int) -> None:
+    """A plain series comes back as a lazy volume (nothing decoded yet); its .nii/.nii.gz are the bytes an
+    in-memory volume gives, and its voxels are pydicom's pixel_array, transposed, slice by slice."""
+    import pydicom
+
+    from convert.formats import get_format
+
+    make_series(tmp_path / "in", orientation, slices=5, times=times, rows=12, columns=10)
+    volume = read_single(tmp_path / "in")[0]
+    assert volume.is_lazy
+    eager = volume.materialized()
+    assert not eager.is_lazy and eager.warnings == volume.warnings
+    series = assemble(scan(tmp_path / "in").instances)[0]
+    for k, column in enumerate(series.grid):
+        for t, inst in enumerate(column):
+            expected = pydicom.dcmread(inst.path).pixel_array.T
+            got = eager.array[:, :, k] if times == 1 else eager.array[:, :, k, t]
+            np.testing.assert_array_equal(got, expected)
+    for name in ("nifti", "nifti-gz"):
+        fmt = get_format(name)
+        ext = fmt.extensions[0]
+        fmt.write(volume, tmp_path / f"lazy{ext}")
+        fmt.write(eager, tmp_path / f"eager{ext}")
+        lazy_img, eager_img = nib.load(str(tmp_path / f"lazy{ext}")), nib.load(str(tmp_path / f"eager{ext}"))
+        np.testing.assert_array_equal(np.asanyarray(lazy_img.dataobj), np.asanyarray(eager_img.dataobj))
+        np.testing.assert_allclose(lazy_img.affine, eager_img.affine, atol=1e-6)
+    assert (tmp_path / "lazy.nii").read_bytes() == (tmp_path / "eager.nii").read_bytes()
+
+
+def test_native_slices_are_copied_from_their_byte_spans_and_masked_ones_computed(tmp_path: Path) -> None:
+    make_series(tmp_path / "full", slices=3, rows=8, columns=6)
+    make_series(tmp_path / "12bit", slices=3, rows=8, columns=6, bits_stored=12)
+    full, masked = read_single(tmp_path / "full")[0], read_single(tmp_path / "12bit")[0]
+    assert full.is_lazy and masked.is_lazy
+    spans = [full.array.byte_span(k) for k in range(3)]
+    assert all(s is not None and s.length == 8 * 6 * 2 for s in spans)
+    for span, k in zip(spans, range(3)):  # the span's bytes are the slice's output bytes
+        raw = span.path.read_bytes()[span.offset:span.offset + span.length]
+        assert raw == np.ascontiguousarray(full.voxels()[:, :, k].T).tobytes()
+    assert all(masked.array.byte_span(k) is None for k in range(3))  # 12 of 16 bits: values are computed
+    save(masked, tmp_path / "m.nii")
+    np.testing.assert_array_equal(np.asanyarray(nib.load(str(tmp_path / "m.nii")).dataobj), masked.scaled())
+
+
+def test_a_truncated_slice_fails_at_read_time_not_halfway_through_writing(tmp_path: Path) -> None:
+    paths, _ = make_series(tmp_path / "in", slices=4, rows=16, columns=16)
+    truncate_file(paths[2], paths[2].stat().st_size - 100)
+    with pytest.raises(CorruptFileError, match="truncated"):
+        read_single(tmp_path / "in")
+    assert not (tmp_path / "out.nii").exists()
+
+
+@pytest.mark.parametrize("syntax", ["1.2.840.10008.1.2", "1.2.840.10008.1.2.5", "1.2.840.10008.1.2.4.90"])
+def test_implicit_and_compressed_series_read_lazily_and_equal_pydicom(tmp_path: Path, syntax: str) -> None:
+    import pydicom
+    from pydicom.uid import UID
+
+    paths, _ = make_series(tmp_path / "src", slices=3, rows=64, columns=64, modality="MR")
+    (tmp_path / "in").mkdir()
+    for n, path in enumerate(paths):
+        ds = pydicom.dcmread(path)
+        if syntax == "1.2.840.10008.1.2":
+            ds.file_meta.TransferSyntaxUID = syntax
+            ds.save_as(tmp_path / "in" / f"{n}.dcm", implicit_vr=True, little_endian=True, enforce_file_format=True)
+        else:
+            ds.compress(UID(syntax))
+            ds.save_as(tmp_path / "in" / f"{n}.dcm", enforce_file_format=True)
+    volume = read_single(tmp_path / "in")[0]
+    assert volume.is_lazy
+    series = assemble(scan(tmp_path / "in").instances)[0]
+    for k, column in enumerate(series.grid):
+        np.testing.assert_array_equal(volume.voxels()[:, :, k], pydicom.dcmread(column[0].path).pixel_array.T)
+    reference = read_single(tmp_path / "src")[0]
+    np.testing.assert_allclose(volume.affine, reference.affine, atol=1e-6)
+
+
+def test_series_that_need_the_whole_array_are_read_eagerly(tmp_path: Path) -> None:
+    make_series(tmp_path / "slopes", slices=3, rows=8, columns=8, rescale_slope=[1.0, 2.0, 3.0])
+    make_series(tmp_path / "tilt", slices=4, rows=8, columns=8, tilt_deg=12.0)
+    assert not read_single(tmp_path / "slopes")[0].is_lazy  # per-slice rescale is applied to all slices
+    assert not read_single(tmp_path / "tilt", tilt_correct=True)[0].is_lazy
+    assert read_single(tmp_path / "tilt")[0].is_lazy  # the tilt kept as a shear: nothing to resample

@@ -50,6 +50,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from convert.dicom import elements
+from convert.proxy import SLAB_BYTES
 from convert.dicom.scan import Instance
 from convert.dicom.series import TILT_THRESHOLD_DEG, LazyHeaders, Series, assemble, median
 from convert.errors import ConvertError
@@ -659,7 +660,7 @@ class _GzipLikeFullPath:
     block instead of a slab.
     """
 
-    def __init__(self, fh: Any, plan: _Plan, max_bytes: int = 64 << 20) -> None:
+    def __init__(self, fh: Any, plan: _Plan, max_bytes: int = SLAB_BYTES) -> None:
         raw = getattr(fh, "raw", None)
         block = getattr(raw, "block_size", None)
         if not isinstance(block, int) or type(raw).__name__ != "_ThreadedGzipWriter":

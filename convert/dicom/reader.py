@@ -37,6 +37,7 @@ from convert.dicom.series import (TILT_THRESHOLD_DEG, LazyHeaders, Series, assem
                                   postfix)
 from convert.errors import (ConvertError, CorruptFileError, DicomError, InputNotFoundError, NoDicomError,
                             UnsupportedDataError, spell)
+from convert.proxy import ByteSpan, SliceProxy
 from convert.volume import RGB_DTYPE, Meta, Volume, lps_to_ras, rgb_channels, rgb_from_channels
 
 def _optional_module(name: str) -> Any:
@@ -287,50 +288,45 @@ def read_series(series: Series, *, tilt_correct: bool = False, allow_gaps: bool 
 
 
 def _read_slices(series: Series, opts: ReadOptions) -> Volume:
+    """A classic (one image per file) series as a Volume.
+
+    Lazy when nothing needs the whole array first (one slope/intercept for the series,
+    no regridding, no tilt correction, grey values): the Volume's voxels are a
+    :class:`~convert.proxy.SliceProxy` that decodes each slice when a writer asks for it,
+    so a conversion streams the series through memory. Otherwise every slice is decoded
+    now, then rescaled / resampled as the options say.
+    """
     first = series.first
     nk, nt = series.n_slices, series.n_times
     colour = is_colour(first.samples_per_pixel, first.photometric)
     dtype = RGB_DTYPE if colour else stored_dtype(first.bits_allocated or 16, first.bits_stored or 16,
                                                   first.pixel_representation == 1)
     shape = (first.columns, first.rows, nk) + ((nt,) if nt > 1 else ())
-    array = np.empty(shape, dtype=dtype, order="F")
     jobs = []
     for k, column in enumerate(series.grid):
         for t, inst in enumerate(column):
             jobs.append(((k, t) if nt > 1 else (k,), inst))
     expected = (first.rows, first.columns)
     n_workers = opts.workers or min(2, os.cpu_count() or 1)
-
-    def work(job: tuple[tuple, Instance]) -> tuple[float, float]:
-        return _decode_into(array, job[0], job[1], expected)
-
-    if not colour and _native_fast_path_ok(series, dtype):
-        scalings = _read_native_into(array, jobs, first)
-    elif n_workers > 1 and len(jobs) > 4:
-        with ThreadPoolExecutor(max_workers=n_workers) as pool:
-            scalings = list(pool.map(work, jobs))
-    else:
-        scalings = [work(job) for job in jobs]
-    philips = _philips_record(first, scalings[0], opts.philips_scaling) if not colour else None
+    regrid = bool((series.missing and opts.allow_gaps) or (series.uneven and not opts.stack_uneven))
+    tilt = bool(opts.tilt_correct and series.tilt_deg > TILT_THRESHOLD_DEG and nk > 1)
+    header_scalings = [(1.0, 0.0) if colour else (inst.rescale_slope, inst.rescale_intercept) for _, inst in jobs]
+    philips = _philips_record(first, header_scalings[0], opts.philips_scaling) if not colour else None
     if philips is not None and opts.philips_scaling == "precise":
-        scalings = [_precise(s, inst) for s, (_, inst) in zip(scalings, jobs)]
-
-    mode, out_dtype, slope, intercept = rescale_plan([s for s, _ in scalings], [b for _, b in scalings],
-                                                     array.dtype, _value_range(array, scalings))
-    if mode == "apply":  # per-slice scaling: in place when the stored dtype holds the results
-        scaled = array if out_dtype == array.dtype else np.empty(shape, dtype=out_dtype, order="F")
-        for (index, _), (s, b) in zip(jobs, scalings):
-            sl = (slice(None), slice(None)) + index
-            values = array[sl].astype(np.float64) * s + b
-            scaled[sl] = np.round(values) if out_dtype.kind in "iu" else values
-        array = scaled
+        header_scalings = [_precise(sc, inst) for sc, (_, inst) in zip(header_scalings, jobs)]
+    one_scaling = len(set(header_scalings)) == 1
 
     affine = slice_affine_lps(first, series.grid[-1][0], nk)
+    if one_scaling and not regrid and not tilt and not colour:
+        array: Any = _slice_proxy(series, shape, dtype, n_workers)
+        slope, intercept = header_scalings[0]
+    else:
+        array, (slope, intercept) = _decode_all(series, jobs, shape, dtype, expected, n_workers, colour, philips,
+                                                opts)
     warnings = list(series.warnings)
-    regrid = (series.missing and opts.allow_gaps) or (series.uneven and not opts.stack_uneven)
     if regrid:
         array, affine = _per_channel(lambda a: _regrid_slices(a, affine, series), array)
-    if opts.tilt_correct and series.tilt_deg > TILT_THRESHOLD_DEG and nk > 1:
+    if tilt:
         fill = (0.0 if colour else float(np.min(array))) if array.size else 0.0  # colour: black outside
         array, affine = _per_channel(lambda a: _correct_tilt(a, affine, fill), array)
         warnings.append(f"gantry tilt of {series.tilt_deg:.2f} degrees corrected by resampling")
@@ -344,10 +340,88 @@ def _read_slices(series: Series, opts: ReadOptions) -> Volume:
         meta = meta.replace(time_step=step)
     if philips is not None:
         meta = meta.replace(acquisition={**meta.acquisition, **philips})
-    volume = Volume(array=array, affine=lps_to_ras(affine), meta=meta, slope=slope, intercept=intercept,
-                    source=header)
-    object.__setattr__(volume, "_warnings", warnings)  # informational; not part of the Volume API
-    return volume
+    return Volume(array=array, affine=lps_to_ras(affine), meta=meta, slope=slope, intercept=intercept,
+                  source=header, warnings=tuple(warnings))
+
+
+def _decode_all(series: Series, jobs: list[tuple[tuple, Instance]], shape: tuple[int, ...], dtype: np.dtype,
+                expected: tuple[int, int], n_workers: int, colour: bool, philips: dict[str, Any] | None,
+                opts: ReadOptions) -> tuple[np.ndarray, tuple[float, float]]:
+    """Every slice decoded into one F-ordered array, rescaled per slice when slopes differ.
+
+    Returns ``(array, (slope, intercept))``: the common scaling to carry, (1, 0) when applied.
+    """
+    array = np.empty(shape, dtype=dtype, order="F")
+
+    def work(job: tuple[tuple, Instance]) -> tuple[float, float]:
+        return _decode_into(array, job[0], job[1], expected)
+
+    if not colour and _native_fast_path_ok(series, dtype):
+        scalings = _read_native_into(array, jobs, series.first)
+    elif n_workers > 1 and len(jobs) > 4:
+        with ThreadPoolExecutor(max_workers=n_workers) as pool:
+            scalings = list(pool.map(work, jobs))
+    else:
+        scalings = [work(job) for job in jobs]
+    if philips is not None and opts.philips_scaling == "precise":
+        scalings = [_precise(s, inst) for s, (_, inst) in zip(scalings, jobs)]
+
+    mode, out_dtype, slope, intercept = rescale_plan([s for s, _ in scalings], [b for _, b in scalings],
+                                                     array.dtype, _value_range(array, scalings))
+    if mode == "apply":  # per-slice scaling: in place when the stored dtype holds the results
+        scaled = array if out_dtype == array.dtype else np.empty(shape, dtype=out_dtype, order="F")
+        for (index, _), (s, b) in zip(jobs, scalings):
+            sl = (slice(None), slice(None)) + index
+            values = array[sl].astype(np.float64) * s + b
+            scaled[sl] = np.round(values) if out_dtype.kind in "iu" else values
+        array = scaled
+    return array, (slope, intercept)
+
+
+def _slice_proxy(series: Series, shape: tuple[int, ...], dtype: np.dtype, n_workers: int) -> SliceProxy:
+    """Lazy voxels of a classic series: each slice decoded (or read natively) when asked for.
+
+    Native uncompressed little-endian slices whose stored bits fill their words are exactly
+    the output's bytes: their spans let writers copy them without decoding. Truncated files
+    are found now from their sizes (cheap), not halfway through writing.
+    """
+    first = series.first
+    nk, nt = series.n_slices, series.n_times
+    expected = (first.rows, first.columns)
+    nbytes = first.rows * first.columns * dtype.itemsize
+    native = _native_fast_path_ok(series, dtype)
+    spans: list[ByteSpan | None] = []
+    for t in range(nt):
+        for k in range(nk):
+            inst = series.grid[k][t]
+            if not native:
+                spans.append(None)
+                continue
+            header_bytes = 8 if _NATIVE_SYNTAXES[inst.transfer_syntax] else 12
+            value_offset = (inst.pixel_offset or 0) + header_bytes
+            try:
+                size = inst.path.stat().st_size
+            except OSError as exc:
+                raise CorruptFileError(f"cannot read pixel data: {exc.strerror or exc}", inst.path) from exc
+            if size < value_offset + nbytes:
+                raise CorruptFileError(
+                    f"file ends {max(0, size - value_offset)} bytes into pixel data of {nbytes} bytes "
+                    f"({first.columns}x{first.rows} pixels of {dtype.itemsize * 8} bits): the file is truncated",
+                    inst.path)
+            bits = inst.bits_stored or inst.bits_allocated
+            exact = bits == inst.bits_allocated and inst.pixel_representation == first.pixel_representation
+            spans.append(ByteSpan(inst.path, value_offset, nbytes) if exact else None)
+
+    def read(k: int, t: int) -> np.ndarray:
+        inst = series.grid[k][t]
+        out = np.empty((first.columns, first.rows, 1), dtype=dtype, order="F")
+        if native:
+            _read_native_into(out, [((0,), inst)], first)
+        else:
+            _decode_into(out, (0,), inst, expected)
+        return out[:, :, 0]
+
+    return SliceProxy(shape, dtype, read, spans=spans, workers=n_workers)
 
 
 def _precise(scaling: tuple[float, float], inst: Instance) -> tuple[float, float]:
@@ -381,7 +455,7 @@ def volume_warnings(volume: Volume) -> list[str]:
     Options are named for the context (:func:`convert.errors.spell`): ``--stack-uneven``
     on the command line, ``stack_uneven=True`` in Python.
     """
-    return [spell(w) for w in getattr(volume, "_warnings", [])]
+    return [spell(w) for w in volume.warnings]
 
 
 def spacing_note(series: Series, *, stacked: bool, slice_step_mm: float, planned: bool = False) -> str:
@@ -548,10 +622,8 @@ def _read_mosaic(series: Series, opts: ReadOptions) -> Volume:
     step = _time_step(series)
     if step is not None:
         meta = meta.replace(time_step=step)
-    volume = Volume(array=stacks, affine=lps_to_ras(affine), meta=meta, slope=slope, intercept=intercept,
-                    source=header)
-    object.__setattr__(volume, "_warnings", list(series.warnings))
-    return volume
+    return Volume(array=stacks, affine=lps_to_ras(affine), meta=meta, slope=slope, intercept=intercept,
+                  source=header, warnings=tuple(series.warnings))
 
 
 def _read_multiframe_series(series: Series, *, philips_scaling: str = "precise") -> list[Volume]:

@@ -9,7 +9,7 @@ from typing import Any, BinaryIO, Iterator
 import numpy as np
 
 from convert.errors import CorruptFileError, UnsupportedDataError
-from convert.proxy import iter_slabs
+from convert.proxy import SLAB_BYTES, iter_slabs
 from convert.volume import SUPPORTED_DTYPES, Meta, Volume, is_rgb_dtype
 
 #: Errors nibabel and its decompressors raise on broken files.
@@ -93,7 +93,7 @@ def volume_from_nibabel(img: Any, path: Path, meta: Meta | None = None) -> Volum
                   source=img.header)
 
 
-def iter_fortran_chunks(array: Any, max_bytes: int = 64 << 20) -> Iterator[memoryview]:
+def iter_fortran_chunks(array: Any, max_bytes: int = SLAB_BYTES) -> Iterator[memoryview]:
     """Yield the bytes of ``array`` (an ndarray or a lazy proxy) in Fortran (i fastest) order, a few
     slices at a time (volume by volume for 4D).
 

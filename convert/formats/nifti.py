@@ -12,6 +12,7 @@ RGB24 files (NIfTI-1 or -2) are read back as colour volumes.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from convert.atomic import atomic_paths
 from convert.errors import CorruptFileError
 from convert.formats import read_magic
 from convert.formats._nib import BROKEN_FILE_ERRORS, iter_fortran_chunks, open_output, volume_from_nibabel
+from convert.proxy import ByteSpan, is_proxy
 from convert.volume import Meta, Volume
 
 _UNIT_TO_SECONDS = {"sec": 1.0, "msec": 1e-3, "usec": 1e-6}
@@ -138,11 +140,94 @@ class NiftiFormat:
                         fh.write(chunk)
             else:
                 (tmp,) = temps
-                with open_output(tmp, self.compress, level) as fh:
-                    header.write_to(fh)  # 348 bytes + the 4-byte "no extensions" flag
-                    for chunk in iter_fortran_chunks(volume.array):
-                        fh.write(chunk)
+                if not self.compress and _has_byte_spans(volume.array):
+                    with open(tmp, "wb", buffering=0) as raw:
+                        header.write_to(raw)  # 348 bytes + the 4-byte "no extensions" flag
+                        _write_slices_copying_spans(raw, volume.array)
+                else:
+                    with open_output(tmp, self.compress, level) as fh:
+                        header.write_to(fh)
+                        for chunk in iter_fortran_chunks(volume.array):
+                            fh.write(chunk)
         return targets
+
+
+def _has_byte_spans(data: Any) -> bool:
+    """A lazy proxy with at least one slice whose source bytes are the output bytes."""
+    if not is_proxy(data) or not hasattr(data, "byte_span"):
+        return False
+    nt = data.shape[3] if len(data.shape) == 4 else 1
+    return any(data.byte_span(k, t) is not None for t in range(nt) for k in range(data.shape[2]))
+
+
+def _write_slices_copying_spans(raw: Any, data: Any) -> None:
+    """Write ``data``'s voxels slice by slice (t-major, i fastest) to the unbuffered file ``raw``:
+    slices with a source byte span are copied by the kernel (``copy_file_range``), the others
+    computed and written."""
+    fd = raw.fileno()
+    nk = data.shape[2]
+    nt = data.shape[3] if len(data.shape) == 4 else 1
+    for t in range(nt):
+        k = 0
+        while k < nk:
+            span = data.byte_span(k, t)
+            if span is not None:
+                copy_span(span, fd)
+                k += 1
+                continue
+            end = k + 1  # a run of computed slices: one slab
+            while end < nk and data.byte_span(end, t) is None:
+                end += 1
+            for chunk in iter_fortran_chunks(_Slab(data, k, end, t)):
+                _write_all(fd, chunk)
+            k = end
+
+
+class _Slab:
+    """Slices ``k0:k1`` of volume ``t`` of a proxy, as a 3D proxy (for :func:`iter_fortran_chunks`)."""
+
+    def __init__(self, data: Any, k0: int, k1: int, t: int) -> None:
+        self._data, self._k0, self._t = data, k0, t
+        self.shape = tuple(data.shape[:2]) + (k1 - k0,)
+        self.dtype = data.dtype
+        self.ndim = 3
+
+    def slab(self, k0: int, k1: int, t: int = 0) -> np.ndarray:
+        return self._data.slab(self._k0 + k0, self._k0 + k1, self._t)
+
+
+def _write_all(fd: int, data: memoryview) -> None:
+    view = memoryview(data).cast("B")
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def copy_span(span: ByteSpan, fd: int) -> None:
+    """Append ``span``'s bytes to ``fd`` (at its offset): ``copy_file_range`` when the kernel offers it,
+    else read and write. Raises CorruptFileError when the source is shorter than the span."""
+    try:
+        with open(span.path, "rb", buffering=0) as src:
+            src_fd, offset, left = src.fileno(), span.offset, span.length
+            copy_range = getattr(os, "copy_file_range", None)
+            while left and copy_range is not None:
+                try:
+                    done = copy_range(src_fd, fd, left, offset)
+                except OSError:  # e.g. across file systems on old kernels: fall back below
+                    break
+                if done == 0:
+                    raise CorruptFileError(f"file ends before its pixel data does ({left} bytes short)", span.path)
+                offset += done
+                left -= done
+            while left:
+                chunk = os.pread(src_fd, min(left, 8 << 20), offset)
+                if not chunk:
+                    raise CorruptFileError(f"file ends before its pixel data does ({left} bytes short)", span.path)
+                _write_all(fd, memoryview(chunk))
+                offset += len(chunk)
+                left -= len(chunk)
+    except OSError as exc:
+        raise CorruptFileError(f"cannot read pixel data: {exc.strerror or exc}", span.path) from exc
 
 
 NIFTI = NiftiFormat("nifti", (".nii",), "NIfTI-1 single file (NIfTI-2 read)", compress=False, pair=False)
