@@ -17,9 +17,12 @@ Per volume (one header per time point, :func:`volume_gradient`), in this order:
 * **GE**: (0043,xx39) (GEMS_PARM_01) first value is the b-value, with GE's
   large offset removed as dcm2niix does (``b mod 10^9``: 1000001000 -> 1000);
   the direction is (0019,xxBB/BC/BD) (GEMS_ACQU_01), given in GE's **logical**
-  frame, not the patient frame (see :func:`ge_gradient_lps`). A direction
+  frame, not the patient frame (see :func:`logical_gradient_lps`). A direction
   shorter than 1 (0.03..0.97) scales the b-value by its squared length and is
   normalised (dcm2niix issue 163).
+* **Canon** (Manufacturer ``CANON...``): standard elements, but dcm2niix (since
+  its Canon fix of 2026) reads (0018,9089) in the image's logical frame like
+  GE's; Toshiba (``TOSHIBA...``) tables are standard LPS.
 * **Philips** classic: (2001,xx03) b-factor (Philips Imaging DD 001) and
   (2005,xxB0/B1/B2) direction RL, AP, FH (Philips MR Imaging DD 001) in the
   patient LPS frame; (2001,xx04) ``I`` flags the isotropic (trace) image:
@@ -60,7 +63,7 @@ import numpy as np
 
 from convert.volume import Volume, lps_to_ras_point
 
-__all__ = ["DiffusionTable", "VolumeGradient", "volume_gradient", "series_table", "ge_gradient_lps",
+__all__ = ["DiffusionTable", "VolumeGradient", "volume_gradient", "series_table", "logical_gradient_lps",
            "looks_like_diffusion", "fsl_bvecs", "write_bval_bvec", "diffusion_table", "vendor_of"]
 
 #: GE's b-value offset in (0043,xx39): values are stored as 10^9 * k + b.
@@ -74,7 +77,8 @@ class VolumeGradient:
     Attributes:
         bvalue: s/mm^2, or None when no b-value element is present.
         vector: direction as stored (unit or not), or None when absent.
-        frame: ``"lps"`` (patient frame) or ``"ge"`` (GE logical frame, see :func:`ge_gradient_lps`).
+        frame: ``"lps"`` (patient frame) or ``"logical"`` (the image's frame, as GE and Canon store
+            it: see :func:`logical_gradient_lps`).
         isotropic: a trace/isotropic/non-directional image (b may be > 0, no direction).
         source: which encoding supplied the values ("standard", "siemens-csa", "siemens", "ge", "philips").
     """
@@ -156,9 +160,9 @@ def _private(ds: Any, group: int, creator: str, offset: int) -> Any:
 
 
 def vendor_of(ds: Any) -> str:
-    """``"siemens"``, ``"ge"``, ``"philips"``, ``"canon"`` (also Toshiba), ``"uih"`` or ``""`` from (0008,0070)."""
+    """``"siemens"``, ``"ge"``, ``"philips"``, ``"canon"``, ``"toshiba"``, ``"uih"`` or ``""`` from (0008,0070)."""
     text = _text(_get(ds, "Manufacturer"))
-    for prefix, name in (("SIEMENS", "siemens"), ("GE", "ge"), ("PHILIPS", "philips"), ("TOSHIBA", "canon"),
+    for prefix, name in (("SIEMENS", "siemens"), ("GE", "ge"), ("PHILIPS", "philips"), ("TOSHIBA", "toshiba"),
                          ("CANON", "canon"), ("UIH", "uih"), ("UNITED IMAGING", "uih")):
         if text.startswith(prefix):
             return name
@@ -228,7 +232,7 @@ def _ge(ds: Any) -> VolumeGradient | None:
     bvalue = float(int(round(b[0])) % GE_BVALUE_MODULUS)
     parts = [_numbers(_private(ds, 0x0019, "GEMS_ACQU_01", offset), "DS") for offset in (0xBB, 0xBC, 0xBD)]
     vector = _unit([p[0] for p in parts]) if all(parts) else None  # type: ignore[index]
-    return VolumeGradient(bvalue, vector, "ge", False, "ge")
+    return VolumeGradient(bvalue, vector, "logical", False, "ge")
 
 
 def _philips(ds: Any) -> VolumeGradient | None:
@@ -250,6 +254,8 @@ def volume_gradient(ds: Any) -> VolumeGradient:
     when the header holds no b-value at all.
     """
     standard = _standard(ds)
+    if standard is not None and vendor_of(ds) == "canon":  # Canon: (0018,9089) is in the image's frame
+        standard = VolumeGradient(standard.bvalue, standard.vector, "logical", standard.isotropic, "canon")
     if standard is not None and standard.bvalue is not None:
         if standard.vector is None and not standard.isotropic and standard.bvalue > 0:
             vendor = {"siemens": _siemens, "philips": _philips}.get(vendor_of(ds))
@@ -287,35 +293,40 @@ def looks_like_diffusion(ds: Any) -> str | None:
 
 
 # --------------------------------------------------------------------------- GE logical frame
-#: Signs of GE's (x, y, z) on the image row, column and normal directions per slice plane, as
-#: dcm2niix's geCorrectBvecs (after Xiangrui Li's dicm2nii) applies them for head-first supine
-#: data with column phase encoding: world LPS = sx*x*row + sy*y*col + sz*z*normal.
-GE_PLANE_SIGNS: dict[str, tuple[int, int, int]] = {"sagittal": (1, 1, -1), "coronal": (-1, 1, 1),
-                                                    "axial": (-1, -1, 1)}
+#: Components of a logical-frame (x, y, z) that dcm2niix negates per slice plane for GE and Canon
+#: tables (geCorrectBvecs, after Xiangrui Li's dicm2nii; validated there on real head-first supine data).
+LOGICAL_PLANE_FLIPS: dict[str, tuple[bool, bool, bool]] = {"sagittal": (True, True, False),
+                                                            "coronal": (False, True, True),
+                                                            "axial": (False, False, True)}
 
 
-def ge_gradient_lps(vector: Sequence[float], orientation: Sequence[float], phase_axis: str) -> np.ndarray:
-    """GE (0019,xxBB/BC/BD) direction -> LPS patient direction (unit, or zeros).
+def logical_gradient_lps(vector: Sequence[float], orientation: Sequence[float], phase_axis: str) -> np.ndarray:
+    """A direction in the image's logical frame (GE, Canon) -> LPS patient direction (unit, or zeros).
 
-    GE stores the diffusion direction relative to the image (its logical frame:
-    phase, frequency, slice), not the patient. With ImageOrientationPatient
-    ``(row, col)``, normal ``n = row x col`` and the slice plane named by the
-    largest component of ``n`` (x: sagittal, y: coronal, z: axial), the
-    direction is ``sx*x*row + sy*y*col + sz*z*n`` with the signs of
-    :data:`GE_PLANE_SIGNS`; row phase encoding first swaps ``(x, y) -> (y, -x)``.
-    This is dcm2niix's rule (valid for head-first supine scans, validated there
-    on real GE data); the overall sign of a gradient is immaterial.
+    GE (0019,xxBB/BC/BD) and Canon (0018,9089, despite the standard) store the
+    diffusion direction relative to the image, not the patient. With
+    ImageOrientationPatient ``(row, col)`` and normal ``n = row x col``, the slice
+    plane is named by the largest component of ``n`` (x: sagittal, y: coronal,
+    z: axial). dcm2niix's rule, in its own voxel frame (i = row, j = -col, k = n),
+    is: negate the components :data:`LOGICAL_PLANE_FLIPS` lists for the plane;
+    with ROW phase encoding swap the in-plane pair, ``(a, b) -> (b, -a)``; negate
+    ``j`` (its row flip), then the whole vector. The result is mapped back to the
+    patient through that voxel frame: ``g = b_i*row - b_j*col + b_k*n``. Only
+    valid for head-first supine scans (the caller checks); the overall sign of a
+    gradient is immaterial.
     """
-    x, y, z = (float(v) for v in vector)
-    if phase_axis == "ROW":
-        x, y = y, -x
+    v = [float(c) for c in vector]
     row = np.asarray(orientation[:3], dtype=np.float64)
     col = np.asarray(orientation[3:6], dtype=np.float64)
     row, col = row / np.linalg.norm(row), col / np.linalg.norm(col)
     normal = np.cross(row, col)
     plane = ("sagittal", "coronal", "axial")[int(np.argmax(np.abs(normal)))]
-    sx, sy, sz = GE_PLANE_SIGNS[plane]
-    out = sx * x * row + sy * y * col + sz * z * normal
+    v = [-c if flip else c for c, flip in zip(v, LOGICAL_PLANE_FLIPS[plane])]
+    if phase_axis == "ROW":
+        v = [v[1], -v[0], v[2]]
+    v[1] = -v[1]
+    v = [-c for c in v]
+    out = v[0] * row - v[1] * col + v[2] * normal
     norm = float(np.linalg.norm(out))
     return out / norm if norm > 1e-9 else np.zeros(3)
 
@@ -362,22 +373,21 @@ def series_table(gradients: Sequence[VolumeGradient], header: Any = None) -> tup
             bvals.append(b)
             vectors.append([0.0, 0.0, 0.0])
             continue
-        if g.frame == "ge":
-            if 0.03 < length < 0.97:  # GE scales the b-value by |g|^2 (dcm2niix issue 163)
+        if g.frame == "logical":
+            vendor = "GE" if g.source == "ge" else "Canon"
+            if g.source == "ge" and 0.03 < length < 0.97:  # GE scales b by |g|^2 (dcm2niix issue 163)
                 b = b * length * length
-            if header is None:
-                return None, "GE gradient directions need ImageOrientationPatient"
-            position = _text(_get(header, "PatientPosition"))
+            position = _text(_get(header, "PatientPosition")) if header is not None else ""
             if position and position != "HFS":
-                return None, (f"GE gradient directions are defined for head-first supine scans only "
+                return None, (f"{vendor} gradient directions are defined for head-first supine scans only "
                               f"(PatientPosition {position})")
-            orientation = _numbers(_get(header, "ImageOrientationPatient"))
+            orientation = _numbers(_get(header, "ImageOrientationPatient")) if header is not None else None
             if not orientation or len(orientation) != 6:
-                return None, "GE gradient directions need ImageOrientationPatient"
+                return None, f"{vendor} gradient directions need ImageOrientationPatient"
             axis = _phase_axis(header)
             if not axis:
-                return None, "GE gradient directions need InPlanePhaseEncodingDirection (ROW or COL)"
-            v = ge_gradient_lps(v, orientation, axis)
+                return None, f"{vendor} gradient directions need InPlanePhaseEncodingDirection (ROW or COL)"
+            v = logical_gradient_lps(v, orientation, axis)
         else:
             v = v / length
         bvals.append(round(b, 6))
