@@ -36,7 +36,9 @@ Series rules (:func:`series_table`):
 * b = 0 and non-directional volumes get the zero vector;
 * a series that looks like diffusion (b-values present, ``DIFFUSION`` in
   ImageType, a sequence name ``*ep_b...``, GE's b-value element) but whose table
-  is unusable gets no files and a **warning** saying why, never silence.
+  is unusable gets no files and a **warning** saying why, never silence;
+* b = 0 in every volume is not a table and not worth a warning (Siemens XA
+  fMRI carries b = 0 in every frame; dcm2niix writes nothing either).
 
 Directions are kept as unit vectors in the patient **LPS** frame and written by
 :func:`fsl_bvecs` in the voxel frame of the output image: ``bvec = R^-1 g_ras``
@@ -352,8 +354,8 @@ def series_table(gradients: Sequence[VolumeGradient], header: Any = None) -> tup
     if not gradients or all(g.bvalue is None for g in gradients):
         return None, None
     present = [g.bvalue for g in gradients if g.bvalue is not None]
-    if not any(b > 0 for b in present):
-        return None, "every b-value is 0"
+    if not any(b > 0 for b in present):  # e.g. Siemens XA fMRI: b = 0 in every frame; not a DWI table
+        return None, None
     if len(gradients) < 2:
         return None, "a single volume is not a gradient table"
     bvals: list[float] = []
@@ -434,7 +436,7 @@ def table_for_volume(volume: Volume, time_datasets: Sequence[Any] | None = None)
         return None, None
     per_volume = [volume_gradient(ds) for ds in time_datasets]
     table, reason = series_table(per_volume, time_datasets[0])
-    if table is None and reason is None and nt > 1:
+    if table is None and reason is None and nt > 1 and all(g.bvalue is None for g in per_volume):
         why = _safe_looks_like(time_datasets[0])
         if why:
             reason = f"looks like diffusion ({why}) but no volume carries a b-value"
