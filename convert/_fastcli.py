@@ -152,7 +152,7 @@ def try_fast(argv: Sequence[str]) -> int | None:
             return None  # declined: the full CLI starts from scratch (and reports any warning itself)
     # the full CLI's order: series warnings (before writing), "wrote" lines, Python warnings, the error
     for text in series_warnings:
-        _warn(text)
+        _warn(text, soft_wrap=True)  # one line each, as the full CLI prints them
     for path in (written or []) if failure is None else []:
         _say(f"wrote {path}")
     for warning in caught:
