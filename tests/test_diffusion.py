@@ -390,3 +390,69 @@ def test_every_conformance_series_gets_a_table_exactly_when_dcm2niix_writes_one(
                                    nib.load(str(our_bval.with_name(our_bval.stem + ".nii.gz"))).affine,
                                    np.loadtxt(ref_bvec), nib.load(str(ref)).affine)
     assert compared > 0
+
+
+# --------------------------------------------------------------------------- enhanced (multi-frame) files
+def _enhanced_dwi(folder: Path, manufacturer: str, bvals: list[float], gradients: np.ndarray, *,
+                  b0_without_value: bool) -> Path:
+    """An enhanced MR DWI file: MRDiffusionSequence per frame (Philips / Siemens XA style)."""
+    import pydicom
+    from pydicom.sequence import Sequence
+    from pydicom.uid import generate_uid
+
+    from tests.conftest import rotation
+    from tests.test_multiframe import _item, make_enhanced
+
+    folder.mkdir(parents=True)
+    path, _ = make_enhanced(folder / "dwi.dcm", rows=24, cols=20, n_slices=4, n_times=len(bvals), echoes=(80.0,),
+                            rotation_matrix=rotation(0.3, -0.2, 0.45))
+    ds = pydicom.dcmread(path)
+    ds.Manufacturer, ds.SeriesNumber, ds.InstanceNumber, ds.PatientPosition = manufacturer, 1, 1, "HFS"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    for item in ds.PerFrameFunctionalGroupsSequence:
+        t = int(item.FrameContentSequence[0].TemporalPositionIndex) - 1
+        diffusion = _item(DiffusionDirectionality="DIRECTIONAL" if bvals[t] else "NONE")
+        if bvals[t] or not b0_without_value:
+            diffusion.DiffusionBValue = float(bvals[t])
+        if bvals[t]:
+            diffusion.DiffusionGradientDirectionSequence = Sequence(
+                [_item(DiffusionGradientOrientation=[float(v) for v in gradients[t]])])
+        item.MRDiffusionSequence = Sequence([diffusion])
+    ds.save_as(path)
+    return path
+
+
+def test_philips_enhanced_dwi_table_matches_dcm2niix(tmp_path: Path) -> None:
+    # (Philips always stores b = 0; frames without a b-value are covered by the XA test below)
+    rng = np.random.default_rng(8)
+    gradients = rng.normal(size=(5, 3))
+    gradients /= np.linalg.norm(gradients, axis=1)[:, None]
+    bvals = [0.0, 1000.0, 0.0, 2000.0, 1000.0]
+    _enhanced_dwi(tmp_path / "in", "Philips", bvals, gradients, b0_without_value=False)
+    ref_b, ref_v, ref_affine = dcm2niix(tmp_path / "in", tmp_path / "ref")
+    written = convert.convert(tmp_path / "in", tmp_path / "dwi.nii.gz")
+    assert [p.name for p in written] == ["dwi.nii.gz", "dwi.bval", "dwi.bvec", "dwi.json"], written.warnings
+    our_b, our_v, our_affine = ours(tmp_path / "dwi")
+    np.testing.assert_allclose(our_b, ref_b)
+    np.testing.assert_allclose(our_b, bvals)
+    assert_same_directions(our_v, our_affine, ref_v, ref_affine)
+
+
+@pytest.mark.parametrize("b0_without_value", [False, True])
+def test_siemens_xa_enhanced_dwi_bvecs_point_along_the_dicom_gradients(tmp_path: Path,
+                                                                       b0_without_value: bool) -> None:
+    """Siemens XA style frames (dcm2niix writes no table for this synthetic file: checked against the truth)."""
+    rng = np.random.default_rng(9)
+    gradients = rng.normal(size=(4, 3))
+    gradients /= np.linalg.norm(gradients, axis=1)[:, None]
+    bvals = [0.0, 1000.0, 3000.0, 1000.0]
+    _enhanced_dwi(tmp_path / "in", "SIEMENS", bvals, gradients, b0_without_value=b0_without_value)
+    report = convert.convert(tmp_path / "in", tmp_path / "out")
+    assert report.ok and report.outcomes[0].warnings == []
+    bval, = (tmp_path / "out").glob("*.bval")
+    our_b, our_v, our_affine = ours(bval.with_suffix(""))
+    np.testing.assert_allclose(our_b, bvals)
+    world = bvecs_in_world(our_v, our_affine)
+    np.testing.assert_allclose(world[:, 0], 0.0)
+    for t in range(1, 4):  # LPS gradient -> RAS: same direction, exactly (no sign ambiguity here)
+        np.testing.assert_allclose(world[:, t], gradients[t] * [-1, -1, 1], atol=1e-5)
