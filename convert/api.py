@@ -123,8 +123,11 @@ def convert(src: PathLike, dst: PathLike, *, to: str | None = None, overwrite: b
         name: folder jobs: output name template (:data:`convert.dicom.reader.NAME_FIELDS`).
         sidecar: write JSON sidecars beside NIfTI outputs of DICOM input (default True).
         sidecar_phi: include patient-identifying fields in sidecars (default False).
-        tilt_correct, allow_gaps, resample_uneven, philips_precise: DICOM reading
-            options (see :func:`convert.dicom.reader.read_series`).
+        tilt_correct: DICOM: resample gantry-tilted CT onto an orthogonal grid.
+        allow_gaps: DICOM: convert series with missing slices by resampling across the gap.
+        resample_uneven: DICOM: resample unevenly spaced slices onto a regular grid.
+        philips_precise: DICOM: Philips private floating-point scaling (see
+            :func:`convert.dicom.reader.read_series`).
         deidentify: a function returning a de-identified copy of a pydicom Dataset (e.g. a
             bound :class:`convert.anonymize.Scrubber`); names, sidecars and messages then come
             from de-identified headers.
