@@ -456,3 +456,44 @@ def test_siemens_xa_enhanced_dwi_bvecs_point_along_the_dicom_gradients(tmp_path:
     np.testing.assert_allclose(world[:, 0], 0.0)
     for t in range(1, 4):  # LPS gradient -> RAS: same direction, exactly (no sign ambiguity here)
         np.testing.assert_allclose(world[:, t], gradients[t] * [-1, -1, 1], atol=1e-5)
+
+
+# --------------------------------------------------------------------------- the convention, as a property
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_angles = st.floats(-np.pi, np.pi, allow_nan=False)
+
+
+@settings(max_examples=60, deadline=None)
+@given(_angles, _angles, _angles, st.tuples(*[st.sampled_from([-1.0, 1.0])] * 3),
+       st.permutations([0, 1, 2]), st.tuples(*[st.floats(0.3, 4.0)] * 3),
+       st.tuples(*[st.floats(-1, 1)] * 3).filter(lambda v: np.linalg.norm(v) > 0.1))
+def test_fsl_bvecs_round_trip_through_any_grid(ax, ay, az, flips, order, spacing, gradient) -> None:
+    """For any orientation, axis order, flip and voxel size: undoing FSL's convention with the same
+    affine gives back the world direction (so the sign rule comes from the affine alone)."""
+    from convert.dicom.diffusion import fsl_bvecs
+    from tests.conftest import rotation
+
+    axes = rotation(ax, ay, az)[:, list(order)] * np.asarray(flips) * np.asarray(spacing)
+    affine = np.eye(4)
+    affine[:3, :3] = axes
+    g_lps = np.asarray(gradient) / np.linalg.norm(gradient)
+    bvec = fsl_bvecs([g_lps], affine)
+    np.testing.assert_allclose(np.linalg.norm(bvec), 1.0, atol=1e-9)
+    np.testing.assert_allclose(bvecs_in_world(bvec, affine)[:, 0], g_lps * [-1, -1, 1], atol=1e-6)  # 5e-7: no "-0"
+
+
+@settings(max_examples=60, deadline=None)
+@given(_angles, _angles, _angles, st.sampled_from(["ROW", "COL"]),
+       st.tuples(*[st.floats(-1, 1)] * 3).filter(lambda v: np.linalg.norm(v) > 0.1))
+def test_logical_frame_keeps_lengths_for_any_orientation(ax, ay, az, phase, vector) -> None:
+    from tests.conftest import rotation
+
+    r = rotation(ax, ay, az)
+    orientation = list(r[:, 0]) + list(r[:, 1])
+    out = logical_gradient_lps(vector, orientation, phase)
+    np.testing.assert_allclose(np.linalg.norm(out), 1.0, atol=1e-9)
+    images = np.array([logical_gradient_lps(e, orientation, phase) for e in np.eye(3)])
+    np.testing.assert_allclose(np.abs(np.linalg.det(images)), 1.0, atol=1e-9)  # a rotation/reflection
+    np.testing.assert_allclose(out, images.T @ (np.asarray(vector) / np.linalg.norm(vector)), atol=1e-9)
