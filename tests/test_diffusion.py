@@ -497,3 +497,22 @@ def test_logical_frame_keeps_lengths_for_any_orientation(ax, ay, az, phase, vect
     images = np.array([logical_gradient_lps(e, orientation, phase) for e in np.eye(3)])
     np.testing.assert_allclose(np.abs(np.linalg.det(images)), 1.0, atol=1e-9)  # a rotation/reflection
     np.testing.assert_allclose(out, images.T @ (np.asarray(vector) / np.linalg.norm(vector)), atol=1e-9)
+
+
+def test_ge_private_pair_wins_over_the_standard_b_value() -> None:
+    ds = _header("GE MEDICAL SYSTEMS", DiffusionBValue=1000.0)  # GE 27+ writes (0018,9087) too
+    ds.private_block(0x0043, "GEMS_PARM_01", create=True).add_new(0x39, "IS", ["1000001000", "8", "0", "0"])
+    acq = ds.private_block(0x0019, "GEMS_ACQU_01", create=True)
+    for offset, value in zip((0xBB, 0xBC, 0xBD), ("0", "1", "0")):
+        acq.add_new(offset, "DS", value)
+    assert volume_gradient(ds) == VolumeGradient(1000.0, (0.0, 1.0, 0.0), "logical", False, "ge")
+
+
+def test_philips_trace_flag_wins_over_a_leftover_standard_direction() -> None:
+    ds = _header("Philips Medical Systems", DiffusionBValue=1000.0, DiffusionGradientOrientation=[0.3, 0.4, 0.5])
+    ds.private_block(0x2001, "Philips Imaging DD 001", create=True).add_new(0x03, "FL", 1000.0)
+    ds.private_block(0x2001, "Philips Imaging DD 001").add_new(0x04, "CS", "I")
+    got = volume_gradient(ds)
+    assert got.bvalue == 1000.0 and got.isotropic and got.vector is None
+    table, _ = series_table([VolumeGradient(0.0, None), got])
+    assert table is not None and table.gradients_lps[1] == [0.0, 0.0, 0.0] and table.bvals == [0.0, 1000.0]

@@ -142,6 +142,7 @@ def _text(value: Any) -> str:
 
 
 def _get(ds: Any, keyword: str) -> Any:
+    """``ds.get(keyword)``: pydicom Datasets and the streaming path's byte-level headers alike."""
     return ds.get(keyword)
 
 
@@ -249,25 +250,34 @@ def _philips(ds: Any) -> VolumeGradient | None:
 
 
 def volume_gradient(ds: Any) -> VolumeGradient:
-    """The diffusion values one header holds (see the module doc for the order of encodings).
+    """The diffusion values one header holds (see the module doc for the encodings).
 
-    Standard elements win when they hold a b-value; otherwise the vendor's private
-    elements (by Manufacturer). Returns a :class:`VolumeGradient` with ``bvalue`` None
-    when the header holds no b-value at all.
+    GE: its private pair, when present, wins (GE 27+ also writes (0018,9087) but
+    keeps the direction in its logical frame, and omits the standard b-value for
+    b = 0). Otherwise the standard elements win when they hold a b-value, with the
+    vendor's private direction filling a missing one and Philips' ``I`` flag
+    marking the trace image; otherwise the vendor's private elements (by
+    Manufacturer; an unknown vendor may still carry a Siemens CSA header).
+    Returns a :class:`VolumeGradient` with ``bvalue`` None when there is no b-value.
     """
+    vendor = vendor_of(ds)
+    if vendor == "ge":
+        ge = _ge(ds)
+        if ge is not None:
+            return ge
+    reader = {"siemens": _siemens, "philips": _philips, "": _siemens}.get(vendor)
     standard = _standard(ds)
-    if standard is not None and vendor_of(ds) == "canon":  # Canon: (0018,9089) is in the image's frame
+    if standard is not None and vendor == "canon":  # Canon: (0018,9089) is in the image's frame
         standard = VolumeGradient(standard.bvalue, standard.vector, "logical", standard.isotropic, "canon")
     if standard is not None and standard.bvalue is not None:
-        if standard.vector is None and not standard.isotropic and standard.bvalue > 0:
-            vendor = {"siemens": _siemens, "philips": _philips}.get(vendor_of(ds))
-            private = vendor(ds) if vendor is not None else None
-            if private is not None and private.vector is not None:
-                return VolumeGradient(standard.bvalue, private.vector, private.frame, private.isotropic,
-                                      private.source)
+        private = reader(ds) if reader is not None and (vendor == "philips" or standard.vector is None) else None
+        if private is not None and private.isotropic:  # Philips (2001,xx04) "I": trace, whatever 9089 says
+            return VolumeGradient(standard.bvalue, None, "lps", True, standard.source)
+        if (standard.vector is None and not standard.isotropic and standard.bvalue > 0 and private is not None
+                and private.vector is not None):
+            return VolumeGradient(standard.bvalue, private.vector, private.frame, private.isotropic,
+                                  private.source)
         return standard
-    # unknown vendor: a CSA header (Siemens' own block) still counts
-    reader = {"siemens": _siemens, "ge": _ge, "philips": _philips, "": _siemens}.get(vendor_of(ds))
     private = reader(ds) if reader is not None else None
     if private is not None:
         return private
