@@ -147,14 +147,18 @@ def _get(ds: Any, keyword: str) -> Any:
 
 
 def _private(ds: Any, group: int, creator: str, offset: int) -> Any:
-    """Value of private element (group, creator, offset); falls back to the usual block 0x10 when the
-    creator is missing (dcm2niix reads these fixed tags regardless of the creator)."""
+    """Value of private element (group, creator, offset), or None.
+
+    Without any private creator in the group (some exports drop them) the usual
+    block 0x10 is read, as dcm2niix reads these fixed tags; a block reserved by
+    another creator is never read.
+    """
     try:
         return ds.private_block(group, creator)[offset].value
     except (KeyError, ValueError):
         pass
     tag = (group, 0x1000 | offset)
-    if tag in ds:
+    if (group, 0x0010) not in ds and tag in ds:
         try:
             return ds[tag].value
         except (KeyError, ValueError):
@@ -173,6 +177,7 @@ def vendor_of(ds: Any) -> str:
 
 
 def _unit(vector: Sequence[float]) -> tuple[float, float, float] | None:
+    """A 3-vector as a float tuple (not normalised: lengths matter for GE), None when not three values."""
     if len(vector) != 3:
         return None
     return (float(vector[0]), float(vector[1]), float(vector[2]))
