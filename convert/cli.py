@@ -99,7 +99,7 @@ def convert_cmd(
     philips_precise: bool = typer.Option(False, "--philips-precise", help="Philips enhanced MR: use the private "
                                          "floating-point scaling (as dcm2niix does) instead of RescaleSlope."),
     sidecar: bool = typer.Option(True, "--sidecar/--no-sidecar", help="Write a BIDS-style JSON sidecar beside "
-                                 "NIfTI outputs of DICOM input."),
+                                 "NIfTI outputs of DICOM input (diffusion series get .bval/.bvec either way)."),
     sidecar_phi: bool = typer.Option(False, "--sidecar-phi", help="Include patient-identifying fields (names, IDs, "
                                      "dates, UIDs) in the sidecar. Off by default."),
     anonymize: bool = typer.Option(False, "--anonymize", help="De-identify DICOM headers (PS3.15 Basic Profile) "
