@@ -308,9 +308,12 @@ def try_anonymize(argv: Sequence[str]) -> int | None:
 
 def main() -> None:
     """Console-script entry point: the streaming shortcut when it applies, else the typer CLI."""
-    code = try_fast(sys.argv[1:])
-    if code is None:
-        code = try_anonymize(sys.argv[1:])
+    from convert.errors import cli_spelling
+
+    with cli_spelling():  # messages name options by their CLI flags
+        code = try_fast(sys.argv[1:])
+        if code is None:
+            code = try_anonymize(sys.argv[1:])
     if code is not None:
         sys.stdout.flush()
         raise SystemExit(code)

@@ -51,9 +51,11 @@ class Written(list):  # type: ignore[type-arg]
     """What :func:`convert` wrote for a single output: the files (a ``list`` of Paths, image first,
     then JSON sidecar and ``.bval``/``.bvec`` when there are any) and ``warnings`` (one line each)."""
 
-    def __init__(self, paths: Any = (), warnings: Any = ()) -> None:
+    def __init__(self, paths: Any = (), warnings: Any = (), duplicates: Any = ()) -> None:
         super().__init__(paths)
         self.warnings: list[str] = list(warnings)
+        #: input files skipped as copies of another (same SOPInstanceUID and bytes), e.g. a DICOMDIR media copy
+        self.duplicates: list[Path] = list(duplicates)
 
 
 def _dicom_folder_like(src: Path) -> bool:
@@ -93,8 +95,8 @@ def dicom_tree_job(src: PathLike, dst: PathLike) -> bool:
 
 def convert(src: PathLike, dst: PathLike, *, to: str | None = None, overwrite: bool = False,
             name: str | None = None, sidecar: bool = True, sidecar_phi: bool = False,
-            tilt_correct: bool = False, allow_gaps: bool = False, resample_uneven: bool = False,
-            philips_precise: bool = False, deidentify: Callable[[Any], Any] | None = None,
+            tilt_correct: bool = False, allow_gaps: bool = False, stack_uneven: bool = False,
+            philips_scaling: str = "precise", deidentify: Callable[[Any], Any] | None = None,
             progress: Callable[[int, int, str], None] | None = None, **options: Any) -> Any:
     """Read ``src`` and write it to ``dst``; ``src`` is never modified. ``medconvert convert`` calls this.
 
@@ -114,7 +116,7 @@ def convert(src: PathLike, dst: PathLike, *, to: str | None = None, overwrite: b
     * **any other image file -> one file** (format from ``dst``'s extension or ``to``).
 
     The single-output jobs return a :class:`Written`: the list of files written
-    plus ``.warnings`` (e.g. a diffusion series whose gradient table is unusable:
+    plus ``.warnings`` and ``.duplicates`` (e.g. a diffusion series whose gradient table is unusable:
     no ``.bval``/``.bvec``, and a warning that says why).
 
     Args:
@@ -125,9 +127,10 @@ def convert(src: PathLike, dst: PathLike, *, to: str | None = None, overwrite: b
         sidecar_phi: include patient-identifying fields in sidecars (default False).
         tilt_correct: DICOM: resample gantry-tilted CT onto an orthogonal grid.
         allow_gaps: DICOM: convert series with missing slices by resampling across the gap.
-        resample_uneven: DICOM: resample unevenly spaced slices onto a regular grid.
-        philips_precise: DICOM: Philips private floating-point scaling (see
-            :func:`convert.dicom.reader.read_series`).
+        stack_uneven: DICOM: stack unevenly spaced slices as stored (default: resample
+            them onto an even grid).
+        philips_scaling: DICOM: Philips MR values, ``"precise"`` (default, as dcm2niix) or
+            ``"display"`` (see :func:`convert.dicom.reader.read_series`).
         deidentify: a function returning a de-identified copy of a pydicom Dataset (e.g. a
             bound :class:`convert.anonymize.Scrubber`); names, sidecars and messages then come
             from de-identified headers.
@@ -138,8 +141,8 @@ def convert(src: PathLike, dst: PathLike, *, to: str | None = None, overwrite: b
 
     tree = dicom_tree_job(src, dst)  # before Path() drops a trailing separator
     src, dst = Path(src), Path(dst)
-    read_options = {"tilt_correct": tilt_correct, "allow_gaps": allow_gaps, "resample_uneven": resample_uneven,
-                    "philips_precise": philips_precise}
+    read_options = {"tilt_correct": tilt_correct, "allow_gaps": allow_gaps, "stack_uneven": stack_uneven,
+                    "philips_scaling": philips_scaling}
     if tree or is_dicom_source(src):
         if options:
             raise TypeError(f"convert() got options that do not apply to DICOM input: {', '.join(options)}")
@@ -148,9 +151,12 @@ def convert(src: PathLike, dst: PathLike, *, to: str | None = None, overwrite: b
             return reader.convert_dicom_tree(src, dst, to=to or "nifti-gz", name=name or default,
                                              overwrite=overwrite, sidecar=sidecar, sidecar_phi=sidecar_phi,
                                              progress=progress, deidentify=deidentify, **read_options)
-        outcome = reader.convert_dicom_file(src, dst, to=to, overwrite=overwrite, sidecar=sidecar,
-                                            sidecar_phi=sidecar_phi, deidentify=deidentify, **read_options)
-        return Written(outcome.written, outcome.warnings)
+        outcome, duplicates = reader.convert_dicom_file(src, dst, to=to, overwrite=overwrite, sidecar=sidecar,
+                                                        sidecar_phi=sidecar_phi, deidentify=deidentify,
+                                                        **read_options)
+        return Written(outcome.written, outcome.warnings, duplicates)
+    if src.is_dir():
+        detect(src)  # a folder without DICOM: "no DICOM images found in SRC" (not a complaint about DST)
     fmt = format_for_output(dst, to)  # fail on a bad output name before reading anything
     volume = load(src)
     return Written(fmt.write(volume, dst, overwrite=overwrite, **options))

@@ -31,7 +31,7 @@ def check_writable(targets: Sequence[Path], overwrite: bool) -> None:
     """Raise if any target exists (unless ``overwrite``) or its folder is missing/unwritable."""
     for target in targets:
         if target.exists() and not overwrite:
-            raise OutputExistsError("output already exists; pass --overwrite (overwrite=True) to replace it", target)
+            raise OutputExistsError("output already exists; pass --overwrite to replace it", target)
         if target.exists() and target.is_dir():
             raise OutputWriteError("output is a folder, not a file", target)
         parent = target.parent

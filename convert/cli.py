@@ -7,6 +7,7 @@ see the traceback of an unexpected error.
 
 from __future__ import annotations
 
+import enum
 import functools
 import json
 import os
@@ -31,7 +32,30 @@ app = typer.Typer(
 console = Console()
 err_console = Console(stderr=True)
 
+
+def _print_version(value: bool) -> None:
+    if value:
+        from convert import __version__
+
+        console.print(f"medconvert {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main_options(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print the medconvert version and exit."),
+) -> None:
+    """Convert medical images between formats (DICOM, NIfTI, NRRD, MINC2, Analyze) and strip PHI."""
+
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class PhilipsScaling(str, enum.Enum):
+    """``--philips-scaling`` values (the API's ``philips_scaling``)."""
+
+    precise = "precise"
+    display = "display"
 
 
 def fail(message: str, code: int = 1) -> "typer.Exit":
@@ -45,29 +69,36 @@ def handle_errors(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", UserWarning)
-                try:
-                    return fn(*args, **kwargs)
-                finally:
-                    for warning in caught:  # one yellow line each, no source line
-                        err_console.print(f"[yellow]warning:[/] {_escape(str(warning.message))}", highlight=False,
-                                          soft_wrap=True)
-        except ConvertError as exc:
-            raise fail(_escape(str(exc))) from None
-        except KeyboardInterrupt:
-            raise fail("interrupted; no partial output was left behind", 130) from None
-        except typer.Exit:
-            raise
-        except Exception as exc:  # a bug: still one line, traceback on request
-            if os.environ.get("MEDCONVERT_DEBUG"):
-                raise
-            raise fail(
-                _escape(f"unexpected {type(exc).__name__}: {exc} (set MEDCONVERT_DEBUG=1 for details; please report)")
-            ) from None
+        from convert.errors import cli_spelling
+
+        with cli_spelling():  # messages name options by their CLI flags (--overwrite)
+            return _run_reporting_errors(fn, *args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _run_reporting_errors(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                for warning in caught:  # one yellow line each, no source line
+                    err_console.print(f"[yellow]warning:[/] {_escape(str(warning.message))}", highlight=False,
+                                      soft_wrap=True)
+    except ConvertError as exc:
+        raise fail(_escape(str(exc))) from None
+    except KeyboardInterrupt:
+        raise fail("interrupted; no partial output was left behind", 130) from None
+    except typer.Exit:
+        raise
+    except Exception as exc:  # a bug: still one line, traceback on request
+        if os.environ.get("MEDCONVERT_DEBUG"):
+            raise
+        raise fail(
+            _escape(f"unexpected {type(exc).__name__}: {exc} (set MEDCONVERT_DEBUG=1 for details; please report)")
+        ) from None
 
 
 def _escape(text: str) -> str:
@@ -94,10 +125,17 @@ def convert_cmd(
                                       "grid (default: keep the tilt as a sheared affine)."),
     allow_gaps: bool = typer.Option(False, "--allow-gaps", help="Convert series with missing slices by resampling "
                                     "across the gap (default: refuse them)."),
-    resample_uneven: bool = typer.Option(False, "--resample-uneven", help="Resample unevenly spaced slices onto a "
-                                         "regular grid (default: stack them with a warning)."),
-    philips_precise: bool = typer.Option(False, "--philips-precise", help="Philips enhanced MR: use the private "
-                                         "floating-point scaling (as dcm2niix does) instead of RescaleSlope."),
+    stack_uneven: bool = typer.Option(False, "--stack-uneven", help="Stack unevenly spaced slices as stored "
+                                      "(the slices between the first and last are then misplaced; the warning "
+                                      "says by how many mm). Default: resample them onto an even grid."),
+    resample_uneven: bool = typer.Option(False, "--resample-uneven", hidden=True,
+                                         help="The default (kept for old scripts): resample uneven slices."),
+    philips_scaling: Optional[PhilipsScaling] = typer.Option(
+        None, "--philips-scaling", help="Philips MR (classic and enhanced): 'precise' floating-point values from "
+        "the private scale slope, as dcm2niix writes them (default), or 'display' values (RescaleSlope/Intercept "
+        "only, as the console shows them). The sidecar records the choice and the scale factors."),
+    philips_precise: bool = typer.Option(False, "--philips-precise", hidden=True,
+                                         help="Same as --philips-scaling precise (the default); kept for old scripts."),
     sidecar: bool = typer.Option(True, "--sidecar/--no-sidecar", help="Write a BIDS-style JSON sidecar beside "
                                  "NIfTI outputs of DICOM input (diffusion series get .bval/.bvec either way)."),
     sidecar_phi: bool = typer.Option(False, "--sidecar-phi", help="Include patient-identifying fields (names, IDs, "
@@ -123,11 +161,15 @@ def convert_cmd(
         raise fail("--key, --keep and --allow-burned-in only apply with --anonymize", 2)
     if anonymize and sidecar_phi:
         raise fail("--sidecar-phi cannot be combined with --anonymize", 2)
+    if philips_precise and philips_scaling == PhilipsScaling.display:
+        raise fail("--philips-precise contradicts --philips-scaling display; give one of them", 2)
     deidentify = _deidentifier(key, keep, allow_burned_in) if anonymize else None
+    if stack_uneven and resample_uneven:
+        raise fail("--stack-uneven and --resample-uneven contradict each other; resampling is the default", 2)
     options: dict[str, Any] = {"to": to, "overwrite": overwrite, "name": name, "sidecar": sidecar,
                                "sidecar_phi": sidecar_phi, "deidentify": deidentify, "tilt_correct": tilt_correct,
-                               "allow_gaps": allow_gaps, "resample_uneven": resample_uneven,
-                               "philips_precise": philips_precise}
+                               "allow_gaps": allow_gaps, "stack_uneven": stack_uneven,
+                               "philips_scaling": (philips_scaling or PhilipsScaling.precise).value}
     if dicom_tree_job(src, dst):  # the API decides the same way; here only to draw a progress bar
         _render_report(_convert_with_progress(convert, src, dst, options))
         return
@@ -136,6 +178,8 @@ def convert_cmd(
         err_console.print(f"[yellow]warning:[/] {_escape(warning)}", highlight=False, soft_wrap=True)
     for path in written:
         console.print(f"wrote {path}", highlight=False)
+    if written.duplicates:
+        console.print(duplicates_line(len(written.duplicates)), highlight=False)
 
 
 def _deidentifier(key: Optional[Path], keep: list[str], allow_burned_in: bool) -> Callable[[Any], Any]:
@@ -168,6 +212,11 @@ def _convert_with_progress(convert: Callable[..., Any], src: Path, dst: Path, op
         return convert(src, dst, progress=progress, **options)
 
 
+def duplicates_line(n: int) -> str:
+    """The summary line for ``n`` files skipped as copies of another (same SOPInstanceUID and bytes)."""
+    return f"skipped {n} duplicate file(s) (same SOPInstanceUID and content as another file)"
+
+
 def _render_report(report: Any) -> None:
     """Per series: its warnings (one line each), the files written or the error; exit 1 if any failed."""
     for outcome in report.outcomes:
@@ -182,6 +231,8 @@ def _render_report(report: Any) -> None:
                               highlight=False, soft_wrap=True)
     if report.skipped:
         console.print(f"skipped {len(report.skipped)} non-DICOM file(s)", highlight=False)
+    if report.duplicates:
+        console.print(duplicates_line(len(report.duplicates)), highlight=False)
     if report.failed:
         raise fail(f"{len(report.failed)} of {len(report.outcomes)} series failed; the others were written")
 
@@ -234,14 +285,16 @@ def _info_dicom_folder(path: Path, as_json: bool) -> None:
     from convert.dicom.reader import summarize_series
     from convert.dicom.scan import scan
     from convert.dicom.series import assemble
-    from convert.errors import DicomError
+    from convert.errors import NoDicomError
 
     result = scan(path)
     if not result.instances:
-        raise DicomError(f"no DICOM image found ({len(result.skipped)} file(s) skipped)", path)
-    summaries = [summarize_series(s) for s in assemble(result.instances)]
+        raise NoDicomError(path, len(result.skipped), result.skipped[0][1] if result.skipped else None)
+    all_series = assemble(result.instances)
+    summaries = [summarize_series(s) for s in all_series]
     if as_json:
-        out = {"path": str(path), "format": "dicom", "files_skipped": len(result.skipped), "series": summaries}
+        out = {"path": str(path), "format": "dicom", "files_skipped": len(result.skipped),
+               "duplicates_skipped": sum(len(s.duplicates) for s in all_series), "series": summaries}
         sys.stdout.write(json.dumps(out, indent=2) + "\n")
         return
     table = Table("#", "description", "kind", "files", "shape", "spacing (mm)", "orient.", "flags")
@@ -254,8 +307,10 @@ def _info_dicom_folder(path: Path, as_json: bool) -> None:
         spacing = " x ".join(f"{v:g}" for v in s["spacing_mm"]) if s["spacing_mm"] else "-"
         table.add_row(str(s["number"] if s["number"] is not None else "?"), _escape(desc), s["kind"], str(s["files"]),
                       "x".join(str(n) for n in s["shape"]), spacing, s["orientation"] or "-", ", ".join(flags))
+    duplicates = sum(len(s.duplicates) for s in all_series)
     console.print(f"{path}: {len(summaries)} series, {len(result.instances)} image file(s), "
-                  f"{len(result.skipped)} other file(s) skipped", highlight=False)
+                  f"{len(result.skipped)} other file(s) skipped"
+                  + (f", {duplicates} duplicate(s) of other files" if duplicates else ""), highlight=False)
     console.print(table)
     for s in summaries:
         label = f"series {s['number']} '{s['description']}'" + (f" ({s['split']})" if s["split"] else "")

@@ -7,14 +7,68 @@ single line and exits with code 1.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import re
 from pathlib import Path
+from typing import Iterator
+
+#: How a message names an option, per context: messages are written with the CLI
+#: flag (``--overwrite``); outside the command line :func:`spell` renders each
+#: flag listed here as the API keyword (``overwrite=True``). Flags not listed are
+#: CLI-only and stay as written.
+API_SPELLINGS: dict[str, str] = {
+    "--overwrite": "overwrite=True",
+    "--allow-gaps": "allow_gaps=True",
+    "--stack-uneven": "stack_uneven=True",
+    "--tilt-correct": "tilt_correct=True",
+    "--allow-burned-in": "allow_burned_in=True",
+    "--sidecar-phi": "sidecar_phi=True",
+    "--to": "to='<format>'",
+}
+
+_CONTEXT: contextvars.ContextVar[str] = contextvars.ContextVar("medconvert_spelling", default="api")
+_FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*(?![\w-])")
+
+
+def spell(text: str) -> str:
+    """``text`` with its option names spelled for the current context.
+
+    Messages are written with CLI flags; in the API context (the default) each
+    flag of :data:`API_SPELLINGS` becomes its keyword spelling, so Python users
+    read ``overwrite=True`` and command-line users ``--overwrite``.
+    """
+    if _CONTEXT.get() == "cli":
+        return text
+    if "--to " in text:  # "--to nifti" -> "to='nifti'" (format names only: "--to with ..." is prose)
+        text = re.sub(r"(?<![\w-])--to ([a-z][a-z0-9-]*)",
+                      lambda m: f"to='{m.group(1)}'" if m.group(1) in _format_names() else m.group(0), text)
+    return _FLAG.sub(lambda m: API_SPELLINGS.get(m.group(0), m.group(0)), text)
+
+
+def _format_names() -> set[str]:
+    from convert.formats import all_formats  # lazy: formats import this module
+
+    return {f.name for f in all_formats()}
+
+
+@contextlib.contextmanager
+def cli_spelling() -> Iterator[None]:
+    """Within this block (the ``medconvert`` command line), messages name options by their CLI flags."""
+    token = _CONTEXT.set("cli")
+    try:
+        yield
+    finally:
+        _CONTEXT.reset(token)
 
 
 class ConvertError(Exception):
     """Base class of every error medconvert raises on purpose.
 
     Args:
-        message: what went wrong and what the user can do about it.
+        message: what went wrong and what the user can do about it. Options are
+            named by their CLI flag (``--overwrite``); ``str(error)`` spells them
+            for the context (:func:`spell`: ``overwrite=True`` in Python).
         path: the file or folder the error is about, if any; it is prefixed to
             the message so every error names its file.
     """
@@ -23,6 +77,9 @@ class ConvertError(Exception):
         self.path = Path(path) if path is not None else None
         self.message = message
         super().__init__(f"{self.path}: {message}" if self.path is not None else message)
+
+    def __str__(self) -> str:
+        return spell(super().__str__())
 
 
 class InputNotFoundError(ConvertError):
@@ -55,6 +112,24 @@ class GeometryError(ConvertError):
 
 class DicomError(ConvertError):
     """A DICOM-specific problem (series assembly, pixel decoding...)."""
+
+
+class NoDicomError(DicomError):
+    """A folder holds no DICOM image at all (empty, or only other files).
+
+    Args:
+        path: the folder.
+        looked_at: how many files were looked at (0: the folder is empty).
+        example: why one of them is not DICOM, if known.
+    """
+
+    def __init__(self, path: str | Path, looked_at: int = 0, example: str | None = None) -> None:
+        if looked_at:
+            detail = f"{looked_at} file(s) looked at, none is a DICOM image" + (f" ({example})" if example else "")
+        else:
+            detail = "the folder is empty"
+        super().__init__(f"no DICOM images found in {path}: {detail}; check the path")
+        self.path = Path(path)
 
 
 class AnonymizationError(ConvertError):

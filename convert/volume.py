@@ -18,7 +18,8 @@ Conventions (see ``docs/coordinates.md``):
   (slope 1, intercept 0). :func:`rgb_channels` / :func:`rgb_from_channels`
   convert to and from a plain ``uint8`` array with a trailing axis of 3.
 
-This module imports nothing from medconvert except :mod:`convert.errors`.
+This module imports nothing from medconvert except :mod:`convert.errors` and
+:mod:`convert.proxy` (lazy voxel data).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 import numpy as np
 
 from convert.errors import GeometryError, UnsupportedDataError
+from convert.proxy import is_proxy
 
 if TYPE_CHECKING:  # pragma: no cover
     import SimpleITK as sitk
@@ -215,7 +217,10 @@ class Volume:
     Attributes:
         array: stored voxel values, indexed ``[i, j, k]`` or ``[i, j, k, t]``;
             dtype one of :data:`SUPPORTED_DTYPES`, or :data:`RGB_DTYPE` for colour
-            (one R, G, B triple of 8-bit values per voxel).
+            (one R, G, B triple of 8-bit values per voxel). Either a numpy array or a
+            lazy proxy (:class:`convert.proxy.SliceProxy`: ``shape``, ``dtype``, slabs,
+            ``np.asarray``) that readers return so writers can stream; use
+            :meth:`voxels` for a numpy array in either case.
         affine: 4x4 float64 voxel-index -> RAS+ mm matrix (read-only copy).
         meta: non-identifying metadata, see :class:`Meta`.
         slope, intercept: real value = stored * slope + intercept (NIfTI
@@ -234,7 +239,7 @@ class Volume:
 
     def __post_init__(self) -> None:
         array = self.array
-        if not isinstance(array, np.ndarray):
+        if not isinstance(array, np.ndarray) and not is_proxy(array):
             array = np.asarray(array)
             object.__setattr__(self, "array", array)
         if array.ndim not in (3, 4):
@@ -248,6 +253,8 @@ class Volume:
                 + ", ".join(str(d) for d in SUPPORTED_DTYPES) + f", or RGB {RGB_DTYPE}"
             )
         if not rgb and not array.dtype.isnative:
+            if is_proxy(array):
+                raise UnsupportedDataError(f"a lazy voxel proxy must deliver native byte order, not {array.dtype}")
             object.__setattr__(self, "array", array.astype(array.dtype.newbyteorder("="), copy=False))
         object.__setattr__(self, "affine", check_affine(self.affine))
         slope, intercept = float(self.slope), float(self.intercept)
@@ -260,6 +267,34 @@ class Volume:
             )
         object.__setattr__(self, "slope", slope)
         object.__setattr__(self, "intercept", intercept)
+
+    def __repr__(self) -> str:
+        """Shape, dtype, spacing (mm), orientation and scaling: never the voxels (nor the source header)."""
+        spacing = ", ".join(f"{s:.4g}" for s in self.spacing)
+        dtype = "RGB24" if self.is_rgb else str(self.dtype)
+        parts = [f"shape={self.shape}", f"dtype={dtype}", f"spacing=({spacing}) mm",
+                 f"orientation={self.orientation}"]
+        if self.is_scaled:
+            parts.append(f"slope={self.slope:g}, intercept={self.intercept:g}")
+        if self.meta.modality:
+            parts.append(f"modality={self.meta.modality}")
+        if self.is_lazy:
+            parts.append("lazy")
+        return f"Volume({', '.join(parts)})"
+
+    # ---- voxel data (an ndarray, or a lazy proxy read from the source files on demand)
+    @property
+    def is_lazy(self) -> bool:
+        """True when :attr:`array` is a lazy proxy (:mod:`convert.proxy`): voxels are read when asked for."""
+        return is_proxy(self.array)
+
+    def voxels(self) -> np.ndarray:
+        """The stored voxel values as a numpy array (reads a lazy volume's files; an ndarray as is)."""
+        return np.asarray(self.array)
+
+    def materialized(self) -> "Volume":
+        """This volume with its voxels in memory (itself when they already are)."""
+        return self if not self.is_lazy else self.replace(array=self.voxels())
 
     # ---- shape and geometry (all derived from array and affine)
     @property
@@ -320,17 +355,18 @@ class Volume:
         A colour volume is never scaled: its RGB array is returned.
         """
         if not self.is_scaled:
-            return self.array
-        return self.array.astype(np.float64) * self.slope + self.intercept
+            return self.voxels()
+        return self.voxels().astype(np.float64) * self.slope + self.intercept
 
     def value_range(self) -> tuple[float, float]:
         """(min, max) of the real (scaled) values; NaNs ignored. Colour: over all three channels."""
         if self.array.size == 0:
             return (float("nan"), float("nan"))
+        array = self.voxels()
         if self.is_rgb:
-            channels = [self.array[name] for name in RGB_DTYPE.names or ()]
+            channels = [array[name] for name in RGB_DTYPE.names or ()]
             return (float(min(c.min() for c in channels)), float(max(c.max() for c in channels)))
-        lo, hi = np.nanmin(self.array), np.nanmax(self.array)
+        lo, hi = np.nanmin(array), np.nanmax(array)
         lo, hi = float(lo) * self.slope + self.intercept, float(hi) * self.slope + self.intercept
         return (min(lo, hi), max(lo, hi))
 
@@ -356,11 +392,11 @@ class Volume:
 
         if self.is_rgb:
             # [t, k, j, i, channel]: reverse the spatial axes, keep R, G, B last.
-            channels = rgb_channels(self.array)
+            channels = rgb_channels(self.voxels())
             reverse = tuple(range(channels.ndim - 2, -1, -1)) + (channels.ndim - 1,)
             image = sitk.GetImageFromArray(np.ascontiguousarray(channels.transpose(reverse)), isVector=True)
         else:
-            data = self.scaled() if scaled else self.array
+            data = self.scaled() if scaled else self.voxels()
             # SimpleITK's numpy view is [t, k, j, i]: reverse our axes.
             image = sitk.GetImageFromArray(np.ascontiguousarray(data.transpose()), isVector=False)
         origin, spacing, direction = geometry_from_affine(ras_to_lps(self.affine))

@@ -548,3 +548,49 @@ def test_shortcut_does_not_import_typer(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+# --------------------------------------------------------------------------- issue 12: empty input, duplicates
+@pytest.mark.parametrize("content", ["empty", "no dicom"])
+def test_anonymize_of_a_folder_without_dicom_exits_non_zero_with_one_clear_line(tmp_path: Path,
+                                                                                 content: str) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    if content == "no dicom":
+        (src / "notes.txt").write_text("exported by PACS")
+    fast, full, dst_fast, dst_full = _both_entry_points(tmp_path, "anonymize", str(src), "{DST}",
+                                                        "--key", str(_keyfile(tmp_path)))
+    assert fast == full
+    code, _, err = fast
+    assert code == 1 and f"error: no DICOM images found in {src}" in " ".join(err.split())
+    assert not dst_fast.exists() and not dst_full.exists()  # nothing was created
+    with pytest.raises(ConvertError, match="no DICOM images found"):
+        convert.anonymize(src, tmp_path / "api_out", key=KEY)
+
+
+def test_anonymize_same_instance_twice_is_a_duplicate_not_a_failure(tmp_path: Path) -> None:
+    """The quirk: a DICOMDIR media copy beside the folder: every instance twice, byte for byte."""
+    import shutil
+
+    src = _tree(tmp_path / "in", n=3)
+    shutil.copytree(src / "series 0", src / "media copy")
+    result = CliRunner().invoke(app, ["anonymize", str(src), str(tmp_path / "out"), "--key",
+                                      str(_keyfile(tmp_path))])
+    assert result.exit_code == 0, result.output
+    assert "3 file(s) de-identified (1 non-DICOM skipped, 3 duplicate(s) skipped)" in result.output
+    assert "failed" not in result.output
+    report = convert.anonymize(src, tmp_path / "api", key=KEY)
+    assert report.ok and len(report.duplicates) == 3 and not report.failed
+
+
+def test_anonymize_same_uid_with_different_content_stays_a_failure_naming_both(tmp_path: Path) -> None:
+    src = _tree(tmp_path / "in", n=3)
+    (src / "other").mkdir()
+    changed = _slice(1)
+    changed.WindowCenter = 77
+    changed.save_as(src / "other" / "IM0001")
+    result = CliRunner().invoke(app, ["anonymize", str(src), str(tmp_path / "out"), "--key",
+                                      str(_keyfile(tmp_path))])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 1
+    assert "but different content" in text and "IM0001" in text and "1 failed" in text

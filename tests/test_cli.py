@@ -122,3 +122,63 @@ def test_warnings_are_single_clean_lines(tmp_path, src):
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert lines and all(line.startswith("warning: ") for line in lines), proc.stderr
     assert "warnings.warn" not in proc.stderr and "oblique" in proc.stderr
+
+
+# --------------------------------------------------------------------------- issue 12: messages and contracts
+@pytest.mark.parametrize("content", ["empty", "no dicom"])
+@pytest.mark.parametrize("target", ["out.nii.gz", "outdir"])
+def test_folder_without_dicom_says_no_dicom_images_found(tmp_path, content, target):
+    """The quirk: an empty folder to a folder target said "cannot tell the output format"."""
+    src = tmp_path / "in"
+    src.mkdir()
+    if content == "no dicom":
+        (src / "readme.txt").write_text("not an image")
+    for argv in (["convert", str(src), str(tmp_path / target)], ["info", str(src)]):
+        result = runner.invoke(app, argv)
+        text = " ".join(result.output.split())
+        assert result.exit_code == 1 and f"no DICOM images found in {src}" in text, text
+        assert "output format" not in text
+    assert not (tmp_path / target).exists()
+
+
+def test_nifti_to_dcm_says_dicom_writing_is_not_available_yet(tmp_path, src):
+    for argv in (["convert", str(src), str(tmp_path / "out.dcm")],
+                 ["convert", str(src), str(tmp_path / "out"), "--to", "dicom"]):
+        result = runner.invoke(app, argv)
+        text = " ".join(result.output.split())
+        assert result.exit_code == 1 and "writing DICOM is not available yet" in text and "--to dicom" in text
+        assert "cannot tell the output format" not in text
+    import convert
+
+    with pytest.raises(convert.errors.UnsupportedFormatError, match="to='dicom'"):
+        convert.convert(src, tmp_path / "out.dcm")
+
+
+def test_version_through_the_console_entry_and_typer(tmp_path):
+    import convert
+
+    proc = subprocess.run([sys.executable, "-c", "import sys; from convert._fastcli import main; "
+                           "sys.argv = ['medconvert', '--version']; main()"], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == f"medconvert {convert.__version__}"
+    assert run("--version").stdout.strip() == f"medconvert {convert.__version__}"
+    assert runner.invoke(app, ["--version"]).output.strip() == f"medconvert {convert.__version__}"
+
+
+def test_dicom_tree_summary_counts_duplicates_not_failures(tmp_path):
+    """The quirk: the same instances twice (a media copy beside the folder) must not be a failure."""
+    import shutil
+
+    from convert.sample import write_sample
+
+    written = write_sample(tmp_path / "s")
+    src = tmp_path / "in"
+    shutil.copytree(written["dicom"], src / "a")
+    shutil.copytree(written["dicom"], src / "media_copy")
+    n = len(list((src / "a").iterdir()))
+    for target in ("out", "one.nii.gz"):
+        result = runner.invoke(app, ["convert", str(src), str(tmp_path / target)])
+        text = " ".join(result.output.split())
+        assert result.exit_code == 0, text
+        assert f"skipped {n} duplicate file(s) (same SOPInstanceUID and content as another file)" in text
+        assert "warning" not in text and "failed" not in text

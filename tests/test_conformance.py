@@ -67,8 +67,9 @@ def _ours(dataset: str, protocol: str, number: int, echo: int | None, part: str,
         assert matches, f"no series {number} with protocol {protocol} in {dataset}"
     if tilt:
         assert len(matches) == 1
-        return read_series(matches[0], tilt_correct=True, resample_uneven="Eq" in tilt)
-    volumes = [v for s in matches for v in read_series_volumes(s)]
+        return read_series(matches[0], tilt_correct=True, stack_uneven="Eq" not in tilt)
+    # dcm2niix's plain (non-_Eq) volume is the stored slices stacked as they are
+    volumes = [v for s in matches for v in read_series_volumes(s, stack_uneven=True)]
     if echo is not None and len(volumes) > 1:
         return volumes[echo - 1]
     assert len(volumes) == 1, f"series {number} gave {len(volumes)} volumes"
@@ -89,15 +90,11 @@ def test_matches_dcm2niix_in_world_space(dataset: str, stem: str) -> None:
     root = conformance_dir(dataset)
     protocol, number, echo, part, tilt = _parse(stem)
     ours = _ours(dataset, protocol, number, echo, part, tilt)
-    if stem == "In_WIP_B0_NS_801_e1":
-        # Philips magnitude: dcm2niix applies the private "precise" scaling (2005,100E) by default; we apply
-        # the standard RescaleSlope unless asked (documented in docs/dicom-multiframe.md)
-        from convert.dicom.multiframe import read_enhanced
-
-        (series,) = [s for s in _series(dataset) if s.series_number == number]
-        ours = read_enhanced(series.first.path, philips_precise=True)[echo - 1]  # type: ignore[operator]
     ref_path = root / "ref-dcm2niix" / f"{stem}.nii.gz"
-    if tilt:  # both sides interpolated onto different grids: compare sampled at the same world points
+    if tilt:  # both sides interpolated: same grid (shape, affine), values compared sampled at the same points
+        ref_img = nib.load(str(ref_path))
+        assert _canonical(_to_nib(ours))[0].shape == _canonical(ref_img)[0].shape
+        np.testing.assert_allclose(_canonical(_to_nib(ours))[1], _canonical(ref_img)[1], atol=1e-3)
         _assert_interpolated_match(ours, ref_path)
         return
     ref_img = nib.load(str(ref_path))
@@ -124,8 +121,8 @@ def _is_sheared(affine: np.ndarray) -> bool:
 def _assert_interpolated_match(ours: Volume, ref_path: Path) -> None:
     """Our tilt-corrected volume vs dcm2niix ``_Tilt_Eq_1``, both sampled on dcm2niix's grid.
 
-    Both are interpolated (dcm2niix: equalised to 56 slices, then sheared back; ours: 37
-    slices at the median spacing, then shifted in-plane), so values agree only
+    Both are interpolated onto the same grid (equalised to 56 slices, dcm2niix's even-grid
+    rule; then dcm2niix shears back, ours shifts each slice in-plane), so values agree only
     approximately: the median absolute difference over the head (> -500 HU in both)
     must stay under 20 HU (half the grey/white matter contrast) and the correlation
     above 0.97. A geometry error of even one slice (4 mm) fails both.
@@ -190,8 +187,10 @@ def test_ct_dcm2niix_untilted_affine_misplaces_slices_but_ours_follows_ipp() -> 
     """dcm2niix's ``In_2`` uses the IPP direction but the along-normal distance (4.0019 mm) as its length.
 
     The real step between the first slices is 4.22 mm along z (IPP), so dcm2niix puts
-    slice 1 0.22 mm too low, slice 13 2.6 mm too low. Ours: the stored slices' centres
-    at the end points are exact, and with ``resample_uneven`` every slice is on its IPP line.
+    slice 1 0.22 mm too low, slice 13 2.6 mm too low. Ours stacked as stored
+    (``stack_uneven``): the end slices are exact; by default (resampled onto the even
+    grid) every stored slice position is on the grid's k line, first and last
+    stored slices are grid planes with their stored pixels.
     """
     root = conformance_dir("dcm_qa_ct")
     series = _ct()
@@ -201,15 +200,41 @@ def test_ct_dcm2niix_untilted_affine_misplaces_slices_but_ours_follows_ipp() -> 
     # dcm2niix stores rows flipped: voxel (0, 511 - 0, k) is the first pixel of slice k
     ref_centres = np.array([ref.affine @ [0, ref.shape[1] - 1, k, 1] for k in range(2)])[:, :3]
     assert np.linalg.norm(ref_centres[1] - ipp_ras[1]) > 0.2  # dcm2niix is off
-    ours = read_series(series)
+    stacked = read_series(series, stack_uneven=True)
     for k in (0, 27):
-        assert np.allclose(ours.affine @ [0, 0, k, 1], np.append(ipp_ras[k], 1), atol=1e-3)
-    even = read_series(series, resample_uneven=True)
+        assert np.allclose(stacked.affine @ [0, 0, k, 1], np.append(ipp_ras[k], 1), atol=1e-3)
+    even = read_series(series)
+    assert even.shape[2] == 56  # dcm2niix's _Eq grid: smallest gap, capped at twice the stored slices
     # every original slice position lies on the resampled grid's k line
     o, kvec = even.affine[:3, 3], even.affine[:3, 2]
     for p in ipp_ras:
         t = np.dot(p - o, kvec) / np.dot(kvec, kvec)
         assert np.linalg.norm(o + t * kvec - p) < 1e-3
+    for k_stored, k_even in ((0, 0), (27, 55)):
+        assert np.allclose(even.affine @ [0, 0, k_even, 1], np.append(ipp_ras[k_stored], 1), atol=1e-3)
+        np.testing.assert_array_equal(even.array[:, :, k_even], stacked.array[:, :, k_stored])
+
+
+def test_ct_uneven_note_names_the_written_spacing_and_the_flag(tmp_path: Path) -> None:
+    """The quirk: info, the warning and the file gave 4.0019, 5.337 and 5.627 mm. Now one figure."""
+    from typer.testing import CliRunner
+
+    from convert.cli import app
+
+    src = conformance_dir("dcm_qa_ct") / "In"
+    runner = CliRunner()
+    info = runner.invoke(app, ["info", str(src), "--json"])
+    (summary,) = __import__("json").loads(info.stdout)["series"]
+    result = runner.invoke(app, ["convert", str(src), str(tmp_path / "ct.nii.gz")])
+    assert result.exit_code == 0, result.output
+    pixdim = float(nib.load(str(tmp_path / "ct.nii.gz")).header.get_zooms()[2])
+    assert summary["spacing_mm"][2] == pytest.approx(pixdim, abs=1e-4)
+    text = " ".join(result.output.split())
+    assert f"every {summary['spacing_mm'][2]:g} mm" in text and "--stack-uneven" in text
+    assert "misplaced" not in text
+    stacked = runner.invoke(app, ["convert", str(src), str(tmp_path / "st.nii.gz"), "--stack-uneven"])
+    text = " ".join(stacked.output.split())
+    assert stacked.exit_code == 0 and "misplaced by up to 22.78 mm" in text
 
 
 @pytest.mark.parametrize("stem,expected", [
@@ -223,13 +248,20 @@ def test_reference_names_parse(stem: str, expected: tuple) -> None:
     assert _parse(stem) == expected
 
 
-def test_philips_precise_option_through_the_tree_conversion(tmp_path: Path) -> None:
+def test_philips_precise_scaling_through_the_tree_conversion_and_sidecar(tmp_path: Path) -> None:
     root = conformance_dir("dcm_qa_enh")
     from convert.dicom import convert_dicom_tree
 
-    report = convert_dicom_tree(root / "In" / "Philips", tmp_path, philips_precise=True)
+    report = convert_dicom_tree(root / "In" / "Philips", tmp_path, philips_scaling="precise")
     assert report.ok
     (mag,) = [p for p in report.written if p.name.endswith("_mag.nii.gz")]
+    import json
+
+    ours_json = json.loads(mag.with_name(mag.name[: -len(".nii.gz")] + ".json").read_text())
+    ref_json = json.loads((root / "ref-dcm2niix" / "In_WIP_B0_NS_801_e1.json").read_text())
+    for key in ("PhilipsRescaleSlope", "PhilipsRescaleIntercept", "PhilipsScaleSlope",
+                "UsePhilipsFloatNotDisplayScaling"):
+        assert ours_json[key] == pytest.approx(ref_json[key], rel=1e-5), key
     ours, our_affine = _canonical(nib.load(str(mag)))
     ref, ref_affine = _canonical(nib.load(str(root / "ref-dcm2niix" / "In_WIP_B0_NS_801_e1.nii.gz")))
     np.testing.assert_allclose(our_affine, ref_affine, atol=1e-3)

@@ -116,13 +116,26 @@ def test_generated_series_equal_the_full_path_or_decline(tmp_path: Path, case: s
     orientation = str(changes.pop("orientation", "axial"))
     make_series(tmp_path / "in", orientation, **changes)
     handled = assert_same_as_full(tmp_path / "in", tmp_path, name)
-    assert handled == (case != "gap")  # a gap is an error the full path words; everything else streams
+    # a gap is an error the full path words; uneven spacing is resampled (or stacked with a note) by the
+    # full path only; everything else streams
+    assert handled == (case not in ("gap", "uneven spacing"))
 
 
 def test_duplicates_warn_exactly_like_the_full_path(tmp_path: Path) -> None:
+    import pydicom
+
+    paths, _ = make_series(tmp_path / "in")
+    ds = pydicom.dcmread(paths[3])
+    ds.SOPInstanceUID = ds.SOPInstanceUID + ".9"  # same position and time, another instance: a warning
+    ds.save_as(tmp_path / "in" / "copy_of_slice.dcm")
+    assert assert_same_as_full(tmp_path / "in", tmp_path)
+
+
+def test_same_instance_twice_is_declined(tmp_path: Path) -> None:
+    """Byte-identical copies are counted in a summary line the full path prints: not mirrored here."""
     paths, _ = make_series(tmp_path / "in")
     shutil.copy(paths[3], tmp_path / "in" / "copy_of_slice.dcm")
-    assert assert_same_as_full(tmp_path / "in", tmp_path)
+    assert not assert_same_as_full(tmp_path / "in", tmp_path)
 
 
 def test_non_dicom_files_are_skipped_as_the_scan_skips_them(tmp_path: Path) -> None:
@@ -148,7 +161,7 @@ def test_no_sidecar_and_to_option(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("make", ["monochrome1", "short pixel data", "several series", "implicit VR", "phi",
-                                  "dicomdir"])
+                                  "dicomdir", "philips scaling"])
 def test_unsupported_inputs_decline_and_leave_nothing(tmp_path: Path, make: str) -> None:
     src = tmp_path / "in"
     options: dict[str, object] = {}
@@ -170,6 +183,10 @@ def test_unsupported_inputs_decline_and_leave_nothing(tmp_path: Path, make: str)
         from fixtures.dicomdir_media import make_media
 
         make_media(src, series=1)
+    elif make == "philips scaling":  # precise values and the sidecar's Philips fields: the full path only
+        from fixtures.dicom_series import make_philips_series
+
+        make_philips_series(src)
     else:
         make_series(src)
         options["sidecar_phi"] = True
@@ -500,8 +517,7 @@ def test_folder_output_name_collisions_get_the_same_suffixes(tmp_path: Path) -> 
 
 
 def test_folder_output_warnings_in_the_same_order(tmp_path: Path) -> None:
-    uneven = dict(slice_offsets=[0, 2.5, 5, 7.5, 10.4, 12.9, 15.4, 17.9, 20.4, 22.9])
-    _multi_series(tmp_path / "in", ct=uneven, rescaled=dict(tilt_deg=12.0))
+    _multi_series(tmp_path / "in", ct=dict(tilt_deg=8.0), rescaled=dict(tilt_deg=12.0))  # (uneven: declined)
     assert assert_tree_same_as_full(tmp_path / "in", tmp_path, "--to", "nii")
     assert "warning: series" in _run("convert", str(tmp_path / "in"), str(tmp_path / "again")).stderr
 
@@ -580,3 +596,13 @@ def test_tree_progress_reports_every_series_then_done(tmp_path: Path) -> None:
     assert calls[-1][2] == "done"
     with _progress_bar() as bar:  # pytest captures stdout: not a terminal, so no bar at all
         assert bar is None
+
+
+def test_folder_output_with_images_without_position_equals_the_full_path_or_declines(tmp_path: Path) -> None:
+    """Images without a position become single-image series (issue 12.5): streamed identically, or declined."""
+    from fixtures.dicom_series import make_unplaced_images
+
+    _multi_series(tmp_path / "in")
+    make_unplaced_images(tmp_path / "in" / "summary", n=3, series_number=99)
+    assert_tree_same_as_full(tmp_path / "in", tmp_path)
+    assert len([p for p in (tmp_path / "full").iterdir() if p.name.startswith("99_")]) == 6

@@ -39,8 +39,12 @@ def test_output_format_by_extension_and_to(tmp_path):
     assert format_for_output(tmp_path / "x.nii.gz").name == "nifti-gz"
     assert format_for_output(tmp_path / "x.hdr").name == "nifti-pair"
     assert format_for_output(tmp_path / "x.whatever", to="nifti").name == "nifti"
-    with pytest.raises(UnsupportedFormatError, match="--to"):
-        format_for_output(tmp_path / "x.xyz")
+    with pytest.raises(UnsupportedFormatError, match="pass to='<format>' with one of: nifti") as info:
+        format_for_output(tmp_path / "x.xyz")  # a Python caller reads the keyword...
+    from convert.errors import cli_spelling
+
+    with cli_spelling():
+        assert "pass --to with one of: nifti" in str(info.value)  # ...the command line the flag
 
 
 def test_detect_missing_empty_text(tmp_path):

@@ -84,23 +84,46 @@ def test_philips_enhanced_splits_magnitude_and_fieldmap_like_dcm2niix():
     ref = enh / "ref-dcm2niix"
     # field map in Hz: stored values identical and the same real values (slope 0.2442, intercept -500)
     assert_matches_reference(fieldmap, ref / "In_WIP_B0_NS_801_e2_fieldmaphz.nii.gz")
-    # magnitude: dcm2niix applies Philips "precise" scaling (1/ScaleSlope); we apply the DICOM
-    # RescaleSlope. Stored integers and geometry are identical; real values differ by one factor.
-    ours_stored, ours_values, ours_affine = canonical(nib.Nifti1Image(magnitude.array, magnitude.affine))
-    ref_stored, ref_values, ref_affine = canonical(nib.load(ref / "In_WIP_B0_NS_801_e1.nii.gz"))
-    assert ours_stored.shape == ref_stored.shape
-    np.testing.assert_allclose(ours_affine, ref_affine, atol=1e-3)
-    assert np.array_equal(ours_stored, ref_stored)
-    assert magnitude.slope == pytest.approx(1.27985347985347)
+    # magnitude: Philips "precise" values (1/ScaleSlope) by default, as dcm2niix writes them
+    assert_matches_reference(magnitude, ref / "In_WIP_B0_NS_801_e1.nii.gz")
+    assert magnitude.slope == pytest.approx(1 / 8.448640073766e-06)
 
 
 @pytest.mark.conformance
-def test_philips_precise_scaling_option_matches_dcm2niix_default():
+def test_philips_enhanced_display_scaling_matches_dcm2niix_p_n(tmp_path):
+    from tests.conftest import require_tool
+
+    dcm2niix = require_tool("dcm2niix")
     enh = conformance_dir("dcm_qa_enh")
-    magnitude, fieldmap = read_enhanced(enh / "In" / "Philips" / "IM_0027_fMAP.dcm", philips_precise=True)
-    ref = enh / "ref-dcm2niix"
-    assert_matches_reference(magnitude, ref / "In_WIP_B0_NS_801_e1.nii.gz")
-    assert_matches_reference(fieldmap, ref / "In_WIP_B0_NS_801_e2_fieldmaphz.nii.gz")
+    path = enh / "In" / "Philips" / "IM_0027_fMAP.dcm"
+    import subprocess
+
+    subprocess.run([dcm2niix, "-p", "n", "-b", "y", "-z", "y", "-f", "%s", "-o", str(tmp_path), str(path)],
+                   check=True, capture_output=True)
+    magnitude, fieldmap = read_enhanced(path, philips_scaling="display")
+    assert magnitude.slope == pytest.approx(1.27985347985347)  # RescaleSlope: display values
+    assert_matches_reference(magnitude, tmp_path / "801_e1.nii.gz")
+    assert_matches_reference(fieldmap, tmp_path / "801_e2_fieldmaphz.nii.gz")
+    # both choices record the three factors of the first frame and the choice, as dcm2niix does
+    import json
+
+    ref = json.loads((tmp_path / "801_e1.json").read_text())
+    assert ref["UsePhilipsFloatNotDisplayScaling"] == 0
+    precise = read_enhanced(path)[0]
+    for volume, flag in ((magnitude, 0), (precise, 1)):
+        acq = volume.meta.acquisition
+        assert acq["UsePhilipsFloatNotDisplayScaling"] == flag
+        for key in ("PhilipsRescaleSlope", "PhilipsRescaleIntercept", "PhilipsScaleSlope"):
+            assert acq[key] == pytest.approx(ref[key], rel=1e-5)
+    # same voxels and geometry either way; the real values differ by RS * SS only
+    np.testing.assert_array_equal(precise.array, magnitude.array)
+    np.testing.assert_allclose(precise.affine, magnitude.affine)
+    assert precise.slope * (1.27985347985347 * 8.448640073766e-06) == pytest.approx(magnitude.slope)
+
+
+def test_philips_scaling_rejects_an_unknown_choice(tmp_path):
+    with pytest.raises(ConvertError, match="philips_scaling must be one of precise, display"):
+        read_enhanced(tmp_path / "x.dcm", Dataset(), philips_scaling="float")
 
 
 @pytest.mark.conformance

@@ -25,6 +25,9 @@ from fixtures.dicom_series import (  # noqa: E402
     make_series,
     make_short_pixel_data,
     make_unsupported_transfer_syntax,
+    make_world_ramp,
+    ramp_value_lps,
+    RAMP_PER_MM,
     stored_data,
     truncate_file,
 )
@@ -160,7 +163,8 @@ def test_missing_slice_is_refused_naming_the_neighbours(tmp_path: Path) -> None:
     paths, _ = make_series(tmp_path, skip=(4,))
     with pytest.raises(DicomError, match="missing slices") as info:
         _read(tmp_path)
-    assert "allow-gaps" in str(info.value) and "IM00004.dcm" in str(info.value)
+    assert "allow_gaps=True" in str(info.value) and "IM00004.dcm" in str(info.value)
+    assert "--allow-gaps" not in str(info.value)  # a Python caller reads the API keyword (CLI: see test_cli)
 
 
 def test_allow_gaps_resamples_onto_the_full_regular_grid(tmp_path: Path) -> None:
@@ -175,15 +179,73 @@ def test_allow_gaps_resamples_onto_the_full_regular_grid(tmp_path: Path) -> None
     assert np.abs(volume.array[:, :, 4] - midway).max() <= 0.5 + 1e-9
 
 
-def test_uneven_spacing_default_stacks_with_a_warning_and_option_regrids(tmp_path: Path) -> None:
-    offsets = [0, 2, 4, 6, 8, 11, 14, 17, 20, 23]
-    _, spec = make_series(tmp_path, slice_offsets=offsets)
-    stacked = _read(tmp_path)
-    assert stacked.shape[2] == 10 and any("uneven" in w for w in volume_warnings(stacked))
-    even = _read(tmp_path, resample_uneven=True)
-    assert even.spacing[2] == pytest.approx(23 / round(23 / 3), abs=1e-6)  # median spacing 3 mm -> 8 steps
-    first, last = even.world_coordinates([0, 0, 0]), even.world_coordinates([0, 0, even.shape[2] - 1])
-    assert np.linalg.norm(last - first) == pytest.approx(23.0)
+UNEVEN_OFFSETS = [0, 2, 4, 6, 8, 11, 14, 17, 20, 23]
+
+
+def _ramp_error(volume: convert.Volume, spec) -> np.ndarray:
+    """|stored value - the ramp's value at the voxel's world position| for every voxel (see make_world_ramp)."""
+    ijk = np.stack(np.meshgrid(*[np.arange(n) for n in volume.shape[:3]], indexing="ij"), axis=-1).reshape(-1, 3)
+    ras = ijk @ volume.affine[:3, :3].T + volume.affine[:3, 3]
+    expected = ramp_value_lps(spec, ras * np.array([-1.0, -1.0, 1.0]))
+    return np.abs(volume.scaled().reshape(-1, order="C") - expected)
+
+
+@pytest.mark.parametrize("tilt_deg", [0.0, 15.0])
+def test_uneven_spacing_is_resampled_by_default_with_every_voxel_at_its_world_position(tmp_path: Path,
+                                                                                        tilt_deg: float) -> None:
+    """The quirk: slices 2 mm then 3 mm apart. Default: even grid at the smallest gap (2 mm), values exact in world."""
+    _, spec = make_world_ramp(tmp_path, UNEVEN_OFFSETS, tilt_deg=tilt_deg)
+    volume = _read(tmp_path)
+    assert volume.shape[2] == 13  # ceil(23 mm / 2 mm) + 1 planes, 23/12 mm apart along the normal
+    assert _ramp_error(volume, spec).max() <= 1.0 + 1e-6  # integer rounding only: no voxel misplaced
+    (note,) = [w for w in volume_warnings(volume) if "uneven" in w]
+    step = float(np.linalg.norm(volume.affine[:3, 2]))
+    assert f"every {round(step, 4):g} mm" in note and "13 even slices" in note and "stack_uneven=True" in note
+
+
+def test_stack_uneven_keeps_the_stored_slices_and_states_the_true_misplacement(tmp_path: Path) -> None:
+    _, spec = make_world_ramp(tmp_path, UNEVEN_OFFSETS)
+    volume = _read(tmp_path, stack_uneven=True)
+    assert volume.shape[2] == 10
+    np.testing.assert_array_equal(volume.array[..., 0], stored_data(spec)[:, :, 0, 0])
+    measured = _ramp_error(volume, spec).max() / RAMP_PER_MM  # mm, along the normal (no tilt here)
+    (note,) = [w for w in volume_warnings(volume) if "uneven" in w]
+    stated = float(note.split("misplaced by up to ")[1].split(" mm")[0])
+    assert measured > 0.5 and stated == pytest.approx(measured, abs=0.1)
+    assert f"every {round(float(np.linalg.norm(volume.affine[:3, 2])), 4):g} mm" in note
+
+
+def test_uneven_spacing_one_spacing_figure_in_info_warning_and_file(tmp_path: Path) -> None:
+    _, spec = make_world_ramp(tmp_path / "in", UNEVEN_OFFSETS, tilt_deg=10.0)
+    info = runner.invoke(app, ["info", str(tmp_path / "in"), "--json"])
+    assert info.exit_code == 0, info.output
+    (summary,) = json.loads(info.stdout)["series"]
+    out = tmp_path / "out.nii.gz"
+    result = runner.invoke(app, ["convert", str(tmp_path / "in"), str(out)])
+    assert result.exit_code == 0, result.output
+    pixdim = float(nib.load(str(out)).header.get_zooms()[2])
+    assert summary["spacing_mm"][2] == pytest.approx(pixdim, abs=1e-4)
+    figure = f"every {summary['spacing_mm'][2]:g} mm"
+    assert any(figure in w for w in summary["warnings"])
+    assert figure in result.output.replace("\n", " ") or figure in " ".join(result.output.split())
+    assert "stack_uneven" not in result.output and "--stack-uneven" in result.output
+
+
+def test_resample_uneven_flag_is_still_accepted_as_the_default(tmp_path: Path) -> None:
+    make_world_ramp(tmp_path / "in", UNEVEN_OFFSETS)
+    a, b = tmp_path / "a.nii.gz", tmp_path / "b.nii.gz"
+    assert runner.invoke(app, ["convert", str(tmp_path / "in"), str(a)]).exit_code == 0
+    assert runner.invoke(app, ["convert", str(tmp_path / "in"), str(b), "--resample-uneven"]).exit_code == 0
+    np.testing.assert_array_equal(nib.load(str(a)).get_fdata(), nib.load(str(b)).get_fdata())
+    both = runner.invoke(app, ["convert", str(tmp_path / "in"), str(tmp_path / "c.nii.gz"), "--resample-uneven",
+                               "--stack-uneven"])
+    assert both.exit_code == 2
+
+
+def test_uneven_spacing_api_note_uses_the_api_keyword(tmp_path: Path) -> None:
+    make_world_ramp(tmp_path, UNEVEN_OFFSETS)
+    (note,) = [w for w in volume_warnings(_read(tmp_path)) if "uneven" in w]
+    assert "stack_uneven=True" in note and "--stack-uneven" not in note
 
 
 def test_tilted_series_keeps_the_shear_exactly(tmp_path: Path) -> None:
@@ -213,9 +275,9 @@ def test_tilt_correction_gives_an_orthogonal_grid_with_the_same_world_content(tm
 # --------------------------------------------------------------------------- bad input
 def test_folder_without_dicom(tmp_path: Path) -> None:
     make_non_dicom_files(tmp_path)
-    with pytest.raises(ConvertError, match="no DICOM|no readable"):
+    with pytest.raises(ConvertError, match="no DICOM images found in"):
         convert.load(tmp_path)
-    with pytest.raises(DicomError, match="no DICOM image found"):
+    with pytest.raises(DicomError, match="no DICOM images found in .*none is a DICOM image"):
         convert_dicom_tree(tmp_path, tmp_path / "out")
 
 
@@ -642,3 +704,232 @@ def test_oblique_sample_matches_dcm2niix(tmp_path: Path) -> None:
     np.testing.assert_allclose(our_affine, ref_affine, atol=1e-3)
     np.testing.assert_array_equal(our_data, ref_data)
     assert ours.meta.units == "HU"
+
+
+# --------------------------------------------------------------------------- Philips private scaling (issue 12.3)
+def _dcm2niix_philips(src: Path, out: Path, precise: bool) -> tuple[nib.Nifti1Image, dict]:
+    exe = require_tool("dcm2niix")
+    out.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run([exe, "-p", "y" if precise else "n", "-z", "n", "-b", "y", "-f", "%s", "-o", str(out),
+                           str(src)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (nii,) = sorted(out.glob("*.nii"))
+    return nib.load(str(nii)), json.loads(nii.with_suffix(".json").read_text())
+
+
+def _philips_expected(folder: Path, precise: bool) -> np.ndarray:
+    """Real values computed from the files alone, slice by slice: DV = SV*RS+RI, FP = DV/(RS*SS)."""
+    import pydicom
+
+    from fixtures.dicom_series import PHILIPS_MR_CREATOR
+
+    datasets = sorted((pydicom.dcmread(p) for p in folder.iterdir()), key=lambda ds: int(ds.InstanceNumber))
+    planes = []
+    for ds in datasets:
+        rs, ri = float(ds.RescaleSlope), float(ds.RescaleIntercept)
+        ss = float(ds.private_block(0x2005, PHILIPS_MR_CREATOR)[0x0E].value)
+        display = ds.pixel_array.T.astype(np.float64) * rs + ri
+        planes.append(display / (rs * ss) if precise else display)
+    return np.stack(planes, axis=2)
+
+
+@pytest.mark.parametrize("choice", ["precise", "display"])
+def test_philips_classic_scaling_matches_dcm2niix_p_y_and_p_n(tmp_path: Path, choice: str) -> None:
+    from fixtures.dicom_series import make_philips_series
+
+    make_philips_series(tmp_path / "in", scale_slope=0.37, rescale_slope=2.5, rescale_intercept=-3.0)
+    precise = choice == "precise"
+    ref_img, ref_json = _dcm2niix_philips(tmp_path / "in", tmp_path / "ref", precise)
+    ours = _read(tmp_path / "in", philips_scaling=choice)
+    ref_data, ref_affine = _canonical(ref_img)
+    our_data, our_affine = _canonical(nib.Nifti1Image(ours.scaled(), ours.affine))
+    np.testing.assert_allclose(our_affine, ref_affine, atol=1e-3)
+    np.testing.assert_allclose(our_data, ref_data, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(ours.scaled(), _philips_expected(tmp_path / "in", precise), rtol=1e-5, atol=1e-4)
+    # stored integers kept, the scaling carried as slope/intercept (float32 in NIfTI), as dcm2niix writes it
+    assert ours.dtype == np.int16 and ref_img.get_data_dtype() == np.int16
+    assert ours.slope == pytest.approx(float(ref_img.dataobj.slope), rel=1e-6)
+    assert ours.intercept == pytest.approx(float(ref_img.dataobj.inter), rel=1e-6, abs=1e-6)
+    for key in ("PhilipsRescaleSlope", "PhilipsRescaleIntercept", "PhilipsScaleSlope",
+                "UsePhilipsFloatNotDisplayScaling"):
+        assert ours.meta.acquisition[key] == pytest.approx(ref_json[key], rel=1e-6), key
+    assert ours.meta.acquisition["UsePhilipsFloatNotDisplayScaling"] == int(precise)
+
+
+def test_philips_classic_precise_is_the_default(tmp_path: Path) -> None:
+    from fixtures.dicom_series import make_philips_series
+
+    make_philips_series(tmp_path, scale_slope=0.37, rescale_slope=2.5)
+    ours = _read(tmp_path)
+    assert ours.slope == pytest.approx(1 / 0.37, rel=1e-6)
+    assert ours.meta.acquisition["UsePhilipsFloatNotDisplayScaling"] == 1
+
+
+def test_philips_classic_per_slice_scale_slopes_give_float32_precise_values(tmp_path: Path) -> None:
+    """Per-slice RS/RI/SS (Philips DCE/DWI exports): each slice gets its own precise factors.
+
+    dcm2niix -p y applies each slice's display scaling and then the *first* slice's 1/SS to all
+    slices (a known limitation: its values are not Philips' FP for slices 2..n); ours follow the
+    vendor's formula per slice, so only -p n is compared with dcm2niix here.
+    """
+    from fixtures.dicom_series import make_philips_series
+
+    kwargs = dict(scale_slope=[0.2, 0.3, 0.4, 0.5, 0.6], rescale_slope=[1.5, 2.0, 2.5, 3.0, 3.5],
+                  rescale_intercept=[0.0, 1.0, 2.0, 3.0, 4.0])
+    make_philips_series(tmp_path / "in", **kwargs)
+    precise = _read(tmp_path / "in")
+    assert precise.dtype == np.float32 and (precise.slope, precise.intercept) == (1.0, 0.0)
+    np.testing.assert_allclose(precise.array, _philips_expected(tmp_path / "in", True), rtol=1e-6, atol=1e-3)
+    display = _read(tmp_path / "in", philips_scaling="display")
+    ref_img, _ = _dcm2niix_philips(tmp_path / "in", tmp_path / "ref", precise=False)
+    ref_data, ref_affine = _canonical(ref_img)
+    our_data, our_affine = _canonical(nib.Nifti1Image(display.scaled(), display.affine))
+    np.testing.assert_allclose(our_affine, ref_affine, atol=1e-3)
+    np.testing.assert_allclose(our_data, ref_data, rtol=1e-6, atol=1e-3)
+
+
+def test_philips_scale_slope_found_in_any_private_block(tmp_path: Path) -> None:
+    from fixtures.dicom_series import make_philips_series
+
+    make_philips_series(tmp_path, scale_slope=0.5, rescale_slope=2.0, block=0x12)  # (2005,120E), not (2005,100E)
+    assert _read(tmp_path).slope == pytest.approx(2.0)
+
+
+def test_philips_private_tags_ignored_for_other_manufacturers(tmp_path: Path) -> None:
+    from fixtures.dicom_series import make_philips_series
+
+    make_philips_series(tmp_path, scale_slope=0.37, rescale_slope=2.5, manufacturer="SIEMENS")
+    ours = _read(tmp_path)
+    assert ours.slope == pytest.approx(2.5)
+    assert "UsePhilipsFloatNotDisplayScaling" not in ours.meta.acquisition
+
+
+def test_philips_scaling_recorded_in_the_tree_sidecar(tmp_path: Path) -> None:
+    from fixtures.dicom_series import make_philips_series
+
+    make_philips_series(tmp_path / "in", scale_slope=0.37, rescale_slope=2.5)
+    for choice, flag in (("precise", 1), ("display", 0)):
+        report = convert_dicom_tree(tmp_path / "in", tmp_path / choice, philips_scaling=choice)
+        assert report.ok, report.failed
+        (sidecar,) = [p for p in report.written if p.suffix == ".json"]
+        data = json.loads(sidecar.read_text())
+        assert data["UsePhilipsFloatNotDisplayScaling"] == flag
+        assert data["PhilipsScaleSlope"] == pytest.approx(0.37)
+        assert data["PhilipsRescaleSlope"] == 2.5 and data["PhilipsRescaleIntercept"] == 0.0
+    with pytest.raises(ConvertError, match="philips_scaling must be one of"):
+        convert_dicom_tree(tmp_path / "in", tmp_path / "bad", philips_scaling="float")
+
+
+def test_philips_scaling_cli_flag_and_old_alias(tmp_path: Path) -> None:
+    from fixtures.dicom_series import make_philips_series
+
+    make_philips_series(tmp_path / "in", scale_slope=0.37, rescale_slope=2.5)
+    result = runner.invoke(app, ["convert", str(tmp_path / "in"), str(tmp_path / "d.nii.gz"),
+                                 "--philips-scaling", "display"])
+    assert result.exit_code == 0, result.output
+    assert nib.load(str(tmp_path / "d.nii.gz")).dataobj.slope == pytest.approx(2.5)
+    assert json.loads((tmp_path / "d.json").read_text())["UsePhilipsFloatNotDisplayScaling"] == 0
+    for args, name in (([], "p.nii.gz"), (["--philips-precise"], "old.nii.gz")):  # default, and the old flag
+        result = runner.invoke(app, ["convert", str(tmp_path / "in"), str(tmp_path / name)] + args)
+        assert result.exit_code == 0, result.output
+        assert nib.load(str(tmp_path / name)).dataobj.slope == pytest.approx(1 / 0.37, rel=1e-6)
+    result = runner.invoke(app, ["convert", str(tmp_path / "in"), str(tmp_path / "x.nii.gz"), "--philips-precise",
+                                 "--philips-scaling", "display"])
+    assert result.exit_code == 2 and "--philips-scaling display" in result.output
+    assert not (tmp_path / "x.nii.gz").exists()
+
+
+# --------------------------------------------------------------------------- images without a position (issue 12.5)
+def test_exam_summary_images_are_written_one_2d_file_each_and_other_series_convert(tmp_path: Path) -> None:
+    """Philips "Exam Summary"-like images (no ImagePositionPatient): one 2D file each, with a warning.
+
+    dcm2niix stacks such images into one 3D volume with a "bogus spatial matrix"; ours keeps them
+    apart (they are not slices of one volume). Their pixels and pixel sizes agree with dcm2niix's.
+    """
+    from fixtures.dicom_series import make_unplaced_images
+
+    make_unplaced_images(tmp_path / "in" / "summary", n=3, series_number=99)
+    make_series(tmp_path / "in" / "t1", series_number=3, description="T1", modality="MR", rescale_intercept=0.0)
+    report = convert_dicom_tree(tmp_path / "in", tmp_path / "out")
+    assert report.ok, report.failed
+    images = sorted(p for p in report.written if p.name.startswith("99_") and p.name.endswith(".nii.gz"))
+    assert [p.name for p in images] == ["99_Exam_Summary.nii.gz", "99_Exam_Summary_2.nii.gz",
+                                        "99_Exam_Summary_3.nii.gz"]
+    assert any(p.name == "3_T1.nii.gz" for p in report.written)
+    summary = [o for o in report.outcomes if "Exam Summary" in o.label]
+    assert len(summary) == 3 and all(any("placement in space is unknown" in w for w in o.warnings) for o in summary)
+    exe = require_tool("dcm2niix")
+    ref_dir = tmp_path / "ref"
+    ref_dir.mkdir()
+    subprocess.run([exe, "-z", "n", "-b", "n", "-f", "%s", "-o", str(ref_dir), str(tmp_path / "in" / "summary")],
+                   check=True, capture_output=True, timeout=120)
+    (ref_path,) = ref_dir.glob("*.nii")
+    ref = nib.load(str(ref_path))
+    ref_slices = [np.asarray(ref.dataobj)[:, ::-1, k] for k in range(ref.shape[2])]  # dcm2niix flips rows
+    for path in images:
+        img = nib.load(str(path))
+        ours = np.asarray(img.dataobj)
+        assert ours.shape == (24, 32, 1)
+        assert any(np.array_equal(ours[..., 0], s) for s in ref_slices)
+        # pixel sizes from PixelSpacing (0.8 between rows, 1.1 between columns), identity axes at the origin
+        np.testing.assert_allclose(img.affine, np.diag([-1.1, -0.8, 1.0, 1.0]), atol=1e-6)
+        np.testing.assert_allclose(np.abs(np.diag(ref.affine)[:2]), [1.1, 0.8], atol=1e-6)
+
+
+def test_uih_grid_series_refused_and_the_others_converted(tmp_path: Path) -> None:
+    from fixtures.dicom_series import make_uih_grid_series
+
+    make_uih_grid_series(tmp_path / "in" / "dti")
+    make_series(tmp_path / "in" / "ct", series_number=4, description="CT")
+    report = convert_dicom_tree(tmp_path / "in", tmp_path / "out")
+    (failed,) = report.failed
+    assert "United Imaging (UIH) grid" in failed.error and "not converted" in failed.error
+    assert [p.name for p in report.written if p.suffix == ".gz"] == ["4_CT.nii.gz"]
+    with pytest.raises(DicomError, match="UIH private tags"):
+        convert.load(tmp_path / "in" / "dti")
+
+# --------------------------------------------------------------------------- redaction (convert --anonymize)
+def _burned_in_series(folder: Path) -> None:
+    from fixtures.dicom_series import small_spec, write_series
+
+    def mutate(ds, k: int, t: int) -> None:
+        ds.BurnedInAnnotation = "YES"
+
+    write_series(folder, small_spec(slices=3), mutate=mutate)
+
+
+def test_redaction_of_an_input_folder_named_in_keeps_the_allow_burned_in_hint(tmp_path: Path,
+                                                                               monkeypatch) -> None:
+    """The quirk: folder ``in`` was replaced inside the hint, which read ``use --allow-burned-<input folder>``."""
+    _burned_in_series(tmp_path / "in")
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["convert", "in", "out", "--anonymize"])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 1
+    assert "--allow-burned-in" in text and "burned-<input" not in text
+    assert "allow_burned_in=True" not in text  # CLI spelling only
+
+
+_COMPONENT = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.", min_size=1,
+                     max_size=12).filter(lambda s: s not in (".", ".."))
+
+
+@settings(max_examples=200, deadline=None)
+@given(folder=_COMPONENT, parent=_COMPONENT, name=_COMPONENT)
+def test_redaction_replaces_whole_path_components_only(folder: str, parent: str, name: str) -> None:
+    from types import SimpleNamespace
+
+    from convert.dicom.reader import _redact
+
+    src = Path(parent) / folder
+    path = src / name
+    bare = name if name.isdigit() and len(name) <= 3 else "<input file>"  # short numbers: counts, not names
+    fixed = ("refused: burned-in text; use --allow-burned-in to let it through, flagged; "
+             "--overwrite replaces it; 1 of 2 series failed")
+    text = f"{path}: {fixed} (in {src}; see '{name}', {src}/{name}.)"
+    out = _redact(text, SimpleNamespace(paths=[path]), src)  # type: ignore[arg-type]
+    assert fixed in out  # nothing inside ordinary words or flags is touched
+    for part in (str(path), str(src)):
+        assert part not in out.replace("<input file>", "\0").replace("<input folder>", "\0") or part in fixed
+    assert out.startswith("<input file>: ")
+    assert out.endswith(f"(in <input folder>; see '{bare}', <input file>.)")

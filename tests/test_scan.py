@@ -211,6 +211,54 @@ def test_fast_parser_equals_pydicom_on_synthetic_files_with_sequences(tmp_path: 
         assert fast.pixel_offset == slow_offset
 
 
+@pytest.mark.parametrize("block", [0x10, 0x12])
+def test_fast_parser_reads_the_philips_scale_slope_like_pydicom(tmp_path: Path, block: int) -> None:
+    import pydicom
+
+    from convert.dicom.scan import _fast_index, instance_from_header_slow
+    from fixtures.dicom_series import make_philips_series
+
+    paths, _ = make_philips_series(tmp_path, scale_slope=[0.25, 0.5, 0.75], slices=3, block=block)
+    for path, expected in zip(paths, [0.25, 0.5, 0.75]):
+        fast = _fast_index(path)
+        assert fast is not None
+        slow = instance_from_header_slow(path, pydicom.dcmread(path, stop_before_pixels=True))
+        assert fast.philips_scale_slope == slow.philips_scale_slope == expected
+        assert _same_fields(fast, slow) in ([], ["pixel_offset"])
+
+
+def test_philips_scale_slope_only_for_philips_files(tmp_path: Path) -> None:
+    from fixtures.dicom_series import make_philips_series
+
+    make_philips_series(tmp_path / "s", manufacturer="SIEMENS")
+    make_philips_series(tmp_path / "z", scale_slope=0.0)  # 0 is "absent": a division by zero otherwise
+    assert all(i.philips_scale_slope is None for i in scan(tmp_path).instances)
+
+
+@pytest.mark.parametrize("syntax", ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1"])
+def test_fast_parser_takes_implicit_and_explicit_vr_alike(tmp_path: Path, syntax: str) -> None:
+    """Implicit VR little endian (most real archives) is indexed from bytes too, equal to pydicom's reading."""
+    import pydicom
+
+    from convert.dicom.scan import _fast_index, instance_from_header_slow
+    from convert.sample import write_series
+    from fixtures.dicom_series import small_spec
+
+    paths = write_series(tmp_path / "src", small_spec("oblique", slices=3, modality="MR"))
+    for n, path in enumerate(paths):
+        ds = pydicom.dcmread(path)
+        ds.file_meta.TransferSyntaxUID = syntax
+        out = tmp_path / f"{n}.dcm"
+        ds.save_as(out, implicit_vr=syntax == "1.2.840.10008.1.2", little_endian=True, enforce_file_format=True)
+        fast = _fast_index(out)
+        assert fast is not None, "the common case must take the fast path"
+        with open(out, "rb") as fh:
+            header = pydicom.dcmread(fh, stop_before_pixels=True)
+            offset = fh.tell()
+        assert _same_fields(fast, instance_from_header_slow(out, header, offset)) == []
+        assert fast.transfer_syntax == syntax
+
+
 def test_fast_parser_equals_pydicom_on_real_scanner_files() -> None:
     import pydicom
 
@@ -264,3 +312,17 @@ def test_fast_parser_on_corrupt_bytes_is_quick_and_never_disagrees(tmp_path_fact
     except Exception:
         return  # pydicom cannot read it; the fast path was lenient, and pixel reading will check the tag
     assert _same_fields(fast, slow) == []
+
+
+def test_philips_scale_slope_in_implicit_vr_files(tmp_path: Path) -> None:
+    """Implicit VR: the private FL value may reach us as raw bytes (no VR in the file)."""
+    import pydicom
+
+    from fixtures.dicom_series import make_philips_series
+
+    paths, _ = make_philips_series(tmp_path, scale_slope=[0.25, 0.5, 0.75], slices=3)
+    for path in paths:
+        ds = pydicom.dcmread(path)
+        ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
+        ds.save_as(path, enforce_file_format=True)
+    assert [i.philips_scale_slope for i in scan(tmp_path).instances] == [0.25, 0.5, 0.75]

@@ -69,12 +69,39 @@ def test_4d_series_time_points_ordered_by_temporal_position(tmp_path: Path) -> N
     assert series.shape == (24, 32, 10, 3)
 
 
-def test_exact_duplicate_files_are_dropped_with_a_warning(tmp_path: Path) -> None:
+def test_same_instance_twice_is_skipped_and_counted_not_warned(tmp_path: Path) -> None:
+    """The quirk: a DICOMDIR media copy beside the folder holds every file a second time."""
     paths, _ = make_series(tmp_path / "s")
-    shutil.copy(paths[4], tmp_path / "copy_of_slice.dcm")
+    shutil.copytree(tmp_path / "s", tmp_path / "media_copy")
     (series,) = _assemble(tmp_path)
     assert series.n_slices == 10 and series.n_times == 1
-    assert any("duplicate" in w for w in series.warnings)
+    assert sorted(p.name for p in series.duplicates) == sorted(p.name for p in paths)
+    assert not series.warnings and not series.problem
+
+
+def test_same_sop_instance_uid_with_different_content_is_a_warning_naming_both(tmp_path: Path) -> None:
+    import pydicom
+
+    paths, _ = make_series(tmp_path / "s")
+    ds = pydicom.dcmread(paths[4])
+    ds.WindowCenter = 123  # same instance UID, different bytes
+    ds.save_as(tmp_path / "edited.dcm")
+    (series,) = _assemble(tmp_path)
+    assert series.n_slices == 10 and not series.duplicates
+    (warning,) = series.warnings
+    assert "same UID, different content" in warning and "edited.dcm" in warning and paths[4].name in warning
+
+
+def test_same_position_with_another_uid_is_still_dropped_with_a_warning(tmp_path: Path) -> None:
+    import pydicom
+
+    paths, _ = make_series(tmp_path / "s")
+    ds = pydicom.dcmread(paths[4])
+    ds.SOPInstanceUID = ds.SOPInstanceUID + ".9"
+    ds.save_as(tmp_path / "copy_of_slice.dcm")
+    (series,) = _assemble(tmp_path)
+    assert series.n_slices == 10 and not series.duplicates
+    assert any("duplicate image(s) (same position and time)" in w for w in series.warnings)
 
 
 def test_one_missing_slice_is_detected(tmp_path: Path) -> None:
@@ -159,3 +186,48 @@ def test_single_image_without_geometry_gets_a_warning(tmp_path: Path) -> None:
     assert series.problem is None
     assert any("world position is unknown" in w for w in series.warnings)
     assert any("PixelSpacing" in w for w in series.warnings)
+
+
+# --------------------------------------------------------------------------- images without a position (issue 12.5)
+def test_exam_summary_images_without_position_become_one_2d_series_each(tmp_path: Path) -> None:
+    from fixtures.dicom_series import make_unplaced_images
+
+    paths, _ = make_unplaced_images(tmp_path, n=3)
+    series = _assemble(tmp_path)
+    assert len(series) == 3
+    assert [s.split for s in series] == ["image 1", "image 2", "image 3"]
+    for s, path in zip(series, paths):
+        assert s.problem is None and s.kind == "slices" and s.shape == (24, 32, 1)
+        assert s.paths == [path]
+        assert any("placement in space is unknown" in w and str(path) in w for w in s.warnings)
+
+
+def test_images_without_position_are_split_from_the_placed_stack(tmp_path: Path) -> None:
+    from fixtures.dicom_series import make_unplaced_images
+
+    paths, _ = make_unplaced_images(tmp_path, n=5, keep_position=(0, 1, 2))
+    stacks = [s for s in _assemble(tmp_path) if s.n_slices > 1]
+    singles = [s for s in _assemble(tmp_path) if s.n_slices == 1]
+    assert len(stacks) == 1 and stacks[0].paths == paths[:3] and stacks[0].problem is None
+    assert [s.paths for s in singles] == [[paths[3]], [paths[4]]]
+    assert all("(one of 2 in its series)" in s.warnings[0] for s in singles)
+
+
+def test_duplicate_copies_of_an_unplaced_image_are_one_image(tmp_path: Path) -> None:
+    from fixtures.dicom_series import make_unplaced_images
+
+    paths, _ = make_unplaced_images(tmp_path / "a", n=2)
+    shutil.copy(paths[0], tmp_path / "a" / "copy.dcm")
+    assert len(_assemble(tmp_path / "a")) == 2
+
+
+@pytest.mark.parametrize("with_position", [False, True], ids=["no-position", "grid-position"])
+def test_uih_grid_series_is_refused_with_the_reason(tmp_path: Path, with_position: bool) -> None:
+    from fixtures.dicom_series import make_uih_grid_series
+
+    paths = make_uih_grid_series(tmp_path, volumes=3, with_position=with_position)
+    (series,) = _assemble(tmp_path)  # never exploded into 2D images, never stacked as slices
+    assert series.problem is not None
+    assert "United Imaging (UIH) grid" in series.problem and "(0065,xxxx)" in series.problem
+    assert "cannot be placed in space" in series.problem and str(paths[0]) in series.problem
+    assert sorted(series.paths) == sorted(paths)

@@ -247,3 +247,17 @@ def test_from_sitk_refuses_other_vector_images():
     image = sitk.Image([3, 3, 3], sitk.sitkVectorFloat32, 2)
     with pytest.raises(UnsupportedDataError, match="2-component"):
         Volume.from_sitk(image)
+
+
+def test_repr_shows_shape_dtype_spacing_orientation_not_voxels():
+    import numpy as np
+
+    from convert.volume import Volume
+
+    affine = np.diag([0.5, 0.75, 2.0, 1.0])
+    volume = Volume(np.arange(40 * 40 * 30, dtype=np.int16).reshape(40, 40, 30), affine, slope=2.0,
+                    intercept=-1024.0)
+    text = repr(volume)
+    assert text == ("Volume(shape=(40, 40, 30), dtype=int16, spacing=(0.5, 0.75, 2) mm, orientation=RAS, "
+                    "slope=2, intercept=-1024)")
+    assert "array" not in text and "[" not in text

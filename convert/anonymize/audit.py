@@ -37,9 +37,10 @@ from pathlib import Path
 from typing import Iterable
 
 from convert.atomic import write_bytes_atomic
+from convert.errors import spell
 
 #: Status values of a :class:`FileLog`.
-STATUSES = ("written", "refused", "failed", "non-dicom")
+STATUSES = ("written", "refused", "failed", "non-dicom", "duplicate")
 
 
 @dataclass
@@ -50,7 +51,8 @@ class FileLog:
         source: the input file.
         output: the file written (None when nothing was written).
         status: ``written``, ``refused`` (burned-in rule), ``failed`` (unreadable,
-            truncated, output exists...) or ``non-dicom`` (skipped).
+            truncated, output exists...), ``non-dicom`` (skipped) or ``duplicate``
+            (skipped: the same instance as another input, same SOPInstanceUID and bytes).
         message: why it was refused/failed ("" otherwise); never holds PHI.
         burned_in: written although it may carry burned-in text (flagged).
         removed, replaced, emptied, cleaned, kept: element counts at any depth.
@@ -66,9 +68,12 @@ class FileLog:
     emptied: int = 0
     cleaned: int = 0
     kept: int = 0
+    #: the output this file would have gone to when it was already taken (not in the audit).
+    target: Path | None = field(default=None, repr=False)
 
     def as_json(self) -> dict:
         d = asdict(self)
+        d.pop("target", None)
         d["input"] = str(d.pop("source"))
         d["output"] = str(self.output) if self.output else None
         return d
@@ -86,6 +91,7 @@ class Report:
         per_file: a :class:`FileLog` per input file (including skipped ones).
         non_dicom: the skipped non-DICOM files.
         flagged: outputs let through with possible burned-in text (``allow_burned_in``).
+        duplicates: inputs skipped as the same instance as another input (same SOPInstanceUID, identical bytes).
         key_source: where the key came from ("bytes", "file", "env ...", "random").
         audit: the audit file written, if any.
     """
@@ -97,6 +103,7 @@ class Report:
     per_file: list[FileLog] = field(default_factory=list)
     non_dicom: list[Path] = field(default_factory=list)
     flagged: list[Path] = field(default_factory=list)
+    duplicates: list[Path] = field(default_factory=list)
     key_source: str = ""
     audit: Path | None = None
 
@@ -113,12 +120,14 @@ class Report:
             if log.burned_in:
                 self.flagged.append(log.output)
         elif log.status == "refused":
-            self.refused.append((log.source, log.message))
+            self.refused.append((log.source, spell(log.message)))
         elif log.status == "failed":
-            self.failed.append((log.source, log.message))
+            self.failed.append((log.source, spell(log.message)))
         elif log.status == "non-dicom":
             self.skipped_non_dicom += 1
             self.non_dicom.append(log.source)
+        elif log.status == "duplicate":
+            self.duplicates.append(log.source)
 
     def summary(self) -> str:
         """One line, no PHI: counts only."""
@@ -130,6 +139,8 @@ class Report:
             extra.append(f"{len(self.failed)} failed")
         if self.skipped_non_dicom:
             extra.append(f"{self.skipped_non_dicom} non-DICOM skipped")
+        if self.duplicates:
+            extra.append(f"{len(self.duplicates)} duplicate(s) skipped")
         if self.flagged:
             extra.append(f"{len(self.flagged)} flagged for burned-in text")
         return text + (f" ({', '.join(extra)})" if extra else "")

@@ -13,6 +13,7 @@ others continue. Large trees use a process pool (the work is pydicom-bound).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import struct
@@ -32,8 +33,8 @@ from convert.anonymize.audit import FileLog, Report, write_audit
 from convert.anonymize.pseudonym import load_key
 from convert.anonymize.scrubber import Scrubber, peek, quiet_pydicom
 from convert.atomic import atomic_file
-from convert.errors import (AnonymizationError, ConvertError, CorruptFileError, InputNotFoundError, OutputExistsError,
-                             OutputWriteError)
+from convert.errors import (AnonymizationError, ConvertError, CorruptFileError, InputNotFoundError, NoDicomError,
+                             OutputExistsError, OutputWriteError)
 
 #: Media Storage Directory Storage (DICOMDIR) SOP class.
 MEDIA_DIRECTORY = "1.2.840.10008.1.3.10"
@@ -470,15 +471,49 @@ def output_path(dst: Path, ds: Dataset) -> Path:
             / part("SeriesInstanceUID", "NOSERIES") / (part("SOPInstanceUID", "NOUID") + ".dcm"))
 
 
+def mark_duplicates(logs: list[FileLog]) -> list[FileLog]:
+    """Tell the same instance twice apart from a clash, among the logs of one run (in input order).
+
+    Two inputs go to one output when they share a SOPInstanceUID (output names
+    come from the de-identified UIDs). The one written first is kept; another
+    whose bytes are identical (e.g. a DICOMDIR media copy beside the folder) gets
+    status ``duplicate``, not ``failed``; one with different content stays
+    ``failed`` with a message naming the file it clashes with.
+    """
+    import filecmp
+
+    def same_content(a: Path, b: Path) -> bool:
+        try:
+            return filecmp.cmp(a, b, shallow=False)
+        except OSError:
+            return False
+
+    writer: dict[Path, Path] = {}
+    for log in logs:
+        if log.status == "written" and log.output is not None:
+            writer.setdefault(log.output, log.source)
+    for log in logs:
+        first = writer.get(log.target) if log.target is not None else None
+        if log.status != "failed" or first is None or first == log.source:
+            continue
+        if same_content(first, log.source):
+            log.status, log.message = "duplicate", "same SOPInstanceUID and content as another input: skipped"
+        else:
+            log.message = (f"same SOPInstanceUID as {first} but different content; only that file was "
+                           "written: check which copy is right")
+    return logs
+
+
 def _log_failure(log: FileLog, exc: ConvertError) -> tuple[FileLog, dict[str, tuple[str, str]]]:
     """Record a refused (burned-in) or failed file in ``log``; nothing was written for it."""
     if isinstance(exc, AnonymizationError):
         log.status, log.message = "refused", exc.message
     elif isinstance(exc, OutputExistsError):
         name = exc.path.name if exc.path is not None else "output"
+        log.target = exc.path
         log.status, log.message = "failed", (
             f"output {name} already exists (an earlier run, or another input with the same "
-            "SOPInstanceUID); pass --overwrite (overwrite=True) to replace it")
+            "SOPInstanceUID); pass --overwrite to replace it")
     else:
         log.status, log.message = "failed", exc.message
     return log, {}
@@ -617,6 +652,7 @@ def anonymize_path(src: str | Path, dst: str | Path, *, key: bytes | str | Path 
 
     Raises (before anything is written):
         InputNotFoundError: ``src`` does not exist.
+        NoDicomError: ``src`` is a folder holding no DICOM file (nothing is written).
         ConvertError: ``dst`` is inside ``src``; ``dst`` is an existing file and
             ``overwrite`` is False; ``audit`` exists and ``overwrite`` is False.
         AnonymizationError: bad options or key.
@@ -631,7 +667,7 @@ def anonymize_path(src: str | Path, dst: str | Path, *, key: bytes | str | Path 
     audit_path = Path(audit) if audit is not None else None
     if audit_path is not None:
         if audit_path.exists() and not overwrite:
-            raise OutputExistsError("audit file already exists; pass --overwrite (overwrite=True) to replace it",
+            raise OutputExistsError("audit file already exists; pass --overwrite to replace it",
                                     audit_path)
         if not audit_path.parent.is_dir():
             raise OutputWriteError(f"folder {audit_path.parent} for the audit file does not exist", audit_path)
@@ -641,7 +677,7 @@ def anonymize_path(src: str | Path, dst: str | Path, *, key: bytes | str | Path 
         single: Path | None = None
         if dst.exists() and not dst.is_dir():
             if not overwrite:
-                raise OutputExistsError("output already exists; pass --overwrite (overwrite=True) to replace it", dst)
+                raise OutputExistsError("output already exists; pass --overwrite to replace it", dst)
             single = dst
         elif not dst.exists() and dst.suffix.lower() in (".dcm", ".dicom", ".ima"):
             single = dst
@@ -658,12 +694,23 @@ def anonymize_path(src: str | Path, dst: str | Path, *, key: bytes | str | Path 
         if dst.exists() and not dst.is_dir():
             raise OutputExistsError("output exists and is a file, not a folder", dst)
         files = list(iter_files(src))
+        if not files:
+            raise NoDicomError(src)
+        created = not dst.exists()
         dst.mkdir(parents=True, exist_ok=True)
         mappings = []
+        logs = []
         for log, mapping in _run_many(scrubber, files, dst, key_bytes, keep, allow_burned_in, overwrite,
                                       workers, progress):
-            report.add(log)
+            logs.append(log)
             mappings.append(mapping)
+        for log in mark_duplicates(logs):
+            report.add(log)
+        if all(log.status == "non-dicom" for log in report.per_file):  # nothing was written
+            if created:
+                with contextlib.suppress(OSError):
+                    dst.rmdir()
+            raise NoDicomError(src, len(files))
     if audit_path is not None:
         merged: dict[str, dict[str, str]] = {"PatientID": {}, "StudyInstanceUID": {}, "SeriesInstanceUID": {}}
         for mapping in mappings:

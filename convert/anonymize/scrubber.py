@@ -574,8 +574,8 @@ class Scrubber:
         reason = burned_in_reason(ds)
         if reason and not self.allow_burned_in:
             raise AnonymizationError(
-                f"refused: {reason}; pixel data may show patient details (use --allow-burned-in / "
-                "allow_burned_in=True to let it through, flagged)", source)
+                f"refused: {reason}; pixel data may show patient details (use --allow-burned-in to let "
+                "it through, flagged)", source)
         sop_class = _text_of(ds, 0x00080016).strip() or None
         plan = compile_plan(self.options, sop_class)
         ctx = _Context(self, plan, ds)

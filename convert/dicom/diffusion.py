@@ -433,7 +433,7 @@ def table_for_volume(volume: Volume, time_datasets: Sequence[Any] | None = None)
     A reason is also given when the series looks like diffusion (see
     :func:`looks_like_diffusion`) but carries no b-values at all.
     """
-    nt = volume.shape[3] if volume.array.ndim == 4 else 1
+    nt = volume.shape[3] if len(volume.shape) == 4 else 1
     acq = volume.meta.acquisition
     bvals = acq.get("DiffusionBValue")
     if isinstance(bvals, list) and len(bvals) == nt:

@@ -23,11 +23,12 @@ same voxels, same sidecar. It differs in how:
 Anything else **declines** (returns None) before any output exists, and the
 caller runs the full path, which then reports errors and warnings in its own
 words: several series, compressed or big endian files, multi-frame, mosaic,
-colour, MONOCHROME1, a DICOMDIR in the folder, missing slices (an error), gap/uneven resampling or tilt
+colour, MONOCHROME1, a DICOMDIR in the folder, missing slices (an error), uneven spacing (the full path resamples it
+or stacks it with its own note), gap resampling or tilt
 correction asked for, ``--sidecar-phi``, non-ASCII or unusual header values,
 Siemens CSA headers and any other field the sidecar would look up that is not
 mirrored here (private fields are read through ``private_block`` when stored
-with a plain VR), unreadable or truncated files. Warnings the full path prints (uneven spacing, tilt,
+with a plain VR), unreadable or truncated files. Warnings the full path prints (tilt,
 duplicates) are passed to ``on_warning`` unchanged.
 
 :func:`convert_tree_fast` does the same for folder output (one file per
@@ -48,6 +49,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from convert.dicom import elements
 from convert.dicom.scan import Instance
 from convert.dicom.series import TILT_THRESHOLD_DEG, LazyHeaders, Series, assemble, median
 from convert.errors import ConvertError
@@ -372,29 +374,13 @@ _PLAIN_CHARSETS = {b"", b"ISO_IR 6", b"ISO_IR 100", b"ISO_IR 192", b"ISO_IR 101"
 
 def _walk(data: bytes, pos: int, end: int) -> Any:
     """Yield ``(tag, VR, raw value)`` of the top-level elements in ``data[pos:end]`` (explicit VR LE)."""
-    head = _scan._ELEMENT_HEAD.unpack_from
-    while pos < end:
-        if pos + 12 > len(data):
-            raise Declined("header runs past the data")
-        group, elem, vr, short_length, long_length = head(data, pos)
-        tag = (group << 16) | elem
-        if vr in _scan._LONG_VRS:
-            length, start = long_length, pos + 12
-        else:
-            if not (65 <= vr[0] <= 90 and 65 <= vr[1] <= 90):
-                raise Declined("not explicit VR")
-            length, start = short_length, pos + 8
-        if length == _scan._UNDEFINED:
-            try:
-                pos = _scan._skip_undefined(data, start)
-            except _scan._Unsupported:
-                raise Declined("odd sequence") from None
-            yield tag, vr.decode("ascii"), None  # undefined length (a sequence, encapsulated data): not mirrored
-            continue
-        yield tag, vr.decode("ascii"), data[start:start + length]
-        pos = start + length
-    if pos != end:
-        raise Declined("elements do not end where pixel data starts")
+    try:
+        found, _ = elements.walk(data, pos, end, implicit=False, stop_tags=frozenset())
+    except elements.NotCovered as exc:
+        raise Declined(str(exc)) from None
+    for element in found:
+        raw = None if element.is_undefined_length else data[element.value_offset:element.end]
+        yield element.tag, element.vr.decode("ascii"), raw  # undefined length (a sequence): not mirrored
 
 
 # --------------------------------------------------------------------------- indexing
@@ -499,7 +485,7 @@ def _fixed(inst: Instance, frame: np.ndarray) -> np.ndarray:
     return frame
 
 
-def _plan(src: Path, *, json_wanted: bool, tilt_correct: bool, resample_uneven: bool) -> _Plan:
+def _plan(src: Path, *, json_wanted: bool, tilt_correct: bool, stack_uneven: bool) -> _Plan:
     """Index, assemble and check the series; decide dtype, scaling, NIfTI header and sidecar (no output yet)."""
     instances, _ = _index_all(src)
     if not instances or any(inst.mosaic or inst.is_multiframe for inst in instances):
@@ -508,10 +494,10 @@ def _plan(src: Path, *, json_wanted: bool, tilt_correct: bool, resample_uneven: 
     if len(all_series) != 1:
         raise Declined("several series")
     return _plan_series(all_series[0], json_wanted=json_wanted, tilt_correct=tilt_correct,
-                        resample_uneven=resample_uneven)
+                        stack_uneven=stack_uneven)
 
 
-def _plan_series(series: Series, *, json_wanted: bool, tilt_correct: bool, resample_uneven: bool) -> _Plan:
+def _plan_series(series: Series, *, json_wanted: bool, tilt_correct: bool, stack_uneven: bool) -> _Plan:
     """Check one assembled series and decide dtype, scaling, NIfTI header and sidecar (no output yet)."""
     from convert.dicom.pixels import rescale_plan, stored_dtype
     from convert.dicom.reader import _native_fast_path_ok, slice_affine_lps
@@ -521,12 +507,18 @@ def _plan_series(series: Series, *, json_wanted: bool, tilt_correct: bool, resam
 
     if series.kind != "slices" or series.problem or series.missing:
         raise Declined("series the full path refuses or regrids")
-    if (series.uneven and resample_uneven) or (tilt_correct and series.tilt_deg > TILT_THRESHOLD_DEG
-                                               and series.n_slices > 1):
+    if series.duplicates:
+        raise Declined("duplicate files: the full path reports them")
+    del stack_uneven  # uneven series are declined either way (the full path words its spacing note)
+    if series.uneven:
+        raise Declined("uneven spacing: the full path resamples or stacks it")
+    if tilt_correct and series.tilt_deg > TILT_THRESHOLD_DEG and series.n_slices > 1:
         raise Declined("resampling asked for")
     first = series.first
     if first.samples_per_pixel != 1 or first.photometric != "MONOCHROME2":
         raise Declined("colour or MONOCHROME1")
+    if any(inst.philips_scale_slope is not None for inst in series.instances):
+        raise Declined("Philips private scaling (precise/display values, sidecar fields)")
     dtype = stored_dtype(first.bits_allocated or 16, first.bits_stored or 16, first.pixel_representation == 1)
     if not _native_fast_path_ok(series, dtype) or any(i.transfer_syntax not in _NATIVE for i in series.instances):
         raise Declined("not uncompressed little endian")
@@ -741,7 +733,7 @@ class _GzipLikeFullPath:
 
 def convert_single_fast(src: str | Path, dst: str | Path, *, to: str | None = None, overwrite: bool = False,
                         sidecar: bool = True, sidecar_phi: bool = False, tilt_correct: bool = False,
-                        allow_gaps: bool = False, resample_uneven: bool = False, philips_precise: bool = False,
+                        allow_gaps: bool = False, stack_uneven: bool = False, philips_precise: bool = False,
                         on_warning: Callable[[str], None] | None = None) -> list[Path] | None:
     """Convert a one-series DICOM folder to ``.nii``/``.nii.gz`` (+ JSON sidecar) by streaming.
 
@@ -773,7 +765,7 @@ def convert_single_fast(src: str | Path, dst: str | Path, *, to: str | None = No
             json_path = dst.with_name(stem + ".json")
         check_writable([dst] + ([json_path] if json_path else []), overwrite)
         plan = _plan(src, json_wanted=json_path is not None, tilt_correct=tilt_correct,
-                     resample_uneven=resample_uneven)
+                     stack_uneven=stack_uneven)
         if _is_diffusion(plan):  # .bval/.bvec (or a warning why not): the full path writes them
             return None
     except (Declined, Exception):  # nothing is written yet: the full path decides and reports
@@ -839,7 +831,7 @@ def _is_diffusion(plan: _Plan) -> bool:
 
 def convert_tree_fast(src: str | Path, out_dir: str | Path, *, to: str = "nifti-gz", name: str | None = None,
                       overwrite: bool = False, sidecar: bool = True, sidecar_phi: bool = False,
-                      tilt_correct: bool = False, allow_gaps: bool = False, resample_uneven: bool = False,
+                      tilt_correct: bool = False, allow_gaps: bool = False, stack_uneven: bool = False,
                       philips_precise: bool = False,
                       progress: Callable[[int, int, str], None] | None = None) -> TreeResult | None:
     """Convert every series of a DICOM folder into ``out_dir`` by streaming, when every series qualifies.
@@ -888,7 +880,7 @@ def convert_tree_fast(src: str | Path, out_dir: str | Path, *, to: str = "nifti-
         jobs: list[tuple[_Plan, Path, Path | None]] = []
         for series in assemble(instances):
             plan = _plan_series(series, json_wanted=sidecar, tilt_correct=tilt_correct,
-                                resample_uneven=resample_uneven)
+                                stack_uneven=stack_uneven)
             if _is_diffusion(plan):
                 return None
             first = parse_header(series.first.path, series.first.pixel_offset or 0)

@@ -31,6 +31,8 @@ import numpy as np
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 
+from convert.dicom.pixels import (PHILIPS_MR_CREATOR, check_philips_scaling, philips_precise_scaling,
+                                  philips_scaling_fields, scale_slope_value)
 from convert.dicom.sidecar import csa_image_header, meta_from_dataset
 from convert.errors import CorruptFileError, DicomError, GeometryError, UnsupportedDataError
 from convert.volume import Meta, Volume, lps_to_ras, rgb_from_channels
@@ -144,6 +146,8 @@ class _Frame:
     acq_time: float | None
     bvalue: float | None
     gradient: tuple[float, float, float] | None = None
+    #: Philips (RescaleSlope, RescaleIntercept, private ScaleSlope) of the frame, display scaling (or None).
+    philips: tuple[float, float, float] | None = None
 
 
 _FRAME_TYPE_SEQUENCES = (
@@ -169,7 +173,12 @@ def _frame_type(groups: _Groups, frame: int) -> tuple[str, ...]:
 
 
 def _philips_scale_slope(ds: Dataset, frame: int) -> float | None:
-    """Philips private ScaleSlope (2005,xx0E) of ``frame`` (per-frame private group (2005,140F))."""
+    """Philips private ScaleSlope (2005,xx0E) of ``frame`` (per-frame private group (2005,140F)).
+
+    None for files whose Manufacturer is not Philips.
+    """
+    if "PHILIPS" not in str(ds.get("Manufacturer", "") or "").upper():
+        return None
     per_frame = ds.PerFrameFunctionalGroupsSequence[frame]
     candidates = [per_frame]
     for element in per_frame:
@@ -178,12 +187,12 @@ def _philips_scale_slope(ds: Dataset, frame: int) -> float | None:
     candidates.append(ds)
     for item in candidates:
         try:
-            value = item.private_block(0x2005, "Philips MR Imaging DD 001")[0x0E].value
+            value = item.private_block(0x2005, PHILIPS_MR_CREATOR)[0x0E].value
         except (KeyError, ValueError):
             continue
-        number = _floats(value, 1)
-        if number and number[0] != 0:
-            return number[0]
+        number = scale_slope_value(value)
+        if number is not None:
+            return number
     return None
 
 
@@ -240,7 +249,7 @@ def _check_plane(orientation: tuple[float, ...], spacing: tuple[float, float], f
         raise GeometryError(f"frame {frame + 1}: PixelSpacing {list(spacing)} must be positive", path)
 
 
-def _frames(ds: Dataset, path: Path, philips_precise: bool = False) -> list[_Frame]:
+def _frames(ds: Dataset, path: Path, philips_scaling: str = "precise") -> list[_Frame]:
     n_frames = int(ds.get("NumberOfFrames") or 1)
     per_frame = ds.PerFrameFunctionalGroupsSequence
     if len(per_frame) != n_frames:
@@ -290,10 +299,10 @@ def _frames(ds: Dataset, path: Path, philips_precise: bool = False) -> list[_Fra
         gradient = _diffusion_gradient(groups, f)
         rs = slope[0] if slope and slope[0] != 0 else 1.0
         ri = intercept[0] if intercept else 0.0
-        if philips_precise:
-            ss = _philips_scale_slope(ds, f)
-            if ss is not None:  # FP = (SV * RS + RI) / (RS * SS)
-                rs, ri = 1.0 / ss, ri / (rs * ss)
+        ss = _philips_scale_slope(ds, f)
+        philips = (rs, ri, ss) if ss is not None else None
+        if ss is not None and philips_scaling == "precise":
+            rs, ri = philips_precise_scaling(rs, ri, ss)
         frames.append(
             _Frame(
                 index=f,
@@ -312,6 +321,7 @@ def _frames(ds: Dataset, path: Path, philips_precise: bool = False) -> list[_Fra
                 acq_time=acq_time,
                 bvalue=bvalue[0] if bvalue else None,
                 gradient=gradient,
+                philips=philips,
             )
         )
     return frames
@@ -627,7 +637,7 @@ def _volume_meta(ds: Dataset, slices: list[list[_Frame]], echo_number: int | Non
     return meta.replace(acquisition=acquisition, time_step=time_step, window=window)
 
 
-def read_enhanced(path: Path, ds: Dataset | None = None, *, philips_precise: bool = False) -> list[Volume]:
+def read_enhanced(path: Path, ds: Dataset | None = None, *, philips_scaling: str = "precise") -> list[Volume]:
     """All volumes in one enhanced multi-frame DICOM file.
 
     Frames are split into volumes by stack, echo time, image type (FrameType
@@ -647,10 +657,13 @@ def read_enhanced(path: Path, ds: Dataset | None = None, *, philips_precise: boo
         path: the file (named in errors).
         ds: the header if already read (``stop_before_pixels`` is enough: the
             frames are decoded one at a time from ``path``).
-        philips_precise: apply Philips' private floating-point scaling
-            (``1 / ScaleSlope`` (2005,100E), as dcm2niix does by default) instead
-            of the DICOM RescaleSlope/RescaleIntercept ("display values").
-            Frames without the private tag keep the DICOM scaling.
+        philips_scaling: ``"precise"`` (default, as dcm2niix): Philips' floating-point
+            values from the private ScaleSlope (2005,xx0E) of each frame's private
+            functional group, see :func:`convert.dicom.pixels.philips_precise_scaling`;
+            ``"display"``: the DICOM RescaleSlope/RescaleIntercept only. Frames
+            without the private tag (and other vendors) keep the DICOM scaling.
+            The meta records the choice and the first frame's three factors
+            (:func:`convert.dicom.pixels.philips_scaling_fields`).
 
     Returns:
         Volumes with RAS+ affines (mm), ``[i, j, k(, t)]`` arrays, allow-listed
@@ -664,6 +677,7 @@ def read_enhanced(path: Path, ds: Dataset | None = None, *, philips_precise: boo
     """
     import pydicom
 
+    check_philips_scaling(philips_scaling)
     path = Path(path)
     if ds is None:
         try:
@@ -679,7 +693,7 @@ def read_enhanced(path: Path, ds: Dataset | None = None, *, philips_precise: boo
             path,
         )
     _check_pixel_module(ds, path)
-    frames = _frames(ds, path, philips_precise)
+    frames = _frames(ds, path, philips_scaling)
     geometry = [_stack_geometry(group, path) for group in _split(frames)]
     targets = [_Target(slices) for _, slices in geometry]
     has_pixels = any(kw in ds for kw in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"))
@@ -696,6 +710,10 @@ def read_enhanced(path: Path, ds: Dataset | None = None, *, philips_precise: boo
     echo_numbers = _echo_numbers([slices[0][0] for _, slices in geometry])
     for (affine_lps, slices), target, echo_number in zip(geometry, targets, echo_numbers):
         meta = _volume_meta(ds, slices, echo_number)
+        philips = slices[0][0].philips
+        if philips is not None:
+            meta = meta.replace(acquisition={**meta.acquisition,
+                                             **philips_scaling_fields(*philips, philips_scaling)})
         volumes.append(
             Volume(array=target.result(), affine=lps_to_ras(affine_lps), meta=meta, slope=target.slope,
                    intercept=target.intercept, source=ds)

@@ -325,3 +325,76 @@ def rescale_plan(slopes: Sequence[float], intercepts: Sequence[float], stored: n
             if info.min <= vmin and vmax <= info.max:
                 return "apply", np.dtype(dt), 1.0, 0.0
     return "apply", np.dtype(np.float32), 1.0, 0.0
+
+
+# --------------------------------------------------------------------------- Philips private scaling
+#: Private creator of Philips' MR block holding ScaleIntercept (xx0D) and ScaleSlope (xx0E), group 2005.
+PHILIPS_MR_CREATOR = "Philips MR Imaging DD 001"
+#: ``philips_scaling`` values: ``"precise"`` (dcm2niix's default, ``-p y``) or ``"display"`` (``-p n``).
+PHILIPS_SCALINGS: tuple[str, ...] = ("precise", "display")
+
+
+def check_philips_scaling(value: str) -> str:
+    """``value`` if it is one of :data:`PHILIPS_SCALINGS`; else :class:`~convert.errors.ConvertError`."""
+    from convert.errors import ConvertError
+
+    if value not in PHILIPS_SCALINGS:
+        raise ConvertError(f"philips_scaling must be one of {', '.join(PHILIPS_SCALINGS)}, not {value!r}")
+    return value
+
+
+def philips_precise_scaling(rescale_slope: float, rescale_intercept: float,
+                            scale_slope: float) -> tuple[float, float]:
+    """Slope and intercept giving Philips' *precise* floating-point value from the stored value.
+
+    Philips MR stores ``SV``; the display value is ``DV = SV * RS + RI``
+    (RescaleSlope/Intercept, 0028,1053/1052) and the scanner's internal
+    floating-point value is ``FP = DV / (RS * SS)`` with ``SS`` the private
+    ScaleSlope (2005,xx0E). So ``FP = SV / SS + RI / (RS * SS)``: returns
+    ``(1 / SS, RI / (RS * SS))``. The private ScaleIntercept (2005,xx0D) is not
+    part of it (dcm2niix ignores it too). ``RS`` of 0 means 1 (absent).
+    """
+    rs = rescale_slope if rescale_slope else 1.0
+    return 1.0 / scale_slope, rescale_intercept / (rs * scale_slope)
+
+
+def philips_scaling_fields(rescale_slope: float, rescale_intercept: float, scale_slope: float,
+                           philips_scaling: str) -> dict[str, Any]:
+    """The sidecar record of a Philips volume's scaling, under dcm2niix's BIDS names.
+
+    ``PhilipsRescaleSlope``/``PhilipsRescaleIntercept`` (0028,1053/1052),
+    ``PhilipsScaleSlope`` (2005,xx0E) of the first slice/frame, and
+    ``UsePhilipsFloatNotDisplayScaling``: 1 for ``"precise"`` values, 0 for ``"display"``.
+    """
+    return {"PhilipsRescaleSlope": float(rescale_slope), "PhilipsRescaleIntercept": float(rescale_intercept),
+            "PhilipsScaleSlope": float(scale_slope),
+            "UsePhilipsFloatNotDisplayScaling": 1 if philips_scaling == "precise" else 0}
+
+
+def philips_scale_slope(ds: Any) -> float | None:
+    """Philips private ScaleSlope (2005,xx0E) at the top level of a Philips header, or None.
+
+    None unless Manufacturer says Philips, the block's creator is
+    :data:`PHILIPS_MR_CREATOR` and the value is a finite non-zero number.
+    """
+    if "PHILIPS" not in str(ds.get("Manufacturer", "") or "").upper():
+        return None
+    try:
+        value = ds.private_block(0x2005, PHILIPS_MR_CREATOR)[0x0E].value
+    except (KeyError, ValueError, AttributeError, TypeError):
+        return None
+    return scale_slope_value(value)
+
+
+def scale_slope_value(value: Any) -> float | None:
+    """A private scale factor as a float: first of several values, raw little-endian FL bytes
+    decoded; None when missing, zero or not finite."""
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        value = value[0] if len(value) else None
+    if isinstance(value, (bytes, bytearray)):  # raw FL read without a dictionary (implicit VR)
+        value = np.frombuffer(bytes(value[:4]), "<f4")[0] if len(value) >= 4 else None
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if np.isfinite(number) and number != 0 else None

@@ -29,10 +29,13 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from convert.atomic import check_writable
-from convert.dicom.pixels import decode_frames, fix_stored_bits, is_colour, rescale_plan, stored_dtype
+from convert.dicom.pixels import (check_philips_scaling, decode_frames, fix_stored_bits, is_colour,
+                                  philips_precise_scaling, philips_scale_slope, philips_scaling_fields,
+                                  rescale_plan, stored_dtype)
 from convert.dicom.scan import Instance, ScanResult, looks_like_dicom, read_header, scan
 from convert.dicom.series import TILT_THRESHOLD_DEG, LazyHeaders, Series, assemble, median
-from convert.errors import ConvertError, CorruptFileError, DicomError, InputNotFoundError, UnsupportedDataError
+from convert.errors import (ConvertError, CorruptFileError, DicomError, InputNotFoundError, NoDicomError,
+                            UnsupportedDataError, spell)
 from convert.volume import RGB_DTYPE, Meta, Volume, lps_to_ras, rgb_channels, rgb_from_channels
 
 def _optional_module(name: str) -> Any:
@@ -61,16 +64,25 @@ class ReadOptions:
         allow_gaps: read a series with missing slices by resampling it onto a
             regular grid at the median spacing (values in the gap are linearly
             interpolated from its neighbours: flagged in warnings). Default: refuse.
-        resample_uneven: resample unevenly spaced slices onto a regular grid at
-            the median spacing. Default: stack them with a warning (the affine
-            then holds the mean spacing from first to last slice).
+        stack_uneven: stack unevenly spaced slices as stored, one slice per
+            file, with the mean spacing from the first to the last slice in the
+            affine: the slices in between are then misplaced (the warning says
+            by how many mm). Default: resample them onto the series' even grid
+            (:meth:`convert.dicom.series.Series.even_grid`; linear
+            interpolation between the two stored slices around each grid plane),
+            so every voxel is at its true world position.
         workers: decoding threads (default 2).
+        philips_scaling: Philips MR values: ``"precise"`` (default, as dcm2niix:
+            the scanner's floating-point values, using the private ScaleSlope
+            2005,xx0E) or ``"display"`` (RescaleSlope/Intercept only, what the
+            scanner console shows). Other vendors are unaffected.
     """
 
     tilt_correct: bool = False
     allow_gaps: bool = False
-    resample_uneven: bool = False
+    stack_uneven: bool = False
     workers: int | None = None
+    philips_scaling: str = "precise"
 
 
 # --------------------------------------------------------------------------- geometry
@@ -228,14 +240,14 @@ def _value_range(array: np.ndarray, scalings: Sequence[tuple[float, float]] | No
 
 
 def read_series(series: Series, *, tilt_correct: bool = False, allow_gaps: bool = False,
-                resample_uneven: bool = False, workers: int | None = None, philips_precise: bool = False) -> Volume:
+                stack_uneven: bool = False, workers: int | None = None,
+                philips_scaling: str = "precise") -> Volume:
     """Decode one series into a Volume (RAS+ affine, ``[i, j, k(, t)]``).
 
     Args:
         series: from :func:`convert.dicom.series.assemble`.
-        tilt_correct, allow_gaps, resample_uneven, workers: see :class:`ReadOptions`.
-        philips_precise: Philips enhanced files: use the private floating-point scaling
-            (2005,100E) instead of RescaleSlope/Intercept, as dcm2niix does by default.
+        tilt_correct, allow_gaps, stack_uneven, workers, philips_scaling: see :class:`ReadOptions`
+            (``philips_scaling`` applies to classic and enhanced Philips MR files alike).
 
     Raises:
         DicomError: the series cannot be assembled (missing slices without
@@ -247,13 +259,13 @@ def read_series(series: Series, *, tilt_correct: bool = False, allow_gaps: bool 
     Colour series (RGB, YBR, PALETTE COLOR) become RGB volumes (dtype
     :data:`~convert.volume.RGB_DTYPE`) with the same geometry rules, never scaled.
     """
-    opts = ReadOptions(tilt_correct=tilt_correct, allow_gaps=allow_gaps, resample_uneven=resample_uneven,
-                       workers=workers)
+    opts = ReadOptions(tilt_correct=tilt_correct, allow_gaps=allow_gaps, stack_uneven=stack_uneven,
+                       workers=workers, philips_scaling=check_philips_scaling(philips_scaling))
     where = series.first.path
     if series.problem:
         raise DicomError(f"series {series.label}: {series.problem}", where)
     if series.kind == "multiframe":
-        volumes = _read_multiframe_series(series, philips_precise=philips_precise)
+        volumes = _read_multiframe_series(series, philips_scaling=philips_scaling)
         if len(volumes) != 1:
             raise DicomError(
                 f"series {series.label} holds {len(volumes)} volumes (stacks/echoes/image types); convert it to "
@@ -267,7 +279,7 @@ def read_series(series: Series, *, tilt_correct: bool = False, allow_gaps: bool 
         raise DicomError(
             f"series {series.label} has missing slices: {n} slice(s) missing between {before} and {after} "
             f"({sum(m for _, m in series.missing)} in total); refusing to stack it with a wrong geometry. "
-            "Find the missing files, or pass --allow-gaps (allow_gaps=True) to resample across the gap",
+            "Find the missing files, or pass --allow-gaps to resample across the gap",
             where,
         )
     return _read_slices(series, opts)
@@ -298,6 +310,9 @@ def _read_slices(series: Series, opts: ReadOptions) -> Volume:
             scalings = list(pool.map(work, jobs))
     else:
         scalings = [work(job) for job in jobs]
+    philips = _philips_record(first, scalings[0], opts.philips_scaling) if not colour else None
+    if philips is not None and opts.philips_scaling == "precise":
+        scalings = [_precise(s, inst) for s, (_, inst) in zip(scalings, jobs)]
 
     mode, out_dtype, slope, intercept = rescale_plan([s for s, _ in scalings], [b for _, b in scalings],
                                                      array.dtype, _value_range(array, scalings))
@@ -311,24 +326,41 @@ def _read_slices(series: Series, opts: ReadOptions) -> Volume:
 
     affine = slice_affine_lps(first, series.grid[-1][0], nk)
     warnings = list(series.warnings)
-    needs_regrid = (series.missing and opts.allow_gaps) or (series.uneven and opts.resample_uneven)
-    if needs_regrid:
+    regrid = (series.missing and opts.allow_gaps) or (series.uneven and not opts.stack_uneven)
+    if regrid:
         array, affine = _per_channel(lambda a: _regrid_slices(a, affine, series), array)
-        warnings.append("resampled onto a regular slice grid at the median spacing")
     if opts.tilt_correct and series.tilt_deg > TILT_THRESHOLD_DEG and nk > 1:
         fill = (0.0 if colour else float(np.min(array))) if array.size else 0.0  # colour: black outside
         array, affine = _per_channel(lambda a: _correct_tilt(a, affine, fill), array)
         warnings.append(f"gantry tilt of {series.tilt_deg:.2f} degrees corrected by resampling")
+    if series.uneven or (series.missing and opts.allow_gaps):
+        warnings.append(spacing_note(series, stacked=not regrid, slice_step_mm=float(np.linalg.norm(affine[:3, 2]))))
 
     header = first.load_header()
     meta = _meta_for(header, series)
     step = _time_step(series)
     if step is not None:
         meta = meta.replace(time_step=step)
+    if philips is not None:
+        meta = meta.replace(acquisition={**meta.acquisition, **philips})
     volume = Volume(array=array, affine=lps_to_ras(affine), meta=meta, slope=slope, intercept=intercept,
                     source=header)
     object.__setattr__(volume, "_warnings", warnings)  # informational; not part of the Volume API
     return volume
+
+
+def _precise(scaling: tuple[float, float], inst: Instance) -> tuple[float, float]:
+    """A slice's (slope, intercept) for Philips precise values (unchanged without a private ScaleSlope)."""
+    if inst.philips_scale_slope is None:
+        return scaling
+    return philips_precise_scaling(scaling[0], scaling[1], inst.philips_scale_slope)
+
+
+def _philips_record(first: Instance, scaling: tuple[float, float], philips_scaling: str) -> dict[str, Any] | None:
+    """The sidecar fields of a Philips series' scaling (first slice's factors), or None for other files."""
+    if first.philips_scale_slope is None:
+        return None
+    return philips_scaling_fields(scaling[0], scaling[1], first.philips_scale_slope, philips_scaling)
 
 
 def _per_channel(step: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
@@ -343,18 +375,49 @@ def _per_channel(step: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
 
 
 def volume_warnings(volume: Volume) -> list[str]:
-    """Warnings recorded while reading ``volume`` (tilt, gaps, uneven spacing, duplicates)."""
-    return list(getattr(volume, "_warnings", []))
+    """Warnings recorded while reading ``volume`` (tilt, gaps, uneven spacing, duplicates).
+
+    Options are named for the context (:func:`convert.errors.spell`): ``--stack-uneven``
+    on the command line, ``stack_uneven=True`` in Python.
+    """
+    return [spell(w) for w in getattr(volume, "_warnings", [])]
+
+
+def spacing_note(series: Series, *, stacked: bool, slice_step_mm: float, planned: bool = False) -> str:
+    """The one line telling what was done with an unevenly spaced (or gapped) ``series``.
+
+    ``slice_step_mm`` is the length of the output's slice vector (NIfTI pixdim[3]),
+    the one spacing figure every message, ``info`` and the written file share.
+    ``planned`` words it for ``info`` (what ``convert`` will do). Names the CLI
+    flag; :func:`convert.errors.spell` renders it as an API keyword outside the CLI.
+    """
+    d = series.distances
+    diffs = np.diff(d)
+    what = (f"uneven slice spacing ({float(diffs.min()):.3f} to {float(diffs.max()):.3f} mm between slices)"
+            if series.uneven else f"{sum(n for _, n in series.missing)} missing slice(s)")
+    if stacked:
+        verb = "will be stacked" if planned else "stacked"
+        return (f"{what}: {verb} as stored every {round(slice_step_mm, 4):g} mm, so slices are misplaced by up to "
+                f"{series.stack_error_mm():.2f} mm; drop --stack-uneven to resample them onto an even grid")
+    n_new, _ = series.even_grid()
+    verb = "will be resampled" if planned else "resampled"
+    how = "--stack-uneven stacks the stored slices instead" if series.uneven else "values in the gap are interpolated"
+    return (f"{what}: {verb} onto {n_new} even slices every {round(slice_step_mm, 4):g} mm (linear interpolation, "
+            f"voxels at their true positions); {how}")
 
 
 def _regrid_slices(array: np.ndarray, affine: np.ndarray, series: Series) -> tuple[np.ndarray, np.ndarray]:
-    """Linear interpolation along k onto a regular grid at the median spacing (keeps dtype; ints rounded)."""
+    """Linear interpolation along k onto the series' even grid (keeps dtype; ints rounded).
+
+    Grid plane ``k`` is at ``d0 + k * step`` along the normal (:meth:`Series.even_grid`),
+    on the line from the first to the last stored slice, and holds the two stored
+    slices around it weighted by distance.
+    """
     d = series.distances
-    step = median(np.diff(d))
-    n_new = int(round((d[-1] - d[0]) / step)) + 1
+    n_new, _ = series.even_grid()
     targets = d[0] + np.arange(n_new) * ((d[-1] - d[0]) / (n_new - 1))
     idx = np.clip(np.searchsorted(d, targets, side="right") - 1, 0, len(d) - 2)
-    w = (targets - d[idx]) / (d[idx + 1] - d[idx])
+    w = np.clip((targets - d[idx]) / (d[idx + 1] - d[idx]), 0.0, 1.0)
     shape = array.shape[:2] + (n_new,) + array.shape[3:]
     out = np.empty(shape, dtype=array.dtype, order="F")
     for k in range(n_new):
@@ -423,22 +486,31 @@ def _require_multiframe(path: Path) -> Any:
     return _multiframe
 
 
-def read_multiframe(inst: Instance, *, philips_precise: bool = False) -> list[Volume]:
-    """Every volume in one multi-frame file (enhanced objects via :mod:`convert.dicom.multiframe`)."""
+def read_multiframe(inst: Instance, *, philips_scaling: str = "precise") -> list[Volume]:
+    """Every volume in one multi-frame file (enhanced objects via :mod:`convert.dicom.multiframe`).
+
+    ``philips_scaling``: see :class:`ReadOptions`.
+    """
+    check_philips_scaling(philips_scaling)
     mf = _require_multiframe(inst.path)
     header = inst.load_header()
     if mf.is_enhanced(header):
-        if philips_precise:
-            return list(mf.read_enhanced(inst.path, header, philips_precise=True))
-        return list(mf.read_enhanced(inst.path, header))
+        return list(mf.read_enhanced(inst.path, header, philips_scaling=philips_scaling))
     # classic multi-frame (e.g. NM/US/old CT): frames are slices of one stack
     frames, ds = decode_frames(inst.path, expected=(inst.rows, inst.columns))
     array = np.asfortranarray(frames.transpose(2, 1, 0))
     affine = slice_affine_lps(inst, None, 1)
     slope, intercept = _to_float(ds.get("RescaleSlope"), 1.0) or 1.0, _to_float(ds.get("RescaleIntercept"), 0.0)
+    meta = _meta_for(header)
+    scale_slope = philips_scale_slope(header)
     if array.dtype == RGB_DTYPE:
         slope, intercept = 1.0, 0.0  # colour (e.g. ultrasound cine): frames along k, never rescaled
-    return [Volume(array=array, affine=lps_to_ras(affine), meta=_meta_for(header), slope=slope,
+    elif scale_slope is not None:
+        meta = meta.replace(acquisition={**meta.acquisition,
+                                         **philips_scaling_fields(slope, intercept, scale_slope, philips_scaling)})
+        if philips_scaling == "precise":
+            slope, intercept = philips_precise_scaling(slope, intercept, scale_slope)
+    return [Volume(array=array, affine=lps_to_ras(affine), meta=meta, slope=slope,
                    intercept=intercept, source=header)]
 
 
@@ -481,9 +553,9 @@ def _read_mosaic(series: Series, opts: ReadOptions) -> Volume:
     return volume
 
 
-def _read_multiframe_series(series: Series, *, philips_precise: bool = False) -> list[Volume]:
+def _read_multiframe_series(series: Series, *, philips_scaling: str = "precise") -> list[Volume]:
     """Volumes of a multi-frame series; several files with one same-geometry volume each become 4D."""
-    per_file = [read_multiframe(inst, philips_precise=philips_precise) for inst in series.grid[0]]
+    per_file = [read_multiframe(inst, philips_scaling=philips_scaling) for inst in series.grid[0]]
     if len(per_file) == 1:
         return per_file[0]
     singles = [vols[0] for vols in per_file if len(vols) == 1]
@@ -519,7 +591,7 @@ def read_series_volumes(series: Series, **options: Any) -> list[Volume]:
     if series.kind == "multiframe":
         if series.problem:
             raise DicomError(f"series {series.label}: {series.problem}", series.first.path)
-        return _read_multiframe_series(series, philips_precise=bool(options.get("philips_precise")))
+        return _read_multiframe_series(series, philips_scaling=options.get("philips_scaling", "precise"))
     return [read_series(series, **options)]
 
 
@@ -568,7 +640,8 @@ def read_single(path: str | Path, **options: Any) -> tuple[Volume, Series]:
 
     Args:
         path: a DICOM file or a folder tree.
-        **options: ``tilt_correct``, ``allow_gaps``, ``resample_uneven``, ``workers``.
+        **options: ``tilt_correct``, ``allow_gaps``, ``stack_uneven``, ``workers``, ``philips_scaling``
+            (see :class:`ReadOptions`).
 
     Raises:
         DicomError: no DICOM image, or several series/volumes (the message lists them
@@ -579,8 +652,7 @@ def read_single(path: str | Path, **options: Any) -> tuple[Volume, Series]:
         raise InputNotFoundError("no such file or folder; check the path", path)
     result = scan(path)
     if not result.instances:
-        reason = result.skipped[0][1] if result.skipped else "folder is empty"
-        raise DicomError(f"no DICOM image found ({len(result.skipped)} file(s) skipped: {reason})", path)
+        raise NoDicomError(path, len(result.skipped), result.skipped[0][1] if result.skipped else None)
     series = assemble(result.instances)
     if len(series) > 1:
         raise DicomError(
@@ -622,7 +694,9 @@ class DicomFormat:
     def write(self, volume: Volume, path: Path, *, overwrite: bool = False, **options: Any) -> list[Path]:
         from convert.errors import UnsupportedFormatError
 
-        raise UnsupportedFormatError("writing DICOM is not supported yet", path)
+        from convert.formats import DICOM_WRITING_UNAVAILABLE
+
+        raise UnsupportedFormatError(DICOM_WRITING_UNAVAILABLE, path)
 
     def output_paths(self, path: Path) -> list[Path]:
         return [Path(path)]
@@ -743,6 +817,8 @@ class Report:
     source: Path
     outcomes: list[SeriesOutcome] = field(default_factory=list)
     skipped: list[tuple[Path, str]] = field(default_factory=list)
+    #: Files skipped as the same instance twice (same SOPInstanceUID, identical bytes), e.g. a DICOMDIR media copy.
+    duplicates: list[Path] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -765,7 +841,7 @@ def _output_extension(fmt: Any) -> str:
 def convert_dicom_tree(src_dir: str | Path, out_dir: str | Path, *, to: str = "nifti-gz",
                        name: str = DEFAULT_NAME, overwrite: bool = False, sidecar: bool = True,
                        sidecar_phi: bool = False, tilt_correct: bool = False, allow_gaps: bool = False,
-                       resample_uneven: bool = False, philips_precise: bool = False,
+                       stack_uneven: bool = False, philips_scaling: str = "precise",
                        progress: Callable[[int, int, str], None] | None = None,
                        deidentify: Callable[[Any], Any] | None = None) -> Report:
     """Convert every series under ``src_dir`` into ``out_dir`` (one file per volume).
@@ -782,6 +858,8 @@ def convert_dicom_tree(src_dir: str | Path, out_dir: str | Path, *, to: str = "n
     (:class:`~convert.errors.OutputExistsError`) unless ``overwrite``. NIfTI outputs get a BIDS-style JSON sidecar (no PHI unless
     ``sidecar_phi``). Output names come from ``name`` (fields from
     :data:`NAME_FIELDS`), sanitised; collisions get ``_2``, ``_3``... suffixes.
+    ``philips_scaling`` (``"precise"``, the default, or ``"display"``) picks the
+    values of Philips MR series, see :class:`ReadOptions`; the sidecar records it.
 
     Raises:
         InputNotFoundError: ``src_dir`` does not exist.
@@ -793,8 +871,12 @@ def convert_dicom_tree(src_dir: str | Path, out_dir: str | Path, *, to: str = "n
     src_dir, out_dir = Path(src_dir), Path(out_dir)
     fmt = get_format(to)
     if not fmt.can_write:
-        raise ConvertError(f"format '{fmt.name}' can be read but not written")
+        from convert.formats import DICOM_WRITING_UNAVAILABLE
+
+        raise ConvertError(DICOM_WRITING_UNAVAILABLE if fmt.name == "dicom"
+                           else f"format '{fmt.name}' can be read but not written")
     render_name(name, {k: "x" for k in NAME_FIELDS})  # validate the template before any work
+    check_philips_scaling(philips_scaling)
     if deidentify is not None and sidecar_phi:
         raise ConvertError("a de-identified conversion cannot write patient fields to sidecars: "
                            "drop --sidecar-phi or --anonymize")
@@ -804,11 +886,12 @@ def convert_dicom_tree(src_dir: str | Path, out_dir: str | Path, *, to: str = "n
     result: ScanResult = scan(src_dir, progress=scan_progress)
     report = Report(source=src_dir, skipped=list(result.skipped))
     if not result.instances:
-        raise DicomError(f"no DICOM image found ({len(result.skipped)} file(s) skipped)", src_dir)
+        raise NoDicomError(src_dir, len(result.skipped), result.skipped[0][1] if result.skipped else None)
     if out_dir.exists() and not out_dir.is_dir():
         raise ConvertError("output must be a folder when converting a DICOM tree", out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     all_series = assemble(result.instances)
+    report.duplicates = [p for s in all_series for p in s.duplicates]
     claimed: set[str] = set()
     ext = _output_extension(fmt)
     _sidecar = _optional_module("sidecar")
@@ -821,8 +904,9 @@ def convert_dicom_tree(src_dir: str | Path, out_dir: str | Path, *, to: str = "n
             progress(n, len(all_series), label)
         try:
             volumes = read_series_volumes(series, tilt_correct=tilt_correct, allow_gaps=allow_gaps,
-                                          resample_uneven=resample_uneven, philips_precise=philips_precise)
-            outcome.warnings = list(series.warnings)
+                                          stack_uneven=stack_uneven, philips_scaling=philips_scaling)
+            outcome.warnings = list(dict.fromkeys([spell(w) for w in series.warnings]
+                                                  + [w for v in volumes for w in volume_warnings(v)]))
             suffixes = volume_suffixes(volumes)
             for v_index, volume in enumerate(volumes):
                 fields = _name_fields(series, v_index, len(volumes), deidentify)
@@ -878,14 +962,49 @@ def _deidentified_label(series: Series) -> str:
 def _redact(text: str, series: Series, src_dir: Path) -> str:
     """Replace every input path, relative path and file name of ``series`` in ``text`` by a neutral tag.
 
-    Source folder and file names often carry patient names or IDs.
+    Source folder and file names often carry patient names or IDs. Only whole
+    path components are replaced: a name must start at the beginning of the
+    text, after white space, a quote, a bracket or a path separator, and end at
+    the end, a separator, white space, a quote, a bracket, ``:``/``,``/``;`` or a
+    full stop (so an input folder named ``in`` leaves ``--allow-burned-in`` alone).
+    A bare file name of at most 3 digits (``1``, ``12``) is left where it stands
+    alone: it cannot identify anyone and would replace counts ("1 of 2 series");
+    its full and relative paths are still replaced.
     """
-    for path in sorted(series.paths, key=lambda p: -len(str(p))):
-        text = text.replace(str(path), "<input file>")
+    names: dict[str, str] = {}
+    for path in series.paths:
+        names.setdefault(str(path), "<input file>")
         with contextlib.suppress(ValueError):
-            text = text.replace(str(path.relative_to(src_dir)), "<input file>")
-        text = text.replace(path.name, "<input file>")
-    return text.replace(str(src_dir), "<input folder>")
+            relative = path.relative_to(src_dir)
+            if len(relative.parts) > 1:  # else it is the bare name, below
+                names.setdefault(str(relative), "<input file>")
+        if not _is_count_like(path.name):
+            names.setdefault(path.name, "<input file>")
+    names.setdefault(str(src_dir), "<input folder>")
+    names.pop("", None)
+    names.pop(".", None)
+    return redact_components(text, names)
+
+
+def _is_count_like(name: str) -> bool:
+    return name.isdigit() and len(name) <= 3
+
+
+_BEFORE = r"(?:(?<=^)|(?<=[\s'\"(\[{<=/\\]))"
+_AFTER = r"(?=$|[\s'\")\]}>/\\:,;]|\.(?![\w-]))"
+
+
+def redact_components(text: str, replacements: dict[str, str]) -> str:
+    """``text`` with each key of ``replacements`` replaced where it stands as whole path component(s).
+
+    Longer keys win (a full path before its file name). See :func:`_redact` for
+    what counts as a component boundary.
+    """
+    keys = sorted((k for k in replacements if k), key=len, reverse=True)
+    if not keys:
+        return text
+    pattern = re.compile(_BEFORE + "(" + "|".join(re.escape(k) for k in keys) + ")" + _AFTER)
+    return pattern.sub(lambda m: replacements[m.group(1)], text)
 
 
 def _deidentified_volume(volume: Volume, series: Series, deidentify: Callable[[Any], Any]) -> Volume:
@@ -923,7 +1042,7 @@ def diffusion_outputs(series: Series, volume: Volume) -> tuple[tuple[list[float]
     """
     from convert.dicom.diffusion import fsl_bvecs, table_for_volume
 
-    if volume.array.ndim != 4:
+    if len(volume.shape) != 4:
         return None, None
     time_headers = None
     if series.kind in ("slices", "mosaic") and len(series.grid[0]) == volume.shape[3]:
@@ -985,8 +1104,8 @@ def _write_volume_outputs(series: Series, volume: Volume, fmt: Any, target: Path
 def convert_dicom_file(src: str | Path, dst: str | Path, *, to: str | None = None, overwrite: bool = False,
                        sidecar: bool = True, sidecar_phi: bool = False,
                        deidentify: Callable[[Any], Any] | None = None, tilt_correct: bool = False,
-                       allow_gaps: bool = False, resample_uneven: bool = False,
-                       philips_precise: bool = False) -> SeriesOutcome:
+                       allow_gaps: bool = False, stack_uneven: bool = False,
+                       philips_scaling: str = "precise") -> tuple[SeriesOutcome, list[Path]]:
     """Convert the one series of a DICOM file or folder to the single file ``dst``.
 
     Writes what a series gets in :func:`convert_dicom_tree`, beside ``dst``: the
@@ -996,8 +1115,9 @@ def convert_dicom_file(src: str | Path, dst: str | Path, *, to: str | None = Non
     checked before the series is read.
 
     Returns:
-        The :class:`SeriesOutcome`: files written (image first) and warnings (tilt,
-        gaps, uneven spacing, a diffusion series without a usable table...).
+        The :class:`SeriesOutcome` (files written, image first, and warnings: tilt,
+        gaps, uneven spacing, a diffusion series without a usable table...) and the
+        input files skipped as duplicates (same SOPInstanceUID and bytes as another).
 
     Raises:
         OutputExistsError: an output exists and ``overwrite`` is False.
@@ -1015,7 +1135,7 @@ def convert_dicom_file(src: str | Path, dst: str | Path, *, to: str | None = Non
     early = ([stem.with_name(stem.name + ".json")] if sidecar and nifti else [])
     check_writable(list(fmt.output_paths(dst)) + early, overwrite)  # fail fast, before reading
     volume, series = read_single(src, tilt_correct=tilt_correct, allow_gaps=allow_gaps,
-                                 resample_uneven=resample_uneven, philips_precise=philips_precise)
+                                 stack_uneven=stack_uneven, philips_scaling=philips_scaling)
     if deidentify is not None:
         volume = _deidentified_volume(volume, series, deidentify)  # also refuses burned-in text
     outcome = SeriesOutcome(label=series.label if deidentify is None else _deidentified_label(series),
@@ -1023,7 +1143,7 @@ def convert_dicom_file(src: str | Path, dst: str | Path, *, to: str | None = Non
     outcome.written = _write_volume_outputs(series, volume, fmt, dst, overwrite=overwrite, sidecar=sidecar,
                                             sidecar_phi=sidecar_phi, deidentify=deidentify,
                                             warnings=outcome.warnings)
-    return outcome
+    return outcome, list(series.duplicates)
 
 
 _KIND_NAMES = {"M": "mag", "MAGNITUDE": "mag", "P": "phase", "PHASE": "phase", "R": "real", "REAL": "real",
@@ -1088,7 +1208,7 @@ def summarize_series(series: Series) -> dict[str, Any]:
         "tilt_deg": round(series.tilt_deg, 3),
         "missing_slices": sum(n for _, n in series.missing),
         "uneven_spacing": series.uneven,
-        "warnings": list(series.warnings),
+        "warnings": list(series.warnings),  # spelled for the context at the end
         "problem": series.problem,
         "colour": first.photometric if is_colour(first.samples_per_pixel, first.photometric) else None,
     }
@@ -1097,8 +1217,10 @@ def summarize_series(series: Series) -> dict[str, Any]:
         from convert.volume import orientation_code
 
         spacing = [float(np.linalg.norm(affine[:3, n])) for n in range(3)]
-        if series.slice_spacing is not None:
-            spacing[2] = series.slice_spacing
+        if series.uneven or series.missing:  # what `convert` writes (by default / with --allow-gaps): the even grid
+            spacing[2] *= (series.n_slices - 1) / (series.even_grid()[0] - 1)
+        if series.uneven:
+            info["warnings"].append(spacing_note(series, stacked=False, slice_step_mm=spacing[2], planned=True))
         info["spacing_mm"] = [round(s, 4) for s in spacing]
         info["orientation"] = orientation_code(affine)
     elif series.kind == "mosaic" and _optional_module("multiframe") is not None:
@@ -1116,4 +1238,5 @@ def summarize_series(series: Series) -> dict[str, Any]:
             info["shape"] = [tile_cols, tile_rows, n] + ([series.n_times] if series.n_times > 1 else [])
             info["spacing_mm"] = [round(float(np.linalg.norm(affine[:3, c])), 4) for c in range(3)]
             info["orientation"] = orientation_code(affine)
+    info["warnings"] = [spell(w) for w in info["warnings"]]
     return info

@@ -1,10 +1,11 @@
 """Discovery: walk a folder tree, read DICOM headers only, index every image instance.
 
-The common case (Part 10, explicit VR little endian, single-frame images) is
-indexed by a small byte-level parser that walks the top-level elements up to
-PixelData (~0.15-0.3 ms per file, 4-6x faster than a pydicom parse); anything
-else (implicit VR, big endian, compressed meta, enhanced objects, non-ASCII
-text, Siemens private mosaic flags, odd structure) goes through
+The common case (Part 10 in explicit or implicit VR little endian, native or
+compressed pixel data, single-frame images) is indexed from the element
+positions of :mod:`convert.dicom.elements` (the one byte-level walker, ~0.15-0.3 ms
+per file, 4-6x faster than a pydicom parse); anything else (big endian,
+deflated, enhanced objects, non-ASCII text, Siemens private mosaic flags,
+layouts the element layer does not cover) goes through
 ``pydicom.dcmread(stop_before_pixels=True)``. A small thread pool helps on slow
 file systems.
 Files that are not DICOM (README text files, thumbnails, ``DICOMDIR`` indexes)
@@ -33,6 +34,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from convert.dicom import elements
+from convert.dicom.pixels import PHILIPS_MR_CREATOR, philips_scale_slope, scale_slope_value
 from convert.errors import DicomError, InputNotFoundError
 
 #: SOP classes that are indexes or documents, never images.
@@ -72,8 +75,11 @@ class Instance:
             use :meth:`load_header`, which re-reads it when needed.
         mosaic: a Siemens mosaic (decided at scan time, see :mod:`convert.dicom.multiframe`).
         enhanced: an enhanced multi-frame object (PerFrameFunctionalGroupsSequence present).
-        pixel_offset: byte offset of the (7FE0,0010) PixelData element in an uncompressed,
-            non-gzipped file (lets the reader read pixels straight into the volume), else None.
+        pixel_offset: byte offset of the (7FE0,0010) PixelData element (its tag) in a non-gzipped
+            file (lets the reader read native pixels straight into the volume), else None.
+        philips_scale_slope: Philips MR private ScaleSlope (2005,xx0E, creator
+            ``Philips MR Imaging DD 001``) of a Philips file, else None
+            (see :func:`convert.dicom.pixels.philips_precise_scaling`).
     """
 
     path: Path
@@ -111,6 +117,7 @@ class Instance:
     pixel_offset: int | None = None
     mosaic: bool = False
     enhanced: bool = False
+    philips_scale_slope: float | None = None
 
     def load_header(self) -> Any:
         """The header Dataset (without pixel data): the kept one, or read again from :attr:`path`.
@@ -398,6 +405,7 @@ def instance_from_header(path: Path, ds: Any, pixel_offset: int | None = None) -
         pixel_offset=pixel_offset,
         mosaic="MOSAIC" in image_type_t or _is_mosaic_header(ds),
         enhanced="PerFrameFunctionalGroupsSequence" in ds,
+        philips_scale_slope=philips_scale_slope(ds),
     )
 
 
@@ -466,137 +474,52 @@ def instance_from_header_slow(path: Path, ds: Any, pixel_offset: int | None = No
         pixel_offset=pixel_offset,
         mosaic="MOSAIC" in image_type_t or _is_mosaic_header(ds),
         enhanced="PerFrameFunctionalGroupsSequence" in ds,
+        philips_scale_slope=philips_scale_slope(ds),
     )
 
 
 # --------------------------------------------------------------------------- fast header parser
-_EXPLICIT_LE = "1.2.840.10008.1.2.1"
-_LONG_VRS = frozenset({b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ", b"UT", b"UN", b"UC", b"UR", b"SV", b"UV"})
-_PIXEL_TAG = 0x7FE00010
 _ENHANCED_TAG = 0x52009230  # PerFrameFunctionalGroupsSequence
 _DIRECTORY_TAG = 0x00041220  # DirectoryRecordSequence
-_FAST_TAGS = frozenset(_TAGS) | {0x00080070, 0x00080005}  # + Manufacturer, SpecificCharacterSet
-_UNDEFINED = 0xFFFFFFFF
+#: Philips private creators of group 2005 and the ScaleSlope (xx0E) element of each block (binary FL).
+_PHILIPS_CREATOR_TAGS = frozenset(0x20050000 | block for block in range(0x10, 0x100))
+_PHILIPS_SCALE_TAGS = frozenset(0x20050000 | (block << 8) | 0x0E for block in range(0x10, 0x100))
+_FAST_TAGS = (frozenset(_TAGS) | {0x00080070, 0x00080005}  # + Manufacturer, SpecificCharacterSet
+              | _PHILIPS_CREATOR_TAGS | _PHILIPS_SCALE_TAGS)
 _UID_TAGS = frozenset({0x00080016, 0x00080018, 0x0020000E, 0x0020000D})
-#: group, element, VR, 2-byte length (short VRs), 4-byte length (long VRs, after 2 reserved bytes)
-_ELEMENT_HEAD = struct.Struct("<HH2sHI")
+_KEPT_TAGS = _FAST_TAGS | {_ENHANCED_TAG, _DIRECTORY_TAG}
 
 
-class _Unsupported(Exception):
-    """The fast parser met something it leaves to pydicom."""
+def _fast_fields(data: bytes) -> tuple[dict[int, bytes], int, set[int], elements.Part10] | None:
+    """Top-level values of :data:`_FAST_TAGS`, the PixelData offset, which of the enhanced /
+    DICOMDIR markers are present, and the element positions, from the element layer.
 
-
-def _skip_undefined(data: bytes, pos: int) -> int:
-    """Position after an undefined-length sequence/value starting at ``pos`` (explicit VR LE items)."""
-    while pos + 8 <= len(data):
-        group, elem = int.from_bytes(data[pos:pos + 2], "little"), int.from_bytes(data[pos + 2:pos + 4], "little")
-        length = int.from_bytes(data[pos + 4:pos + 8], "little")
-        pos += 8
-        if group != 0xFFFE:
-            raise _Unsupported("unexpected element inside a sequence")
-        if elem == 0xE0DD:  # sequence delimiter
-            return pos
-        if elem == 0xE000:  # item
-            if length == _UNDEFINED:
-                pos = _skip_dataset(data, pos, item=True)
-            else:
-                pos += length
-        else:
-            raise _Unsupported("unexpected delimiter")
-    raise _Unsupported("sequence runs past the buffer")
-
-
-def _skip_dataset(data: bytes, pos: int, item: bool) -> int:
-    """Walk a nested (item) dataset in explicit VR LE until its item delimiter; return the position after it."""
-    while pos + 8 <= len(data):
-        group = int.from_bytes(data[pos:pos + 2], "little")
-        elem = int.from_bytes(data[pos + 2:pos + 4], "little")
-        if group == 0xFFFE and elem == 0xE00D:
-            return pos + 8
-        vr = data[pos + 4:pos + 6]
-        if vr in _LONG_VRS:
-            length = int.from_bytes(data[pos + 8:pos + 12], "little")
-            pos += 12
-        else:
-            if not (65 <= vr[0] <= 90 and 65 <= vr[1] <= 90):
-                raise _Unsupported("not explicit VR")
-            length = int.from_bytes(data[pos + 6:pos + 8], "little")
-            pos += 8
-        pos = _skip_undefined(data, pos) if length == _UNDEFINED else pos + length
-    raise _Unsupported("item runs past the buffer")
-
-
-def _fast_fields(data: bytes) -> tuple[dict[int, bytes], int, set[int]] | None:
-    """Top-level values of :data:`_FAST_TAGS` and the PixelData offset of a Part 10 explicit VR LE file.
-
-    Returns None (let pydicom do it) for anything else: no preamble, another
-    transfer syntax, no pixel data within ``data``, odd structure.
+    Returns None (let pydicom do it) for what :mod:`convert.dicom.elements` does not cover
+    (no preamble, big endian, deflated, odd structure) or when the pixel data is not within ``data``.
     """
-    if len(data) < 144 or data[128:132] != b"DICM" or data[132:140] != b"\x02\x00\x00\x00UL\x04\x00":
+    try:
+        parsed = elements.parse_part10(data, keep=_KEPT_TAGS)
+    except elements.NotCovered:
         return None
-    meta_length = int.from_bytes(data[140:144], "little")
-    meta_end = 144 + meta_length
-    if meta_end + 8 > len(data):
-        return None
-    pos = 144
-    ts = None
-    while pos + 8 <= meta_end:
-        tag = (int.from_bytes(data[pos:pos + 2], "little") << 16) | int.from_bytes(data[pos + 2:pos + 4], "little")
-        vr = data[pos + 4:pos + 6]
-        if tag >> 16 != 0x0002 or not (65 <= vr[0] <= 90 and 65 <= vr[1] <= 90):
-            return None  # a corrupt file meta: pydicom decides
-        if vr in _LONG_VRS:
-            length = int.from_bytes(data[pos + 8:pos + 12], "little")
-            pos += 12
-        else:
-            length = int.from_bytes(data[pos + 6:pos + 8], "little")
-            pos += 8
-        if length == _UNDEFINED:
-            return None
-        if tag == 0x00020010:
-            ts = data[pos:pos + length].decode("latin-1").strip(" \x00")
-        pos += length
-    if ts != _EXPLICIT_LE or pos != meta_end:
-        return None
-    values: dict[int, bytes] = {}
-    present: set[int] = set()
-    n = len(data)
-    head = _ELEMENT_HEAD.unpack_from
-    long_vrs, wanted = _LONG_VRS, _FAST_TAGS
-    while pos + 12 <= n:
-        group, elem, vr, short_length, long_length = head(data, pos)
-        tag = (group << 16) | elem
-        if tag == _PIXEL_TAG:
-            return values, pos, present
-        if vr in long_vrs:
-            length, start = long_length, pos + 12
-        else:
-            if not (65 <= vr[0] <= 90 and 65 <= vr[1] <= 90):
-                return None  # not an explicit VR
-            length, start = short_length, pos + 8
-        if tag == _ENHANCED_TAG or tag == _DIRECTORY_TAG:
-            present.add(tag)
-        if length == _UNDEFINED:
-            try:
-                pos = _skip_undefined(data, start)
-            except _Unsupported:
-                return None
-            continue
-        if tag in wanted:
-            values[tag] = data[start:start + length]
-        pos = start + length
-    return None  # pixel data not reached within the buffer
+    found = parsed.elements
+    values = {tag: data[e.value_offset:e.end] for tag, e in found.items()
+              if tag in _FAST_TAGS and e.length != elements.UNDEFINED}
+    present = {tag for tag in (_ENHANCED_TAG, _DIRECTORY_TAG) if tag in found}
+    assert parsed.pixel_offset is not None  # parse_part10 without whole=True stops at pixel data or raises
+    return values, parsed.pixel_offset, present, parsed
 
 
-#: Bytes read for the fast parse; headers are rarely bigger (larger ones fall back to pydicom).
+#: Bytes read first for the fast parse; most headers are smaller.
 FAST_HEADER_BYTES = 64 * 1024
+#: A header that does not end within this many bytes is left to pydicom.
+LARGE_HEADER_BYTES = 1024 * 1024
 
 
 def _fast_index(path: Path) -> Instance | None:
     """An :class:`Instance` straight from the bytes (no pydicom), or None to take the pydicom path.
 
-    Handles the common case (Part 10, explicit VR little endian, plain text
-    values, classic single-frame images); the header Dataset is not kept
+    Handles the common case (Part 10, explicit or implicit VR little endian, plain
+    text values, classic single-frame images); the header Dataset is not kept
     (:meth:`Instance.load_header` reads it when needed). Enhanced objects,
     DICOMDIRs, non-ASCII text, Siemens files without MOSAIC in ImageType
     (their mosaic flag lives in private tags) and anything unusual go to pydicom.
@@ -604,19 +527,19 @@ def _fast_index(path: Path) -> Instance | None:
     try:
         with open(path, "rb") as fh:
             data = fh.read(FAST_HEADER_BYTES)
+            parsed = _fast_fields(data)
+            if parsed is None and len(data) == FAST_HEADER_BYTES:  # a big header (Philips, GE): read on
+                data += fh.read(LARGE_HEADER_BYTES - len(data))
+                parsed = _fast_fields(data)
     except OSError:
-        return None
-    try:
-        parsed = _fast_fields(data)
-    except Exception:  # corrupt or exotic bytes (deep nesting, bad lengths): pydicom decides
         return None
     if parsed is None:
         return None
-    values, pixel_offset, present = parsed
+    values, pixel_offset, present, part10 = parsed
     if present:
         return None
     for tag, raw in values.items():
-        if tag in _Fields._US:
+        if tag in _Fields._US or tag in _PHILIPS_SCALE_TAGS:
             continue
         text_value = raw.rstrip(b" \x00")
         if not text_value.isascii() or any(b < 0x20 or b == 0x7F for b in text_value):
@@ -686,7 +609,7 @@ def _fast_index(path: Path) -> Instance | None:
         trigger_time=number(0x00181060),
         acquisition_time=dicom_time_seconds(text(0x00080032)),
         image_type=image_type,
-        transfer_syntax=_EXPLICIT_LE,
+        transfer_syntax=part10.transfer_syntax,
         number_of_frames=frames,
         slice_thickness=number(0x00180050),
         spacing_between_slices=number(0x00180088),
@@ -696,7 +619,20 @@ def _fast_index(path: Path) -> Instance | None:
         pixel_offset=pixel_offset,
         mosaic="MOSAIC" in image_type,
         enhanced=False,
+        philips_scale_slope=_fast_philips_scale_slope(values) if "PHILIPS" in manufacturer else None,
     )
+
+
+def _fast_philips_scale_slope(values: dict[int, bytes]) -> float | None:
+    """Philips ScaleSlope (2005,xx0E) from raw explicit VR LE values: the block whose creator is Philips'."""
+    for block in range(0x10, 0x100):
+        creator = values.get(0x20050000 | block)
+        if creator is not None and creator.decode("latin-1").strip(" \x00") == PHILIPS_MR_CREATOR:
+            raw = values.get(0x20050000 | (block << 8) | 0x0E)
+            if raw is None or len(raw) != 4:
+                return None
+            return scale_slope_value(raw)
+    return None
 
 
 def index_file(path: Path) -> Instance | str:

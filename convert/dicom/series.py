@@ -12,15 +12,34 @@ Rules (each one a real-world quirk with its own test):
   ``cross(row cosine, column cosine)`` (never by file name or InstanceNumber).
 * At each position, time points are ordered by TemporalPositionIdentifier,
   AcquisitionNumber, TriggerTime, AcquisitionTime, then InstanceNumber.
-* Exact duplicates (same SOPInstanceUID, or same position *and* same time
-  keys) are dropped with a warning.
+* The same instance twice (same SOPInstanceUID, byte-identical files: a
+  DICOMDIR media copy beside the folder) is skipped and counted in
+  :attr:`Series.duplicates`, not warned about. Same SOPInstanceUID with
+  different content, or different files at the same position *and* time keys:
+  the later one is dropped with a warning naming both.
 * Gaps larger than 1.5x the median spacing that are close to a whole multiple
   of it are **missing slices** (reported; the reader refuses them unless asked).
   Other deviations from the median (> 1 % + 0.01 mm) are **uneven spacing**.
+* The **even grid** of a series (:meth:`Series.even_grid`) runs from the first to
+  the last stored slice. Uneven spacing: its step is the smallest stored gap
+  (as dcm2niix's ``_Eq`` output), except that the grid never holds more than
+  :data:`EVEN_GRID_MAX_FACTOR` times the stored slices (the step is then the
+  span over that count). Missing slices only: the median spacing.
 * **Gantry/detector tilt**: the line through the slice positions is not
   parallel to the slice normal (angle > 0.1 degree).
 * Enhanced multi-frame files are one series each (split later by
   :mod:`convert.dicom.multiframe`); Siemens mosaics form a time series of files.
+* **Images without a position** (no ImagePositionPatient or
+  ImageOrientationPatient: screen captures, dose reports such as Philips
+  "Exam Summary", secondary captures) cannot be stacked: each one becomes its
+  own single-image series (split ``"image N"``, N its InstanceNumber), placed
+  at the origin with identity axes and a warning that its placement is
+  unknown; the images of the group that do have a position form the stack.
+* **United Imaging (UIH) grid images** (ImageType VFRAME, or a UIH file with
+  the grid count (0065,1050)) tile the slices of one volume in a single image
+  and keep the slice geometry in UIH private tags, which are not read: such a
+  series is refused with :attr:`Series.problem` saying so (never written as
+  2D images or stacked as slices).
 
 Positions are in DICOM LPS+ mm.
 """
@@ -43,6 +62,8 @@ POSITION_TOLERANCE_MM = 0.02
 GAP_FACTOR = 1.5
 #: Tilt below this angle (degrees) is rounding noise, not gantry tilt.
 TILT_THRESHOLD_DEG = 0.1
+#: The even grid of an unevenly spaced series holds at most this many times the stored slices (dcm2niix's cap).
+EVEN_GRID_MAX_FACTOR = 2
 
 
 @dataclass
@@ -65,6 +86,7 @@ class Series:
         tilt_deg: angle (degrees) between the slice-position line and the normal.
         warnings: human-readable notes (duplicates dropped, gaps, tilt...).
         problem: why this series cannot be read at all (inconsistent 4D...), or None.
+        duplicates: files skipped as copies of a kept file (same SOPInstanceUID, identical bytes).
         mosaic_tile: for mosaics, the unpacked ``(columns, rows, slices)`` of one tile stack.
     """
 
@@ -83,6 +105,7 @@ class Series:
     warnings: list[str] = field(default_factory=list)
     problem: str | None = None
     mosaic_tile: tuple[int, int, int] | None = None
+    duplicates: list[Path] = field(default_factory=list)
 
     # ---- derived
     @property
@@ -129,6 +152,31 @@ class Series:
         if len(self.distances) < 2:
             return None
         return median(np.diff(self.distances))
+
+    def even_grid(self) -> tuple[int, float]:
+        """``(slices, step)`` of the regular grid from the first to the last stored slice (step in mm along the normal).
+
+        Uneven spacing: the step is the smallest stored gap, so no stored slice
+        falls between two grid planes without one of them next to it, unless that
+        would make more than :data:`EVEN_GRID_MAX_FACTOR` times the stored slices
+        (the step is then ``span / (slices - 1)``): dcm2niix's rule for its
+        ``_Eq`` volumes. Otherwise (regular or missing slices) the median spacing.
+        A single slice: ``(1, 0.0)``.
+        """
+        return even_grid(self.distances, self.uneven)
+
+    def stack_error_mm(self) -> float:
+        """Largest distance (world mm) between a stored slice and where an even stack of the stored slices puts it.
+
+        An even stack from the first to the last slice (what ``stack_uneven``
+        writes) puts slice ``k`` at ``IPP_0 + k * (IPP_last - IPP_0) / (n - 1)``.
+        """
+        positions = [column[0].position for column in self.grid]
+        if len(positions) < 3 or any(p is None for p in positions):
+            return 0.0
+        ipp = np.asarray(positions, dtype=np.float64)
+        line = ipp[0] + np.outer(np.arange(len(ipp)), (ipp[-1] - ipp[0]) / (len(ipp) - 1))
+        return float(np.max(np.linalg.norm(ipp - line, axis=1)))
 
     @property
     def label(self) -> str:
@@ -279,8 +327,8 @@ def assemble(instances: Iterable[Instance]) -> list[Series]:
             groups[_group_key(inst)].append(inst)
     for members in multiframe.values():
         members = sorted(members, key=lambda i: _time_key(i) + ((0, 0.0),) + (str(i.path),))  # type: ignore[operator]
-        kept, warnings = _drop_duplicates(members)
-        series = Series(kind="multiframe", grid=[kept], warnings=warnings)
+        kept, warnings, copies = _drop_duplicates(members)
+        series = Series(kind="multiframe", grid=[kept], warnings=warnings, duplicates=copies)
         _fill_identity(series)
         out.append(series)
 
@@ -291,6 +339,18 @@ def assemble(instances: Iterable[Instance]) -> list[Series]:
     for key, members in groups.items():
         siblings = [k for k in by_uid[key[:2]] if k != key]
         base_split = _describe_split(key, siblings) if siblings else ""
+        grid_flags = [False] * len(members) if key[-1] else [is_uih_grid(i) for i in members]
+        if any(grid_flags):
+            grids = [i for i, grid in zip(members, grid_flags) if grid]
+            members = [i for i, grid in zip(members, grid_flags) if not grid]
+            out.append(_uih_grid_series(grids, base_split))
+            if not members:
+                continue
+        if not key[-1] and len(members) > 1:
+            members, unplaced = _split_unplaced(members)
+            out.extend(_unplaced_series(unplaced, base_split, n_images=len(unplaced)))
+            if not members:
+                continue
         parts = [members] if key[-1] else _split_by_acquisition(members)
         for part in parts:
             split = base_split
@@ -307,6 +367,61 @@ def assemble(instances: Iterable[Instance]) -> list[Series]:
     return out
 
 
+def is_uih_grid(inst: Instance) -> bool:
+    """True for a United Imaging (UIH) grid ("VFRAME" mosaic) image: ImageType VFRAME, or a UIH header
+    holding the grid count (0065,1050)."""
+    if "VFRAME" in inst.image_type:
+        return True
+    if inst.modality != "MR" or inst.position is not None:
+        return False
+    header = inst.load_header()  # only for MR images without a position: few files
+    manufacturer = str(header.get("Manufacturer", "") or "").upper()
+    return ("UIH" in manufacturer or "UNITED IMAGING" in manufacturer) and 0x00651050 in header
+
+
+def _uih_grid_series(grids: list[Instance], base_split: str) -> Series:
+    """A UIH grid series, refused with a :attr:`Series.problem` that says why."""
+    grids = sorted(grids, key=lambda i: _time_key(i) + ((0, 0.0),) + (str(i.path),))  # type: ignore[operator]
+    series = Series(kind="slices", grid=[[i] for i in grids], split=base_split)
+    series.problem = (
+        f"{len(grids)} United Imaging (UIH) grid image(s) (ImageType VFRAME / grid count (0065,1050)): each file "
+        "tiles the slices of a volume in one image and the position and orientation of each tile are stored only "
+        "in UIH private tags (0065,xxxx), which medconvert does not read, so the slices cannot be placed in space and "
+        f"the series is not converted (e.g. {grids[0].path}). dcm2niix reads this layout; or export the series "
+        "from the scanner as single-slice (non-grid) images")
+    _fill_identity(series)
+    return series
+
+
+def _split_unplaced(members: list[Instance]) -> tuple[list[Instance], list[Instance]]:
+    """(images with a position and orientation, images without); later copies of one SOPInstanceUID dropped."""
+    placed = [i for i in members if i.position is not None and i.orientation is not None]
+    unplaced, seen = [], set()
+    for inst in sorted((i for i in members if i.position is None or i.orientation is None),
+                       key=lambda i: _time_key(i) + ((0, 0.0),) + (str(i.path),)):  # type: ignore[operator]
+        if inst.sop_instance_uid and inst.sop_instance_uid in seen:
+            continue
+        seen.add(inst.sop_instance_uid)
+        unplaced.append(inst)
+    return placed, unplaced
+
+
+def _unplaced_series(unplaced: list[Instance], base_split: str, n_images: int) -> list[Series]:
+    """One single-image series per image without a position (see the module rules)."""
+    out = []
+    for n, inst in enumerate(unplaced, 1):
+        series = _build_slices([inst])
+        number = inst.instance_number if inst.instance_number is not None else n
+        series.split = ", ".join(p for p in (base_split, f"image {number}") if p)
+        generic = [w for w in series.warnings if not w.startswith("no ImagePositionPatient")]
+        series.warnings = [f"no ImagePositionPatient/ImageOrientationPatient in {inst.path}: written as its own "
+                           f"2D image{f' (one of {n_images} in its series)' if n_images > 1 else ''}, placed at the "
+                           "origin with identity axes: its placement in space is unknown"] + generic
+        _fill_identity(series)
+        out.append(series)
+    return out
+
+
 def _fill_identity(series: Series) -> None:
     first = series.first
     series.series_uid = first.series_uid
@@ -317,8 +432,8 @@ def _fill_identity(series: Series) -> None:
 
 def _build_mosaic(members: list[Instance]) -> Series:
     members = sorted(members, key=lambda i: _time_key(i) + ((0, 0.0),) + (str(i.path),))  # type: ignore[operator]
-    kept, warnings = _drop_duplicates(members)
-    series = Series(kind="mosaic", grid=[kept], warnings=warnings)
+    kept, warnings, copies = _drop_duplicates(members)
+    series = Series(kind="mosaic", grid=[kept], warnings=warnings, duplicates=copies)
     if kept[0].orientation is not None:
         series.normal = _normal(kept[0].orientation)
     try:
@@ -332,26 +447,55 @@ def _build_mosaic(members: list[Instance]) -> Series:
     return series
 
 
-def _drop_duplicates(members: list[Instance]) -> tuple[list[Instance], list[str]]:
-    """Drop later copies of the same SOPInstanceUID, or of the same position and time keys."""
+def same_content(a: Path, b: Path) -> bool:
+    """True when files ``a`` and ``b`` hold the same bytes (False if either cannot be read)."""
+    import filecmp
+
+    try:
+        return filecmp.cmp(a, b, shallow=False)
+    except OSError:
+        return False
+
+
+def _drop_duplicates(members: list[Instance]) -> tuple[list[Instance], list[str], list[Path]]:
+    """Drop later copies of the same SOPInstanceUID, or of the same position and time keys.
+
+    Returns ``(kept, warnings, copies)``: ``copies`` are byte-identical files with
+    the SOPInstanceUID of a kept one (the same instance twice), skipped without a
+    warning; other drops are warned about, naming both files.
+    """
     kept: list[Instance] = []
-    seen_uid: set[str] = set()
-    seen_key: set[tuple] = set()
+    by_uid: dict[str, Instance] = {}
+    by_key: dict[tuple, Instance] = {}
+    copies: list[Path] = []
+    conflicts: list[tuple[Instance, Instance]] = []
     dropped: list[Instance] = []
     for inst in members:
         key = (_round_tuple(inst.position, 2), _time_key(inst))
-        if (inst.sop_instance_uid and inst.sop_instance_uid in seen_uid) or key in seen_key:
+        original = by_uid.get(inst.sop_instance_uid) if inst.sop_instance_uid else None
+        if original is not None:
+            if same_content(original.path, inst.path):
+                copies.append(inst.path)
+            else:
+                conflicts.append((inst, original))
+            continue
+        if key in by_key:
             dropped.append(inst)
             continue
         if inst.sop_instance_uid:
-            seen_uid.add(inst.sop_instance_uid)
-        seen_key.add(key)
+            by_uid[inst.sop_instance_uid] = inst
+        by_key[key] = inst
         kept.append(inst)
     warnings = []
+    if conflicts:
+        names = "; ".join(f"{inst.path} (kept {original.path})" for inst, original in conflicts[:3])
+        warnings.append(f"dropped {len(conflicts)} image(s) whose SOPInstanceUID is already used by a different "
+                        f"file (same UID, different content: check which copy is right): {names}"
+                        + (" ..." if len(conflicts) > 3 else ""))
     if dropped:
         names = ", ".join(str(i.path) for i in dropped[:3]) + (" ..." if len(dropped) > 3 else "")
         warnings.append(f"dropped {len(dropped)} duplicate image(s) (same position and time): {names}")
-    return kept, warnings
+    return kept, warnings, copies
 
 
 def _build_slices(members: list[Instance]) -> Series:
@@ -382,7 +526,7 @@ def _build_slices(members: list[Instance]) -> Series:
     normal = _normal(members[0].orientation)  # type: ignore[arg-type]
     dist = {id(i): float(np.dot(normal, i.position)) for i in members}  # type: ignore[arg-type]
     ordered = sorted(members, key=lambda i: (dist[id(i)],) + _time_key(i) + (str(i.path),))  # type: ignore[operator]
-    ordered, warnings = _drop_duplicates(ordered)
+    ordered, warnings, copies = _drop_duplicates(ordered)
 
     # cluster positions along the normal
     clusters: list[list[Instance]] = []
@@ -397,7 +541,7 @@ def _build_slices(members: list[Instance]) -> Series:
     for cluster in clusters:
         cluster.sort(key=lambda i: _time_key(i) + ((0, 0.0),) + (str(i.path),))  # type: ignore[operator]
 
-    series = Series(kind="slices", grid=clusters, normal=normal, warnings=warnings)
+    series = Series(kind="slices", grid=clusters, normal=normal, warnings=warnings, duplicates=copies)
     counts = [len(c) for c in clusters]
     if len(set(counts)) > 1:
         bad = [k for k, c in enumerate(counts) if c != max(counts)]
@@ -434,6 +578,22 @@ def median(values: Iterable[float] | np.ndarray) -> float:
     return float(statistics.median(float(v) for v in values))
 
 
+def even_grid(distances: np.ndarray, uneven: bool) -> tuple[int, float]:
+    """``(slices, step_mm)`` of the even grid over sorted slice ``distances`` (see :meth:`Series.even_grid`)."""
+    d = np.asarray(distances, dtype=np.float64)
+    if len(d) < 2:
+        return len(d), 0.0
+    span = float(d[-1] - d[0])
+    diffs = np.diff(d)
+    if uneven:
+        smallest = float(diffs[diffs > POSITION_TOLERANCE_MM].min())
+        n_new = min(int(np.ceil(span / smallest - 1e-6)) + 1, EVEN_GRID_MAX_FACTOR * len(d))
+    else:
+        n_new = int(round(span / median(diffs))) + 1
+    n_new = max(n_new, 2)
+    return n_new, span / (n_new - 1)
+
+
 def _check_spacing(series: Series) -> None:
     d = series.distances
     if len(d) < 3:
@@ -457,15 +617,7 @@ def _check_spacing(series: Series) -> None:
             f"missing slice(s): {sum(n for _, n in series.missing)} missing ({where}); median spacing "
             f"{median_step:.3f} mm"
         )
-    if series.uneven:
-        mean = (d[-1] - d[0]) / (len(d) - 1)
-        error = float(np.max(np.abs(d - (d[0] + mean * np.arange(len(d))))))
-        series.warnings.append(
-            f"uneven slice spacing: {float(diffs.min()):.3f} to {float(diffs.max()):.3f} mm "
-            f"(median {median_step:.3f} mm); "
-            f"stacked at the mean spacing {mean:.3f} mm, slices are misplaced by up to {error:.2f} mm: use "
-            "--resample-uneven (resample_uneven=True) for correct geometry"
-        )
+    # uneven spacing is reported by the reader (or `info`), which knows whether it resamples or stacks
 
 
 def _check_tilt(series: Series) -> None:
@@ -481,8 +633,8 @@ def _check_tilt(series: Series) -> None:
     series.tilt_deg = angle
     if angle > TILT_THRESHOLD_DEG:
         series.warnings.append(
-            f"gantry/detector tilt of {angle:.2f} degrees (slices are sheared; use tilt correction to resample "
-            "onto an orthogonal grid)"
+            f"gantry/detector tilt of {angle:.2f} degrees (kept as a sheared affine; use --tilt-correct to "
+            "resample onto an orthogonal grid)"
         )
 
 

@@ -430,6 +430,10 @@ DERIVED_KEYS: frozenset[str] = frozenset(
     {"PhaseEncodingDirection", "PhaseEncodingAxis", "SliceTiming", "ConversionSoftware",
      "ConversionSoftwareVersion", "BandwidthPerPixelPhaseEncode", "EffectiveEchoSpacing",
      "TotalReadoutTime", "ReconMatrixPE", "SliceEncodingDirection"}
+) | frozenset(
+    # Philips MR scaling, as dcm2niix names it (numbers; set by the readers, see
+    # convert.dicom.pixels.philips_scaling_fields): which values were written, and the factors
+    {"PhilipsRescaleSlope", "PhilipsRescaleIntercept", "PhilipsScaleSlope", "UsePhilipsFloatNotDisplayScaling"}
 )
 
 #: Every key a sidecar may hold without ``include_phi``.
@@ -599,6 +603,8 @@ def _json_ready(value: Any) -> Any:
     if isinstance(value, (np.floating, np.integer)):
         return value.item()
     if isinstance(value, float):
+        if value != 0 and abs(value) < 1e-3:  # tiny factors (e.g. PhilipsScaleSlope 8.44864e-06): 9 significant digits
+            return float(f"{value:.9g}")
         return round(value, 9)
     if isinstance(value, (list, tuple)):
         return [_json_ready(v) for v in value]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Iterator, Protocol, runtime_checkable
 
 from convert.errors import CorruptFileError, InputNotFoundError, UnsupportedFormatError
 from convert.volume import Volume
@@ -95,6 +95,17 @@ def extension_of(path: Path) -> str:
     return best or path.suffix.lower()
 
 
+def _files_under(folder: Path) -> Iterator[Path]:
+    """Every non-hidden file under ``folder`` (for messages: how many were looked at)."""
+    import os
+
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in filenames:
+            if not name.startswith("."):
+                yield Path(dirpath) / name
+
+
 def _by_extension(path: Path) -> list[Format]:
     ext = extension_of(path)
     return [f for f in all_formats() if ext and ext in f.extensions]
@@ -116,7 +127,9 @@ def detect(path: str | Path) -> Format:
         for fmt in readable:
             if fmt.sniff(path):
                 return fmt
-        raise UnsupportedFormatError("folder holds no readable image (no DICOM found)", path)
+        from convert.errors import NoDicomError
+
+        raise NoDicomError(path, sum(1 for _ in _files_under(path)))
     try:
         size = path.stat().st_size
         with open(path, "rb"):
@@ -145,12 +158,19 @@ def detect(path: str | Path) -> Format:
     )
 
 
+#: Why a ``.dcm`` (or ``--to dicom``) output is refused, and what is planned.
+DICOM_WRITING_UNAVAILABLE = ("writing DICOM is not available yet (planned: --to dicom into an output folder, one "
+                             "file per slice); convert to NIfTI (.nii.gz), NRRD, MINC2 or Analyze instead")
+
+
 def format_for_output(path: str | Path, to: str | None = None) -> Format:
     """Adapter that writes ``path``: ``to`` if given, else chosen by extension."""
     if to:
         fmt = get_format(to)
     else:
         candidates = [f for f in _by_extension(Path(path)) if f.can_write]
+        if not candidates and any(f.name == "dicom" for f in _by_extension(Path(path))):
+            raise UnsupportedFormatError(DICOM_WRITING_UNAVAILABLE, path)
         if not candidates:
             writable = ", ".join(f.name for f in all_formats() if f.can_write)
             raise UnsupportedFormatError(
@@ -160,6 +180,8 @@ def format_for_output(path: str | Path, to: str | None = None) -> Format:
             )
         fmt = candidates[0]
     if not fmt.can_write:
+        if fmt.name == "dicom":
+            raise UnsupportedFormatError(DICOM_WRITING_UNAVAILABLE, path)
         raise UnsupportedFormatError(f"format '{fmt.name}' can be read but not written", path)
     return fmt
 

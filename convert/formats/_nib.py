@@ -9,6 +9,7 @@ from typing import Any, BinaryIO, Iterator
 import numpy as np
 
 from convert.errors import CorruptFileError, UnsupportedDataError
+from convert.proxy import iter_slabs
 from convert.volume import SUPPORTED_DTYPES, Meta, Volume, is_rgb_dtype
 
 #: Errors nibabel and its decompressors raise on broken files.
@@ -92,25 +93,21 @@ def volume_from_nibabel(img: Any, path: Path, meta: Meta | None = None) -> Volum
                   source=img.header)
 
 
-def iter_fortran_chunks(array: np.ndarray, max_bytes: int = 64 << 20) -> Iterator[memoryview]:
-    """Yield the bytes of ``array`` in Fortran (i fastest) order, a few slices at a time.
+def iter_fortran_chunks(array: Any, max_bytes: int = 64 << 20) -> Iterator[memoryview]:
+    """Yield the bytes of ``array`` (an ndarray or a lazy proxy) in Fortran (i fastest) order, a few
+    slices at a time (volume by volume for 4D).
 
-    Keeps memory at one slab instead of a full copy of the volume.
+    Keeps memory at one slab instead of a full copy of the volume; a lazy proxy
+    (:mod:`convert.proxy`) is read slab by slab, so the volume is never whole in memory.
     """
-    if array.ndim == 4:
-        for t in range(array.shape[3]):
-            yield from iter_fortran_chunks(array[..., t], max_bytes)
+    if array.ndim not in (3, 4):
+        yield memoryview(np.asarray(array).tobytes(order="F"))
         return
-    if array.ndim != 3:
-        yield memoryview(array.tobytes(order="F"))
-        return
-    per_slice = max(1, array.shape[0] * array.shape[1] * array.itemsize)
-    step = max(1, max_bytes // per_slice)
-    for start in range(0, array.shape[2], step):
-        slab = np.ascontiguousarray(array[:, :, start : start + step].transpose(2, 1, 0))
-        if slab.dtype.fields is not None:  # RGB24: the bytes of each voxel's R, G, B triple, interleaved
-            slab = slab.reshape(-1).view(np.uint8)
-        yield memoryview(slab).cast("B")
+    for _, _, _, slab in iter_slabs(array, max_bytes):
+        data = np.ascontiguousarray(slab.transpose(2, 1, 0))
+        if data.dtype.fields is not None:  # RGB24: the bytes of each voxel's R, G, B triple, interleaved
+            data = data.reshape(-1).view(np.uint8)
+        yield memoryview(data).cast("B")
 
 
 def open_output(path: Path, compress: bool, level: int = 1) -> BinaryIO:

@@ -95,7 +95,7 @@ def analyze_data(volume: Volume, path: Path | None = None) -> tuple[np.ndarray, 
     Raises:
         UnsupportedDataError: uint32 values above the int32 range.
     """
-    array = volume.array
+    array = volume.voxels()
     slope = volume.slope
     if volume.intercept != 0.0:
         real_dtype = np.float64 if array.dtype.itemsize >= 4 else np.float32

@@ -324,7 +324,7 @@ def _write_minc2(volume: Volume, target: Path, compresslevel: int) -> None:
     import h5py
 
     axes = minc_axes(volume.affine, target)
-    array = volume.array
+    array = volume.voxels()
     if array.dtype.kind == "f" and volume.is_scaled:
         array = volume.scaled()  # MINC does not scale floating-point data: store real values
     four_d = array.ndim == 4

@@ -706,9 +706,9 @@ def real_values_for_nrrd(volume: Volume) -> np.ndarray:
     (``rint((f32 - intercept) / slope) == stored``); else float64.
     """
     if not volume.is_scaled:
-        return volume.array
-    real = volume.scaled()
-    stored = volume.array
+        return volume.voxels()
+    stored = volume.voxels()
+    real = stored.astype(np.float64) * volume.slope + volume.intercept
     if stored.dtype.kind in "iu" and float(volume.slope).is_integer() and float(volume.intercept).is_integer():
         lo, hi = (float(real.min()), float(real.max())) if real.size else (0.0, 0.0)
         for name in ("int8", "uint8", "int16", "uint16", "int32", "uint32"):

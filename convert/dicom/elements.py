@@ -1,0 +1,377 @@
+"""The one byte-level DICOM element layer: where each element of a Part 10 file lies, without pydicom.
+
+A Part 10 file is a 128-byte preamble, ``DICM``, the file meta group (group 0002, always
+explicit VR little endian) and the data set in the encoding its transfer syntax names. This
+module walks those bytes and reports, for every top-level element before the pixel data,
+its tag, VR and byte span; sequences are skipped by length or walked to their delimiters
+(their items can be listed with :func:`items`). It never converts values: that is the
+header view's job (pydicom's value rules), and pydicom stays the fallback for every byte
+layout this layer does not cover.
+
+Covered: explicit VR little endian (and every compressed transfer syntax, whose data set is
+explicit VR LE) and implicit VR little endian; defined and undefined lengths; sequences of
+any depth up to :data:`MAX_DEPTH` (UN elements of undefined length hold implicit VR items,
+PS3.5 6.2.2). Not covered (:class:`NotCovered`, let pydicom read the file): files without a
+preamble, big endian and deflated data sets, private or unknown transfer syntaxes, a data set
+whose first element contradicts the transfer syntax (pydicom then switches encoding), invalid
+VRs, undefined lengths outside sequences, deeper nesting. A buffer that ends before the pixel
+data raises :class:`Truncated` (read more bytes, or fall back).
+
+Positions are byte offsets into the buffer given, which starts at the first byte of the file.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import NamedTuple
+
+UNDEFINED = 0xFFFFFFFF
+#: (7FE0,0010) PixelData, (7FE0,0008) FloatPixelData, (7FE0,0009) DoubleFloatPixelData: the walk
+#: stops before the first of these (pydicom's ``stop_before_pixels`` rule).
+PIXEL_DATA = 0x7FE00010
+PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
+#: Sequences nested deeper than this are left to pydicom (hostile inputs nest without end).
+MAX_DEPTH = 32
+
+IMPLICIT_VR_LE = "1.2.840.10008.1.2"
+EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
+DEFLATED_EXPLICIT_VR_LE = "1.2.840.10008.1.2.1.99"
+EXPLICIT_VR_BE = "1.2.840.10008.1.2.2"
+#: Transfer syntaxes whose data set is explicit VR little endian with pixel data stored natively.
+NATIVE_SYNTAXES = frozenset({IMPLICIT_VR_LE, EXPLICIT_VR_LE})
+#: Prefixes of the standard encapsulated (compressed) transfer syntaxes: explicit VR LE data sets.
+_ENCAPSULATED_PREFIXES = ("1.2.840.10008.1.2.4.", "1.2.840.10008.1.2.5", "1.2.840.10008.1.2.1.98",
+                          "1.2.840.10008.1.2.8.")
+
+#: VRs whose explicit-VR header has 2 reserved bytes and a 4-byte length (PS3.5 Table 7.1-1).
+LONG_VRS = frozenset(b"OB OD OF OL OV OW SQ SV UC UN UR UT UV".split())
+#: Every VR of PS3.5 Table 6.2-1.
+VALID_VRS = frozenset(
+    b"AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR US UT UV".split())
+
+_EXPLICIT_HEAD = struct.Struct("<HH2sHI")  # group, element, VR, short length, long length (after 2 reserved)
+_SHORT_HEAD = struct.Struct("<HH2sH")  # the first 8 bytes of an explicit VR element
+_IMPLICIT_HEAD = struct.Struct("<HHI")  # group, element, 4-byte length (implicit VR; items and delimiters)
+_ITEM, _ITEM_END, _SEQUENCE_END = 0xE000, 0xE00D, 0xE0DD
+
+
+class NotCovered(Exception):
+    """These bytes are laid out in a way this layer leaves to pydicom."""
+
+
+class Truncated(NotCovered):
+    """The buffer ends before the element walk does: read more of the file (or fall back)."""
+
+
+class Element(NamedTuple):
+    """Where one element lies in the buffer.
+
+    Attributes:
+        tag: ``(group << 16) | element``.
+        vr: the two VR letters as stored (explicit VR), ``b""`` in implicit VR (look it up by tag).
+        offset: first byte of the element (its tag).
+        value_offset: first byte of the value.
+        length: value length as stored; :data:`UNDEFINED` for an undefined-length sequence.
+        end: first byte after the element (after the sequence delimiter for undefined lengths).
+    """
+
+    tag: int
+    vr: bytes
+    offset: int
+    value_offset: int
+    length: int
+    end: int
+
+    @property
+    def is_undefined_length(self) -> bool:
+        return self.length == UNDEFINED
+
+
+def _looks_explicit(vr: bytes) -> bool:
+    return vr in VALID_VRS
+
+
+def _sequence_end(data: bytes, pos: int, implicit: bool, depth: int) -> int:
+    """First byte after the undefined-length sequence whose first item starts at ``pos``."""
+    if depth > MAX_DEPTH:
+        raise NotCovered(f"sequences nested deeper than {MAX_DEPTH}")
+    n = len(data)
+    head = _IMPLICIT_HEAD.unpack_from
+    while True:
+        if pos + 8 > n:
+            raise Truncated("the buffer ends inside a sequence")
+        group, elem, length = head(data, pos)
+        pos += 8
+        if group != 0xFFFE:
+            raise NotCovered("an element where a sequence item should start")
+        if elem == _SEQUENCE_END:
+            return pos
+        if elem != _ITEM:
+            raise NotCovered("an item delimiter outside an item")
+        if length == UNDEFINED:
+            pos = _item_end(data, pos, implicit, depth + 1)
+        else:
+            pos += length
+            if pos > n:
+                raise Truncated("the buffer ends inside a sequence item")
+
+
+def _item_end(data: bytes, pos: int, implicit: bool, depth: int) -> int:
+    """First byte after the item delimiter of the undefined-length item whose data set starts at ``pos``."""
+    n = len(data)
+    if implicit and data[pos + 4:pos + 6] in VALID_VRS and data[pos:pos + 4] != b"\xfe\xff\x0d\xe0":
+        raise NotCovered("an item of an implicit VR sequence looks explicit (pydicom decides per item)")
+    while True:
+        if pos + 8 > n:
+            raise Truncated("the buffer ends inside a sequence item")
+        if data[pos:pos + 4] == b"\xfe\xff\x0d\xe0":
+            return pos + 8
+        pos = _next(data, pos, implicit, depth).end
+
+
+def _next(data: bytes, pos: int, implicit: bool, depth: int = 0) -> Element:
+    """The element that starts at ``pos``."""
+    n = len(data)
+    if implicit:
+        if pos + 8 > n:
+            raise Truncated("the buffer ends inside an element header")
+        group, elem, length = _IMPLICIT_HEAD.unpack_from(data, pos)
+        vr, start = b"", pos + 8
+        if group == 0xFFFE:
+            raise NotCovered("a sequence delimiter outside a sequence")
+        if length == UNDEFINED:  # a sequence (or an implicit-VR private one): items follow
+            return Element((group << 16) | elem, vr, pos, start, length, _sequence_end(data, start, True, depth + 1))
+    else:
+        if pos + 8 > n:
+            raise Truncated("the buffer ends inside an element header")
+        if pos + 12 <= n:
+            group, elem, vr, length, long_length = _EXPLICIT_HEAD.unpack_from(data, pos)
+        else:
+            group, elem, vr, length = _SHORT_HEAD.unpack_from(data, pos)
+            long_length = 0
+        if vr in LONG_VRS:
+            if pos + 12 > n:
+                raise Truncated("the buffer ends inside an element header")
+            length, start = long_length, pos + 12
+        elif vr in VALID_VRS:
+            start = pos + 8
+        else:
+            raise NotCovered(f"invalid VR {vr!r} in element ({group:04X},{elem:04X})")
+        if length == UNDEFINED:
+            if vr == b"SQ":
+                end = _sequence_end(data, start, False, depth + 1)
+            elif vr == b"UN":  # PS3.5 6.2.2: an unknown sequence, its items in implicit VR LE
+                end = _sequence_end(data, start, True, depth + 1)
+            else:
+                raise NotCovered(f"undefined length on a {vr.decode('latin-1')} element ({group:04X},{elem:04X})")
+            return Element((group << 16) | elem, vr, pos, start, length, end)
+    end = start + length
+    if end > n:
+        raise Truncated("the buffer ends inside an element value")
+    return Element((group << 16) | elem, vr, pos, start, length, end)
+
+
+def walk(data: bytes, pos: int, end: int | None = None, *, implicit: bool = False,
+         stop_tags: frozenset[int] = PIXEL_TAGS, depth: int = 0, whole: bool = False,
+         keep: frozenset[int] | None = None) -> tuple[list[Element], int | None]:
+    """The elements of one data set, in file order, and where the walk stopped.
+
+    Args:
+        data: the bytes (a whole file, or its first bytes).
+        pos: first byte of the data set's first element.
+        end: first byte after the data set (a defined-length item); ``None``: walk until a tag in
+            ``stop_tags`` or the end of ``data``.
+        implicit: implicit VR little endian (else explicit VR little endian).
+        stop_tags: stop before an element with one of these tags (not included).
+        whole: ``data`` is the whole file: reaching its end without a stop tag is no truncation.
+        keep: return only the elements with these tags (every element is still walked and checked);
+            ``None``: all of them.
+
+    Returns:
+        ``(elements, stop)``: ``stop`` is the offset of the stop tag's element, or ``end``
+        (None when ``whole`` and the data ended first).
+
+    Raises:
+        Truncated: ``data`` ends before ``end`` / a stop tag.
+        NotCovered: bytes this layer does not read (see the module docstring).
+    """
+    n = len(data)
+    limit = n if end is None else end
+    out: list[Element] = []
+    append = out.append
+    make = tuple.__new__  # Element(...) without NamedTuple's Python-level __new__ (the hot loop)
+    explicit_head, implicit_head = _EXPLICIT_HEAD.unpack_from, _IMPLICIT_HEAD.unpack_from
+    long_vrs, valid_vrs = LONG_VRS, VALID_VRS
+    while pos < limit:
+        if pos + 12 > n:  # near the end of the buffer: the careful, slower reader
+            if pos + 4 > n:
+                raise Truncated("the buffer ends inside an element header")
+            tag = int.from_bytes(data[pos:pos + 2], "little") << 16 | int.from_bytes(data[pos + 2:pos + 4], "little")
+            if tag in stop_tags:
+                return out, pos
+            element = _next(data, pos, implicit, depth)
+            append(element)
+            pos = element.end
+            continue
+        if implicit:
+            group, elem, length = implicit_head(data, pos)
+            vr, start = b"", pos + 8
+        else:
+            group, elem, vr, length, long_length = explicit_head(data, pos)
+            if vr in long_vrs:
+                length, start = long_length, pos + 12
+            elif vr in valid_vrs:
+                start = pos + 8
+            else:
+                start = -1
+        tag = group << 16 | elem
+        if tag in stop_tags:
+            return out, pos
+        if start < 0 or length == UNDEFINED or group == 0xFFFE:  # the rare cases: the careful reader decides
+            element = _next(data, pos, implicit, depth)
+            if keep is None or tag in keep:
+                append(element)
+            pos = element.end
+            continue
+        element_end = start + length
+        if element_end > n:
+            raise Truncated("the buffer ends inside an element value")
+        if keep is None or tag in keep:
+            append(make(Element, (tag, vr, pos, start, length, element_end)))
+        pos = element_end
+    if end is None:
+        if whole and pos == len(data):
+            return out, None
+        raise Truncated("the buffer ends before the pixel data")
+    if pos != end:
+        raise NotCovered("an element runs past the end of its item")
+    return out, pos
+
+
+def items(data: bytes, element: Element, *, implicit: bool) -> list[tuple[int, int]]:
+    """``(start, end)`` byte spans of the item data sets of a sequence element (walk each with :func:`walk`).
+
+    ``implicit`` is the encoding of the data set that holds ``element``; items of an explicit-VR
+    ``UN`` sequence are implicit VR (PS3.5 6.2.2), as the spans' encoding for :func:`walk`.
+    """
+    pos, limit = element.value_offset, element.end
+    spans: list[tuple[int, int]] = []
+    inner_implicit = implicit or element.vr == b"UN"
+    head = _IMPLICIT_HEAD.unpack_from
+    while pos + 8 <= limit:
+        group, elem, length = head(data, pos)
+        pos += 8
+        if group != 0xFFFE or elem == _SEQUENCE_END:
+            break
+        if elem != _ITEM:
+            raise NotCovered("an item delimiter outside an item")
+        if length == UNDEFINED:
+            item_end = _item_end(data, pos, inner_implicit, 1)
+            spans.append((pos, item_end - 8))
+            pos = item_end
+        else:
+            spans.append((pos, pos + length))
+            pos += length
+    return spans
+
+
+def sequence_is_implicit(element: Element, implicit: bool) -> bool:
+    """The encoding of ``element``'s items (see :func:`items`)."""
+    return implicit or element.vr == b"UN"
+
+
+def _transfer_syntax_encoding(uid: str) -> bool:
+    """True for implicit VR LE, False for an explicit VR LE data set; NotCovered otherwise."""
+    if uid == IMPLICIT_VR_LE:
+        return True
+    if uid == EXPLICIT_VR_LE or uid.startswith(_ENCAPSULATED_PREFIXES):
+        return False
+    if uid == EXPLICIT_VR_BE:
+        raise NotCovered("big endian data set")
+    if uid == DEFLATED_EXPLICIT_VR_LE:
+        raise NotCovered("deflated data set")
+    raise NotCovered(f"transfer syntax {uid!r} is not a standard little-endian one")
+
+
+@dataclass(frozen=True)
+class Part10:
+    """Element positions of a Part 10 file's header (the data before its pixel data).
+
+    Attributes:
+        data: the bytes walked (the start of the file).
+        meta: file meta elements (group 0002) by tag.
+        transfer_syntax: TransferSyntaxUID, stripped.
+        implicit: the data set is implicit VR little endian (else explicit VR little endian).
+        dataset_offset: first byte of the data set (after the file meta group).
+        elements: top-level data set elements by tag, in file order (a repeated tag keeps the last).
+        pixel_offset: offset of the pixel data element (its tag), or None when the file ends first.
+    """
+
+    data: bytes
+    meta: dict[int, Element]
+    transfer_syntax: str
+    implicit: bool
+    dataset_offset: int
+    elements: dict[int, Element]
+    pixel_offset: int | None
+
+    def raw(self, tag: int) -> bytes | None:
+        """The value bytes of a top-level (or file meta) element, or None when absent."""
+        element = self.elements.get(tag) if tag >> 16 != 0x0002 else self.meta.get(tag)
+        if element is None or element.length == UNDEFINED:
+            return None
+        return self.data[element.value_offset:element.end]
+
+    @property
+    def is_native(self) -> bool:
+        """Pixel data stored uncompressed in little endian (readable straight from :attr:`pixel_offset`)."""
+        return self.transfer_syntax in NATIVE_SYNTAXES
+
+
+def _read_meta(data: bytes, whole: bool) -> tuple[dict[int, Element], int]:
+    """File meta elements (explicit VR LE, group 0002, read while the group lasts as pydicom does)."""
+    if len(data) < 132 or data[128:132] != b"DICM":
+        raise NotCovered("no Part 10 preamble (DICM at byte 128)")
+    meta: dict[int, Element] = {}
+    pos = 132
+    while True:
+        if whole and pos == len(data):
+            return meta, pos
+        if pos + 8 > len(data):
+            raise Truncated("the buffer ends inside the file meta group")
+        if data[pos:pos + 2] != b"\x02\x00":
+            return meta, pos
+        element = _next(data, pos, False)
+        if element.length == UNDEFINED:
+            raise NotCovered("undefined length in the file meta group")
+        meta[element.tag] = element
+        pos = element.end
+
+
+def parse_part10(data: bytes, *, whole: bool = False, stop_tags: frozenset[int] = PIXEL_TAGS,
+                 keep: frozenset[int] | None = None) -> Part10:
+    """Element positions of the header of a Part 10 file whose first bytes are ``data``.
+
+    ``whole``: ``data`` is the entire file (a file without pixel data then parses; its
+    :attr:`Part10.pixel_offset` is None). ``keep``: index only these top-level tags (the walk
+    still checks every element); ``None``: all.
+
+    Raises:
+        Truncated: ``data`` ends before the pixel data (read more, or use pydicom).
+        NotCovered: a layout left to pydicom (see the module docstring).
+    """
+    meta, pos = _read_meta(data, whole)
+    ts_element = meta.get(0x00020010)
+    if ts_element is None:
+        raise NotCovered("no TransferSyntaxUID in the file meta group")
+    ts = data[ts_element.value_offset:ts_element.end].decode("latin-1").strip(" \x00")
+    implicit = _transfer_syntax_encoding(ts)
+    if pos + 6 <= len(data) and data[pos:pos + 4] not in (b"\xe0\x7f\x10\x00",):
+        # pydicom trusts the first element over the transfer syntax; such files are left to it.
+        if _looks_explicit(data[pos + 4:pos + 6]) == implicit:
+            raise NotCovered("the data set's encoding contradicts its transfer syntax")
+    found, stop = walk(data, pos, implicit=implicit, stop_tags=stop_tags, whole=whole, keep=keep)
+    elements = {element.tag: element for element in found}
+    return Part10(data=data, meta=meta, transfer_syntax=ts, implicit=implicit, dataset_offset=pos,
+                  elements=elements, pixel_offset=stop)
