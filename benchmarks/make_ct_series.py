@@ -46,7 +46,7 @@ EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
 UID_ROOT = "2.25."  # UUID-derived UIDs (PS3.5 B.2): no organisation root needed
 
 
-def _uid(*parts: object) -> str:
+def make_uid(*parts: object) -> str:
     """A deterministic ``2.25.<decimal>`` UID from ``parts``."""
     digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()[:16]
     return UID_ROOT + str(int.from_bytes(digest, "big"))
@@ -121,12 +121,12 @@ def _base_dataset(n_slices: int):  # type: ignore[no-untyped-def]
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import UID
 
-    study = _uid("study", n_slices)
-    series = _uid("series", n_slices)
+    study = make_uid("study", n_slices)
+    series = make_uid("series", n_slices)
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = UID(CT_IMAGE_STORAGE)
     meta.TransferSyntaxUID = UID(EXPLICIT_VR_LE)
-    meta.ImplementationClassUID = UID(_uid("medconvert-benchmark"))
+    meta.ImplementationClassUID = UID(make_uid("medconvert-benchmark"))
     meta.ImplementationVersionName = "MEDCONVBENCH1"
 
     ds = Dataset()
@@ -169,7 +169,7 @@ def _base_dataset(n_slices: int):  # type: ignore[no-untyped-def]
     ds.SeriesNumber = "3"
     ds.AcquisitionNumber = "1"
     ds.ImageOrientationPatient = ["1", "0", "0", "0", "1", "0"]
-    ds.FrameOfReferenceUID = _uid("for", n_slices)
+    ds.FrameOfReferenceUID = make_uid("for", n_slices)
     ds.PositionReferenceIndicator = ""
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
@@ -221,7 +221,7 @@ def generate(n_slices: int, data_dir: Path = DATA_DIR, force: bool = False, seed
     names = [hashlib.sha1(f"{seed}/{n_slices}/{i}".encode()).hexdigest()[:16] + ".dcm" for i in range(n_slices)]
     raw_bytes = 0
     for k in range(n_slices):
-        sop = _uid("sop", n_slices, k)
+        sop = make_uid("sop", n_slices, k)
         ds.file_meta.MediaStorageSOPInstanceUID = UID(sop)
         ds.SOPInstanceUID = sop
         ds.InstanceNumber = str(k + 1)

@@ -254,7 +254,7 @@ def test_philips_precise_scaling_through_the_tree_conversion_and_sidecar(tmp_pat
 
     report = convert_dicom_tree(root / "In" / "Philips", tmp_path, philips_scaling="precise")
     assert report.ok
-    (mag,) = [p for p in report.written if p.name.endswith("_mag.nii.gz")]
+    (mag,) = [p for p in report.written if p.name.endswith("_e1.nii.gz")]  # dcm2niix: _e1, _e2_fieldmaphz
     import json
 
     ours_json = json.loads(mag.with_name(mag.name[: -len(".nii.gz")] + ".json").read_text())
@@ -266,3 +266,22 @@ def test_philips_precise_scaling_through_the_tree_conversion_and_sidecar(tmp_pat
     ref, ref_affine = _canonical(nib.load(str(root / "ref-dcm2niix" / "In_WIP_B0_NS_801_e1.nii.gz")))
     np.testing.assert_allclose(our_affine, ref_affine, atol=1e-3)
     np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-3 * float(np.abs(ref).max()))
+
+
+# --------------------------------------------------------------------------- file names: dcm2niix's postfixes
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_tree_conversion_writes_the_files_dcm2niix_writes(tmp_path: Path, dataset: str) -> None:
+    """Per series number the same set of echo / image-part postfixes as the dcm2niix references.
+
+    (Protocol tokens are left out: dcm2niix falls back to other fields when ProtocolName is empty;
+    the tilt-corrected ``_Tilt_Eq_1`` extra volume is an option here, ``--tilt-correct``.)
+    """
+    root = conformance_dir(dataset)
+    from convert.dicom import convert_dicom_tree
+
+    report = convert_dicom_tree(root / "In", tmp_path, name="In_{ProtocolName}_{SeriesNumber}", sidecar=False)
+    assert report.ok, [o.error for o in report.failed]
+    ours = sorted(_parse(p.name[: -len(".nii.gz")])[1:4] for p in report.written if p.name.endswith(".nii.gz"))
+    refs = sorted(_parse(p.name[: -len(".nii.gz")])[1:4] for p in (root / "ref-dcm2niix").glob("*.nii.gz")
+                  if not _parse(p.name[: -len(".nii.gz")])[4])
+    assert ours == refs

@@ -122,16 +122,35 @@ def test_bvecs_of_a_regridded_volume_follow_its_affine(tmp_path: Path) -> None:
     np.testing.assert_allclose(np.abs(our_v[:, 2]), [1, 0, 0], atol=1e-6)
 
 
-def test_philips_isotropic_trace_volume_has_b_but_no_direction(tmp_path: Path) -> None:
-    # dcm2niix splits such a derived image out of the series (the series-splitting work); here: the table
-    _, _, bvals, _ = make_dwi_series(tmp_path / "in", "philips", "axial", bvals=(0, 1000, 1000, 1000),
-                                     isotropic=(3,))
-    written = convert.convert(tmp_path / "in", tmp_path / "dwi.nii.gz")
-    assert written.warnings == []
-    our_b, our_v, _ = ours(tmp_path / "dwi")
-    np.testing.assert_allclose(our_b, bvals)
-    np.testing.assert_allclose(our_v[:, 3], 0.0)
-    np.testing.assert_allclose(np.linalg.norm(our_v[:, 1:3], axis=0), 1.0, atol=1e-5)
+def test_philips_trace_volume_is_split_out_and_the_dwi_keeps_its_table_like_dcm2niix(tmp_path: Path) -> None:
+    """Philips classic DWI with a trace image flagged "I": dcm2niix writes the DWI with a table and
+    an ``_ADC`` file without one (the split rule, convert.dicom.series); so do we."""
+    make_dwi_series(tmp_path / "in", "philips", "oblique", bvals=(0, 1000, 1000, 1000), isotropic=(3,))
+    exe = require_tool("dcm2niix")
+    (tmp_path / "ref").mkdir()
+    subprocess.run([exe, "-z", "n", "-f", "%s", "-o", str(tmp_path / "ref"), str(tmp_path / "in")],
+                   capture_output=True, timeout=120, check=True)
+    assert sorted(p.name for p in (tmp_path / "ref").iterdir()) == ["1.bval", "1.bvec", "1.json", "1.nii",
+                                                                   "1_ADC.nii"]
+    report = convert.convert(tmp_path / "in", tmp_path / "out")
+    assert report.ok and [o.warnings for o in report.outcomes] == [[], []]
+    assert [[p.name for p in o.written] for o in report.outcomes] == [
+        ["1_DWI_philips.nii.gz", "1_DWI_philips.bval", "1_DWI_philips.bvec", "1_DWI_philips.json"],
+        ["1_DWI_philips_ADC.nii.gz", "1_DWI_philips_ADC.json"]]
+    our_b, our_v, our_affine = ours(tmp_path / "out" / "1_DWI_philips")
+    np.testing.assert_allclose(our_b, np.loadtxt(tmp_path / "ref" / "1.bval"))
+    assert_same_directions(our_v, our_affine, np.loadtxt(tmp_path / "ref" / "1.bvec"),
+                           nib.load(str(tmp_path / "ref" / "1.nii")).affine)
+
+
+def test_philips_trace_flag_gives_b_without_direction_in_the_table() -> None:
+    from convert.dicom.diffusion import series_table
+
+    table, reason = series_table([VolumeGradient(0.0, None, source="philips"),
+                                  VolumeGradient(1000.0, (1.0, 0.0, 0.0), source="philips"),
+                                  VolumeGradient(1000.0, None, isotropic=True, source="philips")])
+    assert reason is None and table is not None
+    assert table.bvals == [0.0, 1000.0, 1000.0] and table.gradients_lps[2] == [0.0, 0.0, 0.0]
 
 
 # --------------------------------------------------------------------------- every output mode

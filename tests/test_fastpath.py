@@ -606,3 +606,15 @@ def test_folder_output_with_images_without_position_equals_the_full_path_or_decl
     make_unplaced_images(tmp_path / "in" / "summary", n=3, series_number=99)
     assert_tree_same_as_full(tmp_path / "in", tmp_path)
     assert len([p for p in (tmp_path / "full").iterdir() if p.name.startswith("99_")]) == 6
+
+
+def test_tree_with_dcm2niix_postfixed_series_declines_and_the_full_path_names_them(tmp_path: Path) -> None:
+    """Echoes / phase get dcm2niix's postfixes (_e1, _e2_ph...): only the full path names them."""
+    from convert.dicom import convert_dicom_tree
+    from fixtures.dicom_series import make_split_series
+
+    make_split_series(tmp_path / "in", "two-echoes-ge")  # GE files: the fast index takes them
+    assert fastpath.convert_tree_fast(tmp_path / "in", tmp_path / "fast") is None
+    assert not (tmp_path / "fast").exists() or not any((tmp_path / "fast").iterdir())
+    report = convert_dicom_tree(tmp_path / "in", tmp_path / "full", sidecar=False)
+    assert sorted(p.name for p in report.written) == ["5_fmap_e1.nii.gz", "5_fmap_e2.nii.gz"]

@@ -217,24 +217,30 @@ def make_enhanced(
     slopes: dict[int, float] | None = None,
     shuffle: bool = True,
     steps: list[float] | None = None,
+    components: tuple[str, ...] = ("MAGNITUDE",),
 ) -> tuple[Path, list[dict]]:
-    """Write an Enhanced MR file; return its path and per-frame truth (frame index -> (echo, k, t))."""
+    """Write an Enhanced MR file; return its path and per-frame truth (frame index -> (echo, k, t, part)).
+
+    ``components``: the ComplexImageComponent of each image part (e.g. ``("MAGNITUDE", "PHASE")``;
+    FrameType value 3 follows it: ``M``, ``P``, ``R``, ``I``); every part holds every echo, slice and time.
+    """
     rot = np.eye(3) if rotation_matrix is None else rotation_matrix
     row_cos, col_cos, normal = rot[:, 0], rot[:, 1], rot[:, 2]
     truth = []
-    for e, echo in enumerate(echoes):
-        for t in range(n_times):
-            for k in range(n_slices):
-                offset = sum(steps[:k]) if steps else k * slice_step
-                truth.append({"echo": e, "echo_time": echo, "k": k, "t": t,
-                              "ipp": np.asarray(origin) + normal * offset})
+    for c, component in enumerate(components):
+        for e, echo in enumerate(echoes):
+            for t in range(n_times):
+                for k in range(n_slices):
+                    offset = sum(steps[:k]) if steps else k * slice_step
+                    truth.append({"echo": e, "echo_time": echo, "k": k, "t": t, "part": c, "component": component,
+                                  "ipp": np.asarray(origin) + normal * offset})
     order = np.random.default_rng(7).permutation(len(truth)) if shuffle else np.arange(len(truth))
     truth = [truth[n] for n in order]
 
     per_frame = []
     pixels = np.zeros((len(truth), rows, cols), dtype=np.int16)
     for n, fr in enumerate(truth):
-        pixels[n] = (fr["echo"] * 1000 + fr["t"] * 100 + fr["k"] * 10
+        pixels[n] = (fr["part"] * 3000 + fr["echo"] * 1000 + fr["t"] * 100 + fr["k"] * 10
                      + np.arange(rows * cols, dtype=np.int16).reshape(rows, cols) % 10)
         item = Dataset()
         item.FrameContentSequence = Sequence([_item(
@@ -244,8 +250,8 @@ def make_enhanced(
         )])
         item.PlanePositionSequence = Sequence([_item(ImagePositionPatient=[float(v) for v in fr["ipp"]])])
         item.MREchoSequence = Sequence([_item(EffectiveEchoTime=fr["echo_time"])])
-        item.MRImageFrameTypeSequence = Sequence([_item(FrameType=["ORIGINAL", "PRIMARY", "M", "NONE"],
-                                                        ComplexImageComponent="MAGNITUDE")])
+        item.MRImageFrameTypeSequence = Sequence([_item(
+            FrameType=["ORIGINAL", "PRIMARY", fr["component"][0], "NONE"], ComplexImageComponent=fr["component"])])
         slope = (slopes or {}).get(fr["k"], 2.0)
         item.PixelValueTransformationSequence = Sequence([_item(RescaleSlope=slope, RescaleIntercept=-5.0,
                                                                 RescaleType="US")])
@@ -267,7 +273,7 @@ def make_enhanced(
     ds.Modality = "MR"
     ds.Manufacturer = "Synthetic"
     ds.PatientName = "Doe^Jane"
-    ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "NONE"]
+    ds.ImageType = ["ORIGINAL", "PRIMARY", components[0][0] if len(components) == 1 else "MIXED", "NONE"]
     ds.NumberOfFrames = len(truth)
     ds.Rows, ds.Columns = rows, cols
     ds.SamplesPerPixel = 1
@@ -795,3 +801,81 @@ def test_one_bad_frame_is_named_in_the_error(tmp_path, sequence, keyword, value,
     with pytest.raises(ConvertError, match=message) as info:
         read_enhanced(path)
     assert "frame 4" in str(info.value) and "bad.dcm" in str(info.value)
+
+
+# --------------------------------------------------------------------------- splits and dcm2niix postfixes
+def _philips_enhanced(path: Path, truth: list[dict]) -> Path:
+    """Make a :func:`make_enhanced` file look Philips-like, as dcm2niix needs to split it by image part.
+
+    dcm2niix tunes enhanced splitting per vendor: with a Philips manufacturer and a
+    DimensionIndexValues entry that differs per echo and part, it writes one file each.
+    """
+    ds = pydicom.dcmread(path)
+    ds.SeriesNumber, ds.InstanceNumber, ds.PatientPosition = 1, 1, "HFS"
+    ds.Manufacturer = "Philips Medical Systems"
+    for item, frame in zip(ds.PerFrameFunctionalGroupsSequence, truth):
+        item.FrameContentSequence[0].DimensionIndexValues = [1, frame["k"] + 1, frame["echo"] + 1 + frame["part"] * 10]
+    ds.StudyInstanceUID = "2.25.4242"
+    ds.SeriesInstanceUID = generate_uid()
+    ds.save_as(path)
+    return path
+
+
+@pytest.mark.parametrize("components, echoes, expected", [
+    (("MAGNITUDE", "PHASE"), (15.0,), ["1", "1_ph"]),
+    (("REAL", "IMAGINARY"), (15.0,), ["1_imaginary", "1_real"]),
+    (("MAGNITUDE",), (15.0, 30.0), ["1_e1", "1_e2"]),
+    (("MAGNITUDE", "PHASE"), (15.0, 30.0), ["1_e1", "1_e1_ph", "1_e2", "1_e2_ph"]),
+])
+def test_enhanced_echoes_and_parts_get_dcm2niix_file_names_and_voxels(tmp_path, components, echoes, expected):
+    import subprocess
+
+    from convert.dicom import convert_dicom_tree
+    from tests.conftest import require_tool
+
+    exe = require_tool("dcm2niix")
+    (tmp_path / "in").mkdir()
+    path, truth = make_enhanced(tmp_path / "in" / "enh.dcm", rows=24, cols=20, n_slices=4, n_times=1,
+                                echoes=echoes, rotation_matrix=rotation(0.3, -0.2, 0.45), components=components)
+    _philips_enhanced(path, truth)
+    (tmp_path / "ref").mkdir()
+    subprocess.run([exe, "-z", "y", "-b", "n", "-f", "%s", "-o", str(tmp_path / "ref"), str(tmp_path / "in")],
+                   check=True, capture_output=True)
+    report = convert_dicom_tree(tmp_path / "in", tmp_path / "ours", name="{SeriesNumber}", sidecar=False)
+    assert report.ok, [o.error for o in report.failed]
+    ours = {p.name[: -len(".nii.gz")]: p for p in report.written}
+    refs = {p.name[: -len(".nii.gz")]: p for p in (tmp_path / "ref").glob("*.nii.gz")}
+    assert sorted(ours) == sorted(refs) == expected
+    for stem, path in ours.items():
+        ours_stored, ours_values, ours_affine = canonical(nib.load(path))
+        _, ref_values, ref_affine = canonical(nib.load(refs[stem]))
+        assert ours_values.shape == ref_values.shape, stem
+        np.testing.assert_allclose(ours_affine, ref_affine, atol=1e-3, err_msg=stem)
+        np.testing.assert_allclose(ours_values, ref_values, err_msg=stem)
+
+
+def test_enhanced_files_of_different_echoes_are_not_stacked_into_one_4d(tmp_path):
+    """One file per echo and time point under one series UID (Siemens XA multi-echo): one 4D volume per echo."""
+    from convert.dicom import assemble, read_series_volumes, scan
+    from convert.dicom.reader import volume_suffixes
+
+    uid = generate_uid()
+    for t in range(2):
+        for e, echo in enumerate((12.0, 24.0)):
+            path = tmp_path / f"t{t}_e{e}.dcm"
+            make_enhanced(path, n_times=1, echoes=(echo,), shuffle=False)
+            ds = pydicom.dcmread(path)
+            ds.SeriesInstanceUID, ds.StudyInstanceUID, ds.SeriesNumber = uid, "2.25.99", 3
+            ds.AcquisitionNumber, ds.InstanceNumber = t + 1, 2 * t + e + 1
+            ds.PixelData = (np.frombuffer(ds.PixelData, np.int16) + 500 * t).astype(np.int16).tobytes()
+            ds.save_as(path)
+    (series,) = assemble(scan(tmp_path).instances)
+    volumes = read_series_volumes(series)
+    assert len(volumes) == 2
+    assert [v.meta.acquisition["EchoTime"] for v in volumes] == [0.012, 0.024]
+    assert [v.meta.acquisition["EchoNumber"] for v in volumes] == [1, 2]
+    assert volume_suffixes(volumes) == ["e1", "e2"]
+    for e, volume in enumerate(volumes):
+        assert volume.shape == (5, 4, 3, 2)
+        for t in range(2):  # make_enhanced values: echo * 1000 (its only echo: 0) + k * 10, plus 500 per file time
+            assert volume.array[0, 0, 1, t] == 10 + 500 * t

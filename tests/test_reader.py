@@ -20,7 +20,11 @@ if str(REPO) not in sys.path:
 
 from conftest import require_tool  # noqa: E402
 from fixtures.dicom_series import (  # noqa: E402
+    PHILIPS_DWI_KINDS,
+    SPLIT_CASES,
     expected_affine_ras,
+    make_philips_dwi,
+    make_split_series,
     make_non_dicom_files,
     make_series,
     make_short_pixel_data,
@@ -580,10 +584,18 @@ def test_volume_suffixes_tell_volumes_apart() -> None:
     def vol(**acq) -> Volume:
         return Volume(np.zeros((2, 2, 2), np.int16), np.eye(4), meta=Meta(acquisition=acq))
 
+    # dcm2niix's postfixes: magnitude has none, a field map "fieldmaphz", phase "ph"
     assert volume_suffixes([vol(ImageType=["ORIGINAL", "M"]), vol(ImageType=["ORIGINAL", "FIELD_MAP", "REAL"])]) == [
-        "mag", "fieldmap"]
-    assert volume_suffixes([vol(EchoTime=0.02), vol(EchoTime=0.01)]) == ["e2", "e1"]
+        "", "fieldmaphz"]
+    assert volume_suffixes([vol(ImageType=["ORIGINAL", "M"]), vol(ImageType=["ORIGINAL", "P"])]) == ["", "ph"]
+    # echoes: EchoNumber when known, else the echo time in ms (as dcm2niix's "%g")
+    assert volume_suffixes([vol(EchoTime=0.02, EchoNumber=2), vol(EchoTime=0.01, EchoNumber=1)]) == ["e2", "e1"]
+    assert volume_suffixes([vol(EchoTime=0.0049), vol(EchoTime=0.00738)]) == ["e4.9", "e7.38"]
+    assert volume_suffixes([vol(EchoNumber=1, ImageType=["M"]), vol(EchoNumber=2, ImageType=["FIELD_MAP"])]) == [
+        "e1", "e2_fieldmaphz"]
     assert volume_suffixes([vol(), vol()]) == ["1", "2"]
+    assert volume_suffixes([vol(ImageType=["P"]), vol(ImageType=["P"])]) == ["ph_1", "ph_2"]
+    assert volume_suffixes([vol(ImageType=["P"])]) == ["ph"]
 
 
 def test_series_headers_are_in_volume_order_and_lazy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -933,3 +945,65 @@ def test_redaction_replaces_whole_path_components_only(folder: str, parent: str,
         assert part not in out.replace("<input file>", "\0").replace("<input folder>", "\0") or part in fixed
     assert out.startswith("<input file>: ")
     assert out.endswith(f"(in <input folder>; see '{bare}', <input file>.)")
+
+
+# --------------------------------------------------------------------------- dcm2niix splits and file names
+#: dcm2niix resolves a name conflict with a letter ("7_DWIa"); ours is the documented "_2" (docs/dicom.md).
+_CONFLICT_NAMES = {"7_DWIa": "7_DWI_2"}
+
+
+def _split_outputs(tmp_path: Path, make) -> tuple[dict[str, Path], dict[str, Path]]:
+    """(ours, dcm2niix's) NIfTI files by stem, both named ``<SeriesNumber>_<description>`` + postfixes."""
+    make(tmp_path / "in")
+    exe = require_tool("dcm2niix")
+    (tmp_path / "ref").mkdir()
+    proc = subprocess.run([exe, "-z", "y", "-b", "n", "-f", "%s_%p", "-o", str(tmp_path / "ref"), str(tmp_path / "in")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = convert_dicom_tree(tmp_path / "in", tmp_path / "ours")
+    assert report.ok, [o.error for o in report.failed]
+    ours = {p.name[: -len(".nii.gz")]: p for p in report.written if p.name.endswith(".nii.gz")}
+    refs = {_CONFLICT_NAMES.get(p.name[: -len(".nii.gz")], p.name[: -len(".nii.gz")]): p
+            for p in (tmp_path / "ref").glob("*.nii.gz")}
+    return ours, refs
+
+
+def _assert_same_files_in_world_space(ours: dict[str, Path], refs: dict[str, Path]) -> None:
+    assert sorted(ours) == sorted(refs)
+    for stem, path in ours.items():
+        our_data, our_affine = _canonical(nib.load(str(path)))
+        ref_data, ref_affine = _canonical(nib.load(str(refs[stem])))
+        assert our_data.shape == ref_data.shape, stem
+        np.testing.assert_allclose(our_affine, ref_affine, atol=1e-3, err_msg=stem)
+        np.testing.assert_array_equal(our_data, ref_data, err_msg=stem)
+
+
+@pytest.mark.parametrize("case", sorted(SPLIT_CASES))
+def test_split_series_file_names_and_volumes_match_dcm2niix(tmp_path: Path, case: str) -> None:
+    """Echoes, magnitude/phase, real/imaginary: the same files (names with dcm2niix's postfixes), the same voxels."""
+    ours, refs = _split_outputs(tmp_path, lambda folder: make_split_series(folder, case))
+    _assert_same_files_in_world_space(ours, refs)
+    assert len(ours) == len(SPLIT_CASES[case])
+
+
+@pytest.mark.parametrize("kind", PHILIPS_DWI_KINDS)
+def test_philips_dwi_with_derived_volume_matches_dcm2niix(tmp_path: Path, kind: str) -> None:
+    """The DWI without its derived isotropic/ADC volume; dcm2niix's ``_ADC`` file (every volume) or a series of its own."""
+    ours, refs = _split_outputs(tmp_path, lambda folder: make_philips_dwi(folder, kind))
+    _assert_same_files_in_world_space(ours, refs)
+    dwi = nib.load(str(ours["7_DWI"]))
+    assert dwi.shape == (24, 32, 4, 3)  # b0 + two directions: the derived volume is not stacked with them
+    if kind.startswith("isotropic"):
+        assert sorted(ours) == ["7_DWI", "7_DWI_ADC"] and nib.load(str(ours["7_DWI_ADC"])).shape[3] == 4
+        # as dcm2niix: gradient files for the DWI only (the derived volume has no direction to give)
+        assert not (tmp_path / "ref" / "7_DWI_ADC.bval").exists()
+        assert sorted(p.name for p in (tmp_path / "ours").glob("*.bv*")) == ["7_DWI.bval", "7_DWI.bvec"]
+    else:
+        assert sorted(ours) == ["7_DWI", "7_DWI_2"] and nib.load(str(ours["7_DWI_2"])).ndim == 3
+
+
+def test_split_postfixes_follow_a_custom_name_template(tmp_path: Path) -> None:
+    make_split_series(tmp_path / "in", "two-echoes-magnitude-phase")
+    report = convert_dicom_tree(tmp_path / "in", tmp_path / "out", name="sub-01_{SeriesNumber}", sidecar=False)
+    assert sorted(p.name for p in report.written) == [
+        "sub-01_5_e1.nii.gz", "sub-01_5_e1_ph.nii.gz", "sub-01_5_e2.nii.gz", "sub-01_5_e2_ph.nii.gz"]

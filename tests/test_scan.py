@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from fixtures.dicom_series import make_non_dicom_files, make_series  # noqa: E402
+from fixtures.dicom_series import make_non_dicom_files, make_philips_dwi, make_series, make_split_series  # noqa: E402
 
 from convert.dicom.scan import dicom_time_seconds, index_file, scan  # noqa: E402
 from convert.errors import InputNotFoundError  # noqa: E402
@@ -117,6 +117,32 @@ def test_fast_field_extraction_equals_pydicom_conversion(tmp_path: Path) -> None
             if f.name != "header":
                 assert getattr(fast, f.name) == getattr(slow, f.name), f.name
     assert fast.series_description == "Tête axiale – ß" and fast.echo_number == 2 and fast.trigger_time == 12.5
+
+
+def test_split_fields_agree_on_all_three_header_paths(tmp_path: Path) -> None:
+    """Byte-level fast parse, raw-value reader and pydicom conversion see the same split fields."""
+    import pydicom
+
+    from convert.dicom.scan import _fast_index, instance_from_header, instance_from_header_slow
+
+    paths, order = make_philips_dwi(tmp_path, "isotropic")
+    flags = []
+    for path in paths:
+        fast = _fast_index(path)
+        assert fast is not None, "private FL/CS diffusion tags must not push the file off the fast path"
+        raw = instance_from_header(path, pydicom.dcmread(path, stop_before_pixels=True))
+        slow = instance_from_header_slow(path, pydicom.dcmread(path, stop_before_pixels=True))
+        assert fast.philips_isotropic == raw.philips_isotropic == slow.philips_isotropic
+        assert fast.echo_time == raw.echo_time == slow.echo_time == 30.0
+        flags.append((slow.temporal_position, slow.philips_isotropic))
+    assert {t for t, iso in flags if iso} == {order.index(3) + 1}  # only the derived volume's files
+    ge_parts = sorted(make_split_series(tmp_path / "ge", "ge-private-parts"))
+    for path in ge_parts:
+        fast = _fast_index(path)
+        assert fast is not None
+        raw = instance_from_header(path, pydicom.dcmread(path, stop_before_pixels=True))
+        slow = instance_from_header_slow(path, pydicom.dcmread(path, stop_before_pixels=True))
+        assert fast.ge_image_type == raw.ge_image_type == slow.ge_image_type == int(path.parent.name[1:])
 
 
 def test_pixel_offset_points_at_the_pixel_data_element(tmp_path: Path) -> None:

@@ -13,10 +13,14 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from fixtures.dicom_series import make_series, make_two_orientations  # noqa: E402
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from fixtures.dicom_series import (SPLIT_CASES, make_philips_dwi, make_series, make_split_series,  # noqa: E402
+                                   make_two_orientations)
 
 from convert.dicom.scan import scan  # noqa: E402
-from convert.dicom.series import assemble, image_kind  # noqa: E402
+from convert.dicom.series import assemble, complex_part, echo_label, image_kind, postfix  # noqa: E402
 
 
 def _assemble(folder: Path):
@@ -231,3 +235,150 @@ def test_uih_grid_series_is_refused_with_the_reason(tmp_path: Path, with_positio
     assert "United Imaging (UIH) grid" in series.problem and "(0065,xxxx)" in series.problem
     assert "cannot be placed in space" in series.problem and str(paths[0]) in series.problem
     assert sorted(series.paths) == sorted(paths)
+
+
+# --------------------------------------------------------------------------- dcm2niix splits and postfixes
+@pytest.mark.parametrize("echo_number, echo_time, multi_echo, image_type, expected", [
+    (1, 4.92, True, ("ORIGINAL", "PRIMARY", "M", "ND"), "e1"),       # every echo of a multi-echo series
+    (2, 7.38, True, ("ORIGINAL", "PRIMARY", "P", "ND"), "e2_ph"),
+    (1, 4.92, False, ("ORIGINAL", "PRIMARY", "M", "ND"), ""),        # a single echo 1: no postfix
+    (2, 7.38, False, ("ORIGINAL", "PRIMARY", "M", "ND"), "e2"),      # a lone echo 2 keeps its number
+    (None, 4.123456, True, ("M",), "e4.12346"),                      # no EchoNumbers: the echo time, %g
+    (None, 30.0, False, ("M",), ""),
+    (None, None, False, ("ORIGINAL", "PRIMARY", "PHASE"), "ph"),
+    (None, None, False, ("ORIGINAL", "PRIMARY", "R_FFE", "R", "FFE"), "real"),
+    (None, None, False, ("ORIGINAL", "PRIMARY", "IMAGINARY", "ND"), "imaginary"),
+    (None, None, False, ("ORIGINAL", "PRIMARY", "PHASE MAP", "P", "FFE"), "ph"),
+    (2, 0.0, True, ("ORIGINAL", "PRIMARY", "T1", "FIELD_MAP", "REAL"), "e2_fieldmaphz"),
+    (None, None, False, ("ORIGINAL", "PRIMARY", "M_SE", "M", "SE"), ""),
+])
+def test_postfix_rule(echo_number, echo_time, multi_echo, image_type, expected) -> None:
+    assert postfix(echo_number, echo_time, multi_echo, image_type) == expected
+
+
+def test_postfix_of_a_philips_dwi_with_derived_volumes_appended() -> None:
+    assert postfix(None, 90.0, False, ("ORIGINAL", "PRIMARY", "M_SE", "M", "SE"), derived_appended=True) == "ADC"
+
+
+@given(st.lists(st.sampled_from(["ORIGINAL", "PRIMARY", "DERIVED", "M", "P", "R", "I", "MAGNITUDE", "PHASE",
+                                 "REAL", "IMAGINARY", "FIELD_MAP", "ND", "NORM", "FFE", "m", "p", " p "]),
+                max_size=6))
+def test_complex_part_is_one_of_the_dcm2niix_postfixes_whatever_the_order(values) -> None:
+    part = complex_part(values)
+    assert part in ("", "ph", "real", "imaginary", "fieldmaphz")
+    assert complex_part(list(reversed(values))) == part  # order of the values does not matter
+    assert complex_part([v.lower() for v in values]) == part
+
+
+@given(st.lists(st.tuples(st.integers(1, 12), st.sampled_from([("M",), ("P",), ("R",), ("I",)])),
+                min_size=2, max_size=12, unique=True))
+def test_postfixes_tell_every_echo_and_part_of_a_multi_echo_series_apart(parts) -> None:
+    names = [postfix(echo, None, True, image_type) for echo, image_type in parts]
+    assert len(set(names)) == len(names)
+    assert all(name.startswith(f"e{echo}") for name, (echo, _) in zip(names, parts))
+
+
+def test_echo_label_prefers_echo_numbers_then_echo_time() -> None:
+    assert echo_label(3, 12.5) == "3"
+    assert echo_label(None, 12.5) == "12.5"
+    assert echo_label(0, 7.0) == "7"  # EchoNumbers 0 is "not set"
+    assert echo_label(None, None) == ""
+
+
+#: What dcm2niix v1.0.20260724 writes for each case (measured; tests/test_reader.py checks it live).
+SPLIT_POSTFIXES = {
+    "two-echoes": ["e1", "e2"],
+    "two-echoes-ge": ["e1", "e2"],
+    "echo-times-only": ["e4.92", "e7.38"],
+    "echo-number-and-time-mixed": ["e1", "e8"],
+    "same-echo-time": ["e1", "e2"],
+    "lone-echo-2": ["e2"],
+    "lone-echo-1": [""],
+    "magnitude-phase": ["", "ph"],
+    "magnitude-phase-words": ["", "ph"],
+    "magnitude-phase-philips": ["", "ph"],
+    "phase-echo-2": ["e2_ph"],
+    "two-echoes-magnitude-phase": ["e1", "e1_ph", "e2", "e2_ph"],
+    "real-imaginary": ["imaginary", "real"],
+    "real-imaginary-words": ["imaginary", "real"],
+    "real-imaginary-philips": ["imaginary", "real"],
+    "two-echoes-real-imaginary": ["e1_imaginary", "e1_real", "e2_imaginary", "e2_real"],
+    "ge-private-parts": ["", "imaginary", "ph", "real"],
+}
+
+
+def test_every_split_case_has_its_expected_postfixes() -> None:
+    assert set(SPLIT_POSTFIXES) == set(SPLIT_CASES)
+
+
+@pytest.mark.parametrize("case", sorted(SPLIT_CASES))
+def test_split_cases_become_one_volume_each_with_dcm2niix_postfixes(tmp_path: Path, case: str) -> None:
+    make_split_series(tmp_path, case)
+    series = _assemble(tmp_path)
+    assert sorted(s.suffix for s in series) == SPLIT_POSTFIXES[case]
+    for s in series:  # one 3D volume per part, each from one part's files only
+        assert s.problem is None and (s.n_slices, s.n_times) == (4, 1)
+        assert len({inst.path.parent for inst in s.instances}) == 1
+
+
+def test_real_as_last_image_type_value_is_split_too(tmp_path: Path) -> None:
+    """dcm2niix stacks ``ORIGINAL\\PRIMARY\\REAL`` with ``...\\IMAGINARY`` into one 4D file (it only
+    recognises REAL before another value); real and imaginary parts are never one 4D series here."""
+    make_split_series(tmp_path, "real-imaginary-words")
+    for path in tmp_path.rglob("*.dcm"):
+        import pydicom
+
+        ds = pydicom.dcmread(path)
+        ds.ImageType = list(ds.ImageType)[:3]
+        ds.save_as(path)
+    assert sorted(s.suffix for s in _assemble(tmp_path)) == ["imaginary", "real"]
+
+
+def test_philips_dwi_isotropic_volume_is_left_out_and_an_adc_series_keeps_all(tmp_path: Path) -> None:
+    _, order = make_philips_dwi(tmp_path, "isotropic-first")
+    dwi, adc = _assemble(tmp_path)
+    assert (dwi.suffix, adc.suffix) == ("", "ADC")
+    assert dwi.n_times == 3 and adc.n_times == 4
+    for column in dwi.grid:  # b0 and the two directions, in acquisition order; no isotropic image
+        assert not any(i.philips_isotropic for i in column)
+        assert [i.temporal_position for i in column] == [1, 3, 4]
+    for column in adc.grid:  # every volume; the derived one (stored second) last, as dcm2niix writes it
+        assert [i.temporal_position for i in column] == [1, 3, 4, 2]
+        assert column[-1].philips_isotropic
+    assert "derived isotropic" in adc.split and adc.label.startswith("#7")
+
+
+@pytest.mark.parametrize("kind", ["derived-image-type", "adc-image-type"])
+def test_philips_dwi_derived_image_type_is_a_series_of_its_own(tmp_path: Path, kind: str) -> None:
+    make_philips_dwi(tmp_path, kind)
+    dwi, derived = _assemble(tmp_path)  # the acquired images first: they get the plain name
+    assert dwi.n_times == 3 and derived.n_times == 1
+    assert "DERIVED" not in dwi.first.image_type and "DERIVED" in derived.first.image_type
+    assert dwi.suffix == derived.suffix == ""  # dcm2niix: a name conflict (its "a"), not a postfix
+
+
+def test_ge_private_image_type_decides_the_part() -> None:
+    assert complex_part(("ORIGINAL", "PRIMARY", "OTHER"), 1) == "ph"
+    assert complex_part(("ORIGINAL", "PRIMARY", "OTHER"), 3) == "imaginary"
+    assert complex_part(("ORIGINAL", "PRIMARY", "P"), 0) == ""  # the private value wins
+    assert complex_part(("ORIGINAL", "PRIMARY", "P"), 7) == "ph"  # unknown private value: ImageType decides
+
+
+def test_ge_image_type_read_only_from_ge_files() -> None:
+    from convert.dicom.scan import ge_image_type
+
+    assert ge_image_type("GE MEDICAL SYSTEMS", b"\x01\x00") == 1
+    assert ge_image_type("GE HealthCare", 3) == 3
+    assert ge_image_type("SIEMENS", 1) is None
+    assert ge_image_type("GE MEDICAL SYSTEMS", None) is None
+
+
+def test_isotropic_flag_needs_philips_and_a_b_value(tmp_path: Path) -> None:
+    from convert.dicom.scan import philips_isotropic
+
+    assert philips_isotropic("Philips Medical Systems", "I", 1000.0)
+    assert philips_isotropic("Philips", b"I ", b"\x00\x00\x7a\x44")  # raw CS and FL (1000.0) bytes
+    assert not philips_isotropic("Philips", "I", 0.0)
+    assert not philips_isotropic("SIEMENS", "I", 1000.0)
+    assert not philips_isotropic("Philips", "O", 1000.0)
+    assert not philips_isotropic("Philips", None, None)

@@ -879,6 +879,8 @@ def convert_tree_fast(src: str | Path, out_dir: str | Path, *, to: str = "nifti-
         claimed: set[str] = set()
         jobs: list[tuple[_Plan, Path, Path | None]] = []
         for series in assemble(instances):
+            if series.suffix:  # dcm2niix postfixes (_e2, _ph, _ADC...): named by the full path only
+                return None
             plan = _plan_series(series, json_wanted=sidecar, tilt_correct=tilt_correct,
                                 stack_uneven=stack_uneven)
             if _is_diffusion(plan):

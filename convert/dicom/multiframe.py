@@ -574,19 +574,16 @@ def _real_world_units(ds: Dataset, frame: _Frame) -> str | None:
 
 
 def _echo_numbers(leaders: Sequence[_Frame]) -> list[int | None]:
-    """1-based echo number of each volume among the volumes of its stack and image type.
+    """1-based echo number of each volume: the rank of its echo time among the file's echo times.
 
-    Only set when that stack/type holds several echo times (a multi-echo split).
+    Echo times are ranked in order of first appearance (as dcm2niix numbers them:
+    a Philips B0 file's magnitude at 1.52 ms is echo 1, its field map at 0 ms
+    echo 2); set only when the file holds several echo times (a multi-echo split).
     """
-    numbers: list[int | None] = []
-    for leader in leaders:
-        echoes = sorted({f.echo_time for f in leaders if f.stack == leader.stack
-                         and f.image_type == leader.image_type and f.echo_time is not None})
-        if len(echoes) > 1 and leader.echo_time is not None:
-            numbers.append(echoes.index(leader.echo_time) + 1)
-        else:
-            numbers.append(None)
-    return numbers
+    times = list(dict.fromkeys(round(f.echo_time, 3) for f in leaders if f.echo_time is not None))
+    if len(times) < 2:
+        return [None] * len(leaders)
+    return [times.index(round(f.echo_time, 3)) + 1 if f.echo_time is not None else None for f in leaders]
 
 
 def _volume_meta(ds: Dataset, slices: list[list[_Frame]], echo_number: int | None = None) -> Meta:

@@ -33,7 +33,8 @@ from convert.dicom.pixels import (check_philips_scaling, decode_frames, fix_stor
                                   philips_precise_scaling, philips_scale_slope, philips_scaling_fields,
                                   rescale_plan, stored_dtype)
 from convert.dicom.scan import Instance, ScanResult, looks_like_dicom, read_header, scan
-from convert.dicom.series import TILT_THRESHOLD_DEG, LazyHeaders, Series, assemble, median
+from convert.dicom.series import (TILT_THRESHOLD_DEG, LazyHeaders, Series, assemble, echo_label, median,
+                                  postfix)
 from convert.errors import (ConvertError, CorruptFileError, DicomError, InputNotFoundError, NoDicomError,
                             UnsupportedDataError, spell)
 from convert.volume import RGB_DTYPE, Meta, Volume, lps_to_ras, rgb_channels, rgb_from_channels
@@ -554,36 +555,68 @@ def _read_mosaic(series: Series, opts: ReadOptions) -> Volume:
 
 
 def _read_multiframe_series(series: Series, *, philips_scaling: str = "precise") -> list[Volume]:
-    """Volumes of a multi-frame series; several files with one same-geometry volume each become 4D."""
+    """Volumes of a multi-frame series; several files with one same-geometry volume each become 4D.
+
+    Files are stacked only with files of the same echo time and image type (e.g.
+    Siemens XA multi-echo runs store each echo of each time point in a file of its
+    own): one 4D volume per echo / image type, each echo numbered by ascending
+    echo time when the files hold several (as :func:`convert.dicom.series.postfix` names them).
+    """
     per_file = [read_multiframe(inst, philips_scaling=philips_scaling) for inst in series.grid[0]]
     if len(per_file) == 1:
         return per_file[0]
     singles = [vols[0] for vols in per_file if len(vols) == 1]
-    if len(singles) == len(per_file):
-        ref = singles[0]
-        same = all(v.array.ndim == 3 and v.shape == ref.shape and np.allclose(v.affine, ref.affine, atol=1e-3)
-                   and v.dtype == ref.dtype for v in singles)
-        if same:
-            array = np.empty(ref.shape + (len(singles),), dtype=ref.dtype, order="F")
-            slopes = [v.slope for v in singles]
-            intercepts = [v.intercept for v in singles]
-            for t, v in enumerate(singles):
-                array[..., t] = v.array
-            value_range = (0.0, 0.0) if ref.is_rgb else (float(array.min()), float(array.max()))
-            mode, out_dtype, slope, intercept = rescale_plan(slopes, intercepts, ref.dtype, value_range)
-            if mode == "apply":
-                scaled = np.empty(array.shape, dtype=out_dtype, order="F")
-                for t, (s_, b_) in enumerate(zip(slopes, intercepts)):
-                    vals = array[..., t].astype(np.float64) * s_ + b_
-                    scaled[..., t] = np.round(vals) if out_dtype.kind in "iu" else vals
-                array = scaled
-            meta = ref.meta
-            step = _time_step(series)
-            if step is not None:
-                meta = meta.replace(time_step=step)
-            return [Volume(array=array, affine=ref.affine, meta=meta, slope=slope, intercept=intercept,
-                           source=ref.source)]
-    return [v for vols in per_file for v in vols]
+    if len(singles) != len(per_file):
+        return [v for vols in per_file for v in vols]
+    groups: dict[tuple, list[Volume]] = {}
+    for volume in singles:
+        acquisition = volume.meta.acquisition
+        key = (acquisition.get("EchoTime"), tuple(str(t) for t in (acquisition.get("ImageType") or ())))
+        groups.setdefault(key, []).append(volume)
+    out = []
+    for members in groups.values():
+        stacked = _stack_files(series, members)
+        out.extend(stacked if stacked is not None else members)
+    times = sorted({t for t, _ in groups if isinstance(t, (int, float))})
+    if len(times) > 1:
+        numbered = []
+        for volume in out:
+            acquisition = dict(volume.meta.acquisition)
+            if acquisition.get("EchoNumber") is None and acquisition.get("EchoTime") in times:
+                acquisition["EchoNumber"] = times.index(acquisition["EchoTime"]) + 1
+                volume = volume.replace(meta=volume.meta.replace(acquisition=acquisition))
+            numbered.append(volume)
+        out = numbered
+    return out
+
+
+def _stack_files(series: Series, singles: list[Volume]) -> list[Volume] | None:
+    """One 4D volume from same-geometry 3D volumes (one per file, in time order), or None if they differ."""
+    if len(singles) == 1:
+        return singles
+    ref = singles[0]
+    same = all(v.array.ndim == 3 and v.shape == ref.shape and np.allclose(v.affine, ref.affine, atol=1e-3)
+               and v.dtype == ref.dtype for v in singles)
+    if not same:
+        return None
+    array = np.empty(ref.shape + (len(singles),), dtype=ref.dtype, order="F")
+    slopes = [v.slope for v in singles]
+    intercepts = [v.intercept for v in singles]
+    for t, v in enumerate(singles):
+        array[..., t] = v.array
+    value_range = (0.0, 0.0) if ref.is_rgb else (float(array.min()), float(array.max()))
+    mode, out_dtype, slope, intercept = rescale_plan(slopes, intercepts, ref.dtype, value_range)
+    if mode == "apply":
+        scaled = np.empty(array.shape, dtype=out_dtype, order="F")
+        for t, (s_, b_) in enumerate(zip(slopes, intercepts)):
+            vals = array[..., t].astype(np.float64) * s_ + b_
+            scaled[..., t] = np.round(vals) if out_dtype.kind in "iu" else vals
+        array = scaled
+    meta = ref.meta
+    step = _time_step(series)
+    if step is not None:
+        meta = meta.replace(time_step=step)
+    return [Volume(array=array, affine=ref.affine, meta=meta, slope=slope, intercept=intercept, source=ref.source)]
 
 
 def read_series_volumes(series: Series, **options: Any) -> list[Volume]:
@@ -907,13 +940,13 @@ def convert_dicom_tree(src_dir: str | Path, out_dir: str | Path, *, to: str = "n
                                           stack_uneven=stack_uneven, philips_scaling=philips_scaling)
             outcome.warnings = list(dict.fromkeys([spell(w) for w in series.warnings]
                                                   + [w for v in volumes for w in volume_warnings(v)]))
-            suffixes = volume_suffixes(volumes)
+            suffixes = output_suffixes(series, volumes, indexed="{Index}" in name)
             for v_index, volume in enumerate(volumes):
                 fields = _name_fields(series, v_index, len(volumes), deidentify)
                 if deidentify is not None:
                     volume = _deidentified_volume(volume, series, deidentify)
                 stem = render_name(name, fields)
-                if len(volumes) > 1 and "{Index}" not in name:
+                if suffixes[v_index]:
                     stem = sanitize_name(f"{stem}_{suffixes[v_index]}")
                 stem = _unique_stem(stem, claimed)
                 target = out_dir / f"{stem}{ext}"
@@ -1038,11 +1071,13 @@ def diffusion_outputs(series: Series, volume: Volume) -> tuple[tuple[list[float]
     The warning (None when the series is simply not diffusion) says why a series that
     looks like diffusion gets no ``.bval``/``.bvec``. Rules: :mod:`convert.dicom.diffusion`.
     The bvecs follow ``volume.affine``: the output's voxel frame (also after tilt
-    correction or regridding, which keep the in-plane axes).
+    correction or regridding, which keep the in-plane axes). ``(None, None)`` for a
+    Philips DWI kept with its derived isotropic volumes (the ``_ADC`` file): as
+    dcm2niix, its gradient table is not written (the DWI without them has one).
     """
     from convert.dicom.diffusion import fsl_bvecs, table_for_volume
 
-    if len(volume.shape) != 4:
+    if len(volume.shape) != 4 or getattr(series, "derived_appended", False):
         return None, None
     time_headers = None
     if series.kind in ("slices", "mosaic") and len(series.grid[0]) == volume.shape[3]:
@@ -1146,32 +1181,44 @@ def convert_dicom_file(src: str | Path, dst: str | Path, *, to: str | None = Non
     return outcome, list(series.duplicates)
 
 
-_KIND_NAMES = {"M": "mag", "MAGNITUDE": "mag", "P": "phase", "PHASE": "phase", "R": "real", "REAL": "real",
-               "I": "imag", "IMAGINARY": "imag", "FIELD_MAP": "fieldmap", "B0": "fieldmap", "ADC": "adc",
-               "TRACEW": "trace", "FA": "fa", "DERIVED": "derived", "LOCALIZER": "localizer"}
-
-
 def volume_suffixes(volumes: Sequence[Volume]) -> list[str]:
-    """Name suffixes telling apart the volumes of one series: image kind, else echo, else index.
+    """dcm2niix's postfixes for the volumes of one multi-frame series (:func:`convert.dicom.series.postfix`).
 
-    E.g. ``["mag", "fieldmap"]`` for a Philips B0 map, ``["e1", "e2"]`` for two
-    echoes, ``["1", "2"]`` otherwise. Always unique.
+    Each volume's EchoNumber / EchoTime / ImageType (from its meta) decide: e.g.
+    ``["e1", "e2_fieldmaphz"]`` for a Philips B0 file, ``["", "ph"]`` for magnitude
+    and phase, ``["e1", "e2"]`` for two echoes. ``""`` means no postfix. When two
+    volumes would get the same name, the 1-based volume index is appended
+    (``["1", "2"]`` for two stacks of the same kind). Always unique.
     """
-    def kind(volume: Volume) -> str:
-        image_type = volume.meta.acquisition.get("ImageType") or ()
-        names = [_KIND_NAMES[v] for v in (str(t).upper() for t in image_type) if v in _KIND_NAMES]
-        if "fieldmap" in names:
-            return "fieldmap"
-        return "_".join(dict.fromkeys(names))
+    numbers, times, types = [], [], []
+    for volume in volumes:
+        acquisition = volume.meta.acquisition
+        number = acquisition.get("EchoNumber")
+        numbers.append(int(number) if isinstance(number, (int, float)) else None)
+        time = acquisition.get("EchoTime")  # seconds in meta; dcm2niix names echoes in ms
+        times.append(round(float(time) * 1000.0, 6) if isinstance(time, (int, float)) else None)
+        types.append([str(t) for t in (acquisition.get("ImageType") or ())])
+    labels = {echo_label(n, t) for n, t in zip(numbers, times)} - {""}
+    out = [postfix(n, t, len(labels) > 1, it) for n, t, it in zip(numbers, times, types)]
+    if len(set(out)) < len(out):
+        out = ["_".join(p for p in (suffix, str(n + 1)) if p) for n, suffix in enumerate(out)]
+    return out
 
-    kinds = [kind(v) for v in volumes]
-    if all(kinds) and len(set(kinds)) == len(kinds):
-        return kinds
-    echoes = [volume.meta.acquisition.get("EchoTime") for volume in volumes]
-    if all(isinstance(e, (int, float)) for e in echoes) and len(set(echoes)) == len(echoes):
-        order = sorted(echoes)  # type: ignore[type-var]
-        return [f"e{order.index(e) + 1}" for e in echoes]
-    return [str(n + 1) for n in range(len(volumes))]
+
+def output_suffixes(series: Series, volumes: Sequence[Volume], indexed: bool = False) -> list[str]:
+    """The file-name postfix (dcm2niix's, no leading ``_``) of each volume read from ``series``.
+
+    Slice and mosaic series carry theirs from assembly (:attr:`Series.suffix`);
+    a multi-frame series names each of its volumes (:func:`volume_suffixes`).
+    ``indexed``: the name template has ``{Index}``, so volumes of one multi-frame
+    series need no index postfix to be told apart.
+    """
+    if series.kind != "multiframe":
+        return [series.suffix] * len(volumes)
+    suffixes = volume_suffixes(volumes)
+    if indexed and len(volumes) > 1:
+        return [""] * len(volumes)
+    return suffixes
 
 
 def _unique_stem(stem: str, claimed: set[str]) -> str:
@@ -1188,7 +1235,7 @@ def _unique_stem(stem: str, claimed: set[str]) -> str:
 def summarize_series(series: Series) -> dict[str, Any]:
     """JSON-ready geometry and diagnostics of a series from its headers only (nothing decoded).
 
-    Keys: ``number``, ``description``, ``split``, ``kind``, ``modality``, ``files``,
+    Keys: ``number``, ``description``, ``split``, ``suffix`` (dcm2niix's file-name postfix), ``kind``, ``modality``, ``files``,
     ``shape``, ``spacing_mm`` (i, j, k), ``orientation`` (RAS+ code), ``tilt_deg``,
     ``missing_slices``, ``uneven_spacing``, ``warnings``, ``problem``, ``colour`` (the
     photometric interpretation of a colour series, else None). Mosaic and
@@ -1199,6 +1246,7 @@ def summarize_series(series: Series) -> dict[str, Any]:
         "number": series.series_number,
         "description": series.description,
         "split": series.split,
+        "suffix": series.suffix,
         "kind": series.kind,
         "modality": series.modality,
         "files": len(series.paths),

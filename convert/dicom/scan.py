@@ -80,6 +80,12 @@ class Instance:
         philips_scale_slope: Philips MR private ScaleSlope (2005,xx0E, creator
             ``Philips MR Imaging DD 001``) of a Philips file, else None
             (see :func:`convert.dicom.pixels.philips_precise_scaling`).
+        echo_time: EchoTime (0018,0081) in ms, or None (splits echoes that carry no EchoNumbers).
+        philips_isotropic: a Philips classic diffusion image whose direction (2001,1004) is ``I``
+            with a b-value (2001,1003) above 0: a derived isotropic (trace) image appended to a DWI series.
+        ge_image_type: GE's private image type (0043,102F): 0 magnitude, 1 phase, 2 real,
+            3 imaginary; None when absent or not a GE file (GE phase images often say only
+            ``ORIGINAL\\PRIMARY\\OTHER`` in ImageType).
     """
 
     path: Path
@@ -118,6 +124,9 @@ class Instance:
     mosaic: bool = False
     enhanced: bool = False
     philips_scale_slope: float | None = None
+    echo_time: float | None = None
+    philips_isotropic: bool = False
+    ge_image_type: int | None = None
 
     def load_header(self) -> Any:
         """The header Dataset (without pixel data): the kept one, or read again from :attr:`path`.
@@ -175,6 +184,50 @@ def _float(value: Any) -> float | None:
         return out if np.isfinite(out) else None
     except (TypeError, ValueError):
         return None
+
+
+def _philips_bvalue(value: Any) -> float | None:
+    """Philips (2001,1003) b-value: FL (4 raw little-endian bytes when unconverted or VR UN), or a number."""
+    value = getattr(value, "value", value)
+    if isinstance(value, (bytes, bytearray)):
+        if len(value) == 4:
+            return _float(struct.unpack("<f", bytes(value))[0])
+        return _float(bytes(value).decode("latin-1").strip(" \x00"))
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        value = value[0] if len(value) else None
+    return _float(value)
+
+
+def philips_isotropic(manufacturer: str | None, direction: Any, bvalue: Any) -> bool:
+    """True for a Philips derived isotropic/trace diffusion image (direction ``I``, b-value > 0).
+
+    ``direction`` and ``bvalue`` are the values of (2001,1004) and (2001,1003), raw
+    or converted (None when absent). A missing b-value counts as "above 0".
+    """
+    if "PHILIPS" not in str(manufacturer or "").upper():
+        return False
+    direction = getattr(direction, "value", direction)
+    if isinstance(direction, (bytes, bytearray)):
+        direction = bytes(direction).decode("latin-1")
+    if str(direction or "").strip(" \x00").upper() != "I":
+        return False
+    b = _philips_bvalue(bvalue)
+    return b is None or b > 0
+
+
+def ge_image_type(manufacturer: str | None, value: Any) -> int | None:
+    """GE's private image type (0043,102F) as an int, or None (absent, unreadable, not a GE file).
+
+    ``value`` is raw (2 little-endian bytes: SS, or VR UN) or converted.
+    """
+    if "GE" not in str(manufacturer or "").upper().split():  # "GE MEDICAL SYSTEMS", "GE HealthCare"
+        return None
+    value = getattr(value, "value", value)
+    if isinstance(value, (bytes, bytearray)):
+        return int.from_bytes(bytes(value)[:2], "little", signed=True) if len(value) >= 2 else None
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        value = value[0] if len(value) else None
+    return _int(value)
 
 
 def _int(value: Any) -> int | None:
@@ -293,7 +346,11 @@ _TAGS: frozenset[int] = frozenset({
     0x00080008, 0x00280030, 0x00181164, 0x0008103E, 0x00080016, 0x00080018, 0x0020000E, 0x0020000D,
     0x00080060, 0x00200011, 0x00200032, 0x00200037, 0x00280010, 0x00280011, 0x00280100, 0x00280101,
     0x00280103, 0x00280002, 0x00280004, 0x00200013, 0x00200012, 0x00200100, 0x00180086, 0x00181060,
-    0x00080032, 0x00280008, 0x00180050, 0x00180088, 0x00281053, 0x00281052})
+    0x00080032, 0x00280008, 0x00180050, 0x00180088, 0x00281053, 0x00281052, 0x00180081})
+#: Philips private diffusion direction (2001,1004: CS, ``I`` = isotropic) and b-value (2001,1003: FL).
+_PHILIPS_DIRECTION, _PHILIPS_BVALUE = 0x20011004, 0x20011003
+#: GE private image type (0043,102F: SS; 0 magnitude, 1 phase, 2 real, 3 imaginary).
+_GE_IMAGE_TYPE = 0x0043102F
 
 
 class _Fields:
@@ -406,6 +463,10 @@ def instance_from_header(path: Path, ds: Any, pixel_offset: int | None = None) -
         mosaic="MOSAIC" in image_type_t or _is_mosaic_header(ds),
         enhanced="PerFrameFunctionalGroupsSequence" in ds,
         philips_scale_slope=philips_scale_slope(ds),
+        echo_time=f.number(0x00180081),
+        philips_isotropic=philips_isotropic(f.text(0x00080070), f.text(_PHILIPS_DIRECTION),
+                                            f._raw(_PHILIPS_BVALUE)[1] or ds.get(_PHILIPS_BVALUE)),
+        ge_image_type=ge_image_type(f.text(0x00080070), f._raw(_GE_IMAGE_TYPE)[1] or ds.get(_GE_IMAGE_TYPE)),
     )
 
 
@@ -475,6 +536,10 @@ def instance_from_header_slow(path: Path, ds: Any, pixel_offset: int | None = No
         mosaic="MOSAIC" in image_type_t or _is_mosaic_header(ds),
         enhanced="PerFrameFunctionalGroupsSequence" in ds,
         philips_scale_slope=philips_scale_slope(ds),
+        echo_time=_float(ds.get("EchoTime")),
+        philips_isotropic=philips_isotropic(ds.get("Manufacturer"), ds.get(_PHILIPS_DIRECTION),
+                                            ds.get(_PHILIPS_BVALUE)),
+        ge_image_type=ge_image_type(ds.get("Manufacturer"), ds.get(_GE_IMAGE_TYPE)),
     )
 
 
@@ -485,7 +550,8 @@ _DIRECTORY_TAG = 0x00041220  # DirectoryRecordSequence
 _PHILIPS_CREATOR_TAGS = frozenset(0x20050000 | block for block in range(0x10, 0x100))
 _PHILIPS_SCALE_TAGS = frozenset(0x20050000 | (block << 8) | 0x0E for block in range(0x10, 0x100))
 _FAST_TAGS = (frozenset(_TAGS) | {0x00080070, 0x00080005}  # + Manufacturer, SpecificCharacterSet
-              | _PHILIPS_CREATOR_TAGS | _PHILIPS_SCALE_TAGS)
+              | _PHILIPS_CREATOR_TAGS | _PHILIPS_SCALE_TAGS
+              | {_PHILIPS_DIRECTION, _PHILIPS_BVALUE, _GE_IMAGE_TYPE})  # + split fields (series.postfix)
 _UID_TAGS = frozenset({0x00080016, 0x00080018, 0x0020000E, 0x0020000D})
 _KEPT_TAGS = _FAST_TAGS | {_ENHANCED_TAG, _DIRECTORY_TAG}
 
@@ -539,7 +605,7 @@ def _fast_index(path: Path) -> Instance | None:
     if present:
         return None
     for tag, raw in values.items():
-        if tag in _Fields._US or tag in _PHILIPS_SCALE_TAGS:
+        if tag in _Fields._US or tag in _PHILIPS_SCALE_TAGS or tag in (_PHILIPS_BVALUE, _GE_IMAGE_TYPE):
             continue
         text_value = raw.rstrip(b" \x00")
         if not text_value.isascii() or any(b < 0x20 or b == 0x7F for b in text_value):
@@ -620,6 +686,10 @@ def _fast_index(path: Path) -> Instance | None:
         mosaic="MOSAIC" in image_type,
         enhanced=False,
         philips_scale_slope=_fast_philips_scale_slope(values) if "PHILIPS" in manufacturer else None,
+        echo_time=number(0x00180081),
+        philips_isotropic=philips_isotropic(manufacturer, values.get(_PHILIPS_DIRECTION),
+                                            values.get(_PHILIPS_BVALUE)),
+        ge_image_type=ge_image_type(manufacturer, values.get(_GE_IMAGE_TYPE)),
     )
 
 

@@ -4,10 +4,16 @@ Rules (each one a real-world quirk with its own test):
 
 * Group by StudyInstanceUID + SeriesInstanceUID, then split where the
   acquisition or geometry differs: orientation (IOP), matrix size, pixel
-  spacing, echo number, ImageType (magnitude/phase...), colour samples, and
-  AcquisitionNumber when each acquisition is a complete volume of its own at
-  *different* positions (two CT ranges in one series). Repeated positions with
-  the same geometry are time points (4D), not separate series.
+  spacing, echo (EchoNumbers, and EchoTime), ImageType (magnitude/phase/real/
+  imaginary, derived...), colour samples, and AcquisitionNumber when each
+  acquisition is a complete volume of its own at *different* positions (two CT
+  ranges in one series). Repeated positions with the same geometry are time
+  points (4D), not separate series.
+* Split series get dcm2niix's file-name postfixes (:func:`postfix`, the one
+  place that names them): ``e<N>`` per echo, ``ph``/``real``/``imaginary`` per
+  complex part, ``fieldmaphz`` for a field map; a Philips classic DWI series
+  with derived isotropic (trace) volumes becomes the DWI without them plus an
+  ``ADC`` series holding every volume (derived ones last), as dcm2niix writes it.
 * Slices are sorted by their position along the slice normal
   ``cross(row cosine, column cosine)`` (never by file name or InstanceNumber).
 * At each position, time points are ordered by TemporalPositionIdentifier,
@@ -79,6 +85,10 @@ class Series:
         series_uid, series_number, description, modality: from the first instance.
         split: why this series was split from others with the same UID (e.g.
             ``"echo 2"``), "" when not split.
+        suffix: dcm2niix's file-name postfix for this series, without the leading
+            underscore (``"e2_ph"``, ``"real"``, ``"ADC"``...), "" for none (see :func:`postfix`).
+        derived_appended: a Philips DWI series kept with its derived isotropic volumes
+            (last along t; the ``_ADC`` file): no gradient table is written for it.
         normal: unit slice normal ``cross(row, col)`` in LPS+, or None.
         distances: position of each slice along ``normal`` (mm), ascending.
         missing: ``(k, n)`` pairs: ``n`` slices appear missing after slice ``k``.
@@ -97,6 +107,8 @@ class Series:
     description: str = ""
     modality: str = ""
     split: str = ""
+    suffix: str = ""
+    derived_appended: bool = False
     normal: np.ndarray | None = None
     distances: np.ndarray = field(default_factory=lambda: np.zeros(0))
     missing: list[tuple[int, int]] = field(default_factory=list)
@@ -203,8 +215,8 @@ def _round_tuple(values: Sequence[float] | None, ndigits: int) -> tuple[float, .
 #: ImageType values that make a different kind of image (split into separate series).
 IMAGE_KIND_TOKENS = frozenset({"M", "P", "R", "I", "MAGNITUDE", "PHASE", "REAL", "IMAGINARY", "LOCALIZER",
                                "MIP", "MPR", "PROJECTION IMAGE", "REFORMATTED", "FIELD_MAP", "B0", "ADC",
-                               "TRACEW", "FA", "DIFFUSION", "SCOUT", "SECONDARY", "CALC_BVALUE", "T1 MAP",
-                               "T2 MAP", "SUBTRACTION", "COLLAPSE", "MOCO", "DERIVED"})
+                               "TRACEW", "TRACE", "FA", "DIFFUSION", "SCOUT", "SECONDARY", "CALC_BVALUE",
+                               "T1 MAP", "T2 MAP", "SUBTRACTION", "COLLAPSE", "MOCO", "DERIVED"})
 
 
 def image_kind(image_type: Sequence[str]) -> tuple[str, ...]:
@@ -215,6 +227,67 @@ def image_kind(image_type: Sequence[str]) -> tuple[str, ...]:
     return tuple(v for v in image_type if v in IMAGE_KIND_TOKENS)
 
 
+#: GE private image type (0043,102F) -> part: 0 magnitude, 1 phase, 2 real, 3 imaginary.
+_GE_PARTS = {0: "", 1: "ph", 2: "real", 3: "imaginary"}
+
+
+def complex_part(image_type: Sequence[str], ge_image_type: int | None = None) -> str:
+    """dcm2niix's postfix for the part of the signal an image holds, from its ImageType (or FrameType).
+
+    ``"fieldmaphz"`` (a ``FIELD_MAP``, e.g. Philips B0 map in Hz), ``"ph"`` (``P`` or
+    ``PHASE``), ``"real"`` (``R`` or ``REAL``), ``"imaginary"`` (``I`` or ``IMAGINARY``),
+    else ``""`` (magnitude, or anything else: no postfix). Values are compared whole
+    and case-insensitively (Philips' ``PHASE MAP`` token is not ``PHASE``, its ``P`` is).
+    ``ge_image_type``, GE's private (0043,102F) when known (0-3), decides instead: GE
+    phase, real and imaginary images often carry only ``ORIGINAL\\PRIMARY\\OTHER``.
+    """
+    if ge_image_type in _GE_PARTS:
+        return _GE_PARTS[ge_image_type]  # type: ignore[index]
+    values = {str(v).strip().upper() for v in image_type}
+    if "FIELD_MAP" in values:
+        return "fieldmaphz"
+    if values & {"P", "PHASE"}:
+        return "ph"
+    if values & {"R", "REAL"}:
+        return "real"
+    if values & {"I", "IMAGINARY"}:
+        return "imaginary"
+    return ""
+
+
+def echo_label(echo_number: int | None, echo_time: float | None) -> str:
+    """How dcm2niix names an echo: EchoNumbers when stored (> 0), else EchoTime (ms, ``%g``), else ``""``."""
+    if echo_number is not None and echo_number > 0:
+        return str(echo_number)
+    if echo_time is not None:
+        return f"{echo_time:g}"
+    return ""
+
+
+def postfix(echo_number: int | None, echo_time: float | None, multi_echo: bool, image_type: Sequence[str],
+            *, derived_appended: bool = False, ge_image_type: int | None = None) -> str:
+    """The one rule for dcm2niix's file-name postfixes (without the leading ``_``), e.g. ``"e2_ph"``.
+
+    * ``e<echo>`` (:func:`echo_label`) for every echo of a multi-echo acquisition
+      (``multi_echo``: the series holds more than one echo), and for a lone echo
+      whose EchoNumbers is above 1; a single echo 1 (or one echo time) gets none;
+    * then :func:`complex_part` (``ph``, ``real``, ``imaginary``, ``fieldmaphz``; from
+      ``image_type``, or GE's private ``ge_image_type``);
+    * then ``ADC`` for a Philips DWI series written with its derived isotropic
+      volumes appended (``derived_appended``).
+    """
+    parts = []
+    label = echo_label(echo_number, echo_time)
+    if label and (multi_echo or (echo_number is not None and echo_number > 1)):
+        parts.append(f"e{label}")
+    part = complex_part(image_type, ge_image_type)
+    if part:
+        parts.append(part)
+    if derived_appended:
+        parts.append("ADC")
+    return "_".join(parts)
+
+
 def _group_key(inst: Instance) -> tuple:
     return (
         inst.study_uid,
@@ -223,8 +296,8 @@ def _group_key(inst: Instance) -> tuple:
         inst.rows,
         inst.columns,
         _round_tuple(inst.pixel_spacing, 4),
-        inst.echo_number,
-        image_kind(inst.image_type),
+        (inst.echo_number, echo_label(None, inst.echo_time)),
+        (image_kind(inst.image_type), complex_part(inst.image_type, inst.ge_image_type)),
         # palette colour has one sample per pixel like grey: keep it apart from grey images
         "palette" if (inst.photometric or "").upper() == "PALETTE COLOR" else inst.samples_per_pixel,
         inst.series_number,
@@ -294,9 +367,11 @@ def _describe_split(key: tuple, others: list[tuple]) -> str:
         if any(other[idx] != key[idx] for other in others):
             value = key[idx]
             if name == "echo":
-                parts.append(f"echo {value}")
+                number, time = value
+                parts.append(f"echo {number}" if number is not None else f"TE {time or '?'} ms")
             elif name == "image type":
-                parts.append("/".join(value) or "other image type")
+                kind, part = value
+                parts.append("/".join(kind) or {"ph": "phase", "": "other image type"}.get(part, part))
             elif name == "number":
                 continue
             elif name in ("rows", "columns"):
@@ -335,6 +410,12 @@ def assemble(instances: Iterable[Instance]) -> list[Series]:
     by_uid: dict[tuple, list[tuple]] = defaultdict(list)
     for key in groups:
         by_uid[key[:2]].append(key)
+    # multi-echo: more than one echo label (EchoNumbers, else EchoTime) or echo time in the series UID
+    labels: dict[tuple, set[str]] = defaultdict(set)
+    times: dict[tuple, set[str]] = defaultdict(set)
+    for key, members in groups.items():
+        labels[key[:2]].update(echo_label(i.echo_number, i.echo_time) for i in members)
+        times[key[:2]].update(echo_label(None, i.echo_time) for i in members)
 
     for key, members in groups.items():
         siblings = [k for k in by_uid[key[:2]] if k != key]
@@ -351,19 +432,35 @@ def assemble(instances: Iterable[Instance]) -> list[Series]:
             out.extend(_unplaced_series(unplaced, base_split, n_images=len(unplaced)))
             if not members:
                 continue
-        parts = [members] if key[-1] else _split_by_acquisition(members)
-        for part in parts:
-            split = base_split
-            if len(parts) > 1:
-                acq = part[0].acquisition_number
-                split = ", ".join(p for p in (base_split, f"acquisition {acq}") if p)
-            series = _build_mosaic(part) if key[-1] else _build_slices(part)
-            series.split = split
-            _fill_identity(series)
-            out.append(series)
+        first = members[0]
+        multi_echo = len(labels[key[:2]] - {""}) > 1 or len(times[key[:2]] - {""}) > 1
+        # a Philips DWI series with derived isotropic volumes: the DWI without them, and (as dcm2niix) "_ADC"
+        # with every volume, the derived ones last
+        isotropic = [i for i in members if i.philips_isotropic]
+        variants = [(members, False)]
+        if isotropic and len(isotropic) < len(members) and not key[-1]:
+            variants = [([i for i in members if not i.philips_isotropic], False), (members, True)]
+        for variant, appended in variants:
+            parts = [variant] if key[-1] else _split_by_acquisition(variant)
+            for part in parts:
+                split = base_split
+                if len(parts) > 1:
+                    acq = part[0].acquisition_number
+                    split = ", ".join(p for p in (base_split, f"acquisition {acq}") if p)
+                if appended:
+                    split = ", ".join(p for p in (split, "with derived isotropic volumes") if p)
+                series = _build_mosaic(part) if key[-1] else _build_slices(part)
+                if appended:
+                    for column in series.grid:  # stable: acquired volumes in order, then the derived ones
+                        column.sort(key=lambda i: i.philips_isotropic)
+                series.split, series.derived_appended = split, appended
+                series.suffix = postfix(first.echo_number, first.echo_time, multi_echo, first.image_type,
+                                        derived_appended=appended, ge_image_type=first.ge_image_type)
+                _fill_identity(series)
+                out.append(series)
 
-    out.sort(key=lambda s: (s.series_number is None, s.series_number or 0, s.series_uid, s.split,
-                            str(s.first.path)))
+    out.sort(key=lambda s: (s.series_number is None, s.series_number or 0, s.series_uid,
+                            "DERIVED" in s.first.image_type, s.suffix, s.split, str(s.first.path)))
     return out
 
 
