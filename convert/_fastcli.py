@@ -58,7 +58,7 @@ def parse_convert_args(argv: Sequence[str]) -> dict[str, object] | None:
 
 
 def _is_folder_target(dst: Path) -> bool:
-    """As :func:`convert.cli._is_folder_target`: an existing folder, a trailing separator, no extension."""
+    """As :func:`convert.api.is_folder_target`: an existing folder, a trailing separator, no extension."""
     from convert.formats import extension_of
 
     if dst.is_dir() or str(dst).endswith(("/", os.sep)):
@@ -152,7 +152,7 @@ def try_fast(argv: Sequence[str]) -> int | None:
             return None  # declined: the full CLI starts from scratch (and reports any warning itself)
     # the full CLI's order: series warnings (before writing), "wrote" lines, Python warnings, the error
     for text in series_warnings:
-        _warn(text)
+        _warn(text, soft_wrap=True)  # one line each, as the full CLI prints them
     for path in (written or []) if failure is None else []:
         _say(f"wrote {path}")
     for warning in caught:
@@ -164,7 +164,7 @@ def try_fast(argv: Sequence[str]) -> int | None:
 
 
 def _try_fast_tree(src: Path, dst: Path, options: dict[str, object]) -> int | None:
-    """``convert DICOM_DIR OUT_DIR`` on the streaming path: as ``cli._convert_dicom_folder`` prints it; or None."""
+    """``convert DICOM_DIR OUT_DIR`` on the streaming path: as ``cli._render_report`` prints it; or None."""
     import warnings
 
     from convert.dicom.fastpath import convert_tree_fast
@@ -196,7 +196,7 @@ def _try_fast_tree(src: Path, dst: Path, options: dict[str, object]) -> int | No
 
 @contextlib.contextmanager
 def _progress_bar() -> Iterator[Callable[[int, int, str], None] | None]:
-    """A transient rich progress bar on a terminal (as ``cli._convert_dicom_folder``); None otherwise."""
+    """A transient rich progress bar on a terminal (as ``cli._convert_with_progress``); None otherwise."""
     if not sys.stdout.isatty():
         yield None
         return
@@ -215,7 +215,7 @@ def _progress_bar() -> Iterator[Callable[[int, int, str], None] | None]:
 
 
 def _warn_series(label: str, text: str) -> None:
-    """``warning: series LABEL: TEXT`` as ``cli._convert_dicom_folder`` prints it (stderr)."""
+    """``warning: series LABEL: TEXT`` as ``cli._render_report`` prints it (stderr)."""
     from rich.console import Console
     from rich.markup import escape
 

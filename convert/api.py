@@ -4,12 +4,13 @@
 >>> vol = convert.load("brain.nii.gz")          # doctest: +SKIP
 >>> convert.save(vol, "brain.nrrd")             # doctest: +SKIP
 >>> convert.convert("brain.mnc", "brain.nii.gz")  # doctest: +SKIP
+>>> report = convert.convert("dicom_dir", "out_dir")  # every series, as the CLI  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -46,13 +47,119 @@ def save(volume: Volume, path: PathLike, *, to: str | None = None, overwrite: bo
     return fmt.write(volume, Path(path), overwrite=overwrite, **options)
 
 
+class Written(list):  # type: ignore[type-arg]
+    """What :func:`convert` wrote for a single output: the files (a ``list`` of Paths, image first,
+    then JSON sidecar and ``.bval``/``.bvec`` when there are any) and ``warnings`` (one line each)."""
+
+    def __init__(self, paths: Any = (), warnings: Any = (), duplicates: Any = ()) -> None:
+        super().__init__(paths)
+        self.warnings: list[str] = list(warnings)
+        #: input files skipped as copies of another (same SOPInstanceUID and bytes), e.g. a DICOMDIR media copy
+        self.duplicates: list[Path] = list(duplicates)
+
+
+def _dicom_folder_like(src: Path) -> bool:
+    """A folder holding DICOM files, or a media DICOMDIR file (it converts the files it indexes)."""
+    from convert.dicom.dicomdir import is_dicomdir_name
+    from convert.dicom.reader import DICOM
+
+    return (src.is_dir() and DICOM.sniff(src)) or (src.is_file() and is_dicomdir_name(src))
+
+
+def is_dicom_source(src: PathLike) -> bool:
+    """A DICOM file, a folder holding DICOM files, or a media DICOMDIR file."""
+    from convert.dicom.reader import DICOM
+
+    src = Path(src)
+    return _dicom_folder_like(src) or (src.is_file() and DICOM.sniff(src))
+
+
+def is_folder_target(dst: PathLike) -> bool:
+    """An output FOLDER: an existing folder, a name ending in a separator, or a new name without extension."""
+    import os
+
+    from convert.formats import extension_of
+
+    dst_text = str(dst)
+    dst = Path(dst)
+    if dst.is_dir() or dst_text.endswith(("/", os.sep)):
+        return True
+    return not dst.exists() and "." not in dst.name and not extension_of(dst).strip(".")
+
+
+def dicom_tree_job(src: PathLike, dst: PathLike) -> bool:
+    """True when :func:`convert` converts every series of ``src`` into the folder ``dst``:
+    ``src`` is a DICOM folder (or DICOMDIR file) and ``dst`` :func:`is_folder_target`."""
+    return _dicom_folder_like(Path(src)) and is_folder_target(dst)
+
+
 def convert(src: PathLike, dst: PathLike, *, to: str | None = None, overwrite: bool = False,
-            **options: Any) -> list[Path]:
-    """Read ``src`` and write it to ``dst``; ``src`` is never modified. Returns the files written."""
+            name: str | None = None, sidecar: bool = True, sidecar_phi: bool = False,
+            tilt_correct: bool = False, allow_gaps: bool = False, stack_uneven: bool = False,
+            philips_scaling: str = "precise", deidentify: Callable[[Any], Any] | None = None,
+            progress: Callable[[int, int, str], None] | None = None, **options: Any) -> Any:
+    """Read ``src`` and write it to ``dst``; ``src`` is never modified. ``medconvert convert`` calls this.
+
+    Three jobs, chosen from the arguments:
+
+    * **DICOM folder -> output folder** (``dst`` an existing folder, or a new name
+      without extension, or ending in ``/``): every series is converted into the
+      folder exactly as ``medconvert convert DICOM_DIR OUT_DIR`` does (same
+      names, ``name`` template, JSON sidecars, ``.bval``/``.bvec`` for diffusion
+      series; one failing series does not stop the others). Returns the
+      :class:`~convert.dicom.reader.Report`: ``report.outcomes`` (per series:
+      ``label``, ``written``, ``warnings``, ``error``), ``report.written``,
+      ``report.failed``, ``report.ok``, ``report.skipped``.
+    * **DICOM file or one-series folder -> one file**: the image plus, for NIfTI,
+      its JSON sidecar and, for a diffusion series, FSL ``.bval``/``.bvec`` beside
+      it (``dwi.nii.gz`` -> ``dwi.json``, ``dwi.bval``, ``dwi.bvec``).
+    * **any other image file -> one file** (format from ``dst``'s extension or ``to``).
+
+    The single-output jobs return a :class:`Written`: the list of files written
+    plus ``.warnings`` and ``.duplicates`` (e.g. a diffusion series whose gradient table is unusable:
+    no ``.bval``/``.bvec``, and a warning that says why).
+
+    Args:
+        to: output format name (see ``medconvert formats``); folder jobs default to ``"nifti-gz"``.
+        overwrite: replace existing outputs (default: refuse with OutputExistsError).
+        name: folder jobs: output name template (:data:`convert.dicom.reader.NAME_FIELDS`).
+        sidecar: write JSON sidecars beside NIfTI outputs of DICOM input (default True).
+        sidecar_phi: include patient-identifying fields in sidecars (default False).
+        tilt_correct: DICOM: resample gantry-tilted CT onto an orthogonal grid.
+        allow_gaps: DICOM: convert series with missing slices by resampling across the gap.
+        stack_uneven: DICOM: stack unevenly spaced slices as stored (default: resample
+            them onto an even grid).
+        philips_scaling: DICOM: Philips MR values, ``"precise"`` (default, as dcm2niix) or
+            ``"display"`` (see :func:`convert.dicom.reader.read_series`).
+        deidentify: a function returning a de-identified copy of a pydicom Dataset (e.g. a
+            bound :class:`convert.anonymize.Scrubber`); names, sidecars and messages then come
+            from de-identified headers.
+        progress: folder jobs: ``progress(done, total, label)`` callback.
+        **options: format-specific writer options for non-DICOM sources (e.g. ``compresslevel``).
+    """
+    from convert.dicom import reader
+
+    tree = dicom_tree_job(src, dst)  # before Path() drops a trailing separator
     src, dst = Path(src), Path(dst)
+    read_options = {"tilt_correct": tilt_correct, "allow_gaps": allow_gaps, "stack_uneven": stack_uneven,
+                    "philips_scaling": philips_scaling}
+    if tree or is_dicom_source(src):
+        if options:
+            raise TypeError(f"convert() got options that do not apply to DICOM input: {', '.join(options)}")
+        if tree:
+            default = reader.DEFAULT_ANONYMIZED_NAME if deidentify is not None else reader.DEFAULT_NAME
+            return reader.convert_dicom_tree(src, dst, to=to or "nifti-gz", name=name or default,
+                                             overwrite=overwrite, sidecar=sidecar, sidecar_phi=sidecar_phi,
+                                             progress=progress, deidentify=deidentify, **read_options)
+        outcome, duplicates = reader.convert_dicom_file(src, dst, to=to, overwrite=overwrite, sidecar=sidecar,
+                                                        sidecar_phi=sidecar_phi, deidentify=deidentify,
+                                                        **read_options)
+        return Written(outcome.written, outcome.warnings, duplicates)
+    if src.is_dir():
+        detect(src)  # a folder without DICOM: "no DICOM images found in SRC" (not a complaint about DST)
     fmt = format_for_output(dst, to)  # fail on a bad output name before reading anything
     volume = load(src)
-    return fmt.write(volume, dst, overwrite=overwrite, **options)
+    return Written(fmt.write(volume, dst, overwrite=overwrite, **options))
 
 
 def describe(volume: Volume, format_name: str | None = None) -> dict[str, Any]:

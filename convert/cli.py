@@ -137,7 +137,7 @@ def convert_cmd(
     philips_precise: bool = typer.Option(False, "--philips-precise", hidden=True,
                                          help="Same as --philips-scaling precise (the default); kept for old scripts."),
     sidecar: bool = typer.Option(True, "--sidecar/--no-sidecar", help="Write a BIDS-style JSON sidecar beside "
-                                 "NIfTI outputs of DICOM input."),
+                                 "NIfTI outputs of DICOM input (diffusion series get .bval/.bvec either way)."),
     sidecar_phi: bool = typer.Option(False, "--sidecar-phi", help="Include patient-identifying fields (names, IDs, "
                                      "dates, UIDs) in the sidecar. Off by default."),
     anonymize: bool = typer.Option(False, "--anonymize", help="De-identify DICOM headers (PS3.15 Basic Profile) "
@@ -155,9 +155,7 @@ def convert_cmd(
     A DICOM folder converts to an output folder (every series) or, when it holds
     exactly one series, to a single file.
     """
-    from convert.dicom.reader import DICOM
-
-    from convert.dicom.reader import DEFAULT_ANONYMIZED_NAME, DEFAULT_NAME
+    from convert.api import convert, dicom_tree_job
 
     if (key is not None or keep or allow_burned_in) and not anonymize:
         raise fail("--key, --keep and --allow-burned-in only apply with --anonymize", 2)
@@ -166,29 +164,22 @@ def convert_cmd(
     if philips_precise and philips_scaling == PhilipsScaling.display:
         raise fail("--philips-precise contradicts --philips-scaling display; give one of them", 2)
     deidentify = _deidentifier(key, keep, allow_burned_in) if anonymize else None
-    name = name or (DEFAULT_ANONYMIZED_NAME if anonymize else DEFAULT_NAME)
-    dicom_folder = (src.is_dir() and DICOM.sniff(src)) or _is_dicomdir_file(src)
     if stack_uneven and resample_uneven:
         raise fail("--stack-uneven and --resample-uneven contradict each other; resampling is the default", 2)
-    read_options = {"tilt_correct": tilt_correct, "allow_gaps": allow_gaps, "stack_uneven": stack_uneven,
-                    "philips_scaling": (philips_scaling or PhilipsScaling.precise).value}
-    if dicom_folder and _is_folder_target(dst):
-        _convert_dicom_folder(src, dst, to=to or "nifti-gz", name=name, overwrite=overwrite, sidecar=sidecar,
-                              sidecar_phi=sidecar_phi, deidentify=deidentify, **read_options)
+    options: dict[str, Any] = {"to": to, "overwrite": overwrite, "name": name, "sidecar": sidecar,
+                               "sidecar_phi": sidecar_phi, "deidentify": deidentify, "tilt_correct": tilt_correct,
+                               "allow_gaps": allow_gaps, "stack_uneven": stack_uneven,
+                               "philips_scaling": (philips_scaling or PhilipsScaling.precise).value}
+    if dicom_tree_job(src, dst):  # the API decides the same way; here only to draw a progress bar
+        _render_report(_convert_with_progress(convert, src, dst, options))
         return
-    if src.is_dir() and not dicom_folder:
-        from convert.formats import detect
-
-        detect(src)  # a folder without DICOM: "no DICOM images found in SRC" (not a complaint about DST)
-    if dicom_folder or (src.is_file() and DICOM.sniff(src)):
-        _convert_dicom_single(src, dst, to=to, overwrite=overwrite, sidecar=sidecar, sidecar_phi=sidecar_phi,
-                              deidentify=deidentify, **read_options)
-        return
-    from convert.api import convert
-
-    written = convert(src, dst, to=to, overwrite=overwrite)
+    written = convert(src, dst, **options)  # DICOM-only options do not apply to other sources
+    for warning in written.warnings:
+        err_console.print(f"[yellow]warning:[/] {_escape(warning)}", highlight=False, soft_wrap=True)
     for path in written:
         console.print(f"wrote {path}", highlight=False)
+    if written.duplicates:
+        console.print(duplicates_line(len(written.duplicates)), highlight=False)
 
 
 def _deidentifier(key: Optional[Path], keep: list[str], allow_burned_in: bool) -> Callable[[Any], Any]:
@@ -204,47 +195,21 @@ def _deidentifier(key: Optional[Path], keep: list[str], allow_burned_in: bool) -
     return lambda ds: scrubber.scrub(ds).dataset
 
 
-def _is_folder_target(dst: Path) -> bool:
-    """An existing folder, a name ending in a separator, or a name without any extension."""
-    from convert.formats import extension_of
+def _convert_with_progress(convert: Callable[..., Any], src: Path, dst: Path, options: dict[str, Any]) -> Any:
+    """``convert(src, dst, **options)`` for a folder job, with a transient progress bar on a terminal."""
+    if not console.is_terminal:
+        return convert(src, dst, **options)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    if dst.is_dir() or str(dst).endswith(("/", os.sep)):
-        return True
-    return not dst.exists() and "." not in dst.name and not extension_of(dst).strip(".")
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task("converting", total=None)
 
+        def progress(done: int, total: int, label: str) -> None:
+            text = label if label == "scanning files" else f"series {label}"
+            bar.update(task, completed=done, total=total, description=_escape(text))
 
-def _convert_dicom_single(src: Path, dst: Path, *, to: Optional[str], overwrite: bool, sidecar: bool,
-                          sidecar_phi: bool, deidentify: Optional[Callable[[Any], Any]] = None,
-                          **read_options: Any) -> None:
-    from convert.dicom.reader import read_single, volume_warnings
-    from convert.formats import format_for_output
-
-    from convert.atomic import check_writable
-
-    fmt = format_for_output(dst, to)
-    json_path = None
-    if sidecar and fmt.name.startswith("nifti"):
-        stem = dst.name[: -len(".nii.gz")] if dst.name.lower().endswith(".nii.gz") else dst.stem
-        json_path = dst.with_name(stem + ".json")
-    check_writable(list(fmt.output_paths(dst)) + ([json_path] if json_path else []), overwrite)  # fail fast
-    volume, series = read_single(src, **read_options)
-    if deidentify is not None:
-        from convert.dicom.reader import _deidentified_volume
-
-        volume = _deidentified_volume(volume, series, deidentify)  # also refuses burned-in text
-    for warning in volume_warnings(volume):
-        err_console.print(f"[yellow]warning:[/] {_escape(warning)}", highlight=False)
-    written = fmt.write(volume, dst, overwrite=overwrite)
-    if json_path is not None:
-        from convert.dicom import sidecar as sidecar_mod
-        from convert.dicom.reader import series_sidecar
-
-        data = series_sidecar(series, volume, include_phi=sidecar_phi, deidentify=deidentify)
-        written.append(sidecar_mod.write_sidecar(json_path, data, overwrite=overwrite))
-    for path in written:
-        console.print(f"wrote {path}", highlight=False)
-    if series.duplicates:
-        console.print(duplicates_line(len(series.duplicates)), highlight=False)
+        return convert(src, dst, progress=progress, **options)
 
 
 def duplicates_line(n: int) -> str:
@@ -252,30 +217,8 @@ def duplicates_line(n: int) -> str:
     return f"skipped {n} duplicate file(s) (same SOPInstanceUID and content as another file)"
 
 
-def _is_dicomdir_file(src: Path) -> bool:
-    """True for a media DICOMDIR file: converting it converts the files it indexes."""
-    from convert.dicom.dicomdir import is_dicomdir_name
-
-    return src.is_file() and is_dicomdir_name(src)
-
-
-def _convert_dicom_folder(src: Path, dst: Path, **options: Any) -> None:
-    from convert.dicom.reader import convert_dicom_tree
-
-    if console.is_terminal:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      console=console, transient=True) as bar:
-            task = bar.add_task("converting", total=None)
-
-            def progress(done: int, total: int, label: str) -> None:
-                text = label if label == "scanning files" else f"series {label}"
-                bar.update(task, completed=done, total=total, description=_escape(text))
-
-            report = convert_dicom_tree(src, dst, progress=progress, **options)
-    else:
-        report = convert_dicom_tree(src, dst, **options)
+def _render_report(report: Any) -> None:
+    """Per series: its warnings (one line each), the files written or the error; exit 1 if any failed."""
     for outcome in report.outcomes:
         for warning in outcome.warnings:
             err_console.print(f"[yellow]warning:[/] series {_escape(outcome.label)}: {_escape(warning)}",

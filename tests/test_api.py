@@ -67,3 +67,38 @@ def test_dicom_api_is_lazy_and_reachable(tmp_path):
             "print(before, callable(s), callable(a))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.split() == ["False", "True", "True"], out.stderr
+
+
+def test_docs_convert_example_runs_and_prints_what_it_says(tmp_path, monkeypatch, capsys):
+    """docs/api.md: the folder-job example is runnable as written (on the synthetic sample series)."""
+    import re
+
+    from tests.conftest import REPO
+
+    text = (REPO / "docs" / "api.md").read_text()
+    block = next(b for b in re.findall(r"```python\n(.*?)```", text, flags=re.S) if "write_sample" in b)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(block, "docs/api.md", "exec"), {})
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == ["#2 'Head phantom axial' 64x64x40 ['2_Head_phantom_axial.nii.gz', '2_Head_phantom_axial.json'] []",
+                     "['ct.nii.gz', 'ct.json'] []"]
+    assert (tmp_path / "demo" / "out" / "2_Head_phantom_axial.nii.gz").is_file()
+
+
+def test_convert_returns_a_list_with_warnings_for_single_outputs(tmp_path, rng):
+    src = tmp_path / "src.nii"
+    convert.save(_vol(rng), src)
+    written = convert.convert(src, tmp_path / "dst.nrrd")
+    assert written == [tmp_path / "dst.nrrd"] and written.warnings == []
+
+
+def test_convert_dicom_folder_job_reports_per_series(tmp_path):
+    from fixtures.dicom_series import make_series
+
+    make_series(tmp_path / "in" / "a", series_number=3, description="one")
+    make_series(tmp_path / "in" / "b", series_number=4, description="two", seed=2)
+    report = convert.convert(tmp_path / "in", tmp_path / "out", sidecar=False)
+    assert report.ok and [o.label.split()[0] for o in report.outcomes] == ["#3", "#4"]
+    assert sorted(p.name for p in report.written) == ["3_one.nii.gz", "4_two.nii.gz"]
+    with pytest.raises(TypeError):
+        convert.convert(tmp_path / "in", tmp_path / "out2", compresslevel=1)  # writer options: non-DICOM only

@@ -628,10 +628,11 @@ def test_diffusion_table_from_classic_headers_and_siemens_csa(monkeypatch):
     assert diffusion_table(volume, headers) == ([0.0, 1000.0, 1000.0],
                                                 [[0.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.6, 0.8, 0.0]])
     # Siemens mosaics: b-value and gradient in the CSA header
-    csa = iter([{"B_value": 0}, {"B_value": 700, "DiffusionGradientDirection": [0.0, 1.0, 0.0]}])
-    monkeypatch.setattr(sc, "csa_image_header", lambda ds: next(csa))
+    first, second = Dataset(), Dataset()
+    csa = {id(first): {"B_value": 0}, id(second): {"B_value": 700, "DiffusionGradientDirection": [0.0, 1.0, 0.0]}}
+    monkeypatch.setattr(sc, "csa_image_header", lambda ds: csa.get(id(ds)))
     volume2 = Volume(np.zeros((2, 2, 2, 2), np.int16), np.eye(4))
-    assert diffusion_table(volume2, [Dataset(), Dataset()]) == ([0.0, 700.0], [[0.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    assert diffusion_table(volume2, [first, second]) == ([0.0, 700.0], [[0.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
     assert diffusion_table(volume2, [Dataset()]) is None  # one header per time point is required
 
 

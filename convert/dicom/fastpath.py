@@ -767,6 +767,8 @@ def convert_single_fast(src: str | Path, dst: str | Path, *, to: str | None = No
         check_writable([dst] + ([json_path] if json_path else []), overwrite)
         plan = _plan(src, json_wanted=json_path is not None, tilt_correct=tilt_correct,
                      stack_uneven=stack_uneven)
+        if _is_diffusion(plan):  # .bval/.bvec (or a warning why not): the full path writes them
+            return None
     except (Declined, Exception):  # nothing is written yet: the full path decides and reports
         return None
     for warning in plan.warnings:
@@ -814,8 +816,9 @@ def _name_fields(series: Series, header: HeaderMap) -> dict[str, str]:
 
 
 def _is_diffusion(plan: _Plan) -> bool:
-    """True when the full path would write ``.bval``/``.bvec`` for this series (:func:`reader._diffusion`)."""
-    from convert.dicom.sidecar import diffusion_table
+    """True when the full path would write ``.bval``/``.bvec`` for this series, or warn that it cannot
+    (:func:`convert.dicom.reader.diffusion_outputs`): this path declines both."""
+    from convert.dicom.diffusion import table_for_volume
 
     volume, series = plan.volume, plan.series
     if volume.array.ndim != 4:
@@ -823,7 +826,8 @@ def _is_diffusion(plan: _Plan) -> bool:
     time_headers = None
     if len(series.grid[0]) == volume.shape[3]:
         time_headers = [parse_header(inst.path, inst.pixel_offset or 0) for inst in series.grid[0]]
-    return diffusion_table(volume, time_headers) is not None
+    table, reason = table_for_volume(volume, time_headers)
+    return table is not None or reason is not None
 
 
 def convert_tree_fast(src: str | Path, out_dir: str | Path, *, to: str = "nifti-gz", name: str | None = None,
@@ -880,7 +884,7 @@ def convert_tree_fast(src: str | Path, out_dir: str | Path, *, to: str = "nifti-
                 return None
             plan = _plan_series(series, json_wanted=sidecar, tilt_correct=tilt_correct,
                                 stack_uneven=stack_uneven)
-            if sidecar and _is_diffusion(plan):
+            if _is_diffusion(plan):
                 return None
             first = parse_header(series.first.path, series.first.pixel_offset or 0)
             stem = _unique_stem(render_name(template, _name_fields(series, first)), claimed)

@@ -617,12 +617,12 @@ def _volume_meta(ds: Dataset, slices: list[list[_Frame]], echo_number: int | Non
         tr = acquisition.get("RepetitionTime")
         if max(rel) > 0 and (tr is None or max(rel) < tr):
             acquisition["SliceTiming"] = rel
-    bvalues = [frame.bvalue for frame in slices[0]]  # one per time point
-    if all(b is not None for b in bvalues) and (nt > 1 or any(b for b in bvalues)):  # type: ignore[union-attr]
-        acquisition["DiffusionBValue"] = [float(b) for b in bvalues]  # type: ignore[arg-type]
-        gradients = [frame.gradient for frame in slices[0]]
-        if all(g is not None for g in gradients):
-            acquisition["DiffusionGradientOrientation"] = [list(g) for g in gradients]  # type: ignore[arg-type]
+    bvalues = [frame.bvalue for frame in slices[0]]  # one per time point; None: no b-value element
+    if any(b is not None for b in bvalues) and (nt > 1 or any(b for b in bvalues)):
+        # frames without a b-value are kept as None: convert.dicom.diffusion decides (b0 in a DWI series)
+        acquisition["DiffusionBValue"] = [None if b is None else float(b) for b in bvalues]
+        acquisition["DiffusionGradientOrientation"] = [None if frame.gradient is None else list(frame.gradient)
+                                                       for frame in slices[0]]
     time_step = None
     if nt > 1:
         time_step = acquisition.get("RepetitionTime")

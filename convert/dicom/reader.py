@@ -1022,19 +1022,9 @@ def convert_dicom_tree(src_dir: str | Path, out_dir: str | Path, *, to: str = "n
                     stem = sanitize_name(f"{stem}_{suffixes[v_index]}")
                 stem = _unique_stem(stem, claimed)
                 target = out_dir / f"{stem}{ext}"
-                json_path = out_dir / f"{stem}.json"
-                dwi = _diffusion(series, volume) if writes_json else None
-                extra_targets = [json_path] if writes_json else []
-                if dwi is not None:
-                    extra_targets += [out_dir / f"{stem}.bval", out_dir / f"{stem}.bvec"]
-                check_writable(list(fmt.output_paths(target)) + extra_targets, overwrite)
-                outcome.written.extend(fmt.write(volume, target, overwrite=overwrite))
-                if dwi is not None:
-                    outcome.written.extend(_sidecar.write_bval_bvec(out_dir / stem, dwi[0], dwi[1],
-                                                                    overwrite=overwrite))
-                if writes_json and _sidecar is not None:
-                    data = series_sidecar(series, volume, include_phi=sidecar_phi, deidentify=deidentify)
-                    outcome.written.append(_sidecar.write_sidecar(json_path, data, overwrite=overwrite))
+                outcome.written.extend(_write_volume_outputs(
+                    series, volume, fmt, target, overwrite=overwrite, sidecar=writes_json,
+                    sidecar_phi=sidecar_phi, deidentify=deidentify, warnings=outcome.warnings))
         except ConvertError as exc:
             outcome.error = str(exc)
         except MemoryError:
@@ -1147,23 +1137,120 @@ class SeriesHeaders(LazyHeaders):
         super().__init__(instances, Instance.load_header)
 
 
-def _diffusion(series: Series, volume: Volume) -> tuple[list[float], np.ndarray] | None:
-    """(b-values, FSL bvecs) for a diffusion series, via :mod:`convert.dicom.sidecar`; None otherwise.
+def diffusion_outputs(series: Series, volume: Volume) -> tuple[tuple[list[float], np.ndarray] | None, str | None]:
+    """``((bvals, FSL bvecs in volume's voxel frame), None)`` for a diffusion series, else ``(None, warning)``.
 
-    None for a Philips DWI kept with its derived isotropic volumes (the ``_ADC`` file):
-    as dcm2niix, its gradient table is not written (the DWI without them has one).
+    The warning (None when the series is simply not diffusion) says why a series that
+    looks like diffusion gets no ``.bval``/``.bvec``. Rules: :mod:`convert.dicom.diffusion`.
+    The bvecs follow ``volume.affine``: the output's voxel frame (also after tilt
+    correction or regridding, which keep the in-plane axes). ``(None, None)`` for a
+    Philips DWI kept with its derived isotropic volumes (the ``_ADC`` file): as
+    dcm2niix, its gradient table is not written (the DWI without them has one).
     """
-    _sidecar = _optional_module("sidecar")
-    if series.derived_appended or _sidecar is None or not hasattr(_sidecar, "diffusion_table") or volume.array.ndim != 4:
-        return None
+    from convert.dicom.diffusion import fsl_bvecs, table_for_volume
+
+    if len(volume.shape) != 4 or getattr(series, "derived_appended", False):
+        return None, None
     time_headers = None
     if series.kind in ("slices", "mosaic") and len(series.grid[0]) == volume.shape[3]:
         time_headers = [inst.load_header() for inst in series.grid[0]]
-    table = _sidecar.diffusion_table(volume, time_headers)
+    table, reason = table_for_volume(volume, time_headers)
     if table is None:
-        return None
-    bvals, gradients = table
-    return bvals, _sidecar.fsl_bvecs(gradients, volume.affine)
+        return None, (f"no .bval/.bvec written: {reason}" if reason else None)
+    return (table.bvals, fsl_bvecs(table.gradients_lps, volume.affine)), None
+
+
+def _writes_gradient_files(fmt: Any) -> bool:
+    """NIfTI outputs get JSON sidecars and FSL ``.bval``/``.bvec`` files (FSL's frame is NIfTI's)."""
+    return fmt.name.startswith("nifti")
+
+
+def _output_stem(target: Path, fmt: Any) -> Path:
+    """``target`` without the format's extension (``dwi.nii.gz`` -> ``dwi``): where sidecars go."""
+    name = target.name
+    for ext in sorted(fmt.extensions, key=len, reverse=True):
+        if name.lower().endswith(ext.lower()):
+            return target.with_name(name[: -len(ext)])
+    return target.with_name(target.stem)
+
+
+def _write_volume_outputs(series: Series, volume: Volume, fmt: Any, target: Path, *, overwrite: bool,
+                          sidecar: bool, sidecar_phi: bool, deidentify: Callable[[Any], Any] | None,
+                          warnings: list[str]) -> list[Path]:
+    """Write ``volume`` to ``target`` plus its JSON sidecar and ``.bval``/``.bvec`` (NIfTI outputs).
+
+    The one writer of a converted series' files, for the tree conversion, the
+    single-file conversion and the Python API. Every output is checked for
+    ``overwrite`` before anything is written. Appends to ``warnings`` (e.g. a
+    diffusion series without a usable gradient table).
+    """
+    from convert.dicom import sidecar as sidecar_mod
+    from convert.dicom.diffusion import gradient_paths, write_bval_bvec
+
+    stem = _output_stem(target, fmt)
+    nifti = _writes_gradient_files(fmt)
+    json_path = stem.with_name(stem.name + ".json") if sidecar and nifti else None
+    dwi, dwi_warning = diffusion_outputs(series, volume)
+    if dwi_warning:
+        warnings.append(dwi_warning)
+    if dwi is not None and not nifti:
+        warnings.append(f"diffusion gradient table not written: .bval/.bvec go beside NIfTI outputs "
+                        f"(not {fmt.name}); convert to .nii.gz to get them")
+        dwi = None
+    extra = ([json_path] if json_path else []) + (gradient_paths(stem) if dwi is not None else [])
+    check_writable(list(fmt.output_paths(target)) + extra, overwrite)
+    written = list(fmt.write(volume, target, overwrite=overwrite))
+    if dwi is not None:
+        written.extend(write_bval_bvec(stem, dwi[0], dwi[1], overwrite=overwrite))
+    if json_path is not None:
+        data = series_sidecar(series, volume, include_phi=sidecar_phi, deidentify=deidentify)
+        written.append(sidecar_mod.write_sidecar(json_path, data, overwrite=overwrite))
+    return written
+
+
+def convert_dicom_file(src: str | Path, dst: str | Path, *, to: str | None = None, overwrite: bool = False,
+                       sidecar: bool = True, sidecar_phi: bool = False,
+                       deidentify: Callable[[Any], Any] | None = None, tilt_correct: bool = False,
+                       allow_gaps: bool = False, stack_uneven: bool = False,
+                       philips_scaling: str = "precise") -> tuple[SeriesOutcome, list[Path]]:
+    """Convert the one series of a DICOM file or folder to the single file ``dst``.
+
+    Writes what a series gets in :func:`convert_dicom_tree`, beside ``dst``: the
+    image, a BIDS-style JSON sidecar (NIfTI outputs, unless ``sidecar=False``; no
+    PHI unless ``sidecar_phi``) and FSL ``.bval``/``.bvec`` for a diffusion series
+    (``dwi.nii.gz`` -> ``dwi.json``, ``dwi.bval``, ``dwi.bvec``). Every output is
+    checked before the series is read.
+
+    Returns:
+        The :class:`SeriesOutcome` (files written, image first, and warnings: tilt,
+        gaps, uneven spacing, a diffusion series without a usable table...) and the
+        input files skipped as duplicates (same SOPInstanceUID and bytes as another).
+
+    Raises:
+        OutputExistsError: an output exists and ``overwrite`` is False.
+        DicomError: no DICOM image, several series or volumes (give an output folder), ...
+    """
+    from convert.formats import format_for_output
+
+    src, dst = Path(src), Path(dst)
+    fmt = format_for_output(dst, to)
+    if deidentify is not None and sidecar_phi:
+        raise ConvertError("a de-identified conversion cannot write patient fields to sidecars: "
+                           "drop sidecar_phi or deidentify")
+    stem = _output_stem(dst, fmt)
+    nifti = _writes_gradient_files(fmt)
+    early = ([stem.with_name(stem.name + ".json")] if sidecar and nifti else [])
+    check_writable(list(fmt.output_paths(dst)) + early, overwrite)  # fail fast, before reading
+    volume, series = read_single(src, tilt_correct=tilt_correct, allow_gaps=allow_gaps,
+                                 stack_uneven=stack_uneven, philips_scaling=philips_scaling)
+    if deidentify is not None:
+        volume = _deidentified_volume(volume, series, deidentify)  # also refuses burned-in text
+    outcome = SeriesOutcome(label=series.label if deidentify is None else _deidentified_label(series),
+                            files=series.paths, warnings=volume_warnings(volume))
+    outcome.written = _write_volume_outputs(series, volume, fmt, dst, overwrite=overwrite, sidecar=sidecar,
+                                            sidecar_phi=sidecar_phi, deidentify=deidentify,
+                                            warnings=outcome.warnings)
+    return outcome, list(series.duplicates)
 
 
 def volume_suffixes(volumes: Sequence[Volume]) -> list[str]:

@@ -43,7 +43,7 @@ if TYPE_CHECKING:  # pydicom is imported by whoever reads the headers, not here 
 
 from convert.atomic import atomic_file
 from convert.dicom.ge import ge_phase_positive, ge_slice_timing, is_ge
-from convert.volume import Meta, Volume, lps_to_ras_point
+from convert.volume import Meta, Volume
 
 __all__ = [
     "DESCRIPTOR_KEYS",
@@ -800,85 +800,8 @@ def sidecar_for_affine(sidecar: Mapping[str, Any], source_affine: np.ndarray,
 
 
 # --------------------------------------------------------------------------- diffusion
-def _gradient_of(ds: Dataset) -> tuple[float | None, list[float] | None]:
-    """(b-value s/mm^2, unit gradient in LPS or zeros) of one classic/mosaic header."""
-    bvalue = _float(ds.get("DiffusionBValue"))
-    gradient = _float_list(ds.get("DiffusionGradientOrientation"))
-    if bvalue is None or gradient is None:
-        csa = csa_image_header(ds)
-        if csa:
-            if bvalue is None:
-                bvalue = _float(csa.get("B_value"))
-            if gradient is None:
-                gradient = _float_list(csa.get("DiffusionGradientDirection"))
-    if bvalue is None:
-        return None, None
-    if gradient is None or len(gradient) != 3 or bvalue == 0:
-        return bvalue, [0.0, 0.0, 0.0]
-    norm = float(np.linalg.norm(gradient))
-    return bvalue, ([g / norm for g in gradient] if norm > 1e-6 else [0.0, 0.0, 0.0])
-
-
-def diffusion_table(
-    volume: Volume, time_datasets: Sequence[Dataset] | None = None
-) -> tuple[list[float], list[list[float]]] | None:
-    """b-values (s/mm^2) and unit gradient directions (LPS+ world) per volume of a DWI series.
-
-    Enhanced volumes carry them in ``meta.acquisition`` (from MRDiffusionSequence).
-    Otherwise ``time_datasets`` gives one header per time point, in ``t``
-    order (e.g. ``series.grid[0]``: one mosaic per volume): standard
-    DiffusionBValue / DiffusionGradientOrientation, else the Siemens CSA
-    ``B_value`` / ``DiffusionGradientDirection``. Non-directional volumes
-    (b = 0, trace) get a zero vector. None when the series is not a DWI series.
-    """
-    nt = volume.shape[3] if volume.array.ndim == 4 else 1
-    acq = volume.meta.acquisition
-    bvals = acq.get("DiffusionBValue")
-    grads = acq.get("DiffusionGradientOrientation")
-    if isinstance(bvals, list) and isinstance(grads, list) and len(bvals) == len(grads) == nt:
-        return [float(b) for b in bvals], [[float(v) for v in g] for g in grads]
-    if not time_datasets or len(time_datasets) != nt:
-        return None
-    table = [_gradient_of(ds) for ds in time_datasets]
-    if any(b is None for b, _ in table) or not any(b for b, _ in table):
-        return None
-    return [float(b) for b, _ in table], [list(g) for _, g in table]  # type: ignore[arg-type,misc]
-
-
-def fsl_bvecs(gradients_lps: Sequence[Sequence[float]], affine: np.ndarray) -> np.ndarray:
-    """Gradient directions (LPS+ world) as FSL ``bvecs`` for an image with ``affine`` (voxel -> RAS+).
-
-    FSL expects directions in voxel axes of the image as if it were stored
-    radiologically: ``bvec = R^-1 g_ras`` with ``R`` the affine's unit axes,
-    then the ``i`` component negated when ``det(affine) > 0`` (the convention
-    FSL, dcm2niix and MRtrix share). Returns a ``(3, n)`` array.
-    """
-    g = np.asarray(gradients_lps, dtype=np.float64).reshape(-1, 3)
-    g_ras = lps_to_ras_point(g)  # a direction flips like a point
-    axes = np.asarray(affine, dtype=np.float64)[:3, :3]
-    axes = axes / np.linalg.norm(axes, axis=0)
-    vox = np.linalg.solve(axes, g_ras.T)  # (3, n)
-    if np.linalg.det(np.asarray(affine)[:3, :3]) > 0:
-        vox[0] *= -1.0
-    norms = np.linalg.norm(vox, axis=0)
-    nonzero = norms > 1e-9
-    vox[:, nonzero] /= norms[nonzero]
-    return vox
-
-
-def write_bval_bvec(stem: Path, bvals: Sequence[float], bvecs: np.ndarray, *,
-                    overwrite: bool = False) -> list[Path]:
-    """Write ``<stem>.bval`` (one line) and ``<stem>.bvec`` (three lines), FSL format, atomically."""
-    from convert.atomic import atomic_paths
-
-    stem = Path(stem)
-    targets = [stem.with_name(stem.name + ".bval"), stem.with_name(stem.name + ".bvec")]
-    bvec_array = np.asarray(bvecs, dtype=np.float64).reshape(3, -1)
-    with atomic_paths(targets, overwrite=overwrite) as temps:
-        temps[0].write_text(" ".join(f"{b:g}" for b in bvals) + "\n", encoding="ascii")
-        temps[1].write_text("\n".join(" ".join(f"{v:.6f}" for v in row) for row in bvec_array) + "\n",
-                            encoding="ascii")
-    return targets
+# The gradient-table rules live in convert.dicom.diffusion (one implementation); re-exported here.
+from convert.dicom.diffusion import diffusion_table, fsl_bvecs, write_bval_bvec  # noqa: E402
 
 
 def write_sidecar(path: Path, sidecar: dict[str, Any], *, overwrite: bool = False) -> Path:
