@@ -686,3 +686,41 @@ def test_garbage_in_allow_listed_elements_never_breaks_the_sidecar(values, phase
     assert set(sidecar) <= SIDECAR_KEYS
     meta = meta_from_dataset(ds)
     json.dumps(dict(meta.acquisition), allow_nan=False)
+
+
+def test_slice_timing_of_a_long_4d_run_comes_from_the_scan_not_from_every_header(tmp_path: Path,
+                                                                                 monkeypatch) -> None:
+    """The sidecar's per-slice timing uses what the scan kept (position, AcquisitionTime, TriggerTime):
+    a 4D run's headers are not re-read file by file (that was most of a real archive's sidecar time)."""
+    import sys
+
+    from convert.dicom import convert_dicom_tree
+    from convert.sample import write_series
+    from fixtures.dicom_series import small_spec
+
+    nk, nt = 4, 6
+    order = [0, 2, 1, 3]  # interleaved acquisition
+
+    def timed(ds, k: int, t: int) -> None:
+        seconds = 2.0 * t + 0.5 * order.index(k)
+        ds.AcquisitionTime = f"1200{int(seconds):02d}.{int(round((seconds % 1) * 1e6)):06d}"
+        ds.RepetitionTime = 2000
+        ds.MRAcquisitionType = "2D"
+
+    write_series(tmp_path / "in", small_spec(slices=nk, times=nt, modality="MR", rows=8, columns=8), mutate=timed)
+    scan_module = sys.modules["convert.dicom.scan"]
+    reads: list[Path] = []
+    real_read = scan_module.read_header
+
+    def counting(path, **kwargs):
+        reads.append(Path(path))
+        return real_read(path, **kwargs)
+
+    monkeypatch.setattr(scan_module, "read_header", counting)
+    report = convert_dicom_tree(tmp_path / "in", tmp_path / "out")
+    assert report.ok
+    (sidecar_path,) = (tmp_path / "out").glob("*.json")
+    timing = json.loads(sidecar_path.read_text())["SliceTiming"]
+    assert timing == pytest.approx([0.5 * order.index(k) for k in range(nk)])
+    # At most one header per volume (the diffusion check looks at each volume's first file), never one per slice.
+    assert len(set(reads)) <= nt, f"{len(set(reads))} of {nk * nt} headers re-read"

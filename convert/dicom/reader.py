@@ -1051,11 +1051,13 @@ def series_sidecar(series: Series, volume: Volume, *, include_phi: bool = False,
     from convert.dicom import sidecar as _sidecar
 
     headers = SeriesHeaders(series)
+    # per-slice timing inputs straight from the scan: no header read per slice of a long 4D run
+    slice_times = [(inst.position, inst.acquisition_time, inst.trigger_time) for inst in headers.instances]
     if deidentify is None:
-        return _sidecar.build_sidecar(headers, volume, include_phi=include_phi)
+        return _sidecar.build_sidecar(headers, volume, include_phi=include_phi, slice_times=slice_times)
     if include_phi:
         raise ValueError("include_phi cannot be combined with deidentify")
-    return _sidecar.deidentified_sidecar(headers, LazyHeaders(headers, deidentify), volume)
+    return _sidecar.deidentified_sidecar(headers, LazyHeaders(headers, deidentify), volume, slice_times=slice_times)
 
 
 def _deidentified_label(series: Series) -> str:
@@ -1134,6 +1136,7 @@ class SeriesHeaders(LazyHeaders):
         nk, nt = series.n_slices, series.n_times
         instances = ([series.grid[k][t] for t in range(nt) for k in range(nk)]
                      if series.kind == "slices" else series.instances)
+        self.instances: list[Instance] = list(instances)
         super().__init__(instances, Instance.load_header)
 
 

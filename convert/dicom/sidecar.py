@@ -43,6 +43,7 @@ if TYPE_CHECKING:  # pydicom is imported by whoever reads the headers, not here 
 
 from convert.atomic import atomic_file
 from convert.dicom.ge import ge_phase_positive, ge_slice_timing, is_ge
+from convert.dicom.scan import dicom_time_seconds
 from convert.volume import Meta, Volume
 
 __all__ = [
@@ -487,6 +488,8 @@ def _mosaic_timing_of_series(datasets: Sequence[Dataset], limit: int = 10) -> li
     step; the most common value per slice is the typical one (ties: the first
     volume's), and it is always a value the scanner actually wrote.
     """
+    if not datasets or mosaic_slice_timing(datasets[0]) is None:  # not a mosaic: no more headers to read
+        return None
     per_volume = [t for t in (mosaic_slice_timing(ds) for ds in datasets[:limit]) if t is not None]
     if not per_volume:
         return None
@@ -499,45 +502,40 @@ def _mosaic_timing_of_series(datasets: Sequence[Dataset], limit: int = 10) -> li
     return timing
 
 
-def _seconds_of_day(value: Any) -> float | None:
-    """Seconds since midnight of a DICOM TM value (HHMMSS.FFFFFF), or None."""
-    text = _str(value)
-    if not text:
-        return None
-    text = text.replace(":", "")
-    try:
-        hours = int(text[0:2])
-        minutes = int(text[2:4]) if len(text) >= 4 else 0
-        seconds = float(text[4:]) if len(text) > 4 else 0.0
-    except ValueError:
-        return None
-    return hours * 3600 + minutes * 60 + seconds
+#: One slice's timing inputs: (ImagePositionPatient, LPS+ mm; AcquisitionTime, seconds since
+#: midnight; TriggerTime, ms), each None when absent. The scan keeps them for every file
+#: (:class:`convert.dicom.scan.Instance`), so a sidecar needs no per-slice header read.
+SliceTime = tuple[Sequence[float] | None, float | None, float | None]
 
 
-def _timing_from_slices(datasets: Sequence[Dataset], volume: Volume, tr: float | None) -> list[float] | None:
+def slice_times_of(datasets: Sequence[Dataset]) -> list[SliceTime]:
+    """:data:`SliceTime` of each header (for callers that hold headers, not scan instances)."""
+    return [(_float_list(ds.get("ImagePositionPatient")), dicom_time_seconds(_str(ds.get("AcquisitionTime"))),
+             _float(ds.get("TriggerTime"))) for ds in datasets]
+
+
+def _timing_from_slices(slices: Sequence[SliceTime], volume: Volume, tr: float | None) -> list[float] | None:
     """Relative per-slice times (s) of a 2D MR series from AcquisitionTime (else TriggerTime).
 
-    Independent of the order of ``datasets``: each header is placed at its k by
-    mapping its ImagePositionPatient through the volume's affine; a slice's
-    time is its earliest (the first time point). None when any slice lacks a
-    time or position, when every slice has the same time, or when the spread
-    reaches the repetition time (then the times do not describe one volume).
+    Independent of the order of ``slices``: each is placed at its k by mapping its
+    ImagePositionPatient through the volume's affine; a slice's time is its
+    earliest (the first time point). None when any slice lacks a time or
+    position, when every slice has the same time, or when the spread reaches the
+    repetition time (then the times do not describe one volume).
     """
     nk = volume.shape[2]
     if nk < 2:
         return None
-    use_trigger = any(ds.get("AcquisitionTime") in (None, "") for ds in datasets)
+    use_trigger = any(acquisition is None for _, acquisition, _ in slices)
     inverse = np.linalg.inv(volume.affine)
     times: dict[int, float] = {}
-    for ds in datasets:
-        position = _float_list(ds.get("ImagePositionPatient"))
+    for position, acquisition, trigger in slices:
         if position is None or len(position) != 3:
             return None
         if use_trigger:
-            trigger = _float(ds.get("TriggerTime"))
             seconds = None if trigger is None else trigger / 1000.0
         else:
-            seconds = _seconds_of_day(ds.get("AcquisitionTime"))
+            seconds = acquisition
         if seconds is None:
             return None
         ras = np.array([-position[0], -position[1], position[2], 1.0])
@@ -623,6 +621,7 @@ def build_sidecar(
     *,
     include_phi: bool = False,
     descriptions: bool = True,
+    slice_times: Sequence[SliceTime] | None = None,
 ) -> dict[str, Any]:
     """BIDS-style JSON dict for a series.
 
@@ -641,6 +640,9 @@ def build_sidecar(
             operators and can hold a patient's name; pass False when the DICOM
             was not de-identified with "clean descriptors" first. Ignored with
             ``include_phi=True``.
+        slice_times: each slice's :data:`SliceTime` (from the scan's instances) for the
+            SliceTiming of a classic 2D series; default: read from ``datasets`` (every
+            header, which for a long 4D run means reading every file's header).
 
     Returns:
         A JSON-serialisable dict; times in seconds, angles in degrees, lengths in mm.
@@ -664,7 +666,8 @@ def build_sidecar(
                 slice_timing = ge_slice_timing(datasets, volume.affine, volume.shape[2],
                                                sidecar.get("RepetitionTime"))
             else:
-                slice_timing = _timing_from_slices(datasets, volume, sidecar.get("RepetitionTime"))
+                slices = slice_times if slice_times is not None else slice_times_of(datasets)
+                slice_timing = _timing_from_slices(slices, volume, sidecar.get("RepetitionTime"))
     if timing or slice_timing:
         sidecar["SliceTiming"] = timing or slice_timing
     if volume is not None:
@@ -718,6 +721,8 @@ def deidentified_sidecar(
     original: Sequence[Dataset],
     deidentified: Sequence[Dataset],
     volume: Volume | None = None,
+    *,
+    slice_times: Sequence[SliceTime] | None = None,
 ) -> dict[str, Any]:
     """Sidecar for a de-identified conversion (``convert --anonymize``).
 
@@ -729,9 +734,11 @@ def deidentified_sidecar(
     Hz, voxel counts) or axis codes that identify no one, and fMRI/DWI users need
     them. Such a value is taken from ``original`` only when it is numeric or an
     axis code (never text) and the de-identified sidecar lacks the key.
+    ``slice_times``: as for :func:`build_sidecar` (positions and times are numbers:
+    only relative slice times, never the times of day, reach the sidecar).
     """
-    clean = build_sidecar(deidentified, volume)
-    derived = build_sidecar(original, volume, descriptions=False)
+    clean = build_sidecar(deidentified, volume, slice_times=slice_times)
+    derived = build_sidecar(original, volume, descriptions=False, slice_times=slice_times)
     for key in sorted(ACQUISITION_DERIVED_KEYS):
         value = derived.get(key)
         if key not in clean and value is not None and _numeric_or_axis(value):
