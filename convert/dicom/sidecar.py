@@ -488,9 +488,10 @@ def _mosaic_timing_of_series(datasets: Sequence[Dataset], limit: int = 10) -> li
     step; the most common value per slice is the typical one (ties: the first
     volume's), and it is always a value the scanner actually wrote.
     """
-    if not datasets or mosaic_slice_timing(datasets[0]) is None:  # not a mosaic: no more headers to read
+    first = mosaic_slice_timing(datasets[0]) if len(datasets) else None
+    if first is None:  # not a mosaic: no more headers to read
         return None
-    per_volume = [t for t in (mosaic_slice_timing(ds) for ds in datasets[:limit]) if t is not None]
+    per_volume = [first] + [t for t in (mosaic_slice_timing(ds) for ds in datasets[1:limit]) if t is not None]
     if not per_volume:
         return None
     n = len(per_volume[0])
