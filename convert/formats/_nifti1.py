@@ -1,14 +1,17 @@
-"""The NIfTI-1 single-file header as bytes, without nibabel (the streaming DICOM path uses it).
+"""The one NIfTI-1 header writer: the header as bytes, without nibabel.
 
-Mirrors, field for field, what :meth:`convert.formats.nifti.NiftiFormat.header_for`
-builds through nibabel and ``Nifti1Header.write_to`` writes (tests compare the
-bytes): ``dim`` from the shape, ``datatype``/``bitpix`` from the dtype, sform
+Every NIfTI output (``.nii``, ``.nii.gz``, ``.hdr``/``.img``) gets its header from
+:func:`nifti1_header`. It equals, field for field, what nibabel's ``Nifti1Header``
+(or ``Nifti1PairHeader``) set up the same way writes (tests/test_nifti1.py keeps
+nibabel as the oracle and compares the bytes): ``dim`` from the shape, ``datatype``/``bitpix`` from the dtype, sform
 = the exact affine and qform = its closest rotation (nibabel's polar
 decomposition and quaternion), both code 1 (scanner), ``pixdim[0]`` = qfac,
 ``pixdim[1:4]`` = column lengths of the affine (mm), ``pixdim[4]`` = time step
 (s) for 4D, ``xyzt_units`` = 10 (mm, s), ``scl_slope``/``scl_inter`` (NaN when
 unscaled), ``descrip`` = ``medconvert``, ``vox_offset`` = 352, magic ``n+1``,
-followed by the 4-byte "no extensions" flag. Native byte order, like nibabel.
+followed by the 4-byte "no extensions" flag; a pair header (``.hdr``) is the 348
+bytes with magic ``ni1`` and ``vox_offset`` 0. Colour (RGB24) is datatype 128,
+never scaled. Native byte order, like nibabel.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ import numpy as np
 #: NIfTI-1 datatype codes by numpy dtype string.
 DATATYPE_CODES: dict[str, int] = {"uint8": 2, "int16": 4, "int32": 8, "float32": 16, "float64": 64, "int8": 256,
                                   "uint16": 512, "uint32": 768, "int64": 1024, "uint64": 1280}
+#: RGB24 (three uint8 per voxel, :data:`convert.volume.RGB_DTYPE`).
+RGB24_CODE = 128
 
 #: Size of a single-file header plus the extension flag: where the voxels start.
 VOX_OFFSET = 352
@@ -55,8 +60,10 @@ def _mat2quat(m: np.ndarray) -> np.ndarray:
 
 
 def nifti1_header(shape: Sequence[int], dtype: np.dtype, affine: np.ndarray, *, slope: float = 1.0,
-                  intercept: float = 0.0, scaled: bool = False, time_step: float | None = None) -> bytes:
-    """The 352 bytes (header + empty extension flag) of a ``.nii`` holding this image.
+                  intercept: float = 0.0, scaled: bool = False, time_step: float | None = None,
+                  pair: bool = False) -> bytes:
+    """The 352 bytes (header + empty extension flag) of a ``.nii`` holding this image
+    (``pair``: the 348 bytes of the ``.hdr`` of a ``.hdr``/``.img`` pair).
 
     Args:
         shape: ``(ni, nj, nk[, nt])``.
@@ -64,6 +71,7 @@ def nifti1_header(shape: Sequence[int], dtype: np.dtype, affine: np.ndarray, *, 
         affine: 4x4 voxel -> RAS+ mm.
         slope, intercept: written as scl_slope/scl_inter when ``scaled``, else NaN (no scaling).
         time_step: seconds between volumes (pixdim[4]) of a 4D image; 0 when unknown.
+        pair: a pair header (magic ``ni1``, voxels at offset 0 of the ``.img``).
 
     Raises:
         KeyError: a dtype NIfTI-1 cannot hold.
@@ -73,7 +81,10 @@ def nifti1_header(shape: Sequence[int], dtype: np.dtype, affine: np.ndarray, *, 
     hdr["sizeof_hdr"] = 348
     dim = [len(shape)] + [int(n) for n in shape] + [1] * (7 - len(shape))
     hdr["dim"] = dim
-    hdr["datatype"] = DATATYPE_CODES[dtype.name]
+    rgb = dtype.fields is not None
+    if rgb and (dtype.itemsize != 3 or any(dtype.fields[name][0] != np.uint8 for name in dtype.names or ())):
+        raise KeyError(f"a NIfTI-1 record dtype must be RGB24, not {dtype}")
+    hdr["datatype"] = RGB24_CODE if rgb else DATATYPE_CODES[dtype.name]
     hdr["bitpix"] = dtype.itemsize * 8
     pixdim = np.ones(8, dtype=np.float32)
     affine = np.asarray(affine, dtype=np.float64)
@@ -100,11 +111,11 @@ def nifti1_header(shape: Sequence[int], dtype: np.dtype, affine: np.ndarray, *, 
         pixdim[4] = time_step or 0.0
     hdr["pixdim"] = pixdim
     hdr["xyzt_units"] = 2 | 8  # mm, seconds
-    hdr["scl_slope"] = slope if scaled else np.nan
-    hdr["scl_inter"] = intercept if scaled else np.nan
+    hdr["scl_slope"] = slope if scaled and not rgb else np.nan
+    hdr["scl_inter"] = intercept if scaled and not rgb else np.nan
     hdr["descrip"] = b"medconvert"
-    hdr["vox_offset"] = VOX_OFFSET
+    hdr["vox_offset"] = 0 if pair else VOX_OFFSET
     hdr["qform_code"] = 1
     hdr["sform_code"] = 1
-    hdr["magic"] = b"n+1"
-    return hdr.tobytes() + b"\x00\x00\x00\x00"
+    hdr["magic"] = b"ni1" if pair else b"n+1"
+    return hdr.tobytes() if pair else hdr.tobytes() + b"\x00\x00\x00\x00"

@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 
 from convert.atomic import atomic_paths
-from convert.errors import CorruptFileError
+from convert.errors import CorruptFileError, UnsupportedDataError
 from convert.formats import read_magic
 from convert.formats._nib import BROKEN_FILE_ERRORS, iter_fortran_chunks, open_output, volume_from_nibabel
+from convert.formats._nifti1 import nifti1_header
 from convert.proxy import ByteSpan, is_proxy
 from convert.volume import Meta, Volume
 
@@ -101,40 +102,26 @@ class NiftiFormat:
             return [img, hdr]
         return [Path(path)]
 
-    def header_for(self, volume: Volume) -> Any:
-        """The NIfTI-1 header describing ``volume`` (geometry, dtype, scaling, units)."""
-        import nibabel as nib
-
-        header = nib.Nifti1Header() if not self.pair else nib.nifti1.Nifti1PairHeader()
-        header.set_data_dtype(volume.dtype)
-        header.set_data_shape(volume.shape)
-        header.set_sform(volume.affine, code=1)
-        header.set_qform(volume.affine, code=1)
-        header.set_xyzt_units("mm", "sec")
-        if volume.array.ndim == 4:
-            pixdim = header["pixdim"]
-            pixdim[4] = volume.meta.time_step or 0.0
-            header["pixdim"] = pixdim
-        if volume.is_scaled:
-            header["scl_slope"] = volume.slope
-            header["scl_inter"] = volume.intercept
-        else:
-            header["scl_slope"] = np.nan
-            header["scl_inter"] = np.nan
-        header["descrip"] = b"medconvert"
-        header["vox_offset"] = 0 if self.pair else 352
-        return header
+    def header_bytes(self, volume: Volume) -> bytes:
+        """The NIfTI-1 header describing ``volume`` (geometry, dtype, scaling, units), from the one
+        header writer :func:`convert.formats._nifti1.nifti1_header` (no nibabel import)."""
+        return nifti1_header(volume.shape, volume.dtype, volume.affine, slope=volume.slope,
+                             intercept=volume.intercept, scaled=volume.is_scaled,
+                             time_step=volume.meta.time_step if len(volume.shape) == 4 else None, pair=self.pair)
 
     def write(self, volume: Volume, path: Path, *, overwrite: bool = False, **options: Any) -> list[Path]:
         """Write ``volume`` to ``path``; option ``compresslevel`` (1-3, isal) for ``.nii.gz``."""
         level = int(options.get("compresslevel", 1))
         targets = self.output_paths(Path(path))
-        header = self.header_for(volume)
+        try:
+            header = self.header_bytes(volume)
+        except KeyError as exc:
+            raise UnsupportedDataError(f"NIfTI-1 cannot store voxels of type {volume.dtype}", Path(path)) from exc
         with atomic_paths(targets, overwrite=overwrite) as temps:
             if self.pair:
                 img_tmp, hdr_tmp = temps
                 with open(hdr_tmp, "wb") as fh:
-                    header.write_to(fh)
+                    fh.write(header)
                 with open_output(img_tmp, False) as fh:
                     for chunk in iter_fortran_chunks(volume.array):
                         fh.write(chunk)
@@ -142,11 +129,11 @@ class NiftiFormat:
                 (tmp,) = temps
                 if not self.compress and _has_byte_spans(volume.array):
                     with open(tmp, "wb", buffering=0) as raw:
-                        header.write_to(raw)  # 348 bytes + the 4-byte "no extensions" flag
+                        _write_all(raw.fileno(), memoryview(header))  # 348 bytes + the "no extensions" flag
                         _write_slices_copying_spans(raw, volume.array)
                 else:
                     with open_output(tmp, self.compress, level) as fh:
-                        header.write_to(fh)
+                        fh.write(header)
                         for chunk in iter_fortran_chunks(volume.array):
                             fh.write(chunk)
         return targets
