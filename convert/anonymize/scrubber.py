@@ -32,7 +32,7 @@ import logging
 import re
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, NamedTuple
 
 from pydicom.datadict import dictionary_keyword, dictionary_VR, tag_for_keyword
 from pydicom.dataelem import DataElement, RawDataElement
@@ -328,6 +328,41 @@ def burned_in_reason(ds: Dataset) -> str:
     return ""
 
 
+def refusal_message(reason: str) -> str:
+    """The message of the :class:`AnonymizationError` for an object refused for burned-in text."""
+    return (f"refused: {reason}; pixel data may show patient details (use --allow-burned-in / "
+            "allow_burned_in=True to let it through, flagged)")
+
+
+#: ``value_tell`` of a raw sequence element whose items the byte serializer walks itself
+#: (:meth:`Scrubber.decide` returns :class:`Recurse` for it without decoding it).
+SEQUENCE_MARK = -1
+
+#: Attributes whose original -> pseudonym pairs go to the audit file.
+MAPPED_TAGS = (("PatientID", _PATIENT_ID), ("StudyInstanceUID", 0x0020000D), ("SeriesInstanceUID", 0x0020000E))
+
+
+class Recurse(NamedTuple):
+    """The decision for a kept sequence: scrub each item by the same rules.
+
+    Attributes:
+        clean: inside the items, unlisted free text is cleaned rather than removed.
+        items: the decoded items (pydicom route); None when the caller walks them (byte serializer).
+    """
+
+    clean: bool
+    items: Any
+
+
+@dataclass
+class Level:
+    """Per-data-set state of the decisions: the private creators (read on first need) and
+    the private blocks with a kept element (their creators are written back)."""
+
+    creators: dict[tuple[int, int], str] | None = None
+    kept_blocks: set[tuple[int, int]] = field(default_factory=set)
+
+
 class _Context:
     """Per-object state: the plan, the pseudonymizer, the patient's date offset, PHI tokens."""
 
@@ -557,39 +592,104 @@ class Scrubber:
         with quiet_pydicom():
             return self._scrub(ds, source)
 
-    def scrub_traced(self, ds: Dataset) -> tuple[ScrubResult, dict[int, tuple[int, int, int, int, int]]]:
-        """:meth:`scrub`, plus the counts each top-level element of ``ds`` contributed.
-
-        The second value maps every top-level tag of ``ds`` (int) to its
-        ``(removed, replaced, emptied, cleaned, kept)`` counts, nested items
-        included; the byte-level fast path (:mod:`convert.anonymize.fastpath`)
-        learns per-element outcomes from it.
-        """
-        trace: dict[int, tuple[int, int, int, int, int]] = {}
-        with quiet_pydicom():
-            return self._scrub(ds, None, trace), trace
-
-    def _scrub(self, ds: Dataset, source: str | None = None,
-               trace: dict[int, tuple[int, int, int, int, int]] | None = None) -> ScrubResult:
+    def _scrub(self, ds: Dataset, source: str | None = None) -> ScrubResult:
         reason = burned_in_reason(ds)
         if reason and not self.allow_burned_in:
-            raise AnonymizationError(
-                f"refused: {reason}; pixel data may show patient details (use --allow-burned-in / "
-                "allow_burned_in=True to let it through, flagged)", source)
-        sop_class = _text_of(ds, 0x00080016).strip() or None
-        plan = compile_plan(self.options, sop_class)
-        ctx = _Context(self, plan, ds)
-        out = self._scrub_dataset(ds, ctx, top=True, trace=trace)
+            raise AnonymizationError(refusal_message(reason), source)
+        ctx = self.context(ds)
+        out = self._scrub_dataset(ds, ctx)
         self._stamp(out, ctx, flagged=bool(reason))
         out.file_meta = self._scrub_meta(getattr(ds, "file_meta", None), ds, out, ctx)
         mapping = {}
-        for keyword, tag in (("PatientID", _PATIENT_ID), ("StudyInstanceUID", 0x0020000D),
-                             ("SeriesInstanceUID", 0x0020000E)):
+        for keyword, tag in MAPPED_TAGS:
             if tag in ds:
                 orig, new = _text_of(ds, tag), _text_of(out, tag)
                 if orig != new:
                     mapping[keyword] = (orig, new)
         return ScrubResult(out, ctx.counts, burned_in=bool(reason), burned_in_reason=reason, mapping=mapping)
+
+    def context(self, top: Dataset) -> _Context:
+        """The per-object context of the decisions (plan for the object's SOP class, pseudonyms,
+        date offset, identifying tokens), from the top-level data set ``top``."""
+        sop_class = _text_of(top, 0x00080016).strip() or None
+        return _Context(self, compile_plan(self.options, sop_class), top)
+
+    # ------------------------------------------------------------------ the decision
+    def decide(self, src: Dataset, tag: int, ctx: _Context, clean: bool, level: Level
+               ) -> DataElement | RawDataElement | Recurse | None:
+        """What becomes of element ``tag`` of data set ``src`` (the top level or a sequence item).
+
+        The one decision of the de-identification, shared by the byte serializer
+        (:mod:`convert.anonymize.serialize`) and the pydicom route (:meth:`scrub`): it reads the
+        element, the per-object context ``ctx`` (plan, pseudonyms, identifying tokens; counts are
+        added to ``ctx.counts``) and, for private elements, the private creators of ``src``
+        (``level`` keeps them and the blocks kept). Returns None (removed), the element to write
+        (a raw element is written as its bytes, a new one is encoded), or :class:`Recurse` for a
+        sequence whose items are kept, each scrubbed by the same rules (``sequence``: the caller
+        knows the element is a sequence, so it is not decoded here).
+        """
+        itag = int(tag)
+        counts = ctx.counts
+        elem = src._dict[tag]
+        if (itag >> 16) & 1:  # ---------------------------------------------- private
+            if ctx.plan.private == "X" or (itag & 0xFFFF) < 0x1000:
+                counts.removed += 1
+                return None
+            creators = level.creators
+            if creators is None:
+                creators = level.creators = {}
+                for t in src._dict:
+                    g, e = t >> 16, t & 0xFFFF
+                    if g & 1 and 0x10 <= e <= 0xFF:
+                        creators[(g, e)] = _text_of(src, t).strip()
+            block = (itag >> 16, (itag & 0xFF00) >> 8)
+            creator = creators.get(block)
+            if creator and (creator, itag >> 16, itag & 0xFF) in SAFE_PRIVATE and _private_value_ok(src, tag, ctx):
+                level.kept_blocks.add(block)
+                counts.kept += 1
+                return _copy(elem)
+            counts.removed += 1
+            return None
+        action = resolve_action(ctx.plan, itag, elem, clean)
+        if action == "X":
+            counts.removed += 1
+            return None
+        if action == "K" and not isinstance(elem, RawDataElement) and elem.VR != "SQ":
+            counts.kept += 1
+            return _copy(elem)
+        if action == "K" and isinstance(elem, RawDataElement) and _raw_vr(elem, itag) != "SQ":
+            # raw bytes are copied as read, unless they were encoded differently from what the
+            # dataset declares (e.g. implicit VR inside an "explicit" file): then decode them
+            # (or deferred: read with defer_size, the value is loaded from the source file now)
+            counts.kept += 1
+            raw_ok = elem.is_implicit_VR == src.original_encoding[0] and (elem.value is not None or not elem.length)
+            return elem if raw_ok else _copy(src[tag])  # src[tag] also resolves "OB or OW"
+        return self._apply(src, tag, action, ctx, clean)
+
+    def finish_level(self, src: Dataset, present: Iterable[int], ctx: _Context, level: Level
+                     ) -> dict[int, DataElement | RawDataElement | None]:
+        """The data-set-level rules, applied after every element of ``src`` was decided
+        (``present``: the tags written): a code of a local scheme is replaced (designator,
+        value, meaning; long/URN codes removed), and the private creators of kept private
+        elements are written back. Returns tag -> new element (None: remove it)."""
+        changes: dict[int, DataElement | RawDataElement | None] = {}
+        present = set(present)
+        if _SCHEME in present and _text_of(src, _SCHEME).strip() not in STANDARD_CODING_SCHEMES:
+            token = ctx.pseudo.short_token("code", _text_of(src, _SCHEME) + "\\" + _text_of(src, _CODE_VALUE), 14)
+            changes[_SCHEME] = DataElement(_SCHEME, "SH", "99ANON")
+            if _CODE_VALUE in present:
+                changes[_CODE_VALUE] = DataElement(_CODE_VALUE, "SH", "C" + token)
+            for tag in (_LONG_CODE, _URN_CODE):
+                if tag in present:
+                    changes[tag] = None
+            if _MEANING in present:
+                changes[_MEANING] = DataElement(_MEANING, "LO", "ANONYMIZED")
+            ctx.counts.replaced += 1
+        for block in level.kept_blocks:
+            ctag = (block[0] << 16) | block[1]
+            stored = src._dict[BaseTag(ctag)]
+            changes[ctag] = _copy(stored) if isinstance(stored, DataElement) else stored
+        return changes
 
     # ------------------------------------------------------------------ internals
     def _new_like(self, src: Dataset) -> Dataset:
@@ -600,89 +700,27 @@ class Scrubber:
             out.set_original_encoding(implicit, little, src.original_character_set)
         return out
 
-    def _scrub_dataset(self, src: Dataset, ctx: _Context, top: bool = False, clean: bool = False,
-                       trace: dict[int, tuple[int, int, int, int, int]] | None = None) -> Dataset:
-        """Scrub one dataset or sequence item. ``clean``: inside a sequence whose action is C
-        (Clean Structured Content / Graphics / Descriptors), unlisted free text is cleaned, not removed.
-        ``trace``: filled with the counts each element of ``src`` contributed (see :meth:`scrub_traced`)."""
+    def _scrub_dataset(self, src: Dataset, ctx: _Context, clean: bool = False) -> Dataset:
+        """Scrub one dataset or sequence item (the pydicom route; see :meth:`decide`). ``clean``:
+        inside a sequence whose action is C (Clean Structured Content / Graphics / Descriptors),
+        unlisted free text is cleaned, not removed."""
         out = self._new_like(src)
-        plan = ctx.plan
-        counts = ctx.counts
-        creators: dict[tuple[int, int], str] | None = None
-        kept_private_blocks: set[tuple[int, int]] = set()
         dst = out._dict
-        implicit = src.original_encoding[0]
-        traced_tag: int | None = None
-        before = (0, 0, 0, 0, 0)
-        for tag, elem in list(src._dict.items()):
-            itag = int(tag)  # plain int: BaseTag's Python-level __eq__ slows dict lookups
-            group = itag >> 16
-            if trace is not None:
-                now = (counts.removed, counts.replaced, counts.emptied, counts.cleaned, counts.kept)
-                if traced_tag is not None:
-                    trace[traced_tag] = tuple(a - b for a, b in zip(now, before))  # type: ignore[assignment]
-                traced_tag, before = itag, now
-            if group & 1:  # ---------------------------------------------- private
-                if plan.private == "X" or (tag & 0xFFFF) < 0x1000:
-                    counts.removed += 1
-                    continue
-                if creators is None:
-                    creators = {}
-                    for t in src._dict:
-                        g, e = t >> 16, t & 0xFFFF
-                        if g & 1 and 0x10 <= e <= 0xFF:
-                            creators[(g, e)] = _text_of(src, t).strip()
-                block = (group, (tag & 0xFF00) >> 8)
-                creator = creators.get(block)
-                if creator and (creator, group, tag & 0xFF) in SAFE_PRIVATE and _private_value_ok(src, tag, ctx):
-                    dst[tag] = _copy(elem)
-                    kept_private_blocks.add(block)
-                    counts.kept += 1
-                else:
-                    counts.removed += 1
+        level = Level()
+        for tag in list(src._dict):
+            new = self.decide(src, tag, ctx, clean, level)
+            if new is None:
                 continue
-            action = resolve_action(plan, itag, elem, clean)
-            if action == "X":
-                counts.removed += 1
-                continue
-            if action == "K" and not isinstance(elem, RawDataElement) and elem.VR != "SQ":
-                dst[tag] = _copy(elem)
-                counts.kept += 1
-                continue
-            if action == "K" and isinstance(elem, RawDataElement) and _raw_vr(elem, itag) != "SQ":
-                # raw bytes are copied as read, unless they were encoded differently from what the
-                # dataset declares (e.g. implicit VR inside an "explicit" file): then decode them
-                # (or deferred: read with defer_size, the value is loaded from the source file now)
-                raw_ok = elem.is_implicit_VR == implicit and (elem.value is not None or not elem.length)
-                dst[tag] = elem if raw_ok else _copy(src[tag])  # src[tag] also resolves "OB or OW"
-                counts.kept += 1
-                continue
-            new = self._apply(src, tag, action, ctx, clean)
-            if new is not None:
-                dst[tag] = new
-        if trace is not None and traced_tag is not None:
-            now = (counts.removed, counts.replaced, counts.emptied, counts.cleaned, counts.kept)
-            trace[traced_tag] = tuple(a - b for a, b in zip(now, before))  # type: ignore[assignment]
-        if _SCHEME in dst and _text_of(src, _SCHEME).strip() not in STANDARD_CODING_SCHEMES:
-            self._anonymize_local_code(src, out, ctx)
-        if kept_private_blocks:
-            for block in kept_private_blocks:
-                ctag = BaseTag((block[0] << 16) | block[1])
-                dst[ctag] = _copy(src._dict[ctag]) if isinstance(src._dict[ctag], DataElement) else src._dict[ctag]
+            if isinstance(new, Recurse):
+                items = [self._scrub_dataset(item, ctx, clean=new.clean) for item in (new.items or [])]
+                new = DataElement(tag, "SQ", Sequence(items))
+            dst[tag] = new
+        for ctag, new in self.finish_level(src, dst, ctx, level).items():
+            if new is None:
+                dst.pop(BaseTag(ctag), None)
+            else:
+                dst[BaseTag(ctag)] = new
         return out
-
-    def _anonymize_local_code(self, src: Dataset, out: Dataset, ctx: _Context) -> None:
-        """A code from a local/unknown scheme: designator and meaning are site text, replace them."""
-        token = ctx.pseudo.short_token("code", _text_of(src, _SCHEME) + "\\" + _text_of(src, _CODE_VALUE), 14)
-        out[_SCHEME] = DataElement(_SCHEME, "SH", "99ANON")
-        if _CODE_VALUE in out:
-            out[_CODE_VALUE] = DataElement(_CODE_VALUE, "SH", "C" + token)
-        for tag in (_LONG_CODE, _URN_CODE):
-            if tag in out:
-                del out[tag]
-        if _MEANING in out:
-            out[_MEANING] = DataElement(_MEANING, "LO", "ANONYMIZED")
-        ctx.counts.replaced += 1
 
     def _apply(self, src: Dataset, tag: BaseTag, action: str, ctx: _Context,
                clean: bool = False) -> DataElement | RawDataElement | None:
@@ -725,6 +763,8 @@ class Scrubber:
                 data = "\\".join(ctx.pseudo.uid(v) for v in seq).encode("ascii")
                 data += b"\0" if len(data) % 2 else b""
                 return RawDataElement(tag, stored.VR, len(data), data, 0, stored.is_implicit_VR, True)
+        if isinstance(stored, RawDataElement) and stored.value_tell == SEQUENCE_MARK:
+            return self._sequence(tag, action, ctx, clean, None)  # the byte serializer walks its items
         try:
             elem = peek(src, tag)
             _ = elem.value
@@ -733,14 +773,7 @@ class Scrubber:
             return None
         vr = elem.VR
         if vr == "SQ":
-            if action == "Z":
-                counts.emptied += 1
-                return DataElement(tag, "SQ", Sequence())
-            # K, D, U, C, S: keep the items, each scrubbed by the same rules
-            inner_clean = clean or action == "C"
-            items = Sequence([self._scrub_dataset(item, ctx, clean=inner_clean) for item in (elem.value or [])])
-            counts.kept += 1
-            return DataElement(tag, "SQ", items)
+            return self._sequence(tag, action, ctx, clean, elem.value)
         if int(tag) in (_PATIENT_ID, _PATIENT_NAME) and action in ("Z", "D", "C", "U"):
             counts.replaced += 1
             pid = _text_of(src, _PATIENT_ID)
@@ -786,6 +819,15 @@ class Scrubber:
             return None
         counts.kept += 1  # K on a non-sequence value decoded above
         return _copy(elem)
+
+    @staticmethod
+    def _sequence(tag: BaseTag, action: str, ctx: _Context, clean: bool, items: Any) -> DataElement | Recurse:
+        """A sequence: emptied (Z), else its items kept, each scrubbed by the same rules."""
+        if action == "Z":
+            ctx.counts.emptied += 1
+            return DataElement(tag, "SQ", Sequence())
+        ctx.counts.kept += 1  # K, D, U, C, S
+        return Recurse(clean or action == "C", items)
 
     def _map_uid(self, elem: DataElement, ctx: _Context, keep_known: bool,
                  raw_source: DataElement | RawDataElement | None = None,
