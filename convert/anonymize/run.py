@@ -350,7 +350,8 @@ def _init_worker(key: bytes, keep: tuple[str, ...], allow_burned_in: bool, dst: 
 def _work(paths: list[str]) -> list[tuple[FileLog, dict[str, tuple[str, str]]]]:
     assert _WORKER is not None
     scrubber, dst, overwrite = _WORKER
-    return [process_file(scrubber, Path(p), dst, overwrite) for p in paths]
+    with quiet_pydicom():  # once per chunk (the per-file blocks inside then cost nothing)
+        return [process_file(scrubber, Path(p), dst, overwrite) for p in paths]
 
 
 def _chunks(items: list[Path], size: int) -> Iterator[list[str]]:

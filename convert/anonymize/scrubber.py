@@ -455,17 +455,27 @@ def _spellings(word: str) -> set[str]:
     return {word, folded, german}
 
 
+_QUIET = [0]  # depth of nested quiet_pydicom blocks
+
+
 @contextlib.contextmanager
 def quiet_pydicom() -> Iterator[None]:
-    """Silence pydicom's warnings and log records (they may quote PHI values) within the block."""
+    """Silence pydicom's warnings and log records (they may quote PHI values) within the block.
+
+    Nested blocks cost nothing: the outermost one silences (a worker wraps its whole chunk)."""
+    if _QUIET[0]:
+        yield
+        return
     logger = logging.getLogger("pydicom")
     level, propagate = logger.level, logger.propagate
     logger.setLevel(logging.CRITICAL + 1)
+    _QUIET[0] += 1
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             yield
     finally:
+        _QUIET[0] -= 1
         logger.setLevel(level)
         logger.propagate = propagate
 

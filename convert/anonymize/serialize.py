@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import struct
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -75,15 +76,17 @@ PATH_KEYWORDS: dict[int, tuple[str, str]] = {
 #: Elements the de-identification stamps (overwriting the element's own outcome).
 _STAMPED = (0x00120062, 0x00120063, 0x00120064, 0x00280303, 0x00280301)
 _MAX_OUTCOMES = 100_000
-_KEPT_ONE = (0, 0, 0, 0, 1)
 _NO_ITEMS_STOP: frozenset[int] = frozenset()
 
 
 def path_part(value: Any, default: str) -> str:
     """One component of the output path from a de-identified value: its letters, digits and
     ``.-_`` (``default`` when none are left)."""
-    text = str(value or "").strip().strip("\0")
-    return "".join(c for c in text if c.isalnum() or c in ".-_") or default
+    return _PATH_UNSAFE.sub("", str(value or "")) or default
+
+
+#: Characters a path component drops: all but letters, digits (``str.isalnum``) and ``.-_``.
+_PATH_UNSAFE = re.compile(r"[^\w.\-]")
 
 
 def fast_bytes(ds: Dataset) -> bytes | None:
@@ -312,9 +315,20 @@ class Output:
     burned_in: bool
 
 
-# The outcome of one top-level element: output bytes (b"": removed), counts, and for the
-# PATH_KEYWORDS elements (original text, new text, path part).
-Outcome = tuple[bytes, tuple[int, int, int, int, int], Any]
+# The outcome of one top-level element: output bytes (b"": removed), counts (packed, see _pack),
+# and for the PATH_KEYWORDS elements (original text, new text, path part).
+Outcome = tuple[bytes, int, Any]
+_SHIFTS = (0, 32, 64, 96, 128)
+_MASK = (1 << 32) - 1
+
+
+def _pack(counts: list[int]) -> int:
+    """Five counts as one integer (32 bits each): outcomes are summed with one addition."""
+    return sum(c << s for c, s in zip(counts, _SHIFTS))
+
+
+def _unpack(packed: int) -> tuple[int, ...]:
+    return tuple((packed >> s) & _MASK for s in _SHIFTS)
 
 
 @dataclass
@@ -330,6 +344,7 @@ class _FileContext:
     stamps: dict[int, bytes]
     base: dict[Any, RawDataElement]
     scratch_src: Dataset | None = None
+    scratch_tag: Any = None
     scratch_out: list[Dataset] = field(default_factory=list)
     outcomes: dict[bytes, Outcome] = field(default_factory=dict)
 
@@ -491,6 +506,7 @@ class ByteScrubber:
         else:
             misses = []
             get = outcomes.get
+            packed = 0  # the counts of cached outcomes, summed as one integer (see _pack)
             for tag, element in tops.items():
                 outcome = get(buf[element.offset:element.end])
                 if outcome is None:
@@ -499,11 +515,7 @@ class ByteScrubber:
                 data, counts, text = outcome
                 if data:
                     parts[tag] = data
-                if counts is not _KEPT_ONE:
-                    for i, c in enumerate(counts):
-                        total[i] += c
-                else:
-                    total[4] += 1
+                packed += counts
                 if text is not None:
                     texts[tag] = text
             self.stats["cached"] += len(tops) - len(misses)
@@ -514,17 +526,16 @@ class ByteScrubber:
                 with _quiet():
                     for element in misses:
                         tag = element.tag
-                        data, counts, text = outcome = self._decide_top(buf, self._small(buf, element, fctx), tag,
-                                                                        element, fctx)
-                        if counts == _KEPT_ONE:
-                            outcome = (data, _KEPT_ONE, text)
-                        outcomes[buf[element.offset:element.end]] = outcome
+                        data, counts, text = self._decide_top(buf, self._small(buf, element, fctx), tag, element,
+                                                              fctx)
+                        outcomes[buf[element.offset:element.end]] = (data, counts, text)
                         if data:
                             parts[tag] = data
-                        for i, c in enumerate(counts):
-                            total[i] += c
+                        packed += counts
                         if text is not None:
                             texts[tag] = text
+            for i, c in enumerate(_unpack(packed)):
+                total[i] += c
         if fctx.charset is not None and parts.get(_CHARSET) != fctx.charset:
             raise _Declined("the character set changes: pydicom's writer re-encodes")
         parts.update(fctx.stamps)
@@ -549,11 +560,26 @@ class ByteScrubber:
     def _decide_top(self, buf: bytes, src: Dataset, tag: int, element: elements.Element,
                     fctx: _FileContext) -> Outcome:
         """The outcome of one top-level element (see :data:`Outcome`)."""
-        total = [0, 0, 0, 0, 0]
-        texts: dict[int, Any] = {}
-        parts = self._level(buf, src, {tag: element}, fctx.implicit, fctx, clean=False, level=Level(),
-                            texts=texts, total=total)
-        return parts.get(tag, b""), tuple(total), texts.get(tag)  # type: ignore[return-value]
+        if tag in PATH_KEYWORDS or src._dict[BaseTag(tag)].value_tell == SEQUENCE_MARK:
+            total = [0, 0, 0, 0, 0]
+            texts: dict[int, Any] = {}
+            parts = self._level(buf, src, {tag: element}, fctx.implicit, fctx, clean=False, level=Level(),
+                                texts=texts, total=total)
+            return parts.get(tag, b""), _pack(total), texts.get(tag)
+        # the common case (a plain element): _level's loop body for one element, without its set-up
+        ctx = fctx.ctx
+        counts = ctx.counts = Counts()
+        new = self.scrubber.decide(src, BaseTag(tag), ctx, False, Level())
+        data = b""
+        if new is not None:
+            out = fctx.scratch_out.pop() if fctx.scratch_out else self.scrubber._new_like(src)
+            out._dict.clear()
+            out._dict[BaseTag(tag)] = new
+            data = encode_element(out, BaseTag(tag), fctx.implicit, fctx.encodings)
+            out._dict.clear()
+            fctx.scratch_out.append(out)
+        ctx.counts = Counts()
+        return data, _pack([counts.removed, counts.replaced, counts.emptied, counts.cleaned, counts.kept]), None
 
     def _level(self, buf: bytes, src: Dataset, found: dict[int, elements.Element], implicit: bool,
                fctx: _FileContext, clean: bool, level: Level, texts: dict[int, Any] | None,
@@ -592,9 +618,11 @@ class ByteScrubber:
                     kept = BaseTag(tag) in out._dict
                     if tag in parts and not kept:
                         raise _Declined("a path attribute written as a sequence")
-                    value = out.get(keyword, "") if kept else ""
-                    texts[tag] = (_text_of(src, tag), _text_of(out, tag) if kept else "",
-                                  path_part(value, default))
+                    new_text = _text_of(out, tag) if kept else ""
+                    # str() of a single value is its text; a multi-valued one names the path as
+                    # str(MultiValue) does on the pydicom route
+                    value = out.get(keyword, "") if "\\" in new_text else new_text
+                    texts[tag] = (_text_of(src, tag), new_text, path_part(value, default))
         counts = ctx.counts
         for i, c in enumerate((counts.removed, counts.replaced, counts.emptied, counts.cleaned, counts.kept)):
             total[i] += c
@@ -682,14 +710,20 @@ class ByteScrubber:
 
     def _small(self, buf: bytes, element: elements.Element, fctx: _FileContext) -> Dataset:
         """The data set a top-level decision reads: the element and the context elements (one
-        Dataset per context, refilled for each decision)."""
+        Dataset per context: the previous decision's element is put back to the context's)."""
         ds = fctx.scratch_src
         if ds is None:
             ds = fctx.scratch_src = self._dataset(buf, {}, fctx.implicit, fctx.parent_encoding, fctx.base)
         stored = ds._dict
-        stored.clear()
-        stored.update(fctx.base)
+        previous = fctx.scratch_tag
+        if previous is not None:
+            if previous in fctx.base:
+                stored[previous] = fctx.base[previous]
+            else:
+                stored.pop(previous, None)
+        tag = BaseTag(element.tag)
         stored.update(_raw_elements(buf, {element.tag: element}, fctx.implicit))
+        fctx.scratch_tag = tag
         return ds
 
 
