@@ -54,7 +54,7 @@ from convert.dicom.elements import UNDEFINED, NotCovered, Truncated
 from convert.errors import AnonymizationError, ConvertError
 
 #: Bytes read first; a longer header is read again whole.
-FIRST_READ = 64 * 1024
+FIRST_READ = 16 * 1024
 #: Media Storage Directory Storage (DICOMDIR) SOP class.
 MEDIA_DIRECTORY = "1.2.840.10008.1.3.10"
 _PIXEL_DATA = 0x7FE00010
@@ -360,8 +360,8 @@ class ByteScrubber:
     def __init__(self, scrubber: Scrubber, check: Callable[..., None] | None = None) -> None:
         self.scrubber = scrubber
         self.check = check
-        self.contexts: dict[tuple, _FileContext | AnonymizationError] = {}
-        self.checked: dict[tuple, ConvertError | None] = {}
+        #: context key -> (the context, or the refusal of its objects; pixel length -> check result)
+        self.contexts: dict[tuple, tuple[_FileContext | AnonymizationError, dict[Any, ConvertError | None]]] = {}
         self.stats = {"files": 0, "declined": 0, "decided": 0, "cached": 0}
 
     # ------------------------------------------------------------------ per file
@@ -395,8 +395,8 @@ class ByteScrubber:
                 or 0x00041220 in part10.elements:
             return None  # a DICOMDIR: the pydicom route reports it
         tops = part10.elements
-        if any((t >> 16) == 0x0002 for t in tops):
-            return None
+        if tops and min(tops) < 0x00030000 and any((t >> 16) == 0x0002 for t in tops):
+            return None  # file meta elements inside the data set
         pixel_offset = part10.pixel_offset
         pixel_length: int | None = None
         if pixel_offset is not None:
@@ -405,25 +405,22 @@ class ByteScrubber:
                 return None
         key = (part10.transfer_syntax, meta_sop, part10.implicit) + tuple(
             (buf[e.offset:e.end] if (e := tops.get(t)) is not None else None) for t in CONTEXT_TAGS)
-        fctx = self.contexts.get(key)
-        if fctx is None:
-            fctx = self._context(buf, part10)
+        entry = self.contexts.get(key)
+        if entry is None:
             if len(self.contexts) > 256:
                 self.contexts.clear()
-            self.contexts[key] = fctx
-        checked = (key, pixel_length)
-        if checked not in self.checked and self.check is not None:  # as the pydicom route, before refusing
+            entry = self.contexts[key] = (self._context(buf, part10), {})
+        fctx, checked = entry
+        if pixel_length not in checked and self.check is not None:  # as the pydicom route, before refusing
             top = self._dataset(buf, tops, part10.implicit, "iso8859")
             top.file_meta = self._meta_dataset(buf, part10)
             try:
                 with _quiet():
                     self.check(top, path, pixel_length)
-                self.checked[checked] = None
+                checked[pixel_length] = None
             except ConvertError as exc:
-                self.checked[checked] = exc
-            if len(self.checked) > 1024:
-                self.checked.clear()
-        problem = self.checked.get(checked)
+                checked[pixel_length] = exc
+        problem = checked.get(pixel_length)
         if problem is not None:
             raise type(problem)(problem.message, path)
         if isinstance(fctx, AnonymizationError):
@@ -508,7 +505,7 @@ class ByteScrubber:
             get = outcomes.get
             packed = 0  # the counts of cached outcomes, summed as one integer (see _pack)
             for tag, element in tops.items():
-                outcome = get(buf[element.offset:element.end])
+                outcome = get(buf[element[2]:element[5]])  # offset, end: the element's bytes
                 if outcome is None:
                     misses.append(element)
                     continue
