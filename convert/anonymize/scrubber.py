@@ -363,7 +363,7 @@ class Level:
     kept_blocks: set[tuple[int, int]] = field(default_factory=set)
 
 
-class _Context:
+class Context:
     """Per-object state: the plan, the pseudonymizer, the patient's date offset, PHI tokens."""
 
     def __init__(self, scrubber: "Scrubber", plan: Plan, top: Dataset) -> None:
@@ -372,7 +372,7 @@ class _Context:
         self.options = plan.options
         self.counts = Counts()
         self.top = top
-        self.patient_id = _text_of(top, _PATIENT_ID)
+        self.patient_id = text_of(top, _PATIENT_ID)
         self._days: int | None = None
         self._tokens: re.Pattern[str] | None = None
 
@@ -390,13 +390,13 @@ class _Context:
             stored = self.top._dict
             key = (str(self.top._character_set),) + tuple(
                 (t, getattr(stored.get(t), "value", None) if isinstance(stored.get(t), RawDataElement)
-                 else repr(getattr(stored.get(t), "value", None))) for t in _TOKEN_TAGS)
+                 else repr(getattr(stored.get(t), "value", None))) for t in TOKEN_TAGS)
             cached = _TOKENS_BY_RAW.get(key)
             if cached is not None:
                 self._tokens = cached
                 return cached
             values: list[str] = []
-            for tag in _TOKEN_TAGS:
+            for tag in TOKEN_TAGS:
                 try:
                     elem = peek(self.top, tag)
                 except Exception:
@@ -420,7 +420,7 @@ _TOKEN_KEYWORDS = ("PatientName", "PatientID", "OtherPatientIDs", "OtherPatientN
                    "NameOfPhysiciansReadingStudy", "RequestingPhysician")
 
 
-_TOKEN_TAGS = tuple(tag_for_keyword(k) for k in _TOKEN_KEYWORDS)
+TOKEN_TAGS = tuple(tag_for_keyword(k) for k in _TOKEN_KEYWORDS)
 _TOKENS_BY_RAW: dict[tuple, re.Pattern[str]] = {}
 
 
@@ -506,7 +506,7 @@ def ui_text(raw: bytes) -> str | None:
     return "\\".join(v.strip() for v in text.rstrip("\0 ").rstrip(" \0").split("\\"))
 
 
-def _text_of(ds: Dataset, tag: int) -> str:
+def text_of(ds: Dataset, tag: int) -> str:
     stored = ds._dict.get(tag)
     if isinstance(stored, RawDataElement) and stored.VR == "UI" and isinstance(stored.value, bytes):
         text = ui_text(stored.value)
@@ -608,24 +608,24 @@ class Scrubber:
             raise AnonymizationError(refusal_message(reason), source)
         ctx = self.context(ds)
         out = self._scrub_dataset(ds, ctx)
-        self._stamp(out, ctx, flagged=bool(reason))
+        self.stamp(out, ctx, flagged=bool(reason))
         out.file_meta = self._scrub_meta(getattr(ds, "file_meta", None), ds, out, ctx)
         mapping = {}
         for keyword, tag in MAPPED_TAGS:
             if tag in ds:
-                orig, new = _text_of(ds, tag), _text_of(out, tag)
+                orig, new = text_of(ds, tag), text_of(out, tag)
                 if orig != new:
                     mapping[keyword] = (orig, new)
         return ScrubResult(out, ctx.counts, burned_in=bool(reason), burned_in_reason=reason, mapping=mapping)
 
-    def context(self, top: Dataset) -> _Context:
+    def context(self, top: Dataset) -> Context:
         """The per-object context of the decisions (plan for the object's SOP class, pseudonyms,
         date offset, identifying tokens), from the top-level data set ``top``."""
-        sop_class = _text_of(top, 0x00080016).strip() or None
-        return _Context(self, compile_plan(self.options, sop_class), top)
+        sop_class = text_of(top, 0x00080016).strip() or None
+        return Context(self, compile_plan(self.options, sop_class), top)
 
     # ------------------------------------------------------------------ the decision
-    def decide(self, src: Dataset, tag: int, ctx: _Context, clean: bool, level: Level
+    def decide(self, src: Dataset, tag: int, ctx: Context, clean: bool, level: Level
                ) -> DataElement | RawDataElement | Recurse | None:
         """What becomes of element ``tag`` of data set ``src`` (the top level or a sequence item).
 
@@ -651,7 +651,7 @@ class Scrubber:
                 for t in src._dict:
                     g, e = t >> 16, t & 0xFFFF
                     if g & 1 and 0x10 <= e <= 0xFF:
-                        creators[(g, e)] = _text_of(src, t).strip()
+                        creators[(g, e)] = text_of(src, t).strip()
             block = (itag >> 16, (itag & 0xFF00) >> 8)
             creator = creators.get(block)
             if creator and (creator, itag >> 16, itag & 0xFF) in SAFE_PRIVATE and _private_value_ok(src, tag, ctx):
@@ -676,7 +676,7 @@ class Scrubber:
             return elem if raw_ok else _copy(src[tag])  # src[tag] also resolves "OB or OW"
         return self._apply(src, tag, action, ctx, clean)
 
-    def finish_level(self, src: Dataset, present: Iterable[int], ctx: _Context, level: Level
+    def finish_level(self, src: Dataset, present: Iterable[int], ctx: Context, level: Level
                      ) -> dict[int, DataElement | RawDataElement | None]:
         """The data-set-level rules, applied after every element of ``src`` was decided
         (``present``: the tags written): a code of a local scheme is replaced (designator,
@@ -684,8 +684,8 @@ class Scrubber:
         elements are written back. Returns tag -> new element (None: remove it)."""
         changes: dict[int, DataElement | RawDataElement | None] = {}
         present = set(present)
-        if _SCHEME in present and _text_of(src, _SCHEME).strip() not in STANDARD_CODING_SCHEMES:
-            token = ctx.pseudo.short_token("code", _text_of(src, _SCHEME) + "\\" + _text_of(src, _CODE_VALUE), 14)
+        if _SCHEME in present and text_of(src, _SCHEME).strip() not in STANDARD_CODING_SCHEMES:
+            token = ctx.pseudo.short_token("code", text_of(src, _SCHEME) + "\\" + text_of(src, _CODE_VALUE), 14)
             changes[_SCHEME] = DataElement(_SCHEME, "SH", "99ANON")
             if _CODE_VALUE in present:
                 changes[_CODE_VALUE] = DataElement(_CODE_VALUE, "SH", "C" + token)
@@ -702,7 +702,8 @@ class Scrubber:
         return changes
 
     # ------------------------------------------------------------------ internals
-    def _new_like(self, src: Dataset) -> Dataset:
+    def new_like(self, src: Dataset) -> Dataset:
+        """An empty data set encoded like ``src`` (its encoding, character set, parent encoding)."""
         out = Dataset()
         out._parent_encoding = getattr(src, "_parent_encoding", "iso8859")
         implicit, little = src.original_encoding
@@ -710,11 +711,11 @@ class Scrubber:
             out.set_original_encoding(implicit, little, src.original_character_set)
         return out
 
-    def _scrub_dataset(self, src: Dataset, ctx: _Context, clean: bool = False) -> Dataset:
+    def _scrub_dataset(self, src: Dataset, ctx: Context, clean: bool = False) -> Dataset:
         """Scrub one dataset or sequence item (the pydicom route; see :meth:`decide`). ``clean``:
         inside a sequence whose action is C (Clean Structured Content / Graphics / Descriptors),
         unlisted free text is cleaned, not removed."""
-        out = self._new_like(src)
+        out = self.new_like(src)
         dst = out._dict
         level = Level()
         for tag in list(src._dict):
@@ -732,7 +733,7 @@ class Scrubber:
                 dst[BaseTag(ctag)] = new
         return out
 
-    def _apply(self, src: Dataset, tag: BaseTag, action: str, ctx: _Context,
+    def _apply(self, src: Dataset, tag: BaseTag, action: str, ctx: Context,
                clean: bool = False) -> DataElement | RawDataElement | None:
         """Apply ``action`` (not X) to element ``tag`` of ``src``; None means drop."""
         counts = ctx.counts
@@ -766,7 +767,7 @@ class Scrubber:
                 and isinstance(stored, RawDataElement) and stored.is_little_endian \
                 and stored.is_implicit_VR == src.original_encoding[0]:
             # an instance UID replaced without building a DataElement (as _map_uid does it)
-            text = _text_of(src, int(tag))
+            text = text_of(src, int(tag))
             seq = text.split("\\") if text else []
             if seq and not (action == "V" and all(v.strip("\0 ") in UID_dictionary for v in seq)):
                 counts.replaced += 1
@@ -786,10 +787,10 @@ class Scrubber:
             return self._sequence(tag, action, ctx, clean, elem.value)
         if int(tag) in (_PATIENT_ID, _PATIENT_NAME) and action in ("Z", "D", "C", "U"):
             counts.replaced += 1
-            pid = _text_of(src, _PATIENT_ID)
+            pid = text_of(src, _PATIENT_ID)
             if tag == _PATIENT_ID:
                 return DataElement(tag, vr, ctx.pseudo.patient_id(pid))
-            return DataElement(tag, vr, ctx.pseudo.patient_name(pid, _text_of(src, _PATIENT_NAME)))
+            return DataElement(tag, vr, ctx.pseudo.patient_name(pid, text_of(src, _PATIENT_NAME)))
         if action == "Z":
             counts.emptied += 1
             return DataElement(tag, vr, None)
@@ -831,7 +832,7 @@ class Scrubber:
         return _copy(elem)
 
     @staticmethod
-    def _sequence(tag: BaseTag, action: str, ctx: _Context, clean: bool, items: Any) -> DataElement | Recurse:
+    def _sequence(tag: BaseTag, action: str, ctx: Context, clean: bool, items: Any) -> DataElement | Recurse:
         """A sequence: emptied (Z), else its items kept, each scrubbed by the same rules."""
         if action == "Z":
             ctx.counts.emptied += 1
@@ -839,7 +840,7 @@ class Scrubber:
         ctx.counts.kept += 1  # K, D, U, C, S
         return Recurse(clean or action == "C", items)
 
-    def _map_uid(self, elem: DataElement, ctx: _Context, keep_known: bool,
+    def _map_uid(self, elem: DataElement, ctx: Context, keep_known: bool,
                  raw_source: DataElement | RawDataElement | None = None,
                  raw_implicit: bool | None = None) -> DataElement | RawDataElement:
         values = elem.value
@@ -863,7 +864,7 @@ class Scrubber:
             return DataElement(elem.tag, "UI", None)
         return DataElement(elem.tag, "UI", new if many else new[0])
 
-    def _shift(self, elem: DataElement, ctx: _Context) -> DataElement | None:
+    def _shift(self, elem: DataElement, ctx: Context) -> DataElement | None:
         vr = elem.VR
         if vr == "TM" or elem.value in (None, ""):
             if not _valid_temporal(elem):
@@ -886,7 +887,7 @@ class Scrubber:
         ctx.counts.replaced += 1
         return DataElement(elem.tag, vr, out if len(out) > 1 else out[0])
 
-    def _clean(self, elem: DataElement, ctx: _Context) -> DataElement | None:
+    def _clean(self, elem: DataElement, ctx: Context) -> DataElement | None:
         vr = elem.VR
         if vr in _TEMPORAL_VRS:
             if "modified-dates" in ctx.options:
@@ -929,7 +930,7 @@ class Scrubber:
         ctx.counts.removed += 1
         return None
 
-    def _stamp(self, out: Dataset, ctx: _Context, flagged: bool) -> None:
+    def stamp(self, out: Dataset, ctx: Context, flagged: bool) -> None:
         """Add PatientIdentityRemoved, DeidentificationMethod(+CodeSequence), temporal flag."""
         out.PatientIdentityRemoved = "YES"
         out.DeidentificationMethod = ["medconvert", "DICOM PS3.15 E.1-1 Basic Profile (2024e)"] + [
@@ -952,7 +953,7 @@ class Scrubber:
         if flagged:
             out.BurnedInAnnotation = "YES"
 
-    def _scrub_meta(self, meta: Dataset | None, src: Dataset, out: Dataset, ctx: _Context) -> FileMetaDataset:
+    def _scrub_meta(self, meta: Dataset | None, src: Dataset, out: Dataset, ctx: Context) -> FileMetaDataset:
         """New file meta: version, SOP class, transfer syntax (from the input, or from how it was
         encoded when it had no meta), MediaStorageSOPInstanceUID = the new SOPInstanceUID."""
         from pydicom.uid import (PYDICOM_IMPLEMENTATION_UID, ExplicitVRBigEndian, ExplicitVRLittleEndian,
@@ -1048,7 +1049,7 @@ _NUMERIC_BINARY_VRS = frozenset({"FL", "FD", "SL", "SS", "UL", "US", "SV", "UV",
 _NUMBERS = re.compile(r"^[ \d.eE+\-\\]*$")
 
 
-def _private_value_ok(src: Dataset, tag: BaseTag, ctx: "_Context") -> bool:
+def _private_value_ok(src: Dataset, tag: BaseTag, ctx: "Context") -> bool:
     """A safe-listed private value is kept only if it holds numbers and none of this object's
     identifying words or ID digits (an MRN typed into a b-value)."""
     elem = src._dict[tag]

@@ -47,8 +47,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
 
-from convert.anonymize.scrubber import (_TOKEN_TAGS, MAPPED_TAGS, SEQUENCE_MARK, Counts, Level, Recurse, Scrubber,
-                                        _Context, _text_of, burned_in_reason, refusal_message, ui_text)
+from convert.anonymize.scrubber import (MAPPED_TAGS, SEQUENCE_MARK, TOKEN_TAGS, Context, Counts, Level, Recurse,
+                                        Scrubber, burned_in_reason, refusal_message, text_of, ui_text)
 from convert.dicom import elements
 from convert.dicom.elements import UNDEFINED, NotCovered, Truncated
 from convert.errors import AnonymizationError, ConvertError
@@ -67,7 +67,7 @@ _SOP_CLASS, _SOP_INSTANCE = 0x00080016, 0x00080018
 CONTEXT_TAGS: tuple[int, ...] = tuple(sorted({
     _CHARSET, 0x00080008, _SOP_CLASS, 0x00080060, 0x00280301,
     0x00280002, 0x00280008, 0x00280010, 0x00280011, 0x00280100, 0x00280103, 0x00283002, 0x54001004,
-} | {int(t) for t in _TOKEN_TAGS}))
+} | {int(t) for t in TOKEN_TAGS}))
 _CONTEXT_SET = frozenset(CONTEXT_TAGS)
 #: The output name and the audit mapping are made of these attributes' new values.
 PATH_KEYWORDS: dict[int, tuple[str, str]] = {
@@ -335,7 +335,7 @@ def _unpack(packed: int) -> tuple[int, ...]:
 class _FileContext:
     """What the decisions of the files of one context key share (see :data:`CONTEXT_TAGS`)."""
 
-    ctx: _Context
+    ctx: Context
     implicit: bool
     encodings: Any
     parent_encoding: Any
@@ -473,7 +473,7 @@ class ByteScrubber:
 
                 encodings = peek(top, _CHARSET).value
             stamped = Dataset()
-            scrubber._stamp(stamped, ctx, flagged=bool(reason))
+            scrubber.stamp(stamped, ctx, flagged=bool(reason))
             stamps = {int(t): encode_element(stamped, t, implicit, encodings) for t in stamped._dict}
         ctx.top = Dataset()  # keep nothing of this object beyond what the key holds
         base = {t: e for t, e in top._dict.items() if int(t) in _CONTEXT_SET}
@@ -569,7 +569,7 @@ class ByteScrubber:
         new = self.scrubber.decide(src, BaseTag(tag), ctx, False, Level())
         data = b""
         if new is not None:
-            out = fctx.scratch_out.pop() if fctx.scratch_out else self.scrubber._new_like(src)
+            out = fctx.scratch_out.pop() if fctx.scratch_out else self.scrubber.new_like(src)
             out._dict.clear()
             out._dict[BaseTag(tag)] = new
             data = encode_element(out, BaseTag(tag), fctx.implicit, fctx.encodings)
@@ -586,7 +586,7 @@ class ByteScrubber:
         scrubber = self.scrubber
         ctx = fctx.ctx
         ctx.counts = Counts()
-        out = fctx.scratch_out.pop() if fctx.scratch_out else scrubber._new_like(src)
+        out = fctx.scratch_out.pop() if fctx.scratch_out else scrubber.new_like(src)
         out._dict.clear()
         if _CHARSET in src._dict:
             out._dict[BaseTag(_CHARSET)] = src._dict[BaseTag(_CHARSET)]
@@ -615,11 +615,11 @@ class ByteScrubber:
                     kept = BaseTag(tag) in out._dict
                     if tag in parts and not kept:
                         raise _Declined("a path attribute written as a sequence")
-                    new_text = _text_of(out, tag) if kept else ""
+                    new_text = text_of(out, tag) if kept else ""
                     # str() of a single value is its text; a multi-valued one names the path as
                     # str(MultiValue) does on the pydicom route
                     value = out.get(keyword, "") if "\\" in new_text else new_text
-                    texts[tag] = (_text_of(src, tag), new_text, path_part(value, default))
+                    texts[tag] = (text_of(src, tag), new_text, path_part(value, default))
         counts = ctx.counts
         for i, c in enumerate((counts.removed, counts.replaced, counts.emptied, counts.cleaned, counts.kept)):
             total[i] += c
