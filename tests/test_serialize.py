@@ -342,3 +342,20 @@ def test_one_context_decides_each_distinct_element_once(tmp_path: Path) -> None:
         _header(p, serializer)
     assert serializer.stats["decided"] == decided
     assert len({o.parts for o in outputs}) == 4  # four instances, four output names
+
+
+def test_the_decision_cache_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large elements are decided without being cached, and the caches start again past a size."""
+    import convert.anonymize.serialize as serialize
+
+    src = make_benchmark_corpus(tmp_path / "src", n_files=3, size=8, files_per_series=3)
+    monkeypatch.setattr(serialize, "_MAX_CACHED_ELEMENT", 0)
+    serializer = ByteScrubber(Scrubber(KEY), check=run._check_complete)
+    outputs = [_header(p, serializer) for p in _files(src)]
+    assert all(o is not None for o in outputs)
+    assert serializer.cached_bytes == 0 and serializer.stats["cached"] == 0
+    monkeypatch.setattr(serialize, "_MAX_CACHED_ELEMENT", 1 << 16)
+    monkeypatch.setattr(serialize, "_MAX_CACHED_BYTES", 1)
+    again = ByteScrubber(Scrubber(KEY), check=run._check_complete)
+    assert [_header(p, again).header for p in _files(src)] == [o.header for o in outputs]  # same bytes
+    assert 0 < again.cached_bytes < 200_000

@@ -75,7 +75,11 @@ PATH_KEYWORDS: dict[int, tuple[str, str]] = {
     0x0020000E: ("SeriesInstanceUID", "NOSERIES"), _SOP_INSTANCE: ("SOPInstanceUID", "NOUID")}
 #: Elements the de-identification stamps (overwriting the element's own outcome).
 _STAMPED = (0x00120062, 0x00120063, 0x00120064, 0x00280303, 0x00280301)
+#: Bounds of the decision caches: entries per context, bytes held by all contexts, and the largest
+#: element cached (a longer one, a maker's blob, is decided each time: cheap, but its bytes are not).
 _MAX_OUTCOMES = 100_000
+_MAX_CACHED_BYTES = 64 << 20
+_MAX_CACHED_ELEMENT = 64 << 10
 _NO_ITEMS_STOP: frozenset[int] = frozenset()
 
 
@@ -363,6 +367,7 @@ class ByteScrubber:
         #: context key -> (the context, or the refusal of its objects; pixel length -> check result)
         self.contexts: dict[tuple, tuple[_FileContext | AnonymizationError, dict[Any, ConvertError | None]]] = {}
         self.stats = {"files": 0, "declined": 0, "decided": 0, "cached": 0}
+        self.cached_bytes = 0  # element and output bytes held by the decision caches
 
     # ------------------------------------------------------------------ per file
     def header(self, path: Any, fd: int) -> Output | None:
@@ -520,12 +525,20 @@ class ByteScrubber:
                 self.stats["decided"] += len(misses)
                 if len(outcomes) >= _MAX_OUTCOMES:
                     outcomes.clear()
+                if self.cached_bytes > _MAX_CACHED_BYTES:  # every context's cache starts again
+                    for entry in self.contexts.values():
+                        if isinstance(entry[0], _FileContext):
+                            entry[0].outcomes.clear()
+                    self.cached_bytes = 0
                 with _quiet():
                     for element in misses:
                         tag = element.tag
                         data, counts, text = self._decide_top(buf, self._small(buf, element, fctx), tag, element,
                                                               fctx)
-                        outcomes[buf[element.offset:element.end]] = (data, counts, text)
+                        n_bytes = element.end - element.offset
+                        if n_bytes <= _MAX_CACHED_ELEMENT:
+                            outcomes[buf[element.offset:element.end]] = (data, counts, text)
+                            self.cached_bytes += n_bytes + len(data)
                         if data:
                             parts[tag] = data
                         packed += counts
