@@ -4,11 +4,13 @@ Output layout is built from pseudonyms only, never from source names::
 
     dst/<pseudo PatientID>/<pseudo StudyInstanceUID>/<pseudo SeriesInstanceUID>/<pseudo SOPInstanceUID>.dcm
 
-Each input is read once (pixel data kept as raw bytes, never decoded),
-scrubbed, and written to a temporary name renamed into place. Bad inputs
-(non-DICOM, truncated, unreadable, refused) are recorded in the
+Each input's header is read once and de-identified by the byte serializer
+(:mod:`convert.anonymize.serialize`; files it does not cover take the pydicom
+route, with the same decisions), the pixel data is copied by the kernel, never
+decoded, and the output is written to a temporary name renamed into place. Bad
+inputs (non-DICOM, truncated, unreadable, refused) are recorded in the
 :class:`~convert.anonymize.audit.Report` and nothing is written for them; the
-others continue. Large trees use a process pool (the work is pydicom-bound).
+others continue. Large trees use a process pool.
 """
 
 from __future__ import annotations

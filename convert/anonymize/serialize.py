@@ -406,8 +406,8 @@ class ByteScrubber:
         pixel_length: int | None = None
         if pixel_offset is not None:
             pixel_length = self._pixel_span(fd, buf, pixel_offset, size, part10.implicit)
-            if pixel_length is None:
-                return None
+            if pixel_length is None or (pixel_length == UNDEFINED and part10.is_native):
+                return None  # encapsulated pixel data under a native transfer syntax: pydicom checks it
         key = (part10.transfer_syntax, meta_sop, part10.implicit) + tuple(
             (buf[e.offset:e.end] if (e := tops.get(t)) is not None else None) for t in CONTEXT_TAGS)
         entry = self.contexts.get(key)
