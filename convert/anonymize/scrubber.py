@@ -22,6 +22,11 @@ original instance UID survives.
 Pixel data and every other kept element is copied as the raw bytes read from
 the file: nothing is decoded or re-encoded, and the output keeps the input's
 transfer syntax and Specific Character Set.
+
+:meth:`Scrubber.decide` is the one per-element decision (a function of the
+object's :class:`Context` and the element; :meth:`Scrubber.finish_level` adds
+the data-set-level rules). The byte serializer (:mod:`convert.anonymize.serialize`)
+applies it to the bytes of a file, :meth:`Scrubber.scrub` to a pydicom Dataset.
 """
 
 from __future__ import annotations
@@ -486,7 +491,7 @@ def peek(ds: Dataset, tag: int) -> DataElement | None:
     Reading a value through ``ds[tag]`` replaces the raw element in the dataset
     by a decoded one; a raw element can be copied to the output as bytes, a
     decoded one must be re-encoded. Looking values up with ``peek`` keeps the
-    fast path.
+    raw bytes.
     """
     elem = ds._dict.get(tag)
     if elem is None or not isinstance(elem, RawDataElement):
@@ -532,8 +537,8 @@ def resolve_action(plan: Plan, tag: int, elem: Any, clean: bool = False) -> str:
     group lengths, command and DICOMDIR groups), ``K`` (keep as stored),
     ``KT`` (kept date/time, checked), ``KC`` (kept unlisted text, checked for
     this object's identifiers), or the table's ``D Z C U`` and the fallback
-    ``S T V``. Shared by the Scrubber and the byte-level fast path, so both
-    decide from the same table.
+    ``S T V``. Called by :meth:`Scrubber.decide`, the one decision of both
+    writers (byte serializer and pydicom route).
     """
     group = tag >> 16
     if (tag & 0xFFFF) == 0 or group == 0 or group == 4:  # group lengths, command, DICOMDIR records
@@ -740,7 +745,7 @@ class Scrubber:
         if action == "X":
             counts.removed += 1
             return None
-        # Fast paths that need the VR only, not the decoded value
+        # Outcomes that need the VR only, not the decoded value
         stored = src._dict[tag]
         fast_vr = stored.VR or _dictionary_vr(int(tag))
         if fast_vr and " " not in fast_vr and fast_vr not in ("SQ", "UI") \
