@@ -29,6 +29,7 @@ Usage::
     python benchmarks/bench_anonymize.py                     # 2000 files, 5 runs
     python benchmarks/bench_anonymize.py --files 200 --runs 1  # quick check
     python benchmarks/bench_anonymize.py --tools medconvert cp --runs 3
+    python benchmarks/bench_anonymize.py --implicit            # the same files in implicit VR LE
 
 The data set is generated once under ``benchmarks/data/`` (git-ignored) and reused. Results are
 printed as a Markdown table and saved as JSON under ``benchmarks/results/`` (git-ignored).
@@ -63,9 +64,10 @@ replace_identifiers(dicom_files=files, save=True, output_folder=dst, overwrite=T
 """
 
 
-def dataset(n_files: int, size: int) -> Path:
-    """The cached input tree for ``n_files`` files of ``size`` x ``size``; generated when missing."""
-    root = DATA / f"anon_{n_files}x{size}"
+def dataset(n_files: int, size: int, implicit: bool = False) -> Path:
+    """The cached input tree for ``n_files`` files of ``size`` x ``size`` (``implicit``: in implicit
+    VR little endian, else explicit VR little endian); generated when missing."""
+    root = DATA / f"anon_{n_files}x{size}{'_implicit' if implicit else ''}"
     done = root / ".complete"
     if done.is_file():
         return root / "src"
@@ -76,7 +78,7 @@ def dataset(n_files: int, size: int) -> Path:
 
     t0 = time.perf_counter()
     print(f"generating {n_files} files of {size}x{size} under {root} ...", flush=True)
-    make_benchmark_corpus(root / "src", n_files, size=size)
+    make_benchmark_corpus(root / "src", n_files, size=size, implicit=implicit)
     done.write_text("ok\n")
     print(f"  done in {time.perf_counter() - t0:.1f} s", flush=True)
     return root / "src"
@@ -169,10 +171,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5, help="timed runs per tool (median reported; default 5)")
     parser.add_argument("--tools", nargs="+", default=list(TOOLS), choices=TOOLS)
     parser.add_argument("--workers", type=int, default=None, help="medconvert --workers (default: all cores)")
+    parser.add_argument("--implicit", action="store_true",
+                        help="the files in implicit VR little endian (default: explicit VR little endian)")
     parser.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up run per tool")
     args = parser.parse_args(argv)
 
-    src = dataset(args.files, args.size)
+    src = dataset(args.files, args.size, args.implicit)
     size_mb = sum(p.stat().st_size for p in src.rglob("*") if p.is_file()) / 1e6
     scratch = Path(tempfile.mkdtemp(prefix="bench_anon_", dir=DATA))
     key_file = scratch / "key.bin"
@@ -208,7 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     med_cpu = {t: statistics.median(v) for t, v in cpus.items()}
     rate = {t: args.files / med[t] for t in med}
     print()
-    print(f"{args.files} files of {args.size}x{args.size} int16 ({size_mb:.0f} MB), median of {args.runs} run(s), "
+    encoding = "implicit" if args.implicit else "explicit"
+    print(f"{args.files} files of {args.size}x{args.size} int16 ({size_mb:.0f} MB, {encoding} VR LE), "
+          f"median of {args.runs} run(s), "
           f"{os.cpu_count()} cores, Python {platform.python_version()}, load average "
           f"{load_start[0]:.2f} -> {load_end[0]:.2f}")
     print()
@@ -235,8 +241,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"target within 1.5x of cp -r: {med['medconvert'] / med['cp']:.2f}x -> {'PASS' if ok else 'FAIL'}"
               f" (median of paired rounds: {paired['cp']:.2f}x)")
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"anonymize_{args.files}x{args.size}_{time.strftime('%Y%m%dT%H%M%S')}.json"
-    out.write_text(json.dumps({"files": args.files, "size": args.size, "runs": args.runs, "times": times,
+    out = RESULTS / f"anonymize_{args.files}x{args.size}_{encoding}_{time.strftime('%Y%m%dT%H%M%S')}.json"
+    out.write_text(json.dumps({"files": args.files, "size": args.size, "encoding": encoding, "runs": args.runs,
+                               "times": times,
                                "median_s": med, "cpu_s": cpus, "median_cpu_s": med_cpu,
                                "paired_ratio_medconvert_over": paired, "load_average": [load_start, load_end],
                                "files_per_s": rate, "written": written, "verdicts": verdicts,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from pathlib import Path
 
@@ -354,7 +355,7 @@ def test_dcm2niix_sees_the_same_volume_before_and_after(tmp_path: Path) -> None:
 # Header-only fast path (pixel bytes copied by the kernel) and its fallbacks
 # ------------------------------------------------------------------------------------------------
 def _variants(root: Path) -> dict[str, Path]:
-    """One file per layout the fast path must leave to the full read."""
+    """One file per layout: plain, implicit VR, big endian, deflated, multi-frame, trailing, encapsulated."""
     from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, ImplicitVRLittleEndian
 
     root.mkdir(parents=True, exist_ok=True)
@@ -393,27 +394,41 @@ def _variants(root: Path) -> dict[str, Path]:
     return out
 
 
-def test_fast_path_applies_only_to_plain_files(tmp_path: Path) -> None:
-    from convert.anonymize.run import read_header_fast
+def test_byte_serializer_takes_little_endian_files_and_leaves_the_rest_to_pydicom(tmp_path: Path) -> None:
+    import os
+
+    from convert.anonymize.scrubber import Scrubber
+    from convert.anonymize.serialize import ByteScrubber
 
     files = _variants(tmp_path / "src")
-    taken = {name for name, path in files.items() if read_header_fast(path) is not None}
-    assert taken == {"plain"}
-    ds, span = read_header_fast(files["plain"])
-    assert 0x7FE00010 not in ds  # header only
-    data = files["plain"].read_bytes()
-    assert span.value_offset + span.length == len(data)
-    assert data[span.value_offset - 12:span.value_offset - 8] == b"\xe0\x7f\x10\x00"
+    serializer = ByteScrubber(Scrubber(KEY))
+    taken = set()
+    for name, path in files.items():
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            out = serializer.header(path, fd)
+        finally:
+            os.close(fd)
+        if out is not None:
+            taken.add(name)
+            data = path.read_bytes()
+            assert out.pixel_offset is not None
+            assert data[out.pixel_offset:out.pixel_offset + 4] == b"\xe0\x7f\x10\x00"
+            assert 0x7FE00010 not in pydicom.dcmread(io.BytesIO(out.header))  # header only
+    # implicit VR, multi-frame and encapsulated pixel data are walked; big endian, deflated and an
+    # element after the pixel data are read by pydicom
+    assert taken == set(files) - {"big_endian", "deflated", "trailing"}
 
 
-def test_fast_path_output_equals_full_path_and_keeps_pixels_bit_identical(tmp_path: Path, monkeypatch) -> None:
+def test_byte_serializer_output_equals_the_pydicom_route_and_keeps_pixels_bit_identical(
+        tmp_path: Path, monkeypatch) -> None:
     import convert.anonymize.run as run
 
     src = _tree(tmp_path / "src", n=3)
     _variants(src / "variants")
     fast = tmp_path / "fast"
     fast_report = convert.anonymize(src, fast, key=KEY, workers=1)
-    monkeypatch.setattr(run, "read_header_fast", lambda path: None)
+    monkeypatch.setattr(run, "_process_bytes", lambda *args: None)
     full = tmp_path / "full"
     full_report = convert.anonymize(src, full, key=KEY, workers=1)
     assert _files(fast) == _files(full)

@@ -4,34 +4,35 @@ Output layout is built from pseudonyms only, never from source names::
 
     dst/<pseudo PatientID>/<pseudo StudyInstanceUID>/<pseudo SeriesInstanceUID>/<pseudo SOPInstanceUID>.dcm
 
-Each input is read once (pixel data kept as raw bytes, never decoded),
-scrubbed, and written to a temporary name renamed into place. Bad inputs
-(non-DICOM, truncated, unreadable, refused) are recorded in the
+Each input's header is read once and de-identified by the byte serializer
+(:mod:`convert.anonymize.serialize`; files it does not cover take the pydicom
+route, with the same decisions), the pixel data is copied by the kernel, never
+decoded, and the output is written to a temporary name renamed into place. Bad
+inputs (non-DICOM, truncated, unreadable, refused) are recorded in the
 :class:`~convert.anonymize.audit.Report` and nothing is written for them; the
-others continue. Large trees use a process pool (the work is pydicom-bound).
+others continue. Large trees use a process pool.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import os
-import struct
+import weakref
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Iterable, Iterator
 
 import pydicom
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from pydicom.multival import MultiValue
 from pydicom.uid import UID_dictionary
 
 from convert.anonymize.audit import FileLog, Report, write_audit
 from convert.anonymize.pseudonym import load_key
 from convert.anonymize.scrubber import Scrubber, peek, quiet_pydicom
+from convert.anonymize.serialize import PATH_KEYWORDS, ByteScrubber, fast_bytes, path_part
 from convert.atomic import atomic_file
 from convert.errors import (AnonymizationError, ConvertError, CorruptFileError, InputNotFoundError, NoDicomError,
                              OutputExistsError, OutputWriteError)
@@ -87,72 +88,18 @@ def read_dataset(path: Path, force: bool = False) -> Dataset:
     return ds
 
 
-#: Bytes read for the header-only fast path; larger headers take the full read.
-FAST_HEADER_BYTES = 128 * 1024
-_EXPLICIT_LE = "1.2.840.10008.1.2.1"
-_PIXEL_TAG_BYTES = b"\xe0\x7f\x10\x00"
-
-
 @dataclass(frozen=True)
 class PixelSpan:
-    """Where native PixelData sits in a source file (bytes, from the start of the file).
+    """Bytes of a source file appended unchanged to an output (the pixel data element, from its
+    tag to the end of the file).
 
     Attributes:
-        value_offset: first byte of the value (after the 12-byte element header).
-        length: value length in bytes (even, defined).
-        vr: "OB" or "OW" as written in the source.
+        value_offset: first byte copied (from the start of the file).
+        length: bytes copied; the span ends at the end of the file.
     """
 
     value_offset: int
     length: int
-    vr: str
-
-
-def read_header_fast(path: Path, head: bytes | None = None, size: int | None = None
-                     ) -> tuple[Dataset, PixelSpan] | None:
-    """The header of a plain file, read without its pixel data, and where its pixel data sits.
-
-    Applies only to the common case: a Part 10 file (preamble + ``DICM``) in
-    explicit VR little endian whose header fits in :data:`FAST_HEADER_BYTES`,
-    with one top-level native PixelData (OB/OW, defined length) that ends
-    exactly at the end of the file, single frame. Returns None for anything
-    else (implicit VR, big endian, deflated, encapsulated, multi-frame,
-    trailing elements, truncated or short files, a header pydicom cannot
-    parse): the caller then reads the whole file (:func:`read_dataset`), which
-    also produces the precise error for bad files. Raises OSError when the file
-    cannot be opened. ``head`` and ``size``: the file's first bytes (through the
-    PixelData element header) and its size, already read (the file is not read again).
-    """
-    if head is None or size is None:
-        with open(path, "rb") as fh:
-            size = os.fstat(fh.fileno()).st_size
-            buf = fh.read(FAST_HEADER_BYTES)
-    else:
-        buf = head
-    if len(buf) < 144 or buf[128:132] != b"DICM":
-        return None
-    bio = io.BytesIO(buf)
-    try:
-        ds = pydicom.dcmread(bio, stop_before_pixels=True)
-    except Exception:
-        return None
-    pos = bio.tell()
-    meta = getattr(ds, "file_meta", None)
-    ts = None if meta is None else meta.get("TransferSyntaxUID")
-    if ts != _EXPLICIT_LE or ds.original_encoding != (False, True):
-        return None
-    if pos + 12 > len(buf) or buf[pos:pos + 4] != _PIXEL_TAG_BYTES:
-        return None  # no PixelData in the buffer (big header, FloatPixelData, none at all)
-    vr = buf[pos + 4:pos + 6]
-    length = int.from_bytes(buf[pos + 8:pos + 12], "little")
-    if vr not in (b"OB", b"OW") or length == 0xFFFFFFFF or length % 2 or pos + 12 + length != size:
-        return None  # encapsulated, odd, truncated, or followed by more elements
-    frames = ds._dict.get(0x00280008)
-    if frames is not None:
-        raw = frames.value if isinstance(frames, RawDataElement) else str(frames.value).encode()
-        if raw is not None and raw.strip(b" \0") not in (b"", b"1"):
-            return None  # multi-frame: the full read
-    return ds, PixelSpan(pos + 12, length, vr.decode())
 
 
 def _copy_span(src: Path, span: PixelSpan, out_fd: int, in_fd: int | None = None) -> None:
@@ -187,16 +134,17 @@ def _copy_span(src: Path, span: PixelSpan, out_fd: int, in_fd: int | None = None
         remaining -= copied
 
 
-def write_with_pixels(header: bytes, src: Path, span: PixelSpan, target: Path | str, in_fd: int | None = None) -> None:
-    """Write ``header`` + a PixelData element whose value is copied from ``src`` at ``span``
-    (``in_fd``: ``src`` already open for reading)."""
+def write_with_pixels(header: bytes, src: Path, span: PixelSpan | None, target: Path | str,
+                      in_fd: int | None = None) -> None:
+    """Write ``header``, then the bytes of ``src`` at ``span`` copied by the kernel (``in_fd``:
+    ``src`` already open for reading; ``span`` None: the header only)."""
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
     try:
-        element = struct.pack("<HH2sHL", 0x7FE0, 0x0010, span.vr.encode(), 0, span.length)
-        data = memoryview(header + element)
+        data = memoryview(header)
         while data:
             data = data[os.write(fd, data):]
-        _copy_span(src, span, fd, in_fd)
+        if span is not None and span.length:
+            _copy_span(src, span, fd, in_fd)
     finally:
         os.close(fd)
 
@@ -209,7 +157,7 @@ def _check_complete(ds: Dataset, path: Path, pixel_length: int | None = None) ->
     than its declared length; an image SOP class without pixel data; native
     pixel data shorter than Rows x Columns x samples x frames x bits.
     ``pixel_length``: bytes of native PixelData present in the file when ``ds``
-    is a header read without it (:func:`read_header_fast`).
+    is a header read without it (the byte serializer).
     """
     for elem in ds._dict.values():
         if isinstance(elem, RawDataElement) and elem.length != 0xFFFFFFFF and elem.value is not None \
@@ -253,189 +201,6 @@ def _check_complete(ds: Dataset, path: Path, pixel_length: int | None = None) ->
         raise CorruptFileError(f"truncated: pixel data has {got} bytes, expected {expected}", path)
 
 
-def fast_bytes(ds: Dataset) -> bytes | None:
-    """Serialise ``ds`` as a Part 10 file, writing raw elements' bytes directly; None when unsure.
-
-    Handles the common case only (little endian transfer syntax matching how the
-    elements were read, no character set change, complete file meta); anything
-    else returns None and :func:`save_dataset` uses pydicom's writer. Raw
-    elements are copied as read (at any depth: sequences are framed here);
-    new (non-raw) elements are encoded by pydicom's ``write_data_element``.
-    The output is byte-identical to pydicom's ``save_as(...,
-    enforce_file_format=True)`` (tested).
-    """
-    meta = ds.file_meta
-    ts = meta.get("TransferSyntaxUID")
-    if not ts or not meta.get("MediaStorageSOPClassUID") or not meta.get("MediaStorageSOPInstanceUID"):
-        return None
-    if not ts.is_little_endian or ts.is_deflated or ts.is_private:
-        return None
-    implicit = ts.is_implicit_VR
-    if ds.original_encoding != (implicit, True) or ds.original_character_set != ds._character_set:
-        return None
-    if ds.get("SOPClassUID") not in (None, meta.MediaStorageSOPClassUID) or \
-            ds.get("SOPInstanceUID") not in (None, meta.MediaStorageSOPInstanceUID):
-        return None
-    head = _meta_bytes(meta)
-    chunks = [b"\x00" * 128 + b"DICM", head]
-    _encode_dataset(ds, implicit, ds.get("SpecificCharacterSet", None), chunks)
-    return b"".join(chunks)
-
-
-_META_VRS = {0x00020001: "OB", 0x00020002: "UI", 0x00020003: "UI", 0x00020010: "UI", 0x00020012: "UI",
-             0x00020013: "SH", 0x00020016: "AE"}
-
-
-def _meta_bytes(meta: Dataset) -> bytes:
-    """The file meta group as pydicom's ``write_file_meta_info(enforce_standard=True)`` writes it
-    (explicit VR little endian, group length first); pydicom's writer for an unusual meta."""
-    from pydicom.filebase import DicomBytesIO
-    from pydicom.filewriter import write_file_meta_info
-    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
-
-    values: dict[int, bytes] = {}
-    simple = True
-    for tag, elem in meta._dict.items():
-        vr = _META_VRS.get(int(tag))
-        value = elem.value
-        if vr is None or elem.VR != vr or isinstance(elem, RawDataElement) or not isinstance(value, (str, bytes)) \
-                or (vr != "OB") != isinstance(value, str) or (isinstance(value, str) and not value.isascii()):
-            simple = False
-            break
-        data = value.encode("ascii") if isinstance(value, str) else bytes(value)
-        if len(data) % 2:
-            data += b" " if vr in ("SH", "AE") else b"\0"
-        values[int(tag)] = data
-    if simple:
-        if not values.get(0x00020001):
-            values[0x00020001] = b"\x00\x01"
-        if not values.get(0x00020012):
-            values[0x00020012] = (PYDICOM_IMPLEMENTATION_UID + "\0").encode("ascii")
-        if 0x00020013 not in values:
-            name = f"PYDICOM {'.'.join(pydicom.__version_info__)}".encode("ascii")
-            values[0x00020013] = name + (b" " if len(name) % 2 else b"")
-        if all(values.get(t) for t in (0x00020002, 0x00020003, 0x00020010)) and \
-                all(len(v) <= 0xFFFF for v in values.values()):
-            parts = []
-            for tag in sorted(values):
-                vr, data = _META_VRS[tag], values[tag]
-                if vr == "OB":
-                    parts.append(struct.pack("<HH2sHL", 2, tag & 0xFFFF, b"OB", 0, len(data)))
-                else:
-                    parts.append(struct.pack("<HH2sH", 2, tag & 0xFFFF, vr.encode(), len(data)))
-                parts.append(data)
-            body = b"".join(parts)
-            return struct.pack("<HH2sHL", 2, 0, b"UL", 4, len(body)) + body
-    fp = DicomBytesIO()
-    fp.is_little_endian, fp.is_implicit_VR = True, False
-    write_file_meta_info(fp, meta, enforce_standard=True)
-    return fp.getvalue()
-
-
-def _encode_dataset(ds: Dataset, implicit: bool, encodings: Any, chunks: list[bytes]) -> None:
-    """Append the little endian encoding of ``ds``'s elements (in tag order) to ``chunks``, as
-    pydicom's ``write_dataset`` would: raw values as read, sequences framed here, other elements
-    by pydicom's ``write_data_element``."""
-    from pydicom.filebase import DicomBytesIO
-    from pydicom.filewriter import write_data_element
-    from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
-
-    pack = struct.pack
-    stored = ds._dict
-    for tag in sorted(stored):
-        if (tag & 0xFFFF) == 0 and (tag >> 16) > 6:
-            continue
-        elem = stored[tag]
-        if isinstance(elem, RawDataElement):
-            value = elem.value
-            if (elem.is_implicit_VR == implicit and elem.is_little_endian and isinstance(value, bytes)
-                    and elem.length != 0xFFFFFFFF and len(value) == elem.length
-                    and (implicit or (elem.VR and len(elem.VR) == 2))):
-                if implicit:
-                    chunks.append(pack("<HHL", tag >> 16, tag & 0xFFFF, len(value)))
-                    chunks.append(value)
-                    continue
-                if elem.VR in EXPLICIT_VR_LENGTH_32:
-                    chunks.append(pack("<HH2sHL", tag >> 16, tag & 0xFFFF, elem.VR.encode(), 0, len(value)))
-                    chunks.append(value)
-                    continue
-                if len(value) <= 0xFFFF:
-                    chunks.append(pack("<HH2sH", tag >> 16, tag & 0xFFFF, elem.VR.encode(), len(value)))
-                    chunks.append(value)
-                    continue
-        elif elem.VR == "SQ":
-            encoded = _encode_sequence(elem, implicit, encodings)
-            if encoded is not None:
-                chunks.append(encoded)
-                continue
-        key = _element_key(elem, implicit, encodings)
-        cached = _ENCODED.get(key) if key is not None else None
-        if cached is None:
-            part = DicomBytesIO()
-            part.is_little_endian, part.is_implicit_VR = True, implicit
-            write_data_element(part, ds[tag], encodings)
-            cached = part.getvalue()
-            if key is not None:
-                if len(_ENCODED) > 4096:
-                    _ENCODED.clear()
-                _ENCODED[key] = cached
-        chunks.append(cached)
-
-
-#: Encoded bytes of new (non-raw) elements, by (tag, VR, value, character sets, implicit): the
-#: stamps, dummies and pseudonyms repeat from file to file.
-_ENCODED: dict[tuple, bytes] = {}
-
-
-def _element_key(elem: Any, implicit: bool, encodings: Any) -> tuple | None:
-    """A cache key fully determining how pydicom encodes ``elem``, or None (not cacheable)."""
-    if isinstance(elem, RawDataElement) or elem.VR == "SQ" or elem.is_undefined_length:
-        return None
-    value = elem.value
-    if isinstance(value, (list, MultiValue)):
-        if not all(type(v) in (str, int, float) for v in value):
-            return None
-        value = ("multi", tuple(value))
-    elif value is not None and type(value) not in (str, int, float, bytes):
-        return None
-    if isinstance(encodings, (list, MultiValue)):
-        encodings = tuple(encodings)
-    elif encodings is not None and not isinstance(encodings, str):
-        return None
-    return (int(elem.tag), elem.VR, value, encodings, implicit)
-
-
-def _encode_sequence(elem: Any, implicit: bool, encodings: Any) -> bytes | None:
-    """A sequence element framed as pydicom frames it (items with defined lengths unless marked
-    undefined); None when an item needs pydicom's conversions (other encoding or character set)."""
-    import struct as _struct
-
-    pack = _struct.pack
-    items = elem.value if elem.value is not None else []
-    body: list[bytes] = []
-    for item in items:
-        if not isinstance(item, Dataset) or 0x00080005 in item._dict \
-                or item.original_encoding != (implicit, True) \
-                or item.original_character_set != item._character_set:
-            return None
-        inner: list[bytes] = []
-        _encode_dataset(item, implicit, encodings, inner)
-        content = b"".join(inner)
-        if getattr(item, "is_undefined_length_sequence_item", False):
-            body.append(pack("<HHL", 0xFFFE, 0xE000, 0xFFFFFFFF) + content + pack("<HHL", 0xFFFE, 0xE00D, 0))
-        else:
-            body.append(pack("<HHL", 0xFFFE, 0xE000, len(content)) + content)
-    value = b"".join(body)
-    tag = int(elem.tag)
-    undefined = bool(elem.is_undefined_length)
-    length = 0xFFFFFFFF if undefined else len(value)
-    if implicit:
-        head = pack("<HHL", tag >> 16, tag & 0xFFFF, length)
-    else:
-        head = pack("<HH2sHL", tag >> 16, tag & 0xFFFF, b"SQ", 0, length)
-    return head + value + (pack("<HHL", 0xFFFE, 0xE0DD, 0) if undefined else b"")
-
-
 def save_dataset(ds: Dataset, path: str | Path) -> None:
     """Write ``ds`` as a DICOM Part 10 file in its own transfer syntax (raw elements copied as read).
 
@@ -462,13 +227,8 @@ def save_dataset(ds: Dataset, path: str | Path) -> None:
 
 def output_path(dst: Path, ds: Dataset) -> Path:
     """``dst/<PatientID>/<StudyUID>/<SeriesUID>/<SOPInstanceUID>.dcm`` from the de-identified dataset."""
-    def part(keyword: str, default: str) -> str:
-        value = str(ds.get(keyword, "") or "").strip().strip("\0")
-        safe = "".join(c for c in value if c.isalnum() or c in ".-_")
-        return safe or default
-
-    return (dst / part("PatientID", "NOID") / part("StudyInstanceUID", "NOSTUDY")
-            / part("SeriesInstanceUID", "NOSERIES") / (part("SOPInstanceUID", "NOUID") + ".dcm"))
+    parts = [path_part(ds.get(keyword, ""), default) for keyword, default in PATH_KEYWORDS.values()]
+    return dst.joinpath(*parts[:3], parts[3] + ".dcm")
 
 
 def mark_duplicates(logs: list[FileLog]) -> list[FileLog]:
@@ -519,43 +279,38 @@ def _log_failure(log: FileLog, exc: ConvertError) -> tuple[FileLog, dict[str, tu
     return log, {}
 
 
-#: Use the byte-level fast path (:mod:`convert.anonymize.fastpath`); False: the full path for every file.
-FAST_PATH = True
+_SERIALIZERS: "weakref.WeakKeyDictionary[Scrubber, ByteScrubber]" = weakref.WeakKeyDictionary()
 
 
-def fast_path_of(scrubber: Scrubber) -> Any:
-    """The :class:`~convert.anonymize.fastpath.FastPath` of ``scrubber`` (created on first use;
-    its memo lives as long as the scrubber); None when :data:`FAST_PATH` is off."""
-    if not FAST_PATH:
-        return None
-    fast = getattr(scrubber, "_fast_path", None)
-    if fast is None:
-        from convert.anonymize.fastpath import FastPath
-
-        fast = FastPath(scrubber)
-        scrubber._fast_path = fast  # type: ignore[attr-defined]
-    return fast
+def serializer_of(scrubber: Scrubber) -> ByteScrubber:
+    """The :class:`~convert.anonymize.serialize.ByteScrubber` of ``scrubber`` (created on first
+    use; its decision cache lives as long as the scrubber)."""
+    serializer = _SERIALIZERS.get(scrubber)
+    if serializer is None:
+        serializer = _SERIALIZERS[scrubber] = ByteScrubber(scrubber, check=_check_complete)
+    return serializer
 
 
 def process_file(scrubber: Scrubber, path: Path, dst: Path, overwrite: bool, single_target: Path | None = None
                  ) -> tuple[FileLog, dict[str, tuple[str, str]]]:
-    """De-identify one file; never raises for a bad input (the FileLog says what happened)."""
-    fast_path = fast_path_of(scrubber)
-    if fast_path is not None:
-        done = fast_path.process(path, dst, overwrite, single_target)
+    """De-identify one file; never raises for a bad input (the FileLog says what happened).
+
+    The byte serializer takes every file the element layer covers; the others (and every file
+    it leaves to pydicom, see :mod:`convert.anonymize.serialize`) take the pydicom route, with
+    the same decisions.
+    """
+    log = FileLog(source=path)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        fd = -1  # reported below by sniff_dicom
+    if fd >= 0:
+        try:
+            done = _process_bytes(scrubber, path, fd, dst, overwrite, single_target, log)
+        finally:
+            os.close(fd)
         if done is not None:
             return done
-    log = FileLog(source=path)
-    fast: tuple[Dataset, PixelSpan] | None = None
-    try:
-        with quiet_pydicom():
-            fast = read_header_fast(path)
-    except OSError:
-        fast = None  # the error is reported below by sniff_dicom
-    if fast is not None:
-        result = _process_fast(scrubber, path, fast[0], fast[1], dst, overwrite, single_target, log)
-        if result is not None:
-            return result
     try:
         is_dicom, force = sniff_dicom(path)
     except PermissionError:
@@ -593,35 +348,35 @@ def process_file(scrubber: Scrubber, path: Path, dst: Path, overwrite: bool, sin
     return log, result.mapping
 
 
-def _process_fast(scrubber: Scrubber, path: Path, ds: Dataset, span: PixelSpan, dst: Path, overwrite: bool,
-                  single_target: Path | None, log: FileLog
-                  ) -> tuple[FileLog, dict[str, tuple[str, str]]] | None:
-    """:func:`process_file` for a header read by :func:`read_header_fast`: the header is scrubbed and
-    written, the pixel bytes are copied verbatim by the kernel. None: take the full path instead."""
+def _process_bytes(scrubber: Scrubber, path: Path, fd: int, dst: Path, overwrite: bool,
+                   single_target: Path | None, log: FileLog) -> tuple[FileLog, dict[str, tuple[str, str]]] | None:
+    """:func:`process_file` through the byte serializer; None: the pydicom route takes the file."""
     try:
-        with quiet_pydicom():
-            _check_complete(ds, path, pixel_length=span.length)
-            if str(ds.file_meta.get("MediaStorageSOPClassUID", "")) == MEDIA_DIRECTORY or 0x00041220 in ds._dict:
-                return None
-            result = scrubber.scrub(ds)
-            out = result.dataset
-            header = fast_bytes(out) if all(t < 0x7FE00010 for t in out._dict) else None
-        if header is None:
-            return None  # an unusual header: pydicom's writer on the full dataset decides
-        target = single_target or output_path(dst, out)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_file(target, overwrite=overwrite) as tmp:
-            write_with_pixels(header, path, span, tmp)
+        out = serializer_of(scrubber).header(path, fd)
+    except OSError:
+        return None  # unreadable (a folder, an I/O error): the pydicom route reports it precisely
     except ConvertError as exc:
         return _log_failure(log, exc)
-    except Exception:  # anything unexpected: the full path decides (and reports)
+    except Exception as exc:  # a bug or a strange file: reported, never a silent switch of path
+        log.status, log.message = "failed", f"could not de-identify: {type(exc).__name__}"
+        return log, {}
+    if out is None:
         return None
-    result.counts.kept += 1  # the pixel data, kept as it is
+    try:
+        target = single_target or dst.joinpath(*out.parts[:3], out.parts[3] + ".dcm")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        span = None if out.pixel_offset is None else PixelSpan(out.pixel_offset, out.size - out.pixel_offset)
+        with atomic_file(target, overwrite=overwrite) as tmp:
+            write_with_pixels(out.header, path, span, tmp, fd)
+    except ConvertError as exc:
+        return _log_failure(log, exc)
+    except Exception as exc:  # a bug or a strange file: reported, never a silent switch of path
+        log.status, log.message = "failed", f"could not de-identify: {type(exc).__name__}"
+        return log, {}
     log.output = target
-    log.burned_in = result.burned_in
-    for name, value in result.counts.as_dict().items():
-        setattr(log, name, value)
-    return log, result.mapping
+    log.burned_in = out.burned_in
+    log.removed, log.replaced, log.emptied, log.cleaned, log.kept = out.counts
+    return log, out.mapping
 
 
 def _init_worker(key: bytes, keep: tuple[str, ...], allow_burned_in: bool, dst: str, overwrite: bool) -> None:
@@ -632,7 +387,8 @@ def _init_worker(key: bytes, keep: tuple[str, ...], allow_burned_in: bool, dst: 
 def _work(paths: list[str]) -> list[tuple[FileLog, dict[str, tuple[str, str]]]]:
     assert _WORKER is not None
     scrubber, dst, overwrite = _WORKER
-    return [process_file(scrubber, Path(p), dst, overwrite) for p in paths]
+    with quiet_pydicom():  # once per chunk (the per-file blocks inside then cost nothing)
+        return [process_file(scrubber, Path(p), dst, overwrite) for p in paths]
 
 
 def _chunks(items: list[Path], size: int) -> Iterator[list[str]]:

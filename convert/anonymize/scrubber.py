@@ -22,6 +22,11 @@ original instance UID survives.
 Pixel data and every other kept element is copied as the raw bytes read from
 the file: nothing is decoded or re-encoded, and the output keeps the input's
 transfer syntax and Specific Character Set.
+
+:meth:`Scrubber.decide` is the one per-element decision (a function of the
+object's :class:`Context` and the element; :meth:`Scrubber.finish_level` adds
+the data-set-level rules). The byte serializer (:mod:`convert.anonymize.serialize`)
+applies it to the bytes of a file, :meth:`Scrubber.scrub` to a pydicom Dataset.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import logging
 import re
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, NamedTuple
 
 from pydicom.datadict import dictionary_keyword, dictionary_VR, tag_for_keyword
 from pydicom.dataelem import DataElement, RawDataElement
@@ -328,7 +333,42 @@ def burned_in_reason(ds: Dataset) -> str:
     return ""
 
 
-class _Context:
+def refusal_message(reason: str) -> str:
+    """The message of the :class:`AnonymizationError` for an object refused for burned-in text."""
+    return (f"refused: {reason}; pixel data may show patient details (use --allow-burned-in to let "
+            "it through, flagged)")
+
+
+#: ``value_tell`` of a raw sequence element whose items the byte serializer walks itself
+#: (:meth:`Scrubber.decide` returns :class:`Recurse` for it without decoding it).
+SEQUENCE_MARK = -1
+
+#: Attributes whose original -> pseudonym pairs go to the audit file.
+MAPPED_TAGS = (("PatientID", _PATIENT_ID), ("StudyInstanceUID", 0x0020000D), ("SeriesInstanceUID", 0x0020000E))
+
+
+class Recurse(NamedTuple):
+    """The decision for a kept sequence: scrub each item by the same rules.
+
+    Attributes:
+        clean: inside the items, unlisted free text is cleaned rather than removed.
+        items: the decoded items (pydicom route); None when the caller walks them (byte serializer).
+    """
+
+    clean: bool
+    items: Any
+
+
+@dataclass
+class Level:
+    """Per-data-set state of the decisions: the private creators (read on first need) and
+    the private blocks with a kept element (their creators are written back)."""
+
+    creators: dict[tuple[int, int], str] | None = None
+    kept_blocks: set[tuple[int, int]] = field(default_factory=set)
+
+
+class Context:
     """Per-object state: the plan, the pseudonymizer, the patient's date offset, PHI tokens."""
 
     def __init__(self, scrubber: "Scrubber", plan: Plan, top: Dataset) -> None:
@@ -337,7 +377,7 @@ class _Context:
         self.options = plan.options
         self.counts = Counts()
         self.top = top
-        self.patient_id = _text_of(top, _PATIENT_ID)
+        self.patient_id = text_of(top, _PATIENT_ID)
         self._days: int | None = None
         self._tokens: re.Pattern[str] | None = None
 
@@ -355,13 +395,13 @@ class _Context:
             stored = self.top._dict
             key = (str(self.top._character_set),) + tuple(
                 (t, getattr(stored.get(t), "value", None) if isinstance(stored.get(t), RawDataElement)
-                 else repr(getattr(stored.get(t), "value", None))) for t in _TOKEN_TAGS)
+                 else repr(getattr(stored.get(t), "value", None))) for t in TOKEN_TAGS)
             cached = _TOKENS_BY_RAW.get(key)
             if cached is not None:
                 self._tokens = cached
                 return cached
             values: list[str] = []
-            for tag in _TOKEN_TAGS:
+            for tag in TOKEN_TAGS:
                 try:
                     elem = peek(self.top, tag)
                 except Exception:
@@ -385,7 +425,7 @@ _TOKEN_KEYWORDS = ("PatientName", "PatientID", "OtherPatientIDs", "OtherPatientN
                    "NameOfPhysiciansReadingStudy", "RequestingPhysician")
 
 
-_TOKEN_TAGS = tuple(tag_for_keyword(k) for k in _TOKEN_KEYWORDS)
+TOKEN_TAGS = tuple(tag_for_keyword(k) for k in _TOKEN_KEYWORDS)
 _TOKENS_BY_RAW: dict[tuple, re.Pattern[str]] = {}
 
 
@@ -420,17 +460,27 @@ def _spellings(word: str) -> set[str]:
     return {word, folded, german}
 
 
+_QUIET = [0]  # depth of nested quiet_pydicom blocks
+
+
 @contextlib.contextmanager
 def quiet_pydicom() -> Iterator[None]:
-    """Silence pydicom's warnings and log records (they may quote PHI values) within the block."""
+    """Silence pydicom's warnings and log records (they may quote PHI values) within the block.
+
+    Nested blocks cost nothing: the outermost one silences (a worker wraps its whole chunk)."""
+    if _QUIET[0]:
+        yield
+        return
     logger = logging.getLogger("pydicom")
     level, propagate = logger.level, logger.propagate
     logger.setLevel(logging.CRITICAL + 1)
+    _QUIET[0] += 1
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             yield
     finally:
+        _QUIET[0] -= 1
         logger.setLevel(level)
         logger.propagate = propagate
 
@@ -441,7 +491,7 @@ def peek(ds: Dataset, tag: int) -> DataElement | None:
     Reading a value through ``ds[tag]`` replaces the raw element in the dataset
     by a decoded one; a raw element can be copied to the output as bytes, a
     decoded one must be re-encoded. Looking values up with ``peek`` keeps the
-    fast path.
+    raw bytes.
     """
     elem = ds._dict.get(tag)
     if elem is None or not isinstance(elem, RawDataElement):
@@ -461,7 +511,7 @@ def ui_text(raw: bytes) -> str | None:
     return "\\".join(v.strip() for v in text.rstrip("\0 ").rstrip(" \0").split("\\"))
 
 
-def _text_of(ds: Dataset, tag: int) -> str:
+def text_of(ds: Dataset, tag: int) -> str:
     stored = ds._dict.get(tag)
     if isinstance(stored, RawDataElement) and stored.VR == "UI" and isinstance(stored.value, bytes):
         text = ui_text(stored.value)
@@ -487,8 +537,8 @@ def resolve_action(plan: Plan, tag: int, elem: Any, clean: bool = False) -> str:
     group lengths, command and DICOMDIR groups), ``K`` (keep as stored),
     ``KT`` (kept date/time, checked), ``KC`` (kept unlisted text, checked for
     this object's identifiers), or the table's ``D Z C U`` and the fallback
-    ``S T V``. Shared by the Scrubber and the byte-level fast path, so both
-    decide from the same table.
+    ``S T V``. Called by :meth:`Scrubber.decide`, the one decision of both
+    writers (byte serializer and pydicom route).
     """
     group = tag >> 16
     if (tag & 0xFFFF) == 0 or group == 0 or group == 4:  # group lengths, command, DICOMDIR records
@@ -557,42 +607,108 @@ class Scrubber:
         with quiet_pydicom():
             return self._scrub(ds, source)
 
-    def scrub_traced(self, ds: Dataset) -> tuple[ScrubResult, dict[int, tuple[int, int, int, int, int]]]:
-        """:meth:`scrub`, plus the counts each top-level element of ``ds`` contributed.
-
-        The second value maps every top-level tag of ``ds`` (int) to its
-        ``(removed, replaced, emptied, cleaned, kept)`` counts, nested items
-        included; the byte-level fast path (:mod:`convert.anonymize.fastpath`)
-        learns per-element outcomes from it.
-        """
-        trace: dict[int, tuple[int, int, int, int, int]] = {}
-        with quiet_pydicom():
-            return self._scrub(ds, None, trace), trace
-
-    def _scrub(self, ds: Dataset, source: str | None = None,
-               trace: dict[int, tuple[int, int, int, int, int]] | None = None) -> ScrubResult:
+    def _scrub(self, ds: Dataset, source: str | None = None) -> ScrubResult:
         reason = burned_in_reason(ds)
         if reason and not self.allow_burned_in:
-            raise AnonymizationError(
-                f"refused: {reason}; pixel data may show patient details (use --allow-burned-in to let "
-                "it through, flagged)", source)
-        sop_class = _text_of(ds, 0x00080016).strip() or None
-        plan = compile_plan(self.options, sop_class)
-        ctx = _Context(self, plan, ds)
-        out = self._scrub_dataset(ds, ctx, top=True, trace=trace)
-        self._stamp(out, ctx, flagged=bool(reason))
+            raise AnonymizationError(refusal_message(reason), source)
+        ctx = self.context(ds)
+        out = self._scrub_dataset(ds, ctx)
+        self.stamp(out, ctx, flagged=bool(reason))
         out.file_meta = self._scrub_meta(getattr(ds, "file_meta", None), ds, out, ctx)
         mapping = {}
-        for keyword, tag in (("PatientID", _PATIENT_ID), ("StudyInstanceUID", 0x0020000D),
-                             ("SeriesInstanceUID", 0x0020000E)):
+        for keyword, tag in MAPPED_TAGS:
             if tag in ds:
-                orig, new = _text_of(ds, tag), _text_of(out, tag)
+                orig, new = text_of(ds, tag), text_of(out, tag)
                 if orig != new:
                     mapping[keyword] = (orig, new)
         return ScrubResult(out, ctx.counts, burned_in=bool(reason), burned_in_reason=reason, mapping=mapping)
 
+    def context(self, top: Dataset) -> Context:
+        """The per-object context of the decisions (plan for the object's SOP class, pseudonyms,
+        date offset, identifying tokens), from the top-level data set ``top``."""
+        sop_class = text_of(top, 0x00080016).strip() or None
+        return Context(self, compile_plan(self.options, sop_class), top)
+
+    # ------------------------------------------------------------------ the decision
+    def decide(self, src: Dataset, tag: int, ctx: Context, clean: bool, level: Level
+               ) -> DataElement | RawDataElement | Recurse | None:
+        """What becomes of element ``tag`` of data set ``src`` (the top level or a sequence item).
+
+        The one decision of the de-identification, shared by the byte serializer
+        (:mod:`convert.anonymize.serialize`) and the pydicom route (:meth:`scrub`): it reads the
+        element, the per-object context ``ctx`` (plan, pseudonyms, identifying tokens; counts are
+        added to ``ctx.counts``) and, for private elements, the private creators of ``src``
+        (``level`` keeps them and the blocks kept). Returns None (removed), the element to write
+        (a raw element is written as its bytes, a new one is encoded), or :class:`Recurse` for a
+        sequence whose items are kept, each scrubbed by the same rules (``sequence``: the caller
+        knows the element is a sequence, so it is not decoded here).
+        """
+        itag = int(tag)
+        counts = ctx.counts
+        elem = src._dict[tag]
+        if (itag >> 16) & 1:  # ---------------------------------------------- private
+            if ctx.plan.private == "X" or (itag & 0xFFFF) < 0x1000:
+                counts.removed += 1
+                return None
+            creators = level.creators
+            if creators is None:
+                creators = level.creators = {}
+                for t in src._dict:
+                    g, e = t >> 16, t & 0xFFFF
+                    if g & 1 and 0x10 <= e <= 0xFF:
+                        creators[(g, e)] = text_of(src, t).strip()
+            block = (itag >> 16, (itag & 0xFF00) >> 8)
+            creator = creators.get(block)
+            if creator and (creator, itag >> 16, itag & 0xFF) in SAFE_PRIVATE and _private_value_ok(src, tag, ctx):
+                level.kept_blocks.add(block)
+                counts.kept += 1
+                return _copy(elem)
+            counts.removed += 1
+            return None
+        action = resolve_action(ctx.plan, itag, elem, clean)
+        if action == "X":
+            counts.removed += 1
+            return None
+        if action == "K" and not isinstance(elem, RawDataElement) and elem.VR != "SQ":
+            counts.kept += 1
+            return _copy(elem)
+        if action == "K" and isinstance(elem, RawDataElement) and _raw_vr(elem, itag) != "SQ":
+            # raw bytes are copied as read, unless they were encoded differently from what the
+            # dataset declares (e.g. implicit VR inside an "explicit" file): then decode them
+            # (or deferred: read with defer_size, the value is loaded from the source file now)
+            counts.kept += 1
+            raw_ok = elem.is_implicit_VR == src.original_encoding[0] and (elem.value is not None or not elem.length)
+            return elem if raw_ok else _copy(src[tag])  # src[tag] also resolves "OB or OW"
+        return self._apply(src, tag, action, ctx, clean)
+
+    def finish_level(self, src: Dataset, present: Iterable[int], ctx: Context, level: Level
+                     ) -> dict[int, DataElement | RawDataElement | None]:
+        """The data-set-level rules, applied after every element of ``src`` was decided
+        (``present``: the tags written): a code of a local scheme is replaced (designator,
+        value, meaning; long/URN codes removed), and the private creators of kept private
+        elements are written back. Returns tag -> new element (None: remove it)."""
+        changes: dict[int, DataElement | RawDataElement | None] = {}
+        present = set(present)
+        if _SCHEME in present and text_of(src, _SCHEME).strip() not in STANDARD_CODING_SCHEMES:
+            token = ctx.pseudo.short_token("code", text_of(src, _SCHEME) + "\\" + text_of(src, _CODE_VALUE), 14)
+            changes[_SCHEME] = DataElement(_SCHEME, "SH", "99ANON")
+            if _CODE_VALUE in present:
+                changes[_CODE_VALUE] = DataElement(_CODE_VALUE, "SH", "C" + token)
+            for tag in (_LONG_CODE, _URN_CODE):
+                if tag in present:
+                    changes[tag] = None
+            if _MEANING in present:
+                changes[_MEANING] = DataElement(_MEANING, "LO", "ANONYMIZED")
+            ctx.counts.replaced += 1
+        for block in level.kept_blocks:
+            ctag = (block[0] << 16) | block[1]
+            stored = src._dict[BaseTag(ctag)]
+            changes[ctag] = _copy(stored) if isinstance(stored, DataElement) else stored
+        return changes
+
     # ------------------------------------------------------------------ internals
-    def _new_like(self, src: Dataset) -> Dataset:
+    def new_like(self, src: Dataset) -> Dataset:
+        """An empty data set encoded like ``src`` (its encoding, character set, parent encoding)."""
         out = Dataset()
         out._parent_encoding = getattr(src, "_parent_encoding", "iso8859")
         implicit, little = src.original_encoding
@@ -600,98 +716,36 @@ class Scrubber:
             out.set_original_encoding(implicit, little, src.original_character_set)
         return out
 
-    def _scrub_dataset(self, src: Dataset, ctx: _Context, top: bool = False, clean: bool = False,
-                       trace: dict[int, tuple[int, int, int, int, int]] | None = None) -> Dataset:
-        """Scrub one dataset or sequence item. ``clean``: inside a sequence whose action is C
-        (Clean Structured Content / Graphics / Descriptors), unlisted free text is cleaned, not removed.
-        ``trace``: filled with the counts each element of ``src`` contributed (see :meth:`scrub_traced`)."""
-        out = self._new_like(src)
-        plan = ctx.plan
-        counts = ctx.counts
-        creators: dict[tuple[int, int], str] | None = None
-        kept_private_blocks: set[tuple[int, int]] = set()
+    def _scrub_dataset(self, src: Dataset, ctx: Context, clean: bool = False) -> Dataset:
+        """Scrub one dataset or sequence item (the pydicom route; see :meth:`decide`). ``clean``:
+        inside a sequence whose action is C (Clean Structured Content / Graphics / Descriptors),
+        unlisted free text is cleaned, not removed."""
+        out = self.new_like(src)
         dst = out._dict
-        implicit = src.original_encoding[0]
-        traced_tag: int | None = None
-        before = (0, 0, 0, 0, 0)
-        for tag, elem in list(src._dict.items()):
-            itag = int(tag)  # plain int: BaseTag's Python-level __eq__ slows dict lookups
-            group = itag >> 16
-            if trace is not None:
-                now = (counts.removed, counts.replaced, counts.emptied, counts.cleaned, counts.kept)
-                if traced_tag is not None:
-                    trace[traced_tag] = tuple(a - b for a, b in zip(now, before))  # type: ignore[assignment]
-                traced_tag, before = itag, now
-            if group & 1:  # ---------------------------------------------- private
-                if plan.private == "X" or (tag & 0xFFFF) < 0x1000:
-                    counts.removed += 1
-                    continue
-                if creators is None:
-                    creators = {}
-                    for t in src._dict:
-                        g, e = t >> 16, t & 0xFFFF
-                        if g & 1 and 0x10 <= e <= 0xFF:
-                            creators[(g, e)] = _text_of(src, t).strip()
-                block = (group, (tag & 0xFF00) >> 8)
-                creator = creators.get(block)
-                if creator and (creator, group, tag & 0xFF) in SAFE_PRIVATE and _private_value_ok(src, tag, ctx):
-                    dst[tag] = _copy(elem)
-                    kept_private_blocks.add(block)
-                    counts.kept += 1
-                else:
-                    counts.removed += 1
+        level = Level()
+        for tag in list(src._dict):
+            new = self.decide(src, tag, ctx, clean, level)
+            if new is None:
                 continue
-            action = resolve_action(plan, itag, elem, clean)
-            if action == "X":
-                counts.removed += 1
-                continue
-            if action == "K" and not isinstance(elem, RawDataElement) and elem.VR != "SQ":
-                dst[tag] = _copy(elem)
-                counts.kept += 1
-                continue
-            if action == "K" and isinstance(elem, RawDataElement) and _raw_vr(elem, itag) != "SQ":
-                # raw bytes are copied as read, unless they were encoded differently from what the
-                # dataset declares (e.g. implicit VR inside an "explicit" file): then decode them
-                # (or deferred: read with defer_size, the value is loaded from the source file now)
-                raw_ok = elem.is_implicit_VR == implicit and (elem.value is not None or not elem.length)
-                dst[tag] = elem if raw_ok else _copy(src[tag])  # src[tag] also resolves "OB or OW"
-                counts.kept += 1
-                continue
-            new = self._apply(src, tag, action, ctx, clean)
-            if new is not None:
-                dst[tag] = new
-        if trace is not None and traced_tag is not None:
-            now = (counts.removed, counts.replaced, counts.emptied, counts.cleaned, counts.kept)
-            trace[traced_tag] = tuple(a - b for a, b in zip(now, before))  # type: ignore[assignment]
-        if _SCHEME in dst and _text_of(src, _SCHEME).strip() not in STANDARD_CODING_SCHEMES:
-            self._anonymize_local_code(src, out, ctx)
-        if kept_private_blocks:
-            for block in kept_private_blocks:
-                ctag = BaseTag((block[0] << 16) | block[1])
-                dst[ctag] = _copy(src._dict[ctag]) if isinstance(src._dict[ctag], DataElement) else src._dict[ctag]
+            if isinstance(new, Recurse):
+                items = [self._scrub_dataset(item, ctx, clean=new.clean) for item in (new.items or [])]
+                new = DataElement(tag, "SQ", Sequence(items))
+            dst[tag] = new
+        for ctag, new in self.finish_level(src, dst, ctx, level).items():
+            if new is None:
+                dst.pop(BaseTag(ctag), None)
+            else:
+                dst[BaseTag(ctag)] = new
         return out
 
-    def _anonymize_local_code(self, src: Dataset, out: Dataset, ctx: _Context) -> None:
-        """A code from a local/unknown scheme: designator and meaning are site text, replace them."""
-        token = ctx.pseudo.short_token("code", _text_of(src, _SCHEME) + "\\" + _text_of(src, _CODE_VALUE), 14)
-        out[_SCHEME] = DataElement(_SCHEME, "SH", "99ANON")
-        if _CODE_VALUE in out:
-            out[_CODE_VALUE] = DataElement(_CODE_VALUE, "SH", "C" + token)
-        for tag in (_LONG_CODE, _URN_CODE):
-            if tag in out:
-                del out[tag]
-        if _MEANING in out:
-            out[_MEANING] = DataElement(_MEANING, "LO", "ANONYMIZED")
-        ctx.counts.replaced += 1
-
-    def _apply(self, src: Dataset, tag: BaseTag, action: str, ctx: _Context,
+    def _apply(self, src: Dataset, tag: BaseTag, action: str, ctx: Context,
                clean: bool = False) -> DataElement | RawDataElement | None:
         """Apply ``action`` (not X) to element ``tag`` of ``src``; None means drop."""
         counts = ctx.counts
         if action == "X":
             counts.removed += 1
             return None
-        # Fast paths that need the VR only, not the decoded value
+        # Outcomes that need the VR only, not the decoded value
         stored = src._dict[tag]
         fast_vr = stored.VR or _dictionary_vr(int(tag))
         if fast_vr and " " not in fast_vr and fast_vr not in ("SQ", "UI") \
@@ -718,13 +772,15 @@ class Scrubber:
                 and isinstance(stored, RawDataElement) and stored.is_little_endian \
                 and stored.is_implicit_VR == src.original_encoding[0]:
             # an instance UID replaced without building a DataElement (as _map_uid does it)
-            text = _text_of(src, int(tag))
+            text = text_of(src, int(tag))
             seq = text.split("\\") if text else []
             if seq and not (action == "V" and all(v.strip("\0 ") in UID_dictionary for v in seq)):
                 counts.replaced += 1
                 data = "\\".join(ctx.pseudo.uid(v) for v in seq).encode("ascii")
                 data += b"\0" if len(data) % 2 else b""
                 return RawDataElement(tag, stored.VR, len(data), data, 0, stored.is_implicit_VR, True)
+        if isinstance(stored, RawDataElement) and stored.value_tell == SEQUENCE_MARK:
+            return self._sequence(tag, action, ctx, clean, None)  # the byte serializer walks its items
         try:
             elem = peek(src, tag)
             _ = elem.value
@@ -733,20 +789,13 @@ class Scrubber:
             return None
         vr = elem.VR
         if vr == "SQ":
-            if action == "Z":
-                counts.emptied += 1
-                return DataElement(tag, "SQ", Sequence())
-            # K, D, U, C, S: keep the items, each scrubbed by the same rules
-            inner_clean = clean or action == "C"
-            items = Sequence([self._scrub_dataset(item, ctx, clean=inner_clean) for item in (elem.value or [])])
-            counts.kept += 1
-            return DataElement(tag, "SQ", items)
+            return self._sequence(tag, action, ctx, clean, elem.value)
         if int(tag) in (_PATIENT_ID, _PATIENT_NAME) and action in ("Z", "D", "C", "U"):
             counts.replaced += 1
-            pid = _text_of(src, _PATIENT_ID)
+            pid = text_of(src, _PATIENT_ID)
             if tag == _PATIENT_ID:
                 return DataElement(tag, vr, ctx.pseudo.patient_id(pid))
-            return DataElement(tag, vr, ctx.pseudo.patient_name(pid, _text_of(src, _PATIENT_NAME)))
+            return DataElement(tag, vr, ctx.pseudo.patient_name(pid, text_of(src, _PATIENT_NAME)))
         if action == "Z":
             counts.emptied += 1
             return DataElement(tag, vr, None)
@@ -787,7 +836,16 @@ class Scrubber:
         counts.kept += 1  # K on a non-sequence value decoded above
         return _copy(elem)
 
-    def _map_uid(self, elem: DataElement, ctx: _Context, keep_known: bool,
+    @staticmethod
+    def _sequence(tag: BaseTag, action: str, ctx: Context, clean: bool, items: Any) -> DataElement | Recurse:
+        """A sequence: emptied (Z), else its items kept, each scrubbed by the same rules."""
+        if action == "Z":
+            ctx.counts.emptied += 1
+            return DataElement(tag, "SQ", Sequence())
+        ctx.counts.kept += 1  # K, D, U, C, S
+        return Recurse(clean or action == "C", items)
+
+    def _map_uid(self, elem: DataElement, ctx: Context, keep_known: bool,
                  raw_source: DataElement | RawDataElement | None = None,
                  raw_implicit: bool | None = None) -> DataElement | RawDataElement:
         values = elem.value
@@ -811,7 +869,7 @@ class Scrubber:
             return DataElement(elem.tag, "UI", None)
         return DataElement(elem.tag, "UI", new if many else new[0])
 
-    def _shift(self, elem: DataElement, ctx: _Context) -> DataElement | None:
+    def _shift(self, elem: DataElement, ctx: Context) -> DataElement | None:
         vr = elem.VR
         if vr == "TM" or elem.value in (None, ""):
             if not _valid_temporal(elem):
@@ -834,7 +892,7 @@ class Scrubber:
         ctx.counts.replaced += 1
         return DataElement(elem.tag, vr, out if len(out) > 1 else out[0])
 
-    def _clean(self, elem: DataElement, ctx: _Context) -> DataElement | None:
+    def _clean(self, elem: DataElement, ctx: Context) -> DataElement | None:
         vr = elem.VR
         if vr in _TEMPORAL_VRS:
             if "modified-dates" in ctx.options:
@@ -877,7 +935,7 @@ class Scrubber:
         ctx.counts.removed += 1
         return None
 
-    def _stamp(self, out: Dataset, ctx: _Context, flagged: bool) -> None:
+    def stamp(self, out: Dataset, ctx: Context, flagged: bool) -> None:
         """Add PatientIdentityRemoved, DeidentificationMethod(+CodeSequence), temporal flag."""
         out.PatientIdentityRemoved = "YES"
         out.DeidentificationMethod = ["medconvert", "DICOM PS3.15 E.1-1 Basic Profile (2024e)"] + [
@@ -900,7 +958,7 @@ class Scrubber:
         if flagged:
             out.BurnedInAnnotation = "YES"
 
-    def _scrub_meta(self, meta: Dataset | None, src: Dataset, out: Dataset, ctx: _Context) -> FileMetaDataset:
+    def _scrub_meta(self, meta: Dataset | None, src: Dataset, out: Dataset, ctx: Context) -> FileMetaDataset:
         """New file meta: version, SOP class, transfer syntax (from the input, or from how it was
         encoded when it had no meta), MediaStorageSOPInstanceUID = the new SOPInstanceUID."""
         from pydicom.uid import (PYDICOM_IMPLEMENTATION_UID, ExplicitVRBigEndian, ExplicitVRLittleEndian,
@@ -996,7 +1054,7 @@ _NUMERIC_BINARY_VRS = frozenset({"FL", "FD", "SL", "SS", "UL", "US", "SV", "UV",
 _NUMBERS = re.compile(r"^[ \d.eE+\-\\]*$")
 
 
-def _private_value_ok(src: Dataset, tag: BaseTag, ctx: "_Context") -> bool:
+def _private_value_ok(src: Dataset, tag: BaseTag, ctx: "Context") -> bool:
     """A safe-listed private value is kept only if it holds numbers and none of this object's
     identifying words or ID digits (an MRN typed into a b-value)."""
     elem = src._dict[tag]
