@@ -188,6 +188,19 @@ def test_invalid_vr_and_undefined_length_outside_a_sequence_are_not_covered() ->
         parse_part10(odd)
 
 
+@pytest.mark.parametrize("implicit", [False, True])
+def test_a_delimiter_tag_outside_a_sequence_is_left_to_pydicom(implicit: bool) -> None:
+    """Found by the scan's corrupt-bytes property: (FFFE,E00D) at the top level ends pydicom's data set."""
+    ds = Dataset()
+    ds.Modality = "CT"
+    ds.PatientName = "X"
+    data = bytearray(_part10(ds, IMPLICIT if implicit else EXPLICIT))
+    at = bytes(data).index(b"\x10\x00\x10\x00")  # PatientName's tag
+    data[at:at + 4] = b"\xfe\xff\x0d\xe0"
+    with pytest.raises(NotCovered, match="outside a sequence"):
+        parse_part10(bytes(data))
+
+
 def test_hostile_nesting_stops_at_the_depth_limit() -> None:
     inner = b""
     for _ in range(elements.MAX_DEPTH + 5):  # undefined-length sequences, each in an undefined-length item

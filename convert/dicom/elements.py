@@ -150,6 +150,8 @@ def _next(data: bytes, pos: int, implicit: bool, depth: int = 0) -> Element:
         else:
             group, elem, vr, length = _SHORT_HEAD.unpack_from(data, pos)
             long_length = 0
+        if group == 0xFFFE:  # pydicom ends a data set there; this layer leaves such bytes to it
+            raise NotCovered("an item or delimiter tag outside a sequence")
         if vr in LONG_VRS:
             if pos + 12 > n:
                 raise Truncated("the buffer ends inside an element header")
