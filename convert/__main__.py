@@ -1,6 +1,6 @@
-"""``python -m convert`` runs the medconvert CLI."""
+"""``python -m convert`` runs the medconvert CLI (plain DICOM -> NIfTI conversions take the streaming shortcut)."""
 
-from convert.cli import main
+from convert._fastcli import main
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -157,7 +157,7 @@ def test_nifti_to_dcm_says_dicom_writing_is_not_available_yet(tmp_path, src):
 def test_version_through_the_console_entry_and_typer(tmp_path):
     import convert
 
-    proc = subprocess.run([sys.executable, "-c", "import sys; from convert.cli import main; "
+    proc = subprocess.run([sys.executable, "-c", "import sys; from convert._fastcli import main; "
                            "sys.argv = ['medconvert', '--version']; main()"], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == f"medconvert {convert.__version__}"
