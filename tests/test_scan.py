@@ -352,3 +352,28 @@ def test_philips_scale_slope_in_implicit_vr_files(tmp_path: Path) -> None:
         ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
         ds.save_as(path, enforce_file_format=True)
     assert [i.philips_scale_slope for i in scan(tmp_path).instances] == [0.25, 0.5, 0.75]
+
+
+def test_large_scans_parse_in_worker_processes_with_the_same_result(tmp_path: Path, monkeypatch) -> None:
+    """From PROCESS_POOL_MIN_FILES files on, forked workers parse the headers (threads add no core);
+    the instances, skipped files and progress calls equal a serial scan's."""
+    import dataclasses
+    import sys
+
+    scan_module = sys.modules["convert.dicom.scan"]
+    make_series(tmp_path / "a", slices=12)
+    make_series(tmp_path / "b", orientation="sagittal", slices=9)
+    (tmp_path / "notes.txt").write_text("not DICOM")
+    (tmp_path / "broken.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00")
+    serial = scan(tmp_path, workers=1)
+    monkeypatch.setattr(scan_module, "PROCESS_POOL_MIN_FILES", 4)
+    monkeypatch.setattr(scan_module, "_CHUNK", 5)
+    calls: list[tuple[int, int]] = []
+    pooled = scan(tmp_path, workers=2, progress=lambda done, total: calls.append((done, total)))
+
+    def fields(inst):
+        return {f.name: getattr(inst, f.name) for f in dataclasses.fields(inst) if f.name != "header"}
+
+    assert [fields(i) for i in pooled.instances] == [fields(i) for i in serial.instances]
+    assert pooled.skipped == serial.skipped and len(serial.instances) == 21
+    assert calls[-1] == (23, 23) and [d for d, _ in calls] == sorted(d for d, _ in calls)

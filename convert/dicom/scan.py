@@ -771,8 +771,9 @@ def scan(root: str | Path, *, workers: int | None = None,
 
     Args:
         root: folder to walk recursively (or a single file).
-        workers: header-reading threads (default: one per core, at most 4). Parsing is
-            GIL-bound, so threads mostly help on slow (network) file systems.
+        workers: header readers (default: one per core, at most 4): forked processes from
+            :data:`PROCESS_POOL_MIN_FILES` files on (parsing is GIL-bound, so only processes
+            add cores), threads for smaller sets (they overlap slow, e.g. network, reads).
         progress: called as ``progress(done, total)`` after each file.
         keep_headers: keep every pydicom-parsed header Dataset (True), or only the first
             of each series (False: :meth:`Instance.load_header` re-reads the others on
@@ -802,18 +803,28 @@ def _scan(root: Path, workers: int | None, progress: Callable[[int, int], None] 
     result = ScanResult(root=root, skipped=folder_errors)
     if workers is None:
         workers = min(4, os.cpu_count() or 1)
-    outcomes: Iterable[Instance | str]
-    if len(files) < 8 or workers <= 1:
-        outcomes = []
+    outcomes: list[Instance | str] = []
+    if len(files) >= PROCESS_POOL_MIN_FILES and workers > 1 and _can_fork():
+        # Header parsing holds the GIL: threads do not add a core (measured slower than one
+        # thread); forked processes do. Chunks keep the pickling of results cheap.
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        chunks = [[str(p) for p in files[i:i + _CHUNK]] for i in range(0, len(files), _CHUNK)]
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            for chunk_outcomes in pool.map(_index_chunk, chunks):
+                outcomes.extend(chunk_outcomes)
+                if progress:
+                    progress(len(outcomes), len(files))
+    elif len(files) < 8 or workers <= 1:
         for n, path in enumerate(files, 1):
-            outcomes.append(index_file(path))  # type: ignore[attr-defined]
+            outcomes.append(index_file(path))
             if progress:
                 progress(n, len(files))
-    else:
+    else:  # a few hundred files: threads overlap the reads (slow or network file systems)
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            outcomes = []
             for n, outcome in enumerate(pool.map(index_file, files, chunksize=16), 1):
-                outcomes.append(outcome)  # type: ignore[attr-defined]
+                outcomes.append(outcome)
                 if progress:
                     progress(n, len(files))
     n_images = sum(isinstance(o, Instance) for o in outcomes)
@@ -831,6 +842,25 @@ def _scan(root: Path, workers: int | None, progress: Callable[[int, int], None] 
                 outcome = f"listed in a DICOMDIR but not usable: {outcome}"
             result.skipped.append((path, outcome))
     return result
+
+
+#: From this many files on, :func:`scan` parses headers in forked worker processes.
+PROCESS_POOL_MIN_FILES = 1000
+_CHUNK = 256
+
+
+def _can_fork() -> bool:
+    """Forked workers are safe here: POSIX, and not inside a daemon process (e.g. a pool worker)."""
+    import multiprocessing
+
+    return os.name == "posix" and not multiprocessing.current_process().daemon
+
+
+def _index_chunk(paths: list[str]) -> list[Instance | str]:
+    """:func:`index_file` over a chunk of paths (runs in a worker process)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module=r"pydicom(\.|$)")
+        return [index_file(Path(p)) for p in paths]
 
 
 def _with_dicomdir_references(files: list[Path], problems: list[tuple[Path, str]]) -> tuple[list[Path], set[str]]:
