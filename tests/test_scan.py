@@ -377,3 +377,36 @@ def test_large_scans_parse_in_worker_processes_with_the_same_result(tmp_path: Pa
     assert [fields(i) for i in pooled.instances] == [fields(i) for i in serial.instances]
     assert pooled.skipped == serial.skipped and len(serial.instances) == 21
     assert calls[-1] == (23, 23) and [d for d, _ in calls] == sorted(d for d, _ in calls)
+
+
+def test_a_fifo_named_dcm_is_listed_never_opened(tmp_path: Path) -> None:
+    """The quirk: a FIFO named ``*.dcm`` in a folder blocked ``info`` and ``convert`` forever (reading waits
+    for a writer). The walk reports it and never opens it; folder symlink loops are not followed."""
+    import os
+    import subprocess
+    import sys
+
+    make_series(tmp_path / "in", slices=3)
+    os.mkfifo(tmp_path / "in" / "pipe.dcm")
+    os.symlink(tmp_path / "in", tmp_path / "in" / "loop")  # a folder symlink back to its parent
+    os.symlink(tmp_path / "in" / "self.dcm", tmp_path / "in" / "self.dcm")  # a looping file symlink
+    result = scan(tmp_path / "in")
+    assert len(result.instances) == 3
+    reasons = {p.name: r for p, r in result.skipped}
+    assert "not a regular file" in reasons["pipe.dcm"] and "not a regular file" in reasons["self.dcm"]
+    proc = subprocess.run([sys.executable, "-m", "convert", "info", str(tmp_path / "in")], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_the_walk_order_and_hidden_rule(tmp_path: Path) -> None:
+    from convert.anonymize.run import iter_files as anonymize_files
+    from convert.dicom.scan import iter_files
+
+    for rel in ("b/2", "b/1", "a/z/9", "a/x", ".hidden/h", "c", ".dot"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("x")
+    names = [str(p.relative_to(tmp_path)) for p in iter_files(tmp_path)]
+    assert names == ["c", "a/x", "a/z/9", "b/1", "b/2"]  # os.walk's order: files, then sorted sub-folders
+    with_hidden = [str(p.relative_to(tmp_path)) for p in anonymize_files(tmp_path)]
+    assert with_hidden == [".dot", "c", ".hidden/h", "a/x", "a/z/9", "b/1", "b/2"]

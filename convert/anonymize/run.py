@@ -47,13 +47,11 @@ _WORKER: tuple[Scrubber, Path, bool] | None = None
 
 
 def iter_files(src: Path) -> Iterator[Path]:
-    """Every regular file under ``src`` (sorted, hidden files included, symlinked folders not followed)."""
-    for root, dirs, files in os.walk(src):
-        dirs.sort()
-        for name in sorted(files):
-            path = Path(root) / name
-            if path.is_file():
-                yield path
+    """Every regular file under ``src`` (:func:`convert.dicom.scan.iter_files` with hidden files included:
+    a hidden DICOM file is de-identified too, not silently left behind)."""
+    from convert.dicom.scan import iter_files as walk_files
+
+    yield from walk_files(src, hidden=True) if Path(src).is_dir() else ([Path(src)] if Path(src).is_file() else [])
 
 
 def sniff_dicom(path: Path) -> tuple[bool, bool]:

@@ -21,6 +21,7 @@ in mm, i.e. ``(spacing along j, spacing along i)``.
 
 from __future__ import annotations
 
+import errno
 import functools
 import gzip
 import io
@@ -740,24 +741,47 @@ def _classify(path: Path, ds: Any, pixel_offset: int | None) -> Instance | str:
     return instance
 
 
-def iter_files(root: Path, errors: list[tuple[Path, str]] | None = None) -> list[Path]:
-    """Every regular file under ``root`` (or ``root`` itself), sorted, hidden files skipped.
+def iter_files(root: Path, errors: list[tuple[Path, str]] | None = None, *, hidden: bool = False) -> list[Path]:
+    """Every regular file under ``root`` (or ``root`` itself), in a stable order: each folder's
+    files sorted by name, then its sub-folders, sorted (the order of ``os.walk``).
 
+    The one file walk (scan, conversion and de-identification): folder symlinks are not
+    followed (no loops); anything that is not a regular file (a FIFO, socket or device, a
+    dangling or looping symlink) is never opened, since reading a FIFO blocks forever,
+    and is listed in ``errors``. Names starting with ``.`` are skipped unless ``hidden``.
     Folders that cannot be listed are appended to ``errors`` as ``(folder, reason)``.
     """
     if root.is_file():
         return [root]
     out: list[Path] = []
-
-    def on_error(exc: OSError) -> None:
-        if errors is not None:
-            errors.append((Path(exc.filename or root), f"unreadable folder: {exc.strerror or exc}"))
-
-    for dirpath, dirnames, filenames in os.walk(root, onerror=on_error):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if not name.startswith("."):
-                out.append(Path(dirpath) / name)
+    pending = [Path(root)]
+    while pending:
+        folder = pending.pop()
+        try:
+            with os.scandir(folder) as listing:
+                entries = sorted(listing, key=lambda entry: entry.name)
+        except OSError as exc:
+            if errors is not None:
+                errors.append((Path(exc.filename or folder), f"unreadable folder: {exc.strerror or exc}"))
+            continue
+        folders: list[Path] = []
+        for entry in entries:
+            if not hidden and entry.name.startswith("."):
+                continue
+            path = folder / entry.name
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    folders.append(path)
+                elif entry.is_file():  # follows file symlinks; False for FIFOs, sockets, devices, loops
+                    out.append(path)
+                elif not entry.is_dir() and errors is not None:  # a folder symlink is silently not followed
+                    errors.append((path, "not a regular file (a pipe, socket, device or broken link): not read"))
+            except OSError as exc:
+                if errors is not None:
+                    loop = exc.errno == errno.ELOOP
+                    errors.append((path, "not a regular file (a symbolic link loop): not read" if loop
+                                   else f"unreadable: {exc.strerror or exc}"))
+        pending.extend(reversed(folders))  # depth first, sorted
     return out
 
 
