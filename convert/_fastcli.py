@@ -20,6 +20,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
+from convert.errors import printable
+
 _FLAGS = {"--overwrite": ("overwrite", True), "--sidecar": ("sidecar", True), "--no-sidecar": ("sidecar", False)}
 
 
@@ -94,14 +96,20 @@ def _say(line: str) -> None:
 
 def _warn(text: str, soft_wrap: bool = False) -> None:
     from rich.console import Console
-    from rich.markup import escape
+    from rich.markup import escape as _rich_escape
+
+    def escape(text: str) -> str:  # as convert.cli._escape
+        return _rich_escape(printable(text))
 
     Console(stderr=True).print(f"[yellow]warning:[/] {escape(text)}", highlight=False, soft_wrap=soft_wrap)
 
 
 def _error(text: str) -> None:
     from rich.console import Console
-    from rich.markup import escape
+    from rich.markup import escape as _rich_escape
+
+    def escape(text: str) -> str:  # as convert.cli._escape
+        return _rich_escape(printable(text))
 
     Console(stderr=True).print(f"[bold red]error:[/] {escape(text)}", highlight=False, markup=True, soft_wrap=True)
 
@@ -201,7 +209,10 @@ def _progress_bar() -> Iterator[Callable[[int, int, str], None] | None]:
         yield None
         return
     from rich.console import Console
-    from rich.markup import escape
+    from rich.markup import escape as _rich_escape
+
+    def escape(text: str) -> str:  # as convert.cli._escape
+        return _rich_escape(printable(text))
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -217,7 +228,10 @@ def _progress_bar() -> Iterator[Callable[[int, int, str], None] | None]:
 def _warn_series(label: str, text: str) -> None:
     """``warning: series LABEL: TEXT`` as ``cli._render_report`` prints it (stderr)."""
     from rich.console import Console
-    from rich.markup import escape
+    from rich.markup import escape as _rich_escape
+
+    def escape(text: str) -> str:  # as convert.cli._escape
+        return _rich_escape(printable(text))
 
     Console(stderr=True).print(f"[yellow]warning:[/] series {escape(label)}: {escape(text)}", highlight=False,
                                soft_wrap=True)
@@ -273,7 +287,10 @@ def try_anonymize(argv: Sequence[str]) -> int | None:
     import warnings
 
     from rich.console import Console
-    from rich.markup import escape
+    from rich.markup import escape as _rich_escape
+
+    def escape(text: str) -> str:  # as convert.cli._escape
+        return _rich_escape(printable(text))
 
     from convert._anoncli import run
     from convert.errors import ConvertError

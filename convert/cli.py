@@ -102,9 +102,13 @@ def _run_reporting_errors(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> 
 
 
 def _escape(text: str) -> str:
+    """``text`` safe to print: rich markup escaped, control characters shown as escapes
+    (:func:`convert.errors.printable`: a crafted file name cannot drive the terminal)."""
     from rich.markup import escape
 
-    return escape(text)
+    from convert.errors import printable
+
+    return escape(printable(text))
 
 
 @app.command("convert")

@@ -62,6 +62,21 @@ def cli_spelling() -> Iterator[None]:
         _CONTEXT.reset(token)
 
 
+#: C0 controls (ESC, BEL, CR, LF, TAB...), DEL and C1 controls (CSI 0x9b...): never sent raw to a terminal.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_NAMED_CONTROLS = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character shown as an escape (``\\x1b``, ``\\n``...).
+
+    File names and header values reach messages and ``info`` tables; a crafted one
+    must not rewrite the user's terminal (title, colours, cursor) or break a
+    one-line message. The CLI passes everything it prints from a file through this.
+    """
+    return _CONTROL.sub(lambda m: _NAMED_CONTROLS.get(m.group(), f"\\x{ord(m.group()):02x}"), text)
+
+
 class ConvertError(Exception):
     """Base class of every error medconvert raises on purpose.
 

@@ -182,3 +182,23 @@ def test_dicom_tree_summary_counts_duplicates_not_failures(tmp_path):
         assert result.exit_code == 0, text
         assert f"skipped {n} duplicate file(s) (same SOPInstanceUID and content as another file)" in text
         assert "warning" not in text and "failed" not in text
+
+
+@pytest.mark.parametrize("entry", ["console", "typer"])
+def test_terminal_escape_sequences_in_names_are_shown_not_sent(tmp_path, entry):
+    """The quirk (issue 17): ESC/BEL/newlines in a file or folder name reached the terminal raw (a crafted
+    name could set the terminal title or colours). Messages show them as escapes, on one line."""
+    hostile = tmp_path / "x\x1b]0;owned\x07\x1b[31mred\nline"
+    hostile.mkdir()
+    (hostile / "notes.txt").write_text("not DICOM")
+    if entry == "console":
+        proc = subprocess.run([sys.executable, "-m", "convert", "convert", str(hostile), str(tmp_path / "out")],
+                              capture_output=True, text=True, timeout=120)
+        code, err = proc.returncode, proc.stderr
+    else:
+        result = runner.invoke(app, ["convert", str(hostile), str(tmp_path / "out")])
+        code, err = result.exit_code, result.output
+    assert code == 1
+    assert "\x1b" not in err and "\x07" not in err
+    assert "\\x1b]0;owned\\x07\\x1b[31mred\\nline" in err.replace("\n", "")
+    assert "no DICOM images found" in " ".join(err.split())
