@@ -382,3 +382,34 @@ def test_isotropic_flag_needs_philips_and_a_b_value(tmp_path: Path) -> None:
     assert not philips_isotropic("SIEMENS", "I", 1000.0)
     assert not philips_isotropic("Philips", "O", 1000.0)
     assert not philips_isotropic("Philips", None, None)
+
+
+@pytest.mark.parametrize("slope, intercept, expected", [("nan", "-1024", (1.0, -1024.0)), ("0", "-1024", (1.0, -1024.0)),
+                                                        ("2", "inf", (2.0, 0.0)), ("nan", "nan", (1.0, 0.0))])
+def test_unusable_rescale_values_are_replaced_and_reported_never_silently(tmp_path: Path, slope: str,
+                                                                           intercept: str, expected) -> None:
+    """The quirk (issue 17): a NaN RescaleSlope gave a NaN volume or was silently taken as 1."""
+    import pydicom
+
+    from convert.dicom import read_series, scan
+
+    paths, _ = make_series(tmp_path, slices=4, rows=8, columns=8)
+    ds = pydicom.dcmread(paths[1])
+    ds["RescaleSlope"].value, ds["RescaleIntercept"].value = slope, intercept
+    ds.save_as(paths[1])
+    (series,) = assemble(scan(tmp_path).instances)
+    assert len(series.warnings) == 1 and "not a usable number in 1 of 4 file(s)" in series.warnings[0]
+    assert str(paths[1]) in series.warnings[0]
+    fixed = [i for i in series.instances if i.path == paths[1]][0]
+    assert (fixed.rescale_slope, fixed.rescale_intercept) == expected
+    volume = read_series(series)
+    assert np.isfinite(volume.scaled()).all()
+    assert any("not a usable number" in w for w in volume.warnings)
+
+
+def test_rescale_values_as_stored_absent_empty_or_not_a_number() -> None:
+    from convert.dicom.scan import rescale_value
+
+    assert rescale_value(None, 1.0) == 1.0 and rescale_value("  ", 0.0) == 0.0 and rescale_value("2.5 ", 1.0) == 2.5
+    assert np.isnan(rescale_value("abc", 1.0)) and np.isnan(rescale_value("nan", 1.0))
+    assert rescale_value("0", 1.0) == 0.0  # kept: the series assembly reports a zero slope

@@ -159,9 +159,7 @@ def _decode_into(target: np.ndarray, index: tuple, inst: Instance, expected: tup
     target[(slice(None), slice(None)) + index] = frame.T
     if target.dtype == RGB_DTYPE:
         return 1.0, 0.0  # RescaleSlope/Intercept do not apply to colour
-    slope = _to_float(ds.get("RescaleSlope"), 1.0) or 1.0
-    intercept = _to_float(ds.get("RescaleIntercept"), 0.0)
-    return slope, intercept
+    return inst.rescale_slope, inst.rescale_intercept  # the scan's values, checked by the series assembly
 
 
 _NATIVE_SYNTAXES = {"1.2.840.10008.1.2": True, "1.2.840.10008.1.2.1": False}  # uid -> implicit VR
@@ -605,7 +603,7 @@ def _read_mosaic(series: Series, opts: ReadOptions) -> Volume:
                              f"{(stacks.shape[1], stacks.shape[0], stacks.shape[2])}", inst.path)
         target = (slice(None), slice(None), slice(None)) + ((t,) if series.n_times > 1 else ())
         stacks[target] = stack.transpose(1, 0, 2)
-        scalings.append((_to_float(ds.get("RescaleSlope"), 1.0) or 1.0, _to_float(ds.get("RescaleIntercept"), 0.0)))
+        scalings.append((inst.rescale_slope, inst.rescale_intercept))  # the scan's, checked by the assembly
     assert stacks is not None
     mode, out_dtype, slope, intercept = rescale_plan([s for s, _ in scalings], [b for _, b in scalings],
                                                      stacks.dtype, _value_range(stacks, scalings))

@@ -240,6 +240,21 @@ def _int(value: Any) -> int | None:
         return None
 
 
+def rescale_value(value: Any, default: float) -> float:
+    """RescaleSlope/RescaleIntercept as stored: ``default`` when absent or empty, NaN when present but not
+    a number, else the number (which may be 0, NaN or infinite: the series assembly checks and reports it,
+    never this parser silently)."""
+    if value is None:
+        return default
+    text = str(value).split("\\")[0].strip(" \x00")
+    if not text:
+        return default
+    try:
+        return float(text)
+    except ValueError:
+        return float("nan")
+
+
 def _floats(value: Any, n: int) -> tuple[float, ...] | None:
     try:
         if value is None:
@@ -457,8 +472,8 @@ def instance_from_header(path: Path, ds: Any, pixel_offset: int | None = None) -
         number_of_frames=f.integer(0x00280008) or 1,
         slice_thickness=f.number(0x00180050),
         spacing_between_slices=f.number(0x00180088),
-        rescale_slope=f.number(0x00281053) or 1.0,
-        rescale_intercept=f.number(0x00281052) or 0.0,
+        rescale_slope=rescale_value(f.text(0x00281053), 1.0),
+        rescale_intercept=rescale_value(f.text(0x00281052), 0.0),
         header=ds,
         pixel_offset=pixel_offset,
         mosaic="MOSAIC" in image_type_t or _is_mosaic_header(ds),
@@ -530,8 +545,8 @@ def instance_from_header_slow(path: Path, ds: Any, pixel_offset: int | None = No
         number_of_frames=_int(ds.get("NumberOfFrames")) or 1,
         slice_thickness=_float(ds.get("SliceThickness")),
         spacing_between_slices=_float(ds.get("SpacingBetweenSlices")),
-        rescale_slope=_float(ds.get("RescaleSlope")) or 1.0,
-        rescale_intercept=_float(ds.get("RescaleIntercept")) or 0.0,
+        rescale_slope=rescale_value(ds.get("RescaleSlope"), 1.0),
+        rescale_intercept=rescale_value(ds.get("RescaleIntercept"), 0.0),
         header=ds,
         pixel_offset=pixel_offset,
         mosaic="MOSAIC" in image_type_t or _is_mosaic_header(ds),
@@ -680,8 +695,8 @@ def _fast_index(path: Path) -> Instance | None:
         number_of_frames=frames,
         slice_thickness=number(0x00180050),
         spacing_between_slices=number(0x00180088),
-        rescale_slope=number(0x00281053) or 1.0,
-        rescale_intercept=number(0x00281052) or 0.0,
+        rescale_slope=rescale_value(text(0x00281053), 1.0),
+        rescale_intercept=rescale_value(text(0x00281052), 0.0),
         header=None,
         pixel_offset=pixel_offset,
         mosaic="MOSAIC" in image_type,

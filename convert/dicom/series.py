@@ -52,6 +52,9 @@ Positions are in DICOM LPS+ mm.
 
 from __future__ import annotations
 
+import dataclasses
+import math
+
 from collections import defaultdict
 from collections.abc import Sequence as SequenceABC
 from dataclasses import dataclass, field
@@ -459,6 +462,8 @@ def assemble(instances: Iterable[Instance]) -> list[Series]:
                 _fill_identity(series)
                 out.append(series)
 
+    for series in out:
+        _check_rescale(series)
     out.sort(key=lambda s: (s.series_number is None, s.series_number or 0, s.series_uid,
                             "DERIVED" in s.first.image_type, s.suffix, s.split, str(s.first.path)))
     return out
@@ -517,6 +522,28 @@ def _unplaced_series(unplaced: list[Instance], base_split: str, n_images: int) -
         _fill_identity(series)
         out.append(series)
     return out
+
+
+def _check_rescale(series: Series) -> None:
+    """Replace a RescaleSlope that is not a usable number (NaN, infinite, 0) by 1 and a non-finite
+    RescaleIntercept by 0, in place, and say so in :attr:`Series.warnings` (never silently: the
+    values of those slices are then the stored values, not what the scanner meant)."""
+    bad: list[Instance] = []
+    for column in series.grid:
+        for n, inst in enumerate(column):
+            slope_ok = math.isfinite(inst.rescale_slope) and inst.rescale_slope != 0.0
+            intercept_ok = math.isfinite(inst.rescale_intercept)
+            if not (slope_ok and intercept_ok):
+                bad.append(inst)
+                column[n] = dataclasses.replace(inst, rescale_slope=inst.rescale_slope if slope_ok else 1.0,
+                                                rescale_intercept=inst.rescale_intercept if intercept_ok else 0.0)
+    if bad:
+        first = bad[0]
+        series.warnings.append(
+            f"RescaleSlope/RescaleIntercept is not a usable number in {len(bad)} of {len(series.instances)} file(s) "
+            f"(first: {first.path}: slope {first.rescale_slope!r}, intercept {first.rescale_intercept!r}): "
+            "a broken slope is taken as 1 and a broken intercept as 0, so those slices' values may be wrong; "
+            "check them")
 
 
 def _fill_identity(series: Series) -> None:
