@@ -534,27 +534,10 @@ def _world_from_fsl(bvec: np.ndarray, affine: np.ndarray) -> np.ndarray:
 
 
 def _make_dwi(tmp_path: Path, bvals: list[float], gradients: np.ndarray) -> Path:
-    from pydicom.uid import generate_uid
+    """An enhanced DWI whose every frame carries its b-value (the diffusion tests' generator)."""
+    from tests.test_diffusion import _enhanced_dwi
 
-    from tests.conftest import rotation
-    from tests.test_multiframe import _item, make_enhanced
-
-    (tmp_path / "in").mkdir()
-    path, _ = make_enhanced(tmp_path / "in" / "dwi.dcm", rows=24, cols=20, n_slices=4, n_times=len(bvals),
-                            echoes=(80.0,), rotation_matrix=rotation(0.3, -0.2, 0.45))
-    ds = pydicom.dcmread(path)
-    ds.SeriesNumber, ds.InstanceNumber, ds.PatientPosition = 1, 1, "HFS"
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
-    for item in ds.PerFrameFunctionalGroupsSequence:
-        t = int(item.FrameContentSequence[0].TemporalPositionIndex) - 1
-        diffusion = _item(DiffusionBValue=float(bvals[t]),
-                          DiffusionDirectionality="DIRECTIONAL" if bvals[t] else "NONE")
-        if bvals[t]:
-            diffusion.DiffusionGradientDirectionSequence = Sequence(
-                [_item(DiffusionGradientOrientation=[float(v) for v in gradients[t]])])
-        item.MRDiffusionSequence = Sequence([diffusion])
-    ds.save_as(path)
-    return path
+    return _enhanced_dwi(tmp_path / "in", "Synthetic", bvals, gradients, b0_without_value=False)
 
 
 def test_enhanced_dwi_bvecs_point_where_the_dicom_gradients_point(tmp_path):

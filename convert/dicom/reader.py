@@ -220,13 +220,6 @@ def _read_native_into(array: np.ndarray, jobs: list[tuple[tuple, Instance]], fir
     return [(inst.rescale_slope, inst.rescale_intercept) for _, inst in jobs]
 
 
-def _to_float(value: Any, default: float) -> float:
-    try:
-        return float(value) if value is not None and value != "" else default
-    except (TypeError, ValueError):
-        return default
-
-
 def _value_range(array: np.ndarray, scalings: Sequence[tuple[float, float]] | None = None) -> tuple[float, float]:
     """(min, max) of the stored values actually present (0, 0 for an empty array).
 
@@ -570,10 +563,10 @@ def read_multiframe(inst: Instance, *, philips_scaling: str = "precise") -> list
     if mf.is_enhanced(header):
         return list(mf.read_enhanced(inst.path, header, philips_scaling=philips_scaling))
     # classic multi-frame (e.g. NM/US/old CT): frames are slices of one stack
-    frames, ds = decode_frames(inst.path, expected=(inst.rows, inst.columns))
+    frames, _ = decode_frames(inst.path, expected=(inst.rows, inst.columns))
     array = np.asfortranarray(frames.transpose(2, 1, 0))
     affine = slice_affine_lps(inst, None, 1)
-    slope, intercept = _to_float(ds.get("RescaleSlope"), 1.0) or 1.0, _to_float(ds.get("RescaleIntercept"), 0.0)
+    slope, intercept = inst.rescale_slope, inst.rescale_intercept  # the scan's values (checked by the assembly)
     meta = _meta_for(header)
     scale_slope = philips_scale_slope(header)
     if array.dtype == RGB_DTYPE:

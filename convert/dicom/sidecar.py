@@ -44,7 +44,7 @@ if TYPE_CHECKING:  # pydicom is imported by whoever reads the headers, not here 
 from convert.atomic import atomic_file
 from convert.dicom.ge import ge_phase_positive, ge_slice_timing, is_ge
 from convert.dicom.scan import dicom_time_seconds
-from convert.volume import Meta, Volume
+from convert.volume import Meta, Volume, lps_to_ras_point
 
 __all__ = [
     "DESCRIPTOR_KEYS",
@@ -539,8 +539,7 @@ def _timing_from_slices(slices: Sequence[SliceTime], volume: Volume, tr: float |
             seconds = acquisition
         if seconds is None:
             return None
-        ras = np.array([-position[0], -position[1], position[2], 1.0])
-        k_float = float((inverse @ ras)[2])
+        k_float = float((inverse @ np.append(lps_to_ras_point(position), 1.0))[2])
         k = int(round(k_float))
         if abs(k_float - k) > 0.1 or not 0 <= k < nk:
             return None  # the header does not sit on this volume's slices
