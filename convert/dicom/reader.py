@@ -32,7 +32,8 @@ from convert.atomic import check_writable
 from convert.dicom.pixels import (check_philips_scaling, decode_frames, fix_stored_bits, is_colour,
                                   philips_precise_scaling, philips_scale_slope, philips_scaling_fields,
                                   rescale_plan, stored_dtype)
-from convert.dicom.scan import Instance, ScanResult, looks_like_dicom, read_header, scan
+from convert.dicom.header import read_header
+from convert.dicom.scan import Instance, ScanResult, looks_like_dicom, scan
 from convert.dicom.series import (TILT_THRESHOLD_DEG, LazyHeaders, Series, assemble, echo_label, median,
                                   postfix)
 from convert.errors import (ConvertError, CorruptFileError, DicomError, InputNotFoundError, NoDicomError,
@@ -840,15 +841,12 @@ def _name_fields(series: Series, volume_index: int, n_volumes: int,
 
 
 def name_fields(series: Series, header: Any, volume_index: int = 0, n_volumes: int = 1,
-                pseudonym: str = "", value_of: Callable[[Any, str], Any] | None = None) -> dict[str, str]:
+                pseudonym: str = "") -> dict[str, str]:
     """Values of :data:`NAME_FIELDS` for volume ``volume_index`` of ``series``.
 
     ``header`` is the first file's header: anything with ``.get(keyword, default)``
-    (a pydicom Dataset, or the streaming path's byte-level header). ``value_of``
-    replaces ``header.get`` (the streaming path uses it to decline values it
-    would print differently).
+    (a pydicom Dataset or a :class:`convert.dicom.header.Header` view).
     """
-    get = value_of or (lambda h, key: h.get(key, ""))
     values: dict[str, str] = {"Pseudonym": pseudonym}
     for key in NAME_FIELDS:
         if key == "Pseudonym":
@@ -862,7 +860,7 @@ def name_fields(series: Series, header: Any, volume_index: int = 0, n_volumes: i
         elif key == "ImageType":
             values[key] = "_".join(series.first.image_type)
         else:
-            value = get(header, key)
+            value = header.get(key, "")
             values[key] = "" if value is None else str(value)
     return values
 
