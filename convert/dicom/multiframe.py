@@ -21,21 +21,22 @@ only through :func:`convert.volume.lps_to_ras`.
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
-from pydicom.datadict import tag_for_keyword
-from pydicom.dataset import Dataset
 
+from convert.dicom.keywords import KEYWORDS
 from convert.dicom.pixels import (PHILIPS_MR_CREATOR, check_philips_scaling, philips_precise_scaling,
                                   philips_scaling_fields, scale_slope_value)
 from convert.dicom.sidecar import csa_image_header, meta_from_dataset
 from convert.errors import CorruptFileError, DicomError, GeometryError, UnsupportedDataError
 from convert.volume import Meta, Volume, lps_to_ras, rgb_from_channels
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 __all__ = [
     "is_enhanced",
@@ -65,12 +66,8 @@ def is_enhanced(ds: Dataset) -> bool:
     return bool(ds.get("PerFrameFunctionalGroupsSequence"))
 
 
-@functools.lru_cache(maxsize=None)
 def _tag(keyword: str) -> int:
-    tag = tag_for_keyword(keyword)
-    if tag is None:  # pragma: no cover - programming error
-        raise KeyError(keyword)
-    return int(tag)
+    return KEYWORDS[keyword][0]  # KeyError for a keyword outside the dictionary: a programming error
 
 
 class _Groups:

@@ -651,7 +651,7 @@ def build_sidecar(
         if str(sidecar.get("MRAcquisitionType", "")).upper() != "3D":
             if is_ge(first):  # GE: per-slice TriggerTime or the protocol block (convert.dicom.ge)
                 slice_timing = ge_slice_timing(datasets, volume.affine, volume.shape[2],
-                                               sidecar.get("RepetitionTime"))
+                                               sidecar.get("RepetitionTime"), slice_times)
             else:
                 slices = slice_times if slice_times is not None else slice_times_of(datasets)
                 slice_timing = _timing_from_slices(slices, volume, sidecar.get("RepetitionTime"))
