@@ -31,8 +31,8 @@ from convert.dicom import elements
 from convert.dicom.keywords import KEYWORDS
 from convert.errors import DicomError
 
-__all__ = ["Header", "DecimalString", "IntegerString", "as_dataset", "convert_value", "is_gzip", "is_multi",
-           "open_dicom_bytes", "read", "read_header"]
+__all__ = ["Header", "DecimalString", "IntegerString", "Item", "Sequence", "as_dataset", "convert_value", "is_gzip",
+           "is_multi", "open_dicom_bytes", "read", "read_header", "read_view"]
 
 #: Bytes read first; most headers are smaller (a bigger header is read on up to LARGE_HEADER_BYTES).
 HEADER_BYTES = 64 * 1024
@@ -71,23 +71,30 @@ def read_header(path: Path, *, force: bool = True) -> Any:
         raise DicomError(f"not a readable DICOM file: {type(exc).__name__}: {exc}", path) from exc
 
 
+def read_view(path: Path) -> "Header | None":
+    """A :class:`Header` view of ``path``, or None when the element layer leaves the file to
+    pydicom (no preamble, big endian, deflated, gzip, odd structure) or it cannot be read."""
+    path = Path(path)
+    if is_gzip(path):
+        return None
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(HEADER_BYTES)
+            try:
+                return Header(path, elements.parse_part10(data))
+            except elements.Truncated:
+                if len(data) == HEADER_BYTES:  # a big header (Philips, GE): read on
+                    data += fh.read(LARGE_HEADER_BYTES - len(data))
+                return Header(path, elements.parse_part10(data, whole=len(data) < LARGE_HEADER_BYTES))
+    except (elements.NotCovered, OSError):
+        return None
+
+
 def read(path: Path) -> "Header | Any":
     """The header of ``path``: a :class:`Header` view, or pydicom's ``Dataset`` for a file the
     element layer leaves to pydicom. Raises :class:`DicomError` naming the file when neither reads it."""
-    path = Path(path)
-    if not is_gzip(path):
-        try:
-            with open(path, "rb") as fh:
-                data = fh.read(HEADER_BYTES)
-                try:
-                    return Header(path, elements.parse_part10(data))
-                except elements.Truncated:
-                    if len(data) == HEADER_BYTES:  # a big header (Philips, GE): read on
-                        data += fh.read(LARGE_HEADER_BYTES - len(data))
-                    return Header(path, elements.parse_part10(data, whole=len(data) < LARGE_HEADER_BYTES))
-        except (elements.NotCovered, OSError):
-            pass
-    return read_header(path)
+    view = read_view(path)
+    return view if view is not None else read_header(Path(path))
 
 
 def as_dataset(header: Any) -> Any:
@@ -266,46 +273,36 @@ class HeaderElement:
 
 
 # --------------------------------------------------------------------------- the view
-class Header:
-    """Read-only view of one file's header (see the module docstring); pydicom answers the rest.
+class _View:
+    """A data set's elements (the file's top level, or one sequence item), answered as pydicom
+    answers; what the view does not mirror goes to the equivalent pydicom object (:meth:`_fallback`)."""
 
-    Attributes:
-        path: the file.
-        part10: element positions from :func:`convert.dicom.elements.parse_part10`.
-    """
+    __slots__ = ("_data", "_implicit", "_found", "_values", "_plain_text")
 
-    __slots__ = ("path", "part10", "_values", "_dataset", "_plain_text")
+    def _init_view(self, data: bytes, implicit: bool, found: dict[int, elements.Element] | None,
+                   plain_text: bool) -> None:
+        object.__setattr__(self, "_data", data)
+        object.__setattr__(self, "_implicit", implicit)
+        object.__setattr__(self, "_found", found)
+        object.__setattr__(self, "_values", {})
+        object.__setattr__(self, "_plain_text", plain_text)
 
-    def __init__(self, path: Path, part10: elements.Part10) -> None:
-        self.path = path
-        self.part10 = part10
-        self._values: dict[int, Any] = {}
-        self._dataset: Any = None
-        charset = part10.raw(0x00080005)
-        self._plain_text = charset is None or charset.rstrip(b" \x00") in _PLAIN_CHARSETS
+    def _fallback(self) -> Any:
+        """The pydicom ``Dataset`` this view stands for."""
+        raise NotImplementedError
 
-    # ---- pydicom, for everything the view leaves to it
-    def dataset(self) -> Any:
-        """pydicom's ``Dataset`` of the file (without pixel data), read once and kept."""
-        if self._dataset is None:
-            self._dataset = read_header(self.path)
-        return self._dataset
-
-    @property
-    def transfer_syntax(self) -> str:
-        return self.part10.transfer_syntax
-
-    @property
-    def pixel_offset(self) -> int | None:
-        """Byte offset of the pixel data element (its tag), or None when the file has none."""
-        return self.part10.pixel_offset
+    def _elements(self) -> dict[int, elements.Element]:
+        """Elements by tag; NotMirrored when the bytes are left to pydicom."""
+        if self._found is None:
+            raise NotMirrored("a data set the element layer does not cover")
+        return self._found
 
     def _value(self, tag: int, vr: str | None) -> Any:
-        """Converted value of top-level element ``tag`` (present); NotMirrored when left to pydicom."""
+        """Converted value of element ``tag`` (present); NotMirrored when left to pydicom."""
         if tag in self._values:
             return self._values[tag]
-        element = self.part10.elements[tag]
-        if self.part10.implicit:
+        element = self._elements()[tag]
+        if self._implicit:
             if tag >> 16 & 1:
                 if not 0x0010 <= tag & 0xFFFF <= 0x00FF:
                     raise NotMirrored("an implicit VR private value (pydicom's private dictionary)")
@@ -316,13 +313,24 @@ class Header:
                     raise NotMirrored("a tag outside the dictionary")
         else:
             vr = element.vr.decode("ascii")  # explicit VR: pydicom converts the value as its VR is stored
-        if vr in ("SQ", "UN") or element.length == elements.UNDEFINED:
+        if vr == "SQ" and not tag >> 16 & 1:
+            value: Any = self._sequence(tag, element)
+        elif vr in ("SQ", "UN") or element.length == elements.UNDEFINED:
             raise NotMirrored(f"a {vr} element")
-        if not self._plain_text and vr in _TEXT_RULES:
+        elif not self._plain_text and vr in _TEXT_RULES:
             raise NotMirrored("text under an unusual character set")
-        value = convert_value(vr, self.part10.data[element.value_offset:element.end])
+        else:
+            value = convert_value(vr, self._data[element.value_offset:element.end])
         self._values[tag] = value
         return value
+
+    def _sequence(self, tag: int, element: elements.Element) -> "Sequence":
+        try:
+            spans = elements.items(self._data, element, implicit=self._implicit)
+        except elements.NotCovered as exc:
+            raise NotMirrored(str(exc)) from None
+        inner = elements.sequence_is_implicit(element, self._implicit)
+        return Sequence(Item(self, tag, index, span, inner) for index, span in enumerate(spans))
 
     def _keyword(self, keyword: str) -> tuple[int, str]:
         entry = KEYWORDS.get(keyword)
@@ -333,9 +341,9 @@ class Header:
     def __contains__(self, key: Any) -> bool:
         try:
             tag = self._keyword(key)[0] if isinstance(key, str) else _tag(key)
+            return tag in self._elements()
         except NotMirrored:
-            return key in self.dataset()
-        return tag in self.part10.elements
+            return key in self._fallback()
 
     def __getitem__(self, key: Any) -> Any:
         try:
@@ -343,24 +351,25 @@ class Header:
                 tag, vr = self._keyword(key)
             else:
                 tag, vr = _tag(key), None
-            if tag not in self.part10.elements:
+            found = self._elements()
+            if tag not in found:
                 raise KeyError(key)
             value = self._value(tag, vr)
-            stored = self.part10.elements[tag].vr.decode("ascii") or vr or _dictionary_vr(tag) or "LO"
+            stored = found[tag].vr.decode("ascii") or vr or _dictionary_vr(tag) or "LO"
             return HeaderElement(tag, stored, value)
         except NotMirrored:
-            return self.dataset()[key]
+            return self._fallback()[key]
 
     def get(self, key: Any, default: Any = None) -> Any:
         """pydicom's ``Dataset.get``: a keyword gives the value, a tag the element; ``default`` when absent."""
         if isinstance(key, str):
             try:
                 tag, vr = self._keyword(key)
-                if tag not in self.part10.elements:
+                if tag not in self._elements():
                     return default
                 return self._value(tag, vr)
             except NotMirrored:
-                return self.dataset().get(key, default)
+                return self._fallback().get(key, default)
         try:
             return self[key]
         except KeyError:
@@ -372,41 +381,78 @@ class Header:
         entry = KEYWORDS.get(name)
         if entry is not None:
             tag, vr = entry
-            if tag not in self.part10.elements:
-                raise AttributeError(f"'Header' object has no attribute '{name}'")
             try:
+                if tag not in self._elements():
+                    raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
                 return self._value(tag, vr)
             except NotMirrored:
                 pass
-        return getattr(self.dataset(), name)
+        return getattr(self._fallback(), name)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name in Header.__slots__:
-            object.__setattr__(self, name, value)
-            return
         raise AttributeError(f"a file's header view is read-only (setting {name}); use .dataset() for a copy to edit")
 
     def private_block(self, group: int, private_creator: str, create: bool = False) -> "PrivateBlock | Any":
         """pydicom's ``Dataset.private_block`` (read only): KeyError when the creator is absent."""
         if create or not private_creator or group % 2 == 0:
-            return self.dataset().private_block(group, private_creator, create)
+            return self._fallback().private_block(group, private_creator, create)
         try:
+            found = self._elements()
             for element in range(0x10, 0x100):
                 tag = (group << 16) | element
-                if tag in self.part10.elements and self._value(tag, "LO") == private_creator:
+                if tag in found and self._value(tag, "LO") == private_creator:
                     return PrivateBlock(self, group, element)
         except NotMirrored:
-            return self.dataset().private_block(group, private_creator)
+            return self._fallback().private_block(group, private_creator)
         raise KeyError(f"Private creator '{private_creator}' not found")
 
     def __iter__(self) -> Iterator[Any]:
-        return iter(self.dataset())
+        return iter(self._fallback())
 
     def __len__(self) -> int:
-        return len(self.part10.elements)
+        try:
+            return len(self._elements())
+        except NotMirrored:
+            return len(self._fallback())
 
     def __bool__(self) -> bool:
         return True
+
+
+class Header(_View):
+    """Read-only view of one file's header (see the module docstring); pydicom answers the rest.
+
+    Attributes:
+        path: the file.
+        part10: element positions from :func:`convert.dicom.elements.parse_part10`.
+    """
+
+    __slots__ = ("path", "part10", "_dataset")
+
+    def __init__(self, path: Path, part10: elements.Part10) -> None:
+        object.__setattr__(self, "path", path)
+        object.__setattr__(self, "part10", part10)
+        object.__setattr__(self, "_dataset", None)
+        charset = part10.raw(0x00080005)
+        self._init_view(part10.data, part10.implicit, part10.elements,
+                        charset is None or charset.rstrip(b" \x00") in _PLAIN_CHARSETS)
+
+    def dataset(self) -> Any:
+        """pydicom's ``Dataset`` of the file (without pixel data), read once and kept."""
+        if self._dataset is None:
+            object.__setattr__(self, "_dataset", read_header(self.path))
+        return self._dataset
+
+    _fallback = dataset
+
+    @property
+    def transfer_syntax(self) -> str:
+        return self.part10.transfer_syntax
+
+    @property
+    def pixel_offset(self) -> int | None:
+        """Byte offset of the pixel data element (its tag), or None when the file has none."""
+        return self.part10.pixel_offset
 
     def __repr__(self) -> str:
         return f"<Header {self.path} ({len(self.part10.elements)} elements, {self.part10.transfer_syntax})>"
@@ -415,13 +461,51 @@ class Header:
         return (Header, (self.path, self.part10))
 
 
+class Item(_View):
+    """One item of a sequence in a :class:`Header` (a pydicom ``Dataset`` in a ``Sequence``)."""
+
+    __slots__ = ("parent", "tag", "index", "_span")
+
+    def __init__(self, parent: _View, tag: int, index: int, span: tuple[int, int], implicit: bool) -> None:
+        object.__setattr__(self, "parent", parent)
+        object.__setattr__(self, "tag", tag)
+        object.__setattr__(self, "index", index)
+        object.__setattr__(self, "_span", span)
+        self._init_view(parent._data, implicit, None, parent._plain_text)
+
+    def _elements(self) -> dict[int, elements.Element]:
+        if self._found is None:
+            try:
+                found, _ = elements.walk(self._data, self._span[0], self._span[1], implicit=self._implicit,
+                                         stop_tags=frozenset())
+            except elements.NotCovered as exc:
+                raise NotMirrored(str(exc)) from None
+            by_tag = {element.tag: element for element in found}
+            charset = by_tag.get(0x00080005)
+            if charset is not None:  # an item may name its own character set
+                text = self._data[charset.value_offset:charset.end].rstrip(b" \x00")
+                object.__setattr__(self, "_plain_text", text in _PLAIN_CHARSETS)
+            object.__setattr__(self, "_found", by_tag)
+        return self._found  # type: ignore[return-value]
+
+    def _fallback(self) -> Any:
+        return self.parent._fallback()[self.tag].value[self.index]
+
+    def __repr__(self) -> str:
+        return f"<Item {self.index} of ({self.tag >> 16:04X},{self.tag & 0xFFFF:04X})>"
+
+
+class Sequence(list):  # type: ignore[type-arg]
+    """A sequence's items (:class:`Item` views), in order: what pydicom's ``Sequence`` holds."""
+
+
 class PrivateBlock:
-    """pydicom's ``PrivateBlock`` (read only) over a :class:`Header`: ``block[offset].value``."""
+    """pydicom's ``PrivateBlock`` (read only) over a view: ``block[offset].value``."""
 
-    __slots__ = ("header", "group", "base")
+    __slots__ = ("view", "group", "base")
 
-    def __init__(self, header: Header, group: int, element: int) -> None:
-        self.header, self.group, self.base = header, group, (group << 16) | (element << 8)
+    def __init__(self, view: _View, group: int, element: int) -> None:
+        self.view, self.group, self.base = view, group, (group << 16) | (element << 8)
 
     def get_tag(self, offset: int) -> int:
         if not 0 <= offset < 0x100:
@@ -429,16 +513,17 @@ class PrivateBlock:
         return self.base | offset
 
     def __contains__(self, offset: int) -> bool:
-        return self.get_tag(offset) in self.header.part10.elements
+        return self.get_tag(offset) in self.view._elements()  # noqa: SLF001 (the view's own block)
 
     def __getitem__(self, offset: int) -> Any:
         tag = self.get_tag(offset)
-        if tag not in self.header.part10.elements:
+        found = self.view._elements()  # noqa: SLF001
+        if tag not in found:
             raise KeyError(tag)
         try:
-            if self.header.part10.implicit:
+            if self.view._implicit:  # noqa: SLF001
                 raise NotMirrored("an implicit VR private value")
-            value = self.header._value(tag, None)  # noqa: SLF001 (the view's own block)
-            return HeaderElement(tag, self.header.part10.elements[tag].vr.decode("ascii"), value)
+            value = self.view._value(tag, None)  # noqa: SLF001
+            return HeaderElement(tag, found[tag].vr.decode("ascii"), value)
         except NotMirrored:
-            return self.header.dataset()[tag]
+            return self.view._fallback()[tag]  # noqa: SLF001

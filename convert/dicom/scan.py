@@ -711,6 +711,17 @@ def index_file(path: Path) -> Instance | str:
         fast = _fast_index(path)
         if fast is not None:
             return fast
+        view = header_view.read_view(path)  # enhanced, Siemens, unusual values: the header view (pydicom per value)
+        if view is not None:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    outcome = _classify(path, view, view.pixel_offset)
+            except Exception as exc:  # a corrupt element (bad VR, bad length...) must not stop a scan
+                return f"unreadable DICOM header: {type(exc).__name__}: {exc}"
+            if isinstance(outcome, Instance):
+                object.__setattr__(outcome, "header", None)  # re-read cheaply when needed (no pickling of bytes)
+            return outcome
     outcome = _read_header_once(path)
     if isinstance(outcome, str):
         return outcome
@@ -729,7 +740,8 @@ def _classify(path: Path, ds: Any, pixel_offset: int | None) -> Instance | str:
         if "SOPClassUID" not in ds and "Modality" not in ds:
             return "not DICOM (no DICOM image tags)"
         return "DICOM without an image (structured report, presentation state...)"
-    instance = instance_from_header(path, ds, pixel_offset)
+    build = instance_from_header_slow if isinstance(ds, header_view.Header) else instance_from_header
+    instance = build(path, ds, pixel_offset)
     if instance.rows <= 0 or instance.columns <= 0:
         return "unreadable DICOM header: Rows/Columns unusable"
     return instance
