@@ -35,12 +35,14 @@ from convert.dicom.pixels import (
     decode_frames,
     fix_stored_bits,
     is_colour,
+    native_frames,
     philips_precise_scaling,
     philips_scale_slope,
     philips_scaling_fields,
     rescale_plan,
     seek_native_pixels,
     stored_dtype,
+    stored_values,
 )
 from convert.dicom.scan import Instance, ScanResult, looks_like_dicom, scan
 from convert.dicom.series import (
@@ -602,14 +604,32 @@ def read_multiframe(inst: Instance, *, philips_scaling: str = "precise") -> list
                    intercept=intercept, source=header)]
 
 
+def _mosaic_frame(inst: Instance, first: Instance) -> tuple[np.ndarray, Any]:
+    """The stored values ``[row, col]`` of one mosaic file and its header: read straight from
+    the file at the scan's pixel offset when uncompressed grey-level little endian (no pydicom
+    parse), else decoded by :func:`convert.dicom.pixels.decode_frames`."""
+    if (inst.pixel_offset is not None and inst.transfer_syntax in NATIVE_SYNTAXES and inst.bits_allocated in (8, 16, 32)
+            and not is_colour(inst.samples_per_pixel, inst.photometric)):
+        if (inst.rows, inst.columns) != (first.rows, first.columns):
+            raise DicomError(f"image is {inst.columns}x{inst.rows} but the series is {first.columns}x{first.rows}",
+                             inst.path)
+        signed = inst.pixel_representation == 1
+        bits_stored = inst.bits_stored or inst.bits_allocated
+        (raw,) = native_frames(inst.path, inst.pixel_offset, inst.transfer_syntax == IMPLICIT_VR_LE, 1, inst.rows,
+                               inst.columns, inst.bits_allocated, bits_stored, signed)
+        return stored_values(raw, inst.bits_allocated, bits_stored, signed, inst.photometric), inst.load_header()
+    frames, ds = decode_frames(inst.path, expected=(first.rows, first.columns))
+    return frames[0], ds
+
+
 def _read_mosaic(series: Series, opts: ReadOptions) -> Volume:
     first = series.first
     mf = _require_multiframe(first.path)
     stacks = None
     scalings = []
     for t, inst in enumerate(series.grid[0]):
-        frames, ds = decode_frames(inst.path, expected=(first.rows, first.columns))
-        stack = np.asarray(mf.unmosaic(frames[0], ds))  # [row, col, slice]
+        frame, ds = _mosaic_frame(inst, first)
+        stack = np.asarray(mf.unmosaic(frame, ds))  # [row, col, slice]
         if stacks is None:
             shape = (stack.shape[1], stack.shape[0], stack.shape[2]) + ((series.n_times,) if series.n_times > 1 else ())
             stacks = np.empty(shape, dtype=stack.dtype, order="F")
