@@ -371,10 +371,16 @@ def anonymize_cmd(
                                          "pseudonym mapping and per-file action counts."),
     allow_burned_in: bool = typer.Option(False, "--allow-burned-in", help="Write objects that may show burned-in "
                                          "text (flagged BurnedInAnnotation YES) instead of refusing them."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs and audit file."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs and audit file (a rerun "
+                                   "without it only writes what is missing)."),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Processes to use (default: all cores)."),
 ) -> None:
-    """De-identify DICOM (PS3.15 Annex E) from SRC into DST. SRC is never modified."""
+    """De-identify DICOM (PS3.15 Annex E) from SRC into DST. SRC is never modified.
+
+    An interrupted run is completed by running the same command again (same key and
+    options): outputs already in place are checked and reported as done. Another key or
+    other options into a DST holding outputs is refused.
+    """
     from convert._anoncli import run
 
     code = run(src, dst, key=key, keep=keep, audit=audit, allow_burned_in=allow_burned_in, overwrite=overwrite,

@@ -543,8 +543,9 @@ class OutputFolder:
     The manifest is JSON, written atomically: ``{"medconvert": "anonymize output", "format": 1,
     "fingerprint": {...}, "complete": bool, "outputs": int, "audit_check": str | None}``
     (:func:`job_fingerprint`; ``complete``: the last run went through every input; ``outputs``:
-    the files in place after it; ``audit_check``: an HMAC under the key of the audit file that
-    run wrote, so a rerun may replace that file and no other). No input path, no original value.
+    how many of its inputs have their output in place; ``audit_check``: an HMAC under the key
+    of the audit file that run wrote, so a rerun may replace that file and no other). No input
+    path, no original value.
 
     Attributes:
         path: the folder.
@@ -675,7 +676,8 @@ def anonymize_path(src: str | Path, dst: str | Path, *, key: bytes | str | Path 
     another key or other options into a folder holding outputs is refused
     (:class:`~convert.errors.OutputMismatchError`). ``overwrite`` rewrites every output
     (a warning says so when the folder held another job's outputs). Temporary files that
-    killed runs left in ``dst`` are removed first (``report.stale_removed``). A run that leaves
+    killed runs left in ``dst`` (or beside a ``dst`` file) are removed first
+    (``report.stale_removed``). A run that leaves
     no output in place (every file failed, refused or skipped) removes the folder and manifest
     it created; its report is not ``ok``.
 
@@ -729,6 +731,8 @@ def anonymize_path(src: str | Path, dst: str | Path, *, key: bytes | str | Path 
     resume = folder is not None and folder.resume
     if folder is not None:
         report.stale_removed = folder.begin()
+    else:  # one explicit output file: the killed runs' temporaries beside it
+        report.stale_removed = remove_stale_temporaries(dst.parent)
     if src.is_file():
         log, mapping = process_file(scrubber, src, dst, overwrite, single_target=single, resume=resume)
         if log.status == "non-dicom":
