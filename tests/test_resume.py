@@ -1,8 +1,9 @@
 """Kill-safety and resume (issue 17): ``medconvert anonymize`` and ``medconvert convert`` SIGKILLed at
 random moments, then rerun.
 
-Real subprocesses are killed with SIGKILL once a number of outputs drawn from a seeded random
-generator is in place (0: as soon as the run has recorded itself). Then: no process the killed run
+Real subprocesses are killed with SIGKILL at a point drawn from a seeded random generator: once
+k outputs are in place (k = 0: as soon as the output folder exists), or while a temporary file is
+being written. Then: no process the killed run
 started outlives it (checked by pid), every file under a final name is byte for byte the one an
 uninterrupted run writes, the rerun of the same command completes, says what was already done and
 which stale temporary files it removed, and leaves exactly the uninterrupted run's files.
@@ -57,13 +58,6 @@ def _temporaries(root: Path) -> list[Path]:
     return [p for p in root.rglob("*") if TEMPORARY_NAME.match(p.name)] if root.exists() else []
 
 
-def _count_outputs(root: Path, suffix: str) -> int:
-    n = 0
-    for _dir, _dirs, names in os.walk(root):
-        n += sum(name.endswith(suffix) and not name.startswith(".") for name in names)
-    return n
-
-
 def _descendants(pid: int) -> set[int]:
     """Pids of every live process below ``pid`` (from /proc)."""
     parents: dict[int, int] = {}
@@ -83,30 +77,51 @@ def _descendants(pid: int) -> set[int]:
     return found
 
 
-def _run_and_kill(cmd: list[str], dst: Path, suffix: str, kill_after: int, extra_delay: float
-                  ) -> tuple[bool, set[int], int]:
-    """Start ``cmd``; SIGKILL it once ``kill_after`` outputs (``suffix``) are in ``dst`` (0: once
-    ``dst`` exists), ``extra_delay`` s later. Returns (killed before it finished, pids it started,
-    outputs in place at the kill)."""
+def _kill_point(rng: random.Random, suffix: str, total: int) -> tuple[str, int]:
+    """A seeded kill point: ("outputs", k) once k final outputs exist (k = 0: once the output folder
+    does), or ("temporary", 0) while a temporary file is being written."""
+    if rng.random() < 0.3:
+        return "temporary", 0
+    return "outputs", rng.randint(0, total - 1)
+
+
+def _reached(dst: Path, suffix: str, point: tuple[str, int]) -> bool:
+    if not dst.exists():
+        return False
+    kind, k = point
+    outputs = temporaries = 0
+    for _dir, _dirs, names in os.walk(dst):
+        for name in names:
+            if TEMPORARY_NAME.match(name):
+                temporaries += 1
+            elif name.endswith(suffix):
+                outputs += 1
+    return temporaries > 0 if kind == "temporary" else outputs >= k
+
+
+def _run_and_kill(cmd: list[str], dst: Path, suffix: str, point: tuple[str, int]) -> tuple[bool, set[int]]:
+    """Start ``cmd`` and SIGKILL it at ``point`` (see :func:`_kill_point`); (killed before it
+    finished, pids of the processes it had started)."""
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env={**os.environ, "COLUMNS": "400"})
     children: set[int] = set()
     deadline = time.monotonic() + 120
+    polls = 0
     try:
         while proc.poll() is None and time.monotonic() < deadline:
-            children |= _descendants(proc.pid)
-            if dst.exists() and _count_outputs(dst, suffix) >= kill_after:
-                time.sleep(extra_delay)
+            if polls % 10 == 0:  # /proc is slower to read than the output folder
                 children |= _descendants(proc.pid)
+            polls += 1
+            if _reached(dst, suffix, point):
                 break
-            time.sleep(0.003)
-        at_kill = _count_outputs(dst, suffix) if dst.exists() else 0
+            time.sleep(0.001)
+        children |= _descendants(proc.pid)
         killed = proc.poll() is None
         if killed:
             proc.send_signal(signal.SIGKILL)
     finally:
         proc.wait(timeout=60)
-    return killed, children, at_kill
+    return killed, children
 
 
 def _log_trial(**fields: object) -> None:
@@ -129,18 +144,18 @@ def _assert_all_gone(pids: set[int]) -> None:
 # --------------------------------------------------------------------------- anonymize
 @pytest.fixture(scope="module")
 def anonymize_case(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """80 DICOM files (two series: above the pool threshold) and an uninterrupted run's output."""
+    """150 DICOM files (three series: above the pool threshold) and an uninterrupted run's output."""
     root = tmp_path_factory.mktemp("anon")
     src = root / "src"
-    for n in range(2):
-        write_series(src / f"series{n}", small_spec(rows=96, columns=96, slices=40, series_number=n + 1,
+    for n in range(3):
+        write_series(src / f"series{n}", small_spec(rows=128, columns=128, slices=50, series_number=n + 1,
                                                     seed=17 + n))
     (src / "notes.txt").write_text("exported by PACS")
     key = root / "key.bin"
     key.write_bytes(KEY)
     reference = convert.anonymize(src, root / "reference", key=key, workers=2)
-    assert len(reference.written) == 80 and reference.ok
-    return {"root": root, "src": src, "key": key, "reference": _tree_files(root / "reference")}
+    assert len(reference.written) == 150 and reference.ok
+    return {"root": root, "src": src, "key": key, "total": 150, "reference": _tree_files(root / "reference")}
 
 
 @pytest.mark.parametrize("seed", range(TRIALS))
@@ -149,8 +164,9 @@ def test_anonymize_killed_at_random_then_rerun_completes_identically(anonymize_c
     dst = anonymize_case["root"] / f"killed{seed}"
     cmd = CLI + ["anonymize", str(anonymize_case["src"]), str(dst), "--key", str(anonymize_case["key"]),
                  "--workers", "2"]
-    kill_after = rng.randint(0, 79)
-    killed, children, _ = _run_and_kill(cmd, dst, ".dcm", kill_after, rng.uniform(0, 0.03))
+    total = anonymize_case["total"]
+    point = _kill_point(rng, ".dcm", total)
+    killed, children = _run_and_kill(cmd, dst, ".dcm", point)
     reference = anonymize_case["reference"]
     workers_left = len({p for p in children if process_alive(p)})
     if killed:
@@ -165,13 +181,13 @@ def test_anonymize_killed_at_random_then_rerun_completes_identically(anonymize_c
     summary = rerun.stdout.strip().splitlines()[-1]
     done = len(in_place)
     if done:
-        assert f"{80 - done} file(s) de-identified, {done} already done by an earlier run" in summary
+        assert f"{total - done} file(s) de-identified, {done} already done by an earlier run" in summary
     else:
-        assert summary.startswith("80 file(s) de-identified")
+        assert summary.startswith(f"{total} file(s) de-identified")
     if stale:
         assert f"{len(stale)} stale temporary file(s) of an interrupted run removed" in summary
     identical = _tree_files(dst) == reference
-    _log_trial(command="anonymize", seed=seed, kill_after=kill_after, killed=killed, processes=len(children),
+    _log_trial(command="anonymize", seed=seed, kill_at=point, killed=killed, processes=len(children),
                alive_at_kill_check=workers_left, final_files=done, temporaries=len(stale), rerun_code=rerun.returncode,
                rerun_summary=summary, identical=identical, temporaries_after=len(_temporaries(dst)))
     assert identical  # outputs and manifest: those of a run never interrupted
@@ -183,7 +199,7 @@ def test_anonymize_workers_die_with_their_parent(anonymize_case: dict) -> None:
     dst = anonymize_case["root"] / "workers"
     cmd = CLI + ["anonymize", str(anonymize_case["src"]), str(dst), "--key", str(anonymize_case["key"]),
                  "--workers", "2"]
-    killed, children, at_kill = _run_and_kill(cmd, dst, ".dcm", 10, 0.0)
+    killed, children = _run_and_kill(cmd, dst, ".dcm", ("outputs", 10))
     if not killed:
         pytest.skip("the run finished before it could be killed (machine too fast for this check)")
     assert len(children) >= 2  # the pool's two workers were seen
@@ -200,7 +216,7 @@ def convert_case(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("conv")
     src = root / "src"
     for n in range(6):
-        write_series(src / f"s{n}", small_spec(rows=160, columns=160, slices=24, series_number=n + 1,
+        write_series(src / f"s{n}", small_spec(rows=256, columns=256, slices=32, series_number=n + 1,
                                                description=f"series {n}", seed=40 + n))
     report = convert.convert(src, root / "reference")
     assert report.ok and len(report.written) == 12
@@ -212,8 +228,8 @@ def test_convert_killed_at_random_then_rerun_completes_identically(convert_case:
     rng = random.Random(1800 + seed)
     dst = convert_case["root"] / f"killed{seed}"
     cmd = CLI + ["convert", str(convert_case["src"]), str(dst)]
-    kill_after = rng.randint(0, 5)
-    killed, children, _ = _run_and_kill(cmd, dst, ".nii.gz", kill_after, rng.uniform(0, 0.15))
+    point = _kill_point(rng, ".nii.gz", 6)
+    killed, children = _run_and_kill(cmd, dst, ".nii.gz", point)
     if killed:
         _assert_all_gone(children)
     reference = convert_case["reference"]
@@ -223,7 +239,7 @@ def test_convert_killed_at_random_then_rerun_completes_identically(convert_case:
     rerun = subprocess.run(cmd + ["--overwrite"], capture_output=True, text=True, timeout=300,
                            env={**os.environ, "COLUMNS": "400"})
     identical = _tree_files(dst) == reference
-    _log_trial(command="convert", seed=seed, kill_after=kill_after, killed=killed, processes=len(children),
+    _log_trial(command="convert", seed=seed, kill_at=point, killed=killed, processes=len(children),
                final_files=len(in_place), temporaries=len(stale), rerun_code=rerun.returncode,
                rerun_summary=" ".join(rerun.stderr.split())[:200], identical=identical,
                temporaries_after=len(_temporaries(dst)))
@@ -253,6 +269,16 @@ def test_convert_removes_only_stale_temporaries_of_its_own_naming(tmp_path: Path
     assert result.exit_code == 0, result.output
     assert "removed 1 stale temporary file(s) that an interrupted run left in" in " ".join(result.output.split())
     assert not stale.exists() and live.exists() and mine.exists()
+    # a single output file: the stale temporaries beside it (the folder is not walked further)
+    (out / "sub").mkdir()
+    beside = temporary_name(out / "one.nrrd")
+    beside = beside.with_name(beside.name.replace(f".{os.getpid()}-", f".{dead.pid}-"))
+    deeper = out / "sub" / beside.name
+    beside.write_bytes(b"half")
+    deeper.write_bytes(b"half")
+    with pytest.warns(UserWarning, match="removed 1 stale temporary file"):
+        convert.convert(out / "1_Synthetic_head_phantom.nii.gz", out / "one.nrrd")
+    assert not beside.exists() and deeper.exists() and live.exists() and mine.exists()
 
 
 # --------------------------------------------------------------------------- resume rules (in process)
