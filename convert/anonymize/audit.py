@@ -147,7 +147,7 @@ class Report:
         """One line, no PHI: counts only. A resumed run also counts the outputs already done,
         and a run that leaves no output in place says so first."""
         if self.nothing_written:
-            text = "nothing de-identified, no output written"
+            text = "nothing de-identified"
         else:
             text = f"{len(self.written)} file(s) de-identified"
             if self.done:
