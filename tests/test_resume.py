@@ -340,7 +340,16 @@ def test_random_key_rerun_is_refused_with_a_hint(tmp_path: Path) -> None:
     first = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env={**env, "COLUMNS": "400"})
     assert first.returncode == 0, first.stderr
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env={**env, "COLUMNS": "400"})
-    assert again.returncode == 1 and "another key (no key was given, so a random one was used" in again.stderr
+    text = " ".join(again.stderr.split())
+    assert again.returncode == 1 and "earlier run with a random key (it had no --key" in text
+    keyfile = tmp_path / "key.bin"
+    keyfile.write_bytes(KEY)
+    keyed = tmp_path / "keyed"
+    assert convert.anonymize(src, keyed, key=keyfile).ok
+    third = subprocess.run(CLI + ["anonymize", str(src), str(keyed)], capture_output=True, text=True, timeout=120,
+                           env={**env, "COLUMNS": "400"})
+    text = " ".join(third.stderr.split())
+    assert third.returncode == 1 and "another key (this run has no --key, so it drew a random one" in text
 
 
 def test_overwrite_with_other_options_warns_and_rewrites(tmp_path: Path) -> None:
@@ -379,7 +388,8 @@ def test_manifest_holds_no_key_no_phi_no_input_path(tmp_path: Path) -> None:
     convert.anonymize(src, out, key=KEY)
     text = (out / MANIFEST_NAME).read_text()
     doc = json.loads(text)
-    assert set(doc) == {"medconvert", "format", "fingerprint", "complete", "outputs", "audit_check"}
+    assert set(doc) == {"medconvert", "format", "fingerprint", "key_source", "complete", "outputs", "audit_check"}
+    assert doc["key_source"] == "bytes" and doc["complete"] is True and doc["outputs"] == 3
     assert set(doc["fingerprint"]) == {"tool", "method", "options", "allow_burned_in", "key_check"}
     for secret in (KEY.decode(), KEY.hex(), "Doe", "John", "PID-778812", str(src), "1961"):
         assert secret not in text

@@ -235,14 +235,10 @@ def save_dataset(ds: Dataset, path: str | Path) -> None:
     meta cannot be built) it is still written, with the meta it has.
     """
     if isinstance(path, (str, Path)):
-        try:
-            data = fast_bytes(ds)
-        except Exception:
-            data = None
-        if data is not None:
-            with open(path, "wb") as fh:
-                fh.write(data)
-            return
+        data = dataset_bytes(ds)
+        with open(path, "wb") as fh:
+            fh.write(data)
+        return
     _save_with_pydicom(ds, path)
 
 
@@ -375,7 +371,7 @@ def process_file(scrubber: Scrubber, path: Path, dst: Path, overwrite: bool, sin
         if resume and not overwrite and os.path.lexists(target):
             with quiet_pydicom():
                 data = dataset_bytes(out)
-            if _holds_bytes(target, data, None, None, -1):
+            if _holds_bytes(target, data, None, -1):
                 log.status, log.output, log.burned_in = "done", target, result.burned_in
                 for name, value in result.counts.as_dict().items():
                     setattr(log, name, value)
@@ -413,7 +409,7 @@ def _process_bytes(scrubber: Scrubber, path: Path, fd: int, dst: Path, overwrite
     try:
         target = single_target or dst.joinpath(*out.parts[:3], out.parts[3] + ".dcm")
         span = None if out.pixel_offset is None else PixelSpan(out.pixel_offset, out.size - out.pixel_offset)
-        if resume and not overwrite and os.path.lexists(target) and _holds_bytes(target, out.header, span, path, fd):
+        if resume and not overwrite and os.path.lexists(target) and _holds_bytes(target, out.header, span, fd):
             log.status = "done"
         else:
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -430,7 +426,7 @@ def _process_bytes(scrubber: Scrubber, path: Path, fd: int, dst: Path, overwrite
     return log, out.mapping
 
 
-def _holds_bytes(target: Path, header: bytes, span: PixelSpan | None, src: Path | None, in_fd: int) -> bool:
+def _holds_bytes(target: Path, header: bytes, span: PixelSpan | None, in_fd: int) -> bool:
     """True when ``target`` is a regular file holding exactly ``header`` followed by the bytes of
     ``span`` in the source open as ``in_fd`` (``span`` None: ``header`` only), i.e. what this run
     would write there. Compared in 1 MiB blocks; any error reads as False."""
@@ -501,15 +497,22 @@ def job_fingerprint(key: bytes, scrubber: Scrubber) -> dict[str, Any]:
             "key_check": hmac.new(key, _KEY_CHECK, hashlib.sha256).hexdigest()}
 
 
-def _fingerprint_differences(earlier: dict[str, Any], now: dict[str, Any], key_source: str) -> list[str]:
+def _fingerprint_differences(earlier: dict[str, Any], now: dict[str, Any], earlier_key_source: str | None,
+                             key_source: str) -> list[str]:
     """What differs between the fingerprint of an earlier run and this one's, in words (no secret)."""
     def keep_text(options: Any) -> str:
         return ", ".join(f"--keep {o}" for o in options) if options else "no --keep option"
 
     out = []
     if earlier.get("key_check") != now["key_check"]:
-        out.append("another key" + (" (no key was given, so a random one was used: pass the first run's "
-                                    "--key FILE)" if key_source == "random" else ""))
+        if earlier_key_source == "random":
+            out.append("a random key (it had no --key, so its pseudonyms cannot be made again: that run cannot "
+                       "be completed)")
+        elif key_source == "random":
+            out.append("another key (this run has no --key, so it drew a random one: pass the first run's "
+                       "--key FILE)")
+        else:
+            out.append("another key")
     if list(earlier.get("options") or []) != now["options"]:
         out.append(f"{keep_text(earlier.get('options'))} (this run: {keep_text(now['options'])})")
     if bool(earlier.get("allow_burned_in")) != now["allow_burned_in"]:
@@ -541,11 +544,11 @@ class OutputFolder:
     """The output folder of a de-identification job and its manifest (:data:`MANIFEST_NAME`).
 
     The manifest is JSON, written atomically: ``{"medconvert": "anonymize output", "format": 1,
-    "fingerprint": {...}, "complete": bool, "outputs": int, "audit_check": str | None}``
-    (:func:`job_fingerprint`; ``complete``: the last run went through every input; ``outputs``:
-    how many of its inputs have their output in place; ``audit_check``: an HMAC under the key
-    of the audit file that run wrote, so a rerun may replace that file and no other). No input
-    path, no original value.
+    "fingerprint": {...}, "key_source": str, "complete": bool, "outputs": int, "audit_check": str | None}``
+    (:func:`job_fingerprint`; ``key_source`` as in the audit file; ``complete``: the last run
+    went through every input; ``outputs``: how many of its inputs have their output in place;
+    ``audit_check``: an HMAC under the key of the audit file that run wrote, so a rerun may
+    replace that file and no other). No input path, no original value.
 
     Attributes:
         path: the folder.
@@ -554,6 +557,7 @@ class OutputFolder:
         resume: an earlier run of the same job wrote into the folder: outputs in place are checked
             and counted as done, the rest written.
         created: this run creates the folder.
+        key_source: where this run's key came from (``file``, ``random``...; recorded, never the key).
     """
 
     path: Path
@@ -561,6 +565,7 @@ class OutputFolder:
     previous: dict[str, Any] | None
     resume: bool
     created: bool
+    key_source: str = ""
 
     @property
     def manifest(self) -> Path:
@@ -583,13 +588,13 @@ class OutputFolder:
                               "medconvert, or another program): outputs in place are not replaced (--overwrite "
                               "replaces them), and outputs of another key or other options would be mixed "
                               "with this run's; an empty output folder avoids both", UserWarning, stacklevel=3)
-            return cls(path, fingerprint, None, False, created)
+            return cls(path, fingerprint, None, False, created, key_source)
         if previous.get("fingerprint") == fingerprint:
-            return cls(path, fingerprint, previous, not overwrite, created)
+            return cls(path, fingerprint, previous, not overwrite, created, key_source)
         differences = "; ".join(_fingerprint_differences(previous.get("fingerprint") or {}, fingerprint,
-                                                          key_source))
+                                                          previous.get("key_source"), key_source))
         if not _holds_outputs(path):  # an earlier run that wrote nothing: start afresh
-            return cls(path, fingerprint, None, False, created)
+            return cls(path, fingerprint, None, False, created, key_source)
         if not overwrite:
             raise OutputMismatchError(
                 f"this folder holds the output of an earlier run with {differences}; writing into it would mix "
@@ -597,7 +602,7 @@ class OutputFolder:
                 "empty output folder", path)
         warnings.warn(f"{path} holds the output of an earlier run with {differences}: --overwrite replaces the "
                       "files this run writes, the other files of that run stay", UserWarning, stacklevel=3)
-        return cls(path, fingerprint, None, False, created)
+        return cls(path, fingerprint, None, False, created, key_source)
 
     def owns_audit(self, audit: Path, key: bytes) -> bool:
         """True when ``audit`` is the file the earlier run of this same job wrote (a rerun may replace it)."""
@@ -637,7 +642,7 @@ class OutputFolder:
 
     def _write(self, complete: bool, outputs: int | None, audit_check: str | None) -> None:
         doc = {"medconvert": "anonymize output", "format": MANIFEST_FORMAT, "fingerprint": self.fingerprint,
-               "complete": complete, "outputs": outputs, "audit_check": audit_check}
+               "key_source": self.key_source, "complete": complete, "outputs": outputs, "audit_check": audit_check}
         write_bytes_atomic(self.manifest, (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode("utf-8"),
                            overwrite=True)
 
