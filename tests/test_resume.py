@@ -124,6 +124,11 @@ def _run_and_kill(cmd: list[str], dst: Path, suffix: str, point: tuple[str, int]
     return killed, children
 
 
+def _differences(got: dict[str, bytes], want: dict[str, bytes]) -> list[str]:
+    """Names missing, extra or differing between two :func:`_tree_files` results."""
+    return sorted(n for n in set(got) | set(want) if got.get(n) != want.get(n))
+
+
 def _log_trial(**fields: object) -> None:
     log = os.environ.get("MEDCONVERT_KILL_LOG")
     if log:
@@ -190,7 +195,7 @@ def test_anonymize_killed_at_random_then_rerun_completes_identically(anonymize_c
     _log_trial(command="anonymize", seed=seed, kill_at=point, killed=killed, processes=len(children),
                alive_at_kill_check=workers_left, final_files=done, temporaries=len(stale), rerun_code=rerun.returncode,
                rerun_summary=summary, identical=identical, temporaries_after=len(_temporaries(dst)))
-    assert identical  # outputs and manifest: those of a run never interrupted
+    assert identical, _differences(_tree_files(dst), reference)  # outputs and manifest: an uninterrupted run's
     assert not _temporaries(dst)
 
 
@@ -247,7 +252,7 @@ def test_convert_killed_at_random_then_rerun_completes_identically(convert_case:
     if stale:
         assert f"removed {len(stale)} stale temporary file(s) that an interrupted run left in" in " ".join(
             rerun.stderr.split())
-    assert identical
+    assert identical, _differences(_tree_files(dst), reference)
     assert not _temporaries(dst)
 
 
