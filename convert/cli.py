@@ -371,10 +371,16 @@ def anonymize_cmd(
                                          "pseudonym mapping and per-file action counts."),
     allow_burned_in: bool = typer.Option(False, "--allow-burned-in", help="Write objects that may show burned-in "
                                          "text (flagged BurnedInAnnotation YES) instead of refusing them."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs and audit file."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs and audit file (a rerun "
+                                   "without it only writes what is missing)."),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Processes to use (default: all cores)."),
 ) -> None:
-    """De-identify DICOM (PS3.15 Annex E) from SRC into DST. SRC is never modified."""
+    """De-identify DICOM (PS3.15 Annex E) from SRC into DST. SRC is never modified.
+
+    An interrupted run is completed by running the same command again (same key and
+    options): outputs already in place are checked and reported as done. Another key or
+    other options into a DST holding outputs is refused.
+    """
     # This process only de-identifies (pixel data is copied, never decoded): pydicom's optional
     # decoder back-ends (gdcm, requests for test data) are not imported (~85 ms of start-up).
     blocked = [] if "pydicom" in sys.modules else [n for n in ("gdcm", "requests") if n not in sys.modules]
@@ -401,6 +407,9 @@ def anonymize_cmd(
     for path in report.flagged:
         err_console.print(f"[yellow]flagged (burned-in text possible):[/] {_escape(str(path))}", highlight=False,
                           soft_wrap=True)
+    if report.nothing_written:  # every file failed, was refused or skipped: one red line, exit 1
+        raise fail(_escape(f"{report.summary()}: nothing was written to {dst}"
+                           + (f"; audit: {report.audit}" if report.audit else "")))
     console.print(_escape(f"{report.summary()} -> {dst}" + (f"; audit: {report.audit}" if report.audit else "")),
                   highlight=False, soft_wrap=True)
     if not report.ok:

@@ -727,7 +727,10 @@ def _scan(root: Path, workers: int | None, progress: Callable[[int, int], None] 
         from concurrent.futures import ProcessPoolExecutor
 
         chunks = [[str(p) for p in files[i:i + _CHUNK]] for i in range(0, len(files), _CHUNK)]
-        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        from convert.workers import die_with_parent
+
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
+                                 initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
             for chunk_outcomes in pool.map(_index_chunk, chunks):
                 outcomes.extend(chunk_outcomes)
                 if progress:
