@@ -162,3 +162,44 @@ def from_options(*, hu: bool = False, window: str | None = None, window_output: 
     if not chosen:
         return None
     return Pipeline([chosen[name] for name in CLI_ORDER if name in chosen])
+
+
+#: Sidecar fields that name voxel axes (``i``, ``j``, ``k`` with an optional ``-``).
+_AXIS_FIELDS = ("PhaseEncodingDirection", "SliceEncodingDirection")
+
+
+def sidecar_with_history(sidecar: dict[str, Any], history: Sequence[dict[str, Any]]) -> tuple[dict[str, Any], list[str]]:
+    """``sidecar`` for a processed volume, and warnings: the steps go in ``"MedconvertProcessing"``.
+
+    A sidecar is built from the headers for the axes as read. Fields that name voxel
+    axes follow a reorientation or flip (``j-`` becomes the axis and sign it moved to;
+    ``SliceEncodingDirection`` is added when slices were not along ``k``, so
+    ``SliceTiming`` stays right in BIDS terms); ``SliceTiming`` is dropped (with a
+    warning) once a step changes the number of slices (resample, crop, pad).
+    """
+    out = dict(sidecar)
+    warnings: list[str] = []
+    if not history:
+        return out, warnings
+    out["MedconvertProcessing"] = [dict(h) for h in history]
+    if "SliceTiming" in out and "SliceEncodingDirection" not in out:
+        out["SliceEncodingDirection"] = "k"
+    for entry in history:
+        step = entry.get("step")
+        if step in ("reorient", "flip"):
+            if step == "reorient":
+                axes, flips = list(entry["axes"]), list(entry["flips"])
+            else:
+                axes, flips = [0, 1, 2], [n == entry["axis"] for n in range(3)]
+            for name in _AXIS_FIELDS + ("PhaseEncodingAxis",):
+                value = out.get(name)
+                if isinstance(value, str) and value[:1] in ("i", "j", "k"):
+                    old = "ijk".index(value[0])
+                    negative = value.endswith("-") != bool(flips[old])
+                    out[name] = "ijk"[int(axes[old])] + ("-" if negative and name != "PhaseEncodingAxis" else "")
+        elif step in ("resample", "resample_to", "crop", "crop_to_foreground", "pad_to") and "SliceTiming" in out:
+            del out["SliceTiming"]
+            warnings.append(f"SliceTiming left out of the sidecar: {step} changed the slices it describes")
+    if out.get("SliceEncodingDirection") == "k" and "SliceTiming" not in out and "SliceEncodingDirection" not in sidecar:
+        del out["SliceEncodingDirection"]
+    return out, warnings

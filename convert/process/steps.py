@@ -64,7 +64,8 @@ def three_numbers(values: Sequence[float] | float, what: str, *, positive: bool 
         arr = np.repeat(arr, 3)
     if arr.shape != (3,) or not np.all(np.isfinite(arr)) or (positive and np.any(arr <= 0)):
         raise UnsupportedDataError(
-            f"{what} must be three {'positive ' if positive else ''}numbers (i, j, k), got {list(np.ravel(values))}")
+            f"{what} must be three {'positive ' if positive else ''}numbers (i, j, k), got "
+            + ",".join(f"{float(v):g}" for v in np.ravel(values)))
     return arr
 
 
