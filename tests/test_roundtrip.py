@@ -29,6 +29,8 @@ MATRIX = {
     "nhdr": "v.nhdr",
     "minc2": "v.mnc",
     "analyze": "v.hdr",
+    "npz": "v.npz",
+    "npy": "v.npy",
 }
 AVAILABLE = {f.name for f in all_formats() if f.can_write}
 LAS_AFFINE = np.array([[-0.8, 0, 0, 40.0], [0, 1.1, 0, -60.5], [0, 0, 2.5, -20.0], [0, 0, 0, 1.0]])

@@ -50,8 +50,22 @@ def fill_holes_in_slices(mask: np.ndarray, axis: int) -> np.ndarray:
     return out
 
 
-def _iterations(volume: Volume, mm: float) -> int:
-    return max(1, int(math.ceil(round(mm / float(np.min(volume.spacing)), 6)))) if mm > 0 else 0
+def _iterations(volume: Volume, mm: float, skip_axis: int | None = None) -> int:
+    """How many steps of a one-voxel structuring element make about ``mm`` (finest spacing used)."""
+    spacing = [s for n, s in enumerate(volume.spacing) if n != skip_axis]
+    return max(1, int(math.ceil(round(mm / float(np.min(spacing)), 6)))) if mm > 0 else 0
+
+
+def _in_plane_structure(axis: int) -> np.ndarray:
+    """A 3x3 cross in the planes across ``axis`` (no reach along ``axis``)."""
+    from scipy import ndimage
+
+    cross = ndimage.generate_binary_structure(3, 1)
+    index = [slice(None)] * 3
+    index[axis] = slice(1, 2)
+    flat = np.zeros_like(cross)
+    flat[tuple(index)] = cross[tuple(index)]
+    return flat
 
 
 def body_mask(volume: Volume, *, threshold: float = -500.0, opening_mm: float = 3.0) -> Volume:
@@ -70,13 +84,15 @@ def body_mask(volume: Volume, *, threshold: float = -500.0, opening_mm: float = 
 
     require_3d(volume, "body mask")
     foreground = volume.scaled() > threshold
-    iterations = _iterations(volume, opening_mm)
-    core = ndimage.binary_opening(foreground, iterations=iterations) if iterations else foreground
+    axial = _axial_axis(volume)
+    iterations = _iterations(volume, opening_mm, axial)
+    flat = _in_plane_structure(axial)  # opening in axial planes: the body's ends stay whole
+    core = ndimage.binary_opening(foreground, structure=flat, iterations=iterations) if iterations else foreground
     body = largest_component(core)
     if iterations and body.any():
-        body = ndimage.binary_dilation(body, iterations=iterations) & foreground
+        body = ndimage.binary_dilation(body, structure=flat, iterations=iterations) & foreground
         body = largest_component(body)
-    body = fill_holes_in_slices(body, _axial_axis(volume))
+    body = fill_holes_in_slices(body, axial)
     return _mask_volume(volume, body, "body_mask", threshold=threshold, opening_mm=opening_mm)
 
 
