@@ -72,6 +72,8 @@ def normalize(volume: Volume, method: Normalization = "zscore", *, mask: Volume 
         raise UnsupportedDataError(f"--normalize {method}: the values are constant ({lo:g}); nothing to scale")
     real -= np.float32(lo)
     real /= np.float32(scale)
+    if method == "percentile":
+        np.clip(real, 0.0, 1.0, out=real)  # float32 rounding must not leave [0, 1]
     return volume.replace(array=real, slope=1.0, intercept=0.0, meta=volume.meta.replace(units=None),
                           history=record(volume, "normalize", method=method, masked=mask is not None, **stats))
 

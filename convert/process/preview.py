@@ -106,13 +106,13 @@ def render_preview(volume: Volume, *, window: str | tuple[float, float] | None =
     lr = {"left": "L", "right": "R"} if neuro else {"left": "R", "right": "L"}
     if neuro:
         axial, coronal = axial[:, ::-1], coronal[:, ::-1]
-    planes = [("axial", axial, sy, sx, {**lr, "top": "A", "bottom": "P"}, f"axial k={z}"),
-              ("coronal", coronal, sz, sx, {**lr, "top": "S", "bottom": "I"}, f"coronal j={y}"),
+    planes = [("axial", axial, sy, sx, {**lr, "top": "A", "bottom": "P"}, "axial"),
+              ("coronal", coronal, sz, sx, {**lr, "top": "S", "bottom": "I"}, "coronal"),
               ("sagittal", sagittal, sz, sy, {"left": "A", "right": "P", "top": "S", "bottom": "I"},
-               f"sagittal i={x}")]
+               "sagittal")]
     tallest = max(p[1].shape[0] * p[2] for p in planes)
     mm_to_px = height / tallest
-    margin, header = 18, 40
+    margin, header = 18, 56
     font, small = _font(14), _font(11)
     sizes = [(max(1, round(p[1].shape[1] * p[3] * mm_to_px)), max(1, round(p[1].shape[0] * p[2] * mm_to_px)))
              for p in planes]
@@ -138,7 +138,7 @@ def render_preview(volume: Volume, *, window: str | tuple[float, float] | None =
         draw.text((left + w // 2 - 4, top + h + 1), letters["bottom"], fill=255, font=font)
         draw.text((left - 14, top + h // 2 - 8), letters["left"], fill=255, font=font)
         draw.text((left + w + 3, top + h // 2 - 8), letters["right"], fill=255, font=font)
-        draw.text((left + 2, top + 2), label, fill=255, font=small)
+        draw.text((left, top - 30), label, fill=200, font=small)  # above the panel: the picture stays clean
         result.panels[name] = ((left, top, left + w, top + h), dict(letters))
         left += w + margin
     return result
