@@ -157,10 +157,15 @@ def test_flip_then_resample_equals_resample_then_flip(axis, spacing, angles, int
     if interpolation == "linear":
         np.testing.assert_allclose(a.voxels(), b.voxels(), atol=1e-4)
     else:  # nearest: an output point exactly halfway between two input voxels may take either; not a shift
-        idx = np.indices(a.shape).reshape(3, -1).T
-        continuous = (np.linalg.inv(v.affine) @ np.c_[a.world_coordinates(idx), np.ones(len(idx))].T)[:3].T
-        tie = np.any(np.abs(np.abs(continuous - np.floor(continuous)) - 0.5) < 1e-6, axis=1).reshape(a.shape)
+        tie = _ties(v, a)
         assert np.array_equal(a.voxels()[~tie], b.voxels()[~tie])
+
+
+def _ties(source: Volume, out: Volume) -> np.ndarray:
+    """Output voxels whose centre lies exactly halfway between input voxel centres along some axis."""
+    idx = np.indices(out.shape).reshape(3, -1).T
+    continuous = (np.linalg.inv(source.affine) @ np.c_[out.world_coordinates(idx), np.ones(len(idx))].T)[:3].T
+    return np.any(np.abs(np.abs(continuous - np.floor(continuous)) - 0.5) < 1e-6, axis=1).reshape(out.shape)
 
 
 def test_no_silent_reorientation_inside_resampling():
@@ -328,3 +333,32 @@ def test_crop_to_foreground_with_a_mask_and_empty_mask():
     assert out.shape == (2, 3, 1)
     with pytest.raises(UnsupportedDataError, match="no foreground"):
         crop_to_foreground(v, mask=np.zeros((8, 8, 8), bool))
+
+
+def test_resampled_voxels_stay_valid_after_the_simpleitk_image_is_gone():
+    import gc
+
+    v = Volume(np.arange(6 * 6 * 6, dtype=np.float32).reshape(6, 6, 6), np.eye(4))
+    out = resample(v, 1.0, interpolation="nearest")
+    expected = v.voxels().copy()
+    gc.collect()
+    _ = [np.ones(10000) for _ in range(50)]  # reuse freed memory, if any
+    assert np.array_equal(out.voxels(), expected)
+    out.voxels()[0, 0, 0] = -1.0  # writable, its own buffer
+    assert v.voxels()[0, 0, 0] == 0.0
+
+
+@pytest.mark.parametrize("interpolation", ["linear", "nearest", "lanczos"])
+def test_resampling_in_slabs_gives_the_single_call_result(monkeypatch, interpolation):
+    """The output is made slab by slab (memory); each slab from its own input box must not change a voxel."""
+    import convert.process.geometry as geometry
+
+    rng = np.random.default_rng(6)
+    v = Volume(rng.integers(0, 1000, (20, 18, 15)).astype(np.int16), oblique_affine(angles=(0.4, -0.3, 0.5)),
+               Meta(modality="CT"), intercept=-1024.0)
+    whole = resample(v, (0.9, 1.3, 1.1), interpolation=interpolation)
+    monkeypatch.setattr(geometry, "SLAB_VOXELS", 1)  # one output slice per SimpleITK call
+    slabs = resample(v, (0.9, 1.3, 1.1), interpolation=interpolation)
+    same = ~_ties(v, whole) if interpolation == "nearest" else np.ones(whole.shape, bool)
+    np.testing.assert_allclose(slabs.voxels()[same], whole.voxels()[same], atol=1e-3)
+    assert slabs.dtype == whole.dtype

@@ -18,8 +18,9 @@ returns the input grid.
 
 from __future__ import annotations
 
+import itertools
 import math
-from typing import Literal, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
 
@@ -154,34 +155,91 @@ def _fill(volume: Volume, fill: float | None) -> float:
     return float(default_fill(volume) if fill is None else fill)
 
 
+#: Output voxels resampled per SimpleITK call: the output is made in slabs along its k axis, each
+#: from the part of the input it needs, so memory stays near input + output (no full-size copies).
+SLAB_VOXELS: int = 1 << 23
+#: Input voxels kept around each slab's footprint (Lanczos' radius is 3; linear/nearest need 1).
+_SLAB_MARGIN = 4
+
+
 def _resample_onto(volume: Volume, shape: tuple[int, int, int], affine: np.ndarray, interpolation: str | None,
                    fill: float | None, labels: bool) -> Volume:
     import SimpleITK as sitk
 
     name = _interpolation(interpolation, labels)
     fill_real = _fill(volume, fill)
-    image = volume.to_sitk(scaled=False)  # stored values: no float64 copy of the input
     fill_stored = stored_value(volume, fill_real)
     keep_stored = name == "nearest" and fill_stored is not None
-    origin, spacing, direction = geometry_from_affine(ras_to_lps(affine))
+    default = fill_stored if keep_stored else (fill_real - volume.intercept) / volume.slope
+    source = volume.materialized()
     f = sitk.ResampleImageFilter()
-    f.SetSize([int(n) for n in shape])
-    f.SetOutputOrigin(tuple(float(v) for v in origin))
+    f.SetInterpolator(getattr(sitk, _SITK_INTERPOLATORS[name]))
+    f.SetDefaultPixelValue(float(default))
+    f.SetTransform(sitk.Transform())
+    _, spacing, direction = geometry_from_affine(ras_to_lps(affine))
     f.SetOutputSpacing(tuple(float(v) for v in spacing))
     f.SetOutputDirection(tuple(float(v) for v in direction.ravel()))
-    f.SetInterpolator(getattr(sitk, _SITK_INTERPOLATORS[name]))
-    f.SetOutputPixelType(image.GetPixelID() if keep_stored else sitk.sitkFloat32)
-    f.SetDefaultPixelValue(fill_stored if keep_stored else (fill_real - volume.intercept) / volume.slope)
-    f.SetTransform(sitk.Transform())
-    result = f.Execute(image)
-    del image
-    array = sitk.GetArrayFromImage(result).transpose()
+    if name == "bspline":  # its coefficients come from the whole image: one call
+        array = _resample_slab(f, source, affine, shape, 0, shape[2], keep_stored, whole=True)
+    else:
+        array = np.empty(shape, dtype=source.dtype if keep_stored else np.float32, order="F")
+        step = max(1, SLAB_VOXELS // max(1, shape[0] * shape[1]))
+        for k0 in range(0, shape[2], step):
+            k1 = min(shape[2], k0 + step)
+            part = _resample_slab(f, source, affine, shape, k0, k1, keep_stored)
+            if part is None:
+                array[:, :, k0:k1] = default
+            else:
+                array[:, :, k0:k1] = part
     if keep_stored:
         return volume.replace(array=array, affine=affine)
     if volume.is_scaled:
         array *= np.float32(volume.slope)
         array += np.float32(volume.intercept)
     return volume.replace(array=array, affine=affine, slope=1.0, intercept=0.0)
+
+
+def _resample_slab(f: Any, source: Volume, affine: np.ndarray, shape: tuple[int, int, int], k0: int, k1: int,
+                   keep_stored: bool, whole: bool = False) -> np.ndarray | None:
+    """Output slices ``k0:k1`` (``[i, j, k]``) from the input box they need, or None when it is all outside."""
+    import SimpleITK as sitk
+
+    if whole:
+        part = source
+    else:
+        corners = np.array(list(itertools.product((0, shape[0] - 1), (0, shape[1] - 1), (k0, k1 - 1))), float)
+        world = corners @ affine[:3, :3].T + affine[:3, 3]
+        index = (world - source.affine[:3, 3]) @ np.linalg.inv(source.affine[:3, :3]).T
+        start = np.maximum(np.floor(index.min(axis=0)).astype(int) - _SLAB_MARGIN, 0)
+        stop = np.minimum(np.ceil(index.max(axis=0)).astype(int) + _SLAB_MARGIN + 1, source.shape[:3])
+        if np.any(stop <= start):
+            return None
+        part = crop(source, start, stop)
+    image = part.to_sitk(scaled=False)  # stored values: no float64 copy
+    origin = ras_to_lps(affine)[:3, :3] @ np.array([0.0, 0.0, float(k0)]) + ras_to_lps(affine)[:3, 3]
+    f.SetSize([int(shape[0]), int(shape[1]), int(k1 - k0)])
+    f.SetOutputOrigin(tuple(float(v) for v in origin))
+    f.SetOutputPixelType(image.GetPixelID() if keep_stored else sitk.sitkFloat32)
+    result = f.Execute(image)
+    del image
+    return np.asarray(ImageBuffer(result)).transpose()  # no copy: the array owns the output image
+
+
+class ImageBuffer:
+    """A SimpleITK image's pixel buffer as a writable numpy array without a copy (``np.asarray(ImageBuffer(img))``).
+
+    The array keeps this object, and so the image, alive for as long as it is used:
+    resampling a large CT then needs the output's memory once, not twice.
+    """
+
+    def __init__(self, image: Any) -> None:
+        import SimpleITK as sitk
+
+        self._image = image
+        view = sitk.GetArrayViewFromImage(image)  # [k, j, i]; the image made its buffer its own
+        interface = dict(view.__array_interface__)
+        interface["data"] = (interface["data"][0], False)  # writable: nothing else uses this buffer
+        self.__array_interface__ = interface
 
 
 # --------------------------------------------------------------------------- crop and pad

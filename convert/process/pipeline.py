@@ -151,6 +151,8 @@ def from_options(*, hu: bool = False, window: str | None = None, window_output: 
         raise UnsupportedDataError("--interpolation and --labels apply with --resample")
     if pad is not None:
         chosen["pad_to"] = Step("pad_to", ([int(v) for v in three_numbers(pad, "--pad shape (voxels)")],))
+    if window_output not in ("hu", "unit", "uint8"):
+        raise UnsupportedDataError(f"--window-output must be hu, unit or uint8, not '{window_output}'")
     if window:
         if window.strip().lower() != "dicom":
             resolve_window(window)
