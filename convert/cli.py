@@ -167,7 +167,8 @@ def convert_cmd(
     interpolation: Optional[str] = typer.Option(None, "--interpolation", rich_help_panel="Processing",
                                                 help="With --resample: linear (default), nearest, bspline, lanczos."),
     labels: bool = typer.Option(False, "--labels", rich_help_panel="Processing", help="With --resample: the "
-                                "image is a label map (nearest neighbour, integer labels kept)."),
+                                "image is a label map: integer labels kept, nearest neighbour (or label-aware "
+                                "one-hot with --interpolation linear)."),
     pad: Optional[str] = typer.Option(None, "--pad", rich_help_panel="Processing", help="Pad, centred, to this "
                                       "shape in voxels 'NI,NJ,NK' (air for CT, else 0)."),
     window: Optional[str] = typer.Option(None, "--window", rich_help_panel="Processing", help="Display window: a "

@@ -111,16 +111,18 @@ def resample(volume: Volume, spacing: Sequence[float] | float | None = None, *,
     """The volume on a new grid of ``spacing`` mm or ``shape`` voxels, same extent and axes (:func:`output_grid`).
 
     Interpolation through SimpleITK: ``linear`` (default), ``nearest``, ``bspline``
-    (cubic) or ``lanczos`` (windowed sinc). ``labels=True`` (a label map) uses nearest
-    neighbour and keeps the integer dtype: every output voxel takes the label found at
-    its centre, so no label covering an output voxel centre disappears. Points outside
+    (cubic) or ``lanczos`` (windowed sinc). ``labels=True`` (a label map) keeps the
+    stored integer labels: by default with nearest neighbour (every output voxel takes
+    the label found at its centre, so no label covering an output voxel centre
+    disappears), or with ``interpolation="linear"`` label-aware (each label's one-hot
+    mask resampled linearly, the largest wins: smoother borders). Points outside
     the input get ``fill`` (real units; default air, -1024 HU, for CT, else 0).
     Linear, B-spline and Lanczos give float32 real values; nearest keeps the stored
     dtype and scaling when ``fill`` is representable.
 
     Raises:
         UnsupportedDataError: 4D or colour input, spacing <= 0, unknown interpolation,
-            or ``labels`` with an interpolation other than nearest.
+            or ``labels`` with an interpolation other than nearest or linear.
     """
     require_3d(volume, "resample")
     new_shape, affine = output_grid(volume, spacing, shape)
@@ -146,8 +148,9 @@ def _interpolation(interpolation: str | None, labels: bool) -> str:
     name = interpolation or ("nearest" if labels else "linear")
     if name not in _SITK_INTERPOLATORS:
         raise UnsupportedDataError(f"unknown interpolation '{name}': use " + ", ".join(_SITK_INTERPOLATORS))
-    if labels and name != "nearest":
-        raise UnsupportedDataError(f"label maps are resampled with nearest neighbour, not {name}")
+    if labels and name not in ("nearest", "linear"):
+        raise UnsupportedDataError(f"label maps are resampled with nearest neighbour or label-aware linear "
+                                   f"(one-hot), not {name}")
     return name
 
 
@@ -167,6 +170,8 @@ def _resample_onto(volume: Volume, shape: tuple[int, int, int], affine: np.ndarr
     import SimpleITK as sitk
 
     name = _interpolation(interpolation, labels)
+    if labels and name == "linear":
+        return _resample_labels_one_hot(volume, shape, affine, fill)
     fill_real = _fill(volume, fill)
     fill_stored = stored_value(volume, fill_real)
     keep_stored = name == "nearest" and fill_stored is not None
@@ -197,6 +202,26 @@ def _resample_onto(volume: Volume, shape: tuple[int, int, int], affine: np.ndarr
         array *= np.float32(volume.slope)
         array += np.float32(volume.intercept)
     return volume.replace(array=array, affine=affine, slope=1.0, intercept=0.0)
+
+
+def _resample_labels_one_hot(volume: Volume, shape: tuple[int, int, int], affine: np.ndarray,
+                             fill: float | None) -> Volume:
+    """Label-aware resampling: each label's 0/1 mask resampled linearly; each output voxel takes the label
+    with the largest value (ties: the smaller label); outside the input the ``fill`` label (default 0)."""
+    if not np.issubdtype(volume.dtype, np.integer) or volume.is_scaled:
+        raise UnsupportedDataError("a label map must hold unscaled integer labels")
+    stored = volume.materialized()
+    values = stored.voxels()
+    outside = int(0 if fill is None else fill)
+    best = np.zeros(shape, np.float32, order="F")
+    out = np.full(shape, outside, dtype=values.dtype, order="F")
+    for label in np.unique(values):
+        mask = stored.replace(array=(values == label).astype(np.uint8), slope=1.0, intercept=0.0)
+        weight = _resample_onto(mask, shape, affine, "linear", 0.0, False).voxels()
+        better = weight > best
+        out[better] = label
+        best[better] = weight[better]
+    return volume.replace(array=out, affine=affine)
 
 
 def _resample_slab(f: Any, source: Volume, affine: np.ndarray, shape: tuple[int, int, int], k0: int, k1: int,
