@@ -313,6 +313,34 @@ def preview_cmd(
     console.print(f"wrote {path}", highlight=False)
 
 
+@app.command("slices")
+@handle_errors
+def slices_cmd(
+    src: Path = typer.Argument(..., help="Image file (any readable format) or one-series DICOM folder."),
+    out_dir: Path = typer.Argument(..., help="Folder to create: one PNG per slice plus slices.json."),
+    axis: str = typer.Option("k", "--axis", help="Voxel axis to slice across: i, j or k (as stored)."),
+    bits: int = typer.Option(8, "--bits", help="PNG depth: 8 or 16."),
+    window: Optional[str] = typer.Option(None, "--window", help="Preset, 'dicom' or CENTER,WIDTH mapped onto the "
+                                         "PNG range (values outside clipped)."),
+    value_range: Optional[str] = typer.Option(None, "--range", help="LOW,HIGH mapped onto the PNG range (default: "
+                                              "integers that fit as they are, else the volume's min..max)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing folder."),
+) -> None:
+    """Write a folder of greyscale PNG slices (8 or 16 bit, scaled explicitly, never truncated)."""
+    from convert.api import load
+    from convert.process.export import write_png_slices
+
+    if axis not in ("i", "j", "k"):
+        raise fail(f"--axis takes i, j or k, not '{_escape(axis)}'", 2)
+    bounds = _numbers(value_range, "--range")
+    if bounds is not None and len(bounds) != 2:
+        raise fail("--range takes two numbers LOW,HIGH", 2)
+    written = write_png_slices(load(src), out_dir, axis="ijk".index(axis), bits=bits, window=window,
+                               value_range=None if bounds is None else (bounds[0], bounds[1]),
+                               overwrite=overwrite)
+    console.print(f"wrote {len(written) - 1} PNG slice(s) and slices.json to {out_dir}", highlight=False)
+
+
 @app.command("info")
 @handle_errors
 def info_cmd(

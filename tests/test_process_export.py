@@ -78,3 +78,22 @@ def test_png_slices_float_volume_and_output_rules(tmp_path):
         write_png_slices(v, tmp_path / "g", bits=12)
     assert not (tmp_path / "g").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["f"]  # no temporary folder left behind
+
+
+def test_cli_slices_writes_a_folder_and_refuses_bad_options(tmp_path):
+    import nibabel as nib
+    from typer.testing import CliRunner
+
+    from convert.cli import app
+
+    src = tmp_path / "v.nii"
+    nib.save(nib.Nifti1Image(np.arange(24, dtype=np.float32).reshape(2, 3, 4), np.eye(4)), src)
+    runner = CliRunner()
+    result = runner.invoke(app, ["slices", str(src), str(tmp_path / "png"), "--axis", "j", "--bits", "16"])
+    assert result.exit_code == 0, result.output
+    info = json.loads((tmp_path / "png" / "slices.json").read_text())
+    assert info["axis"] == 1 and info["bits"] == 16 and len(info["files"]) == 3
+    assert np.asarray(Image.open(tmp_path / "png" / "slice_0002.png")).shape == (4, 2)  # rows k, columns i
+    bad = runner.invoke(app, ["slices", str(src), str(tmp_path / "b"), "--bits", "12"])
+    assert bad.exit_code == 1 and "8 or 16" in bad.output and not (tmp_path / "b").exists()
+    assert runner.invoke(app, ["slices", str(src), str(tmp_path / "c"), "--axis", "x"]).exit_code == 2

@@ -225,6 +225,20 @@ def test_landmark_blob_lands_at_its_world_coordinate(axis, spacing_in, spacing_o
     assert abs(centroid[axis] - centre) <= 0.05 * spacing_out
 
 
+@settings(max_examples=15, deadline=None)
+@given(axis=st.sampled_from([0, 1, 2]), spacing_in=st.floats(0.3, 5.0), spacing_out=st.floats(0.3, 5.0),
+       centre=st.floats(-4.0, 4.0), interpolation=st.sampled_from(["linear", "bspline", "lanczos"]))
+def test_landmark_blob_position_for_any_spacing(axis, spacing_in, spacing_out, centre, interpolation):
+    v = _blob_volume(axis, spacing_in, centre)
+    spacing = [2.0, 2.0, 2.0]
+    spacing[axis] = spacing_out
+    out = resample(v, spacing, interpolation=interpolation)
+    data = out.voxels().astype(np.float64)
+    world = out.world_coordinates(np.indices(out.shape).reshape(3, -1).T)
+    centroid = (world * data.reshape(-1, 1)).sum(axis=0) / data.sum()
+    assert abs(centroid[axis] - centre) <= 0.05 * spacing_out
+
+
 def test_resample_linear_agrees_with_nibabel_resample_from_to():
     """An independent implementation (nibabel -> scipy.ndimage) on the same input and output grid."""
     from nibabel.processing import resample_from_to
