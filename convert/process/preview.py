@@ -73,7 +73,7 @@ def render_preview(volume: Volume, *, window: str | tuple[float, float] | None =
                    height: int = 256) -> Preview:
     """Render the three planes through voxel ``slice_index`` (``(i, j, k)`` of ``volume`` as stored;
     default the centre voxel) with ``window`` (a preset, ``dicom``, ``C,W``; default the series' DICOM
-    window, else the 1st..99th percentile). A 4D volume shows its first volume; colour is refused.
+    window, else the 1st..99th percentile of the three planes). A 4D volume shows its first volume; colour is refused.
 
     Raises:
         UnsupportedDataError: colour input, a slice index outside the volume, unknown convention.
@@ -95,14 +95,19 @@ def render_preview(volume: Volume, *, window: str | tuple[float, float] | None =
     lps = reorient(first, "LPS")
     ijk = np.linalg.solve(lps.affine[:3, :3], world - lps.affine[:3, 3])
     x, y, z = (int(np.clip(round(float(v)), 0, n - 1)) for v, n in zip(ijk, lps.shape))
-    data = lps.scaled().astype(np.float32)
-    lo, hi, range_label = _display_range(volume, data, window)
+    stored = lps.voxels()
+
+    def real(plane: np.ndarray) -> np.ndarray:  # only the three planes are scaled, not the volume
+        return plane.astype(np.float32) * np.float32(lps.slope) + np.float32(lps.intercept)
+
     sx, sy, sz = (float(s) for s in lps.spacing)
     neuro = convention == "neurological"
     # each plane: (rows x cols array, row spacing, col spacing, letters)
-    axial = data[:, :, z].T  # rows y (anterior first), cols x (patient right first)
-    coronal = data[:, y, :].T[::-1, :]  # rows z (superior first), cols x
-    sagittal = data[x, :, :].T[::-1, :]  # rows z, cols y (anterior first)
+    axial = real(stored[:, :, z]).T  # rows y (anterior first), cols x (patient right first)
+    coronal = real(stored[:, y, :]).T[::-1, :]  # rows z (superior first), cols x
+    sagittal = real(stored[x, :, :]).T[::-1, :]  # rows z, cols y (anterior first)
+    lo, hi, range_label = _display_range(volume, np.concatenate([p.ravel() for p in (axial, coronal, sagittal)]),
+                                         window)
     lr = {"left": "L", "right": "R"} if neuro else {"left": "R", "right": "L"}
     if neuro:
         axial, coronal = axial[:, ::-1], coronal[:, ::-1]
