@@ -23,21 +23,21 @@ from __future__ import annotations
 
 import errno
 import functools
-import gzip
-import io
 import os
 import struct
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from convert.dicom import elements
+from convert.dicom import header as header_view
+from convert.dicom.header import is_gzip, open_dicom_bytes
 from convert.dicom.pixels import PHILIPS_MR_CREATOR, philips_scale_slope, scale_slope_value
-from convert.errors import DicomError, InputNotFoundError
+from convert.errors import InputNotFoundError
 
 #: SOP classes that are indexes or documents, never images.
 _NON_IMAGE_SOP_PREFIXES = ("1.2.840.10008.1.3.10",)  # Media Storage Directory (DICOMDIR)
@@ -130,10 +130,13 @@ class Instance:
     ge_image_type: int | None = None
 
     def load_header(self) -> Any:
-        """The header Dataset (without pixel data): the kept one, or read again from :attr:`path`.
+        """The header (without pixel data): the kept one, or read again from :attr:`path`.
 
-        Re-reads go through a small cache (the last few files), so asking for a
-        series' first header several times parses it once. Treat it as read-only.
+        A re-read is a :class:`convert.dicom.header.Header` view (pydicom's answers, without
+        pydicom where it can) or, for files the element layer leaves to pydicom, the
+        ``Dataset``; :func:`convert.dicom.header.as_dataset` gives a ``Dataset`` of either.
+        Re-reads go through a small cache (the last few files), so asking for a series'
+        first header several times parses it once. Read-only.
         """
         if self.header is not None:
             return self.header
@@ -284,17 +287,6 @@ def dicom_time_seconds(value: Any) -> float | None:
     return hh * 3600.0 + mm * 60.0 + ss
 
 
-def _is_gzip(path: Path) -> bool:
-    return path.name.lower().endswith(".gz")
-
-
-def open_dicom_bytes(path: Path) -> io.BufferedIOBase | Any:
-    """Open ``path`` for reading, transparently gunzipping ``.gz`` files."""
-    if _is_gzip(path):
-        return gzip.open(path, "rb")
-    return open(path, "rb")
-
-
 def _head_is_dicom(head: bytes) -> bool:
     if len(head) >= 132 and head[128:132] == b"DICM":
         return True
@@ -318,20 +310,7 @@ def looks_like_dicom(path: Path) -> bool:
 @functools.lru_cache(maxsize=32)
 def _cached_header(path: str, version: tuple[int, int]) -> Any:
     """Header of ``path`` as of ``version`` (mtime, size): a changed file is read again."""
-    return read_header(Path(path))
-
-
-def read_header(path: Path, *, force: bool = True) -> Any:
-    """Read a DICOM header without pixel data; raises :class:`DicomError` naming the file."""
-    import pydicom
-
-    try:
-        with open_dicom_bytes(path) as fh:
-            data = fh.read() if _is_gzip(path) else None
-        source: Any = io.BytesIO(data) if data is not None else str(path)
-        return pydicom.dcmread(source, stop_before_pixels=True, force=force)
-    except Exception as exc:  # pydicom raises many kinds of errors on corrupt files
-        raise DicomError(f"not a readable DICOM file: {type(exc).__name__}: {exc}", path) from exc
+    return header_view.read(Path(path))
 
 
 def _read_header_once(path: Path) -> tuple[Any, int | None] | str:
@@ -341,7 +320,7 @@ def _read_header_once(path: Path) -> tuple[Any, int | None] | str:
     """
     import pydicom
 
-    gz = _is_gzip(path)
+    gz = is_gzip(path)
     try:
         with open_dicom_bytes(path) as fh:
             head = fh.read(132)
@@ -732,6 +711,17 @@ def index_file(path: Path) -> Instance | str:
         fast = _fast_index(path)
         if fast is not None:
             return fast
+        view = header_view.read_view(path)  # enhanced, Siemens, unusual values: the header view (pydicom per value)
+        if view is not None:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    outcome = _classify(path, view, view.pixel_offset)
+            except Exception as exc:  # a corrupt element (bad VR, bad length...) must not stop a scan
+                return f"unreadable DICOM header: {type(exc).__name__}: {exc}"
+            if isinstance(outcome, Instance):
+                object.__setattr__(outcome, "header", None)  # re-read cheaply when needed (no pickling of bytes)
+            return outcome
     outcome = _read_header_once(path)
     if isinstance(outcome, str):
         return outcome
@@ -750,7 +740,8 @@ def _classify(path: Path, ds: Any, pixel_offset: int | None) -> Instance | str:
         if "SOPClassUID" not in ds and "Modality" not in ds:
             return "not DICOM (no DICOM image tags)"
         return "DICOM without an image (structured report, presentation state...)"
-    instance = instance_from_header(path, ds, pixel_offset)
+    build = instance_from_header_slow if isinstance(ds, header_view.Header) else instance_from_header
+    instance = build(path, ds, pixel_offset)
     if instance.rows <= 0 or instance.columns <= 0:
         return "unreadable DICOM header: Rows/Columns unusable"
     return instance

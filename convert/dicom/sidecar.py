@@ -31,7 +31,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import sys
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
@@ -43,6 +42,7 @@ if TYPE_CHECKING:  # pydicom is imported by whoever reads the headers, not here 
 
 from convert.atomic import atomic_file
 from convert.dicom.ge import ge_phase_positive, ge_slice_timing, is_ge
+from convert.dicom.header import is_multi
 from convert.dicom.scan import dicom_time_seconds
 from convert.volume import Meta, Volume, lps_to_ras_point
 
@@ -67,23 +67,10 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------- value helpers
-def _is_multi(value: Any) -> bool:
-    """True for a multi-valued element value: a list/tuple, or pydicom's ``MultiValue``.
-
-    Without importing pydicom: a ``MultiValue`` can only exist once pydicom has
-    been imported, so headers read without it (the streaming converter's
-    byte-level headers, which hold lists) cost no pydicom import here.
-    """
-    if isinstance(value, (list, tuple)):
-        return True
-    multival = sys.modules.get("pydicom.multival")
-    return multival is not None and isinstance(value, multival.MultiValue)
-
-
 def _str(value: Any) -> str | None:
     if value is None:
         return None
-    if _is_multi(value):
+    if is_multi(value):
         text = "\\".join(str(v) for v in value)
     else:
         text = str(value)
@@ -94,7 +81,7 @@ def _str(value: Any) -> str | None:
 def _float(value: Any) -> float | None:
     if value is None or value == "":
         return None
-    if _is_multi(value):
+    if is_multi(value):
         if not value:
             return None
         value = value[0]
@@ -120,7 +107,7 @@ def _ms_to_s(value: Any) -> float | None:
 def _float_list(value: Any) -> list[float] | None:
     if value is None or value == "":
         return None
-    values = value if _is_multi(value) else [value]
+    values = value if is_multi(value) else [value]
     try:
         out = [float(v) for v in values]
     except (TypeError, ValueError):
@@ -131,7 +118,7 @@ def _float_list(value: Any) -> list[float] | None:
 def _str_list(value: Any) -> list[str] | None:
     if value is None or value == "":
         return None
-    values = value if _is_multi(value) else [value]
+    values = value if is_multi(value) else [value]
     out = [str(v).strip() for v in values]
     return out or None
 
@@ -664,7 +651,7 @@ def build_sidecar(
         if str(sidecar.get("MRAcquisitionType", "")).upper() != "3D":
             if is_ge(first):  # GE: per-slice TriggerTime or the protocol block (convert.dicom.ge)
                 slice_timing = ge_slice_timing(datasets, volume.affine, volume.shape[2],
-                                               sidecar.get("RepetitionTime"))
+                                               sidecar.get("RepetitionTime"), slice_times)
             else:
                 slices = slice_times if slice_times is not None else slice_times_of(datasets)
                 slice_timing = _timing_from_slices(slices, volume, sidecar.get("RepetitionTime"))
