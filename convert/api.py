@@ -181,14 +181,12 @@ def _write_processed(volume: Volume, fmt: Any, dst: Path, *, overwrite: bool, si
     from convert.dicom.sidecar import write_sidecar
     from convert.process.pipeline import sidecar_with_history
 
+    from convert.formats import extension_of
+
     json_path = None
     if sidecar and fmt.name not in ("npz", "npy"):
-        name = dst.name
-        for ext in sorted(fmt.extensions, key=len, reverse=True):
-            if name.lower().endswith(ext.lower()):
-                name = name[: -len(ext)]
-                break
-        json_path = dst.with_name(name + ".json")
+        ext = extension_of(dst)
+        json_path = dst.with_name((dst.name[: -len(ext)] if ext else dst.name) + ".json")
     check_writable(list(fmt.output_paths(dst)) + ([json_path] if json_path else []), overwrite)
     written = list(fmt.write(volume, dst, overwrite=overwrite, **options))
     if json_path is not None:

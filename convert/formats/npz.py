@@ -26,7 +26,10 @@ from convert.volume import Meta, Volume, geometry_from_affine
 
 
 def real_voxels(volume: Volume) -> np.ndarray:
-    """The real values of ``volume`` in the narrowest exact dtype (stored dtype when unscaled)."""
+    """The real values of ``volume`` in the narrowest exact dtype (stored dtype when unscaled; the
+    dtype rule of :func:`convert.process.steps.smallest_dtype`, as ``hu`` uses)."""
+    from convert.process.steps import smallest_dtype
+
     if not volume.is_scaled:
         return volume.voxels()
     stored = volume.voxels()
@@ -35,10 +38,9 @@ def real_voxels(volume: Volume) -> np.ndarray:
     if integral and stored.size:
         ends = [float(stored.min()) * volume.slope + volume.intercept,
                 float(stored.max()) * volume.slope + volume.intercept]
-        for candidate in (np.int16, np.int32):
-            info = np.iinfo(candidate)
-            if info.min <= min(ends) and max(ends) <= info.max:
-                return (stored.astype(np.int64) * int(volume.slope) + int(volume.intercept)).astype(candidate)
+        dtype = smallest_dtype(min(ends), max(ends), True)
+        if dtype.kind == "i":
+            return (stored.astype(np.int64) * int(volume.slope) + int(volume.intercept)).astype(dtype)
     return volume.scaled().astype(np.float32)
 
 
