@@ -977,7 +977,8 @@ def convert_dicom_tree(src_dir: str | Path, out_dir: str | Path, *, to: str = "n
                        sidecar_phi: bool = False, tilt_correct: bool = False, allow_gaps: bool = False,
                        stack_uneven: bool = False, philips_scaling: str = "precise",
                        progress: Callable[[int, int, str], None] | None = None,
-                       deidentify: Callable[[Any], Any] | None = None) -> Report:
+                       deidentify: Callable[[Any], Any] | None = None,
+                       process: Callable[[Volume], Volume] | None = None) -> Report:
     """Convert every series under ``src_dir`` into ``out_dir`` (one file per volume).
 
     With ``deidentify`` (a function returning a de-identified copy of a pydicom
@@ -994,6 +995,8 @@ def convert_dicom_tree(src_dir: str | Path, out_dir: str | Path, *, to: str = "n
     :data:`NAME_FIELDS`), sanitised; collisions get ``_2``, ``_3``... suffixes.
     ``philips_scaling`` (``"precise"``, the default, or ``"display"``) picks the
     values of Philips MR series, see :class:`ReadOptions`; the sidecar records it.
+    ``process`` (a :class:`convert.process.Pipeline`) is applied to each volume before
+    it is written; the sidecar records its steps.
 
     Raises:
         InputNotFoundError: ``src_dir`` does not exist.
@@ -1046,6 +1049,8 @@ def convert_dicom_tree(src_dir: str | Path, out_dir: str | Path, *, to: str = "n
                 fields = _name_fields(series, v_index, len(volumes), deidentify)
                 if deidentify is not None:
                     volume = _deidentified_volume(volume, series, deidentify)
+                if process is not None:
+                    volume = process(volume)
                 stem = render_name(name, fields)
                 if suffixes[v_index]:
                     stem = sanitize_name(f"{stem}_{suffixes[v_index]}")
@@ -1236,6 +1241,11 @@ def _write_volume_outputs(series: Series, volume: Volume, fmt: Any, target: Path
         written.extend(write_bval_bvec(stem, dwi[0], dwi[1], overwrite=overwrite))
     if json_path is not None:
         data = series_sidecar(series, volume, include_phi=sidecar_phi, deidentify=deidentify)
+        if volume.history:
+            from convert.process.pipeline import sidecar_with_history
+
+            data, dropped = sidecar_with_history(data, volume.history)
+            warnings.extend(dropped)
         written.append(sidecar_mod.write_sidecar(json_path, data, overwrite=overwrite))
     return written
 
@@ -1244,7 +1254,8 @@ def convert_dicom_file(src: str | Path, dst: str | Path, *, to: str | None = Non
                        sidecar: bool = True, sidecar_phi: bool = False,
                        deidentify: Callable[[Any], Any] | None = None, tilt_correct: bool = False,
                        allow_gaps: bool = False, stack_uneven: bool = False,
-                       philips_scaling: str = "precise") -> tuple[SeriesOutcome, list[Path]]:
+                       philips_scaling: str = "precise",
+                       process: Callable[[Volume], Volume] | None = None) -> tuple[SeriesOutcome, list[Path]]:
     """Convert the one series of a DICOM file or folder to the single file ``dst``.
 
     Writes what a series gets in :func:`convert_dicom_tree`, beside ``dst``: the
@@ -1277,6 +1288,8 @@ def convert_dicom_file(src: str | Path, dst: str | Path, *, to: str | None = Non
                                  stack_uneven=stack_uneven, philips_scaling=philips_scaling)
     if deidentify is not None:
         volume = _deidentified_volume(volume, series, deidentify)  # also refuses burned-in text
+    if process is not None:
+        volume = process(volume)  # convert.process steps; the sidecar records them
     outcome = SeriesOutcome(label=series.label if deidentify is None else _deidentified_label(series),
                             files=series.paths, warnings=volume_warnings(volume))
     outcome.written = _write_volume_outputs(series, volume, fmt, dst, overwrite=overwrite, sidecar=sidecar,
