@@ -234,10 +234,11 @@ def test_plain_dicom_conversion_imports_no_pydicom_nibabel_or_itk(tmp_path, moda
 
 
 @pytest.mark.conformance
-@pytest.mark.parametrize("dataset", ["dcm_qa_nih", "dcm_qa_12bit"])
-def test_real_siemens_mosaic_and_ge_epi_archives_convert_without_pydicom_nibabel_or_scipy(tmp_path, dataset):
-    """Siemens mosaics (CSA header, native pixels) and GE EPI (private blocks, slice timing) go
-    through the header view, our CSA reader and the native pixel reader."""
+@pytest.mark.parametrize("dataset", ["dcm_qa_nih", "dcm_qa_12bit", "dcm_qa_enh", "dcm_qa_deident", "dcm_qa_ct"])
+def test_real_archives_convert_without_pydicom_nibabel_or_scipy(tmp_path, dataset):
+    """Siemens mosaics (CSA header, native pixels), GE EPI (private blocks, slice timing), Philips and
+    Siemens XA enhanced files (functional groups) and tilted CT go through the header view, our CSA
+    reader and the native pixel reader: no pydicom, nibabel or scipy import."""
     from tests.conftest import conformance_dir
 
     src = conformance_dir(dataset) / "In"

@@ -712,11 +712,11 @@ def read_enhanced(path: Path, ds: Dataset | None = None, *, philips_scaling: str
             undecodable pixels.
         GeometryError: unevenly spaced or non-collinear slices.
     """
-    import pydicom
-
     check_philips_scaling(philips_scaling)
     path = Path(path)
     if ds is None:
+        import pydicom
+
         try:
             ds = pydicom.dcmread(path, stop_before_pixels=True)
         except (pydicom.errors.InvalidDicomError, OSError, EOFError, ValueError) as exc:
