@@ -33,17 +33,22 @@ def load(path: PathLike) -> Volume:
 
 
 def save(volume: Volume, path: PathLike, *, to: str | None = None, overwrite: bool = False,
-         **options: Any) -> list[Path]:
+         format: str | None = None, **options: Any) -> list[Path]:
     """Write ``volume`` to ``path`` atomically; returns every file written.
 
     Args:
         volume: the volume to write.
         path: output file; its extension picks the format unless ``to`` is given.
-        to: format name (see ``medconvert formats``), e.g. ``"nifti-gz"``.
+            For ``to="dicom"`` it is the output FOLDER (one file per slice).
+        to: format name (see ``medconvert formats``), e.g. ``"nifti-gz"`` or ``"dicom"``.
         overwrite: replace existing outputs (default: refuse with OutputExistsError).
-        **options: format-specific options (e.g. ``compresslevel``).
+        format: the same as ``to`` (either spelling; not both).
+        **options: format-specific options (e.g. ``compresslevel``; DICOM: ``modality``,
+            ``template``, ``enhanced``, see :func:`convert.dicom.writer.write_series`).
     """
-    fmt = format_for_output(path, to)
+    if format is not None and to is not None and format != to:
+        raise TypeError(f"save() got to={to!r} and format={format!r}; give one of them")
+    fmt = format_for_output(path, to or format)
     return fmt.write(volume, Path(path), overwrite=overwrite, **options)
 
 
@@ -135,7 +140,8 @@ def convert(src: PathLike, dst: PathLike, *, to: str | None = None, overwrite: b
             bound :class:`convert.anonymize.Scrubber`); names, sidecars and messages then come
             from de-identified headers.
         progress: folder jobs: ``progress(done, total, label)`` callback.
-        **options: format-specific writer options for non-DICOM sources (e.g. ``compresslevel``).
+        **options: format-specific writer options for non-DICOM sources (e.g. ``compresslevel``); with
+            ``to="dicom"`` the DICOM writer's options for any source (``modality``, ``template``, ``enhanced``).
     """
     from convert.dicom import reader
 
@@ -144,22 +150,38 @@ def convert(src: PathLike, dst: PathLike, *, to: str | None = None, overwrite: b
     read_options = {"tilt_correct": tilt_correct, "allow_gaps": allow_gaps, "stack_uneven": stack_uneven,
                     "philips_scaling": philips_scaling}
     if tree or is_dicom_source(src):
-        if options:
+        write_options = _dicom_write_options(to, options, deidentify)
+        if options and write_options is None:
             raise TypeError(f"convert() got options that do not apply to DICOM input: {', '.join(options)}")
         if tree:
             default = reader.DEFAULT_ANONYMIZED_NAME if deidentify is not None else reader.DEFAULT_NAME
             return reader.convert_dicom_tree(src, dst, to=to or "nifti-gz", name=name or default,
                                              overwrite=overwrite, sidecar=sidecar, sidecar_phi=sidecar_phi,
-                                             progress=progress, deidentify=deidentify, **read_options)
+                                             progress=progress, deidentify=deidentify,
+                                             write_options=write_options, **read_options)
         outcome, duplicates = reader.convert_dicom_file(src, dst, to=to, overwrite=overwrite, sidecar=sidecar,
                                                         sidecar_phi=sidecar_phi, deidentify=deidentify,
-                                                        **read_options)
+                                                        write_options=write_options, **read_options)
         return Written(outcome.written, outcome.warnings, duplicates)
     if src.is_dir():
         detect(src)  # a folder without DICOM: "no DICOM images found in SRC" (not a complaint about DST)
     fmt = format_for_output(dst, to)  # fail on a bad output name before reading anything
     volume = load(src)
+    options = _dicom_write_options(to, options, deidentify) or options
     return Written(fmt.write(volume, dst, overwrite=overwrite, **options))
+
+
+def _dicom_write_options(to: str | None, options: dict[str, Any], deidentify: Any) -> dict[str, Any] | None:
+    """The DICOM writer's options when the output is DICOM (``to="dicom"``), else None.
+
+    ``deidentify`` then also cleans what a ``template`` series lends (patient and study identifiers).
+    """
+    if (to or "").lower() not in ("dicom", "dcm"):
+        return None
+    out = dict(options)
+    if deidentify is not None and out.get("template") is not None:
+        out["deidentify"] = deidentify
+    return out
 
 
 def describe(volume: Volume, format_name: str | None = None) -> dict[str, Any]:

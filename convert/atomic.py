@@ -83,3 +83,52 @@ def write_bytes_atomic(target: Path, data: bytes, overwrite: bool = False, mode:
             fh.write(data)
         if mode is not None:
             os.chmod(temp, mode)
+
+
+@contextlib.contextmanager
+def atomic_folder(target: Path, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a hidden temporary folder beside ``target``; on success it becomes ``target``.
+
+    For outputs that are a folder of files (a DICOM series): every file is
+    written into the temporary folder, which is renamed into place only when the
+    ``with`` block completes, so a failure, an exception or Ctrl-C never leaves a
+    partial series under the final name. ``target`` may already exist as an
+    *empty* folder; a non-empty one is replaced only with ``overwrite`` (the old
+    folder is moved aside, the new one renamed in, then the old one deleted).
+
+    Raises:
+        OutputExistsError: ``target`` is a non-empty folder and ``overwrite`` is False.
+        OutputWriteError: ``target`` is a file, its parent folder is missing or
+            unwritable, or the write failed.
+    """
+    import shutil
+
+    target = Path(target)
+    if target.exists() and not target.is_dir():
+        raise OutputWriteError("output must be a folder (one file per image) but this is a file; "
+                               "give a folder name", target)
+    if target.is_dir() and any(target.iterdir()) and not overwrite:
+        raise OutputExistsError("output folder already holds files; pass --overwrite to replace it", target)
+    parent = target.parent
+    if not parent.is_dir():
+        raise OutputWriteError(f"output folder {parent} does not exist; create it first", target)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputWriteError(f"no permission to write in folder {parent}", target)
+    temp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.partial")
+    try:
+        temp.mkdir()
+        yield temp
+        if target.is_dir() and any(target.iterdir()):
+            old = target.with_name(f".{target.name}.{secrets.token_hex(4)}.old")
+            os.replace(target, old)
+            os.replace(temp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            if target.is_dir():
+                target.rmdir()
+            os.replace(temp, target)
+    except BaseException as exc:
+        shutil.rmtree(temp, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise OutputWriteError(f"could not write output: {exc.strerror or exc}", target) from exc
+        raise
