@@ -189,12 +189,15 @@ def choose_storage(volume: Volume) -> Storage:
     inter_text = _ds(rlo)
     a, b = float(slope_text), float(inter_text)
     bound = a / 2.0 + abs(b - rlo) + 1e-12 * max(abs(rlo), abs(rhi), 1.0)
+    if dtype.kind in "iu":
+        warnings.warn(f"integer values span {hi - lo:.0f} steps, more than 16-bit DICOM pixels hold: requantised "
+                      f"(each voxel within {bound:.4g} of its value)", UserWarning, stacklevel=3)
     return Storage(np.dtype("uint16"), slope_text, inter_text, exact=False, max_error=bound,
                    value_range=(rlo, rhi), quantise=True)
 
 
-def _pixels(slab2d: np.ndarray, volume: Volume, storage: Storage) -> bytes:
-    """Little-endian stored bytes of one ``[i, j]`` slice as DICOM rows (``.T``)."""
+def encode_slice(slab2d: np.ndarray, volume: Volume, storage: Storage) -> bytes:
+    """PixelData of one ``[i, j]`` slice under ``storage``: little-endian 16-bit, DICOM row order (``.T``)."""
     data = np.asarray(slab2d)
     if storage.quantise:
         real = data.astype(np.float64) * volume.slope + volume.intercept
@@ -482,7 +485,7 @@ def iter_slice_datasets(volume: Volume, *, modality: str | None = None, template
                 ds.AcquisitionTime = _tm(acquired)
                 if chosen == "MR":
                     ds.TriggerTime = _ds(step * t * 1000.0)
-            ds.PixelData = _pixels(slab[:, :, k - k0], volume, storage)
+            ds.PixelData = encode_slice(slab[:, :, k - k0], volume, storage)
             ds.file_meta = _file_meta(ds.SOPClassUID, ds.SOPInstanceUID)
             yield ds
 
@@ -515,8 +518,6 @@ def write_series(volume: Volume, out_dir: str | Path, *, modality: str | None = 
         OutputExistsError / OutputWriteError: the folder holds files, is a file, or cannot be written.
         DicomError: the template holds no DICOM image or no StudyInstanceUID.
     """
-    import pydicom
-
     out_dir = Path(out_dir)
     volume.require_scalar("writing DICOM")
     chosen = _modality_for(volume, modality)
@@ -536,16 +537,23 @@ def write_series(volume: Volume, out_dir: str | Path, *, modality: str | None = 
         if enhanced:
             enhanced_ds = _legacy_converted(list(slices), chosen)
             name = "MF0001.dcm"
-            enhanced_ds.save_as(temp / name, enforce_file_format=True)
+            save_dataset(temp / name, enhanced_ds)
             written.append(out_dir / name)
         else:
             total = volume.shape[2] * (volume.shape[3] if len(volume.shape) == 4 else 1)
             width = max(4, len(str(total)))
             for ds in slices:
                 name = f"IM{int(ds.InstanceNumber):0{width}d}.dcm"
-                pydicom.dcmwrite(temp / name, ds, enforce_file_format=True)
+                save_dataset(temp / name, ds)
                 written.append(out_dir / name)
     return written
+
+
+def save_dataset(path: Path, ds: Any) -> None:
+    """Write one DICOM file (preamble, complete File Meta Information, explicit VR little endian)."""
+    import pydicom
+
+    pydicom.dcmwrite(path, ds, enforce_file_format=True)
 
 
 def _template_series_number(template: str | Path) -> int:
@@ -578,4 +586,40 @@ def _legacy_converted(slices: Sequence[Any], modality: str) -> Any:
     if "ReferencedSeriesSequence" in image:
         del image.ReferencedSeriesSequence
     image.Laterality = first.get("Laterality", "")
+    image.file_meta = _file_meta(image.SOPClassUID, image.SOPInstanceUID)  # our implementation UID, not highdicom's
+    organization = new_uid()  # every UID we write is under 2.25 (highdicom makes this one under its own root)
+    for item in list(image.get("DimensionOrganizationSequence", [])) + list(image.get("DimensionIndexSequence", [])):
+        item.DimensionOrganizationUID = organization
+    n_times = int(first.get("NumberOfTemporalPositions", 1) or 1)
+    if n_times > 1:
+        _add_temporal_dimension(image, len(slices) // n_times, organization)
     return image
+
+
+def _add_temporal_dimension(image: Any, n_slices: int, organization: str) -> None:
+    """Index a 4D legacy-converted image by (in-stack position, temporal position), as Enhanced MR/CT do.
+
+    highdicom's legacy conversion indexes frames by the converted InstanceNumber only, so readers
+    such as dcm2niix would stack all frames as slices. Our InstanceNumber is ``t * n_slices + k + 1``.
+    """
+    from pydicom.dataset import Dataset
+    from pydicom.tag import Tag
+
+    dimensions = []
+    for pointer, label in (("InStackPositionNumber", "In-Stack Position"), ("TemporalPositionIndex",
+                                                                           "Temporal Position Index")):
+        item = Dataset()
+        item.DimensionOrganizationUID = organization
+        item.DimensionIndexPointer = Tag(pointer)
+        item.FunctionalGroupPointer = Tag("FrameContentSequence")
+        item.DimensionDescriptionLabel = label
+        dimensions.append(item)
+    image.DimensionIndexSequence = dimensions
+    for frame in image.PerFrameFunctionalGroupsSequence:
+        instance = int(frame.UnassignedPerFrameConvertedAttributesSequence[0].InstanceNumber)
+        k, t = (instance - 1) % n_slices, (instance - 1) // n_slices
+        content = frame.FrameContentSequence[0]
+        content.StackID = "1"
+        content.InStackPositionNumber = k + 1
+        content.TemporalPositionIndex = t + 1
+        content.DimensionIndexValues = [k + 1, t + 1]
