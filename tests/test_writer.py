@@ -610,3 +610,16 @@ def test_conformance_cases_are_found_when_the_data_is_there():
     if not CONFORMANCE.is_dir():
         pytest.skip("no ../shared/conformance")
     assert len(_conformance_cases()) >= 10
+
+
+def test_docs_example_runs_and_prints_what_it_says(tmp_path, monkeypatch, capsys):
+    """docs/dicom-writing.md: the Python example is runnable as written, and its comments are its output."""
+    from tests.conftest import REPO
+
+    text = (REPO / "docs" / "dicom-writing.md").read_text()
+    block = next(b for b in re.findall(r"```python\n(.*?)```", text, flags=re.S) if "write_sample" in b)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(block, "docs/dicom-writing.md", "exec"), {})
+    printed = capsys.readouterr().out.splitlines()
+    promised = [line.split("# ")[-1].split(":")[0].strip() for line in block.splitlines() if "print(" in line]
+    assert printed == promised

@@ -508,8 +508,9 @@ def write_series(volume: Volume, out_dir: str | Path, *, modality: str | None = 
             Frame of Reference are copied from it (:data:`TEMPLATE_KEYWORDS`).
         enhanced: one multi-frame Legacy Converted Enhanced CT/MR file instead of
             one file per slice (built by highdicom; CT and MR only).
-        series_description, series_number: of the new series (default: the
-            volume's description, number 1, or the template's number + 1000).
+        series_description: of the new series (default: the volume's description, else
+            "medconvert export").
+        series_number: of the new series (default 1, or the template's highest number + 1000).
         deidentify: a function returning a de-identified copy of a pydicom
             Dataset, applied to the template's header before anything is copied.
 
