@@ -172,11 +172,11 @@ def convert(src: PathLike, dst: PathLike, *, to: str | None = None, overwrite: b
 
 
 def _dicom_write_options(to: str | None, options: dict[str, Any], deidentify: Any) -> dict[str, Any] | None:
-    """The DICOM writer's options when the output is DICOM (``to="dicom"``), else None.
+    """The DICOM writer's options when the output is DICOM (``to="dicom"`` or ``"dicom-seg"``), else None.
 
     ``deidentify`` then also cleans what a ``template`` series lends (patient and study identifiers).
     """
-    if (to or "").lower() not in ("dicom", "dcm"):
+    if (to or "").lower() not in ("dicom", "dcm", "dicom-seg"):
         return None
     out = dict(options)
     if deidentify is not None and out.get("template") is not None:

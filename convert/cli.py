@@ -161,6 +161,8 @@ def convert_cmd(
                                             "(it joins that study)."),
     enhanced: bool = typer.Option(False, "--enhanced", help="With --to dicom: one multi-frame Legacy Converted "
                                   "Enhanced CT/MR file instead of one file per slice."),
+    reference: Optional[Path] = typer.Option(None, "--reference", help="With --to dicom-seg: the DICOM series the "
+                                             "label map was drawn on (the SEG references its images)."),
 ) -> None:
     """Convert SRC to DST. SRC is never modified; outputs are written atomically.
 
@@ -184,6 +186,10 @@ def convert_cmd(
     dicom_options = {k: v for k, v in (("modality", modality), ("template", template), ("enhanced", enhanced)) if v}
     if dicom_options and (to or "").lower() not in ("dicom", "dcm"):
         raise fail("--modality, --template and --enhanced only apply with --to dicom", 2)
+    if (reference is not None) != ((to or "").lower() == "dicom-seg"):
+        raise fail("--to dicom-seg needs --reference DICOM_DIR (and --reference applies only to it)", 2)
+    if reference is not None:
+        dicom_options["reference"] = reference
     options: dict[str, Any] = {**dicom_options, "to": to, "overwrite": overwrite, "name": name, "sidecar": sidecar,
                                "sidecar_phi": sidecar_phi, "deidentify": deidentify, "tilt_correct": tilt_correct,
                                "allow_gaps": allow_gaps, "stack_uneven": stack_uneven,

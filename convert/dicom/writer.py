@@ -426,7 +426,8 @@ def _ms(seconds: Any) -> str:
     return _ds(float(seconds) * 1000.0) if isinstance(seconds, (int, float)) else ""
 
 
-def _file_meta(sop_class: str, sop_instance: str) -> Any:
+def file_meta_for(sop_class: str, sop_instance: str) -> Any:
+    """Complete File Meta Information for one object: explicit VR little endian, our implementation UID."""
     from pydicom.dataset import FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian
 
@@ -486,7 +487,7 @@ def iter_slice_datasets(volume: Volume, *, modality: str | None = None, template
                 if chosen == "MR":
                     ds.TriggerTime = _ds(step * t * 1000.0)
             ds.PixelData = encode_slice(slab[:, :, k - k0], volume, storage)
-            ds.file_meta = _file_meta(ds.SOPClassUID, ds.SOPInstanceUID)
+            ds.file_meta = file_meta_for(ds.SOPClassUID, ds.SOPInstanceUID)
             yield ds
 
 
@@ -587,14 +588,21 @@ def _legacy_converted(slices: Sequence[Any], modality: str) -> Any:
     if "ReferencedSeriesSequence" in image:
         del image.ReferencedSeriesSequence
     image.Laterality = first.get("Laterality", "")
-    image.file_meta = _file_meta(image.SOPClassUID, image.SOPInstanceUID)  # our implementation UID, not highdicom's
-    organization = new_uid()  # every UID we write is under 2.25 (highdicom makes this one under its own root)
-    for item in list(image.get("DimensionOrganizationSequence", [])) + list(image.get("DimensionIndexSequence", [])):
-        item.DimensionOrganizationUID = organization
+    image.file_meta = file_meta_for(image.SOPClassUID, image.SOPInstanceUID)  # our implementation UID, not highdicom's
+    organization = own_dimension_organization(image)
     n_times = int(first.get("NumberOfTemporalPositions", 1) or 1)
     if n_times > 1:
         _add_temporal_dimension(image, len(slices) // n_times, organization)
     return image
+
+
+def own_dimension_organization(image: Any) -> str:
+    """Give a highdicom-built multi-frame object a new 2.25 DimensionOrganizationUID (highdicom makes it
+    under its own root; every UID we write is under 2.25). Returns the UID."""
+    organization = new_uid()
+    for item in list(image.get("DimensionOrganizationSequence", [])) + list(image.get("DimensionIndexSequence", [])):
+        item.DimensionOrganizationUID = organization
+    return organization
 
 
 def _add_temporal_dimension(image: Any, n_slices: int, organization: str) -> None:

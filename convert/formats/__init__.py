@@ -53,6 +53,7 @@ _ADAPTERS: tuple[tuple[str, str], ...] = (
     ("convert.formats.legacy", "MINC1"),
     ("convert.formats.legacy", "PARREC"),
     ("convert.dicom.reader", "DICOM"),
+    ("convert.dicom.seg", "DICOM_SEG"),
 )
 
 _ALIASES = {"nii": "nifti", "nii.gz": "nifti-gz", "niigz": "nifti-gz", "minc": "minc2", "mnc": "minc2",
