@@ -117,6 +117,8 @@ class Storage:
         exact: True when every voxel's real value survives unchanged.
         max_error: bound on ``|written real value - real value|`` (0.0 when exact), real units.
         value_range: (min, max) of the real values (None when the data were not looked at).
+        quantise: values are requantised (real value -> ``round((real - intercept) / slope)``).
+        nan_fill: stored value written for NaN voxels (the minimum).
     """
 
     dtype: np.dtype
@@ -127,6 +129,7 @@ class Storage:
     max_error: float = 0.0
     value_range: tuple[float, float] | None = None
     quantise: bool = False
+    nan_fill: float = 0.0
 
 
 def _stored_range(volume: Volume) -> tuple[float, float, bool, int]:
@@ -170,15 +173,15 @@ def choose_storage(volume: Volume) -> Storage:
     real = sorted((lo * slope + inter, hi * slope + inter))
     if dtype.kind in "iu" or integral:
         if lo >= -32768 and hi <= 32767:
-            return Storage(np.dtype("int16"), _ds(slope), _ds(inter), value_range=(real[0], real[1]))
+            return Storage(np.dtype("int16"), _ds(slope), _ds(inter), value_range=(real[0], real[1]), nan_fill=lo)
         if lo >= 0 and hi <= 65535:
-            return Storage(np.dtype("uint16"), _ds(slope), _ds(inter), value_range=(real[0], real[1]))
+            return Storage(np.dtype("uint16"), _ds(slope), _ds(inter), value_range=(real[0], real[1]), nan_fill=lo)
         if hi - lo <= 65535 and abs(lo) < 2 ** 53:
             offset = int(lo)
             intercept = inter + offset * slope
             if float(_ds(intercept)) == intercept:
                 return Storage(np.dtype("uint16"), _ds(slope), _ds(intercept), offset=offset,
-                               value_range=(real[0], real[1]))
+                               value_range=(real[0], real[1]), nan_fill=lo)
     # lossy: uint16 over [min, max] of the real values
     rlo, rhi = real
     step = (rhi - rlo) / 65535.0 if rhi > rlo else 1.0
@@ -204,10 +207,10 @@ def encode_slice(slab2d: np.ndarray, volume: Volume, storage: Storage) -> bytes:
         a, b = float(storage.slope), float(storage.intercept)
         real = np.where(np.isnan(real), b, real)
         values = np.clip(np.rint((real - b) / a), 0, 65535)
-    elif storage.offset:
-        values = data.astype(np.int64) - storage.offset
     else:
-        values = np.nan_to_num(data, nan=0.0) if data.dtype.kind == "f" else data
+        values = np.where(np.isnan(data), storage.nan_fill, data) if data.dtype.kind == "f" else data
+        if storage.offset:
+            values = values.astype(np.int64) - storage.offset
     return np.ascontiguousarray(values.T).astype(storage.dtype.newbyteorder("<"), copy=False).tobytes()
 
 
