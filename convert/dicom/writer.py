@@ -402,8 +402,8 @@ def _base_dataset(volume: Volume, modality: str, storage: Storage, template: dic
         ds.KVP = ""
         ds.AcquisitionNumber = 1
     elif modality == "MR":
-        ds.ScanningSequence = fit_text(_cs(acquisition.get("ScanningSequence")) or "RM", "CS")
-        ds.SequenceVariant = fit_text(_cs(acquisition.get("SequenceVariant")) or "NONE", "CS")
+        ds.ScanningSequence = _enumerated(acquisition.get("ScanningSequence"), _SCANNING_SEQUENCES) or "RM"
+        ds.SequenceVariant = _enumerated(acquisition.get("SequenceVariant"), _SEQUENCE_VARIANTS) or "NONE"
         ds.ScanOptions = ""
         ds.MRAcquisitionType = fit_text(acquisition.get("MRAcquisitionType") or "", "CS")
         ds.RepetitionTime = _ms(acquisition.get("RepetitionTime"))
@@ -419,10 +419,16 @@ def _base_dataset(volume: Volume, modality: str, storage: Storage, template: dic
     return ds
 
 
-def _cs(value: Any) -> str:
-    if isinstance(value, (list, tuple)):
-        return "\\".join(fit_text(v, "CS") for v in value)
-    return fit_text(value, "CS") if value else ""
+#: Enumerated values of MR ScanningSequence (0018,0020) and SequenceVariant (0018,0021), PS3.3 C.8.3.1.
+_SCANNING_SEQUENCES = ("SE", "IR", "GR", "EP", "RM")
+_SEQUENCE_VARIANTS = ("SK", "MTC", "SS", "TRSS", "SP", "MP", "OSP", "NONE")
+
+
+def _enumerated(value: Any, allowed: Sequence[str]) -> list[str]:
+    """The values of a multi-valued CS (a list, or text with backslashes, spaces or ``_`` between
+    values, as sidecars spell them) that are among ``allowed``, in order; [] when none is."""
+    parts = value if isinstance(value, (list, tuple)) else re.split(r"[\\\s_]+", str(value or ""))
+    return [p for p in (str(v).strip().upper() for v in parts) if p in allowed]
 
 
 def _ms(seconds: Any) -> str:
@@ -487,8 +493,6 @@ def iter_slice_datasets(volume: Volume, *, modality: str | None = None, template
             if nt > 1:
                 ds.TemporalPositionIdentifier = t + 1
                 ds.AcquisitionTime = _tm(acquired)
-                if chosen == "MR":
-                    ds.TriggerTime = _ds(step * t * 1000.0)
             ds.PixelData = encode_slice(slab[:, :, k - k0], volume, storage)
             ds.file_meta = file_meta_for(ds.SOPClassUID, ds.SOPInstanceUID)
             yield ds
