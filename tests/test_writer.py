@@ -483,6 +483,19 @@ def test_template_with_anonymize_copies_only_pseudonyms(tmp_path):
     assert ds.StudyInstanceUID != ref.StudyInstanceUID  # pseudonymous UIDs, as the de-identification makes them
 
 
+def test_without_a_template_nothing_of_the_source_header_is_written(tmp_path):
+    """DICOM -> DICOM: patient, study and UIDs of the source never travel (the allow-list rule)."""
+    write_sample_series(tmp_path / "in", SeriesSpec(rows=6, columns=5, slices=2,
+                                                   extra={"InstitutionName": "Secret Hospital"}))
+    source = pydicom.dcmread(sorted((tmp_path / "in").iterdir())[0], stop_before_pixels=True)
+    files = write_series(convert.load(tmp_path / "in"), tmp_path / "out")
+    planted = [str(source.PatientName), source.PatientID, source.StudyInstanceUID, source.SeriesInstanceUID,
+               source.FrameOfReferenceUID, "Secret Hospital"]
+    for path in files:
+        raw = path.read_bytes()
+        assert not [value for value in planted if value.encode() in raw], path
+
+
 def test_template_without_dicom_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConvertError, match="no DICOM images found"):
