@@ -450,6 +450,16 @@ def test_overlong_sh_and_lo_values_are_cut_to_their_vr_limits(tmp_path):
     assert not errors
 
 
+def test_non_ascii_text_is_written_as_utf8(tmp_path):
+    """A description (or a template's patient name) beyond ASCII: SpecificCharacterSet ISO_IR 192, not '?'."""
+    volume = Volume(make_data("int16"), np.eye(4), Meta(series_description="Schädel 頭部"))
+    path = write_series(volume, tmp_path / "dcm")[0]
+    ds = pydicom.dcmread(path)
+    assert ds.SpecificCharacterSet == "ISO_IR 192" and ds.SeriesDescription == "Schädel 頭部"
+    errors, _ = validator_errors([path])
+    assert not errors
+
+
 # --------------------------------------------------------------------------- template and anonymize
 def test_template_puts_the_output_in_the_reference_study(tmp_path):
     write_sample_series(tmp_path / "ref", SeriesSpec(rows=8, columns=6, slices=3, series_number=7))

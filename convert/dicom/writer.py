@@ -416,6 +416,8 @@ def _base_dataset(volume: Volume, modality: str, storage: Storage, template: dic
         ds.AcquisitionNumber = 1
     else:
         ds.ConversionType = "WSD"  # SC Equipment: workstation
+    if any(not str(element.value).isascii() for element in ds if element.VR in ("PN", "LO", "SH", "ST", "LT")):
+        ds.SpecificCharacterSet = "ISO_IR 192"  # UTF-8: a description or a template's name is not plain ASCII
     return ds
 
 
