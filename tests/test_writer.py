@@ -522,11 +522,29 @@ def test_2d_5d_and_complex_arrays_are_refused_with_a_message():
         Volume(np.zeros((3, 3, 3), dtype=np.complex64), np.eye(4))
 
 
-def test_colour_and_infinite_values_are_refused_and_nothing_is_left(tmp_path):
-    from convert.volume import RGB_DTYPE
+def test_colour_is_an_rgb_secondary_capture(tmp_path):
+    """RGB volumes: 8-bit RGB Secondary Capture, bit-exact through our reader, valid for dciodvfy."""
+    from convert.volume import rgb_channels, rgb_from_channels
 
-    with pytest.raises(UnsupportedDataError, match="colour"):
-        write_series(Volume(np.zeros((3, 3, 2), dtype=RGB_DTYPE), np.eye(4)), tmp_path / "rgb")
+    channels = np.random.default_rng(5).integers(0, 256, (5, 4, 3, 3), dtype=np.uint8)
+    volume = Volume(rgb_from_channels(channels), oblique_affine())
+    files = write_series(volume, tmp_path / "rgb")
+    ds = pydicom.dcmread(files[0])
+    assert (ds.SOPClassUID, ds.PhotometricInterpretation, ds.SamplesPerPixel, ds.BitsStored) == (
+        "1.2.840.10008.5.1.4.1.1.7", "RGB", 3, 8) and "RescaleSlope" not in ds
+    np.testing.assert_array_equal(ds.pixel_array, channels[:, :, 0].transpose(1, 0, 2))
+    back = convert.load(tmp_path / "rgb")
+    assert back.is_rgb
+    np.testing.assert_array_equal(rgb_channels(back.voxels()), channels)
+    np.testing.assert_allclose(back.affine, volume.affine, atol=1e-4)
+    errors, _ = validator_errors(files)
+    assert not errors
+    with pytest.raises(UnsupportedDataError, match="Secondary Capture"):
+        write_series(volume, tmp_path / "ct", modality="CT")
+    assert not (tmp_path / "ct").exists()
+
+
+def test_infinite_values_are_refused_and_nothing_is_left(tmp_path):
     data = np.ones((3, 3, 2))
     data[0, 0, 0] = np.inf
     with pytest.raises(UnsupportedDataError, match="infinite"):

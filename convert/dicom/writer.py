@@ -27,6 +27,8 @@ the whole series (readers then need no per-slice scaling):
   :attr:`Storage.max_error` = ``slope / 2`` (plus the 16-character DS rounding of
   slope and intercept, well below 1e-9 of the range) of its real value.
 
+Colour (RGB) volumes become RGB Secondary Capture images (3 x 8 bits, interleaved), as stored.
+
 CT output is in HU through RescaleIntercept/RescaleSlope (RescaleType ``HU``).
 Window Center/Width come from the volume's presets (``meta.window``) or else
 from the data range. UIDs are new ``2.25.<uuid>`` UIDs (PS3.5 B.2); with a
@@ -59,7 +61,7 @@ import numpy as np
 from convert.atomic import atomic_folder
 from convert.errors import ConvertError, DicomError, UnsupportedDataError
 from convert.proxy import iter_slabs
-from convert.volume import Volume, geometry_from_affine, ras_to_lps
+from convert.volume import Volume, geometry_from_affine, ras_to_lps, rgb_channels
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
@@ -132,6 +134,10 @@ class Storage:
     nan_fill: float = 0.0
 
 
+#: Colour volumes: 8-bit R, G, B as stored (no rescale).
+RGB_STORAGE = Storage(np.dtype("uint8"), "1", "0")
+
+
 def _stored_range(volume: Volume) -> tuple[float, float, bool, int]:
     """(min, max) of the stored values (NaN ignored), whether they are all integers, NaN count."""
     lo, hi, integral, nans = np.inf, -np.inf, True, 0
@@ -202,6 +208,8 @@ def choose_storage(volume: Volume) -> Storage:
 def encode_slice(slab2d: np.ndarray, volume: Volume, storage: Storage) -> bytes:
     """PixelData of one ``[i, j]`` slice under ``storage``: little-endian 16-bit, DICOM row order (``.T``)."""
     data = np.asarray(slab2d)
+    if data.dtype.fields is not None:  # RGB: [i, j] of (R, G, B) -> rows of interleaved R, G, B bytes
+        return np.ascontiguousarray(rgb_channels(data).transpose(1, 0, 2)).tobytes()
     if storage.quantise:
         real = data.astype(np.float64) * volume.slope + volume.intercept
         a, b = float(storage.slope), float(storage.intercept)
@@ -307,6 +315,11 @@ def _tm(moment: _dt.datetime) -> str:
 
 
 def _modality_for(volume: Volume, modality: str | None) -> str:
+    if volume.is_rgb:
+        if modality and modality.upper() != "OT":
+            raise UnsupportedDataError(f"a colour (RGB) volume is written as a Secondary Capture (--modality OT), "
+                                       f"not as {modality.upper()}: CT and MR images hold one value per pixel")
+        return "OT"
     chosen = (modality or volume.meta.modality or "OT").upper()
     if chosen not in SOP_CLASSES:
         if modality:
@@ -384,19 +397,26 @@ def _base_dataset(volume: Volume, modality: str, storage: Storage, template: dic
     ds.DerivationDescription = fit_text(derivation, "ST")
     ds.BurnedInAnnotation = "NO"
     # Image Pixel
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
-    ds.PixelRepresentation = 1 if storage.dtype.kind == "i" else 0
-    # Rescale (CT Image / Modality LUT); MR only when the values need it
-    scaled = (float(storage.slope), float(storage.intercept)) != (1.0, 0.0)
-    if modality != "MR" or scaled:
-        ds.RescaleIntercept = storage.intercept
-        ds.RescaleSlope = storage.slope
-        ds.RescaleType = "HU" if modality == "CT" else (fit_text(volume.meta.units, "LO") or "US")
-    windows = _windows(volume, storage)
-    ds.WindowCenter = [_ds(c) for c, _w in windows] if len(windows) > 1 else _ds(windows[0][0])
-    ds.WindowWidth = [_ds(w) for _c, w in windows] if len(windows) > 1 else _ds(windows[0][1])
+    if volume.is_rgb:  # colour Secondary Capture: 8-bit R, G, B interleaved per pixel; no rescale, no window
+        ds.SamplesPerPixel = 3
+        ds.PhotometricInterpretation = "RGB"
+        ds.PlanarConfiguration = 0
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
+        ds.PixelRepresentation = 0
+    else:
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
+        ds.PixelRepresentation = 1 if storage.dtype.kind == "i" else 0
+        # Rescale (CT Image / Modality LUT); MR only when the values need it
+        scaled = (float(storage.slope), float(storage.intercept)) != (1.0, 0.0)
+        if modality != "MR" or scaled:
+            ds.RescaleIntercept = storage.intercept
+            ds.RescaleSlope = storage.slope
+            ds.RescaleType = "HU" if modality == "CT" else (fit_text(volume.meta.units, "LO") or "US")
+        windows = _windows(volume, storage)
+        ds.WindowCenter = [_ds(c) for c, _w in windows] if len(windows) > 1 else _ds(windows[0][0])
+        ds.WindowWidth = [_ds(w) for _c, w in windows] if len(windows) > 1 else _ds(windows[0][1])
     acquisition = volume.meta.acquisition
     if modality == "CT":
         ds.KVP = ""
@@ -459,12 +479,11 @@ def iter_slice_datasets(volume: Volume, *, modality: str | None = None, template
     InstanceNumber order, streaming one slab of slices at a time (see the module doc)."""
     from pydicom.dataset import Dataset
 
-    volume.require_scalar("writing DICOM")
     shape = volume.shape
     if shape[0] > 65535 or shape[1] > 65535:
         raise UnsupportedDataError(f"slices of {shape[0]} x {shape[1]} voxels exceed DICOM's 65535 rows/columns")
     chosen = _modality_for(volume, modality)
-    storage = choose_storage(volume)
+    storage = RGB_STORAGE if volume.is_rgb else choose_storage(volume)
     geometry = plane_geometry(volume.affine, shape[2])
     nk, nt = shape[2], (shape[3] if len(shape) == 4 else 1)
     moment = _now()
@@ -508,7 +527,7 @@ def write_series(volume: Volume, out_dir: str | Path, *, modality: str | None = 
     """Write ``volume`` as a DICOM series into the folder ``out_dir``; return the files written.
 
     Args:
-        volume: a 3D or 4D scalar volume (RAS+ affine, mm).
+        volume: a 3D or 4D volume (RAS+ affine, mm); a colour (RGB) one becomes an RGB Secondary Capture.
         out_dir: the output folder: created, or an existing empty one (a non-empty
             one only with ``overwrite``). Its parent folder must exist.
         modality: ``"CT"`` (CT Image Storage, HU), ``"MR"`` (MR Image Storage) or
@@ -525,12 +544,11 @@ def write_series(volume: Volume, out_dir: str | Path, *, modality: str | None = 
             Dataset, applied to the template's header before anything is copied.
 
     Raises:
-        UnsupportedDataError: colour data, infinite values, in-plane shear, slices over 65535 voxels.
+        UnsupportedDataError: colour data as CT/MR, infinite values, in-plane shear, slices over 65535 voxels.
         OutputExistsError / OutputWriteError: the folder holds files, is a file, or cannot be written.
         DicomError: the template holds no DICOM image or no StudyInstanceUID.
     """
     out_dir = Path(out_dir)
-    volume.require_scalar("writing DICOM")
     chosen = _modality_for(volume, modality)
     if enhanced and chosen == "OT":
         raise ConvertError("an enhanced (multi-frame) file is written for CT or MR only; give --modality CT or MR, "
