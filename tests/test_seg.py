@@ -141,6 +141,16 @@ def test_labels_on_reference_undoes_any_axis_permutation_and_flip(reference):
     np.testing.assert_array_equal(labels_on_reference(moved, ref.affine, ref.shape), labels.voxels())
 
 
+def test_reference_with_uneven_slices_is_refused(tmp_path):
+    from convert.errors import DicomError
+
+    write_series(tmp_path / "ref", SeriesSpec(rows=6, columns=5, slice_offsets=[0.0, 2.0, 5.0, 7.0]))
+    labels = Volume(np.ones((5, 6, 4), np.int16), np.eye(4))
+    with pytest.raises(DicomError, match="unevenly spaced"):
+        write_seg(labels, tmp_path / "seg", reference=tmp_path / "ref")
+    assert not (tmp_path / "seg").exists()
+
+
 def test_bad_label_maps_and_missing_reference_are_clear_errors(tmp_path, reference):
     folder, ref = reference
     with pytest.raises(ConvertError, match="--reference"):

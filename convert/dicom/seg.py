@@ -57,6 +57,9 @@ def reference_series(reference: str | Path) -> Any:
     if chosen.kind != "slices" or chosen.n_times != 1:
         raise DicomError("the reference must be a 3D series of single-frame images (one file per slice)",
                          chosen.first.path)
+    if chosen.uneven or chosen.missing:
+        raise DicomError("the reference series has unevenly spaced or missing slices, so no regular label grid "
+                         "lies on its images; segment a series with even slice spacing", chosen.first.path)
     return chosen
 
 
