@@ -472,6 +472,9 @@ def test_template_puts_the_output_in_the_reference_study(tmp_path):
             assert ds[keyword].value == ref[keyword].value, keyword
         assert ds.SeriesInstanceUID != ref.SeriesInstanceUID and int(ds.SeriesNumber) == 1007
         assert ds.SOPInstanceUID != ref.SOPInstanceUID
+    enhanced = pydicom.dcmread(write_series(volume, tmp_path / "enh", template=tmp_path / "ref", enhanced=True)[0])
+    for keyword in ("PatientName", "PatientID", "StudyInstanceUID", "FrameOfReferenceUID"):
+        assert enhanced[keyword].value == ref[keyword].value, keyword
 
 
 def test_template_with_anonymize_copies_only_pseudonyms(tmp_path):

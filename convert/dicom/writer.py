@@ -280,6 +280,11 @@ def template_attributes(template: str | Path, deidentify: Callable[[Any], Any] |
     reference (de-identified first when ``deidentify`` is given, so the output
     carries only pseudonyms). Raises :class:`DicomError` when ``template`` holds no DICOM image.
     """
+    return _read_template(template, deidentify)[0]
+
+
+def _read_template(template: str | Path, deidentify: Callable[[Any], Any] | None) -> tuple[dict[str, Any], int]:
+    """(:func:`template_attributes`, the highest SeriesNumber under ``template`` or 0): one scan."""
     from convert.dicom.scan import scan
     from convert.dicom.series import assemble
     from convert.errors import InputNotFoundError, NoDicomError
@@ -291,6 +296,7 @@ def template_attributes(template: str | Path, deidentify: Callable[[Any], Any] |
     if not result.instances:
         raise NoDicomError(template, len(result.skipped))
     series = assemble(result.instances)
+    numbers = [s.series_number for s in series if s.series_number is not None]
     ds = series[0].first.load_header()
     if deidentify is not None:
         ds = deidentify(ds)
@@ -302,7 +308,7 @@ def template_attributes(template: str | Path, deidentify: Callable[[Any], Any] |
     if "StudyInstanceUID" not in out:
         raise DicomError("template has no StudyInstanceUID; give a reference series from the target study",
                          series[0].first.path)
-    return out
+    return out, int(max(numbers)) if numbers else 0
 
 
 # --------------------------------------------------------------------------- datasets
@@ -556,9 +562,9 @@ def write_series(volume: Volume, out_dir: str | Path, *, modality: str | None = 
     attributes: dict[str, Any] = {}
     number = series_number
     if template is not None:
-        attributes = template_attributes(template, deidentify)
+        attributes, highest = _read_template(template, deidentify)
         if number is None:
-            number = _template_series_number(template) + 1000
+            number = highest + 1000
     slices = iter_slice_datasets(volume, modality=chosen, template=attributes,
                                  series_description=series_description, series_number=number)
     written: list[Path] = []
@@ -583,15 +589,6 @@ def save_dataset(path: Path, ds: Any) -> None:
     import pydicom
 
     pydicom.dcmwrite(path, ds, enforce_file_format=True)
-
-
-def _template_series_number(template: str | Path) -> int:
-    from convert.dicom.scan import scan
-    from convert.dicom.series import assemble
-
-    series = assemble(scan(Path(template)).instances)
-    numbers = [s.series_number for s in series if s.series_number is not None]
-    return int(max(numbers)) if numbers else 0
 
 
 def _legacy_converted(slices: Sequence[Any], modality: str) -> Any:
