@@ -477,6 +477,21 @@ def test_template_puts_the_output_in_the_reference_study(tmp_path):
         assert enhanced[keyword].value == ref[keyword].value, keyword
 
 
+def test_template_far_from_the_volume_is_warned_about(tmp_path):
+    """Sharing a Frame of Reference with a series the volume does not overlap is almost surely a mistake
+    (e.g. a NIfTI in template space, not scanner space): a warning says so; an overlapping volume is quiet."""
+    import warnings
+
+    write_sample_series(tmp_path / "ref", SeriesSpec(rows=8, columns=6, slices=3))
+    near = convert.load(tmp_path / "ref")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        write_series(near, tmp_path / "near", template=tmp_path / "ref")
+    far = near.replace(affine=near.affine + np.array([[0, 0, 0, 500.0]] * 3 + [[0, 0, 0, 0]]))
+    with pytest.warns(UserWarning, match="outside the template series"):
+        write_series(far, tmp_path / "far", template=tmp_path / "ref")
+
+
 def test_template_with_anonymize_copies_only_pseudonyms(tmp_path):
     write_sample_series(tmp_path / "ref", SeriesSpec(rows=8, columns=6, slices=3))
     ref = pydicom.dcmread(sorted((tmp_path / "ref").iterdir())[0], stop_before_pixels=True)

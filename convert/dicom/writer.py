@@ -61,7 +61,7 @@ import numpy as np
 from convert.atomic import atomic_folder
 from convert.errors import ConvertError, DicomError, UnsupportedDataError
 from convert.proxy import iter_slabs
-from convert.volume import Volume, geometry_from_affine, ras_to_lps, rgb_channels
+from convert.volume import Volume, geometry_from_affine, ras_to_lps, ras_to_lps_point, rgb_channels
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
@@ -283,8 +283,44 @@ def template_attributes(template: str | Path, deidentify: Callable[[Any], Any] |
     return _read_template(template, deidentify)[0]
 
 
-def _read_template(template: str | Path, deidentify: Callable[[Any], Any] | None) -> tuple[dict[str, Any], int]:
-    """(:func:`template_attributes`, the highest SeriesNumber under ``template`` or 0): one scan."""
+#: How far (mm) a volume may lie outside its template series' box before the writer warns.
+TEMPLATE_MARGIN_MM = 10.0
+
+
+def _slice_box(series: Any) -> np.ndarray | None:
+    """``(2, 3)`` LPS+ min/max corner of the first and last slices of a classic ``series`` (None if unknown)."""
+    corners = []
+    for inst in (series.grid[0][0], series.grid[-1][0]):
+        if inst.position is None or inst.orientation is None or not inst.pixel_spacing or series.kind != "slices":
+            return None
+        row, col = np.asarray(inst.orientation[:3], float), np.asarray(inst.orientation[3:], float)
+        dj, di = inst.pixel_spacing
+        for a in (0, inst.columns - 1):
+            for b in (0, inst.rows - 1):
+                corners.append(np.asarray(inst.position, float) + a * di * row + b * dj * col)
+    points = np.asarray(corners)
+    return np.stack([points.min(axis=0), points.max(axis=0)])
+
+
+def _warn_if_apart(volume: Volume, box: np.ndarray | None, template: Path) -> None:
+    """Warn when ``volume`` lies entirely outside the template series' box: it then probably is not in
+    the template's scanner coordinates, and sharing its Frame of Reference would misplace it."""
+    if box is None:
+        return
+    shape = np.asarray(volume.shape[:3]) - 1
+    corners = np.array([[i, j, k] for i in (0, shape[0]) for j in (0, shape[1]) for k in (0, shape[2])], float)
+    world = ras_to_lps_point(volume.world_coordinates(corners))
+    lo, hi = world.min(axis=0), world.max(axis=0)
+    if np.any(lo > box[1] + TEMPLATE_MARGIN_MM) or np.any(hi < box[0] - TEMPLATE_MARGIN_MM):
+        warnings.warn(f"the volume lies outside the template series {template} in space (no overlap): the output "
+                      "shares the template's Frame of Reference, which is right only if the volume is in that "
+                      "scan's patient coordinates", UserWarning, stacklevel=3)
+
+
+def _read_template(template: str | Path, deidentify: Callable[[Any], Any] | None,
+                   volume: Volume | None = None) -> tuple[dict[str, Any], int]:
+    """(:func:`template_attributes`, the highest SeriesNumber under ``template`` or 0): one scan.
+    With ``volume``, warn when it does not overlap the template series in space."""
     from convert.dicom.scan import scan
     from convert.dicom.series import assemble
     from convert.errors import InputNotFoundError, NoDicomError
@@ -297,6 +333,8 @@ def _read_template(template: str | Path, deidentify: Callable[[Any], Any] | None
         raise NoDicomError(template, len(result.skipped))
     series = assemble(result.instances)
     numbers = [s.series_number for s in series if s.series_number is not None]
+    if volume is not None:
+        _warn_if_apart(volume, _slice_box(series[0]), template)
     ds = series[0].first.load_header()
     if deidentify is not None:
         ds = deidentify(ds)
@@ -562,7 +600,7 @@ def write_series(volume: Volume, out_dir: str | Path, *, modality: str | None = 
     attributes: dict[str, Any] = {}
     number = series_number
     if template is not None:
-        attributes, highest = _read_template(template, deidentify)
+        attributes, highest = _read_template(template, deidentify, volume)
         if number is None:
             number = highest + 1000
     slices = iter_slice_datasets(volume, modality=chosen, template=attributes,
