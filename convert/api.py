@@ -102,7 +102,8 @@ def convert(src: PathLike, dst: PathLike, *, to: str | None = None, overwrite: b
             name: str | None = None, sidecar: bool = True, sidecar_phi: bool = False,
             tilt_correct: bool = False, allow_gaps: bool = False, stack_uneven: bool = False,
             philips_scaling: str = "precise", deidentify: Callable[[Any], Any] | None = None,
-            progress: Callable[[int, int, str], None] | None = None, **options: Any) -> Any:
+            progress: Callable[[int, int, str], None] | None = None, process: Any = None,
+            **options: Any) -> Any:
     """Read ``src`` and write it to ``dst``; ``src`` is never modified. ``medconvert convert`` calls this.
 
     Three jobs, chosen from the arguments:
@@ -119,6 +120,10 @@ def convert(src: PathLike, dst: PathLike, *, to: str | None = None, overwrite: b
       its JSON sidecar and, for a diffusion series, FSL ``.bval``/``.bvec`` beside
       it (``dwi.nii.gz`` -> ``dwi.json``, ``dwi.bval``, ``dwi.bvec``).
     * **any other image file -> one file** (format from ``dst``'s extension or ``to``).
+
+    Temporary files that a killed earlier run left in the output folder (``dst``, or the
+    folder of a ``dst`` file) are removed first, with a warning: only those of our naming
+    whose writing process no longer exists (:func:`convert.atomic.remove_stale_temporaries`).
 
     The single-output jobs return a :class:`Written`: the list of files written
     plus ``.warnings`` and ``.duplicates`` (e.g. a diffusion series whose gradient table is unusable:
@@ -140,13 +145,20 @@ def convert(src: PathLike, dst: PathLike, *, to: str | None = None, overwrite: b
             bound :class:`convert.anonymize.Scrubber`); names, sidecars and messages then come
             from de-identified headers.
         progress: folder jobs: ``progress(done, total, label)`` callback.
+        process: processing steps applied to every volume after reading, before writing: a
+            :class:`convert.process.Pipeline`, a list of steps (``Volume -> Volume`` functions,
+            applied in the order given) or one such function. The steps are recorded in
+            ``Volume.history`` and in the JSON sidecar (see ``docs/processing.md``).
         **options: format-specific writer options for non-DICOM sources (e.g. ``compresslevel``); with
             ``to="dicom"`` the DICOM writer's options for any source (``modality``, ``template``, ``enhanced``).
     """
     from convert.dicom import reader
+    from convert.process.pipeline import as_pipeline
 
+    pipeline = as_pipeline(process)
     tree = dicom_tree_job(src, dst)  # before Path() drops a trailing separator
     src, dst = Path(src), Path(dst)
+    _remove_stale_temporaries(dst if tree else dst.parent)
     read_options = {"tilt_correct": tilt_correct, "allow_gaps": allow_gaps, "stack_uneven": stack_uneven,
                     "philips_scaling": philips_scaling}
     if tree or is_dicom_source(src):
@@ -157,18 +169,57 @@ def convert(src: PathLike, dst: PathLike, *, to: str | None = None, overwrite: b
             default = reader.DEFAULT_ANONYMIZED_NAME if deidentify is not None else reader.DEFAULT_NAME
             return reader.convert_dicom_tree(src, dst, to=to or "nifti-gz", name=name or default,
                                              overwrite=overwrite, sidecar=sidecar, sidecar_phi=sidecar_phi,
-                                             progress=progress, deidentify=deidentify,
+                                             progress=progress, deidentify=deidentify, process=pipeline,
                                              write_options=write_options, **read_options)
         outcome, duplicates = reader.convert_dicom_file(src, dst, to=to, overwrite=overwrite, sidecar=sidecar,
                                                         sidecar_phi=sidecar_phi, deidentify=deidentify,
-                                                        write_options=write_options, **read_options)
+                                                        process=pipeline, write_options=write_options,
+                                                        **read_options)
         return Written(outcome.written, outcome.warnings, duplicates)
     if src.is_dir():
         detect(src)  # a folder without DICOM: "no DICOM images found in SRC" (not a complaint about DST)
     fmt = format_for_output(dst, to)  # fail on a bad output name before reading anything
     volume = load(src)
     options = _dicom_write_options(to, options, deidentify) or options
-    return Written(fmt.write(volume, dst, overwrite=overwrite, **options))
+    if pipeline is None:
+        return Written(fmt.write(volume, dst, overwrite=overwrite, **options))
+    volume = pipeline(volume)
+    return Written(_write_processed(volume, fmt, dst, overwrite=overwrite, sidecar=sidecar, **options))
+
+
+def _write_processed(volume: Volume, fmt: Any, dst: Path, *, overwrite: bool, sidecar: bool,
+                     **options: Any) -> list[Path]:
+    """Write a processed non-DICOM volume, plus ``NAME.json`` recording its steps (``sidecar``) when the
+    format has no place for them (every format but .npz/.npy, which carry the history)."""
+    from convert.atomic import check_writable
+    from convert.dicom.sidecar import write_sidecar
+    from convert.process.pipeline import sidecar_with_history
+
+    from convert.formats import extension_of
+
+    json_path = None
+    if sidecar and fmt.name not in ("npz", "npy"):
+        ext = extension_of(dst)
+        json_path = dst.with_name((dst.name[: -len(ext)] if ext else dst.name) + ".json")
+    check_writable(list(fmt.output_paths(dst)) + ([json_path] if json_path else []), overwrite)
+    written = list(fmt.write(volume, dst, overwrite=overwrite, **options))
+    if json_path is not None:
+        data, _ = sidecar_with_history({}, volume.history)
+        written.append(write_sidecar(json_path, data, overwrite=overwrite))
+    return written
+
+
+def _remove_stale_temporaries(folder: Path) -> None:
+    """Remove what killed runs left in the output folder (:func:`convert.atomic.remove_stale_temporaries`:
+    only temporaries of ours whose writer is gone) and say so with a warning."""
+    from convert.atomic import remove_stale_temporaries
+
+    removed = remove_stale_temporaries(folder)
+    if removed:
+        import warnings
+
+        warnings.warn(f"removed {len(removed)} stale temporary file(s) that an interrupted run left in {folder}",
+                      UserWarning, stacklevel=3)
 
 
 def _dicom_write_options(to: str | None, options: dict[str, Any], deidentify: Any) -> dict[str, Any] | None:

@@ -153,6 +153,31 @@ def convert_cmd(
                                    "uids, full-dates, modified-dates, clean-descriptors (see 'anonymize --help')."),
     allow_burned_in: bool = typer.Option(False, "--allow-burned-in", help="With --anonymize: convert series that may "
                                          "carry burned-in text (refused by default)."),
+    hu: bool = typer.Option(False, "--hu", rich_help_panel="Processing", help="CT: values in Hounsfield units "
+                            "(padding below -2000 HU set to air, -1024)."),
+    crop_foreground: bool = typer.Option(False, "--crop-foreground", rich_help_panel="Processing",
+                                         help="Crop to the body (CT: body mask, table and markers left out; "
+                                         "else the largest bright object)."),
+    crop_margin: float = typer.Option(0.0, "--crop-margin", rich_help_panel="Processing", help="Margin (mm) "
+                                      "kept around the foreground with --crop-foreground."),
+    reorient: Optional[str] = typer.Option(None, "--reorient", rich_help_panel="Processing", help="Permute/flip "
+                                           "voxels to a 3-letter axis code (RAS, LPS, LAS...); exact, no interpolation."),
+    resample: Optional[str] = typer.Option(None, "--resample", rich_help_panel="Processing", help="Resample to "
+                                           "this spacing in mm: 'X,Y,Z' or one number (same extent, same axes)."),
+    interpolation: Optional[str] = typer.Option(None, "--interpolation", rich_help_panel="Processing",
+                                                help="With --resample: linear (default), nearest, bspline, lanczos."),
+    labels: bool = typer.Option(False, "--labels", rich_help_panel="Processing", help="With --resample: the "
+                                "image is a label map: integer labels kept, nearest neighbour (or label-aware "
+                                "one-hot with --interpolation linear)."),
+    pad: Optional[str] = typer.Option(None, "--pad", rich_help_panel="Processing", help="Pad, centred, to this "
+                                      "shape in voxels 'NI,NJ,NK' (air for CT, else 0)."),
+    window: Optional[str] = typer.Option(None, "--window", rich_help_panel="Processing", help="Display window: a "
+                                         "preset (brain, subdural, stroke, bone, soft-tissue, lungs, mediastinum, "
+                                         "abdomen, liver, spine-soft, spine-bone), 'dicom' or CENTER,WIDTH."),
+    window_output: str = typer.Option("hu", "--window-output", rich_help_panel="Processing", help="With --window: "
+                                      "'hu' (clipped values), 'unit' (float 0..1) or 'uint8' (0..255)."),
+    normalize: Optional[str] = typer.Option(None, "--normalize", rich_help_panel="Processing", help="zscore, "
+                                            "minmax or percentile (0.5-99.5); statistics go in the sidecar."),
     modality: Optional[str] = typer.Option(None, "--modality", help="With --to dicom: CT (CT Image, HU), MR (MR "
                                            "Image) or OT (Secondary Capture). Default: the input's modality if CT "
                                            "or MR, else OT."),
@@ -170,7 +195,9 @@ def convert_cmd(
     written into it; a DICOM folder gets one sub-folder per series.
 
     A DICOM folder converts to an output folder (every series) or, when it holds
-    exactly one series, to a single file.
+    exactly one series, to a single file. Processing flags are applied in this
+    fixed order, whatever their order on the line: --hu, --crop-foreground,
+    --reorient, --resample, --pad, --window, --normalize (docs/processing.md).
     """
     from convert.api import convert, dicom_tree_job
 
@@ -183,6 +210,12 @@ def convert_cmd(
     deidentify = _deidentifier(key, keep, allow_burned_in) if anonymize else None
     if stack_uneven and resample_uneven:
         raise fail("--stack-uneven and --resample-uneven contradict each other; resampling is the default", 2)
+    from convert.process.pipeline import from_options
+
+    process = from_options(hu=hu, window=window, window_output=window_output, reorient=reorient,
+                           resample=_numbers(resample, "--resample"), interpolation=interpolation, labels=labels,
+                           crop_foreground=crop_foreground, crop_margin_mm=crop_margin,
+                           pad=_numbers(pad, "--pad"), normalize=normalize)
     dicom_options = {k: v for k, v in (("modality", modality), ("template", template), ("enhanced", enhanced)) if v}
     if dicom_options and (to or "").lower() not in ("dicom", "dcm"):
         raise fail("--modality, --template and --enhanced only apply with --to dicom", 2)
@@ -193,7 +226,8 @@ def convert_cmd(
     options: dict[str, Any] = {**dicom_options, "to": to, "overwrite": overwrite, "name": name, "sidecar": sidecar,
                                "sidecar_phi": sidecar_phi, "deidentify": deidentify, "tilt_correct": tilt_correct,
                                "allow_gaps": allow_gaps, "stack_uneven": stack_uneven,
-                               "philips_scaling": (philips_scaling or PhilipsScaling.precise).value}
+                               "philips_scaling": (philips_scaling or PhilipsScaling.precise).value,
+                               "process": process}
     if dicom_tree_job(src, dst):  # the API decides the same way; here only to draw a progress bar
         _render_report(_convert_with_progress(convert, src, dst, options))
         return
@@ -204,6 +238,16 @@ def convert_cmd(
         console.print(line, highlight=False)
     if written.duplicates:
         console.print(duplicates_line(len(written.duplicates)), highlight=False)
+
+
+def _numbers(text: Optional[str], flag: str) -> Optional[list[float]]:
+    """``"1,1,1"`` (or ``"1"``, or ``"1x1x1"``) as a list of numbers; None stays None."""
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in text.replace("x", ",").split(",")]
+    except ValueError:
+        raise fail(f"{flag} takes numbers separated by commas (e.g. 1,1,1), not '{_escape(text)}'", 2) from None
 
 
 def _deidentifier(key: Optional[Path], keep: list[str], allow_burned_in: bool) -> Callable[[Any], Any]:
@@ -269,6 +313,62 @@ def _render_report(report: Any) -> None:
         console.print(duplicates_line(len(report.duplicates)), highlight=False)
     if report.failed:
         raise fail(f"{len(report.failed)} of {len(report.outcomes)} series failed; the others were written")
+
+
+@app.command("preview")
+@handle_errors
+def preview_cmd(
+    src: Path = typer.Argument(..., help="Image file (any readable format) or one-series DICOM folder."),
+    out: Path = typer.Option(..., "-o", "--output", help="PNG file to write."),
+    window: Optional[str] = typer.Option(None, "--window", help="Preset, 'dicom' or CENTER,WIDTH (default: the "
+                                         "series' DICOM window, else the 1st-99th percentile)."),
+    slice_index: Optional[str] = typer.Option(None, "--slice", help="Voxel i,j,k (as stored, from 0) the three "
+                                              "planes go through (default: the centre)."),
+    neurological: bool = typer.Option(False, "--neurological", help="Patient left on image left (default: "
+                                      "radiological, patient right on image left)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing PNG."),
+) -> None:
+    """Write axial, coronal and sagittal slices of SRC side by side to a PNG, in true physical proportions,
+    with orientation letters and the display convention written on the picture."""
+    from convert.api import load
+    from convert.process.preview import save_preview
+
+    index = _numbers(slice_index, "--slice")
+    if index is not None and (len(index) != 3 or any(not float(v).is_integer() for v in index)):
+        raise fail("--slice takes three whole numbers i,j,k (e.g. 100,120,40)", 2)
+    volume = load(src)
+    path = save_preview(volume, out, overwrite=overwrite, window=window,
+                        slice_index=None if index is None else [int(v) for v in index],
+                        convention="neurological" if neurological else "radiological")
+    console.print(f"wrote {path}", highlight=False)
+
+
+@app.command("slices")
+@handle_errors
+def slices_cmd(
+    src: Path = typer.Argument(..., help="Image file (any readable format) or one-series DICOM folder."),
+    out_dir: Path = typer.Argument(..., help="Folder to create: one PNG per slice plus slices.json."),
+    axis: str = typer.Option("k", "--axis", help="Voxel axis to slice across: i, j or k (as stored)."),
+    bits: int = typer.Option(8, "--bits", help="PNG depth: 8 or 16."),
+    window: Optional[str] = typer.Option(None, "--window", help="Preset, 'dicom' or CENTER,WIDTH mapped onto the "
+                                         "PNG range (values outside clipped)."),
+    value_range: Optional[str] = typer.Option(None, "--range", help="LOW,HIGH mapped onto the PNG range (default: "
+                                              "integers that fit as they are, else the volume's min..max)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing folder."),
+) -> None:
+    """Write a folder of greyscale PNG slices (8 or 16 bit, scaled explicitly, never truncated)."""
+    from convert.api import load
+    from convert.process.export import write_png_slices
+
+    if axis not in ("i", "j", "k"):
+        raise fail(f"--axis takes i, j or k, not '{_escape(axis)}'", 2)
+    bounds = _numbers(value_range, "--range")
+    if bounds is not None and len(bounds) != 2:
+        raise fail("--range takes two numbers LOW,HIGH", 2)
+    written = write_png_slices(load(src), out_dir, axis="ijk".index(axis), bits=bits, window=window,
+                               value_range=None if bounds is None else (bounds[0], bounds[1]),
+                               overwrite=overwrite)
+    console.print(f"wrote {len(written) - 1} PNG slice(s) and slices.json to {out_dir}", highlight=False)
 
 
 @app.command("info")
@@ -401,10 +501,16 @@ def anonymize_cmd(
                                          "pseudonym mapping and per-file action counts."),
     allow_burned_in: bool = typer.Option(False, "--allow-burned-in", help="Write objects that may show burned-in "
                                          "text (flagged BurnedInAnnotation YES) instead of refusing them."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs and audit file."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs and audit file (a rerun "
+                                   "without it only writes what is missing)."),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Processes to use (default: all cores)."),
 ) -> None:
-    """De-identify DICOM (PS3.15 Annex E) from SRC into DST. SRC is never modified."""
+    """De-identify DICOM (PS3.15 Annex E) from SRC into DST. SRC is never modified.
+
+    An interrupted run is completed by running the same command again (same key and
+    options): outputs already in place are checked and reported as done. Another key or
+    other options into a DST holding outputs is refused.
+    """
     # This process only de-identifies (pixel data is copied, never decoded): pydicom's optional
     # decoder back-ends (gdcm, requests for test data) are not imported (~85 ms of start-up).
     blocked = [] if "pydicom" in sys.modules else [n for n in ("gdcm", "requests") if n not in sys.modules]
@@ -431,6 +537,9 @@ def anonymize_cmd(
     for path in report.flagged:
         err_console.print(f"[yellow]flagged (burned-in text possible):[/] {_escape(str(path))}", highlight=False,
                           soft_wrap=True)
+    if report.nothing_written:  # every file failed, was refused or skipped: one red line, exit 1
+        raise fail(_escape(f"{report.summary()}: nothing was written to {dst}"
+                           + (f"; audit: {report.audit}" if report.audit else "")))
     console.print(_escape(f"{report.summary()} -> {dst}" + (f"; audit: {report.audit}" if report.audit else "")),
                   highlight=False, soft_wrap=True)
     if not report.ok:

@@ -13,6 +13,7 @@ from pydicom.data import get_testdata_file
 from typer.testing import CliRunner
 
 import convert
+from convert.anonymize.run import MANIFEST_NAME
 from convert.cli import app
 from convert.errors import ConvertError, InputNotFoundError, OutputExistsError
 
@@ -41,7 +42,9 @@ def _tree(root: Path, n: int = 4, series: int = 1) -> Path:
 
 
 def _files(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    """The outputs under ``root`` (the job's manifest, which names no output, left out)."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name != MANIFEST_NAME}
 
 
 def _keyfile(tmp_path: Path) -> Path:
@@ -166,10 +169,19 @@ def test_single_file_to_explicit_dcm_path(tmp_path: Path) -> None:
 
 
 def test_existing_outputs_inside_dst_fail_per_file_without_overwrite(tmp_path: Path) -> None:
+    """An output in place that is not byte for byte what this run writes fails for its file: one
+    changed after the first run, and every output of a folder without the record of a resumable
+    run (an older medconvert's). The rest of a rerun of the same job is done (see test_resume.py)."""
     src = _tree(tmp_path / "in", n=2)
-    convert.anonymize(src, tmp_path / "out", key=KEY)
+    first = convert.anonymize(src, tmp_path / "out", key=KEY)
+    first.written[0].write_bytes(b"changed by hand")
     again = convert.anonymize(src, tmp_path / "out", key=KEY)
-    assert len(again.failed) == 2 and "already exists" in again.failed[0][1]
+    assert again.done == first.written[1:] and not again.written
+    assert len(again.failed) == 1 and "already exists" in again.failed[0][1]
+    (tmp_path / "out" / MANIFEST_NAME).unlink()
+    with pytest.warns(UserWarning, match="no record of the run that wrote them"):
+        legacy = convert.anonymize(src, tmp_path / "out", key=KEY)
+    assert len(legacy.failed) == 2 and "already exists" in legacy.failed[1][1]
     assert len(convert.anonymize(src, tmp_path / "out", key=KEY, overwrite=True).written) == 2
 
 

@@ -233,3 +233,16 @@ def test_plain_dicom_conversion_imports_no_pydicom_nibabel_or_itk(tmp_path, moda
     assert json.loads((tmp_path / "x.json").read_text())["Modality"] == modality
     assert np.allclose(nib.load(tmp_path / "x.nii").affine, nib.load(tmp_path / "y.nii.gz").affine)
     assert len(list((tmp_path / "tree").glob("*.nii.gz"))) == 1
+
+
+@pytest.mark.conformance
+@pytest.mark.parametrize("dataset", ["dcm_qa_nih", "dcm_qa_12bit"])
+def test_real_siemens_mosaic_and_ge_epi_archives_convert_without_pydicom_nibabel_or_scipy(tmp_path, dataset):
+    """Siemens mosaics (CSA header, native pixels) and GE EPI (private blocks, slice timing) go
+    through the header view, our CSA reader and the native pixel reader."""
+    from tests.conftest import conformance_dir
+
+    src = conformance_dir(dataset) / "In"
+    rc, heavy, err = _imports_of_a_console_run(["convert", str(src), str(tmp_path / "out")])
+    assert rc == 0 and heavy == [], (heavy, err)
+    assert list((tmp_path / "out").glob("*.nii.gz"))

@@ -29,6 +29,8 @@ MATRIX = {
     "nhdr": "v.nhdr",
     "minc2": "v.mnc",
     "analyze": "v.hdr",
+    "npz": "v.npz",
+    "npy": "v.npy",
     "dicom": "dcm",  # a folder: one file per slice
 }
 AVAILABLE = {f.name for f in all_formats() if f.can_write}
@@ -137,6 +139,16 @@ def _independent_rgb(path: Path, fmt: str) -> tuple[np.ndarray, np.ndarray]:
     """(R, G, B channels ``[i, j, k(, t), 3]``, RAS+ affine) of ``path`` read by nibabel, or pynrrd + SimpleITK."""
     import nibabel as nib
 
+    if fmt in ("npz", "npy"):  # numpy itself reads them: structured R, G, B voxels and the stored affine
+        if fmt == "npz":
+            with np.load(path, allow_pickle=False) as data:
+                rgb, affine = data["voxels"], data["affine"]
+        else:
+            import json
+
+            rgb = np.load(path, allow_pickle=False)
+            affine = np.array(json.loads(path.with_suffix(".json").read_text())["affine"])
+        return np.stack([rgb["R"], rgb["G"], rgb["B"]], axis=-1), affine
     if fmt == "dicom":  # pydicom decodes each file; files in InstanceNumber order, geometry from IPP/IOP
         import pydicom
 

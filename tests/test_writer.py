@@ -439,7 +439,8 @@ def test_overlong_sh_and_lo_values_are_cut_to_their_vr_limits(tmp_path):
     spec = SeriesSpec(rows=4, columns=5, slices=2, extra={"StudyID": "S" * 30, "AccessionNumber": "A" * 30,
                                                           "StudyDescription": "D" * 100})
     write_sample_series(tmp_path / "ref", spec)
-    volume = Volume(make_data("int16", (5, 4, 2)), np.eye(4), Meta(series_description="a very long " * 20))
+    volume = Volume(make_data("int16", (5, 4, 2)), convert.load(tmp_path / "ref").affine,
+                    Meta(series_description="a very long " * 20))
     files = write_series(volume, tmp_path / "dcm", template=tmp_path / "ref")
     ds = pydicom.dcmread(files[0], stop_before_pixels=True)
     for element in ds.iterall():

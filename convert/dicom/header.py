@@ -116,7 +116,7 @@ def is_multi(value: Any) -> bool:
 # --------------------------------------------------------------------------- value rules
 #: Text VRs converted here: (max length per value, full-match pattern of one value). The values
 #: pydicom 3 reads as stored, without a validation warning, minus everything unusual (blanks at
-#: either end of a value, empty values among several, control characters, non-ASCII).
+#: either end of a value, control characters, non-ASCII; an empty value among several is kept as "").
 _PRINTABLE = r"[\x21-\x5b\x5d-\x7e]([\x20-\x5b\x5d-\x7e]*[\x21-\x5b\x5d-\x7e])?"
 _TEXT_RULES: dict[str, tuple[int, re.Pattern[str]]] = {
     "CS": (16, re.compile(r"[A-Z0-9_]([A-Z0-9 _]*[A-Z0-9_])?")),
@@ -214,7 +214,9 @@ def convert_value(vr: str, raw: bytes) -> Any:
         raise NotMirrored(f"long {vr} value")  # pydicom checks text lengths before removing the padding
     out = Values()
     for part in text.split("\\"):
-        if vr == "DS":
+        if not part:
+            out.append("")  # an empty value among several: pydicom keeps "" (for numbers too)
+        elif vr == "DS":
             if len(part) > 16 or not _DS.fullmatch(part):
                 raise NotMirrored("unusual DS value")
             out.append(DecimalString(part))
@@ -450,6 +452,11 @@ class Header(_View):
         return self.part10.transfer_syntax
 
     @property
+    def filename(self) -> str:
+        """The file's path as text (pydicom's ``Dataset.filename``)."""
+        return str(self.path)
+
+    @property
     def pixel_offset(self) -> int | None:
         """Byte offset of the pixel data element (its tag), or None when the file has none."""
         return self.part10.pixel_offset
@@ -514,6 +521,14 @@ class PrivateBlock:
 
     def __contains__(self, offset: int) -> bool:
         return self.get_tag(offset) in self.view._elements()  # noqa: SLF001 (the view's own block)
+
+    def raw(self, offset: int) -> bytes:
+        """The stored value bytes of element ``offset`` of the block (KeyError when absent)."""
+        tag = self.get_tag(offset)
+        element = self.view._elements()[tag]  # noqa: SLF001
+        if element.length == elements.UNDEFINED:
+            raise ValueError("an undefined-length element has no plain value bytes")
+        return self.view._data[element.value_offset:element.end]  # noqa: SLF001
 
     def __getitem__(self, offset: int) -> Any:
         tag = self.get_tag(offset)

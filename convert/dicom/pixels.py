@@ -217,15 +217,22 @@ def decode_frames(path: Path, ds: Any | None = None, *, expected: tuple[int, int
         arr = arr[np.newaxis]
     if arr.shape != (nframes, rows, cols):
         raise CorruptFileError(f"decoded pixel data has shape {arr.shape}, expected {(nframes, rows, cols)}", path)
-    if arr.dtype.kind == "f":
-        return arr.astype(np.float32 if arr.dtype.itemsize <= 4 else np.float64), ds
+    return stored_values(arr, bits_allocated, bits_stored, signed, photometric), ds
+
+
+def stored_values(frames: np.ndarray, bits_allocated: int, bits_stored: int, signed: bool,
+                  photometric: str) -> np.ndarray:
+    """Grey-level frames as :func:`decode_frames` returns them: masked to BitsStored and
+    sign-extended, MONOCHROME1 inverted, in :func:`stored_dtype` (float data as float32/64)."""
+    if frames.dtype.kind == "f":
+        return frames.astype(np.float32 if frames.dtype.itemsize <= 4 else np.float64)
     out_dtype = stored_dtype(bits_allocated, bits_stored, signed)
-    arr = fix_stored_bits(arr, bits_stored, signed)
+    frames = fix_stored_bits(frames, bits_stored, signed)
     if photometric == "MONOCHROME1":
-        arr = invert_monochrome1(arr, bits_stored, signed)
-    if arr.dtype != out_dtype:
-        arr = arr.astype(out_dtype)
-    return arr, ds
+        frames = invert_monochrome1(frames, bits_stored, signed)
+    if frames.dtype != out_dtype:
+        frames = frames.astype(out_dtype)
+    return frames
 
 
 def decode_colour_frames(path: Path, ds: Any, *, expected: tuple[int, int] | None = None) -> np.ndarray:

@@ -35,12 +35,14 @@ from convert.dicom.pixels import (
     decode_frames,
     fix_stored_bits,
     is_colour,
+    native_frames,
     philips_precise_scaling,
     philips_scale_slope,
     philips_scaling_fields,
     rescale_plan,
     seek_native_pixels,
     stored_dtype,
+    stored_values,
 )
 from convert.dicom.scan import Instance, ScanResult, looks_like_dicom, scan
 from convert.dicom.series import (
@@ -602,14 +604,32 @@ def read_multiframe(inst: Instance, *, philips_scaling: str = "precise") -> list
                    intercept=intercept, source=header)]
 
 
+def _mosaic_frame(inst: Instance, first: Instance) -> tuple[np.ndarray, Any]:
+    """The stored values ``[row, col]`` of one mosaic file and its header: read straight from
+    the file at the scan's pixel offset when uncompressed grey-level little endian (no pydicom
+    parse), else decoded by :func:`convert.dicom.pixels.decode_frames`."""
+    if (inst.pixel_offset is not None and inst.transfer_syntax in NATIVE_SYNTAXES and inst.bits_allocated in (8, 16, 32)
+            and not is_colour(inst.samples_per_pixel, inst.photometric)):
+        if (inst.rows, inst.columns) != (first.rows, first.columns):
+            raise DicomError(f"image is {inst.columns}x{inst.rows} but the series is {first.columns}x{first.rows}",
+                             inst.path)
+        signed = inst.pixel_representation == 1
+        bits_stored = inst.bits_stored or inst.bits_allocated
+        (raw,) = native_frames(inst.path, inst.pixel_offset, inst.transfer_syntax == IMPLICIT_VR_LE, 1, inst.rows,
+                               inst.columns, inst.bits_allocated, bits_stored, signed)
+        return stored_values(raw, inst.bits_allocated, bits_stored, signed, inst.photometric), inst.load_header()
+    frames, ds = decode_frames(inst.path, expected=(first.rows, first.columns))
+    return frames[0], ds
+
+
 def _read_mosaic(series: Series, opts: ReadOptions) -> Volume:
     first = series.first
     mf = _require_multiframe(first.path)
     stacks = None
     scalings = []
     for t, inst in enumerate(series.grid[0]):
-        frames, ds = decode_frames(inst.path, expected=(first.rows, first.columns))
-        stack = np.asarray(mf.unmosaic(frames[0], ds))  # [row, col, slice]
+        frame, ds = _mosaic_frame(inst, first)
+        stack = np.asarray(mf.unmosaic(frame, ds))  # [row, col, slice]
         if stacks is None:
             shape = (stack.shape[1], stack.shape[0], stack.shape[2]) + ((series.n_times,) if series.n_times > 1 else ())
             stacks = np.empty(shape, dtype=stack.dtype, order="F")
@@ -964,6 +984,7 @@ def convert_dicom_tree(src_dir: str | Path, out_dir: str | Path, *, to: str = "n
                        stack_uneven: bool = False, philips_scaling: str = "precise",
                        progress: Callable[[int, int, str], None] | None = None,
                        deidentify: Callable[[Any], Any] | None = None,
+                       process: Callable[[Volume], Volume] | None = None,
                        write_options: dict[str, Any] | None = None) -> Report:
     """Convert every series under ``src_dir`` into ``out_dir`` (one file per volume).
 
@@ -981,6 +1002,8 @@ def convert_dicom_tree(src_dir: str | Path, out_dir: str | Path, *, to: str = "n
     :data:`NAME_FIELDS`), sanitised; collisions get ``_2``, ``_3``... suffixes.
     ``philips_scaling`` (``"precise"``, the default, or ``"display"``) picks the
     values of Philips MR series, see :class:`ReadOptions`; the sidecar records it.
+    ``process`` (a :class:`convert.process.Pipeline`) is applied to each volume before
+    it is written; the sidecar records its steps.
     ``write_options`` go to the format's writer (DICOM output: ``modality``, ``template``, ``enhanced``).
 
     Raises:
@@ -1031,6 +1054,8 @@ def convert_dicom_tree(src_dir: str | Path, out_dir: str | Path, *, to: str = "n
                 fields = _name_fields(series, v_index, len(volumes), deidentify)
                 if deidentify is not None:
                     volume = _deidentified_volume(volume, series, deidentify)
+                if process is not None:
+                    volume = process(volume)
                 stem = render_name(name, fields)
                 if suffixes[v_index]:
                     stem = sanitize_name(f"{stem}_{suffixes[v_index]}")
@@ -1222,6 +1247,11 @@ def _write_volume_outputs(series: Series, volume: Volume, fmt: Any, target: Path
         written.extend(write_bval_bvec(stem, dwi[0], dwi[1], overwrite=overwrite))
     if json_path is not None:
         data = series_sidecar(series, volume, include_phi=sidecar_phi, deidentify=deidentify)
+        if volume.history:
+            from convert.process.pipeline import sidecar_with_history
+
+            data, dropped = sidecar_with_history(data, volume.history)
+            warnings.extend(dropped)
         written.append(sidecar_mod.write_sidecar(json_path, data, overwrite=overwrite))
     return written
 
@@ -1231,6 +1261,7 @@ def convert_dicom_file(src: str | Path, dst: str | Path, *, to: str | None = Non
                        deidentify: Callable[[Any], Any] | None = None, tilt_correct: bool = False,
                        allow_gaps: bool = False, stack_uneven: bool = False,
                        philips_scaling: str = "precise",
+                       process: Callable[[Volume], Volume] | None = None,
                        write_options: dict[str, Any] | None = None) -> tuple[SeriesOutcome, list[Path]]:
     """Convert the one series of a DICOM file or folder to the single file ``dst``.
 
@@ -1264,6 +1295,8 @@ def convert_dicom_file(src: str | Path, dst: str | Path, *, to: str | None = Non
                                  stack_uneven=stack_uneven, philips_scaling=philips_scaling)
     if deidentify is not None:
         volume = _deidentified_volume(volume, series, deidentify)  # also refuses burned-in text
+    if process is not None:
+        volume = process(volume)  # convert.process steps; the sidecar records them
     outcome = SeriesOutcome(label=series.label if deidentify is None else _deidentified_label(series),
                             files=series.paths, warnings=volume_warnings(volume))
     outcome.written = _write_volume_outputs(series, volume, fmt, dst, overwrite=overwrite, sidecar=sidecar,

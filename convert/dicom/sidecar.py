@@ -31,7 +31,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
@@ -41,6 +40,7 @@ if TYPE_CHECKING:  # pydicom is imported by whoever reads the headers, not here 
     from pydicom.dataset import Dataset
 
 from convert.atomic import atomic_file
+from convert.dicom import csa
 from convert.dicom.ge import ge_phase_positive, ge_slice_timing, is_ge
 from convert.dicom.header import is_multi
 from convert.dicom.scan import dicom_time_seconds
@@ -182,30 +182,13 @@ def find_value(ds: Dataset, keyword: str, frame: int | None = None) -> Any:
 
 
 def csa_image_header(ds: Dataset) -> dict[str, Any] | None:
-    """Parsed Siemens CSA Image Header Info (0029,1010) as ``{name: value}``, or None.
+    """Parsed Siemens CSA Image Header Info (0029,xx10) as ``{name: value}``, or None.
 
     Values are scalars (one item) or lists (several items); numbers are float/int.
-    Parsing uses ``nibabel.nicom.csareader``; a broken CSA header gives None.
+    See :func:`convert.dicom.csa.image_header` (nibabel's reading rules, without nibabel);
+    a broken CSA header gives None.
     """
-    if (0x0029, 0x1010) not in ds and (0x0029, 0x1110) not in ds:
-        return None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from nibabel.nicom import csareader
-
-    try:
-        header = csareader.get_csa_header(ds, "image")
-    except Exception:  # nibabel raises several types on garbage
-        return None
-    if not header or "tags" not in header:
-        return None
-    out: dict[str, Any] = {}
-    for name, tag in header["tags"].items():
-        items = tag.get("items") or []
-        if not items:
-            continue
-        out[name] = items[0] if len(items) == 1 else list(items)
-    return out
+    return csa.image_header(ds)
 
 
 def _siemens_xa_phase_positive(ds: Dataset) -> int | None:

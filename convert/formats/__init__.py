@@ -52,6 +52,8 @@ _ADAPTERS: tuple[tuple[str, str], ...] = (
     ("convert.formats.analyze", "ANALYZE"),
     ("convert.formats.legacy", "MINC1"),
     ("convert.formats.legacy", "PARREC"),
+    ("convert.formats.npz", "NPZ"),
+    ("convert.formats.npz", "NPY"),
     ("convert.dicom.reader", "DICOM"),
     ("convert.dicom.seg", "DICOM_SEG"),
 )
