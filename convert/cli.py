@@ -178,15 +178,15 @@ def convert_cmd(
                                       "'hu' (clipped values), 'unit' (float 0..1) or 'uint8' (0..255)."),
     normalize: Optional[str] = typer.Option(None, "--normalize", rich_help_panel="Processing", help="zscore, "
                                             "minmax or percentile (0.5-99.5); statistics go in the sidecar."),
-    modality: Optional[str] = typer.Option(None, "--modality", help="With --to dicom: CT (CT Image, HU), MR (MR "
+    modality: Optional[str] = typer.Option(None, "--modality", rich_help_panel="DICOM output", help="With --to dicom: CT (CT Image, HU), MR (MR "
                                            "Image) or OT (Secondary Capture). Default: the input's modality if CT "
                                            "or MR, else OT."),
-    template: Optional[Path] = typer.Option(None, "--template", help="With --to dicom: reference DICOM series whose "
+    template: Optional[Path] = typer.Option(None, "--template", rich_help_panel="DICOM output", help="With --to dicom: reference DICOM series whose "
                                             "patient/study identifiers and Frame of Reference the output takes "
                                             "(it joins that study)."),
-    enhanced: bool = typer.Option(False, "--enhanced", help="With --to dicom: one multi-frame Legacy Converted "
+    enhanced: bool = typer.Option(False, "--enhanced", rich_help_panel="DICOM output", help="With --to dicom: one multi-frame Legacy Converted "
                                   "Enhanced CT/MR file instead of one file per slice."),
-    reference: Optional[Path] = typer.Option(None, "--reference", help="With --to dicom-seg: the DICOM series the "
+    reference: Optional[Path] = typer.Option(None, "--reference", rich_help_panel="DICOM output", help="With --to dicom-seg: the DICOM series the "
                                              "label map was drawn on (the SEG references its images)."),
 ) -> None:
     """Convert SRC to DST. SRC is never modified; outputs are written atomically.
