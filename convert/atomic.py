@@ -95,11 +95,15 @@ def remove_stale_temporaries(folder: Path, recursive: bool = False) -> list[Path
     """Delete the temporaries of killed runs in ``folder`` (and below it when ``recursive``); return them.
 
     Only regular files named by :func:`temporary_name` on this machine whose
-    writing process no longer exists are removed (:func:`stale_temporary`);
-    anything else, including the temporaries of a run still going and of another
-    machine, is left alone. Symbolic links are neither removed nor followed. A
-    missing ``folder`` gives ``[]``; a file that cannot be removed is skipped.
+    writing process no longer exists are removed (:func:`stale_temporary`), and
+    the temporary folders of :func:`atomic_folder` (a DICOM series being written)
+    by the same rule, with what they hold; anything else, including the
+    temporaries of a run still going and of another machine, is left alone.
+    Symbolic links are neither removed nor followed. A missing ``folder`` gives
+    ``[]``; a file that cannot be removed is skipped.
     """
+    import shutil
+
     folder = Path(folder)
     removed: list[Path] = []
     if not folder.is_dir():
@@ -108,15 +112,22 @@ def remove_stale_temporaries(folder: Path, recursive: bool = False) -> list[Path
         walk = os.walk(folder) if recursive else iter([(str(folder), [], os.listdir(folder))])
     except OSError:
         return removed
-    for root, _dirs, names in walk:
-        for name in names:
+    for root, dirs, names in walk:
+        for name in list(names) + list(dirs):
             if ".partial" not in name:
                 continue
             path = Path(root, name)
             with contextlib.suppress(OSError):
-                if path.is_symlink() or not path.is_file() or not stale_temporary(path):
+                if path.is_symlink() or not stale_temporary(path):
                     continue
-                path.unlink()
+                if path.is_file():
+                    path.unlink()
+                elif path.is_dir() and TEMPORARY_NAME.match(name)["ext"] == "":  # type: ignore[index]
+                    shutil.rmtree(path)
+                    if name in dirs:
+                        dirs.remove(name)  # not walked into: it is gone
+                else:
+                    continue
                 removed.append(path)
     return sorted(removed)
 
