@@ -178,8 +178,21 @@ def convert_cmd(
                                       "'hu' (clipped values), 'unit' (float 0..1) or 'uint8' (0..255)."),
     normalize: Optional[str] = typer.Option(None, "--normalize", rich_help_panel="Processing", help="zscore, "
                                             "minmax or percentile (0.5-99.5); statistics go in the sidecar."),
+    modality: Optional[str] = typer.Option(None, "--modality", rich_help_panel="DICOM output", help="With --to dicom: CT (CT Image, HU), MR (MR "
+                                           "Image) or OT (Secondary Capture). Default: the input's modality if CT "
+                                           "or MR, else OT."),
+    template: Optional[Path] = typer.Option(None, "--template", rich_help_panel="DICOM output", help="With --to dicom: reference DICOM series whose "
+                                            "patient/study identifiers and Frame of Reference the output takes "
+                                            "(it joins that study)."),
+    enhanced: bool = typer.Option(False, "--enhanced", rich_help_panel="DICOM output", help="With --to dicom: one multi-frame Legacy Converted "
+                                  "Enhanced CT/MR file instead of one file per slice."),
+    reference: Optional[Path] = typer.Option(None, "--reference", rich_help_panel="DICOM output", help="With --to dicom-seg: the DICOM series the "
+                                             "label map was drawn on (the SEG references its images)."),
 ) -> None:
     """Convert SRC to DST. SRC is never modified; outputs are written atomically.
+
+    With --to dicom, DST is a folder: the DICOM series (one file per slice) is
+    written into it; a DICOM folder gets one sub-folder per series.
 
     A DICOM folder converts to an output folder (every series) or, when it holds
     exactly one series, to a single file. Processing flags are applied in this
@@ -203,7 +216,14 @@ def convert_cmd(
                            resample=_numbers(resample, "--resample"), interpolation=interpolation, labels=labels,
                            crop_foreground=crop_foreground, crop_margin_mm=crop_margin,
                            pad=_numbers(pad, "--pad"), normalize=normalize)
-    options: dict[str, Any] = {"to": to, "overwrite": overwrite, "name": name, "sidecar": sidecar,
+    dicom_options = {k: v for k, v in (("modality", modality), ("template", template), ("enhanced", enhanced)) if v}
+    if dicom_options and (to or "").lower() not in ("dicom", "dcm"):
+        raise fail("--modality, --template and --enhanced only apply with --to dicom", 2)
+    if (reference is not None) != ((to or "").lower() == "dicom-seg"):
+        raise fail("--to dicom-seg needs --reference DICOM_DIR (and --reference applies only to it)", 2)
+    if reference is not None:
+        dicom_options["reference"] = reference
+    options: dict[str, Any] = {**dicom_options, "to": to, "overwrite": overwrite, "name": name, "sidecar": sidecar,
                                "sidecar_phi": sidecar_phi, "deidentify": deidentify, "tilt_correct": tilt_correct,
                                "allow_gaps": allow_gaps, "stack_uneven": stack_uneven,
                                "philips_scaling": (philips_scaling or PhilipsScaling.precise).value,
@@ -214,8 +234,8 @@ def convert_cmd(
     written = convert(src, dst, **options)  # DICOM-only options do not apply to other sources
     for warning in written.warnings:
         err_console.print(f"[yellow]warning:[/] {_escape(warning)}", highlight=False, soft_wrap=True)
-    for path in written:
-        console.print(f"wrote {path}", highlight=False)
+    for line in wrote_lines(written):
+        console.print(line, highlight=False)
     if written.duplicates:
         console.print(duplicates_line(len(written.duplicates)), highlight=False)
 
@@ -260,6 +280,16 @@ def _convert_with_progress(convert: Callable[..., Any], src: Path, dst: Path, op
         return convert(src, dst, progress=progress, **options)
 
 
+def wrote_lines(paths: list[Path]) -> list[str]:
+    """``wrote PATH`` per file; a DICOM series (many ``.dcm`` files in one folder) as one line."""
+    dicom = [p for p in paths if p.suffix.lower() == ".dcm"]
+    folders = {p.parent for p in dicom}
+    if len(dicom) > 1 and len(folders) == 1:
+        return ([f"wrote {p}" for p in paths if p not in dicom]
+                + [f"wrote {len(dicom)} DICOM files to {next(iter(folders))}"])
+    return [f"wrote {p}" for p in paths]
+
+
 def duplicates_line(n: int) -> str:
     """The summary line for ``n`` files skipped as copies of another (same SOPInstanceUID and bytes)."""
     return f"skipped {n} duplicate file(s) (same SOPInstanceUID and content as another file)"
@@ -272,8 +302,8 @@ def _render_report(report: Any) -> None:
             err_console.print(f"[yellow]warning:[/] series {_escape(outcome.label)}: {_escape(warning)}",
                               highlight=False, soft_wrap=True)
         if outcome.ok:
-            for path in outcome.written:
-                console.print(f"wrote {path}", highlight=False)
+            for line in wrote_lines(outcome.written):
+                console.print(line, highlight=False)
         else:
             err_console.print(f"[bold red]error:[/] series {_escape(outcome.label)} failed: {_escape(outcome.error or '')}",
                               highlight=False, soft_wrap=True)
