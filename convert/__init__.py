@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from convert.api import convert, describe, load, save
 from convert.errors import ConvertError
+from convert.version import __version__
 from convert.volume import Meta, Volume
 
 __all__ = ["ConvertError", "Meta", "Volume", "anonymize", "convert", "describe", "load", "save", "scan",
@@ -32,10 +33,3 @@ def __getattr__(name: str) -> object:
         return importlib.import_module("convert.dicom.scan").scan
     raise AttributeError(f"module 'convert' has no attribute {name!r}")
 
-
-try:
-    from importlib.metadata import version as _version
-
-    __version__ = _version("medconvert")
-except Exception:  # pragma: no cover - running from a source tree without install
-    __version__ = "0.0.0+unknown"

@@ -44,6 +44,7 @@ from convert.dicom import csa
 from convert.dicom.ge import ge_phase_positive, ge_slice_timing, is_ge
 from convert.dicom.header import is_multi
 from convert.dicom.scan import dicom_time_seconds
+from convert.version import __version__
 from convert.volume import Meta, Volume, lps_to_ras_point
 
 __all__ = [
@@ -427,15 +428,6 @@ def _collect(ds: Dataset, table: Sequence[tuple[str, tuple[str, ...], Converter]
                 break
 
 
-def _version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("medconvert")
-    except Exception:  # pragma: no cover - source tree without install
-        return "0.0.0+unknown"
-
-
 # --------------------------------------------------------------------------- timing
 def mosaic_slice_timing(ds: Dataset) -> list[float] | None:
     """Siemens CSA ``MosaicRefAcqTimes`` in seconds (one per mosaic slice, acquisition k order)."""
@@ -656,7 +648,7 @@ def build_sidecar(
     if include_phi:
         sidecar.update(_collect(first, PHI_FIELDS))
     sidecar["ConversionSoftware"] = "medconvert"
-    sidecar["ConversionSoftwareVersion"] = _version()
+    sidecar["ConversionSoftwareVersion"] = __version__
     if not include_phi:
         allowed = SIDECAR_KEYS if descriptions else SIDECAR_KEYS - DESCRIPTOR_KEYS
         sidecar = {k: v for k, v in sidecar.items() if k in allowed}
