@@ -15,6 +15,7 @@ and real headers), without importing nibabel: on a plain Siemens mosaic series t
 
 from __future__ import annotations
 
+import functools
 import struct
 from typing import Any
 
@@ -110,7 +111,8 @@ def parse(data: bytes) -> dict[str, list[Any]]:
 def image_header(ds: Any) -> dict[str, Any] | None:
     """The CSA Image Header Info of ``ds`` (a header view or a pydicom Dataset) as
     ``{name: value}`` (one item: the item; several: a list; tags without items left out),
-    or None when the file has none or it is not readable.
+    or None when the file has none or it is not readable. The result is shared between calls
+    on the same bytes: treat it as read-only.
 
     The block is found through its private creator ``SIEMENS CSA HEADER`` in group 0029
     (element xx10), as nibabel's ``get_csa_header(ds, "image")`` finds it.
@@ -123,8 +125,14 @@ def image_header(ds: Any) -> dict[str, Any] | None:
         return None
     if not isinstance(value, (bytes, bytearray)):
         return None
+    return _image_header(bytes(value))
+
+
+@functools.lru_cache(maxsize=64)
+def _image_header(data: bytes) -> dict[str, Any] | None:
+    """:func:`image_header` of one block's bytes (the readers ask a mosaic's header several times)."""
     try:
-        tags = parse(bytes(value))
+        tags = parse(data)
     except CSAError:
         return None
     return {name: items[0] if len(items) == 1 else items for name, items in tags.items() if items}

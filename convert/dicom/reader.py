@@ -392,6 +392,10 @@ def _decode_all(series: Series, jobs: list[tuple[tuple, Instance]], shape: tuple
     return array, (slope, intercept)
 
 
+#: Uncompressed slices smaller than this are read by one thread (starting threads cost more).
+NATIVE_THREADED_SLICE_BYTES = 256 * 1024
+
+
 def _slice_proxy(series: Series, shape: tuple[int, ...], dtype: np.dtype, n_workers: int) -> SliceProxy:
     """Lazy voxels of a classic series: each slice decoded (or read natively) when asked for.
 
@@ -435,7 +439,10 @@ def _slice_proxy(series: Series, shape: tuple[int, ...], dtype: np.dtype, n_work
             _decode_into(out, (0,), inst, expected)
         return out[:, :, 0]
 
-    return SliceProxy(shape, dtype, read, spans=spans, workers=n_workers)
+    # Native slices are file reads (a memcpy from the page cache): threads only pay off for big ones;
+    # decoding compressed slices releases the GIL, so it always gets the workers.
+    workers = n_workers if not native or nbytes >= NATIVE_THREADED_SLICE_BYTES else 1
+    return SliceProxy(shape, dtype, read, spans=spans, workers=workers)
 
 
 def _precise(scaling: tuple[float, float], inst: Instance) -> tuple[float, float]:
