@@ -281,12 +281,17 @@ def test_files_the_element_layer_leaves_to_pydicom_are_read_by_pydicom(tmp_path:
     assert isinstance(read(raw), Dataset) and read(raw).SeriesDescription == "t1 mprage sag"
 
 
-def test_a_header_larger_than_the_first_read_is_read_on(tmp_path: Path) -> None:
+@pytest.mark.parametrize("size", [3 * header_module.HEADER_BYTES, 3 * 1024 * 1024 + 7])
+@pytest.mark.parametrize("pixels", [True, False])
+def test_a_header_larger_than_the_first_read_is_read_on(tmp_path: Path, size: int, pixels: bool) -> None:
+    """Enhanced objects with thousands of frames hold megabytes of header: still one view."""
     ds = _base_dataset()
-    ds.add_new(0x00431001, "OB", b"\x01" * (3 * header_module.HEADER_BYTES))
-    ds.PixelData = np.zeros((4, 4), np.uint16).tobytes()
+    ds.add_new(0x00431001, "OB", b"\x01" * (size + size % 2))
+    if pixels:
+        ds.PixelData = np.zeros((4, 4), np.uint16).tobytes()
     view = assert_view_equals_pydicom(_write(ds, tmp_path / "big.dcm", ExplicitVRLittleEndian))
-    assert isinstance(view, Header) and view.pixel_offset and view.pixel_offset > 3 * header_module.HEADER_BYTES
+    assert isinstance(view, Header)
+    assert (view.pixel_offset is not None and view.pixel_offset > size) == pixels
 
 
 def test_a_view_pickles_and_keeps_its_answers(tmp_path: Path) -> None:

@@ -2,22 +2,25 @@
 
 :func:`read` returns a :class:`Header` over the element positions of
 :mod:`convert.dicom.elements` (explicit and implicit VR little endian). It answers what the
-readers and the sidecar ask of a pydicom ``Dataset`` (``keyword in ds``, ``tag in ds``,
-``ds.get(keyword)``, ``ds[keyword].value``, ``ds.Keyword``, ``ds.private_block(...)``) for the
+readers and the sidecar ask of a pydicom ``Dataset``: ``keyword in ds``, ``tag in ds``,
+``ds.get(keyword)``, ``ds[key].value``, ``ds.Keyword``, iteration (elements in tag order),
+``ds.private_block(...)``, sequences and their items (:class:`Item` views) and the file meta
+(:class:`FileMeta`, whose TransferSyntaxUID has pydicom's ``UID`` properties). It converts the
 values whose conversion it mirrors exactly: ASCII text of the common string VRs, DS/IS numbers
-(which print as stored, like pydicom's ``DSfloat``/``IS``), binary numbers and OB bytes.
+(which print as stored, like pydicom's ``DSfloat``/``IS``), binary numbers, AT tags, OB bytes.
 
-Everything else goes to pydicom transparently, per request: person names, sequences, UN or
-implicit-VR private values, non-ASCII text or an unusual character set, values pydicom would
-warn about, keywords outside the dictionary, iteration and every other ``Dataset`` attribute.
-The file is then parsed once by pydicom (:meth:`Header.dataset`, cached) and that answer is
+Everything else goes to pydicom transparently, per request: person names, UN or implicit-VR
+private values, non-ASCII or control-character text, an unusual character set, values pydicom
+would warn about, keywords outside the dictionary and every other ``Dataset`` attribute. The
+file is then parsed once by pydicom (:meth:`Header.dataset`, cached) and that answer is
 returned, so a view never answers differently from pydicom; it is only faster when it can.
 Files the element layer does not cover (no preamble, big endian, deflated, gzip, odd
 structure) are read by pydicom straight away: :func:`read` then returns the ``Dataset``.
 
-Values are what pydicom 3 returns: ``str`` (stripped) for text, ``list`` for several values
-(:class:`Values`, printed as pydicom's ``MultiValue``), :class:`DecimalString` / :class:`IntegerString` for DS / IS,
-``int``/``float`` for binary numbers, ``None`` for an empty number, ``bytes`` for OB.
+Values are what pydicom 3 returns: ``str`` (stripped) for text, a list for several values
+(:class:`Values`, printed as pydicom's ``MultiValue``; an empty value among several is ``""``),
+:class:`DecimalString` / :class:`IntegerString` for DS / IS, ``int``/``float`` for binary
+numbers, :class:`AttributeTag` for AT, ``None`` for an empty number, ``bytes`` for OB.
 """
 
 from __future__ import annotations
@@ -34,9 +37,10 @@ from convert.errors import DicomError
 __all__ = ["Header", "DecimalString", "IntegerString", "Item", "Sequence", "as_dataset", "convert_value", "is_gzip",
            "is_multi", "open_dicom_bytes", "read", "read_header", "read_view"]
 
-#: Bytes read first; most headers are smaller (a bigger header is read on up to LARGE_HEADER_BYTES).
+#: Bytes read first; most headers are smaller (a bigger one is read on, doubling, up to
+#: MAX_HEADER_BYTES: enhanced objects with thousands of frames hold megabytes of header).
 HEADER_BYTES = 64 * 1024
-LARGE_HEADER_BYTES = 1024 * 1024
+MAX_HEADER_BYTES = 256 * 1024 * 1024
 
 
 class NotMirrored(Exception):
@@ -80,12 +84,17 @@ def read_view(path: Path) -> "Header | None":
     try:
         with open(path, "rb") as fh:
             data = fh.read(HEADER_BYTES)
-            try:
-                return Header(path, elements.parse_part10(data))
-            except elements.Truncated:
-                if len(data) == HEADER_BYTES:  # a big header (Philips, GE): read on
-                    data += fh.read(LARGE_HEADER_BYTES - len(data))
-                return Header(path, elements.parse_part10(data, whole=len(data) < LARGE_HEADER_BYTES))
+            while True:
+                whole = len(data) < HEADER_BYTES or len(data) % HEADER_BYTES != 0  # the file ended
+                try:
+                    return Header(path, elements.parse_part10(data, whole=whole))
+                except elements.Truncated:
+                    if whole or len(data) >= MAX_HEADER_BYTES:
+                        return None
+                    more = fh.read(len(data))  # a big header (Philips, GE, enhanced): read on
+                    if not more:
+                        return Header(path, elements.parse_part10(data, whole=True))
+                    data += more
     except (elements.NotCovered, OSError):
         return None
 
