@@ -31,7 +31,8 @@ import numpy as np
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 
-from convert.dicom.pixels import (PHILIPS_MR_CREATOR, check_philips_scaling, philips_precise_scaling,
+from convert.dicom.pixels import (DECODING_PLUGIN, PHILIPS_MR_CREATOR, check_file_size, check_philips_scaling,
+                                  check_pixel_data, decoder_panics, header_count, philips_precise_scaling,
                                   philips_scaling_fields, scale_slope_value)
 from convert.dicom.sidecar import csa_image_header, meta_from_dataset
 from convert.errors import CorruptFileError, DicomError, GeometryError, UnsupportedDataError
@@ -460,6 +461,10 @@ def _check_pixel_module(ds: Dataset, path: Path) -> None:
             )
     if "Rows" not in ds or "Columns" not in ds:
         raise CorruptFileError("enhanced DICOM without Rows/Columns", path)
+    syntax = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
+    check_file_size(path, header_count(ds, "Rows", 0, path), header_count(ds, "Columns", 0, path),
+                    header_count(ds, "NumberOfFrames", 1, path), samples, header_count(ds, "BitsAllocated", 16, path),
+                    syntax, photometric)  # before any frame array is allocated
 
 
 class _Target:
@@ -524,18 +529,21 @@ def _fill(targets: list[_Target], source: Any, n_frames: int, path: Path) -> Non
                 slot[frame.index] = (target, k, t)
     decoded = 0
     try:
-        for index, pixels in enumerate(iter_pixels(source)):
-            if index >= n_frames:
-                break
-            if pixels.ndim == 3 and pixels.shape[-1] == 3 and pixels.dtype == np.uint8:
-                pixels = rgb_from_channels(pixels)  # colour: pydicom gives RGB (YBR converted) [row, col, 3]
-            elif pixels.ndim != 2:
-                raise UnsupportedDataError(f"frame {index + 1} has shape {pixels.shape}; only grey-level "
-                                           "and 8-bit RGB frames are supported", path)
-            target, k, t = slot[index]
-            target.put(target.slices[k][t], k, t, pixels)
-            decoded += 1
-    except (DicomError, UnsupportedDataError):
+        if isinstance(source, Dataset):
+            check_pixel_data(source, path)  # the header adds up before a decoder sees the frames
+        with decoder_panics(path):
+            for index, pixels in enumerate(iter_pixels(source, decoding_plugin=DECODING_PLUGIN)):
+                if index >= n_frames:
+                    break
+                if pixels.ndim == 3 and pixels.shape[-1] == 3 and pixels.dtype == np.uint8:
+                    pixels = rgb_from_channels(pixels)  # colour: pydicom gives RGB (YBR converted) [row, col, 3]
+                elif pixels.ndim != 2:
+                    raise UnsupportedDataError(f"frame {index + 1} has shape {pixels.shape}; only grey-level "
+                                               "and 8-bit RGB frames are supported", path)
+                target, k, t = slot[index]
+                target.put(target.slices[k][t], k, t, pixels)
+                decoded += 1
+    except (DicomError, UnsupportedDataError, CorruptFileError):
         raise
     except Exception as exc:  # pydicom/decoders raise many types for broken or truncated data
         raise DicomError(f"cannot decode pixel data of frame {decoded + 1}: {exc}", path) from exc

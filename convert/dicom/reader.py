@@ -29,7 +29,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from convert.atomic import check_writable
-from convert.dicom.pixels import (check_philips_scaling, decode_frames, fix_stored_bits, is_colour,
+from convert.dicom.pixels import (check_file_size, check_philips_scaling, decode_frames, fix_stored_bits, is_colour,
                                   philips_precise_scaling, philips_scale_slope, philips_scaling_fields,
                                   rescale_plan, stored_dtype)
 from convert.dicom.scan import Instance, ScanResult, looks_like_dicom, read_header, scan
@@ -298,6 +298,9 @@ def _read_slices(series: Series, opts: ReadOptions) -> Volume:
         for t, inst in enumerate(column):
             jobs.append(((k, t) if nt > 1 else (k,), inst))
     expected = (first.rows, first.columns)
+    for _, inst in jobs:  # before anything is allocated: every file can hold the pixels its header describes
+        check_file_size(inst.path, inst.rows, inst.columns, inst.number_of_frames, inst.samples_per_pixel,
+                        inst.bits_allocated or 16, inst.transfer_syntax, inst.photometric)
     n_workers = opts.workers or min(2, os.cpu_count() or 1)
     regrid = bool((series.missing and opts.allow_gaps) or (series.uneven and not opts.stack_uneven))
     tilt = bool(opts.tilt_correct and series.tilt_deg > TILT_THRESHOLD_DEG and nk > 1)
