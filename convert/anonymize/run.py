@@ -34,6 +34,7 @@ from convert.anonymize.pseudonym import load_key
 from convert.anonymize.scrubber import Scrubber, peek, quiet_pydicom
 from convert.anonymize.serialize import PATH_KEYWORDS, ByteScrubber, fast_bytes, path_part
 from convert.atomic import atomic_file
+from convert.dicom.validity import check_file_meta
 from convert.errors import (AnonymizationError, ConvertError, CorruptFileError, InputNotFoundError, NoDicomError,
                              OutputExistsError, OutputWriteError)
 
@@ -82,6 +83,7 @@ def read_dataset(path: Path, force: bool = False) -> Dataset:
         raise InputNotFoundError("cannot read: permission denied", path) from None
     except Exception as exc:
         raise ConvertError(f"unreadable DICOM (truncated or corrupt): {type(exc).__name__}", path) from None
+    check_file_meta(ds, path)  # an unknown or empty transfer syntax, a file meta element with a wrong VR
     _check_complete(ds, path)
     return ds
 
@@ -333,7 +335,11 @@ def process_file(scrubber: Scrubber, path: Path, dst: Path, overwrite: bool, sin
         target = single_target or output_path(dst, out)
         target.parent.mkdir(parents=True, exist_ok=True)
         with atomic_file(target, overwrite=overwrite) as tmp, quiet_pydicom():
-            save_dataset(out, tmp)
+            try:
+                save_dataset(out, tmp)
+            except (TypeError, ValueError, OverflowError) as exc:  # pydicom's writer on a corrupt structure
+                raise CorruptFileError(f"the data set cannot be written back: an element is corrupt "
+                                       f"({str(exc).splitlines()[0][:200]}); re-export the file", path) from exc
     except ConvertError as exc:
         return _log_failure(log, exc)
     except Exception as exc:  # a pydicom problem on a strange file: report, continue

@@ -31,12 +31,16 @@ import numpy as np
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 
+from convert.dicom import validity
+
 from convert.dicom.pixels import (DECODING_PLUGIN, PHILIPS_MR_CREATOR, check_file_size, check_philips_scaling,
                                   check_pixel_data, decoder_panics, header_count, philips_precise_scaling,
                                   philips_scaling_fields, scale_slope_value)
 from convert.dicom.sidecar import csa_image_header, meta_from_dataset
 from convert.errors import CorruptFileError, DicomError, GeometryError, UnsupportedDataError
 from convert.volume import Meta, Volume, lps_to_ras, rgb_from_channels
+
+validity.install()  # an unknown VR is a CorruptFileError naming the file
 
 __all__ = [
     "is_enhanced",
@@ -697,6 +701,7 @@ def read_enhanced(path: Path, ds: Dataset | None = None, *, philips_scaling: str
             "images of one volume; they are not converted",
             path,
         )
+    validity.check_file_meta(ds, path)
     _check_pixel_module(ds, path)
     frames = _frames(ds, path, philips_scaling)
     geometry = [_stack_geometry(group, path) for group in _split(frames)]
@@ -707,8 +712,9 @@ def read_enhanced(path: Path, ds: Dataset | None = None, *, philips_scaling: str
     # decode from the file (memory: one frame at a time) unless only an in-memory dataset exists;
     # a deflated file must be inflated as a whole first (pydicom cannot stream frames from it)
     source: Any = path if path.is_file() else ds
-    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-    if source is path and syntax is not None and syntax.is_deflated:
+    syntax = validity.transfer_syntax(ds, path) if "TransferSyntaxUID" in getattr(ds, "file_meta", ()) else None
+    if source is path and syntax is not None and (syntax.is_deflated or syntax.is_encapsulated):
+        # compressed frames are checked against the header before decoding (check_pixel_data), which needs them
         source = ds if has_pixels else _read_full(path)
     _fill(targets, source, len(frames), path)
     volumes = []

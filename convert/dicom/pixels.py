@@ -38,6 +38,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from convert.dicom.validity import transfer_syntax
 from convert.errors import ConvertError, CorruptFileError, DicomError, UnsupportedDataError
 from convert.volume import rgb_from_channels
 
@@ -100,6 +101,10 @@ def invert_monochrome1(frame: np.ndarray, bits_stored: int, signed: bool) -> np.
 
 def _read_full(path: Path) -> Any:
     import pydicom
+
+    from convert.dicom.validity import install
+
+    install()
 
     if path.name.lower().endswith(".gz"):
         import gzip
@@ -190,21 +195,6 @@ def check_file_size(path: Path, rows: int, columns: int, frames: int, samples: i
     if native and samples == 3 and photometric.strip().upper() == "YBR_FULL_422":
         samples = 2  # Cb and Cr shared by two pixels
     check_decoded_size(Path(path), rows, columns, frames, samples, bits_allocated, size, not native)
-
-
-def _transfer_syntax(ds: Any, path: Path) -> Any:
-    """The dataset's TransferSyntaxUID as a pydicom UID with a decoder; else a ConvertError."""
-    from pydicom.uid import UID
-
-    text = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "").strip("\0 ")
-    if not text:
-        raise CorruptFileError("the file meta has an empty TransferSyntaxUID, so the pixel data cannot be "
-                               "read; re-export the file", path)
-    uid = UID(text)
-    if not uid.is_transfer_syntax:
-        raise DicomError(f"unknown transfer syntax {text!r}: no decoder for its pixel data (a private or "
-                         "corrupt TransferSyntaxUID); re-export the file uncompressed", path)
-    return uid
 
 
 def _encapsulated_fragments(value: bytes, path: Path) -> list[bytes]:
@@ -324,7 +314,7 @@ def check_pixel_data(ds: Any, path: Path, *, samples: int | None = None, bits_pe
     Raises:
         CorruptFileError / DicomError / UnsupportedDataError naming the file and what is wrong.
     """
-    uid = _transfer_syntax(ds, path)
+    uid = transfer_syntax(ds, path)
     rows, columns = header_count(ds, "Rows", 0, path), header_count(ds, "Columns", 0, path)
     frames = max(1, header_count(ds, "NumberOfFrames", 1, path))
     spp = header_count(ds, "SamplesPerPixel", 1, path) if samples is None else samples
@@ -338,6 +328,10 @@ def check_pixel_data(ds: Any, path: Path, *, samples: int | None = None, bits_pe
         return
     raw = ds._dict.get(0x7FE00010) if hasattr(ds, "_dict") else None
     undefined = getattr(raw, "length", None) == 0xFFFFFFFF or getattr(raw, "is_undefined_length", False)
+    declared, stored = getattr(raw, "length", None), getattr(raw, "value", None)
+    if declared is not None and not undefined and isinstance(stored, (bytes, bytearray)) and len(stored) < declared:
+        raise CorruptFileError(f"the pixel data element claims {declared} bytes but the file holds {len(stored)}: "
+                               "the file is truncated or its header is corrupt", path)
     try:
         value = ds.PixelData
     except Exception as exc:
@@ -417,12 +411,7 @@ def decode_frames(path: Path, ds: Any | None = None, *, expected: tuple[int, int
         with decoder_panics(path):
             arr = pixel_array(ds, raw=True, decoding_plugin=DECODING_PLUGIN)
     except (NotImplementedError, RuntimeError) as exc:
-        name = _ts_name(ts)
-        raise DicomError(
-            f"cannot decode pixel data in transfer syntax {name}: {exc}. Install a decoder plugin "
-            "(pylibjpeg-libjpeg, pylibjpeg-openjpeg, python-gdcm) or re-export uncompressed",
-            path,
-        ) from exc
+        raise decoder_error(exc, ts, path, "pixel data") from exc
     except (ValueError, IndexError, EOFError, OSError, KeyError, TypeError, AttributeError) as exc:
         raise CorruptFileError(f"pixel data cannot be decoded (truncated or corrupt): {exc}", path) from exc
     arr = np.asarray(arr)
@@ -504,9 +493,7 @@ def decode_colour_frames(path: Path, ds: Any, *, expected: tuple[int, int] | Non
                 arr, info = get_decoder(ts).as_array(ds, as_rgb=True, decoding_plugin=DECODING_PLUGIN)
                 out_photometric = str(info.get("photometric_interpretation", "") or "").upper()
     except (NotImplementedError, RuntimeError) as exc:
-        raise DicomError(
-            f"cannot decode colour pixel data in transfer syntax {_ts_name(ts)}: {exc}. Install a decoder plugin "
-            "(pylibjpeg-libjpeg, pylibjpeg-openjpeg, python-gdcm) or re-export uncompressed", path) from exc
+        raise decoder_error(exc, ts, path, "colour pixel data") from exc
     except (ValueError, IndexError, EOFError, OSError, KeyError, TypeError, AttributeError) as exc:
         raise CorruptFileError(f"colour pixel data cannot be decoded (truncated or corrupt): {exc}", path) from exc
     if out_photometric != "RGB":
@@ -551,6 +538,19 @@ def decoder_panics(path: Path) -> Iterator[None]:
             raise
         raise CorruptFileError(f"pixel data cannot be decoded (the decoder found it inconsistent: {exc})",
                                path) from None
+
+
+def decoder_error(exc: BaseException, ts: str, path: Path, what: str = "pixel data") -> ConvertError:
+    """The error to raise when pydicom's decoder failed: CorruptFileError when the plugin ran and
+    rejected the data, DicomError when no plugin decodes this transfer syntax."""
+    text = str(exc)
+    if "exceptions were raised by all available plugins" in text:
+        reason = text.split(":", 1)[-1].strip().replace("\n", " ")
+        return CorruptFileError(f"{what} in transfer syntax {_ts_name(ts)} cannot be decoded: it is corrupt or "
+                                f"does not match the header ({reason})", path)
+    return DicomError(f"cannot decode {what} in transfer syntax {_ts_name(ts)}: {text}. medconvert decodes with "
+                      "the pylibjpeg plugins (pylibjpeg-libjpeg, -openjpeg, -rle); re-export the file "
+                      "uncompressed or in a standard compressed transfer syntax", path)
 
 
 def _ts_name(ts: str) -> str:

@@ -208,6 +208,11 @@ def _read_native_into(array: np.ndarray, jobs: list[tuple[tuple, Instance]], fir
                     raise CorruptFileError(
                         f"pixel data is {length} bytes but {first.columns}x{first.rows} pixels of "
                         f"{array.itemsize * 8} bits need {nbytes}: the file is truncated", inst.path)
+                remaining = os.fstat(fh.fileno()).st_size - fh.tell()
+                if length > remaining:
+                    raise CorruptFileError(
+                        f"the pixel data element claims {length} bytes but the file ends {remaining} bytes after "
+                        "its start: the file is truncated or its header is corrupt", inst.path)
                 got = fh.readinto(target)
         except OSError as exc:
             raise CorruptFileError(f"cannot read pixel data: {exc.strerror or exc}", inst.path) from exc
@@ -1329,7 +1334,7 @@ def summarize_series(series: Series) -> dict[str, Any]:
         "problem": series.problem,
         "colour": first.photometric if is_colour(first.samples_per_pixel, first.photometric) else None,
     }
-    if series.kind == "slices" and first.orientation is not None:
+    if series.kind == "slices" and first.orientation is not None and not series.problem:
         affine = lps_to_ras(slice_affine_lps(first, series.grid[-1][0], series.n_slices))
         from convert.volume import orientation_code
 

@@ -28,6 +28,7 @@ import io
 import os
 import struct
 import warnings
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -310,7 +311,7 @@ def looks_like_dicom(path: Path) -> bool:
     try:
         with open_dicom_bytes(path) as fh:
             head = fh.read(132)
-    except (OSError, EOFError):
+    except (OSError, EOFError, zlib.error):  # zlib.error: a corrupt .dcm.gz
         return False
     return _head_is_dicom(head)
 
@@ -324,6 +325,10 @@ def _cached_header(path: str, version: tuple[int, int]) -> Any:
 def read_header(path: Path, *, force: bool = True) -> Any:
     """Read a DICOM header without pixel data; raises :class:`DicomError` naming the file."""
     import pydicom
+
+    from convert.dicom.validity import install
+
+    install()  # an unknown VR met later is a CorruptFileError naming the file
 
     try:
         with open_dicom_bytes(path) as fh:
@@ -340,6 +345,10 @@ def _read_header_once(path: Path) -> tuple[Any, int | None] | str:
     Returns ``(dataset, pixel_offset)`` or a reason string when it is not DICOM.
     """
     import pydicom
+
+    from convert.dicom.validity import install
+
+    install()  # an unknown VR met later is a CorruptFileError naming the file
 
     gz = _is_gzip(path)
     try:

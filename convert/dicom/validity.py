@@ -1,0 +1,116 @@
+"""What a DICOM dataset read by pydicom must satisfy before medconvert uses it.
+
+**Unknown VRs.**
+pydicom converts element values lazily, on first access, through its
+``raw_element_value`` hook; an element whose explicit VR is not one of PS3.5's
+(``XX``, or two random bytes in a damaged file) makes it raise a bare
+``NotImplementedError`` wherever that access happens (a sidecar field, a
+de-identification rule...). :func:`install` registers a callback that runs
+pydicom's own conversion and turns that case into :class:`UnknownVRError`, a
+:class:`~convert.errors.CorruptFileError` naming the file (when the element is at
+the top level of a dataset read from a file) and the element. It also subclasses
+``NotImplementedError``, so code written against pydicom's behaviour still catches it.
+
+The byte layout after an unknown VR is ambiguous (2- or 4-byte length), so the
+file is refused rather than guessed at. Every medconvert module that reads a
+dataset with pydicom calls :func:`install` first (it is idempotent and cheap).
+
+**The file meta** (:func:`check_file_meta`): its elements have the VRs PS3.10 gives
+them, and TransferSyntaxUID names a transfer syntax (not empty, not an unknown UID),
+so that the data set's encoding is known before anything reads, decodes or
+de-identifies it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from convert.errors import CorruptFileError
+
+_INSTALLED = False
+
+
+class UnknownVRError(CorruptFileError, NotImplementedError):
+    """An element's value representation is not a DICOM VR: the file is corrupt."""
+
+
+def _raw_element_value(raw: Any, data: dict[str, Any], **kwargs: Any) -> None:
+    from pydicom.hooks import raw_element_value
+
+    try:
+        raw_element_value(raw, data, **kwargs)
+    except NotImplementedError as exc:
+        ds = kwargs.get("ds")
+        path = getattr(ds, "filename", None) if ds is not None else None
+        where = "" if isinstance(path, str) and path else " (in a sequence item)"
+        vr = data.get("VR", raw.VR)
+        raise UnknownVRError(
+            f"element {raw.tag}{where} has the value representation {str(vr)[:8]!r}, which is not a DICOM VR: "
+            "the file is corrupt (damaged in transfer, or written by a broken tool); re-export it",
+            path if isinstance(path, str) and path else None) from exc
+
+
+def transfer_syntax(ds: Any, path: Any) -> Any:
+    """The TransferSyntaxUID of ``ds``'s file meta as a pydicom UID, checked (see :func:`check_file_meta`).
+
+    Raises:
+        CorruptFileError: empty or not a UID.
+        DicomError: a UID that is not a transfer syntax pydicom knows (private, or corrupt).
+    """
+    from pydicom.uid import UID
+
+    from convert.errors import DicomError
+
+    meta = getattr(ds, "file_meta", None)
+    try:
+        value = meta.get("TransferSyntaxUID") if meta is not None else None
+    except Exception as exc:  # pydicom cannot convert the element
+        raise CorruptFileError(f"the file meta's TransferSyntaxUID cannot be read: {exc}", path) from exc
+    text = str(value or "").strip("\0 ")
+    if not text:
+        raise CorruptFileError("the file meta has no (or an empty) TransferSyntaxUID, so the data set's encoding "
+                               "is unknown; re-export the file", path)
+    uid = UID(text)
+    if not uid.is_transfer_syntax:
+        raise DicomError(f"unknown transfer syntax {text[:64]!r} (a private or corrupt TransferSyntaxUID): its "
+                         "encoding and pixel data cannot be read; re-export the file in a standard transfer syntax",
+                         path)
+    return uid
+
+
+def check_file_meta(ds: Any, path: Any) -> None:
+    """Refuse a dataset whose file meta cannot be trusted: an element of group 0002 with a VR other
+    than PS3.10's (e.g. a sequence where a UID belongs), or an unusable TransferSyntaxUID
+    (:func:`transfer_syntax`). A dataset without file meta passes (pydicom chose the encoding).
+
+    Raises:
+        CorruptFileError / DicomError naming ``path``.
+    """
+    from pydicom.datadict import dictionary_VR
+
+    meta = getattr(ds, "file_meta", None)
+    if meta is None or not len(meta):
+        return
+    for tag in list(meta.keys()):
+        elem = meta._dict[tag] if hasattr(meta, "_dict") else meta[tag]
+        vr = str(getattr(elem, "VR", "") or "")
+        try:
+            expected = dictionary_VR(tag)
+        except KeyError:
+            continue
+        if vr and vr != "UN" and vr not in expected.split(" or "):
+            raise CorruptFileError(f"file meta element {tag} has VR {vr} where PS3.10 requires {expected}: the "
+                                   "file is corrupt", path)
+    if "TransferSyntaxUID" in meta:
+        transfer_syntax(ds, path)
+
+
+def install() -> None:
+    """Register :func:`_raw_element_value` as pydicom's ``raw_element_value`` hook (once)."""
+    global _INSTALLED
+    if _INSTALLED:
+        return
+    from pydicom.hooks import hooks
+
+    hooks.register_callback("raw_element_value", _raw_element_value)
+    _INSTALLED = True
