@@ -193,6 +193,8 @@ def _check_complete(ds: Dataset, path: Path, pixel_length: int | None = None) ->
         spp = number(0x00280002, 1)
         frames = number(0x00280008, 1)
         bits = number(0x00280100)
+    except ConvertError:  # e.g. an unknown VR (convert.dicom.validity): its own message
+        raise
     except Exception:
         raise CorruptFileError("unreadable DICOM: pixel description missing or pixel data truncated", path) from None
     expected = (rows * cols * spp * frames * bits + 7) // 8

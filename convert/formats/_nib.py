@@ -60,6 +60,50 @@ def quiet_nibabel() -> Iterator[None]:
         logger.setLevel(level)
 
 
+#: NIfTI-1 / Analyze 7.5 datatype codes (NIfTI-1 table; Analyze uses the first ones).
+DATATYPE_CODES = frozenset({1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 768, 1024, 1280, 1536, 1792, 2048, 2304})
+
+
+def check_raw_header(head: bytes, path: Path, *, single_file: bool) -> None:
+    """Check the fields of a 348-byte NIfTI-1 / Analyze 7.5 header that readers rely on, before
+    nibabel parses it (nibabel takes a ``dim[0]`` above 7 for a byte-swapped header and reports
+    something else): ``dim`` (1 to 7 dimensions, sizes >= 1), ``datatype`` (a known code),
+    ``vox_offset`` (finite, past the header for a single file), ``scl_slope``/``scl_inter``
+    (not infinite; no NaN intercept beside a usable slope). A NIfTI-2 header is left to nibabel.
+
+    Raises:
+        CorruptFileError: naming ``path`` and the field.
+    """
+    import struct
+
+    if len(head) < 348:
+        return
+    order = "<" if int.from_bytes(head[:4], "little") == 348 else ">" if int.from_bytes(head[:4], "big") == 348 \
+        else None
+    if order is None:
+        return
+    dim = struct.unpack_from(order + "8h", head, 40)
+    if not 1 <= dim[0] <= 7:
+        raise CorruptFileError(f"the header's dim[0] (number of dimensions) is {dim[0]}; it must be 1 to 7: the "
+                               "header is corrupt", path)
+    if any(n < 1 for n in dim[1:dim[0] + 1]):
+        raise CorruptFileError(f"the header describes an image of shape {tuple(dim[1:dim[0] + 1])}: every size "
+                               "must be at least 1; the header is corrupt", path)
+    (datatype,) = struct.unpack_from(order + "h", head, 70)
+    if datatype not in DATATYPE_CODES:
+        raise CorruptFileError(f"the header's datatype is {datatype}, not a NIfTI/Analyze data code: the header "
+                               "is corrupt", path)
+    offset, slope, inter = struct.unpack_from(order + "3f", head, 108)
+    if not np.isfinite(offset) or offset < 0 or offset > 2**40 or (single_file and 0 < offset < 348):
+        raise CorruptFileError(f"the header's voxel offset (vox_offset) is {offset:g}: the header is corrupt", path)
+    if np.isinf(slope) or np.isinf(inter):
+        raise CorruptFileError(f"the header's scaling is infinite (scl_slope {slope:g}, scl_inter {inter:g}): "
+                               "the header is corrupt", path)
+    if np.isnan(inter) and np.isfinite(slope) and slope not in (0.0, 1.0):
+        raise CorruptFileError(f"the header's scl_slope is {slope:g} but its scl_inter is NaN (no usable "
+                               "intercept): the header is corrupt", path)
+
+
 def check_header_shape(header: Any, path: Path, max_dims: int = 7) -> tuple[int, ...]:
     """The image shape a NIfTI-1/2 or Analyze header's ``dim`` field describes, checked.
 

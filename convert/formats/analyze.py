@@ -47,7 +47,7 @@ import numpy as np
 from convert.atomic import atomic_paths
 from convert.errors import ConvertError, CorruptFileError, UnsupportedDataError
 from convert.formats import read_magic
-from convert.formats._nib import (HEADER_ERRORS, check_data_size, check_header_shape, iter_fortran_chunks,
+from convert.formats._nib import (HEADER_ERRORS, check_data_size, check_header_shape, check_raw_header, iter_fortran_chunks,
                                   nibabel_errors, quiet_nibabel, volume_from_nibabel)
 from convert.volume import RGB_DTYPE, Meta, Volume, geometry_from_affine
 
@@ -230,6 +230,7 @@ class AnalyzeFormat:
             raise CorruptFileError("this header is NIfTI, not Analyze; read it as nifti-pair", path)
         if not img_path.exists():
             raise CorruptFileError(f"image file {img_path.name} of this Analyze pair is missing", path)
+        check_raw_header(head, path, single_file=False)
         try:
             with quiet_nibabel():
                 img = nib.Spm2AnalyzeImage.from_filename(str(hdr))

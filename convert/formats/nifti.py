@@ -21,7 +21,7 @@ import numpy as np
 from convert.atomic import atomic_paths
 from convert.errors import ConvertError, CorruptFileError, UnsupportedDataError
 from convert.formats import read_magic
-from convert.formats._nib import (check_data_size, check_header_shape, iter_fortran_chunks, nibabel_errors, open_output,
+from convert.formats._nib import (check_data_size, check_header_shape, check_raw_header, iter_fortran_chunks, nibabel_errors, open_output,
                                   quiet_nibabel, volume_from_nibabel)
 from convert.formats._nifti1 import nifti1_header
 from convert.proxy import ByteSpan, is_proxy
@@ -81,6 +81,8 @@ class NiftiFormat:
             hdr_path, img_path = _pair_paths(path)
             if not img_path.exists():
                 raise CorruptFileError(f"image file {img_path.name} of this header/image pair is missing", path)
+        raw = read_magic(_pair_paths(path)[0] if self.pair else path, 348)
+        check_raw_header(raw, path, single_file=not self.pair and _is_nifti_header(raw))
         errors = nibabel_errors()
         try:
             with quiet_nibabel():  # nibabel's notes on odd headers: checked below instead
