@@ -202,3 +202,12 @@ def test_terminal_escape_sequences_in_names_are_shown_not_sent(tmp_path, entry):
     assert "\x1b" not in err and "\x07" not in err
     assert "\\x1b]0;owned\\x07\\x1b[31mred\\nline" in err.replace("\n", "")
     assert "no DICOM images found" in " ".join(err.split())
+
+
+def test_json_ready_replaces_non_finite_numbers():
+    """info --json never prints NaN/Infinity (not JSON): they become null."""
+    from convert.cli import json_ready, json_text
+
+    value = {"range": [float("nan"), 1.0], "affine": [[float("inf"), -float("inf")]], "n": 3, "s": "x"}
+    assert json_ready(value) == {"range": [None, 1.0], "affine": [[None, None]], "n": 3, "s": "x"}
+    assert json.loads(json_text(value)) == json_ready(value)
