@@ -1,6 +1,6 @@
-"""``python -m convert`` runs the medconvert CLI (plain DICOM -> NIfTI conversions take the streaming shortcut)."""
+"""``python -m convert`` runs the medconvert CLI."""
 
-from convert._fastcli import main
+from convert.cli import main
 
 if __name__ == "__main__":  # pragma: no cover
     main()

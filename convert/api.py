@@ -115,6 +115,10 @@ def convert(src: PathLike, dst: PathLike, *, to: str | None = None, overwrite: b
       it (``dwi.nii.gz`` -> ``dwi.json``, ``dwi.bval``, ``dwi.bvec``).
     * **any other image file -> one file** (format from ``dst``'s extension or ``to``).
 
+    Temporary files that a killed earlier run left in the output folder (``dst``, or the
+    folder of a ``dst`` file) are removed first, with a warning: only those of our naming
+    whose writing process no longer exists (:func:`convert.atomic.remove_stale_temporaries`).
+
     The single-output jobs return a :class:`Written`: the list of files written
     plus ``.warnings`` and ``.duplicates`` (e.g. a diffusion series whose gradient table is unusable:
     no ``.bval``/``.bvec``, and a warning that says why).
@@ -141,6 +145,7 @@ def convert(src: PathLike, dst: PathLike, *, to: str | None = None, overwrite: b
 
     tree = dicom_tree_job(src, dst)  # before Path() drops a trailing separator
     src, dst = Path(src), Path(dst)
+    _remove_stale_temporaries(dst if tree else dst.parent)
     read_options = {"tilt_correct": tilt_correct, "allow_gaps": allow_gaps, "stack_uneven": stack_uneven,
                     "philips_scaling": philips_scaling}
     if tree or is_dicom_source(src):
@@ -160,6 +165,19 @@ def convert(src: PathLike, dst: PathLike, *, to: str | None = None, overwrite: b
     fmt = format_for_output(dst, to)  # fail on a bad output name before reading anything
     volume = load(src)
     return Written(fmt.write(volume, dst, overwrite=overwrite, **options))
+
+
+def _remove_stale_temporaries(folder: Path) -> None:
+    """Remove what killed runs left in the output folder (:func:`convert.atomic.remove_stale_temporaries`:
+    only temporaries of ours whose writer is gone) and say so with a warning."""
+    from convert.atomic import remove_stale_temporaries
+
+    removed = remove_stale_temporaries(folder)
+    if removed:
+        import warnings
+
+        warnings.warn(f"removed {len(removed)} stale temporary file(s) that an interrupted run left in {folder}",
+                      UserWarning, stacklevel=3)
 
 
 def describe(volume: Volume, format_name: str | None = None) -> dict[str, Any]:

@@ -4,27 +4,121 @@ A crash, an exception or Ctrl-C inside the ``with`` block removes the
 temporaries and leaves no file under a final name. Multi-file outputs
 (``.hdr``/``.img``, ``.nhdr`` + data) are renamed in the order given, so put
 the file that makes the set "visible" (the header) last.
+
+A process killed outright (SIGKILL, power loss) cannot remove its
+temporaries. Their names say whose they are
+(``.<name>.<pid>-<host><random>.partial<ext>``: the writing process and a tag of
+the machine), so a later run can prove one stale (written on this machine by a
+process that no longer exists) and :func:`remove_stale_temporaries` deletes
+exactly those, never another file.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import os
+import re
 import secrets
+import socket
 from pathlib import Path
 from typing import Iterator, Sequence
 
 from convert.errors import OutputExistsError, OutputWriteError
 
 
+#: A temporary name of :func:`temporary_name`: ``.<target name>.<pid>-<host tag><8 random hex>.partial<ext>``.
+TEMPORARY_NAME = re.compile(r"\A\.(?P<target>.+)\.(?P<pid>[1-9][0-9]{0,9})-(?P<host>[0-9a-f]{6})[0-9a-f]{8}"
+                            r"\.partial(?P<ext>(\.[^./]+){0,2})\Z", re.DOTALL)
+
+
+@functools.lru_cache(maxsize=1)
+def host_tag() -> str:
+    """Six hex digits naming this machine (host name and machine id), in every temporary name.
+
+    A process id proves a temporary stale only on the machine that wrote it (an
+    output folder may be shared over the network): another machine's temporaries
+    are never removed.
+    """
+    machine = b""
+    for path in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
+        with contextlib.suppress(OSError):
+            machine = Path(path).read_bytes().strip()
+            break
+    return hashlib.sha256(socket.gethostname().encode("utf-8", "replace") + b"\0" + machine).hexdigest()[:6]
+
+
 def temporary_name(target: Path) -> Path:
-    """A hidden, unique name beside ``target`` that keeps its extension(s).
+    """A hidden, unique name beside ``target`` that keeps its extension(s) and names its writer.
 
     Keeping the extension matters: libraries such as nibabel pick compression
-    from it (``.nii.gz``).
+    from it (``.nii.gz``). The name holds this process's id and :func:`host_tag`
+    (see :data:`TEMPORARY_NAME`), so :func:`remove_stale_temporaries` can tell a
+    leftover of a killed run from a file being written right now.
     """
     suffix = "".join(target.suffixes[-2:]) if target.name.count(".") >= 2 else target.suffix
-    return target.with_name(f".{target.name}.{secrets.token_hex(4)}.partial{suffix}")
+    return target.with_name(f".{target.name}.{os.getpid()}-{host_tag()}{secrets.token_hex(4)}.partial{suffix}")
+
+
+def process_alive(pid: int) -> bool:
+    """True when a process ``pid`` exists on this machine and is not a zombie (an exited
+    process its parent has not reaped yet, e.g. a killed run's pool worker)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    except OSError:
+        return True  # cannot tell: keep its files
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            state = fh.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc (macOS): kill(0) said it exists
+    return state not in (b"Z", b"X")
+
+
+def stale_temporary(path: Path) -> bool:
+    """True when ``path`` is a temporary of :func:`temporary_name` whose writer is provably gone:
+    written on this machine (:func:`host_tag`) by a process that no longer exists."""
+    match = TEMPORARY_NAME.match(path.name)
+    if match is None or match["host"] != host_tag() or not match["target"].endswith(match["ext"]):
+        return False
+    return not process_alive(int(match["pid"]))
+
+
+def remove_stale_temporaries(folder: Path, recursive: bool = False) -> list[Path]:
+    """Delete the temporaries of killed runs in ``folder`` (and below it when ``recursive``); return them.
+
+    Only regular files named by :func:`temporary_name` on this machine whose
+    writing process no longer exists are removed (:func:`stale_temporary`);
+    anything else, including the temporaries of a run still going and of another
+    machine, is left alone. Symbolic links are neither removed nor followed. A
+    missing ``folder`` gives ``[]``; a file that cannot be removed is skipped.
+    """
+    folder = Path(folder)
+    removed: list[Path] = []
+    if not folder.is_dir():
+        return removed
+    try:
+        walk = os.walk(folder) if recursive else iter([(str(folder), [], os.listdir(folder))])
+    except OSError:
+        return removed
+    for root, _dirs, names in walk:
+        for name in names:
+            if ".partial" not in name:
+                continue
+            path = Path(root, name)
+            with contextlib.suppress(OSError):
+                if path.is_symlink() or not path.is_file() or not stale_temporary(path):
+                    continue
+                path.unlink()
+                removed.append(path)
+    return sorted(removed)
 
 
 def check_writable(targets: Sequence[Path], overwrite: bool) -> None:

@@ -388,29 +388,53 @@ def anonymize_cmd(
                                          "pseudonym mapping and per-file action counts."),
     allow_burned_in: bool = typer.Option(False, "--allow-burned-in", help="Write objects that may show burned-in "
                                          "text (flagged BurnedInAnnotation YES) instead of refusing them."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs and audit file."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs and audit file (a rerun "
+                                   "without it only writes what is missing)."),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Processes to use (default: all cores)."),
 ) -> None:
-    """De-identify DICOM (PS3.15 Annex E) from SRC into DST. SRC is never modified."""
-    from convert._anoncli import run
+    """De-identify DICOM (PS3.15 Annex E) from SRC into DST. SRC is never modified.
 
-    code = run(src, dst, key=key, keep=keep, audit=audit, allow_burned_in=allow_burned_in, overwrite=overwrite,
-               workers=workers, console=console, err_console=err_console)
-    if code:
-        raise typer.Exit(code)
+    An interrupted run is completed by running the same command again (same key and
+    options): outputs already in place are checked and reported as done. Another key or
+    other options into a DST holding outputs is refused.
+    """
+    # This process only de-identifies (pixel data is copied, never decoded): pydicom's optional
+    # decoder back-ends (gdcm, requests for test data) are not imported (~85 ms of start-up).
+    blocked = [] if "pydicom" in sys.modules else [n for n in ("gdcm", "requests") if n not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # type: ignore[assignment]
+    try:
+        from convert.anonymize.run import anonymize_path
+    finally:
+        for name in blocked:
+            if sys.modules.get(name, 0) is None:
+                del sys.modules[name]
+
+    report = anonymize_path(src, dst, key=key, keep=keep, allow_burned_in=allow_burned_in, audit=audit,
+                            overwrite=overwrite, workers=workers, progress=sys.stderr.isatty())
+    if report.key_source == "random":
+        err_console.print("[yellow]warning:[/] no key given: a random key was used, so pseudonyms cannot be "
+                          "reproduced in a later run (use --key FILE)", highlight=False, soft_wrap=True)
+    for path, reason in report.refused:
+        err_console.print(f"[bold red]refused:[/] {_escape(str(path))}: {_escape(reason)}", highlight=False,
+                          soft_wrap=True)
+    for path, reason in report.failed:
+        err_console.print(f"[bold red]failed:[/] {_escape(str(path))}: {_escape(reason)}", highlight=False,
+                          soft_wrap=True)
+    for path in report.flagged:
+        err_console.print(f"[yellow]flagged (burned-in text possible):[/] {_escape(str(path))}", highlight=False,
+                          soft_wrap=True)
+    if report.nothing_written:  # every file failed, was refused or skipped: one red line, exit 1
+        raise fail(_escape(f"{report.summary()}: nothing was written to {dst}"
+                           + (f"; audit: {report.audit}" if report.audit else "")))
+    console.print(_escape(f"{report.summary()} -> {dst}" + (f"; audit: {report.audit}" if report.audit else "")),
+                  highlight=False, soft_wrap=True)
+    if not report.ok:
+        raise typer.Exit(1)
 
 
 def main() -> None:
-    """Console-script entry point.
-
-    A plain ``convert DICOM_DIR out.nii[.gz]`` first tries the streaming path of
-    :mod:`convert._fastcli` (no pydicom/nibabel; same outputs and messages).
-    """
-    from convert._fastcli import try_fast
-
-    code = try_fast(sys.argv[1:])
-    if code is not None:
-        raise SystemExit(code)
+    """Console-script entry point (``medconvert``, ``python -m convert``)."""
     app()
 
 

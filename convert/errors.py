@@ -117,6 +117,11 @@ class OutputExistsError(ConvertError):
     """The output exists and overwriting was not requested."""
 
 
+class OutputMismatchError(OutputExistsError):
+    """The output folder holds the output of an earlier run with another key or other options:
+    writing into it would mix two de-identifications."""
+
+
 class OutputWriteError(ConvertError):
     """The output could not be written (permissions, disk full, bad folder)."""
 

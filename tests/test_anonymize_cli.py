@@ -13,6 +13,7 @@ from pydicom.data import get_testdata_file
 from typer.testing import CliRunner
 
 import convert
+from convert.anonymize.run import MANIFEST_NAME
 from convert.cli import app
 from convert.errors import ConvertError, InputNotFoundError, OutputExistsError
 
@@ -41,7 +42,9 @@ def _tree(root: Path, n: int = 4, series: int = 1) -> Path:
 
 
 def _files(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    """The outputs under ``root`` (the job's manifest, which names no output, left out)."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name != MANIFEST_NAME}
 
 
 def _keyfile(tmp_path: Path) -> Path:
@@ -166,10 +169,19 @@ def test_single_file_to_explicit_dcm_path(tmp_path: Path) -> None:
 
 
 def test_existing_outputs_inside_dst_fail_per_file_without_overwrite(tmp_path: Path) -> None:
+    """An output in place that is not byte for byte what this run writes fails for its file: one
+    changed after the first run, and every output of a folder without the record of a resumable
+    run (an older medconvert's). The rest of a rerun of the same job is done (see test_resume.py)."""
     src = _tree(tmp_path / "in", n=2)
-    convert.anonymize(src, tmp_path / "out", key=KEY)
+    first = convert.anonymize(src, tmp_path / "out", key=KEY)
+    first.written[0].write_bytes(b"changed by hand")
     again = convert.anonymize(src, tmp_path / "out", key=KEY)
-    assert len(again.failed) == 2 and "already exists" in again.failed[0][1]
+    assert again.done == first.written[1:] and not again.written
+    assert len(again.failed) == 1 and "already exists" in again.failed[0][1]
+    (tmp_path / "out" / MANIFEST_NAME).unlink()
+    with pytest.warns(UserWarning, match="no record of the run that wrote them"):
+        legacy = convert.anonymize(src, tmp_path / "out", key=KEY)
+    assert len(legacy.failed) == 2 and "already exists" in legacy.failed[1][1]
     assert len(convert.anonymize(src, tmp_path / "out", key=KEY, overwrite=True).written) == 2
 
 
@@ -494,71 +506,55 @@ def test_pixel_copy_falls_back_when_the_kernel_copy_is_unavailable(tmp_path: Pat
     assert (tmp_path / "plain.dcm").read_bytes() == (tmp_path / "kernel.dcm").read_bytes()
 
 
-# --------------------------------------------------------------------------- the typer-free shortcut
-def _both_entry_points(tmp_path: Path, *args: str) -> tuple[tuple, tuple, Path, Path]:
-    """``anonymize`` through ``python -m convert`` (shortcut) and through typer's app: (code, out, err), outputs."""
+# --------------------------------------------------------------------------- the console entry point
+def _console(tmp_path: Path, *args: str) -> tuple[int, str, str]:
+    """``python -m convert`` with ``args`` (``{DST}`` -> tmp_path/dst): (exit code, stdout, stderr)."""
     import subprocess
     import sys
 
-    results = []
-    for entry in ("fast", "full"):
-        dst = tmp_path / f"dst_{entry}"  # same-length names: messages compare after a replace
-        argv = [a.replace("{DST}", str(dst)) for a in args]
-        cmd = ([sys.executable, "-m", "convert"] if entry == "fast"
-               else [sys.executable, "-c", "import sys; from convert.cli import app; app()"])
-        env = {**os.environ, "COLUMNS": "400"}
-        env.pop("MEDCONVERT_KEY", None)
-        env.pop("MEDCONVERT_KEY_FILE", None)
-        proc = subprocess.run(cmd + argv, capture_output=True, text=True, timeout=300, env=env)
-        results.append((proc.returncode, proc.stdout.replace("dst_fast", "dst_full"),
-                        proc.stderr.replace("dst_fast", "dst_full")))
-    return results[0], results[1], tmp_path / "dst_fast", tmp_path / "dst_full"
+    argv = [a.replace("{DST}", str(tmp_path / "dst")) for a in args]
+    env = {**os.environ, "COLUMNS": "400"}
+    env.pop("MEDCONVERT_KEY", None)
+    env.pop("MEDCONVERT_KEY_FILE", None)
+    proc = subprocess.run([sys.executable, "-m", "convert", *argv], capture_output=True, text=True, timeout=300,
+                          env=env)
+    return proc.returncode, proc.stdout, proc.stderr
 
 
 @pytest.mark.parametrize("extra", [[], ["--keep", "uids", "--keep", "clean-descriptors", "--workers", "1"],
                                    ["--allow-burned-in", "--overwrite"], ["--audit", "AUDIT"]])
-def test_shortcut_equals_typer_command(tmp_path: Path, extra: list[str]) -> None:
-    """``medconvert anonymize`` skips typer's import; its files, lines and exit code are the typer command's."""
-    from convert._fastcli import parse_anonymize_args
-
+def test_console_command_writes_the_files_and_reports_a_failure(tmp_path: Path, extra: list[str]) -> None:
     src = _tree(tmp_path / "src", n=3, series=2)
     good = (src / "series 0" / "IM0000").read_bytes()
     (src / "truncated.dcm").write_bytes(good[:700])  # a failure line and exit 1 too
-    key = _keyfile(tmp_path)
-    args = ["anonymize", str(src), "{DST}", "--key", str(key)]
-    args += ["{DST}.audit.json" if token == "AUDIT" else token for token in extra]  # one audit file per run
-    assert parse_anonymize_args([a.replace("{DST}", "d") for a in args]) is not None  # the shortcut takes it
-    fast, full, dst_fast, dst_full = _both_entry_points(tmp_path, *args)
-    assert fast == full
-    assert fast[0] == 1 and "failed:" in fast[2]
-    assert _files(dst_fast) == _files(dst_full) and len(_files(dst_fast)) == 6
+    args = ["anonymize", str(src), "{DST}", "--key", str(_keyfile(tmp_path))]
+    args += [str(tmp_path / "audit.json") if token == "AUDIT" else token for token in extra]
+    code, out, err = _console(tmp_path, *args)
+    assert code == 1 and "failed:" in err and "truncated.dcm" in err
+    assert "6 file(s) de-identified" in out
+    assert len(_files(tmp_path / "dst")) == 6
+    assert (tmp_path / "audit.json").exists() == ("AUDIT" in extra)
 
 
-def test_shortcut_errors_and_fallbacks_equal_typer(tmp_path: Path) -> None:
-    from convert._fastcli import parse_anonymize_args
-
+def test_console_command_errors_are_one_line_and_usage_errors_typers(tmp_path: Path) -> None:
     src = _tree(tmp_path / "src", n=2)
-    # DST inside SRC: a ConvertError, one red line, exit 1, on both entry points
-    fast, full, _, _ = _both_entry_points(tmp_path, "anonymize", str(src), str(src / "out"), "--key",
-                                          str(_keyfile(tmp_path)))
-    assert fast == full and fast[0] == 1 and fast[2].startswith("error:") and len(fast[2].splitlines()) == 1
-    # anything the shortcut does not parse goes to typer (which words usage errors)
-    for argv in (["anonymize", "a", "b", "--workers", "0"], ["anonymize", "a", "b", "--key=k"],
-                 ["anonymize", "a", "b", "--help"], ["anonymize", "a"], ["anonymize", "a", "b", "--bogus"]):
-        assert parse_anonymize_args(argv) is None
-    fast, full, _, _ = _both_entry_points(tmp_path, "anonymize", str(src), "{DST}", "--workers", "0")
-    assert fast[0] == full[0] == 2 and "--workers" in fast[2] and "--workers" in full[2]  # typer's usage error
+    # DST inside SRC: a ConvertError, one red line, exit 1
+    code, _, err = _console(tmp_path, "anonymize", str(src), str(src / "out"), "--key", str(_keyfile(tmp_path)))
+    assert code == 1 and err.startswith("error:") and len(err.splitlines()) == 1
+    code, _, err = _console(tmp_path, "anonymize", str(src), "{DST}", "--workers", "0")
+    assert code == 2 and "--workers" in err  # typer's usage error
 
 
-def test_shortcut_does_not_import_typer(tmp_path: Path) -> None:
+def test_anonymize_command_imports_no_reader_stack(tmp_path: Path) -> None:
+    """De-identifying copies headers and pixel bytes: nibabel, SimpleITK, scipy, h5py and gdcm stay out."""
     import subprocess
     import sys
 
     src = _tree(tmp_path / "src", n=2)
-    code = ("import sys, runpy; sys.argv = ['medconvert', 'anonymize', sys.argv[1], sys.argv[2], '--key', sys.argv[3]]\n"
-            "from convert._fastcli import main\n"
-            "try:\n    main()\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
-            "print(sorted(m for m in ('typer', 'pydantic', 'nibabel', 'SimpleITK') if m in sys.modules))")
+    code = ("import sys; sys.argv = ['medconvert', 'anonymize', sys.argv[1], sys.argv[2], '--key', sys.argv[3]]\n"
+            "from convert.cli import main\n"
+            "try:\n    main()\nexcept SystemExit as e:\n    assert e.code in (0, None), e.code\n"
+            "print(sorted(m for m in ('nibabel', 'SimpleITK', 'scipy', 'h5py', 'gdcm') if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code, str(src), str(tmp_path / "dst"), str(_keyfile(tmp_path))],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -573,12 +569,9 @@ def test_anonymize_of_a_folder_without_dicom_exits_non_zero_with_one_clear_line(
     src.mkdir()
     if content == "no dicom":
         (src / "notes.txt").write_text("exported by PACS")
-    fast, full, dst_fast, dst_full = _both_entry_points(tmp_path, "anonymize", str(src), "{DST}",
-                                                        "--key", str(_keyfile(tmp_path)))
-    assert fast == full
-    code, _, err = fast
+    code, _, err = _console(tmp_path, "anonymize", str(src), "{DST}", "--key", str(_keyfile(tmp_path)))
     assert code == 1 and f"error: no DICOM images found in {src}" in " ".join(err.split())
-    assert not dst_fast.exists() and not dst_full.exists()  # nothing was created
+    assert not (tmp_path / "dst").exists()  # nothing was created
     with pytest.raises(ConvertError, match="no DICOM images found"):
         convert.anonymize(src, tmp_path / "api_out", key=KEY)
 

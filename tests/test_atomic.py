@@ -92,3 +92,76 @@ def test_os_error_during_write_becomes_output_write_error(tmp_path, monkeypatch)
     with pytest.raises(OutputWriteError, match="Permission denied"):
         write_bytes_atomic(tmp_path / "x.bin", b"1")
     assert os.listdir(tmp_path) == []
+
+
+# --------------------------------------------------------------------------- stale temporaries (issue 17)
+def _dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def _as_written_by(temp, pid: int, host: str | None = None):
+    from convert.atomic import host_tag
+
+    name = temp.name.replace(f".{os.getpid()}-{host_tag()}", f".{pid}-{host or host_tag()}")
+    return temp.with_name(name)
+
+
+def test_temporary_name_names_its_writer(tmp_path):
+    from convert.atomic import TEMPORARY_NAME, host_tag
+
+    temp = temporary_name(tmp_path / "scan 1.nii.gz")
+    match = TEMPORARY_NAME.match(temp.name)
+    assert match and match["target"] == "scan 1.nii.gz" and match["ext"] == ".nii.gz"
+    assert int(match["pid"]) == os.getpid() and match["host"] == host_tag()
+    assert temporary_name(tmp_path / "scan 1.nii.gz") != temp  # unique per call
+
+
+def test_only_provably_stale_temporaries_are_removed(tmp_path):
+    from convert.atomic import remove_stale_temporaries, stale_temporary
+
+    dead = _dead_pid()
+    (tmp_path / "sub").mkdir()
+    stale = _as_written_by(temporary_name(tmp_path / "a.nii.gz"), dead)
+    deep = _as_written_by(temporary_name(tmp_path / "sub" / "b.dcm"), dead)
+    live = temporary_name(tmp_path / "c.nii")  # this process: still writing
+    other_host = _as_written_by(temporary_name(tmp_path / "d.nii"), dead, host="000000")
+    wrong_ext = tmp_path / stale.name.replace(".partial.nii.gz", ".partial.nrrd")  # not a name we make
+    keep = [live, other_host, wrong_ext, tmp_path / ".a.nii.gz.partial.nii.gz", tmp_path / "a.nii.gz",
+            tmp_path / f".x.{dead}-abcdef12345678.partial"]  # a user's files, an old random name
+    for path in [stale, deep] + keep:
+        path.write_bytes(b"x")
+    link = _as_written_by(temporary_name(tmp_path / "e.nii"), dead)
+    link.symlink_to(tmp_path / "a.nii.gz")  # a link is never removed (nor followed)
+    assert stale_temporary(stale) and not stale_temporary(live) and not stale_temporary(other_host)
+    assert remove_stale_temporaries(tmp_path) == [stale]  # not recursive by default
+    assert remove_stale_temporaries(tmp_path, recursive=True) == [deep]
+    assert all(p.exists() for p in keep) and link.is_symlink()
+    assert remove_stale_temporaries(tmp_path / "missing") == []
+
+
+def test_a_zombie_counts_as_gone():
+    import subprocess
+    import sys
+    import time
+
+    from convert.atomic import process_alive
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # exited, not yet reaped: a zombie
+        try:
+            with open(f"/proc/{proc.pid}/stat", "rb") as fh:
+                if fh.read().rsplit(b")", 1)[1].split()[0] == b"Z":
+                    break
+        except OSError:
+            pytest.skip("no /proc on this system")
+        time.sleep(0.01)
+    assert not process_alive(proc.pid)
+    proc.wait()
+    assert not process_alive(proc.pid) and process_alive(os.getpid())

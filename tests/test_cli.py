@@ -157,7 +157,7 @@ def test_nifti_to_dcm_says_dicom_writing_is_not_available_yet(tmp_path, src):
 def test_version_through_the_console_entry_and_typer(tmp_path):
     import convert
 
-    proc = subprocess.run([sys.executable, "-c", "import sys; from convert._fastcli import main; "
+    proc = subprocess.run([sys.executable, "-c", "import sys; from convert.cli import main; "
                            "sys.argv = ['medconvert', '--version']; main()"], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == f"medconvert {convert.__version__}"
@@ -202,6 +202,48 @@ def test_terminal_escape_sequences_in_names_are_shown_not_sent(tmp_path, entry):
     assert "\x1b" not in err and "\x07" not in err
     assert "\\x1b]0;owned\\x07\\x1b[31mred\\nline" in err.replace("\n", "")
     assert "no DICOM images found" in " ".join(err.split())
+
+
+# --------------------------------------------------------------------------- start-up cost of the one path
+_HEAVY = ("pydicom", "nibabel", "SimpleITK", "h5py", "scipy", "nrrd", "pylibjpeg", "gdcm")
+
+
+def _imports_of_a_console_run(argv: list[str]) -> tuple[int, list[str], str]:
+    """Run ``medconvert ARGV`` in a fresh interpreter: (exit code, heavy modules imported, stderr)."""
+    code = ("import sys\nfrom convert.cli import main\nsys.argv = ['medconvert', *sys.argv[1:]]\n"
+            "try:\n    main()\n    rc = 0\nexcept SystemExit as e:\n    rc = e.code or 0\n"
+            f"print(rc, sorted(m for m in {_HEAVY!r} if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120)
+    rc, _, heavy = proc.stdout.strip().splitlines()[-1].partition(" ")
+    return int(rc), eval(heavy), proc.stderr  # noqa: S307 (our own printed list)
+
+
+@pytest.mark.parametrize("modality", ["CT", "MR"])
+def test_plain_dicom_conversion_imports_no_pydicom_nibabel_or_itk(tmp_path, modality):
+    """The one path's speed is its imports: a plain series is read through the header view and the
+    element layer, written by our NIfTI writer (a regression here costs ~0.2-0.5 s per run)."""
+    from fixtures.dicom_series import make_series
+
+    make_series(tmp_path / "in", modality=modality)
+    for out in (tmp_path / "x.nii", tmp_path / "y.nii.gz", tmp_path / "tree"):
+        rc, heavy, err = _imports_of_a_console_run(["convert", str(tmp_path / "in"), str(out)])
+        assert rc == 0 and heavy == [], (out, heavy, err)
+    assert json.loads((tmp_path / "x.json").read_text())["Modality"] == modality
+    assert np.allclose(nib.load(tmp_path / "x.nii").affine, nib.load(tmp_path / "y.nii.gz").affine)
+    assert len(list((tmp_path / "tree").glob("*.nii.gz"))) == 1
+
+
+@pytest.mark.conformance
+@pytest.mark.parametrize("dataset", ["dcm_qa_nih", "dcm_qa_12bit"])
+def test_real_siemens_mosaic_and_ge_epi_archives_convert_without_pydicom_nibabel_or_scipy(tmp_path, dataset):
+    """Siemens mosaics (CSA header, native pixels) and GE EPI (private blocks, slice timing) go
+    through the header view, our CSA reader and the native pixel reader."""
+    from tests.conftest import conformance_dir
+
+    src = conformance_dir(dataset) / "In"
+    rc, heavy, err = _imports_of_a_console_run(["convert", str(src), str(tmp_path / "out")])
+    assert rc == 0 and heavy == [], (heavy, err)
+    assert list((tmp_path / "out").glob("*.nii.gz"))
 
 
 def test_json_ready_replaces_non_finite_numbers():

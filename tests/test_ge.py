@@ -80,6 +80,31 @@ def test_ge_epi_slice_timing_and_phase_direction_match_dcm2niix(ge_converted, se
 
 
 @pytest.mark.conformance
+def test_ge_slice_timing_uses_the_scans_positions_and_trigger_times(tmp_path, monkeypatch):
+    """Slice timing of a GE EPI run needs no header per slice: the scan kept positions and TriggerTime."""
+    import sys
+
+    from convert.dicom.reader import convert_dicom_tree
+
+    nih = conformance_dir("dcm_qa_nih")
+    series_dir = nih / "In" / "20180918GE" / GE_SERIES[0][0]
+    header_module = sys.modules["convert.dicom.header"]
+    reads: list[str] = []
+    real_read = header_module.read
+    monkeypatch.setattr(header_module, "read", lambda path: reads.append(str(path)) or real_read(path))
+    report = convert_dicom_tree(series_dir, tmp_path)
+    assert report.ok
+    (sidecar,) = tmp_path.glob("*.json")
+    assert len(json.loads(sidecar.read_text())["SliceTiming"]) > 1
+    import nibabel as nib
+
+    nk, volumes = nib.load(sidecar.with_suffix(".nii.gz")).shape[2:4]
+    # one header per k (SliceLocation, when the protocol block times the slices) and one per volume (the
+    # diffusion check), never one per slice of the run (it was 3 per k before)
+    assert len(set(reads)) <= nk + volumes < nk * volumes, (len(set(reads)), nk, volumes)
+
+
+@pytest.mark.conformance
 def test_ge_phase_polarity_from_the_raw_header_block():
     nih = conformance_dir("dcm_qa_nih")
     for series, _ in GE_SERIES:

@@ -60,6 +60,8 @@ anonymize_dataset = getattr(anon_pkg, "anonymize_dataset", None)
 if not callable(anonymize) or anonymize_dataset is None:
     pytest.skip("convert.anonymize does not export anonymize/anonymize_dataset yet", allow_module_level=True)
 
+from convert.anonymize.run import MANIFEST_NAME  # noqa: E402  (the output folder's resume record)
+
 KEY_A = b"leak-test key A: 32 bytes of secret!!"
 KEY_B = b"leak-test key B: another secret value"
 UID_RE = re.compile(r"^(0|[1-9]\d*)(\.(0|[1-9]\d*))+$")
@@ -122,8 +124,8 @@ def _run_api(src: Path, dst: Path, **kwargs: Any) -> Run:
 
 def _read_outputs(dst: Path) -> dict[Path, pydicom.Dataset]:
     outputs = {}
-    for path in sorted(p for p in dst.rglob("*") if p.is_file()):
-        outputs[path] = pydicom.dcmread(path)  # every file in the output tree must be DICOM
+    for path in sorted(p for p in dst.rglob("*") if p.is_file() and p.name != MANIFEST_NAME):
+        outputs[path] = pydicom.dcmread(path)  # every file in the output tree must be DICOM (but the manifest)
     return outputs
 
 
@@ -270,8 +272,12 @@ def test_no_planted_value_in_output_paths(run_a: Run, scanner: LeakScanner) -> N
     leaks = [f"{p.relative_to(run_a.dst)}: {scanner.scan_path(p.relative_to(run_a.dst))}"
              for p in run_a.outputs if scanner.scan_path(p.relative_to(run_a.dst))]
     assert not leaks, _fmt(leaks)
-    # the dst folder holds nothing but the DICOM outputs (no copied notes, no manifest, no audit)
+    # the dst folder holds nothing but the DICOM outputs and the job's manifest (no copied notes, no audit)
     assert all(p.suffix in (".dcm", "") for p in run_a.outputs)
+    others = [p for p in run_a.dst.rglob("*") if p.is_file() and p not in run_a.outputs]
+    assert others == [run_a.dst / MANIFEST_NAME]
+    manifest = others[0].read_bytes()  # the record a resumed run checks: no planted value, no key
+    assert not scanner.scan_bytes(manifest) and KEY_A not in manifest and str(run_a.src).encode() not in manifest
 
 
 def test_no_original_uid_survives(run_a: Run, corpus: CorpusManifest) -> None:

@@ -879,3 +879,56 @@ def test_enhanced_files_of_different_echoes_are_not_stacked_into_one_4d(tmp_path
         assert volume.shape == (5, 4, 3, 2)
         for t in range(2):  # make_enhanced values: echo * 1000 (its only echo: 0) + k * 10, plus 500 per file time
             assert volume.array[0, 0, 1, t] == 10 + 500 * t
+
+
+# --------------------------------------------------------------------------- frames read straight from the file
+def _pixel_offset(path: Path) -> int:
+    from convert.dicom.elements import parse_part10
+
+    with open(path, "rb") as fh:
+        part10 = parse_part10(fh.read())
+    assert part10.pixel_offset is not None
+    return part10.pixel_offset
+
+
+@pytest.mark.parametrize("syntax", ["ExplicitVRLittleEndian", "ImplicitVRLittleEndian"])
+@pytest.mark.parametrize("bits", [(16, 12, 0), (16, 12, 1), (16, 16, 1), (8, 8, 0), (32, 20, 1)])
+def test_uncompressed_enhanced_frames_come_from_the_bytes_exactly_as_pydicom_decodes_them(tmp_path, monkeypatch,
+                                                                                          syntax, bits):
+    """With the scan's pixel offset, no second header parse and no pydicom decoder: same volumes, voxel for voxel."""
+    import pydicom.pixels
+    import pydicom.uid
+
+    allocated, stored, signed = bits
+    path, _ = make_enhanced(tmp_path / "a.dcm", echoes=(5.0, 9.0), n_times=2)
+    ds = pydicom.dcmread(path)
+    ds.file_meta.TransferSyntaxUID = getattr(pydicom.uid, syntax)
+    rng = np.random.default_rng(allocated + stored + signed)
+    n = int(ds.NumberOfFrames) * ds.Rows * ds.Columns
+    raw = rng.integers(0, 2**allocated, size=n, dtype=np.uint64).astype(f"<u{allocated // 8}")  # garbage high bits too
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = allocated, stored, stored - 1, signed
+    ds.PixelData = raw.tobytes()
+    ds.save_as(tmp_path / "b.dcm", enforce_file_format=True)
+    decoded = read_enhanced(tmp_path / "b.dcm")  # pydicom's iter_pixels
+    offset = _pixel_offset(tmp_path / "b.dcm")
+
+    def no_decoder(*args, **kwargs):
+        raise AssertionError("pydicom decoded frames the file's bytes hold as they are")
+
+    monkeypatch.setattr(pydicom.pixels, "iter_pixels", no_decoder)
+    direct = read_enhanced(tmp_path / "b.dcm", pixel_offset=offset)
+    assert len(direct) == len(decoded) == 2
+    for a, b in zip(direct, decoded):
+        assert a.array.dtype == b.array.dtype and np.array_equal(a.array, b.array)
+        np.testing.assert_array_equal(a.affine, b.affine)
+
+
+def test_truncated_uncompressed_enhanced_file_is_a_clear_error(tmp_path):
+    from convert.errors import CorruptFileError
+
+    path, _ = make_enhanced(tmp_path / "a.dcm", echoes=(5.0,), n_times=2)
+    data = path.read_bytes()
+    cut = tmp_path / "cut.dcm"
+    cut.write_bytes(data[:-7])
+    with pytest.raises(CorruptFileError, match="truncated"):
+        read_enhanced(cut, pixel_offset=_pixel_offset(path))

@@ -105,14 +105,17 @@ def test_fast_field_extraction_equals_pydicom_conversion(tmp_path: Path) -> None
 
     import pydicom
 
-    from convert.dicom.scan import instance_from_header, instance_from_header_slow
+    from convert.dicom.header import Header, read
+    from convert.dicom.scan import instance_from_header
 
     paths, _ = make_series(tmp_path / "s", "oblique", slices=2, times=2, modality="MR",
                            extra={"SpecificCharacterSet": "ISO_IR 192", "SeriesDescription": "Tête axiale – ß",
                                   "EchoNumbers": 2, "TriggerTime": 12.5})
     for path in paths:
-        fast = instance_from_header(path, pydicom.dcmread(path, stop_before_pixels=True))
-        slow = instance_from_header_slow(path, pydicom.dcmread(path, stop_before_pixels=True))
+        view = read(path)
+        assert isinstance(view, Header)
+        fast = instance_from_header(path, view)  # the header view (pydicom only for the non-ASCII description)
+        slow = instance_from_header(path, pydicom.dcmread(path, stop_before_pixels=True))
         for f in dataclasses.fields(fast):
             if f.name != "header":
                 assert getattr(fast, f.name) == getattr(slow, f.name), f.name
@@ -120,18 +123,19 @@ def test_fast_field_extraction_equals_pydicom_conversion(tmp_path: Path) -> None
 
 
 def test_split_fields_agree_on_all_three_header_paths(tmp_path: Path) -> None:
-    """Byte-level fast parse, raw-value reader and pydicom conversion see the same split fields."""
+    """Byte-level fast parse, the header view and pydicom's Dataset see the same split fields."""
     import pydicom
 
-    from convert.dicom.scan import _fast_index, instance_from_header, instance_from_header_slow
+    from convert.dicom.header import read
+    from convert.dicom.scan import _fast_index, instance_from_header
 
     paths, order = make_philips_dwi(tmp_path, "isotropic")
     flags = []
     for path in paths:
         fast = _fast_index(path)
         assert fast is not None, "private FL/CS diffusion tags must not push the file off the fast path"
-        raw = instance_from_header(path, pydicom.dcmread(path, stop_before_pixels=True))
-        slow = instance_from_header_slow(path, pydicom.dcmread(path, stop_before_pixels=True))
+        raw = instance_from_header(path, read(path))
+        slow = instance_from_header(path, pydicom.dcmread(path, stop_before_pixels=True))
         assert fast.philips_isotropic == raw.philips_isotropic == slow.philips_isotropic
         assert fast.echo_time == raw.echo_time == slow.echo_time == 30.0
         flags.append((slow.temporal_position, slow.philips_isotropic))
@@ -140,8 +144,8 @@ def test_split_fields_agree_on_all_three_header_paths(tmp_path: Path) -> None:
     for path in ge_parts:
         fast = _fast_index(path)
         assert fast is not None
-        raw = instance_from_header(path, pydicom.dcmread(path, stop_before_pixels=True))
-        slow = instance_from_header_slow(path, pydicom.dcmread(path, stop_before_pixels=True))
+        raw = instance_from_header(path, read(path))
+        slow = instance_from_header(path, pydicom.dcmread(path, stop_before_pixels=True))
         assert fast.ge_image_type == raw.ge_image_type == slow.ge_image_type == int(path.parent.name[1:])
 
 
@@ -217,7 +221,7 @@ def test_fast_parser_equals_pydicom_on_synthetic_files_with_sequences(tmp_path: 
     from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence
 
-    from convert.dicom.scan import _fast_index, instance_from_header_slow
+    from convert.dicom.scan import _fast_index, instance_from_header
     from convert.sample import write_series
     from fixtures.dicom_series import small_spec
 
@@ -236,7 +240,7 @@ def test_fast_parser_equals_pydicom_on_synthetic_files_with_sequences(tmp_path: 
     for path in paths:
         fast = _fast_index(path)
         assert fast is not None, "the common case must take the fast path"
-        slow = instance_from_header_slow(path, pydicom.dcmread(path, stop_before_pixels=True))
+        slow = instance_from_header(path, pydicom.dcmread(path, stop_before_pixels=True))
         slow_offset = scan(path).instances[0].pixel_offset
         assert _same_fields(fast, slow) == ["pixel_offset"] or fast.pixel_offset == slow_offset
         assert fast.pixel_offset == slow_offset
@@ -246,14 +250,14 @@ def test_fast_parser_equals_pydicom_on_synthetic_files_with_sequences(tmp_path: 
 def test_fast_parser_reads_the_philips_scale_slope_like_pydicom(tmp_path: Path, block: int) -> None:
     import pydicom
 
-    from convert.dicom.scan import _fast_index, instance_from_header_slow
+    from convert.dicom.scan import _fast_index, instance_from_header
     from fixtures.dicom_series import make_philips_series
 
     paths, _ = make_philips_series(tmp_path, scale_slope=[0.25, 0.5, 0.75], slices=3, block=block)
     for path, expected in zip(paths, [0.25, 0.5, 0.75]):
         fast = _fast_index(path)
         assert fast is not None
-        slow = instance_from_header_slow(path, pydicom.dcmread(path, stop_before_pixels=True))
+        slow = instance_from_header(path, pydicom.dcmread(path, stop_before_pixels=True))
         assert fast.philips_scale_slope == slow.philips_scale_slope == expected
         assert _same_fields(fast, slow) in ([], ["pixel_offset"])
 
@@ -271,7 +275,7 @@ def test_fast_parser_takes_implicit_and_explicit_vr_alike(tmp_path: Path, syntax
     """Implicit VR little endian (most real archives) is indexed from bytes too, equal to pydicom's reading."""
     import pydicom
 
-    from convert.dicom.scan import _fast_index, instance_from_header_slow
+    from convert.dicom.scan import _fast_index, instance_from_header
     from convert.sample import write_series
     from fixtures.dicom_series import small_spec
 
@@ -286,7 +290,7 @@ def test_fast_parser_takes_implicit_and_explicit_vr_alike(tmp_path: Path, syntax
         with open(out, "rb") as fh:
             header = pydicom.dcmread(fh, stop_before_pixels=True)
             offset = fh.tell()
-        assert _same_fields(fast, instance_from_header_slow(out, header, offset)) == []
+        assert _same_fields(fast, instance_from_header(out, header, offset)) == []
         assert fast.transfer_syntax == syntax
 
 
@@ -294,7 +298,7 @@ def test_fast_parser_equals_pydicom_on_real_scanner_files() -> None:
     import pydicom
 
     from conftest import CONFORMANCE
-    from convert.dicom.scan import _fast_index, instance_from_header_slow, iter_files
+    from convert.dicom.scan import _fast_index, instance_from_header, iter_files
 
     if not CONFORMANCE.is_dir():
         pytest.skip("conformance data not available")
@@ -308,7 +312,7 @@ def test_fast_parser_equals_pydicom_on_real_scanner_files() -> None:
         with open(path, "rb") as fh:
             ds = pydicom.dcmread(fh, stop_before_pixels=True)
             offset = fh.tell()
-        slow = instance_from_header_slow(path, ds, offset)
+        slow = instance_from_header(path, ds, offset)
         assert _same_fields(fast, slow) == [], path
         checked += 1
     assert checked > 500
@@ -321,7 +325,7 @@ def test_fast_parser_on_corrupt_bytes_is_quick_and_never_disagrees(tmp_path_fact
                                                                    noise: bytes, at: int) -> None:
     import pydicom
 
-    from convert.dicom.scan import _fast_index, instance_from_header_slow
+    from convert.dicom.scan import _fast_index, instance_from_header
 
     base = tmp_path_factory.getbasetemp() / "fast_template"
     if not base.exists():
@@ -339,7 +343,7 @@ def test_fast_parser_on_corrupt_bytes_is_quick_and_never_disagrees(tmp_path_fact
         with open(path, "rb") as fh:
             ds = pydicom.dcmread(fh, stop_before_pixels=True, force=True)
             offset = fh.tell()
-        slow = instance_from_header_slow(path, ds, offset)
+        slow = instance_from_header(path, ds, offset)
     except Exception:
         return  # pydicom cannot read it; the fast path was lenient, and pixel reading will check the tag
     assert _same_fields(fast, slow) == []

@@ -89,7 +89,8 @@ def against_reference(paths: Iterable[Path], work: Path, keep: Iterable[str] = (
 
 
 def _files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file())
+    """The files under ``root``; the resume manifest of an output folder (no DICOM) left out."""
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.name != run.MANIFEST_NAME)
 
 
 # ------------------------------------------------------------------------------------------------

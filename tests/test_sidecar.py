@@ -691,15 +691,15 @@ def test_slice_timing_of_a_long_4d_run_comes_from_the_scan_not_from_every_header
         ds.MRAcquisitionType = "2D"
 
     write_series(tmp_path / "in", small_spec(slices=nk, times=nt, modality="MR", rows=8, columns=8), mutate=timed)
-    scan_module = sys.modules["convert.dicom.scan"]
+    header_module = sys.modules["convert.dicom.header"]
     reads: list[Path] = []
-    real_read = scan_module.read_header
+    real_read = header_module.read
 
     def counting(path, **kwargs):
         reads.append(Path(path))
         return real_read(path, **kwargs)
 
-    monkeypatch.setattr(scan_module, "read_header", counting)
+    monkeypatch.setattr(header_module, "read", counting)
     report = convert_dicom_tree(tmp_path / "in", tmp_path / "out")
     assert report.ok
     (sidecar_path,) = (tmp_path / "out").glob("*.json")

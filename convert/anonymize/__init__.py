@@ -79,6 +79,10 @@ def anonymize(src: str | Path | Dataset, dst: str | Path | None = None, *,
             ``dst`` is inside ``src``, or ``dst`` (or ``audit``) exists without ``overwrite``.
         AnonymizationError: (Dataset input) refused burned-in object; bad options or key.
     """
+    from convert.dicom.header import Header
+
+    if isinstance(src, Header):
+        src = src.dataset()
     if isinstance(src, Dataset):
         key_bytes, _ = load_key(key)
         out = Scrubber(key_bytes, keep, allow_burned_in).scrub(src).dataset

@@ -11,7 +11,7 @@ temporary file renamed into place, and only when the user asks for it
       "options": ["modified-dates"],
       "key_source": "file",                # never the key itself
       "created_utc": "2026-01-01T12:00:00Z",
-      "summary": {"written": 10, "refused": 1, "failed": 0, "skipped_non_dicom": 2},
+      "summary": {"written": 10, "already_done": 0, "refused": 1, "failed": 0, "skipped_non_dicom": 2},
       "mapping": {                        # original -> pseudonym
         "PatientID": {"12345": "ANON0F3A..."},
         "StudyInstanceUID": {"1.2.3": "2.25.1234..."},
@@ -40,7 +40,7 @@ from convert.atomic import write_bytes_atomic
 from convert.errors import spell
 
 #: Status values of a :class:`FileLog`.
-STATUSES = ("written", "refused", "failed", "non-dicom", "duplicate")
+STATUSES = ("written", "done", "refused", "failed", "non-dicom", "duplicate")
 
 
 @dataclass
@@ -49,9 +49,10 @@ class FileLog:
 
     Attributes:
         source: the input file.
-        output: the file written (None when nothing was written).
-        status: ``written``, ``refused`` (burned-in rule), ``failed`` (unreadable,
-            truncated, output exists...), ``non-dicom`` (skipped) or ``duplicate``
+        output: the file written, or found already written (``done``); None otherwise.
+        status: ``written``, ``done`` (a resumed run found its output already in place,
+            byte for byte what this run would write), ``refused`` (burned-in rule), ``failed``
+            (unreadable, truncated, output exists...), ``non-dicom`` (skipped) or ``duplicate``
             (skipped: the same instance as another input, same SOPInstanceUID and bytes).
         message: why it was refused/failed ("" otherwise); never holds PHI.
         burned_in: written although it may carry burned-in text (flagged).
@@ -84,7 +85,10 @@ class Report:
     """The outcome of anonymizing a file or a folder tree.
 
     Attributes:
-        written: output files, in input order.
+        written: output files written by this run, in input order.
+        done: output files an earlier, interrupted run of the same job had already written
+            (a resumed run checks each is byte for byte what it would write; see
+            :func:`convert.anonymize.run.anonymize_path`).
         refused: (input, reason) for files refused by the burned-in rule.
         failed: (input, reason) for unreadable/truncated/corrupt inputs and write errors.
         skipped_non_dicom: how many non-DICOM files were skipped in a folder.
@@ -94,9 +98,12 @@ class Report:
         duplicates: inputs skipped as the same instance as another input (same SOPInstanceUID, identical bytes).
         key_source: where the key came from ("bytes", "file", "env ...", "random").
         audit: the audit file written, if any.
+        stale_removed: temporary files of a killed earlier run removed from the output folder
+            (:func:`convert.atomic.remove_stale_temporaries`).
     """
 
     written: list[Path] = field(default_factory=list)
+    done: list[Path] = field(default_factory=list)
     refused: list[tuple[Path, str]] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
     skipped_non_dicom: int = 0
@@ -106,17 +113,24 @@ class Report:
     duplicates: list[Path] = field(default_factory=list)
     key_source: str = ""
     audit: Path | None = None
+    stale_removed: list[Path] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        """True when nothing failed and nothing was refused."""
-        return not self.failed and not self.refused
+        """True when nothing failed, nothing was refused and every output is in place (written now
+        or already done): a run that wrote nothing is never ok."""
+        return not self.failed and not self.refused and bool(self.written or self.done)
+
+    @property
+    def nothing_written(self) -> bool:
+        """True when no output is in place: nothing written by this run and nothing already done."""
+        return not self.written and not self.done
 
     def add(self, log: FileLog) -> None:
         """Record one file's outcome."""
         self.per_file.append(log)
-        if log.status == "written" and log.output is not None:
-            self.written.append(log.output)
+        if log.status in ("written", "done") and log.output is not None:
+            (self.written if log.status == "written" else self.done).append(log.output)
             if log.burned_in:
                 self.flagged.append(log.output)
         elif log.status == "refused":
@@ -130,8 +144,14 @@ class Report:
             self.duplicates.append(log.source)
 
     def summary(self) -> str:
-        """One line, no PHI: counts only."""
-        text = f"{len(self.written)} file(s) de-identified"
+        """One line, no PHI: counts only. A resumed run also counts the outputs already done,
+        and a run that leaves no output in place says so first."""
+        if self.nothing_written:
+            text = "nothing de-identified"
+        else:
+            text = f"{len(self.written)} file(s) de-identified"
+            if self.done:
+                text += f", {len(self.done)} already done by an earlier run"
         extra = []
         if self.refused:
             extra.append(f"{len(self.refused)} refused")
@@ -143,6 +163,8 @@ class Report:
             extra.append(f"{len(self.duplicates)} duplicate(s) skipped")
         if self.flagged:
             extra.append(f"{len(self.flagged)} flagged for burned-in text")
+        if self.stale_removed:
+            extra.append(f"{len(self.stale_removed)} stale temporary file(s) of an interrupted run removed")
         return text + (f" ({', '.join(extra)})" if extra else "")
 
 
@@ -157,7 +179,8 @@ def write_audit(path: Path, report: Report, mapping: dict[str, dict[str, str]], 
         "options": sorted(options),
         "key_source": report.key_source,
         "created_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "summary": {"written": len(report.written), "refused": len(report.refused), "failed": len(report.failed),
+        "summary": {"written": len(report.written), "already_done": len(report.done),
+                    "refused": len(report.refused), "failed": len(report.failed),
                     "skipped_non_dicom": report.skipped_non_dicom, "flagged_burned_in": len(report.flagged)},
         "mapping": {k: dict(sorted(v.items())) for k, v in mapping.items()},
         "files": [log.as_json() for log in report.per_file],

@@ -10,18 +10,29 @@ route, with the same decisions), the pixel data is copied by the kernel, never
 decoded, and the output is written to a temporary name renamed into place. Bad
 inputs (non-DICOM, truncated, unreadable, refused) are recorded in the
 :class:`~convert.anonymize.audit.Report` and nothing is written for them; the
-others continue. Large trees use a process pool.
+others continue. Large trees use a process pool whose workers die with the
+process that started them (:func:`convert.workers.die_with_parent`).
+
+An output folder carries a small manifest (:data:`MANIFEST_NAME`: the job's
+fingerprint, never the key or PHI) so that a run killed half-way can be
+resumed by the same command: see :func:`anonymize_path`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
+import io
+import json
 import os
+import stat
+import warnings
 import weakref
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 import pydicom
 from pydicom.dataelem import RawDataElement
@@ -33,10 +44,11 @@ from convert.anonymize.audit import FileLog, Report, write_audit
 from convert.anonymize.pseudonym import load_key
 from convert.anonymize.scrubber import Scrubber, peek, quiet_pydicom
 from convert.anonymize.serialize import PATH_KEYWORDS, ByteScrubber, fast_bytes, path_part
-from convert.atomic import atomic_file
+from convert.atomic import TEMPORARY_NAME, atomic_file, remove_stale_temporaries, write_bytes_atomic
 from convert.dicom.validity import check_file_meta
 from convert.errors import (AnonymizationError, ConvertError, CorruptFileError, InputNotFoundError, NoDicomError,
-                             OutputExistsError, OutputWriteError)
+                             OutputExistsError, OutputMismatchError, OutputWriteError)
+from convert.workers import die_with_parent
 
 #: Media Storage Directory Storage (DICOMDIR) SOP class.
 MEDIA_DIRECTORY = "1.2.840.10008.1.3.10"
@@ -44,7 +56,11 @@ MEDIA_DIRECTORY = "1.2.840.10008.1.3.10"
 #: Below this many files the work runs in this process (a pool costs ~0.3 s to start).
 PARALLEL_THRESHOLD = 48
 
-_WORKER: tuple[Scrubber, Path, bool] | None = None
+#: The manifest of an output folder (hidden): what job wrote it, whether the job completed.
+MANIFEST_NAME = ".medconvert-anonymize.json"
+MANIFEST_FORMAT = 1
+
+_WORKER: tuple[Scrubber, Path, bool, bool] | None = None
 
 
 def iter_files(src: Path) -> Iterator[Path]:
@@ -203,6 +219,19 @@ def _check_complete(ds: Dataset, path: Path, pixel_length: int | None = None) ->
         raise CorruptFileError(f"truncated: pixel data has {got} bytes, expected {expected}", path)
 
 
+def dataset_bytes(ds: Dataset) -> bytes:
+    """The bytes :func:`save_dataset` writes to a file for ``ds``."""
+    try:
+        data = fast_bytes(ds)
+    except Exception:
+        data = None
+    if data is not None:
+        return data
+    buffer = io.BytesIO()
+    _save_with_pydicom(ds, buffer)
+    return buffer.getvalue()
+
+
 def save_dataset(ds: Dataset, path: str | Path) -> None:
     """Write ``ds`` as a DICOM Part 10 file in its own transfer syntax (raw elements copied as read).
 
@@ -210,14 +239,14 @@ def save_dataset(ds: Dataset, path: str | Path) -> None:
     meta cannot be built) it is still written, with the meta it has.
     """
     if isinstance(path, (str, Path)):
-        try:
-            data = fast_bytes(ds)
-        except Exception:
-            data = None
-        if data is not None:
-            with open(path, "wb") as fh:
-                fh.write(data)
-            return
+        data = dataset_bytes(ds)
+        with open(path, "wb") as fh:
+            fh.write(data)
+        return
+    _save_with_pydicom(ds, path)
+
+
+def _save_with_pydicom(ds: Dataset, path: Any) -> None:
     meta = ds.file_meta
     complete = bool(meta.get("MediaStorageSOPClassUID")) and bool(meta.get("MediaStorageSOPInstanceUID"))
     ts = meta.TransferSyntaxUID
@@ -252,17 +281,23 @@ def mark_duplicates(logs: list[FileLog]) -> list[FileLog]:
 
     writer: dict[Path, Path] = {}
     for log in logs:
-        if log.status == "written" and log.output is not None:
+        if log.status in ("written", "done") and log.output is not None:
             writer.setdefault(log.output, log.source)
     for log in logs:
-        first = writer.get(log.target) if log.target is not None else None
-        if log.status != "failed" or first is None or first == log.source:
+        if log.status == "done":  # a resumed run: a second input found the first one's output in place
+            first, log.target = writer.get(log.output) if log.output is not None else None, log.output
+        else:
+            first = writer.get(log.target) if log.target is not None else None
+        if log.status not in ("failed", "done") or first is None or first == log.source:
             continue
         if same_content(first, log.source):
             log.status, log.message = "duplicate", "same SOPInstanceUID and content as another input: skipped"
         else:
+            log.status = "failed"
             log.message = (f"same SOPInstanceUID as {first} but different content; only that file was "
                            "written: check which copy is right")
+        log.output, log.burned_in = None, False  # as in a run that was never interrupted: nothing written
+        log.removed = log.replaced = log.emptied = log.cleaned = log.kept = 0
     return logs
 
 
@@ -293,13 +328,15 @@ def serializer_of(scrubber: Scrubber) -> ByteScrubber:
     return serializer
 
 
-def process_file(scrubber: Scrubber, path: Path, dst: Path, overwrite: bool, single_target: Path | None = None
-                 ) -> tuple[FileLog, dict[str, tuple[str, str]]]:
+def process_file(scrubber: Scrubber, path: Path, dst: Path, overwrite: bool, single_target: Path | None = None,
+                 resume: bool = False) -> tuple[FileLog, dict[str, tuple[str, str]]]:
     """De-identify one file; never raises for a bad input (the FileLog says what happened).
 
     The byte serializer takes every file the element layer covers; the others (and every file
     it leaves to pydicom, see :mod:`convert.anonymize.serialize`) take the pydicom route, with
-    the same decisions.
+    the same decisions. ``resume`` (and not ``overwrite``): an output already in place that
+    holds byte for byte what this file gives is not written again (status ``done``); one
+    that differs fails as an existing output does.
     """
     log = FileLog(source=path)
     try:
@@ -308,7 +345,7 @@ def process_file(scrubber: Scrubber, path: Path, dst: Path, overwrite: bool, sin
         fd = -1  # reported below by sniff_dicom
     if fd >= 0:
         try:
-            done = _process_bytes(scrubber, path, fd, dst, overwrite, single_target, log)
+            done = _process_bytes(scrubber, path, fd, dst, overwrite, single_target, log, resume)
         finally:
             os.close(fd)
         if done is not None:
@@ -335,6 +372,14 @@ def process_file(scrubber: Scrubber, path: Path, dst: Path, overwrite: bool, sin
         result = scrubber.scrub(ds)
         out = result.dataset
         target = single_target or output_path(dst, out)
+        if resume and not overwrite and os.path.lexists(target):
+            with quiet_pydicom():
+                data = dataset_bytes(out)
+            if _holds_bytes(target, data, None, -1):
+                log.status, log.output, log.burned_in = "done", target, result.burned_in
+                for name, value in result.counts.as_dict().items():
+                    setattr(log, name, value)
+                return log, result.mapping
         target.parent.mkdir(parents=True, exist_ok=True)
         with atomic_file(target, overwrite=overwrite) as tmp, quiet_pydicom():
             try:
@@ -355,7 +400,8 @@ def process_file(scrubber: Scrubber, path: Path, dst: Path, overwrite: bool, sin
 
 
 def _process_bytes(scrubber: Scrubber, path: Path, fd: int, dst: Path, overwrite: bool,
-                   single_target: Path | None, log: FileLog) -> tuple[FileLog, dict[str, tuple[str, str]]] | None:
+                   single_target: Path | None, log: FileLog, resume: bool = False
+                   ) -> tuple[FileLog, dict[str, tuple[str, str]]] | None:
     """:func:`process_file` through the byte serializer; None: the pydicom route takes the file."""
     try:
         out = serializer_of(scrubber).header(path, fd)
@@ -370,10 +416,13 @@ def _process_bytes(scrubber: Scrubber, path: Path, fd: int, dst: Path, overwrite
         return None
     try:
         target = single_target or dst.joinpath(*out.parts[:3], out.parts[3] + ".dcm")
-        target.parent.mkdir(parents=True, exist_ok=True)
         span = None if out.pixel_offset is None else PixelSpan(out.pixel_offset, out.size - out.pixel_offset)
-        with atomic_file(target, overwrite=overwrite) as tmp:
-            write_with_pixels(out.header, path, span, tmp, fd)
+        if resume and not overwrite and os.path.lexists(target) and _holds_bytes(target, out.header, span, fd):
+            log.status = "done"
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_file(target, overwrite=overwrite) as tmp:
+                write_with_pixels(out.header, path, span, tmp, fd)
     except ConvertError as exc:
         return _log_failure(log, exc)
     except Exception as exc:  # a bug or a strange file: reported, never a silent switch of path
@@ -385,16 +434,46 @@ def _process_bytes(scrubber: Scrubber, path: Path, fd: int, dst: Path, overwrite
     return log, out.mapping
 
 
-def _init_worker(key: bytes, keep: tuple[str, ...], allow_burned_in: bool, dst: str, overwrite: bool) -> None:
+def _holds_bytes(target: Path, header: bytes, span: PixelSpan | None, in_fd: int) -> bool:
+    """True when ``target`` is a regular file holding exactly ``header`` followed by the bytes of
+    ``span`` in the source open as ``in_fd`` (``span`` None: ``header`` only), i.e. what this run
+    would write there. Compared in 1 MiB blocks; any error reads as False."""
+    block = 1 << 20
+    try:
+        info = os.lstat(target)
+        if not stat.S_ISREG(info.st_mode) or info.st_size != len(header) + (span.length if span else 0):
+            return False
+        with open(target, "rb") as fh:
+            for start in range(0, len(header), block):
+                if fh.read(min(block, len(header) - start)) != header[start:start + block]:
+                    return False
+            if span is None or not span.length:
+                return True
+            offset, remaining = span.value_offset, span.length
+            while remaining:
+                want = min(block, remaining)
+                chunk = os.pread(in_fd, want, offset)
+                if len(chunk) != want or fh.read(want) != chunk:
+                    return False
+                offset += want
+                remaining -= want
+            return True
+    except OSError:
+        return False
+
+
+def _init_worker(parent_pid: int, key: bytes, keep: tuple[str, ...], allow_burned_in: bool, dst: str,
+                 overwrite: bool, resume: bool) -> None:
+    die_with_parent(parent_pid)  # a killed run's workers stop at once instead of writing on
     global _WORKER
-    _WORKER = (Scrubber(key, keep, allow_burned_in), Path(dst), overwrite)
+    _WORKER = (Scrubber(key, keep, allow_burned_in), Path(dst), overwrite, resume)
 
 
 def _work(paths: list[str]) -> list[tuple[FileLog, dict[str, tuple[str, str]]]]:
     assert _WORKER is not None
-    scrubber, dst, overwrite = _WORKER
+    scrubber, dst, overwrite, resume = _WORKER
     with quiet_pydicom():  # once per chunk (the per-file blocks inside then cost nothing)
-        return [process_file(scrubber, Path(p), dst, overwrite) for p in paths]
+        return [process_file(scrubber, Path(p), dst, overwrite, resume=resume) for p in paths]
 
 
 def _chunks(items: list[Path], size: int) -> Iterator[list[str]]:
@@ -407,16 +486,221 @@ def _is_within(child: Path, parent: Path) -> bool:
     return child == parent or parent in child.parents
 
 
+#: Message under which the key's check value is computed (an HMAC: the key cannot be recovered from it).
+_KEY_CHECK = b"medconvert anonymize: output folder key check"
+_AUDIT_CHECK = b"medconvert anonymize: audit file check\0"
+
+
+def job_fingerprint(key: bytes, scrubber: Scrubber) -> dict[str, Any]:
+    """What decides every output byte of a de-identification job, as the manifest records it.
+
+    The medconvert version, the method (profile and options), the options, ``allow_burned_in``,
+    and ``key_check``: an HMAC-SHA256 of a fixed text under the key. Two runs with the same
+    fingerprint write the same bytes for the same input; the key itself is never recorded.
+    """
+    from convert import __version__
+
+    return {"tool": f"medconvert {__version__}", "method": scrubber.method_text,
+            "options": sorted(scrubber.options), "allow_burned_in": bool(scrubber.allow_burned_in),
+            "key_check": hmac.new(key, _KEY_CHECK, hashlib.sha256).hexdigest()}
+
+
+def _fingerprint_differences(earlier: dict[str, Any], now: dict[str, Any], earlier_key_source: str | None,
+                             key_source: str) -> list[str]:
+    """What differs between the fingerprint of an earlier run and this one's, in words (no secret)."""
+    def keep_text(options: Any) -> str:
+        return ", ".join(f"--keep {o}" for o in options) if options else "no --keep option"
+
+    out = []
+    if earlier.get("key_check") != now["key_check"]:
+        if earlier_key_source == "random":
+            out.append("a random key (it had no --key, so its pseudonyms cannot be made again: that run cannot "
+                       "be completed)")
+        elif key_source == "random":
+            out.append("another key (this run has no --key, so it drew a random one: pass the first run's "
+                       "--key FILE)")
+        else:
+            out.append("another key")
+    if list(earlier.get("options") or []) != now["options"]:
+        out.append(f"{keep_text(earlier.get('options'))} (this run: {keep_text(now['options'])})")
+    if bool(earlier.get("allow_burned_in")) != now["allow_burned_in"]:
+        allowed, refused = "burned-in objects allowed (--allow-burned-in)", "burned-in objects refused"
+        out.append(f"{allowed} (this run: {refused})" if earlier.get("allow_burned_in")
+                   else f"{refused} (this run: {allowed})")
+    if earlier.get("tool") != now["tool"]:
+        out.append(f"{earlier.get('tool') or 'another version'} (this is {now['tool']})")
+    if not out and earlier != now:
+        out.append(f"another method ({earlier.get('method')!s})")
+    return out
+
+
+def _is_bookkeeping(name: str) -> bool:
+    """The manifest, or a temporary file of :func:`convert.atomic.temporary_name`."""
+    return name == MANIFEST_NAME or TEMPORARY_NAME.match(name) is not None
+
+
+def _holds_outputs(folder: Path) -> bool:
+    """True when ``folder`` (a tree) holds any file besides the manifest and temporary files."""
+    for _root, _dirs, names in os.walk(folder):
+        if any(not _is_bookkeeping(name) for name in names):
+            return True
+    return False
+
+
+@dataclass
+class OutputFolder:
+    """The output folder of a de-identification job and its manifest (:data:`MANIFEST_NAME`).
+
+    The manifest is JSON, written atomically: ``{"medconvert": "anonymize output", "format": 1,
+    "fingerprint": {...}, "key_source": str, "complete": bool, "outputs": int, "audit_check": str | None}``
+    (:func:`job_fingerprint`; ``key_source`` as in the audit file; ``complete``: the last run
+    went through every input; ``outputs``: how many of its inputs have their output in place;
+    ``audit_check``: an HMAC under the key of the audit file that run wrote, so a rerun may
+    replace that file and no other). No input path, no original value.
+
+    Attributes:
+        path: the folder.
+        fingerprint: this run's.
+        previous: the manifest found (None: none).
+        resume: an earlier run of the same job wrote into the folder: outputs in place are checked
+            and counted as done, the rest written.
+        created: this run creates the folder.
+        key_source: where this run's key came from (``file``, ``random``...; recorded, never the key).
+    """
+
+    path: Path
+    fingerprint: dict[str, Any]
+    previous: dict[str, Any] | None
+    resume: bool
+    created: bool
+    key_source: str = ""
+
+    @property
+    def manifest(self) -> Path:
+        return self.path / MANIFEST_NAME
+
+    @classmethod
+    def check(cls, path: Path, fingerprint: dict[str, Any], key_source: str, overwrite: bool) -> "OutputFolder":
+        """Decide how this run may write into ``path``; nothing is written yet.
+
+        Raises:
+            OutputMismatchError: ``path`` holds outputs of a run with another key, other options
+                or another medconvert version, and not ``overwrite``.
+            ConvertError: the manifest is unreadable (and not ``overwrite``).
+        """
+        created = not path.exists()
+        previous = None if created else _read_manifest(path / MANIFEST_NAME, overwrite)
+        if previous is None:
+            if not created and not overwrite and _holds_outputs(path):
+                warnings.warn(f"{path} already holds files but no record of the run that wrote them (an older "
+                              "medconvert, or another program): outputs in place are not replaced (--overwrite "
+                              "replaces them), and outputs of another key or other options would be mixed "
+                              "with this run's; an empty output folder avoids both", UserWarning, stacklevel=3)
+            return cls(path, fingerprint, None, False, created, key_source)
+        if previous.get("fingerprint") == fingerprint:
+            return cls(path, fingerprint, previous, not overwrite, created, key_source)
+        differences = "; ".join(_fingerprint_differences(previous.get("fingerprint") or {}, fingerprint,
+                                                          previous.get("key_source"), key_source))
+        if not _holds_outputs(path):  # an earlier run that wrote nothing: start afresh
+            return cls(path, fingerprint, None, False, created, key_source)
+        if not overwrite:
+            raise OutputMismatchError(
+                f"this folder holds the output of an earlier run with {differences}; writing into it would mix "
+                "two de-identifications: rerun with that run's key and options to complete it, or choose an "
+                "empty output folder", path)
+        warnings.warn(f"{path} holds the output of an earlier run with {differences}: --overwrite replaces the "
+                      "files this run writes, the other files of that run stay", UserWarning, stacklevel=3)
+        return cls(path, fingerprint, None, False, created, key_source)
+
+    def owns_audit(self, audit: Path, key: bytes) -> bool:
+        """True when ``audit`` is the file the earlier run of this same job wrote (a rerun may replace it)."""
+        recorded = (self.previous or {}).get("audit_check") if self.resume else None
+        if not recorded:
+            return False
+        try:
+            data = audit.read_bytes()
+        except OSError:
+            return False
+        return hmac.compare_digest(recorded, hmac.new(key, _AUDIT_CHECK + data, hashlib.sha256).hexdigest())
+
+    def begin(self) -> list[Path]:
+        """Create the folder, remove the stale temporaries of killed runs (returned) and record this run."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        stale = remove_stale_temporaries(self.path, recursive=True)
+        self._write(complete=False, outputs=(self.previous or {}).get("outputs") if self.resume else None,
+                    audit_check=(self.previous or {}).get("audit_check") if self.resume else None)
+        return stale
+
+    def finish(self, report: Report, key: bytes) -> None:
+        """Record the run as complete; a run that left no output removes what it created."""
+        if report.nothing_written and self.previous is None:
+            with contextlib.suppress(OSError):
+                self.manifest.unlink()
+            if self.created:
+                for root, dirs, files in os.walk(self.path, topdown=False):
+                    if not files:
+                        with contextlib.suppress(OSError):
+                            os.rmdir(root)
+            return
+        audit_check = (self.previous or {}).get("audit_check") if self.resume else None
+        if report.audit is not None:
+            with contextlib.suppress(OSError):
+                audit_check = hmac.new(key, _AUDIT_CHECK + report.audit.read_bytes(), hashlib.sha256).hexdigest()
+        self._write(complete=True, outputs=len(report.written) + len(report.done), audit_check=audit_check)
+
+    def _write(self, complete: bool, outputs: int | None, audit_check: str | None) -> None:
+        doc = {"medconvert": "anonymize output", "format": MANIFEST_FORMAT, "fingerprint": self.fingerprint,
+               "key_source": self.key_source, "complete": complete, "outputs": outputs, "audit_check": audit_check}
+        write_bytes_atomic(self.manifest, (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode("utf-8"),
+                           overwrite=True)
+
+
+def _read_manifest(path: Path, overwrite: bool) -> dict[str, Any] | None:
+    """The manifest at ``path``; None when there is none (or it is unreadable and ``overwrite``)."""
+    try:
+        doc = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        if overwrite:
+            return None
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not valid JSON"
+        raise ConvertError(f"cannot read the record of the earlier run ({reason}): delete this file to start "
+                           "the output folder afresh, or pass --overwrite", path) from None
+    if not isinstance(doc, dict) or doc.get("format") != MANIFEST_FORMAT or not isinstance(doc.get("fingerprint"),
+                                                                                            dict):
+        if overwrite:
+            return None
+        raise ConvertError("not a manifest this medconvert can read: delete this file to start the output folder "
+                           "afresh, or pass --overwrite", path)
+    return doc
+
+
 def anonymize_path(src: str | Path, dst: str | Path, *, key: bytes | str | Path | None = None,
                    keep: Iterable[str] = (), allow_burned_in: bool = False, audit: str | Path | None = None,
                    overwrite: bool = False, workers: int | None = None, progress: bool = False) -> Report:
     """De-identify a file or a folder tree ``src`` into ``dst``; see :func:`convert.anonymize.anonymize`.
 
+    **Resume.** An output folder gets a manifest (:class:`OutputFolder`). A rerun of the
+    same job (same key, options and medconvert version) into it, e.g. after the first was
+    killed, writes only what is missing: an output already in place is checked byte for byte
+    against what this run would write and counted in ``report.done`` (one that differs fails
+    as an existing output does); the audit file that job wrote may be replaced. A rerun with
+    another key or other options into a folder holding outputs is refused
+    (:class:`~convert.errors.OutputMismatchError`). ``overwrite`` rewrites every output
+    (a warning says so when the folder held another job's outputs). Temporary files that
+    killed runs left in ``dst`` (or beside a ``dst`` file) are removed first
+    (``report.stale_removed``). A run that leaves
+    no output in place (every file failed, refused or skipped) removes the folder and manifest
+    it created; its report is not ``ok``.
+
     Raises (before anything is written):
         InputNotFoundError: ``src`` does not exist.
         NoDicomError: ``src`` is a folder holding no DICOM file (nothing is written).
         ConvertError: ``dst`` is inside ``src``; ``dst`` is an existing file and
-            ``overwrite`` is False; ``audit`` exists and ``overwrite`` is False.
+            ``overwrite`` is False; ``audit`` exists (and is not the one the same job wrote)
+            and ``overwrite`` is False; ``dst``'s manifest is unreadable.
+        OutputMismatchError: ``dst`` holds the outputs of another key or other options.
         AnonymizationError: bad options or key.
     """
     src, dst = Path(src), Path(dst)
@@ -427,16 +711,13 @@ def anonymize_path(src: str | Path, dst: str | Path, *, key: bytes | str | Path 
     if not os.access(src, os.R_OK):
         raise InputNotFoundError("cannot read input: permission denied", src)
     audit_path = Path(audit) if audit is not None else None
-    if audit_path is not None:
-        if audit_path.exists() and not overwrite:
-            raise OutputExistsError("audit file already exists; pass --overwrite to replace it",
-                                    audit_path)
-        if not audit_path.parent.is_dir():
-            raise OutputWriteError(f"folder {audit_path.parent} for the audit file does not exist", audit_path)
+    if audit_path is not None and not audit_path.parent.is_dir():
+        raise OutputWriteError(f"folder {audit_path.parent} for the audit file does not exist", audit_path)
     report = Report(key_source=key_source)
     scrubber = Scrubber(key_bytes, keep, allow_burned_in)
+    single: Path | None = None
+    files: list[Path] = []
     if src.is_file():
-        single: Path | None = None
         if dst.exists() and not dst.is_dir():
             if not overwrite:
                 raise OutputExistsError("output already exists; pass --overwrite to replace it", dst)
@@ -445,11 +726,6 @@ def anonymize_path(src: str | Path, dst: str | Path, *, key: bytes | str | Path 
             single = dst
         if single is not None and not single.parent.is_dir():
             raise OutputWriteError(f"output folder {single.parent} does not exist; create it first", single)
-        log, mapping = process_file(scrubber, src, dst, overwrite, single_target=single)
-        if log.status == "non-dicom":
-            log.status = "failed"
-        report.add(log)
-        mappings = [mapping]
     else:
         if _is_within(dst, src):
             raise ConvertError("output folder is inside the input folder; choose a destination outside it", dst)
@@ -458,39 +734,57 @@ def anonymize_path(src: str | Path, dst: str | Path, *, key: bytes | str | Path 
         files = list(iter_files(src))
         if not files:
             raise NoDicomError(src)
-        created = not dst.exists()
-        dst.mkdir(parents=True, exist_ok=True)
+    folder = None if single is not None else OutputFolder.check(dst, job_fingerprint(key_bytes, scrubber),
+                                                                key_source, overwrite)
+    replace_audit = overwrite
+    if audit_path is not None and audit_path.exists() and not overwrite:
+        if folder is None or not folder.owns_audit(audit_path, key_bytes):
+            raise OutputExistsError("audit file already exists; pass --overwrite to replace it", audit_path)
+        replace_audit = True  # the audit file of the interrupted run of this same job
+    resume = folder is not None and folder.resume
+    if folder is not None:
+        report.stale_removed = folder.begin()
+    else:  # one explicit output file: the killed runs' temporaries beside it
+        report.stale_removed = remove_stale_temporaries(dst.parent)
+    if src.is_file():
+        log, mapping = process_file(scrubber, src, dst, overwrite, single_target=single, resume=resume)
+        if log.status == "non-dicom":
+            log.status = "failed"
+        report.add(log)
+        mappings = [mapping]
+    else:
         mappings = []
         logs = []
         for log, mapping in _run_many(scrubber, files, dst, key_bytes, keep, allow_burned_in, overwrite,
-                                      workers, progress):
+                                      workers, progress, resume):
             logs.append(log)
             mappings.append(mapping)
         for log in mark_duplicates(logs):
             report.add(log)
         if all(log.status == "non-dicom" for log in report.per_file):  # nothing was written
-            if created:
-                with contextlib.suppress(OSError):
-                    dst.rmdir()
+            if folder is not None:
+                folder.finish(report, key_bytes)
             raise NoDicomError(src, len(files))
     if audit_path is not None:
         merged: dict[str, dict[str, str]] = {"PatientID": {}, "StudyInstanceUID": {}, "SeriesInstanceUID": {}}
         for mapping in mappings:
             for name, (orig, new) in mapping.items():
                 merged.setdefault(name, {})[orig] = new
-        report.audit = write_audit(audit_path, report, merged, scrubber.method_text, keep, overwrite=overwrite)
+        report.audit = write_audit(audit_path, report, merged, scrubber.method_text, keep, overwrite=replace_audit)
+    if folder is not None:
+        folder.finish(report, key_bytes)
     return report
 
 
 def _run_many(scrubber: Scrubber, files: list[Path], dst: Path, key: bytes, keep: tuple[str, ...],
-              allow_burned_in: bool, overwrite: bool, workers: int | None, progress: bool
+              allow_burned_in: bool, overwrite: bool, workers: int | None, progress: bool, resume: bool = False
               ) -> Iterator[tuple[FileLog, dict[str, tuple[str, str]]]]:
     n_workers = workers if workers and workers > 0 else (os.cpu_count() or 1)
     bar = _progress(len(files)) if progress else None
     try:
         if n_workers <= 1 or len(files) < PARALLEL_THRESHOLD:
             for path in files:
-                result = process_file(scrubber, path, dst, overwrite)
+                result = process_file(scrubber, path, dst, overwrite, resume=resume)
                 if bar:
                     bar[0].advance(bar[1])
                 yield result
@@ -503,7 +797,8 @@ def _run_many(scrubber: Scrubber, files: list[Path], dst: Path, key: bytes, keep
         methods = multiprocessing.get_all_start_methods()
         context = multiprocessing.get_context("fork" if "fork" in methods else None)  # fork: no re-imports
         with ProcessPoolExecutor(max_workers=n_workers, mp_context=context, initializer=_init_worker,
-                                 initargs=(key, keep, allow_burned_in, str(dst), overwrite)) as pool:
+                                 initargs=(os.getpid(), key, keep, allow_burned_in, str(dst), overwrite,
+                                           resume)) as pool:
             for results in pool.map(_work, _chunks(files, size)):
                 for result in results:
                     if bar:

@@ -49,6 +49,7 @@ from pydicom.uid import UID_dictionary
 
 from convert.anonymize.profile import CID_7050, Plan, compile_plan, normalize_options
 from convert.anonymize.pseudonym import Pseudonymizer, shift_da, shift_dt
+from convert.dicom.header import as_dataset
 from convert.dicom.validity import install as _install_hooks
 from convert.errors import AnonymizationError
 
@@ -600,6 +601,8 @@ class Scrubber:
     def scrub(self, ds: Dataset, source: str | None = None) -> ScrubResult:
         """Return a new de-identified copy of ``ds`` (``ds`` is not modified).
 
+        ``ds`` is a pydicom Dataset or a :class:`convert.dicom.header.Header` view (its Dataset is used).
+
         pydicom's warnings and log messages are silenced meanwhile: they quote
         values ("Invalid value for VR DA: 'Doe John'"), which must never reach a console.
 
@@ -608,7 +611,7 @@ class Scrubber:
                 ``allow_burned_in`` is False (``source`` names it in the message).
         """
         with quiet_pydicom():
-            return self._scrub(ds, source)
+            return self._scrub(as_dataset(ds), source)
 
     def _scrub(self, ds: Dataset, source: str | None = None) -> ScrubResult:
         reason = burned_in_reason(ds)

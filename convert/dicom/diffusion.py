@@ -56,13 +56,13 @@ from __future__ import annotations
 import math
 import re
 import struct
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from convert.dicom.header import is_multi
 from convert.volume import Volume, lps_to_ras_point
 
 __all__ = ["DiffusionTable", "VolumeGradient", "volume_gradient", "series_table", "logical_gradient_lps",
@@ -102,13 +102,6 @@ class DiffusionTable:
 
 
 # --------------------------------------------------------------------------- value helpers
-def _is_multi(value: Any) -> bool:
-    if isinstance(value, (list, tuple)):
-        return True
-    multival = sys.modules.get("pydicom.multival")
-    return multival is not None and isinstance(value, multival.MultiValue)
-
-
 def _numbers(value: Any, vr: str = "") -> list[float] | None:
     """Finite floats of an element value (strings, numbers, lists, or raw bytes of an ``UN`` element)."""
     if value is None or value == "":
@@ -120,7 +113,7 @@ def _numbers(value: Any, vr: str = "") -> list[float] | None:
                                        raw))
         else:
             value = raw.decode("ascii", "replace").strip("\x00 ").split("\\")
-    values = value if _is_multi(value) else [value]
+    values = value if is_multi(value) else [value]
     out: list[float] = []
     for v in values:
         try:
@@ -136,13 +129,13 @@ def _numbers(value: Any, vr: str = "") -> list[float] | None:
 def _text(value: Any) -> str:
     if isinstance(value, (bytes, bytearray)):
         value = bytes(value).decode("ascii", "replace")
-    if _is_multi(value):
+    if is_multi(value):
         return "\\".join(str(v) for v in value).strip().upper()
     return str(value or "").strip().strip("\x00").upper()
 
 
 def _get(ds: Any, keyword: str) -> Any:
-    """``ds.get(keyword)``: pydicom Datasets and the streaming path's byte-level headers alike."""
+    """``ds.get(keyword)``: pydicom Datasets and header views alike."""
     return ds.get(keyword)
 
 
@@ -300,7 +293,7 @@ def looks_like_diffusion(ds: Any) -> str | None:
     """
     if volume_gradient(ds).bvalue is not None:
         return "b-values present"
-    image_type = [str(v).upper() for v in (_get(ds, "ImageType") or [])] if _is_multi(_get(ds, "ImageType")) else \
+    image_type = [str(v).upper() for v in (_get(ds, "ImageType") or [])] if is_multi(_get(ds, "ImageType")) else \
         _text(_get(ds, "ImageType")).split("\\")
     if "DIFFUSION" in image_type:
         return "DIFFUSION in ImageType"

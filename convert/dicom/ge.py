@@ -242,9 +242,8 @@ def _multiband_factor(ds: Any) -> int | None:
     return max(1, int(number))
 
 
-def _slice_index(ds: Any, inverse: np.ndarray, nk: int) -> int | None:
-    """k of a header on the volume with ``inverse`` = inv(affine), or None when off-grid."""
-    position = ds.get("ImagePositionPatient")
+def _slice_index(position: Any, inverse: np.ndarray, nk: int) -> int | None:
+    """k of an ImagePositionPatient (LPS mm) on the volume with ``inverse`` = inv(affine), or None when off-grid."""
     try:
         x, y, z = (float(v) for v in position)
     except (TypeError, ValueError):
@@ -256,23 +255,23 @@ def _slice_index(ds: Any, inverse: np.ndarray, nk: int) -> int | None:
     return k
 
 
-def _headers_by_k(datasets: Sequence[Any], affine: np.ndarray, nk: int, volumes: int) -> list[list[Any]] | None:
-    """Headers of the first ``volumes`` volumes grouped by slice k (t-major input), or None if one is off-grid."""
+def _indices_by_k(positions: Sequence[Any], affine: np.ndarray, nk: int, volumes: int) -> list[list[int]] | None:
+    """Indices of the first ``volumes`` volumes' slices grouped by slice k (t-major input), or None if one is off-grid."""
     inverse = np.linalg.inv(np.asarray(affine, dtype=np.float64))
-    grouped: list[list[Any]] = [[] for _ in range(nk)]
-    for ds in list(datasets[: nk * volumes]):
-        k = _slice_index(ds, inverse, nk)
+    grouped: list[list[int]] = [[] for _ in range(nk)]
+    for index, position in enumerate(positions[: nk * volumes]):
+        k = _slice_index(position, inverse, nk)
         if k is None:
             return None
-        grouped[k].append(ds)
+        grouped[k].append(index)
     return grouped if all(grouped) else None
 
 
-def _trigger_timing(by_k: list[list[Any]], tr_s: float | None) -> list[float] | None:
+def _trigger_timing(by_k: list[list[int]], triggers: Sequence[Any], tr_s: float | None) -> list[float] | None:
     """Per-slice TriggerTime (s) — most frequent value per slice; None when implausible."""
     times: list[float] = []
-    for headers in by_k:
-        values = [_number(ds.get("TriggerTime")) for ds in headers]
+    for indices in by_k:
+        values = [_number(triggers[i]) for i in indices]
         if any(v is None for v in values):
             return None
         values_ms = [round(float(v), 3) for v in values]  # type: ignore[arg-type]
@@ -284,24 +283,26 @@ def _trigger_timing(by_k: list[list[Any]], tr_s: float | None) -> list[float] | 
     return rel
 
 
-def _first_end(by_k: list[list[Any]], first: float, last: float) -> int | None:
-    """0 when the first-scanned location is at k = 0, nk-1 when at the far end, None if unclear."""
-    locations = [_number(headers[0].get("SliceLocation")) for headers in by_k]
-    if any(v is None for v in locations):
+def _first_end(locations: Sequence[Any], first: float, last: float) -> int | None:
+    """0 when the first-scanned location is at k = 0, nk-1 when at the far end, None if unclear.
+
+    ``locations``: SliceLocation of one header per k."""
+    numbers = [_number(v) for v in locations]
+    if any(v is None for v in numbers):
         return None
-    lo, hi = float(locations[0]), float(locations[-1])  # type: ignore[arg-type]
-    spacing = abs(hi - lo) / max(len(locations) - 1, 1)
+    lo, hi = float(numbers[0]), float(numbers[-1])  # type: ignore[arg-type]
+    spacing = abs(hi - lo) / max(len(numbers) - 1, 1)
     if spacing <= 0:
         return None
     tolerance = 0.25 * spacing
     if abs(first - lo) < tolerance and abs(last - hi) < tolerance:
         return 0
     if abs(first - hi) < tolerance and abs(last - lo) < tolerance:
-        return len(locations) - 1
+        return len(numbers) - 1
     return None
 
 
-def _protocol_timing(first_ds: Any, by_k: list[list[Any]], tr_s: float) -> list[float] | None:
+def _protocol_timing(first_ds: Any, datasets: Sequence[Any], by_k: list[list[int]], tr_s: float) -> list[float] | None:
     """Slice times (s, per k) from the Protocol Data Block, or None when anything is missing."""
     block = ge_protocol_block(first_ds)
     if not block:
@@ -333,7 +334,7 @@ def _protocol_timing(first_ds: Any, by_k: list[list[Any]], tr_s: float) -> list[
     last = _number(_private(first_ds, 0x0019, _ACQU, 0x1B))
     if first is None or last is None:
         return None
-    start_k = _first_end(by_k, first, last)
+    start_k = _first_end([datasets[indices[0]].get("SliceLocation") for indices in by_k], first, last)
     if start_k is None:
         return None
     times = ge_prescription_timing(nk, tr_s, interleaved=order == "1", multiband=multiband,
@@ -342,14 +343,19 @@ def _protocol_timing(first_ds: Any, by_k: list[list[Any]], tr_s: float) -> list[
     return [round(t, 6) for t in per_k]
 
 
-def ge_slice_timing(datasets: Sequence[Any], affine: np.ndarray, nk: int, tr_s: float | None) -> list[float] | None:
+def ge_slice_timing(datasets: Sequence[Any], affine: np.ndarray, nk: int, tr_s: float | None,
+                    slice_times: Sequence[tuple[Any, Any, Any]] | None = None) -> list[float] | None:
     """SliceTiming (s, one per k of the volume) of a GE 2D MR series, or None when not derivable.
 
     Args:
-        datasets: the series' headers, t-major (all slices of volume 0 first).
-        affine: the volume's voxel -> RAS+ affine (places each header at its k).
+        datasets: the series' headers, t-major (all slices of volume 0 first); read lazily:
+            the first, and one per k only when the protocol block is used.
+        affine: the volume's voxel -> RAS+ affine (places each slice at its k).
         nk: slices per volume.
         tr_s: RepetitionTime in seconds.
+        slice_times: per header ``(ImagePositionPatient, AcquisitionTime, TriggerTime)``
+            as the scan kept them (:data:`convert.dicom.sidecar.SliceTime`); None: read
+            them from ``datasets``.
 
     See the module docstring for the sources and the rejection rules.
     """
@@ -359,13 +365,16 @@ def ge_slice_timing(datasets: Sequence[Any], affine: np.ndarray, nk: int, tr_s: 
     if str(first.get("Modality", "")).upper() != "MR" or str(first.get("MRAcquisitionType", "")).upper() == "3D":
         return None
     volumes = max(1, min(3, len(datasets) // nk))
-    by_k = _headers_by_k(datasets, affine, nk, volumes)
+    if slice_times is None:
+        slice_times = [(ds.get("ImagePositionPatient"), None, ds.get("TriggerTime"))
+                       for ds in list(datasets[: nk * volumes])]
+    by_k = _indices_by_k([position for position, _, _ in slice_times], affine, nk, volumes)
     if by_k is None:
         return None
     multiband = _multiband_factor(first)
     scanning = str(first.get("ScanningSequence", "") or "").upper()
     if multiband == 1 and "EP" in scanning:  # TriggerTime means slice time only for EPI (else cardiac delay)
-        timing = _trigger_timing(by_k, tr_s)
+        timing = _trigger_timing(by_k, [trigger for _, _, trigger in slice_times], tr_s)
         if timing is not None:
             return timing
-    return _protocol_timing(first, by_k, tr_s)
+    return _protocol_timing(first, datasets, by_k, tr_s)

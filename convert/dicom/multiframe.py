@@ -21,26 +21,41 @@ only through :func:`convert.volume.lps_to_ras`.
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
-from pydicom.datadict import tag_for_keyword
-from pydicom.dataset import Dataset
 
 from convert.dicom import validity
-
-from convert.dicom.pixels import (DECODING_PLUGIN, PHILIPS_MR_CREATOR, check_file_size, check_philips_scaling,
-                                  check_pixel_data, decoder_panics, header_count, philips_precise_scaling,
-                                  philips_scaling_fields, scale_slope_value)
+from convert.dicom.elements import IMPLICIT_VR_LE, NATIVE_SYNTAXES
+from convert.dicom.keywords import KEYWORDS
+from convert.dicom.pixels import (
+    DECODING_PLUGIN,
+    PHILIPS_MR_CREATOR,
+    check_file_size,
+    check_philips_scaling,
+    check_pixel_data,
+    decoder_panics,
+    header_count,
+    is_colour,
+    native_frames,
+    philips_precise_scaling,
+    philips_scaling_fields,
+    scale_slope_value,
+)
 from convert.dicom.sidecar import csa_image_header, meta_from_dataset
-from convert.errors import CorruptFileError, DicomError, GeometryError, UnsupportedDataError
+from convert.errors import (
+    CorruptFileError,
+    DicomError,
+    GeometryError,
+    UnsupportedDataError,
+)
 from convert.volume import Meta, Volume, lps_to_ras, rgb_from_channels
 
-validity.install()  # an unknown VR is a CorruptFileError naming the file
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 __all__ = [
     "is_enhanced",
@@ -70,12 +85,8 @@ def is_enhanced(ds: Dataset) -> bool:
     return bool(ds.get("PerFrameFunctionalGroupsSequence"))
 
 
-@functools.lru_cache(maxsize=None)
 def _tag(keyword: str) -> int:
-    tag = tag_for_keyword(keyword)
-    if tag is None:  # pragma: no cover - programming error
-        raise KeyError(keyword)
-    return int(tag)
+    return KEYWORDS[keyword][0]  # KeyError for a keyword outside the dictionary: a programming error
 
 
 class _Groups:
@@ -509,8 +520,18 @@ class _Target:
         return self.array[..., 0] if self.nt == 1 else self.array
 
 
+def _has_transfer_syntax(ds: Any) -> bool:
+    """True when the file meta of ``ds`` (a Dataset or a header view) holds a TransferSyntaxUID."""
+    part10 = getattr(ds, "part10", None)
+    if part10 is not None:
+        return 0x00020010 in part10.meta
+    return "TransferSyntaxUID" in (getattr(ds, "file_meta", None) or ())
+
+
 def _read_full(path: Path) -> Dataset:
     import pydicom
+
+    validity.install()  # an unknown VR is a CorruptFileError naming the file
 
     try:
         return pydicom.dcmread(path)
@@ -518,14 +539,42 @@ def _read_full(path: Path) -> Dataset:
         raise CorruptFileError(f"not a readable DICOM file: {exc}", path) from exc
 
 
-def _fill(targets: list[_Target], source: Any, n_frames: int, path: Path) -> None:
-    """Decode frames one at a time (``pydicom.pixels.iter_pixels``) straight into their targets.
+def _tag_at(path: Path, offset: int) -> bytes:
+    """The 4 bytes at ``offset`` (an element's tag, little endian), b"" when unreadable."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            return fh.read(4)
+    except OSError:
+        return b""
 
-    Memory: the outputs plus one decoded frame; the encoded pixel data is never
-    held in memory as a whole when ``source`` is a path.
-    """
+
+def _pixel_frames(ds: Any, source: Any, path: Path, pixel_offset: int | None) -> Any:
+    """The file's frames one at a time: read straight from the bytes when the pixel data is
+    uncompressed little endian grey-level PixelData (not Float/DoubleFloatPixelData) whose
+    element starts at ``pixel_offset`` (the scan found it there: no second header parse), else decoded by ``pydicom.pixels.iter_pixels``."""
+    syntax = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
+    bits_allocated = int(ds.get("BitsAllocated", 0) or 0)
+    if (pixel_offset is not None and source is path and syntax in NATIVE_SYNTAXES
+            and not is_colour(ds.get("SamplesPerPixel", 1), ds.get("PhotometricInterpretation"))
+            and bits_allocated in (8, 16, 32) and _tag_at(path, pixel_offset) == b"\xe0\x7f\x10\x00"):
+        return native_frames(path, pixel_offset, syntax == IMPLICIT_VR_LE, int(ds.get("NumberOfFrames", 1) or 1),
+                             int(ds.Rows), int(ds.Columns), bits_allocated,
+                             int(ds.get("BitsStored", bits_allocated) or bits_allocated),
+                             int(ds.get("PixelRepresentation", 0) or 0) == 1)
     from pydicom.pixels import iter_pixels
 
+    if not isinstance(source, Path):
+        check_pixel_data(source, path)  # the header adds up before a decoder sees the frames
+    return iter_pixels(source, decoding_plugin=DECODING_PLUGIN)
+
+
+def _fill(targets: list[_Target], frames: Any, n_frames: int, path: Path) -> None:
+    """Put the decoded ``frames`` (an iterator, one ``[row, col]`` frame at a time) into their targets.
+
+    Memory: the outputs plus one decoded frame; the encoded pixel data is never
+    held in memory as a whole when frames come from a path.
+    """
     slot: dict[int, tuple[_Target, int, int]] = {}
     for target in targets:
         for k, frames_at_k in enumerate(target.slices):
@@ -533,10 +582,8 @@ def _fill(targets: list[_Target], source: Any, n_frames: int, path: Path) -> Non
                 slot[frame.index] = (target, k, t)
     decoded = 0
     try:
-        if isinstance(source, Dataset):
-            check_pixel_data(source, path)  # the header adds up before a decoder sees the frames
-        with decoder_panics(path):
-            for index, pixels in enumerate(iter_pixels(source, decoding_plugin=DECODING_PLUGIN)):
+        with decoder_panics(path):  # a decoder's Rust panic (pylibjpeg-rle) is a CorruptFileError
+            for index, pixels in enumerate(frames):
                 if index >= n_frames:
                     break
                 if pixels.ndim == 3 and pixels.shape[-1] == 3 and pixels.dtype == np.uint8:
@@ -547,7 +594,7 @@ def _fill(targets: list[_Target], source: Any, n_frames: int, path: Path) -> Non
                 target, k, t = slot[index]
                 target.put(target.slices[k][t], k, t, pixels)
                 decoded += 1
-    except (DicomError, UnsupportedDataError, CorruptFileError):
+    except (DicomError, CorruptFileError, UnsupportedDataError):
         raise
     except Exception as exc:  # pydicom/decoders raise many types for broken or truncated data
         raise DicomError(f"cannot decode pixel data of frame {decoded + 1}: {exc}", path) from exc
@@ -646,7 +693,8 @@ def _volume_meta(ds: Dataset, slices: list[list[_Frame]], echo_number: int | Non
     return meta.replace(acquisition=acquisition, time_step=time_step, window=window)
 
 
-def read_enhanced(path: Path, ds: Dataset | None = None, *, philips_scaling: str = "precise") -> list[Volume]:
+def read_enhanced(path: Path, ds: Dataset | None = None, *, philips_scaling: str = "precise",
+                  pixel_offset: int | None = None) -> list[Volume]:
     """All volumes in one enhanced multi-frame DICOM file.
 
     Frames are split into volumes by stack, echo time, image type (FrameType
@@ -673,6 +721,9 @@ def read_enhanced(path: Path, ds: Dataset | None = None, *, philips_scaling: str
             without the private tag (and other vendors) keep the DICOM scaling.
             The meta records the choice and the first frame's three factors
             (:func:`convert.dicom.pixels.philips_scaling_fields`).
+        pixel_offset: byte offset of the PixelData element (its tag) as the scan found it
+            (:attr:`convert.dicom.scan.Instance.pixel_offset`): uncompressed frames are then
+            read straight from the file instead of pydicom parsing the header again.
 
     Returns:
         Volumes with RAS+ affines (mm), ``[i, j, k(, t)]`` arrays, allow-listed
@@ -686,6 +737,7 @@ def read_enhanced(path: Path, ds: Dataset | None = None, *, philips_scaling: str
     """
     import pydicom
 
+    validity.install()  # an unknown VR is a CorruptFileError naming the file
     check_philips_scaling(philips_scaling)
     path = Path(path)
     if ds is None:
@@ -712,11 +764,11 @@ def read_enhanced(path: Path, ds: Dataset | None = None, *, philips_scaling: str
     # decode from the file (memory: one frame at a time) unless only an in-memory dataset exists;
     # a deflated file must be inflated as a whole first (pydicom cannot stream frames from it)
     source: Any = path if path.is_file() else ds
-    syntax = validity.transfer_syntax(ds, path) if "TransferSyntaxUID" in getattr(ds, "file_meta", ()) else None
+    syntax = validity.transfer_syntax(ds, path) if _has_transfer_syntax(ds) else None
     if source is path and syntax is not None and (syntax.is_deflated or syntax.is_encapsulated):
         # compressed frames are checked against the header before decoding (check_pixel_data), which needs them
         source = ds if has_pixels else _read_full(path)
-    _fill(targets, source, len(frames), path)
+    _fill(targets, _pixel_frames(ds, source, path, pixel_offset), len(frames), path)
     volumes = []
     echo_numbers = _echo_numbers([slices[0][0] for _, slices in geometry])
     for (affine_lps, slices), target, echo_number in zip(geometry, targets, echo_numbers):

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import struct
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -97,6 +98,67 @@ def invert_monochrome1(frame: np.ndarray, bits_stored: int, signed: bool) -> np.
     else:
         lo, hi = 0, (1 << bits_stored) - 1
     return (lo + hi - frame.astype(np.int64)).astype(frame.dtype)
+
+
+def seek_native_pixels(fh: Any, path: Path, pixel_offset: int, implicit: bool, nbytes: int, what: str) -> int:
+    """Position ``fh`` at the value of the uncompressed PixelData element whose tag is at
+    ``pixel_offset`` and return the value's length, after checking it holds ``nbytes``.
+
+    ``what`` describes the expected data in the error (e.g. ``"64x64 pixels of 16 bits"``).
+
+    Raises:
+        CorruptFileError: no pixel data element there, fewer bytes than ``nbytes``, or a length
+            beyond the end of the file (a broken header: refused even when the pixels are there).
+        DicomError: encapsulated (compressed) pixel data under an uncompressed transfer syntax.
+    """
+    fh.seek(pixel_offset)
+    size = 8 if implicit else 12
+    head = fh.read(size)
+    if len(head) < size or head[:4] != b"\xe0\x7f\x10\x00":
+        raise CorruptFileError("pixel data element not found where the header ended (truncated?)", path)
+    length = int.from_bytes(head[4:8] if implicit else head[8:12], "little")
+    if length == 0xFFFFFFFF:
+        raise DicomError("encapsulated pixel data in an uncompressed transfer syntax", path)
+    if length < nbytes:
+        raise CorruptFileError(f"pixel data is {length} bytes but {what} need {nbytes}: the file is truncated", path)
+    remaining = os.fstat(fh.fileno()).st_size - fh.tell()
+    if length > remaining:
+        raise CorruptFileError(f"the pixel data element claims {length} bytes but the file ends {remaining} bytes "
+                               "after its start: the file is truncated or its header is corrupt", path)
+    return length
+
+
+def native_frames(path: Path, pixel_offset: int, implicit: bool, n_frames: int, rows: int, columns: int,
+                  bits_allocated: int, bits_stored: int, signed: bool) -> Any:
+    """Yield the ``n_frames`` grey-level frames ``[row, col]`` of an uncompressed little-endian
+    file one at a time, read straight from its bytes (no header parse), as pydicom's
+    ``iter_pixels`` gives them: dtype from BitsAllocated and PixelRepresentation, values
+    masked to BitsStored and sign-extended.
+
+    Raises:
+        CorruptFileError: see :func:`seek_native_pixels`; the file ends early.
+        UnsupportedDataError: BitsAllocated other than 8, 16 or 32.
+    """
+    if bits_allocated not in (8, 16, 32):
+        raise UnsupportedDataError(f"{bits_allocated}-bit pixel data is not read natively", path)
+    dtype = np.dtype(f"<{'i' if signed else 'u'}{bits_allocated // 8}")
+    frame_bytes = rows * columns * dtype.itemsize
+    try:
+        with open(path, "rb") as fh:
+            seek_native_pixels(fh, path, pixel_offset, implicit, frame_bytes * n_frames,
+                               f"{n_frames} frames of {columns}x{rows} pixels of {bits_allocated} bits")
+            available = os.fstat(fh.fileno()).st_size - fh.tell()
+            if available < frame_bytes * n_frames:  # found now, not halfway through the frames
+                raise CorruptFileError(f"file ends {available} bytes into pixel data of {frame_bytes * n_frames} "
+                                       f"bytes ({n_frames} frames): it is truncated", path)
+            for index in range(n_frames):
+                frame = np.empty((rows, columns), dtype=dtype)
+                got = fh.readinto(memoryview(frame).cast("B"))
+                if got != frame_bytes:
+                    raise CorruptFileError(f"file ends inside frame {index + 1} of {n_frames}: it is truncated", path)
+                yield fix_stored_bits(frame, bits_stored, signed) if bits_stored < bits_allocated else frame
+    except OSError as exc:
+        raise CorruptFileError(f"cannot read pixel data: {exc.strerror or exc}", path) from exc
 
 
 def _read_full(path: Path) -> Any:
@@ -420,15 +482,22 @@ def decode_frames(path: Path, ds: Any | None = None, *, expected: tuple[int, int
         arr = arr[np.newaxis]
     if arr.shape != (nframes, rows, cols):
         raise CorruptFileError(f"decoded pixel data has shape {arr.shape}, expected {(nframes, rows, cols)}", path)
-    if arr.dtype.kind == "f":
-        return arr.astype(np.float32 if arr.dtype.itemsize <= 4 else np.float64), ds
+    return stored_values(arr, bits_allocated, bits_stored, signed, photometric), ds
+
+
+def stored_values(frames: np.ndarray, bits_allocated: int, bits_stored: int, signed: bool,
+                  photometric: str) -> np.ndarray:
+    """Grey-level frames as :func:`decode_frames` returns them: masked to BitsStored and
+    sign-extended, MONOCHROME1 inverted, in :func:`stored_dtype` (float data as float32/64)."""
+    if frames.dtype.kind == "f":
+        return frames.astype(np.float32 if frames.dtype.itemsize <= 4 else np.float64)
     out_dtype = stored_dtype(bits_allocated, bits_stored, signed)
-    arr = fix_stored_bits(arr, bits_stored, signed)
+    frames = fix_stored_bits(frames, bits_stored, signed)
     if photometric == "MONOCHROME1":
-        arr = invert_monochrome1(arr, bits_stored, signed)
-    if arr.dtype != out_dtype:
-        arr = arr.astype(out_dtype)
-    return arr, ds
+        frames = invert_monochrome1(frames, bits_stored, signed)
+    if frames.dtype != out_dtype:
+        frames = frames.astype(out_dtype)
+    return frames
 
 
 def decode_colour_frames(path: Path, ds: Any, *, expected: tuple[int, int] | None = None) -> np.ndarray:

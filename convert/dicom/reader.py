@@ -17,7 +17,6 @@ Geometry (DICOM PS3.3 C.7.6.2, all in LPS+ mm before the one conversion to RAS+)
 from __future__ import annotations
 
 import contextlib
-
 import os
 import re
 import unicodedata
@@ -29,16 +28,52 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from convert.atomic import check_writable
-from convert.dicom.pixels import (check_file_size, check_philips_scaling, decode_frames, fix_stored_bits, is_colour,
-                                  philips_precise_scaling, philips_scale_slope, philips_scaling_fields,
-                                  rescale_plan, stored_dtype)
-from convert.dicom.scan import Instance, ScanResult, looks_like_dicom, read_header, scan
-from convert.dicom.series import (TILT_THRESHOLD_DEG, LazyHeaders, Series, assemble, echo_label, median,
-                                  postfix)
-from convert.errors import (ConvertError, CorruptFileError, DicomError, InputNotFoundError, NoDicomError,
-                            UnsupportedDataError, spell)
+from convert.dicom.elements import IMPLICIT_VR_LE, NATIVE_SYNTAXES
+from convert.dicom.header import read_header
+from convert.dicom.pixels import (
+    check_file_size,
+    check_philips_scaling,
+    decode_frames,
+    fix_stored_bits,
+    is_colour,
+    native_frames,
+    philips_precise_scaling,
+    philips_scale_slope,
+    philips_scaling_fields,
+    rescale_plan,
+    seek_native_pixels,
+    stored_dtype,
+    stored_values,
+)
+from convert.dicom.scan import Instance, ScanResult, looks_like_dicom, scan
+from convert.dicom.series import (
+    TILT_THRESHOLD_DEG,
+    LazyHeaders,
+    Series,
+    assemble,
+    echo_label,
+    median,
+    postfix,
+)
+from convert.errors import (
+    ConvertError,
+    CorruptFileError,
+    DicomError,
+    InputNotFoundError,
+    NoDicomError,
+    UnsupportedDataError,
+    spell,
+)
 from convert.proxy import ByteSpan, SliceProxy
-from convert.volume import RGB_DTYPE, Meta, Volume, lps_to_ras, rgb_channels, rgb_from_channels
+from convert.volume import (
+    RGB_DTYPE,
+    Meta,
+    Volume,
+    lps_to_ras,
+    rgb_channels,
+    rgb_from_channels,
+)
+
 
 def _optional_module(name: str) -> Any:
     """``convert.dicom.<name>`` (owned by the multi-frame helper), imported on first use; None if absent.
@@ -162,7 +197,6 @@ def _decode_into(target: np.ndarray, index: tuple, inst: Instance, expected: tup
     return inst.rescale_slope, inst.rescale_intercept  # the scan's values, checked by the series assembly
 
 
-_NATIVE_SYNTAXES = {"1.2.840.10008.1.2": True, "1.2.840.10008.1.2.1": False}  # uid -> implicit VR
 
 
 def _native_fast_path_ok(series: Series, dtype: np.dtype) -> bool:
@@ -170,7 +204,7 @@ def _native_fast_path_ok(series: Series, dtype: np.dtype) -> bool:
     if dtype.itemsize * 8 not in (8, 16, 32):
         return False
     for inst in series.instances:
-        if (inst.pixel_offset is None or inst.transfer_syntax not in _NATIVE_SYNTAXES or inst.number_of_frames != 1
+        if (inst.pixel_offset is None or inst.transfer_syntax not in NATIVE_SYNTAXES or inst.number_of_frames != 1
                 or inst.samples_per_pixel != 1 or inst.photometric != "MONOCHROME2"
                 or inst.bits_allocated != dtype.itemsize * 8):
             return False
@@ -193,26 +227,11 @@ def _read_native_into(array: np.ndarray, jobs: list[tuple[tuple, Instance]], fir
     for index, inst in jobs:
         block = index[0] + (index[1] * nk if len(index) > 1 else 0)
         target = memoryview(flat[block * npix:(block + 1) * npix]).cast("B")
-        implicit = _NATIVE_SYNTAXES[inst.transfer_syntax]
+        implicit = inst.transfer_syntax == IMPLICIT_VR_LE
         try:
             with open(inst.path, "rb") as fh:
-                fh.seek(inst.pixel_offset or 0)
-                head = fh.read(8 if implicit else 12)
-                if len(head) < (8 if implicit else 12) or head[:4] != b"\xe0\x7f\x10\x00":
-                    raise CorruptFileError("pixel data element not found where the header ended (truncated?)",
-                                           inst.path)
-                length = int.from_bytes(head[4:8] if implicit else head[8:12], "little")
-                if length == 0xFFFFFFFF:
-                    raise DicomError("encapsulated pixel data in an uncompressed transfer syntax", inst.path)
-                if length < nbytes:
-                    raise CorruptFileError(
-                        f"pixel data is {length} bytes but {first.columns}x{first.rows} pixels of "
-                        f"{array.itemsize * 8} bits need {nbytes}: the file is truncated", inst.path)
-                remaining = os.fstat(fh.fileno()).st_size - fh.tell()
-                if length > remaining:
-                    raise CorruptFileError(
-                        f"the pixel data element claims {length} bytes but the file ends {remaining} bytes after "
-                        "its start: the file is truncated or its header is corrupt", inst.path)
+                seek_native_pixels(fh, inst.path, inst.pixel_offset or 0, implicit, nbytes,
+                                   f"{first.columns}x{first.rows} pixels of {array.itemsize * 8} bits")
                 got = fh.readinto(target)
         except OSError as exc:
             raise CorruptFileError(f"cannot read pixel data: {exc.strerror or exc}", inst.path) from exc
@@ -396,7 +415,7 @@ def _slice_proxy(series: Series, shape: tuple[int, ...], dtype: np.dtype, n_work
             if not native:
                 spans.append(None)
                 continue
-            header_bytes = 8 if _NATIVE_SYNTAXES[inst.transfer_syntax] else 12
+            header_bytes = 8 if inst.transfer_syntax == IMPLICIT_VR_LE else 12
             value_offset = (inst.pixel_offset or 0) + header_bytes
             try:
                 size = inst.path.stat().st_size
@@ -569,7 +588,8 @@ def read_multiframe(inst: Instance, *, philips_scaling: str = "precise") -> list
     mf = _require_multiframe(inst.path)
     header = inst.load_header()
     if mf.is_enhanced(header):
-        return list(mf.read_enhanced(inst.path, header, philips_scaling=philips_scaling))
+        return list(mf.read_enhanced(inst.path, header, philips_scaling=philips_scaling,
+                                     pixel_offset=inst.pixel_offset))
     # classic multi-frame (e.g. NM/US/old CT): frames are slices of one stack
     frames, _ = decode_frames(inst.path, expected=(inst.rows, inst.columns))
     array = np.asfortranarray(frames.transpose(2, 1, 0))
@@ -588,14 +608,32 @@ def read_multiframe(inst: Instance, *, philips_scaling: str = "precise") -> list
                    intercept=intercept, source=header)]
 
 
+def _mosaic_frame(inst: Instance, first: Instance) -> tuple[np.ndarray, Any]:
+    """The stored values ``[row, col]`` of one mosaic file and its header: read straight from
+    the file at the scan's pixel offset when uncompressed grey-level little endian (no pydicom
+    parse), else decoded by :func:`convert.dicom.pixels.decode_frames`."""
+    if (inst.pixel_offset is not None and inst.transfer_syntax in NATIVE_SYNTAXES and inst.bits_allocated in (8, 16, 32)
+            and not is_colour(inst.samples_per_pixel, inst.photometric)):
+        if (inst.rows, inst.columns) != (first.rows, first.columns):
+            raise DicomError(f"image is {inst.columns}x{inst.rows} but the series is {first.columns}x{first.rows}",
+                             inst.path)
+        signed = inst.pixel_representation == 1
+        bits_stored = inst.bits_stored or inst.bits_allocated
+        (raw,) = native_frames(inst.path, inst.pixel_offset, inst.transfer_syntax == IMPLICIT_VR_LE, 1, inst.rows,
+                               inst.columns, inst.bits_allocated, bits_stored, signed)
+        return stored_values(raw, inst.bits_allocated, bits_stored, signed, inst.photometric), inst.load_header()
+    frames, ds = decode_frames(inst.path, expected=(first.rows, first.columns))
+    return frames[0], ds
+
+
 def _read_mosaic(series: Series, opts: ReadOptions) -> Volume:
     first = series.first
     mf = _require_multiframe(first.path)
     stacks = None
     scalings = []
     for t, inst in enumerate(series.grid[0]):
-        frames, ds = decode_frames(inst.path, expected=(first.rows, first.columns))
-        stack = np.asarray(mf.unmosaic(frames[0], ds))  # [row, col, slice]
+        frame, ds = _mosaic_frame(inst, first)
+        stack = np.asarray(mf.unmosaic(frame, ds))  # [row, col, slice]
         if stacks is None:
             shape = (stack.shape[1], stack.shape[0], stack.shape[2]) + ((series.n_times,) if series.n_times > 1 else ())
             stacks = np.empty(shape, dtype=stack.dtype, order="F")
@@ -797,7 +835,6 @@ class DicomFormat:
 
     def write(self, volume: Volume, path: Path, *, overwrite: bool = False, **options: Any) -> list[Path]:
         from convert.errors import UnsupportedFormatError
-
         from convert.formats import DICOM_WRITING_UNAVAILABLE
 
         raise UnsupportedFormatError(DICOM_WRITING_UNAVAILABLE, path)
@@ -848,15 +885,12 @@ def _name_fields(series: Series, volume_index: int, n_volumes: int,
 
 
 def name_fields(series: Series, header: Any, volume_index: int = 0, n_volumes: int = 1,
-                pseudonym: str = "", value_of: Callable[[Any, str], Any] | None = None) -> dict[str, str]:
+                pseudonym: str = "") -> dict[str, str]:
     """Values of :data:`NAME_FIELDS` for volume ``volume_index`` of ``series``.
 
     ``header`` is the first file's header: anything with ``.get(keyword, default)``
-    (a pydicom Dataset, or the streaming path's byte-level header). ``value_of``
-    replaces ``header.get`` (the streaming path uses it to decline values it
-    would print differently).
+    (a pydicom Dataset or a :class:`convert.dicom.header.Header` view).
     """
-    get = value_of or (lambda h, key: h.get(key, ""))
     values: dict[str, str] = {"Pseudonym": pseudonym}
     for key in NAME_FIELDS:
         if key == "Pseudonym":
@@ -870,7 +904,7 @@ def name_fields(series: Series, header: Any, volume_index: int = 0, n_volumes: i
         elif key == "ImageType":
             values[key] = "_".join(series.first.image_type)
         else:
-            value = get(header, key)
+            value = header.get(key, "")
             values[key] = "" if value is None else str(value)
     return values
 

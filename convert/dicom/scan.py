@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import errno
 import functools
-import gzip
-import io
 import os
 import struct
 import warnings
@@ -32,13 +30,15 @@ import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from convert.dicom import elements
+from convert.dicom import header as header_view
+from convert.dicom.header import is_gzip, open_dicom_bytes
 from convert.dicom.pixels import PHILIPS_MR_CREATOR, philips_scale_slope, scale_slope_value
-from convert.errors import DicomError, InputNotFoundError
+from convert.errors import InputNotFoundError
 
 #: SOP classes that are indexes or documents, never images.
 _NON_IMAGE_SOP_PREFIXES = ("1.2.840.10008.1.3.10",)  # Media Storage Directory (DICOMDIR)
@@ -131,10 +131,13 @@ class Instance:
     ge_image_type: int | None = None
 
     def load_header(self) -> Any:
-        """The header Dataset (without pixel data): the kept one, or read again from :attr:`path`.
+        """The header (without pixel data): the kept one, or read again from :attr:`path`.
 
-        Re-reads go through a small cache (the last few files), so asking for a
-        series' first header several times parses it once. Treat it as read-only.
+        A re-read is a :class:`convert.dicom.header.Header` view (pydicom's answers, without
+        pydicom where it can) or, for files the element layer leaves to pydicom, the
+        ``Dataset``; :func:`convert.dicom.header.as_dataset` gives a ``Dataset`` of either.
+        Re-reads go through a small cache (the last few files), so asking for a series'
+        first header several times parses it once. Read-only.
         """
         if self.header is not None:
             return self.header
@@ -285,17 +288,6 @@ def dicom_time_seconds(value: Any) -> float | None:
     return hh * 3600.0 + mm * 60.0 + ss
 
 
-def _is_gzip(path: Path) -> bool:
-    return path.name.lower().endswith(".gz")
-
-
-def open_dicom_bytes(path: Path) -> io.BufferedIOBase | Any:
-    """Open ``path`` for reading, transparently gunzipping ``.gz`` files."""
-    if _is_gzip(path):
-        return gzip.open(path, "rb")
-    return open(path, "rb")
-
-
 def _head_is_dicom(head: bytes) -> bool:
     if len(head) >= 132 and head[128:132] == b"DICM":
         return True
@@ -319,24 +311,7 @@ def looks_like_dicom(path: Path) -> bool:
 @functools.lru_cache(maxsize=32)
 def _cached_header(path: str, version: tuple[int, int]) -> Any:
     """Header of ``path`` as of ``version`` (mtime, size): a changed file is read again."""
-    return read_header(Path(path))
-
-
-def read_header(path: Path, *, force: bool = True) -> Any:
-    """Read a DICOM header without pixel data; raises :class:`DicomError` naming the file."""
-    import pydicom
-
-    from convert.dicom.validity import install
-
-    install()  # an unknown VR met later is a CorruptFileError naming the file
-
-    try:
-        with open_dicom_bytes(path) as fh:
-            data = fh.read() if _is_gzip(path) else None
-        source: Any = io.BytesIO(data) if data is not None else str(path)
-        return pydicom.dcmread(source, stop_before_pixels=True, force=force)
-    except Exception as exc:  # pydicom raises many kinds of errors on corrupt files
-        raise DicomError(f"not a readable DICOM file: {type(exc).__name__}: {exc}", path) from exc
+    return header_view.read(Path(path))
 
 
 def _read_header_once(path: Path) -> tuple[Any, int | None] | str:
@@ -349,8 +324,7 @@ def _read_header_once(path: Path) -> tuple[Any, int | None] | str:
     from convert.dicom.validity import install
 
     install()  # an unknown VR met later is a CorruptFileError naming the file
-
-    gz = _is_gzip(path)
+    gz = is_gzip(path)
     try:
         with open_dicom_bytes(path) as fh:
             head = fh.read(132)
@@ -378,123 +352,6 @@ _PHILIPS_DIRECTION, _PHILIPS_BVALUE = 0x20011004, 0x20011003
 _GE_IMAGE_TYPE = 0x0043102F
 
 
-class _Fields:
-    """Fast access to header values: decode raw (unconverted) elements directly.
-
-    pydicom converts every element on access through its value-representation
-    machinery (~15 us each); scanning thousands of files only needs a few
-    numbers and UIDs, which are plain ASCII (or 2-byte US) in the raw bytes.
-    Anything unusual falls back to pydicom's conversion.
-    """
-
-    _US = {0x00280010, 0x00280011, 0x00280100, 0x00280101, 0x00280103, 0x00280002}
-
-    def __init__(self, ds: Any) -> None:
-        self.ds = ds
-
-    def _raw(self, tag: int) -> tuple[Any, bytes | None]:
-        """(element, raw bytes or None when already converted / absent)."""
-        store = getattr(self.ds, "_dict", None)
-        elem = store.get(tag) if store is not None else self.ds.get_item(tag)
-        if elem is None:
-            return None, None
-        value = getattr(elem, "value", None)
-        if getattr(elem, "is_raw", False) and isinstance(value, (bytes, bytearray)):
-            return elem, bytes(value)
-        return elem, None
-
-    def text(self, tag: int, ascii_only: bool = False) -> str | None:
-        """The element's value as text (multi-values joined by backslash), stripped; None if absent/empty."""
-        elem, raw = self._raw(tag)
-        if elem is None:
-            return None
-        if raw is not None and (not ascii_only or raw.isascii()):
-            text = raw.decode("latin-1").strip(" \x00")
-            return text or None
-        value = self.ds.get(tag)
-        value = getattr(value, "value", value)
-        if value is None or value == "":
-            return None
-        if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
-            return "\\".join(str(v) for v in value)
-        return str(value).strip() or None
-
-    def us(self, tag: int) -> int | None:
-        """An unsigned short (US) value."""
-        elem, raw = self._raw(tag)
-        if elem is None:
-            return None
-        if raw is not None and len(raw) >= 2:
-            return int.from_bytes(raw[:2], "little" if elem.is_little_endian else "big")
-        value = self.ds.get(tag)
-        return _int(getattr(value, "value", value))
-
-    def number(self, tag: int) -> float | None:
-        text = self.text(tag)
-        return _float(text.split("\\")[0]) if text else None
-
-    def integer(self, tag: int) -> int | None:
-        text = self.text(tag)
-        return _int(text.split("\\")[0]) if text else None
-
-    def floats(self, tag: int, n: int) -> tuple[float, ...] | None:
-        text = self.text(tag)
-        return _floats(text.split("\\"), n) if text else None
-
-
-def instance_from_header(path: Path, ds: Any, pixel_offset: int | None = None) -> Instance:
-    """Build an :class:`Instance` from a header read by :func:`read_header` (raw values, fast)."""
-    f = _Fields(ds)
-    meta = getattr(ds, "file_meta", None)
-    ts = str(getattr(meta, "TransferSyntaxUID", "") or "") if meta is not None else ""
-    image_type_text = f.text(0x00080008)
-    image_type_t = tuple(v.strip().upper() for v in image_type_text.split("\\")) if image_type_text else ()
-    spacing = f.floats(0x00280030, 2) or f.floats(0x00181164, 2)
-    description = f.text(0x0008103E, ascii_only=True)  # non-ASCII: pydicom decodes the character set
-    return Instance(
-        path=path,
-        sop_class_uid=f.text(0x00080016) or "",
-        sop_instance_uid=f.text(0x00080018) or "",
-        series_uid=f.text(0x0020000E) or "",
-        study_uid=f.text(0x0020000D) or "",
-        modality=f.text(0x00080060) or "",
-        series_number=f.integer(0x00200011),
-        series_description=str(description or "").strip(),
-        position=f.floats(0x00200032, 3),  # type: ignore[arg-type]
-        orientation=f.floats(0x00200037, 6),
-        pixel_spacing=spacing,  # type: ignore[arg-type]
-        rows=f.us(0x00280010) or 0,
-        columns=f.us(0x00280011) or 0,
-        bits_allocated=f.us(0x00280100) or 0,
-        bits_stored=f.us(0x00280101) or f.us(0x00280100) or 0,
-        pixel_representation=f.us(0x00280103) or 0,
-        samples_per_pixel=f.us(0x00280002) or 1,
-        photometric=(f.text(0x00280004) or "MONOCHROME2").upper(),
-        instance_number=f.integer(0x00200013),
-        acquisition_number=f.integer(0x00200012),
-        temporal_position=f.integer(0x00200100),
-        echo_number=f.integer(0x00180086),
-        trigger_time=f.number(0x00181060),
-        acquisition_time=dicom_time_seconds(f.text(0x00080032)),
-        image_type=image_type_t,
-        transfer_syntax=ts,
-        number_of_frames=f.integer(0x00280008) or 1,
-        slice_thickness=f.number(0x00180050),
-        spacing_between_slices=f.number(0x00180088),
-        rescale_slope=rescale_value(f.text(0x00281053), 1.0),
-        rescale_intercept=rescale_value(f.text(0x00281052), 0.0),
-        header=ds,
-        pixel_offset=pixel_offset,
-        mosaic="MOSAIC" in image_type_t or _is_mosaic_header(ds),
-        enhanced="PerFrameFunctionalGroupsSequence" in ds,
-        philips_scale_slope=philips_scale_slope(ds),
-        echo_time=f.number(0x00180081),
-        philips_isotropic=philips_isotropic(f.text(0x00080070), f.text(_PHILIPS_DIRECTION),
-                                            f._raw(_PHILIPS_BVALUE)[1] or ds.get(_PHILIPS_BVALUE)),
-        ge_image_type=ge_image_type(f.text(0x00080070), f._raw(_GE_IMAGE_TYPE)[1] or ds.get(_GE_IMAGE_TYPE)),
-    )
-
-
 def _is_mosaic_header(ds: Any) -> bool:
     """Siemens mosaic detected from private tags (via :mod:`convert.dicom.multiframe`, when installed)."""
     if "SIEMENS" not in str(ds.get("Manufacturer", "") or "").upper():
@@ -509,8 +366,10 @@ def _is_mosaic_header(ds: Any) -> bool:
         return False
 
 
-def instance_from_header_slow(path: Path, ds: Any, pixel_offset: int | None = None) -> Instance:
-    """Reference implementation through pydicom's value conversion (tests compare both)."""
+def instance_from_header(path: Path, ds: Any, pixel_offset: int | None = None) -> Instance:
+    """An :class:`Instance` from a header: a :class:`convert.dicom.header.Header` view or a
+    pydicom Dataset, through pydicom's value rules (the byte-level :func:`_fast_index` gives
+    the same fields for the plain files it takes; tests compare the three)."""
     meta = getattr(ds, "file_meta", None)
     ts = str(getattr(meta, "TransferSyntaxUID", "") or "") if meta is not None else ""
     image_type = ds.get("ImageType")
@@ -578,6 +437,8 @@ _FAST_TAGS = (frozenset(_TAGS) | {0x00080070, 0x00080005}  # + Manufacturer, Spe
               | _PHILIPS_CREATOR_TAGS | _PHILIPS_SCALE_TAGS
               | {_PHILIPS_DIRECTION, _PHILIPS_BVALUE, _GE_IMAGE_TYPE})  # + split fields (series.postfix)
 _UID_TAGS = frozenset({0x00080016, 0x00080018, 0x0020000E, 0x0020000D})
+#: Rows, Columns, BitsAllocated, BitsStored, PixelRepresentation, SamplesPerPixel (binary US values).
+_US_TAGS = frozenset({0x00280010, 0x00280011, 0x00280100, 0x00280101, 0x00280103, 0x00280002})
 _KEPT_TAGS = _FAST_TAGS | {_ENHANCED_TAG, _DIRECTORY_TAG}
 
 
@@ -630,7 +491,7 @@ def _fast_index(path: Path) -> Instance | None:
     if present:
         return None
     for tag, raw in values.items():
-        if tag in _Fields._US or tag in _PHILIPS_SCALE_TAGS or tag in (_PHILIPS_BVALUE, _GE_IMAGE_TYPE):
+        if tag in _US_TAGS or tag in _PHILIPS_SCALE_TAGS or tag in (_PHILIPS_BVALUE, _GE_IMAGE_TYPE):
             continue
         text_value = raw.rstrip(b" \x00")
         if not text_value.isascii() or any(b < 0x20 or b == 0x7F for b in text_value):
@@ -741,6 +602,17 @@ def index_file(path: Path) -> Instance | str:
         fast = _fast_index(path)
         if fast is not None:
             return fast
+        view = header_view.read_view(path)  # enhanced, Siemens, unusual values: the header view (pydicom per value)
+        if view is not None:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    outcome = _classify(path, view, view.pixel_offset)
+            except Exception as exc:  # a corrupt element (bad VR, bad length...) must not stop a scan
+                return f"unreadable DICOM header: {type(exc).__name__}: {exc}"
+            if isinstance(outcome, Instance):
+                object.__setattr__(outcome, "header", None)  # re-read cheaply when needed (no pickling of bytes)
+            return outcome
     outcome = _read_header_once(path)
     if isinstance(outcome, str):
         return outcome
@@ -859,7 +731,10 @@ def _scan(root: Path, workers: int | None, progress: Callable[[int, int], None] 
         from concurrent.futures import ProcessPoolExecutor
 
         chunks = [[str(p) for p in files[i:i + _CHUNK]] for i in range(0, len(files), _CHUNK)]
-        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        from convert.workers import die_with_parent
+
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
+                                 initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
             for chunk_outcomes in pool.map(_index_chunk, chunks):
                 outcomes.extend(chunk_outcomes)
                 if progress:

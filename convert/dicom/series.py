@@ -788,8 +788,8 @@ class LazyHeaders(SequenceABC):
     """A read-only sequence of ``load(item)`` for each of ``items``, each computed on first use (memoised).
 
     The one lazy header sequence: a series' headers read from disk
-    (:class:`convert.dicom.reader.SeriesHeaders`, the streaming path's byte-level
-    headers) or headers passed through a function (de-identified sidecar input).
+    (:class:`convert.dicom.reader.SeriesHeaders`) or headers passed through a
+    function (de-identified sidecar input).
     """
 
     def __init__(self, items: Sequence[Any], load: Callable[[Any], Any]) -> None:

@@ -31,8 +31,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import sys
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
@@ -42,7 +40,9 @@ if TYPE_CHECKING:  # pydicom is imported by whoever reads the headers, not here 
     from pydicom.dataset import Dataset
 
 from convert.atomic import atomic_file
+from convert.dicom import csa
 from convert.dicom.ge import ge_phase_positive, ge_slice_timing, is_ge
+from convert.dicom.header import is_multi
 from convert.dicom.scan import dicom_time_seconds
 from convert.volume import Meta, Volume, lps_to_ras_point
 
@@ -67,23 +67,10 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------- value helpers
-def _is_multi(value: Any) -> bool:
-    """True for a multi-valued element value: a list/tuple, or pydicom's ``MultiValue``.
-
-    Without importing pydicom: a ``MultiValue`` can only exist once pydicom has
-    been imported, so headers read without it (the streaming converter's
-    byte-level headers, which hold lists) cost no pydicom import here.
-    """
-    if isinstance(value, (list, tuple)):
-        return True
-    multival = sys.modules.get("pydicom.multival")
-    return multival is not None and isinstance(value, multival.MultiValue)
-
-
 def _str(value: Any) -> str | None:
     if value is None:
         return None
-    if _is_multi(value):
+    if is_multi(value):
         text = "\\".join(str(v) for v in value)
     else:
         text = str(value)
@@ -94,7 +81,7 @@ def _str(value: Any) -> str | None:
 def _float(value: Any) -> float | None:
     if value is None or value == "":
         return None
-    if _is_multi(value):
+    if is_multi(value):
         if not value:
             return None
         value = value[0]
@@ -120,7 +107,7 @@ def _ms_to_s(value: Any) -> float | None:
 def _float_list(value: Any) -> list[float] | None:
     if value is None or value == "":
         return None
-    values = value if _is_multi(value) else [value]
+    values = value if is_multi(value) else [value]
     try:
         out = [float(v) for v in values]
     except (TypeError, ValueError):
@@ -131,7 +118,7 @@ def _float_list(value: Any) -> list[float] | None:
 def _str_list(value: Any) -> list[str] | None:
     if value is None or value == "":
         return None
-    values = value if _is_multi(value) else [value]
+    values = value if is_multi(value) else [value]
     out = [str(v).strip() for v in values]
     return out or None
 
@@ -195,30 +182,13 @@ def find_value(ds: Dataset, keyword: str, frame: int | None = None) -> Any:
 
 
 def csa_image_header(ds: Dataset) -> dict[str, Any] | None:
-    """Parsed Siemens CSA Image Header Info (0029,1010) as ``{name: value}``, or None.
+    """Parsed Siemens CSA Image Header Info (0029,xx10) as ``{name: value}``, or None.
 
     Values are scalars (one item) or lists (several items); numbers are float/int.
-    Parsing uses ``nibabel.nicom.csareader``; a broken CSA header gives None.
+    See :func:`convert.dicom.csa.image_header` (nibabel's reading rules, without nibabel);
+    a broken CSA header gives None.
     """
-    if (0x0029, 0x1010) not in ds and (0x0029, 0x1110) not in ds:
-        return None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from nibabel.nicom import csareader
-
-    try:
-        header = csareader.get_csa_header(ds, "image")
-    except Exception:  # nibabel raises several types on garbage
-        return None
-    if not header or "tags" not in header:
-        return None
-    out: dict[str, Any] = {}
-    for name, tag in header["tags"].items():
-        items = tag.get("items") or []
-        if not items:
-            continue
-        out[name] = items[0] if len(items) == 1 else list(items)
-    return out
+    return csa.image_header(ds)
 
 
 def _siemens_xa_phase_positive(ds: Dataset) -> int | None:
@@ -664,7 +634,7 @@ def build_sidecar(
         if str(sidecar.get("MRAcquisitionType", "")).upper() != "3D":
             if is_ge(first):  # GE: per-slice TriggerTime or the protocol block (convert.dicom.ge)
                 slice_timing = ge_slice_timing(datasets, volume.affine, volume.shape[2],
-                                               sidecar.get("RepetitionTime"))
+                                               sidecar.get("RepetitionTime"), slice_times)
             else:
                 slices = slice_times if slice_times is not None else slice_times_of(datasets)
                 slice_timing = _timing_from_slices(slices, volume, sidecar.get("RepetitionTime"))

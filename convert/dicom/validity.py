@@ -50,23 +50,45 @@ def _raw_element_value(raw: Any, data: dict[str, Any], **kwargs: Any) -> None:
             path if isinstance(path, str) and path else None) from exc
 
 
+def _meta_vrs(ds: Any) -> dict[int, str] | None:
+    """File meta tag -> VR as stored, from a header view's element positions (no pydicom parse), or
+    from pydicom's file meta; None when there is no file meta."""
+    part10 = getattr(ds, "part10", None)
+    if part10 is not None and isinstance(getattr(part10, "meta", None), dict):  # convert.dicom.header.Header
+        return {tag: element.vr.decode("latin-1") for tag, element in part10.meta.items()}
+    meta = getattr(ds, "file_meta", None)
+    if meta is None or not len(meta):
+        return None
+    store = getattr(meta, "_dict", {})
+    return {int(tag): str(getattr(store.get(tag), "VR", "") or "") for tag in list(meta.keys())}
+
+
+def _transfer_syntax_text(ds: Any, path: Any) -> str | None:
+    """TransferSyntaxUID as stored (stripped), None when the file meta has none."""
+    text = getattr(ds, "transfer_syntax", None)  # a header view knows it from its element walk
+    if isinstance(text, str) and getattr(ds, "part10", None) is not None:
+        return text.strip("\0 ") if 0x00020010 in ds.part10.meta else None
+    meta = getattr(ds, "file_meta", None)
+    try:
+        if meta is None or "TransferSyntaxUID" not in meta:
+            return None
+        return str(meta.get("TransferSyntaxUID") or "").strip("\0 ")
+    except Exception as exc:  # pydicom cannot convert the element
+        raise CorruptFileError(f"the file meta's TransferSyntaxUID cannot be read: {exc}", path) from exc
+
+
 def transfer_syntax(ds: Any, path: Any) -> Any:
-    """The TransferSyntaxUID of ``ds``'s file meta as a pydicom UID, checked (see :func:`check_file_meta`).
+    """The TransferSyntaxUID of ``ds`` (a pydicom Dataset or a header view) as a pydicom UID, checked.
 
     Raises:
-        CorruptFileError: empty or not a UID.
+        CorruptFileError: absent, empty or not a UID.
         DicomError: a UID that is not a transfer syntax pydicom knows (private, or corrupt).
     """
     from pydicom.uid import UID
 
     from convert.errors import DicomError
 
-    meta = getattr(ds, "file_meta", None)
-    try:
-        value = meta.get("TransferSyntaxUID") if meta is not None else None
-    except Exception as exc:  # pydicom cannot convert the element
-        raise CorruptFileError(f"the file meta's TransferSyntaxUID cannot be read: {exc}", path) from exc
-    text = str(value or "").strip("\0 ")
+    text = _transfer_syntax_text(ds, path)
     if not text:
         raise CorruptFileError("the file meta has no (or an empty) TransferSyntaxUID, so the data set's encoding "
                                "is unknown; re-export the file", path)
@@ -82,26 +104,26 @@ def check_file_meta(ds: Any, path: Any) -> None:
     """Refuse a dataset whose file meta cannot be trusted: an element of group 0002 with a VR other
     than PS3.10's (e.g. a sequence where a UID belongs), or an unusable TransferSyntaxUID
     (:func:`transfer_syntax`). A dataset without file meta passes (pydicom chose the encoding).
+    Works on a pydicom Dataset and on a :class:`convert.dicom.header.Header` view (without
+    making it parse the file with pydicom).
 
     Raises:
         CorruptFileError / DicomError naming ``path``.
     """
     from pydicom.datadict import dictionary_VR
 
-    meta = getattr(ds, "file_meta", None)
-    if meta is None or not len(meta):
+    vrs = _meta_vrs(ds)
+    if not vrs:
         return
-    for tag in list(meta.keys()):
-        elem = meta._dict[tag] if hasattr(meta, "_dict") else meta[tag]
-        vr = str(getattr(elem, "VR", "") or "")
+    for tag, vr in vrs.items():
         try:
             expected = dictionary_VR(tag)
         except KeyError:
             continue
         if vr and vr != "UN" and vr not in expected.split(" or "):
-            raise CorruptFileError(f"file meta element {tag} has VR {vr} where PS3.10 requires {expected}: the "
-                                   "file is corrupt", path)
-    if "TransferSyntaxUID" in meta:
+            raise CorruptFileError(f"file meta element ({tag >> 16:04X},{tag & 0xFFFF:04X}) has VR {vr} where "
+                                   f"PS3.10 requires {expected}: the file is corrupt", path)
+    if 0x00020010 in vrs:
         transfer_syntax(ds, path)
 
 

@@ -1,0 +1,68 @@
+"""Worker processes die with the process that started them.
+
+A process pool's workers are separate processes: when the main process is
+killed outright (SIGKILL, the OOM killer, a closed terminal's hard kill) nothing
+in it runs any more, so it cannot stop them, and a worker would go on reading
+its queue and writing outputs nobody asked for. Every pool medconvert starts
+passes :func:`die_with_parent` as its initializer:
+
+* on Linux the kernel sends the worker SIGKILL the moment its parent dies
+  (``prctl(PR_SET_PDEATHSIG)``, through :mod:`ctypes`; no dependency);
+* elsewhere (or where prctl is refused) a daemon thread in the worker checks
+  every :data:`WATCH_INTERVAL_S` seconds whether its parent is still the one
+  that started it (an orphan is re-parented, so ``os.getppid()`` changes) and
+  ends the worker at once (``os._exit``) when it is not.
+
+A worker killed mid-write leaves only a temporary file whose name holds its
+pid (:func:`convert.atomic.temporary_name`), which the next run removes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+
+#: ``PR_SET_PDEATHSIG`` from ``<linux/prctl.h>``.
+PR_SET_PDEATHSIG = 1
+
+#: Seconds between two checks of the portable fallback (no prctl).
+WATCH_INTERVAL_S = 0.2
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Make this (worker) process end when ``parent_pid``, the process that started it, ends.
+
+    Call it first thing in a pool initializer, with ``os.getpid()`` of the parent
+    taken before the pool starts. Exits at once if the parent is already gone.
+    """
+    if _parent_death_signal():
+        if os.getppid() != parent_pid:  # the parent died before prctl took effect
+            os._exit(1)
+        return
+    if os.getppid() != parent_pid:
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent_pid,), name="medconvert-parent-watch",
+                     daemon=True).start()
+
+
+def _parent_death_signal() -> bool:
+    """Ask Linux to SIGKILL this process when its parent dies; False where that is not available."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)) == 0
+    except (OSError, AttributeError, TypeError):
+        return False
+
+
+def _watch_parent(parent_pid: int) -> None:
+    """The portable fallback: end this process as soon as its parent is no longer ``parent_pid``."""
+    while os.getppid() == parent_pid:
+        time.sleep(WATCH_INTERVAL_S)
+    os._exit(1)

@@ -1,0 +1,352 @@
+"""The header view (convert/dicom/header.py): pydicom's answers, without pydicom where it can.
+
+pydicom is the oracle throughout: every value, membership test, element and private block the
+view gives must equal what ``pydicom.dcmread(..., stop_before_pixels=True)`` gives for the same
+file, whether the view converted it itself or handed the request to pydicom.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+from convert.dicom import header as header_module
+from convert.dicom.header import Header, NotMirrored, Values, as_dataset, convert_value, read
+from convert.dicom.keywords import KEYWORDS
+from tests.conftest import CONFORMANCE, REPO
+
+# --------------------------------------------------------------------------- the keyword table
+
+
+def test_keyword_table_matches_pydicoms_dictionary_and_covers_the_sidecar() -> None:
+    from pydicom.datadict import dictionary_VR, tag_for_keyword
+
+    from convert.dicom.sidecar import SIDECAR_FIELDS
+
+    for keyword, (tag, vr) in KEYWORDS.items():
+        assert tag_for_keyword(keyword) == tag and dictionary_VR(tag) == vr, keyword
+    used = {kw for _, keywords, _ in SIDECAR_FIELDS for kw in keywords}
+    assert used <= set(KEYWORDS)
+    assert len(KEYWORDS) > 4000  # the whole dictionary, not a hand-picked subset
+
+
+def test_generated_keyword_module_is_what_the_generator_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sys.path.insert(0, str(REPO / "tools"))
+    try:
+        import make_keywords
+    finally:
+        sys.path.pop(0)
+    monkeypatch.setattr(make_keywords, "OUT", tmp_path / "keywords.py")
+    make_keywords.main()
+    generated: dict[str, Any] = {}
+    exec((tmp_path / "keywords.py").read_text(), generated)  # noqa: S102 (our own generated table)
+    assert generated["KEYWORDS"] == KEYWORDS
+
+
+# --------------------------------------------------------------------------- values
+def _pydicom_value(vr: str, raw: bytes) -> tuple[Any, list[str]]:
+    from pydicom.dataelem import RawDataElement, convert_raw_data_element
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        elem = convert_raw_data_element(RawDataElement(0x00180050 if vr == "DS" else 0x00080060, vr, len(raw), raw,
+                                                       0, False, True))
+        value = elem.value
+    return value, [str(w.message) for w in caught]
+
+
+_TEXTS = st.one_of(
+    st.text(alphabet=" 0123456789.+-eEABCxyz_\\\x00/:", max_size=24),  # mostly odd values
+    st.lists(st.from_regex(r"[+-]?[0-9]{1,6}(\.[0-9]{0,6})?([eE][+-]?[0-9])?", fullmatch=True), min_size=1,
+             max_size=3).map("\\".join),  # plain numbers
+    st.lists(st.from_regex(r"[A-Z0-9_]{1,8}( [A-Z0-9_]{1,6})?", fullmatch=True), min_size=1, max_size=3)
+    .map("\\".join),  # plain codes
+    st.lists(st.from_regex(r"[0-9]{1,4}(\.[0-9]{1,5}){0,6}", fullmatch=True), min_size=1, max_size=2)
+    .map("\\".join),  # UIDs
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(vr=st.sampled_from(["DS", "IS", "CS", "LO", "SH", "TM", "DA", "UI", "AS"]), text=_TEXTS)
+def test_converted_values_are_pydicoms_or_left_to_it(vr: str, text: str) -> None:
+    raw = text.encode("ascii")
+    if len(raw) % 2:
+        raw += b" "
+    try:
+        mine = convert_value(vr, raw)
+    except NotMirrored:
+        return
+    theirs, warned = _pydicom_value(vr, raw)
+    assert not warned, (vr, raw, warned)
+    assert mine == theirs or (mine in ("", None) and theirs in ("", None))
+    assert str(mine) == str(theirs) or mine in ("", None)
+    assert type(mine) is Values if isinstance(theirs, pydicom.multival.MultiValue) else not isinstance(mine, list)
+
+
+@settings(max_examples=200, deadline=None)
+@given(vr=st.sampled_from(["FD", "FL", "US", "SS", "UL", "SL", "UV", "SV"]), data=st.binary(max_size=40))
+def test_binary_values_are_pydicoms(vr: str, data: bytes) -> None:
+    size = {"FD": 8, "FL": 4, "US": 2, "SS": 2, "UL": 4, "SL": 4, "UV": 8, "SV": 8}[vr]
+    raw = data[:len(data) // size * size]
+    theirs, _ = _pydicom_value(vr, raw)
+    mine = convert_value(vr, raw)
+    if isinstance(theirs, pydicom.multival.MultiValue):
+        assert isinstance(mine, Values) and len(mine) == len(theirs)
+        assert all(a == b or (a != a and b != b) for a, b in zip(mine, theirs))
+    else:
+        assert mine == theirs or (mine != mine and theirs != theirs)
+
+
+def test_plain_values_and_what_is_left_to_pydicom() -> None:
+    assert convert_value("DS", b"0.7\\0.70 ") == [0.7, 0.7] and str(convert_value("DS", b"0.70")) == "0.70"
+    assert convert_value("IS", b"0012") == 12 and str(convert_value("IS", b"0012")) == "0012"
+    assert convert_value("CS", b"ORIGINAL\\PRIMARY\\AXIAL ") == ["ORIGINAL", "PRIMARY", "AXIAL"]
+    assert convert_value("FD", np.array([2.5], "<f8").tobytes()) == 2.5
+    assert convert_value("UI", b"1.2.840.10008.1.2\x00") == "1.2.840.10008.1.2"
+    for vr, raw in (("PN", b"Doe^John"), ("LO", "Müller".encode("latin-1")), ("CS", b" LEADING"),
+                    ("SQ", b""), ("UN", b"ab"), ("DS", b"1,5 "), ("LO", b"A\x1b[31m"), ("US", b"\x01")):
+        with pytest.raises(NotMirrored):
+            convert_value(vr, raw)
+
+
+# --------------------------------------------------------------------------- the view against pydicom
+def _write(ds: Dataset, path: Path, syntax: str) -> Path:
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = ds.get("SOPClassUID", "1.2.840.10008.5.1.4.1.1.2")
+    meta.MediaStorageSOPInstanceUID = ds.get("SOPInstanceUID", "1.2.3.4")
+    meta.TransferSyntaxUID = syntax
+    ds.file_meta = meta
+    ds.preamble = b"\0" * 128
+    ds.save_as(path, enforce_file_format=False, little_endian=syntax != ExplicitVRBigEndian,
+               implicit_vr=syntax == ImplicitVRLittleEndian)
+    return path
+
+
+def _base_dataset() -> Dataset:
+    ds = Dataset()
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.4"
+    ds.SOPInstanceUID = "1.2.826.0.1.3680043.8.498.1"
+    ds.Modality = "MR"
+    ds.Manufacturer = "ACME"
+    ds.SeriesDescription = "t1 mprage sag"
+    ds.PatientName = "Doe^Jane"
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "ND"]
+    ds.ImagePositionPatient = ["-120.5", "88", "1e2"]
+    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    ds.PixelSpacing = ["0.9375", "0.9375"]
+    ds.SliceThickness = "1.0"
+    ds.EchoTime = "2.26"
+    ds.SeriesNumber = "0007"
+    ds.Rows, ds.Columns = 4, 4
+    ds.BitsAllocated = 16
+    ds.AcquisitionTime = "101530.125"
+    ds.StudyDate = "20240131"
+    ds.DiffusionBValue = 1000.0
+    ds.ReferencedImageSequence = [Dataset()]
+    ds.ReferencedImageSequence[0].ReferencedSOPInstanceUID = "1.2.3"
+    block = ds.private_block(0x0043, "GEMS_PARM_01", create=True)
+    block.add_new(0x2C, "SS", 560)
+    block.add_new(0x83, "DS", ["1", "2.5"])
+    block.add_new(0x39, "IS", ["1000", "0", "0", "0"])
+    return ds
+
+
+def _probe_keys(ds: Dataset) -> list[Any]:
+    keys: list[Any] = [e.keyword for e in ds if e.keyword] + [e.tag for e in ds] + [(e.tag.group, e.tag.elem) for e in ds]
+    return keys + ["RepetitionTime", "PerFrameFunctionalGroupsSequence", (0x0029, 0x1010), 0x00431010]
+
+
+def _same_item(a: Any, b: Dataset) -> bool:
+    """A sequence item of the view answers every element as pydicom's item does."""
+    for element in b:
+        key = element.keyword or element.tag
+        if key not in a or not _same(a[key].value, element.value):
+            return False
+        if element.keyword and not _same(a.get(element.keyword), b.get(element.keyword)):
+            return False
+    return True
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal values (NaN equals NaN, element by element for several values, item by item for sequences)."""
+    if isinstance(b, pydicom.sequence.Sequence):
+        return (isinstance(a, (list, pydicom.sequence.Sequence)) and len(a) == len(b)
+                and all(_same_item(x, y) for x, y in zip(a, b)))
+    if isinstance(a, (list, pydicom.multival.MultiValue)) and isinstance(b, (list, pydicom.multival.MultiValue)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return bool(a == b) or (isinstance(a, float) and isinstance(b, float) and a != a and b != b)
+
+
+def assert_view_equals_pydicom(path: Path) -> Header | Any:
+    """Every request the readers make, answered by the view as pydicom answers it."""
+    view = read(path)
+    ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+    for key in _probe_keys(ds):
+        assert (key in view) == (key in ds), key
+        if isinstance(key, str):
+            mine, theirs = view.get(key), ds.get(key)
+            assert _same(mine, theirs), key
+            assert isinstance(theirs, pydicom.sequence.Sequence) or str(mine) == str(theirs), key
+            if key in ds:
+                assert _same(getattr(view, key), getattr(ds, key)), key
+            else:
+                with pytest.raises(AttributeError):
+                    getattr(view, key)
+        if key in ds:
+            assert _same(view[key].value, ds[key].value), key
+            assert ds[key].VR == "SQ" or str(view[key].value) == str(ds[key].value), key
+        else:
+            with pytest.raises(KeyError):
+                view[key]
+    for group, creator in ((0x0043, "GEMS_PARM_01"), (0x0029, "SIEMENS CSA HEADER"), (0x2005, "Philips MR Imaging DD 001")):
+        try:
+            theirs_block = ds.private_block(group, creator)
+        except KeyError:
+            with pytest.raises(KeyError):
+                view.private_block(group, creator)
+            continue
+        mine_block = view.private_block(group, creator)
+        for offset in range(0x100):
+            assert (offset in mine_block) == (offset in theirs_block)
+            if offset in theirs_block:
+                assert _same(mine_block[offset].value, theirs_block[offset].value)
+    return view
+
+
+@pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+def test_view_equals_pydicom_on_a_typical_header(tmp_path: Path, syntax: str) -> None:
+    view = assert_view_equals_pydicom(_write(_base_dataset(), tmp_path / "a.dcm", syntax))
+    assert isinstance(view, Header)
+    assert view.get("SeriesNumber") == 7 and str(view.get("SeriesNumber")) == "0007"
+    assert view.get(0x00080060).value == "MR" and view[(0x0008, 0x0060)].VR == "CS"
+
+
+def test_a_plain_header_is_answered_without_pydicom(tmp_path: Path) -> None:
+    path = _write(_base_dataset(), tmp_path / "a.dcm", ExplicitVRLittleEndian)
+    code = ("import sys; from convert.dicom.header import read; h = read(sys.argv[1]); "
+            "v = (h.get('Modality'), h['EchoTime'].value, h.ImagePositionPatient, 'PixelSpacing' in h, "
+            "(0x0029, 0x1010) in h, h.private_block(0x0043, 'GEMS_PARM_01')[0x2C].value, h.get('InversionTime'), "
+            "h.ReferencedImageSequence[0].ReferencedSOPInstanceUID, len(h.get('ReferencedImageSequence'))); "
+            "print(repr(v), 'pydicom' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60,
+                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "('MR', '2.26', [-120.5, 88, 1e2], True, False, 560, None, '1.2.3', 1) False"
+
+
+def test_what_the_view_leaves_to_pydicom_is_pydicoms_answer(tmp_path: Path) -> None:
+    ds = _base_dataset()
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.InstitutionName = "Hôpital Saint-Éloi"
+    path = _write(ds, tmp_path / "a.dcm", ExplicitVRLittleEndian)
+    view = read(path)
+    assert isinstance(view, Header)
+    assert str(view.PatientName) == "Doe^Jane" and view.InstitutionName == "Hôpital Saint-Éloi"
+    assert view.ReferencedImageSequence[0].ReferencedSOPInstanceUID == "1.2.3"
+    item = view.ReferencedImageSequence[0]
+    assert item.to_json_dict() == as_dataset(view).ReferencedImageSequence[0].to_json_dict()  # left to pydicom
+    assert view.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+    assert [e.tag for e in view] == [e.tag for e in pydicom.dcmread(path, stop_before_pixels=True)]
+    assert isinstance(as_dataset(view), Dataset) and as_dataset(view) is view.dataset()
+    with pytest.raises(AttributeError, match="read-only"):
+        view.PatientName = "X"  # type: ignore[misc]
+
+
+def test_files_the_element_layer_leaves_to_pydicom_are_read_by_pydicom(tmp_path: Path) -> None:
+    big = read(_write(_base_dataset(), tmp_path / "be.dcm", ExplicitVRBigEndian))
+    assert isinstance(big, Dataset) and big.Modality == "MR"
+    raw = tmp_path / "headerless.dcm"
+    ds = _base_dataset()
+    ds.save_as(raw, enforce_file_format=False, implicit_vr=True, little_endian=True)
+    assert isinstance(read(raw), Dataset) and read(raw).SeriesDescription == "t1 mprage sag"
+
+
+def test_a_header_larger_than_the_first_read_is_read_on(tmp_path: Path) -> None:
+    ds = _base_dataset()
+    ds.add_new(0x00431001, "OB", b"\x01" * (3 * header_module.HEADER_BYTES))
+    ds.PixelData = np.zeros((4, 4), np.uint16).tobytes()
+    view = assert_view_equals_pydicom(_write(ds, tmp_path / "big.dcm", ExplicitVRLittleEndian))
+    assert isinstance(view, Header) and view.pixel_offset and view.pixel_offset > 3 * header_module.HEADER_BYTES
+
+
+def test_a_view_pickles_and_keeps_its_answers(tmp_path: Path) -> None:
+    view = read(_write(_base_dataset(), tmp_path / "a.dcm", ImplicitVRLittleEndian))
+    again = pickle.loads(pickle.dumps(view))
+    assert isinstance(again, Header) and again.get("EchoTime") == view.get("EchoTime") == 2.26
+
+
+_VALUE_TEXT = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=20)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(syntax=st.sampled_from([ExplicitVRLittleEndian, ImplicitVRLittleEndian]),
+       values=st.fixed_dictionaries({
+           "SeriesDescription": _VALUE_TEXT, "BodyPartExamined": _VALUE_TEXT, "ProtocolName": _VALUE_TEXT,
+           "SliceThickness": st.sampled_from(["1", " 2.5", "3.0 ", "1e-2", "nan", "", "0.5\\1"]),
+           "EchoNumbers": st.sampled_from(["1", "01", "+3", "", "1\\2", "x"]),
+           "AcquisitionTime": st.sampled_from(["101530", "101530.5", "25", "", "1015"]),
+           "WindowCenter": st.lists(st.floats(-2000, 2000, allow_nan=False).map(lambda f: f"{f:.4g}"), max_size=3),
+           "Rows": st.integers(0, 65535),
+       }))
+def test_random_headers_read_as_pydicom_reads_them(tmp_path: Path, syntax: str, values: dict[str, Any]) -> None:
+    from pydicom.dataelem import RawDataElement
+
+    ds = _base_dataset()
+    for keyword, value in values.items():
+        tag, vr = KEYWORDS[keyword]
+        if isinstance(value, int):
+            raw = value.to_bytes(2, "little")
+        else:
+            raw = ("\\".join(value) if isinstance(value, list) else value).encode("ascii")
+            raw += b" " * (len(raw) % 2)
+        ds[tag] = RawDataElement(pydicom.tag.Tag(tag), vr, len(raw), raw, 0, syntax == ImplicitVRLittleEndian, True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert_view_equals_pydicom(_write(ds, tmp_path / "r.dcm", syntax))
+
+
+def _conformance_files() -> list[Path]:
+    if not CONFORMANCE.is_dir():
+        return []
+    return sorted(p for p in CONFORMANCE.rglob("*") if p.is_file() and "In" in p.parts and p.suffix.lower() != ".json")
+
+
+def test_every_conformance_header_reads_as_pydicom_reads_it() -> None:
+    files = _conformance_files()
+    if not files:
+        pytest.skip("real-data sets not available (needs ../shared/conformance)")
+    views = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for path in files[::3]:
+            try:
+                pydicom.dcmread(path, stop_before_pixels=True, force=True).get("SOPClassUID")
+            except Exception:
+                continue
+            views += isinstance(assert_view_equals_pydicom(path), Header)
+    assert views > 100, views
+
+
+def test_sidecar_from_a_view_equals_the_sidecar_from_pydicom(tmp_path: Path) -> None:
+    from convert.dicom.sidecar import meta_from_dataset
+
+    for syntax in (ExplicitVRLittleEndian, ImplicitVRLittleEndian):
+        path = _write(_base_dataset(), tmp_path / "a.dcm", syntax)
+        mine = meta_from_dataset(read(path))
+        theirs = meta_from_dataset(pydicom.dcmread(path, stop_before_pixels=True))
+        assert json.dumps(mine.acquisition, default=str) == json.dumps(theirs.acquisition, default=str)
+        assert (mine.modality, mine.manufacturer, mine.window, mine.units) == (
+            theirs.modality, theirs.manufacturer, theirs.window, theirs.units)
