@@ -99,7 +99,6 @@ def read_dataset(path: Path, force: bool = False) -> Dataset:
         raise InputNotFoundError("cannot read: permission denied", path) from None
     except Exception as exc:
         raise ConvertError(f"unreadable DICOM (truncated or corrupt): {type(exc).__name__}", path) from None
-    check_file_meta(ds, path)  # an unknown or empty transfer syntax, a file meta element with a wrong VR
     _check_complete(ds, path)
     return ds
 
@@ -175,6 +174,7 @@ def _check_complete(ds: Dataset, path: Path, pixel_length: int | None = None) ->
     ``pixel_length``: bytes of native PixelData present in the file when ``ds``
     is a header read without it (the byte serializer).
     """
+    check_file_meta(ds, path)  # an unknown or empty transfer syntax, a file meta element with a wrong VR
     for elem in ds._dict.values():
         if isinstance(elem, RawDataElement) and elem.length != 0xFFFFFFFF and elem.value is not None \
                 and len(elem.value) < elem.length:
