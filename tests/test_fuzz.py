@@ -137,8 +137,8 @@ def test_every_critical_value_of_one_slice(seeds, tmp_path, invoke):
 
 # --------------------------------------------------------------------------- real processes (no hang, no abort)
 def _real_run(argv: list[str]) -> tuple[int, str, str]:
-    proc = subprocess.run([sys.executable, "-c", "from convert.cli import app; app()", *argv], capture_output=True,
-                          text=True, timeout=60, cwd=REPO, env={**os.environ, "COLUMNS": "400"})
+    proc = subprocess.run([sys.executable, "-m", "convert", *argv], capture_output=True, text=True, timeout=60,
+                          cwd=REPO, env={**os.environ, "COLUMNS": "400"})  # as a user runs it
     return proc.returncode, proc.stdout, proc.stderr
 
 
