@@ -33,17 +33,22 @@ def load(path: PathLike) -> Volume:
 
 
 def save(volume: Volume, path: PathLike, *, to: str | None = None, overwrite: bool = False,
-         **options: Any) -> list[Path]:
+         format: str | None = None, **options: Any) -> list[Path]:
     """Write ``volume`` to ``path`` atomically; returns every file written.
 
     Args:
         volume: the volume to write.
         path: output file; its extension picks the format unless ``to`` is given.
-        to: format name (see ``medconvert formats``), e.g. ``"nifti-gz"``.
+            For ``to="dicom"`` it is the output FOLDER (one file per slice).
+        to: format name (see ``medconvert formats``), e.g. ``"nifti-gz"`` or ``"dicom"``.
         overwrite: replace existing outputs (default: refuse with OutputExistsError).
-        **options: format-specific options (e.g. ``compresslevel``).
+        format: the same as ``to`` (either spelling; not both).
+        **options: format-specific options (e.g. ``compresslevel``; DICOM: ``modality``,
+            ``template``, ``enhanced``, see :func:`convert.dicom.writer.write_series`).
     """
-    fmt = format_for_output(path, to)
+    if format is not None and to is not None and format != to:
+        raise TypeError(f"save() got to={to!r} and format={format!r}; give one of them")
+    fmt = format_for_output(path, to or format)
     return fmt.write(volume, Path(path), overwrite=overwrite, **options)
 
 
@@ -97,7 +102,8 @@ def convert(src: PathLike, dst: PathLike, *, to: str | None = None, overwrite: b
             name: str | None = None, sidecar: bool = True, sidecar_phi: bool = False,
             tilt_correct: bool = False, allow_gaps: bool = False, stack_uneven: bool = False,
             philips_scaling: str = "precise", deidentify: Callable[[Any], Any] | None = None,
-            progress: Callable[[int, int, str], None] | None = None, **options: Any) -> Any:
+            progress: Callable[[int, int, str], None] | None = None, process: Any = None,
+            **options: Any) -> Any:
     """Read ``src`` and write it to ``dst``; ``src`` is never modified. ``medconvert convert`` calls this.
 
     Three jobs, chosen from the arguments:
@@ -139,32 +145,68 @@ def convert(src: PathLike, dst: PathLike, *, to: str | None = None, overwrite: b
             bound :class:`convert.anonymize.Scrubber`); names, sidecars and messages then come
             from de-identified headers.
         progress: folder jobs: ``progress(done, total, label)`` callback.
-        **options: format-specific writer options for non-DICOM sources (e.g. ``compresslevel``).
+        process: processing steps applied to every volume after reading, before writing: a
+            :class:`convert.process.Pipeline`, a list of steps (``Volume -> Volume`` functions,
+            applied in the order given) or one such function. The steps are recorded in
+            ``Volume.history`` and in the JSON sidecar (see ``docs/processing.md``).
+        **options: format-specific writer options for non-DICOM sources (e.g. ``compresslevel``); with
+            ``to="dicom"`` the DICOM writer's options for any source (``modality``, ``template``, ``enhanced``).
     """
     from convert.dicom import reader
+    from convert.process.pipeline import as_pipeline
 
+    pipeline = as_pipeline(process)
     tree = dicom_tree_job(src, dst)  # before Path() drops a trailing separator
     src, dst = Path(src), Path(dst)
     _remove_stale_temporaries(dst if tree else dst.parent)
     read_options = {"tilt_correct": tilt_correct, "allow_gaps": allow_gaps, "stack_uneven": stack_uneven,
                     "philips_scaling": philips_scaling}
     if tree or is_dicom_source(src):
-        if options:
+        write_options = _dicom_write_options(to, options, deidentify)
+        if options and write_options is None:
             raise TypeError(f"convert() got options that do not apply to DICOM input: {', '.join(options)}")
         if tree:
             default = reader.DEFAULT_ANONYMIZED_NAME if deidentify is not None else reader.DEFAULT_NAME
             return reader.convert_dicom_tree(src, dst, to=to or "nifti-gz", name=name or default,
                                              overwrite=overwrite, sidecar=sidecar, sidecar_phi=sidecar_phi,
-                                             progress=progress, deidentify=deidentify, **read_options)
+                                             progress=progress, deidentify=deidentify, process=pipeline,
+                                             write_options=write_options, **read_options)
         outcome, duplicates = reader.convert_dicom_file(src, dst, to=to, overwrite=overwrite, sidecar=sidecar,
                                                         sidecar_phi=sidecar_phi, deidentify=deidentify,
+                                                        process=pipeline, write_options=write_options,
                                                         **read_options)
         return Written(outcome.written, outcome.warnings, duplicates)
     if src.is_dir():
         detect(src)  # a folder without DICOM: "no DICOM images found in SRC" (not a complaint about DST)
     fmt = format_for_output(dst, to)  # fail on a bad output name before reading anything
     volume = load(src)
-    return Written(fmt.write(volume, dst, overwrite=overwrite, **options))
+    options = _dicom_write_options(to, options, deidentify) or options
+    if pipeline is None:
+        return Written(fmt.write(volume, dst, overwrite=overwrite, **options))
+    volume = pipeline(volume)
+    return Written(_write_processed(volume, fmt, dst, overwrite=overwrite, sidecar=sidecar, **options))
+
+
+def _write_processed(volume: Volume, fmt: Any, dst: Path, *, overwrite: bool, sidecar: bool,
+                     **options: Any) -> list[Path]:
+    """Write a processed non-DICOM volume, plus ``NAME.json`` recording its steps (``sidecar``) when the
+    format has no place for them (every format but .npz/.npy, which carry the history)."""
+    from convert.atomic import check_writable
+    from convert.dicom.sidecar import write_sidecar
+    from convert.process.pipeline import sidecar_with_history
+
+    from convert.formats import extension_of
+
+    json_path = None
+    if sidecar and fmt.name not in ("npz", "npy"):
+        ext = extension_of(dst)
+        json_path = dst.with_name((dst.name[: -len(ext)] if ext else dst.name) + ".json")
+    check_writable(list(fmt.output_paths(dst)) + ([json_path] if json_path else []), overwrite)
+    written = list(fmt.write(volume, dst, overwrite=overwrite, **options))
+    if json_path is not None:
+        data, _ = sidecar_with_history({}, volume.history)
+        written.append(write_sidecar(json_path, data, overwrite=overwrite))
+    return written
 
 
 def _remove_stale_temporaries(folder: Path) -> None:
@@ -178,6 +220,19 @@ def _remove_stale_temporaries(folder: Path) -> None:
 
         warnings.warn(f"removed {len(removed)} stale temporary file(s) that an interrupted run left in {folder}",
                       UserWarning, stacklevel=3)
+
+
+def _dicom_write_options(to: str | None, options: dict[str, Any], deidentify: Any) -> dict[str, Any] | None:
+    """The DICOM writer's options when the output is DICOM (``to="dicom"`` or ``"dicom-seg"``), else None.
+
+    ``deidentify`` then also cleans what a ``template`` series lends (patient and study identifiers).
+    """
+    if (to or "").lower() not in ("dicom", "dcm", "dicom-seg"):
+        return None
+    out = dict(options)
+    if deidentify is not None and out.get("template") is not None:
+        out["deidentify"] = deidentify
+    return out
 
 
 def describe(volume: Volume, format_name: str | None = None) -> dict[str, Any]:

@@ -95,11 +95,15 @@ def remove_stale_temporaries(folder: Path, recursive: bool = False) -> list[Path
     """Delete the temporaries of killed runs in ``folder`` (and below it when ``recursive``); return them.
 
     Only regular files named by :func:`temporary_name` on this machine whose
-    writing process no longer exists are removed (:func:`stale_temporary`);
-    anything else, including the temporaries of a run still going and of another
-    machine, is left alone. Symbolic links are neither removed nor followed. A
-    missing ``folder`` gives ``[]``; a file that cannot be removed is skipped.
+    writing process no longer exists are removed (:func:`stale_temporary`), and
+    the temporary folders of :func:`atomic_folder` (a DICOM series being written)
+    by the same rule, with what they hold; anything else, including the
+    temporaries of a run still going and of another machine, is left alone.
+    Symbolic links are neither removed nor followed. A missing ``folder`` gives
+    ``[]``; a file that cannot be removed is skipped.
     """
+    import shutil
+
     folder = Path(folder)
     removed: list[Path] = []
     if not folder.is_dir():
@@ -108,15 +112,22 @@ def remove_stale_temporaries(folder: Path, recursive: bool = False) -> list[Path
         walk = os.walk(folder) if recursive else iter([(str(folder), [], os.listdir(folder))])
     except OSError:
         return removed
-    for root, _dirs, names in walk:
-        for name in names:
+    for root, dirs, names in walk:
+        for name in list(names) + list(dirs):
             if ".partial" not in name:
                 continue
             path = Path(root, name)
             with contextlib.suppress(OSError):
-                if path.is_symlink() or not path.is_file() or not stale_temporary(path):
+                if path.is_symlink() or not stale_temporary(path):
                     continue
-                path.unlink()
+                if path.is_file():
+                    path.unlink()
+                elif path.is_dir() and TEMPORARY_NAME.match(name)["ext"] == "":  # type: ignore[index]
+                    shutil.rmtree(path)
+                    if name in dirs:
+                        dirs.remove(name)  # not walked into: it is gone
+                else:
+                    continue
                 removed.append(path)
     return sorted(removed)
 
@@ -177,3 +188,52 @@ def write_bytes_atomic(target: Path, data: bytes, overwrite: bool = False, mode:
             fh.write(data)
         if mode is not None:
             os.chmod(temp, mode)
+
+
+@contextlib.contextmanager
+def atomic_folder(target: Path, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a hidden temporary folder beside ``target``; on success it becomes ``target``.
+
+    For outputs that are a folder of files (a DICOM series): every file is
+    written into the temporary folder, which is renamed into place only when the
+    ``with`` block completes, so a failure, an exception or Ctrl-C never leaves a
+    partial series under the final name. ``target`` may already exist as an
+    *empty* folder; a non-empty one is replaced only with ``overwrite`` (the old
+    folder is moved aside, the new one renamed in, then the old one deleted).
+
+    Raises:
+        OutputExistsError: ``target`` is a non-empty folder and ``overwrite`` is False.
+        OutputWriteError: ``target`` is a file, its parent folder is missing or
+            unwritable, or the write failed.
+    """
+    import shutil
+
+    target = Path(target)
+    if target.exists() and not target.is_dir():
+        raise OutputWriteError("output must be a folder (one file per image) but this is a file; "
+                               "give a folder name", target)
+    if target.is_dir() and any(target.iterdir()) and not overwrite:
+        raise OutputExistsError("output folder already holds files; pass --overwrite to replace it", target)
+    parent = target.parent
+    if not parent.is_dir():
+        raise OutputWriteError(f"output folder {parent} does not exist; create it first", target)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputWriteError(f"no permission to write in folder {parent}", target)
+    temp = temporary_name(target)  # names its writer, as every temporary of ours
+    try:
+        temp.mkdir()
+        yield temp
+        if target.is_dir() and any(target.iterdir()):
+            old = temporary_name(target.with_name(target.name + ".old"))
+            os.replace(target, old)
+            os.replace(temp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            if target.is_dir():
+                target.rmdir()
+            os.replace(temp, target)
+    except BaseException as exc:
+        shutil.rmtree(temp, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise OutputWriteError(f"could not write output: {exc.strerror or exc}", target) from exc
+        raise

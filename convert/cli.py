@@ -154,11 +154,51 @@ def convert_cmd(
                                    "uids, full-dates, modified-dates, clean-descriptors (see 'anonymize --help')."),
     allow_burned_in: bool = typer.Option(False, "--allow-burned-in", help="With --anonymize: convert series that may "
                                          "carry burned-in text (refused by default)."),
+    hu: bool = typer.Option(False, "--hu", rich_help_panel="Processing", help="CT: values in Hounsfield units "
+                            "(padding below -2000 HU set to air, -1024)."),
+    crop_foreground: bool = typer.Option(False, "--crop-foreground", rich_help_panel="Processing",
+                                         help="Crop to the body (CT: body mask, table and markers left out; "
+                                         "else the largest bright object)."),
+    crop_margin: float = typer.Option(0.0, "--crop-margin", rich_help_panel="Processing", help="Margin (mm) "
+                                      "kept around the foreground with --crop-foreground."),
+    reorient: Optional[str] = typer.Option(None, "--reorient", rich_help_panel="Processing", help="Permute/flip "
+                                           "voxels to a 3-letter axis code (RAS, LPS, LAS...); exact, no interpolation."),
+    resample: Optional[str] = typer.Option(None, "--resample", rich_help_panel="Processing", help="Resample to "
+                                           "this spacing in mm: 'X,Y,Z' or one number (same extent, same axes)."),
+    interpolation: Optional[str] = typer.Option(None, "--interpolation", rich_help_panel="Processing",
+                                                help="With --resample: linear (default), nearest, bspline, lanczos."),
+    labels: bool = typer.Option(False, "--labels", rich_help_panel="Processing", help="With --resample: the "
+                                "image is a label map: integer labels kept, nearest neighbour (or label-aware "
+                                "one-hot with --interpolation linear)."),
+    pad: Optional[str] = typer.Option(None, "--pad", rich_help_panel="Processing", help="Pad, centred, to this "
+                                      "shape in voxels 'NI,NJ,NK' (air for CT, else 0)."),
+    window: Optional[str] = typer.Option(None, "--window", rich_help_panel="Processing", help="Display window: a "
+                                         "preset (brain, subdural, stroke, bone, soft-tissue, lungs, mediastinum, "
+                                         "abdomen, liver, spine-soft, spine-bone), 'dicom' or CENTER,WIDTH."),
+    window_output: str = typer.Option("hu", "--window-output", rich_help_panel="Processing", help="With --window: "
+                                      "'hu' (clipped values), 'unit' (float 0..1) or 'uint8' (0..255)."),
+    normalize: Optional[str] = typer.Option(None, "--normalize", rich_help_panel="Processing", help="zscore, "
+                                            "minmax or percentile (0.5-99.5); statistics go in the sidecar."),
+    modality: Optional[str] = typer.Option(None, "--modality", rich_help_panel="DICOM output", help="With --to dicom: CT (CT Image, HU), MR (MR "
+                                           "Image) or OT (Secondary Capture). Default: the input's modality if CT "
+                                           "or MR, else OT."),
+    template: Optional[Path] = typer.Option(None, "--template", rich_help_panel="DICOM output", help="With --to dicom: reference DICOM series whose "
+                                            "patient/study identifiers and Frame of Reference the output takes "
+                                            "(it joins that study)."),
+    enhanced: bool = typer.Option(False, "--enhanced", rich_help_panel="DICOM output", help="With --to dicom: one multi-frame Legacy Converted "
+                                  "Enhanced CT/MR file instead of one file per slice."),
+    reference: Optional[Path] = typer.Option(None, "--reference", rich_help_panel="DICOM output", help="With --to dicom-seg: the DICOM series the "
+                                             "label map was drawn on (the SEG references its images)."),
 ) -> None:
     """Convert SRC to DST. SRC is never modified; outputs are written atomically.
 
+    With --to dicom, DST is a folder: the DICOM series (one file per slice) is
+    written into it; a DICOM folder gets one sub-folder per series.
+
     A DICOM folder converts to an output folder (every series) or, when it holds
-    exactly one series, to a single file.
+    exactly one series, to a single file. Processing flags are applied in this
+    fixed order, whatever their order on the line: --hu, --crop-foreground,
+    --reorient, --resample, --pad, --window, --normalize (docs/processing.md).
     """
     from convert.api import convert, dicom_tree_job
 
@@ -171,20 +211,44 @@ def convert_cmd(
     deidentify = _deidentifier(key, keep, allow_burned_in) if anonymize else None
     if stack_uneven and resample_uneven:
         raise fail("--stack-uneven and --resample-uneven contradict each other; resampling is the default", 2)
-    options: dict[str, Any] = {"to": to, "overwrite": overwrite, "name": name, "sidecar": sidecar,
+    from convert.process.pipeline import from_options
+
+    process = from_options(hu=hu, window=window, window_output=window_output, reorient=reorient,
+                           resample=_numbers(resample, "--resample"), interpolation=interpolation, labels=labels,
+                           crop_foreground=crop_foreground, crop_margin_mm=crop_margin,
+                           pad=_numbers(pad, "--pad"), normalize=normalize)
+    dicom_options = {k: v for k, v in (("modality", modality), ("template", template), ("enhanced", enhanced)) if v}
+    if dicom_options and (to or "").lower() not in ("dicom", "dcm"):
+        raise fail("--modality, --template and --enhanced only apply with --to dicom", 2)
+    if (reference is not None) != ((to or "").lower() == "dicom-seg"):
+        raise fail("--to dicom-seg needs --reference DICOM_DIR (and --reference applies only to it)", 2)
+    if reference is not None:
+        dicom_options["reference"] = reference
+    options: dict[str, Any] = {**dicom_options, "to": to, "overwrite": overwrite, "name": name, "sidecar": sidecar,
                                "sidecar_phi": sidecar_phi, "deidentify": deidentify, "tilt_correct": tilt_correct,
                                "allow_gaps": allow_gaps, "stack_uneven": stack_uneven,
-                               "philips_scaling": (philips_scaling or PhilipsScaling.precise).value}
+                               "philips_scaling": (philips_scaling or PhilipsScaling.precise).value,
+                               "process": process}
     if dicom_tree_job(src, dst):  # the API decides the same way; here only to draw a progress bar
         _render_report(_convert_with_progress(convert, src, dst, options))
         return
     written = convert(src, dst, **options)  # DICOM-only options do not apply to other sources
     for warning in written.warnings:
         err_console.print(f"[yellow]warning:[/] {_escape(warning)}", highlight=False, soft_wrap=True)
-    for path in written:
-        console.print(f"wrote {path}", highlight=False)
+    for line in wrote_lines(written):
+        console.print(line, highlight=False)
     if written.duplicates:
         console.print(duplicates_line(len(written.duplicates)), highlight=False)
+
+
+def _numbers(text: Optional[str], flag: str) -> Optional[list[float]]:
+    """``"1,1,1"`` (or ``"1"``, or ``"1x1x1"``) as a list of numbers; None stays None."""
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in text.replace("x", ",").split(",")]
+    except ValueError:
+        raise fail(f"{flag} takes numbers separated by commas (e.g. 1,1,1), not '{_escape(text)}'", 2) from None
 
 
 def _deidentifier(key: Optional[Path], keep: list[str], allow_burned_in: bool) -> Callable[[Any], Any]:
@@ -217,6 +281,16 @@ def _convert_with_progress(convert: Callable[..., Any], src: Path, dst: Path, op
         return convert(src, dst, progress=progress, **options)
 
 
+def wrote_lines(paths: list[Path]) -> list[str]:
+    """``wrote PATH`` per file; a DICOM series (many ``.dcm`` files in one folder) as one line."""
+    dicom = [p for p in paths if p.suffix.lower() == ".dcm"]
+    folders = {p.parent for p in dicom}
+    if len(dicom) > 1 and len(folders) == 1:
+        return ([f"wrote {p}" for p in paths if p not in dicom]
+                + [f"wrote {len(dicom)} DICOM files to {next(iter(folders))}"])
+    return [f"wrote {p}" for p in paths]
+
+
 def duplicates_line(n: int) -> str:
     """The summary line for ``n`` files skipped as copies of another (same SOPInstanceUID and bytes)."""
     return f"skipped {n} duplicate file(s) (same SOPInstanceUID and content as another file)"
@@ -229,8 +303,8 @@ def _render_report(report: Any) -> None:
             err_console.print(f"[yellow]warning:[/] series {_escape(outcome.label)}: {_escape(warning)}",
                               highlight=False, soft_wrap=True)
         if outcome.ok:
-            for path in outcome.written:
-                console.print(f"wrote {path}", highlight=False)
+            for line in wrote_lines(outcome.written):
+                console.print(line, highlight=False)
         else:
             err_console.print(f"[bold red]error:[/] series {_escape(outcome.label)} failed: {_escape(outcome.error or '')}",
                               highlight=False, soft_wrap=True)
@@ -240,6 +314,62 @@ def _render_report(report: Any) -> None:
         console.print(duplicates_line(len(report.duplicates)), highlight=False)
     if report.failed:
         raise fail(f"{len(report.failed)} of {len(report.outcomes)} series failed; the others were written")
+
+
+@app.command("preview")
+@handle_errors
+def preview_cmd(
+    src: Path = typer.Argument(..., help="Image file (any readable format) or one-series DICOM folder."),
+    out: Path = typer.Option(..., "-o", "--output", help="PNG file to write."),
+    window: Optional[str] = typer.Option(None, "--window", help="Preset, 'dicom' or CENTER,WIDTH (default: the "
+                                         "series' DICOM window, else the 1st-99th percentile)."),
+    slice_index: Optional[str] = typer.Option(None, "--slice", help="Voxel i,j,k (as stored, from 0) the three "
+                                              "planes go through (default: the centre)."),
+    neurological: bool = typer.Option(False, "--neurological", help="Patient left on image left (default: "
+                                      "radiological, patient right on image left)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing PNG."),
+) -> None:
+    """Write axial, coronal and sagittal slices of SRC side by side to a PNG, in true physical proportions,
+    with orientation letters and the display convention written on the picture."""
+    from convert.api import load
+    from convert.process.preview import save_preview
+
+    index = _numbers(slice_index, "--slice")
+    if index is not None and (len(index) != 3 or any(not float(v).is_integer() for v in index)):
+        raise fail("--slice takes three whole numbers i,j,k (e.g. 100,120,40)", 2)
+    volume = load(src)
+    path = save_preview(volume, out, overwrite=overwrite, window=window,
+                        slice_index=None if index is None else [int(v) for v in index],
+                        convention="neurological" if neurological else "radiological")
+    console.print(f"wrote {path}", highlight=False)
+
+
+@app.command("slices")
+@handle_errors
+def slices_cmd(
+    src: Path = typer.Argument(..., help="Image file (any readable format) or one-series DICOM folder."),
+    out_dir: Path = typer.Argument(..., help="Folder to create: one PNG per slice plus slices.json."),
+    axis: str = typer.Option("k", "--axis", help="Voxel axis to slice across: i, j or k (as stored)."),
+    bits: int = typer.Option(8, "--bits", help="PNG depth: 8 or 16."),
+    window: Optional[str] = typer.Option(None, "--window", help="Preset, 'dicom' or CENTER,WIDTH mapped onto the "
+                                         "PNG range (values outside clipped)."),
+    value_range: Optional[str] = typer.Option(None, "--range", help="LOW,HIGH mapped onto the PNG range (default: "
+                                              "integers that fit as they are, else the volume's min..max)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing folder."),
+) -> None:
+    """Write a folder of greyscale PNG slices (8 or 16 bit, scaled explicitly, never truncated)."""
+    from convert.api import load
+    from convert.process.export import write_png_slices
+
+    if axis not in ("i", "j", "k"):
+        raise fail(f"--axis takes i, j or k, not '{_escape(axis)}'", 2)
+    bounds = _numbers(value_range, "--range")
+    if bounds is not None and len(bounds) != 2:
+        raise fail("--range takes two numbers LOW,HIGH", 2)
+    written = write_png_slices(load(src), out_dir, axis="ijk".index(axis), bits=bits, window=window,
+                               value_range=None if bounds is None else (bounds[0], bounds[1]),
+                               overwrite=overwrite)
+    console.print(f"wrote {len(written) - 1} PNG slice(s) and slices.json to {out_dir}", highlight=False)
 
 
 @app.command("info")

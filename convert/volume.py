@@ -231,6 +231,9 @@ class Volume:
         warnings: what the reader noticed and did (tilt kept or corrected, uneven
             slices resampled, duplicates skipped...), one line each; written with
             CLI flags (see :func:`convert.errors.spell` for the API spelling).
+        history: the processing steps applied since reading (:mod:`convert.process`), one
+            JSON-ready dict each (``{"step": "resample", ...}`` with the parameters and any
+            statistics used), oldest first; written to the sidecar. Not part of equality.
     """
 
     array: np.ndarray
@@ -240,6 +243,7 @@ class Volume:
     intercept: float = 0.0
     source: Any = field(default=None, repr=False, compare=False)
     warnings: tuple[str, ...] = field(default=(), compare=False)
+    history: tuple[Mapping[str, Any], ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         array = self.array
@@ -262,6 +266,7 @@ class Volume:
             object.__setattr__(self, "array", array.astype(array.dtype.newbyteorder("="), copy=False))
         object.__setattr__(self, "affine", check_affine(self.affine))
         object.__setattr__(self, "warnings", tuple(str(w) for w in self.warnings))
+        object.__setattr__(self, "history", tuple(dict(h) for h in self.history))
         slope, intercept = float(self.slope), float(self.intercept)
         if not (np.isfinite(slope) and np.isfinite(intercept)) or slope == 0.0:
             slope, intercept = 1.0, 0.0  # NIfTI convention: slope 0/NaN means unscaled

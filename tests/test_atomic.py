@@ -145,6 +145,45 @@ def test_only_provably_stale_temporaries_are_removed(tmp_path):
     assert remove_stale_temporaries(tmp_path / "missing") == []
 
 
+def test_a_killed_writers_temporary_series_folder_is_removed_too(tmp_path):
+    """atomic_folder's temporary (a DICOM series being written) left by a killed run: removed with its files;
+    a live writer's, another machine's and a user's look-alike folder stay."""
+    from convert.atomic import remove_stale_temporaries
+
+    dead = _dead_pid()
+    stale = _as_written_by(temporary_name(tmp_path / "series"), dead)
+    live = temporary_name(tmp_path / "other")
+    other_host = _as_written_by(temporary_name(tmp_path / "third"), dead, host="000000")
+    for folder in (stale, live, other_host, tmp_path / "user.partial"):
+        folder.mkdir()
+        (folder / "IM0001.dcm").write_bytes(b"x")
+    assert remove_stale_temporaries(tmp_path) == [stale] and not stale.exists()
+    assert live.is_dir() and other_host.is_dir() and (tmp_path / "user.partial").is_dir()
+    nested = _as_written_by(temporary_name(tmp_path / "out" / "2_CT"), dead)
+    nested.mkdir(parents=True)
+    (nested / "IM0001.dcm").write_bytes(b"x")
+    assert remove_stale_temporaries(tmp_path, recursive=True) == [nested]
+
+
+def test_atomic_folder_leaves_nothing_on_failure_and_replaces_only_with_overwrite(tmp_path):
+    from convert.atomic import atomic_folder
+
+    with pytest.raises(RuntimeError):
+        with atomic_folder(tmp_path / "series") as temp:
+            (temp / "IM0001.dcm").write_bytes(b"1")
+            raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+    with atomic_folder(tmp_path / "series") as temp:
+        (temp / "IM0001.dcm").write_bytes(b"1")
+    with pytest.raises(OutputExistsError):
+        with atomic_folder(tmp_path / "series"):
+            pass
+    with atomic_folder(tmp_path / "series", overwrite=True) as temp:
+        (temp / "IM0002.dcm").write_bytes(b"2")
+    assert [p.name for p in tmp_path.iterdir()] == ["series"]
+    assert [p.name for p in (tmp_path / "series").iterdir()] == ["IM0002.dcm"]
+
+
 def test_a_zombie_counts_as_gone():
     import subprocess
     import sys

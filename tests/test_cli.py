@@ -141,17 +141,19 @@ def test_folder_without_dicom_says_no_dicom_images_found(tmp_path, content, targ
     assert not (tmp_path / target).exists()
 
 
-def test_nifti_to_dcm_says_dicom_writing_is_not_available_yet(tmp_path, src):
-    for argv in (["convert", str(src), str(tmp_path / "out.dcm")],
-                 ["convert", str(src), str(tmp_path / "out"), "--to", "dicom"]):
-        result = runner.invoke(app, argv)
-        text = " ".join(result.output.split())
-        assert result.exit_code == 1 and "writing DICOM is not available yet" in text and "--to dicom" in text
-        assert "cannot tell the output format" not in text
+def test_nifti_to_dcm_file_name_says_dicom_output_is_a_folder(tmp_path, src):
+    """A ``.dcm`` output name is refused (a series is a folder); ``--to dicom OUT_DIR`` is the way (issue 14)."""
+    result = runner.invoke(app, ["convert", str(src), str(tmp_path / "out.dcm")])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 1 and "DICOM output is a folder" in text and "--to dicom" in text
+    assert "cannot tell the output format" not in text and not (tmp_path / "out.dcm").exists()
     import convert
 
     with pytest.raises(convert.errors.UnsupportedFormatError, match="to='dicom'"):
         convert.convert(src, tmp_path / "out.dcm")
+    result = runner.invoke(app, ["convert", str(src), str(tmp_path / "out"), "--to", "dicom"])
+    assert result.exit_code == 0, result.output
+    assert "DICOM files to" in result.output and sorted((tmp_path / "out").glob("*.dcm"))
 
 
 def test_version_through_the_console_entry_and_typer(tmp_path):
@@ -234,10 +236,11 @@ def test_plain_dicom_conversion_imports_no_pydicom_nibabel_or_itk(tmp_path, moda
 
 
 @pytest.mark.conformance
-@pytest.mark.parametrize("dataset", ["dcm_qa_nih", "dcm_qa_12bit"])
-def test_real_siemens_mosaic_and_ge_epi_archives_convert_without_pydicom_nibabel_or_scipy(tmp_path, dataset):
-    """Siemens mosaics (CSA header, native pixels) and GE EPI (private blocks, slice timing) go
-    through the header view, our CSA reader and the native pixel reader."""
+@pytest.mark.parametrize("dataset", ["dcm_qa_nih", "dcm_qa_12bit", "dcm_qa_enh", "dcm_qa_deident", "dcm_qa_ct"])
+def test_real_archives_convert_without_pydicom_nibabel_or_scipy(tmp_path, dataset):
+    """Siemens mosaics (CSA header, native pixels), GE EPI (private blocks, slice timing), Philips and
+    Siemens XA enhanced files (functional groups) and tilted CT go through the header view, our CSA
+    reader and the native pixel reader: no pydicom, nibabel or scipy import."""
     from tests.conftest import conformance_dir
 
     src = conformance_dir(dataset) / "In"

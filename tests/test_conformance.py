@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 from conftest import CONFORMANCE, conformance_dir
-from convert.dicom import assemble, read_series, read_series_volumes, scan
+from convert.dicom import assemble, read_series, read_series_volumes
+from convert.dicom.scan import scan
 from convert.dicom.series import Series
 from convert.volume import Volume
 

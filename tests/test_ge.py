@@ -21,7 +21,6 @@ from convert.dicom.ge import (
     ge_phase_positive,
     ge_prescription_timing,
     ge_protocol_block,
-    ge_slice_timing,
     ge_software_release,
 )
 from convert.dicom.sidecar import SIDECAR_KEYS, build_sidecar, phase_encoding_direction

@@ -719,6 +719,9 @@ def _scan_converted(paths: list[Path], root: Path, scanner: LeakScanner) -> list
                 texts.append(bytes(ext_.get_content() if hasattr(ext_, "get_content") else b"").decode("latin-1",
                                                                                                        "ignore"))
             leaks += [f"{p.name} header: {h}" for t in texts for h in scanner.scan_text(t)]
+        if p.suffix == ".dcm":  # DICOM output (--to dicom): every element, decoded
+            texts = [text for _, text in element_texts(pydicom.dcmread(p))]
+            leaks += [f"{p.name} element: {h}" for t in texts for h in scanner.scan_text(t)]
         if p.suffix in (".nrrd", ".nhdr"):
             import nrrd
 
@@ -730,7 +733,8 @@ def _scan_converted(paths: list[Path], root: Path, scanner: LeakScanner) -> list
 
 
 @pytest.mark.parametrize("fmt, ext", [("nifti-gz", ".nii.gz"), ("nifti-pair", ".hdr"), ("nrrd", ".nrrd"),
-                                      ("nhdr", ".nhdr"), ("minc2", ".mnc"), ("analyze", ".hdr")])
+                                      ("nhdr", ".nhdr"), ("minc2", ".mnc"), ("analyze", ".hdr"),
+                                      ("dicom", "")])  # dicom: a folder, one sub-folder per series
 def test_anonymized_conversion_outputs_carry_no_phi(corpus: CorpusManifest, scanner: LeakScanner,
                                                     tmp_path: Path, fmt: str, ext: str) -> None:
     """DICOM -> image formats after de-identification: headers, sidecars, bytes and names stay clean.

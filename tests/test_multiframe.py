@@ -856,7 +856,8 @@ def test_enhanced_echoes_and_parts_get_dcm2niix_file_names_and_voxels(tmp_path, 
 
 def test_enhanced_files_of_different_echoes_are_not_stacked_into_one_4d(tmp_path):
     """One file per echo and time point under one series UID (Siemens XA multi-echo): one 4D volume per echo."""
-    from convert.dicom import assemble, read_series_volumes, scan
+    from convert.dicom import assemble, read_series_volumes
+    from convert.dicom.scan import scan
     from convert.dicom.reader import volume_suffixes
 
     uid = generate_uid()

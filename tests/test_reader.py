@@ -38,7 +38,8 @@ from fixtures.dicom_series import (  # noqa: E402
 
 import convert  # noqa: E402
 from convert.cli import app  # noqa: E402
-from convert.dicom import assemble, convert_dicom_tree, read_series, scan, volume_warnings  # noqa: E402
+from convert.dicom import assemble, convert_dicom_tree, read_series, volume_warnings  # noqa: E402
+from convert.dicom.scan import scan  # noqa: E402
 from convert.dicom.reader import DICOM, read_single, render_name, sanitize_name  # noqa: E402
 from convert.errors import ConvertError, CorruptFileError, DicomError  # noqa: E402
 from convert.volume import Volume  # noqa: E402

@@ -367,9 +367,8 @@ def test_large_scans_parse_in_worker_processes_with_the_same_result(tmp_path: Pa
     """From PROCESS_POOL_MIN_FILES files on, forked workers parse the headers (threads add no core);
     the instances, skipped files and progress calls equal a serial scan's."""
     import dataclasses
-    import sys
 
-    scan_module = sys.modules["convert.dicom.scan"]
+    import convert.dicom.scan as scan_module  # the module (no longer shadowed by its scan function)
     make_series(tmp_path / "a", slices=12)
     make_series(tmp_path / "b", orientation="sagittal", slices=9)
     (tmp_path / "notes.txt").write_text("not DICOM")
@@ -419,3 +418,14 @@ def test_the_walk_order_and_hidden_rule(tmp_path: Path) -> None:
     assert names == ["c", "a/x", "a/z/9", "b/1", "b/2"]  # os.walk's order: files, then sorted sub-folders
     with_hidden = [str(p.relative_to(tmp_path)) for p in anonymize_files(tmp_path)]
     assert with_hidden == [".dot", "c", ".hidden/h", "a/x", "a/z/9", "b/1", "b/2"]
+
+
+def test_the_scan_module_is_not_shadowed_by_its_function() -> None:
+    import importlib
+    import types
+
+    import convert.dicom
+    import convert.dicom.scan as scan_module
+
+    assert isinstance(convert.dicom.scan, types.ModuleType) and convert.dicom.scan is scan_module
+    assert importlib.import_module("convert.dicom.scan") is scan_module and callable(scan_module.scan)

@@ -391,7 +391,8 @@ def test_unusable_rescale_values_are_replaced_and_reported_never_silently(tmp_pa
     """The quirk (issue 17): a NaN RescaleSlope gave a NaN volume or was silently taken as 1."""
     import pydicom
 
-    from convert.dicom import read_series, scan
+    from convert.dicom import read_series
+    from convert.dicom.scan import scan
 
     paths, _ = make_series(tmp_path, slices=4, rows=8, columns=8)
     ds = pydicom.dcmread(paths[1])

@@ -1,8 +1,9 @@
 """Write ``convert/dicom/keywords.py``: DICOM keyword -> (tag, VR) from pydicom's data dictionary.
 
 The header view (:mod:`convert.dicom.header`) looks keywords up in that table so that reading
-a header never imports pydicom. Only keywords with one VR are listed (``US or SS``-style
-entries depend on the data set and are left to pydicom). Run after a pydicom upgrade:
+a header never imports pydicom. Keywords whose VR depends on the data set (``US or SS``,
+``OB or OW``) are listed with the VR ``""``: their tag answers ``keyword in header``, their
+values are converted as stored (explicit VR) or left to pydicom. Run after a pydicom upgrade:
 
     python tools/make_keywords.py
 
@@ -22,11 +23,12 @@ OUT = Path(__file__).resolve().parents[1] / "convert" / "dicom" / "keywords.py"
 
 
 def table() -> dict[str, tuple[int, str]]:
-    """Keyword -> (tag, VR) for every single-VR entry of pydicom's dictionary (file meta included)."""
+    """Keyword -> (tag, VR) for every entry of pydicom's dictionary (file meta included); VR ``""``
+    when the dictionary gives several (``US or SS``)."""
     out: dict[str, tuple[int, str]] = {}
     for tag, (vr, _vm, _name, _retired, keyword) in sorted(DicomDictionary.items()):
-        if keyword and vr.encode() in VALID_VRS:
-            out[keyword] = (tag, vr)
+        if keyword and (vr.encode() in VALID_VRS or " or " in vr):
+            out[keyword] = (tag, vr if vr.encode() in VALID_VRS else "")
     return out
 
 
@@ -35,7 +37,7 @@ def main() -> None:
         '"""DICOM keyword -> (tag, VR), generated from pydicom\'s data dictionary by',
         f"``tools/make_keywords.py`` (pydicom {pydicom_version}); do not edit by hand.",
         "",
-        "Keywords whose VR depends on the data set (``US or SS``, ``OB or OW``) are not listed.",
+        "Keywords whose VR depends on the data set (``US or SS``, ``OB or OW``) have the VR ``\"\"``.",
         '"""',
         "",
         "KEYWORDS: dict[str, tuple[int, str]] = {",

@@ -2,7 +2,8 @@
 
 Public API::
 
-    from convert.dicom import scan, assemble, read_series, convert_dicom_tree
+    from convert.dicom import assemble, read_series, convert_dicom_tree
+    from convert.dicom.scan import scan       # (also convert.scan); the module keeps its name
     result = scan("exam/")                    # headers only, fast
     series = assemble(result.instances)       # grouped, sorted along the slice normal, checked
     volume = read_series(series[0])           # Volume: [i, j, k(, t)], RAS+ affine in mm
@@ -23,9 +24,9 @@ from convert.dicom.reader import (
     summarize_series,
     volume_warnings,
 )
-from convert.dicom.scan import Instance, ScanResult, scan
+from convert.dicom.scan import Instance, ScanResult
 from convert.dicom.series import Series, assemble
 
 __all__ = ["DICOM", "Instance", "Report", "ScanResult", "Series", "SeriesHeaders", "SeriesOutcome", "assemble",
-           "convert_dicom_tree", "read_series", "read_series_volumes", "read_single", "scan", "summarize_series",
+           "convert_dicom_tree", "read_series", "read_series_volumes", "read_single", "summarize_series",
            "volume_warnings"]

@@ -129,6 +129,8 @@ _TEXT_RULES: dict[str, tuple[int, re.Pattern[str]]] = {
     "UI": (64, re.compile(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*")),
     "DA": (8, re.compile(r"\d{8}")),
     "TM": (14, re.compile(r"([01]\d|2[0-3])([0-5]\d((60|[0-5]\d)(\.\d{1,6})?)?)?")),
+    "DT": (26, re.compile(r"\d{4}((0[1-9]|1[0-2])((0[1-9]|[12]\d|3[01])(([01]\d|2[0-3])([0-5]\d((60|[0-5]\d)"
+                          r"(\.\d{1,6})?)?)?)?)?)?([+-]\d{4})?")),
     "AS": (4, re.compile(r"\d{3}[DWMY]")),
 }
 _DS = re.compile(r"[+\-]?(\d+|\d+\.\d*|\.\d+)([eE][+\-]?\d+)?")
@@ -175,6 +177,27 @@ class IntegerString(int):
         return f"'{int(self)}'"
 
 
+class AttributeTag(int):
+    """An AT value: a tag ``(group << 16) | element`` that prints as ``(gggg,eeee)`` (pydicom's ``BaseTag``)."""
+
+    @property
+    def group(self) -> int:
+        return self >> 16
+
+    @property
+    def elem(self) -> int:
+        return self & 0xFFFF
+
+    @property
+    def is_private(self) -> bool:
+        return bool(self.group % 2)
+
+    def __str__(self) -> str:
+        return f"({self.group:04X},{self.elem:04X})"
+
+    __repr__ = __str__
+
+
 class Values(list):  # type: ignore[type-arg]
     """Several values of one element: a list that prints like pydicom's ``MultiValue``."""
 
@@ -205,6 +228,16 @@ def convert_value(vr: str, raw: bytes) -> Any:
 
         values = Values(struct.unpack(f"<{len(raw) // size}{fmt[1]}", raw))
         return values[0] if len(values) == 1 else values
+    if vr == "AT":
+        if len(raw) % 4:
+            raise NotMirrored("odd length for VR AT")
+        if not raw:
+            return None
+        import struct
+
+        halves = struct.unpack(f"<{len(raw) // 2}H", raw)
+        tags = Values(AttributeTag(halves[i] << 16 | halves[i + 1]) for i in range(0, len(halves), 2))
+        return tags[0] if len(tags) == 1 else tags
     rule = _TEXT_RULES.get(vr)
     if rule is None and vr not in ("DS", "IS"):
         raise NotMirrored(f"VR {vr} is left to pydicom")
@@ -252,7 +285,7 @@ def _dictionary_vr(tag: int) -> str | None:
     """VR of a standard tag (for implicit VR data sets); None when not in the table."""
     global _TAG_VR
     if _TAG_VR is None:
-        _TAG_VR = {tag_: vr for tag_, vr in KEYWORDS.values()}
+        _TAG_VR = {tag_: vr for tag_, vr in KEYWORDS.values() if vr}  # "": the VR depends on the data set
     return _TAG_VR.get(tag)
 
 
@@ -276,6 +309,59 @@ class HeaderElement:
 
     def __repr__(self) -> str:
         return f"({self.tag >> 16:04X},{self.tag & 0xFFFF:04X}) {self.VR}: {self.value!r}"
+
+
+_TAG_KEYWORD: dict[int, str] | None = None
+
+
+def _keyword_of(tag: int) -> str:
+    """The dictionary keyword of a tag ("" when it has none, e.g. private tags)."""
+    global _TAG_KEYWORD
+    if _TAG_KEYWORD is None:
+        _TAG_KEYWORD = {tag_: keyword for keyword, (tag_, _) in KEYWORDS.items()}
+    return _TAG_KEYWORD.get(tag, "")
+
+
+class ViewElement:
+    """One element met while iterating a view (pydicom's ``DataElement`` fields: ``tag``,
+    ``VR``, ``keyword``, ``value``); the value is converted when read."""
+
+    __slots__ = ("_view", "tag")
+
+    def __init__(self, view: "_View", tag: int) -> None:
+        self._view, self.tag = view, AttributeTag(tag)
+
+    @property
+    def value(self) -> Any:
+        try:
+            return self._view._value(int(self.tag), None)  # noqa: SLF001 (the view's own element)
+        except NotMirrored:
+            return self._view._fallback()[int(self.tag)].value  # noqa: SLF001
+
+    @property
+    def VR(self) -> str:  # noqa: N802 (pydicom's name)
+        element = self._view._elements()[int(self.tag)]  # noqa: SLF001
+        if element.vr:
+            return element.vr.decode("ascii")
+        if element.length == elements.UNDEFINED:
+            return "SQ"  # implicit VR: an undefined length holds items
+        vr = _dictionary_vr(int(self.tag))
+        if vr is not None:
+            return vr
+        if self.tag.is_private and 0x0010 <= self.tag.elem <= 0x00FF:
+            return "LO"  # a private creator
+        return str(self._view._fallback()[int(self.tag)].VR)  # noqa: SLF001
+
+    @property
+    def keyword(self) -> str:
+        return _keyword_of(int(self.tag))
+
+    @property
+    def is_private(self) -> bool:
+        return self.tag.is_private
+
+    def __repr__(self) -> str:
+        return f"{self.tag} {self.VR}"
 
 
 # --------------------------------------------------------------------------- the view
@@ -308,7 +394,9 @@ class _View:
         if tag in self._values:
             return self._values[tag]
         element = self._elements()[tag]
-        if self._implicit:
+        if self._implicit and element.length == elements.UNDEFINED:
+            vr = "SQ"  # implicit VR: an undefined length holds items (pydicom reads a sequence, private or not)
+        elif self._implicit:
             if tag >> 16 & 1:
                 if not 0x0010 <= tag & 0xFFFF <= 0x00FF:
                     raise NotMirrored("an implicit VR private value (pydicom's private dictionary)")
@@ -319,7 +407,7 @@ class _View:
                     raise NotMirrored("a tag outside the dictionary")
         else:
             vr = element.vr.decode("ascii")  # explicit VR: pydicom converts the value as its VR is stored
-        if vr == "SQ" and not tag >> 16 & 1:
+        if vr == "SQ":
             value: Any = self._sequence(tag, element)
         elif vr in ("SQ", "UN") or element.length == elements.UNDEFINED:
             raise NotMirrored(f"a {vr} element")
@@ -413,7 +501,14 @@ class _View:
         raise KeyError(f"Private creator '{private_creator}' not found")
 
     def __iter__(self) -> Iterator[Any]:
-        return iter(self._fallback())
+        """The elements in tag order (as pydicom iterates), each converted when its value is read."""
+        try:
+            found = self._elements()
+        except NotMirrored:
+            yield from self._fallback()
+            return
+        for tag in sorted(found):
+            yield ViewElement(self, tag)
 
     def __len__(self) -> int:
         try:
@@ -456,6 +551,11 @@ class Header(_View):
         return self.part10.transfer_syntax
 
     @property
+    def file_meta(self) -> "FileMeta":
+        """The file meta group (0002,xxxx) as a view: ``file_meta.TransferSyntaxUID`` and the rest."""
+        return FileMeta(self)
+
+    @property
     def filename(self) -> str:
         """The file's path as text (pydicom's ``Dataset.filename``)."""
         return str(self.path)
@@ -470,6 +570,62 @@ class Header(_View):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (Header, (self.path, self.part10))
+
+
+class TransferSyntax(str):
+    """The TransferSyntaxUID of a file the element layer reads (native or encapsulated little
+    endian), with the properties of pydicom's ``UID`` the readers ask; any other attribute
+    (``name``, ``keyword``, ...) is pydicom's."""
+
+    @property
+    def is_transfer_syntax(self) -> bool:
+        return True
+
+    @property
+    def is_private(self) -> bool:
+        return self[:14] != "1.2.840.10008."
+
+    @property
+    def is_implicit_VR(self) -> bool:  # noqa: N802 (pydicom's name)
+        return self == elements.IMPLICIT_VR_LE
+
+    @property
+    def is_little_endian(self) -> bool:
+        return True
+
+    @property
+    def is_deflated(self) -> bool:
+        return False
+
+    @property
+    def is_compressed(self) -> bool:
+        return self not in elements.NATIVE_SYNTAXES
+
+    is_encapsulated = is_compressed
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        from pydicom.uid import UID
+
+        return getattr(UID(str(self)), name)
+
+
+class FileMeta(_View):
+    """The file meta group of a :class:`Header` (pydicom's ``FileMetaDataset``), always explicit VR LE."""
+
+    __slots__ = ("header",)
+
+    def __init__(self, header: Header) -> None:
+        object.__setattr__(self, "header", header)
+        self._init_view(header.part10.data, False, header.part10.meta, True)
+        self._values[0x00020010] = TransferSyntax(header.part10.transfer_syntax)  # as the layer read it
+
+    def _fallback(self) -> Any:
+        return self.header.dataset().file_meta
+
+    def __repr__(self) -> str:
+        return f"<FileMeta of {self.header.path}>"
 
 
 class Item(_View):

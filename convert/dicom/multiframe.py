@@ -735,12 +735,12 @@ def read_enhanced(path: Path, ds: Dataset | None = None, *, philips_scaling: str
             undecodable pixels.
         GeometryError: unevenly spaced or non-collinear slices.
     """
-    import pydicom
-
-    validity.install()  # an unknown VR is a CorruptFileError naming the file
     check_philips_scaling(philips_scaling)
     path = Path(path)
     if ds is None:
+        import pydicom
+
+        validity.install()  # an unknown VR is a CorruptFileError naming the file
         try:
             ds = pydicom.dcmread(path, stop_before_pixels=True)
         except (pydicom.errors.InvalidDicomError, OSError, EOFError, ValueError) as exc:

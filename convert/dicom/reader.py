@@ -811,13 +811,17 @@ def read_single(path: str | Path, **options: Any) -> tuple[Volume, Series]:
 
 
 class DicomFormat:
-    """DICOM adapter: a single file or a folder holding one series (read only)."""
+    """DICOM adapter: reads a single file or a folder holding one series; writes a series into a folder
+    (:func:`convert.dicom.writer.write_series`)."""
 
     name = "dicom"
     extensions: tuple[str, ...] = (".dcm", ".dicom", ".ima")
-    description = "DICOM file or folder of one series (read; folders of many series: medconvert convert DIR OUTDIR)"
+    description = ("DICOM file or folder of one series (read; folders of many series: medconvert convert DIR "
+                   "OUTDIR); write: --to dicom OUT_DIR, one file per slice")
     can_read = True
-    can_write = False
+    can_write = True
+    #: A write goes into a folder (one file per slice), not to a file with an extension.
+    writes_folder = True
 
     def __repr__(self) -> str:
         return "<Format dicom>"
@@ -834,13 +838,14 @@ class DicomFormat:
         return read_single(path, **options)[0]
 
     def write(self, volume: Volume, path: Path, *, overwrite: bool = False, **options: Any) -> list[Path]:
-        from convert.errors import UnsupportedFormatError
-        from convert.formats import DICOM_WRITING_UNAVAILABLE
+        """Write ``volume`` as a DICOM series into the folder ``path``; options: see
+        :func:`convert.dicom.writer.write_series` (``modality``, ``template``, ``enhanced``...)."""
+        from convert.dicom.writer import write_series
 
-        raise UnsupportedFormatError(DICOM_WRITING_UNAVAILABLE, path)
+        return write_series(volume, path, overwrite=overwrite, **options)
 
     def output_paths(self, path: Path) -> list[Path]:
-        return [Path(path)]
+        return []  # a folder: checked (exists, empty, writable) by convert.atomic.atomic_folder when written
 
 
 DICOM = DicomFormat()
@@ -973,7 +978,8 @@ class Report:
 
 
 def _output_extension(fmt: Any) -> str:
-    return fmt.extensions[0] if fmt.extensions else ""
+    """What a series' output name ends with: the format's first extension ("" for a folder: DICOM)."""
+    return fmt.extensions[0] if fmt.extensions and not getattr(fmt, "writes_folder", False) else ""
 
 
 def convert_dicom_tree(src_dir: str | Path, out_dir: str | Path, *, to: str = "nifti-gz",
@@ -981,7 +987,9 @@ def convert_dicom_tree(src_dir: str | Path, out_dir: str | Path, *, to: str = "n
                        sidecar_phi: bool = False, tilt_correct: bool = False, allow_gaps: bool = False,
                        stack_uneven: bool = False, philips_scaling: str = "precise",
                        progress: Callable[[int, int, str], None] | None = None,
-                       deidentify: Callable[[Any], Any] | None = None) -> Report:
+                       deidentify: Callable[[Any], Any] | None = None,
+                       process: Callable[[Volume], Volume] | None = None,
+                       write_options: dict[str, Any] | None = None) -> Report:
     """Convert every series under ``src_dir`` into ``out_dir`` (one file per volume).
 
     With ``deidentify`` (a function returning a de-identified copy of a pydicom
@@ -998,6 +1006,9 @@ def convert_dicom_tree(src_dir: str | Path, out_dir: str | Path, *, to: str = "n
     :data:`NAME_FIELDS`), sanitised; collisions get ``_2``, ``_3``... suffixes.
     ``philips_scaling`` (``"precise"``, the default, or ``"display"``) picks the
     values of Philips MR series, see :class:`ReadOptions`; the sidecar records it.
+    ``process`` (a :class:`convert.process.Pipeline`) is applied to each volume before
+    it is written; the sidecar records its steps.
+    ``write_options`` go to the format's writer (DICOM output: ``modality``, ``template``, ``enhanced``).
 
     Raises:
         InputNotFoundError: ``src_dir`` does not exist.
@@ -1009,10 +1020,7 @@ def convert_dicom_tree(src_dir: str | Path, out_dir: str | Path, *, to: str = "n
     src_dir, out_dir = Path(src_dir), Path(out_dir)
     fmt = get_format(to)
     if not fmt.can_write:
-        from convert.formats import DICOM_WRITING_UNAVAILABLE
-
-        raise ConvertError(DICOM_WRITING_UNAVAILABLE if fmt.name == "dicom"
-                           else f"format '{fmt.name}' can be read but not written")
+        raise ConvertError(f"format '{fmt.name}' can be read but not written")
     render_name(name, {k: "x" for k in NAME_FIELDS})  # validate the template before any work
     check_philips_scaling(philips_scaling)
     if deidentify is not None and sidecar_phi:
@@ -1050,6 +1058,8 @@ def convert_dicom_tree(src_dir: str | Path, out_dir: str | Path, *, to: str = "n
                 fields = _name_fields(series, v_index, len(volumes), deidentify)
                 if deidentify is not None:
                     volume = _deidentified_volume(volume, series, deidentify)
+                if process is not None:
+                    volume = process(volume)
                 stem = render_name(name, fields)
                 if suffixes[v_index]:
                     stem = sanitize_name(f"{stem}_{suffixes[v_index]}")
@@ -1057,7 +1067,8 @@ def convert_dicom_tree(src_dir: str | Path, out_dir: str | Path, *, to: str = "n
                 target = out_dir / f"{stem}{ext}"
                 outcome.written.extend(_write_volume_outputs(
                     series, volume, fmt, target, overwrite=overwrite, sidecar=writes_json,
-                    sidecar_phi=sidecar_phi, deidentify=deidentify, warnings=outcome.warnings))
+                    sidecar_phi=sidecar_phi, deidentify=deidentify, warnings=outcome.warnings,
+                    write_options=write_options))
         except ConvertError as exc:
             outcome.error = str(exc)
         except MemoryError:
@@ -1212,7 +1223,7 @@ def _output_stem(target: Path, fmt: Any) -> Path:
 
 def _write_volume_outputs(series: Series, volume: Volume, fmt: Any, target: Path, *, overwrite: bool,
                           sidecar: bool, sidecar_phi: bool, deidentify: Callable[[Any], Any] | None,
-                          warnings: list[str]) -> list[Path]:
+                          warnings: list[str], write_options: dict[str, Any] | None = None) -> list[Path]:
     """Write ``volume`` to ``target`` plus its JSON sidecar and ``.bval``/``.bvec`` (NIfTI outputs).
 
     The one writer of a converted series' files, for the tree conversion, the
@@ -1235,11 +1246,16 @@ def _write_volume_outputs(series: Series, volume: Volume, fmt: Any, target: Path
         dwi = None
     extra = ([json_path] if json_path else []) + (gradient_paths(stem) if dwi is not None else [])
     check_writable(list(fmt.output_paths(target)) + extra, overwrite)
-    written = list(fmt.write(volume, target, overwrite=overwrite))
+    written = list(fmt.write(volume, target, overwrite=overwrite, **(write_options or {})))
     if dwi is not None:
         written.extend(write_bval_bvec(stem, dwi[0], dwi[1], overwrite=overwrite))
     if json_path is not None:
         data = series_sidecar(series, volume, include_phi=sidecar_phi, deidentify=deidentify)
+        if volume.history:
+            from convert.process.pipeline import sidecar_with_history
+
+            data, dropped = sidecar_with_history(data, volume.history)
+            warnings.extend(dropped)
         written.append(sidecar_mod.write_sidecar(json_path, data, overwrite=overwrite))
     return written
 
@@ -1248,7 +1264,9 @@ def convert_dicom_file(src: str | Path, dst: str | Path, *, to: str | None = Non
                        sidecar: bool = True, sidecar_phi: bool = False,
                        deidentify: Callable[[Any], Any] | None = None, tilt_correct: bool = False,
                        allow_gaps: bool = False, stack_uneven: bool = False,
-                       philips_scaling: str = "precise") -> tuple[SeriesOutcome, list[Path]]:
+                       philips_scaling: str = "precise",
+                       process: Callable[[Volume], Volume] | None = None,
+                       write_options: dict[str, Any] | None = None) -> tuple[SeriesOutcome, list[Path]]:
     """Convert the one series of a DICOM file or folder to the single file ``dst``.
 
     Writes what a series gets in :func:`convert_dicom_tree`, beside ``dst``: the
@@ -1281,11 +1299,13 @@ def convert_dicom_file(src: str | Path, dst: str | Path, *, to: str | None = Non
                                  stack_uneven=stack_uneven, philips_scaling=philips_scaling)
     if deidentify is not None:
         volume = _deidentified_volume(volume, series, deidentify)  # also refuses burned-in text
+    if process is not None:
+        volume = process(volume)  # convert.process steps; the sidecar records them
     outcome = SeriesOutcome(label=series.label if deidentify is None else _deidentified_label(series),
                             files=series.paths, warnings=volume_warnings(volume))
     outcome.written = _write_volume_outputs(series, volume, fmt, dst, overwrite=overwrite, sidecar=sidecar,
                                             sidecar_phi=sidecar_phi, deidentify=deidentify,
-                                            warnings=outcome.warnings)
+                                            warnings=outcome.warnings, write_options=write_options)
     return outcome, list(series.duplicates)
 
 

@@ -50,6 +50,17 @@ def _raw_element_value(raw: Any, data: dict[str, Any], **kwargs: Any) -> None:
             path if isinstance(path, str) and path else None) from exc
 
 
+#: The VR of every file meta element (PS3.10 Table 7.1-1), so that a header view is checked without pydicom.
+FILE_META_VRS: dict[int, str] = {
+    0x00020000: "UL", 0x00020001: "OB", 0x00020002: "UI", 0x00020003: "UI", 0x00020010: "UI", 0x00020012: "UI",
+    0x00020013: "SH", 0x00020016: "AE", 0x00020017: "AE", 0x00020018: "AE", 0x00020026: "UR", 0x00020027: "UR",
+    0x00020028: "UR", 0x00020031: "UI", 0x00020032: "UR", 0x00020033: "LO", 0x00020035: "AE", 0x00020100: "UI",
+    0x00020102: "OB",
+}
+#: Transfer syntaxes whose data set and pixel data medconvert reads without pydicom (native little endian).
+_NATIVE = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")
+
+
 def _meta_vrs(ds: Any) -> dict[int, str] | None:
     """File meta tag -> VR as stored, from a header view's element positions (no pydicom parse), or
     from pydicom's file meta; None when there is no file meta."""
@@ -65,9 +76,9 @@ def _meta_vrs(ds: Any) -> dict[int, str] | None:
 
 def _transfer_syntax_text(ds: Any, path: Any) -> str | None:
     """TransferSyntaxUID as stored (stripped), None when the file meta has none."""
-    text = getattr(ds, "transfer_syntax", None)  # a header view knows it from its element walk
-    if isinstance(text, str) and getattr(ds, "part10", None) is not None:
-        return text.strip("\0 ") if 0x00020010 in ds.part10.meta else None
+    part10 = getattr(ds, "part10", None)
+    if part10 is not None and isinstance(getattr(part10, "meta", None), dict):  # a header view knows it
+        return str(part10.transfer_syntax).strip("\0 ") if 0x00020010 in part10.meta else None
     meta = getattr(ds, "file_meta", None)
     try:
         if meta is None or "TransferSyntaxUID" not in meta:
@@ -78,20 +89,26 @@ def _transfer_syntax_text(ds: Any, path: Any) -> str | None:
 
 
 def transfer_syntax(ds: Any, path: Any) -> Any:
-    """The TransferSyntaxUID of ``ds`` (a pydicom Dataset or a header view) as a pydicom UID, checked.
+    """The TransferSyntaxUID of ``ds`` (a pydicom Dataset or a header view), checked: for a header
+    view of a native file the view's own :class:`convert.dicom.header.TransferSyntax` (no pydicom
+    import), else a pydicom ``UID``.
 
     Raises:
         CorruptFileError: absent, empty or not a UID.
         DicomError: a UID that is not a transfer syntax pydicom knows (private, or corrupt).
     """
-    from pydicom.uid import UID
-
     from convert.errors import DicomError
 
     text = _transfer_syntax_text(ds, path)
     if not text:
         raise CorruptFileError("the file meta has no (or an empty) TransferSyntaxUID, so the data set's encoding "
                                "is unknown; re-export the file", path)
+    if text in _NATIVE and getattr(ds, "part10", None) is not None:
+        from convert.dicom.header import TransferSyntax
+
+        return TransferSyntax(text)
+    from pydicom.uid import UID
+
     uid = UID(text)
     if not uid.is_transfer_syntax:
         raise DicomError(f"unknown transfer syntax {text[:64]!r} (a private or corrupt TransferSyntaxUID): its "
@@ -102,25 +119,20 @@ def transfer_syntax(ds: Any, path: Any) -> Any:
 
 def check_file_meta(ds: Any, path: Any) -> None:
     """Refuse a dataset whose file meta cannot be trusted: an element of group 0002 with a VR other
-    than PS3.10's (e.g. a sequence where a UID belongs), or an unusable TransferSyntaxUID
-    (:func:`transfer_syntax`). A dataset without file meta passes (pydicom chose the encoding).
-    Works on a pydicom Dataset and on a :class:`convert.dicom.header.Header` view (without
-    making it parse the file with pydicom).
+    than PS3.10's (:data:`FILE_META_VRS`; e.g. a sequence where a UID belongs), or an unusable
+    TransferSyntaxUID (:func:`transfer_syntax`). A dataset without file meta passes (pydicom chose
+    the encoding). Works on a pydicom Dataset and on a :class:`convert.dicom.header.Header` view
+    (without pydicom for a native file).
 
     Raises:
         CorruptFileError / DicomError naming ``path``.
     """
-    from pydicom.datadict import dictionary_VR
-
     vrs = _meta_vrs(ds)
     if not vrs:
         return
     for tag, vr in vrs.items():
-        try:
-            expected = dictionary_VR(tag)
-        except KeyError:
-            continue
-        if vr and vr != "UN" and vr not in expected.split(" or "):
+        expected = FILE_META_VRS.get(tag)
+        if expected and vr and vr not in (expected, "UN"):
             raise CorruptFileError(f"file meta element ({tag >> 16:04X},{tag & 0xFFFF:04X}) has VR {vr} where "
                                    f"PS3.10 requires {expected}: the file is corrupt", path)
     if 0x00020010 in vrs:

@@ -52,7 +52,10 @@ _ADAPTERS: tuple[tuple[str, str], ...] = (
     ("convert.formats.analyze", "ANALYZE"),
     ("convert.formats.legacy", "MINC1"),
     ("convert.formats.legacy", "PARREC"),
+    ("convert.formats.npz", "NPZ"),
+    ("convert.formats.npz", "NPY"),
     ("convert.dicom.reader", "DICOM"),
+    ("convert.dicom.seg", "DICOM_SEG"),
 )
 
 _ALIASES = {"nii": "nifti", "nii.gz": "nifti-gz", "niigz": "nifti-gz", "minc": "minc2", "mnc": "minc2",
@@ -158,9 +161,9 @@ def detect(path: str | Path) -> Format:
     )
 
 
-#: Why a ``.dcm`` (or ``--to dicom``) output is refused, and what is planned.
-DICOM_WRITING_UNAVAILABLE = ("writing DICOM is not available yet (planned: --to dicom into an output folder, one "
-                             "file per slice); convert to NIfTI (.nii.gz), NRRD, MINC2 or Analyze instead")
+#: Why a ``.dcm`` output name is refused: a DICOM series is a folder of files.
+DICOM_OUTPUT_IS_A_FOLDER = ("DICOM output is a folder of files (one per slice), not one .dcm file; give a folder "
+                            "name and --to dicom (medconvert convert SRC OUT_DIR --to dicom)")
 
 
 def format_for_output(path: str | Path, to: str | None = None) -> Format:
@@ -168,9 +171,9 @@ def format_for_output(path: str | Path, to: str | None = None) -> Format:
     if to:
         fmt = get_format(to)
     else:
-        candidates = [f for f in _by_extension(Path(path)) if f.can_write]
+        candidates = [f for f in _by_extension(Path(path)) if f.can_write and not getattr(f, "writes_folder", False)]
         if not candidates and any(f.name == "dicom" for f in _by_extension(Path(path))):
-            raise UnsupportedFormatError(DICOM_WRITING_UNAVAILABLE, path)
+            raise UnsupportedFormatError(DICOM_OUTPUT_IS_A_FOLDER, path)
         if not candidates:
             writable = ", ".join(f.name for f in all_formats() if f.can_write)
             raise UnsupportedFormatError(
@@ -180,8 +183,6 @@ def format_for_output(path: str | Path, to: str | None = None) -> Format:
             )
         fmt = candidates[0]
     if not fmt.can_write:
-        if fmt.name == "dicom":
-            raise UnsupportedFormatError(DICOM_WRITING_UNAVAILABLE, path)
         raise UnsupportedFormatError(f"format '{fmt.name}' can be read but not written", path)
     return fmt
 
