@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import functools
 import json
+import math
 import os
 import sys
 import warnings
@@ -396,7 +397,7 @@ def info_cmd(
     summary = describe(volume, fmt.name)
     summary["path"] = str(path)
     if as_json:
-        sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+        sys.stdout.write(json_text(summary) + "\n")
         return
     table = Table(show_header=False, box=None)
     table.add_row("path", str(path))
@@ -415,6 +416,22 @@ def info_cmd(
     console.print(table)
 
 
+def json_ready(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN, infinity: not JSON) replaced by None, recursively."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    return value
+
+
+def json_text(value: Any) -> str:
+    """Strict JSON of ``value`` for ``info --json``: always valid (unknown numbers are ``null``)."""
+    return json.dumps(json_ready(value), indent=2, allow_nan=False)
+
+
 def _info_dicom_folder(path: Path, as_json: bool) -> None:
     from convert.dicom.reader import summarize_series
     from convert.dicom.scan import scan
@@ -429,7 +446,7 @@ def _info_dicom_folder(path: Path, as_json: bool) -> None:
     if as_json:
         out = {"path": str(path), "format": "dicom", "files_skipped": len(result.skipped),
                "duplicates_skipped": sum(len(s.duplicates) for s in all_series), "series": summaries}
-        sys.stdout.write(json.dumps(out, indent=2) + "\n")
+        sys.stdout.write(json_text(out) + "\n")
         return
     table = Table("#", "description", "kind", "files", "shape", "spacing (mm)", "orient.", "flags")
     for s in summaries:

@@ -356,3 +356,17 @@ def test_rgb_is_written_as_dt_rgb_and_read_back(tmp_path):
     canon_vol = nib.as_closest_canonical(nib.Nifti1Image(vol.array, vol.affine))
     np.testing.assert_array_equal(np.asanyarray(canon_back.dataobj), np.asanyarray(canon_vol.dataobj))
     np.testing.assert_allclose(canon_back.affine, canon_vol.affine, atol=1e-6)
+
+
+@pytest.mark.parametrize("offset, value", [(40, 9), (40, 0), (42, 0), (70, 9999)])
+def test_broken_analyze_header_is_a_corrupt_file_error(tmp_path, offset, value):
+    """dim0 = 9 or 0, a zero size, datatype 9999: one CorruptFileError naming the header."""
+    import struct
+
+    ANALYZE.write(Volume(np.zeros((6, 5, 4), np.int16), np.diag([-2.0, 2.0, 2.0, 1.0])), tmp_path / "a.hdr")
+    header = bytearray((tmp_path / "a.hdr").read_bytes())
+    struct.pack_into("<h", header, offset, value)
+    (tmp_path / "a.hdr").write_bytes(bytes(header))
+    with pytest.raises(CorruptFileError) as info:
+        ANALYZE.read(tmp_path / "a.hdr")
+    assert "a.hdr" in str(info.value)

@@ -247,3 +247,12 @@ def test_real_archives_convert_without_pydicom_nibabel_or_scipy(tmp_path, datase
     rc, heavy, err = _imports_of_a_console_run(["convert", str(src), str(tmp_path / "out")])
     assert rc == 0 and heavy == [], (heavy, err)
     assert list((tmp_path / "out").glob("*.nii.gz"))
+
+
+def test_json_ready_replaces_non_finite_numbers():
+    """info --json never prints NaN/Infinity (not JSON): they become null."""
+    from convert.cli import json_ready, json_text
+
+    value = {"range": [float("nan"), 1.0], "affine": [[float("inf"), -float("inf")]], "n": 3, "s": "x"}
+    assert json_ready(value) == {"range": [None, 1.0], "affine": [[None, None]], "n": 3, "s": "x"}
+    assert json.loads(json_text(value)) == json_ready(value)

@@ -494,3 +494,25 @@ def test_rgb_volume_is_refused_naming_the_formats_that_hold_colour(tmp_path):
     message = str(info.value)
     assert str(path) in message and "NIfTI" in message and "NRRD" in message and "Analyze" in message
     assert not any(tmp_path.iterdir())  # nothing left behind
+
+
+def test_declared_image_far_beyond_its_storage_is_refused(tmp_path):
+    """An image dataset declared 4096^3 voxels with nothing stored: refused from the HDF5 storage
+    size, before 128 GiB are allocated."""
+    import h5py
+
+    from convert.errors import CorruptFileError
+    from convert.formats.minc import MINC2
+    from convert.volume import Volume
+
+    path = tmp_path / "v.mnc"
+    MINC2.write(Volume(np.zeros((6, 5, 4), np.int16), np.eye(4)), path)
+    with h5py.File(path, "r+") as fh:
+        name = "minc-2.0/image/0/image"
+        attrs = dict(fh[name].attrs)
+        del fh[name]
+        ds = fh.create_dataset(name, shape=(4096, 4096, 4096), dtype="i2", chunks=(1, 64, 64), compression="gzip")
+        for key, value in attrs.items():
+            ds.attrs[key] = value
+    with pytest.raises(CorruptFileError, match="stores only"):
+        MINC2.read(path)

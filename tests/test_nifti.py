@@ -192,3 +192,71 @@ def test_rgb_scaling_fields_are_ignored_as_the_nifti_standard_says(tmp_path):
     nib.save(img, str(path))
     back = NIFTI.read(path)
     assert back.is_rgb and not back.is_scaled and np.array_equal(back.array, vol.array)
+
+
+# --------------------------------------------------------------------------- broken headers (issue 17)
+def _broken(tmp_path: Path, name: str, offset: int, fmt: str, value, extra: bytes = b"") -> Path:
+    import struct
+
+    path = tmp_path / name
+    NIFTI.write(Volume(np.arange(120, dtype=np.int16).reshape(6, 5, 4), oblique_affine(), slope=0.5, intercept=-3.0),
+                tmp_path / "ok.nii")
+    data = bytearray((tmp_path / "ok.nii").read_bytes())
+    struct.pack_into(fmt, data, offset, value)
+    path.write_bytes(bytes(data[:352]) + extra + bytes(data[352:]) if extra else bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("offset, fmt, value, words", [
+    (40, "<h", -1, "dim"), (40, "<h", 0, "dim"), (40, "<h", 9, "dim"), (42, "<h", -5, "shape"),
+    (70, "<h", 0, "datatype"), (70, "<h", 9999, "datatype"), (108, "<f", -1.0, "offset"),
+    (108, "<f", float("inf"), "offset"), (116, "<f", float("nan"), "scl_inter"), (112, "<f", float("inf"), "scl_slope"),
+])
+def test_broken_header_field_is_a_corrupt_file_error(tmp_path, offset, fmt, value, words):
+    """dim0=-1/0/9, dim1=-5, datatype 0/9999, vox_offset -1/inf, scl_inter NaN, scl_slope inf: one
+    CorruptFileError naming the file (nibabel's HeaderDataError/OverflowError never leak)."""
+    path = _broken(tmp_path, "bad.nii", offset, fmt, value)
+    with pytest.raises(CorruptFileError) as info:
+        NIFTI.read(path)
+    assert str(path) in str(info.value) and words in str(info.value)
+
+
+def test_extension_with_an_odd_esize_is_a_corrupt_file_error(tmp_path):
+    import struct
+
+    path = _broken(tmp_path, "ext.nii", 348, "<B", 1, extra=struct.pack("<ii", 17, 4) + b"x" * 8)
+    data = bytearray(path.read_bytes())
+    struct.pack_into("<f", data, 108, 368.0)
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptFileError, match="NIfTI"):
+        NIFTI.read(path)
+
+
+def test_pair_with_dim0_9_is_a_corrupt_file_error(tmp_path):
+    import struct
+
+    NIFTI_PAIR.write(Volume(np.zeros((6, 5, 4), np.int16), oblique_affine()), tmp_path / "p.hdr")
+    header = bytearray((tmp_path / "p.hdr").read_bytes())
+    struct.pack_into("<h", header, 40, 9)
+    (tmp_path / "p.hdr").write_bytes(bytes(header))
+    with pytest.raises(CorruptFileError, match="dim"):
+        NIFTI_PAIR.read(tmp_path / "p.hdr")
+
+
+def test_gzip_bomb_header_refused_before_reading(tmp_path):
+    """A .nii.gz whose header describes far more voxels than its compressed bytes can hold."""
+    import struct
+
+    NIFTI_GZ.write(Volume(np.zeros((6, 5, 4), np.int16), oblique_affine()), tmp_path / "v.nii.gz")
+    raw = bytearray(gzip.decompress((tmp_path / "v.nii.gz").read_bytes()))
+    struct.pack_into("<hhh", raw, 42, 32767, 32767, 32767)
+    (tmp_path / "big.nii.gz").write_bytes(gzip.compress(bytes(raw)))
+    with pytest.raises(CorruptFileError, match="compressed bytes"):
+        NIFTI_GZ.read(tmp_path / "big.nii.gz")
+
+
+def test_axis_longer_than_nifti1_allows_is_refused_on_write(tmp_path):
+    from convert.errors import UnsupportedDataError
+
+    with pytest.raises(UnsupportedDataError, match="32767"):
+        NIFTI.write(Volume(np.zeros((40000, 1, 1), np.uint8), np.eye(4)), tmp_path / "long.nii")

@@ -207,3 +207,164 @@ def test_rescale_plan_integer_per_slice_values_fit_an_integer_type() -> None:
 def test_rescale_plan_fractional_values_go_to_float32() -> None:
     mode, dtype, _, _ = rescale_plan([0.5, 0.25], [0, 0], np.dtype(np.int16), (0, 4095))
     assert mode == "apply" and dtype == np.float32
+
+
+# --------------------------------------------------------------------------- hostile headers (issue 17)
+def _one_slice(tmp_path: Path, **changes) -> Path:
+    paths, _ = make_series(tmp_path / "src", slices=1, rows=16, columns=12, **changes)
+    return paths[0]
+
+
+def _rle_slice(tmp_path: Path) -> Path:
+    import pydicom
+    from pydicom.uid import RLELossless
+
+    path = _one_slice(tmp_path)
+    ds = pydicom.dcmread(path)
+    ds.compress(RLELossless, encoding_plugin="pydicom")
+    ds.save_as(path)
+    return path
+
+
+def _edit(path: Path, tag: int, **edit) -> Path:
+    from fixtures.fuzz_corpus import edit_element
+
+    path.write_bytes(edit_element(path.read_bytes(), tag, **edit))
+    return path
+
+
+def test_decoder_plugin_is_pylibjpeg_never_gdcm(tmp_path, monkeypatch):
+    """Every compressed frame goes to the pylibjpeg plugins medconvert ships, even when GDCM is installed
+    (python-gdcm aborts the process on inconsistent files): the plugin is passed explicitly."""
+    import pydicom.pixels
+
+    from convert.dicom import pixels
+
+    assert pixels.DECODING_PLUGIN == "pylibjpeg"
+    seen = []
+    real = pydicom.pixels.pixel_array
+
+    def spy(ds, *args, **kwargs):
+        seen.append(kwargs.get("decoding_plugin"))
+        return real(ds, *args, **kwargs)
+
+    monkeypatch.setattr(pydicom.pixels, "pixel_array", spy)
+    frames, _ = decode_frames(_rle_slice(tmp_path))
+    assert seen == ["pylibjpeg"] and frames.shape == (1, 16, 12)
+
+
+def test_rows_columns_65535_refused_before_allocating(tmp_path):
+    """Rows = Columns = 65535 in a small native file: refused from the sizes (8 GiB are never allocated)."""
+    from fixtures.fuzz_corpus import us16
+
+    path = _edit(_edit(_one_slice(tmp_path), 0x00280010, value=us16(65535)), 0x00280011, value=us16(65535))
+    with pytest.raises(CorruptFileError, match=r"65535x65535.*file holds"):
+        decode_frames(path)
+
+
+def test_rows_65535_in_compressed_data_refused_from_the_codestream(tmp_path):
+    """RLE with Rows=65535: the decoded size the header implies cannot come from this file (and a
+    JPEG 2000 frame's own SIZ header disagrees): refused before any decoder sees the frame."""
+    from fixtures.fuzz_corpus import us16
+
+    path = _edit(_rle_slice(tmp_path), 0x00280010, value=us16(65535))
+    path = _edit(path, 0x00280011, value=us16(65535))
+    with pytest.raises(CorruptFileError, match="compressed data"):
+        decode_frames(path)
+    import pydicom
+    from pydicom.uid import JPEG2000Lossless
+
+    j2k, _ = make_series(tmp_path / "j2k", slices=1, rows=32, columns=32)
+    ds = pydicom.dcmread(j2k[0])
+    ds.compress(JPEG2000Lossless, encoding_plugin="pylibjpeg")
+    ds.save_as(j2k[0])
+    _edit(j2k[0], 0x00280010, value=us16(64))
+    with pytest.raises(CorruptFileError, match=r"JPEG 2000 codestream of frame 1 holds 32x32"):
+        decode_frames(j2k[0])
+
+
+def test_jpegls_rows_65535_refused_not_aborted(tmp_path):
+    """The real JPEG-LS slice of dcm_qa_ts with Rows=65535 (GDCM aborts the process on it): its
+    codestream's frame header says 384 rows, so medconvert refuses it with a message."""
+    from fixtures.fuzz_corpus import us16
+    from tests.conftest import conformance_dir
+
+    source = conformance_dir("dcm_qa_ts") / "In" / "7.dcm"
+    path = tmp_path / "7.dcm"
+    path.write_bytes(source.read_bytes())
+    _edit(path, 0x00280010, value=us16(65535))
+    with pytest.raises(CorruptFileError, match=r"JPEG codestream of frame 1 holds 384x384"):
+        decode_frames(path)
+
+
+def test_truncated_rle_frame_refused(tmp_path):
+    """An RLE frame cut to a third (its item length consistent): never zero-filled voxels."""
+    import struct
+
+    from fixtures.fuzz_corpus import dicom_elements
+
+    path = _rle_slice(tmp_path)
+    data = path.read_bytes()
+    pixels = next(e for e in dicom_elements(data)[0] if e.tag == 0x7FE00010)
+    bot_len = struct.unpack_from("<I", data, pixels.value_at + 4)[0]
+    frag_at = pixels.value_at + 8 + bot_len
+    frag_len = struct.unpack_from("<I", data, frag_at + 4)[0]
+    keep = (frag_len // 3) & ~1
+    cut = data[:frag_at + 4] + struct.pack("<I", keep) + data[frag_at + 8:frag_at + 8 + keep] \
+        + data[frag_at + 8 + frag_len:]
+    path.write_bytes(cut)
+    with pytest.raises(CorruptFileError):
+        decode_frames(path)
+
+
+def test_fragment_length_beyond_the_data_refused(tmp_path):
+    """A fragment whose item length runs past the end of the pixel data: refused, naming the fragment."""
+    import struct
+
+    from fixtures.fuzz_corpus import dicom_elements
+
+    path = _rle_slice(tmp_path)
+    data = path.read_bytes()
+    pixels = next(e for e in dicom_elements(data)[0] if e.tag == 0x7FE00010)
+    bot_len = struct.unpack_from("<I", data, pixels.value_at + 4)[0]
+    frag_at = pixels.value_at + 8 + bot_len
+    path.write_bytes(data[:frag_at + 4] + struct.pack("<I", len(data) * 3) + data[frag_at + 8:])
+    with pytest.raises(CorruptFileError, match="fragment"):
+        decode_frames(path)
+
+
+def test_rle_frame_that_panics_the_decoder_is_a_corrupt_file(tmp_path):
+    """Rows=1 on an RLE slice makes pylibjpeg-rle panic (a Rust panic, a BaseException in Python):
+    it becomes a CorruptFileError naming the file, never an escaped PanicException."""
+    from fixtures.fuzz_corpus import us16
+
+    path = _edit(_rle_slice(tmp_path), 0x00280010, value=us16(1))
+    with pytest.raises(CorruptFileError, match=str(path.name)):
+        decode_frames(path)
+
+
+@pytest.mark.parametrize("value", [b"abc", b"-1", b"1.5"])
+def test_number_of_frames_not_a_whole_number(tmp_path, value):
+    """NumberOfFrames 'abc' (or negative, or fractional) is a CorruptFileError, not a ValueError."""
+    from convert.dicom.pixels import header_count
+
+    class Header(dict):
+        get = dict.get
+
+    with pytest.raises(CorruptFileError, match="NumberOfFrames"):
+        header_count(Header(NumberOfFrames=value.decode()), "NumberOfFrames", 1, tmp_path / "x.dcm")
+
+
+def test_native_pixel_data_claimed_in_a_compressed_transfer_syntax(tmp_path):
+    """A transfer syntax saying JPEG-LS over native pixel data: refused (the pixel data is not
+    encapsulated), not pydicom's 'Found unexpected tag' while parsing an offset table."""
+    path = _edit(_one_slice(tmp_path), 0x00020010, value=b"1.2.840.10008.1.2.4.80")
+    with pytest.raises(CorruptFileError, match="encapsulated"):
+        decode_frames(path)
+
+
+@pytest.mark.parametrize("uid, error", [(b"1.2.3.4.5", DicomError), (b"", CorruptFileError)])
+def test_unknown_or_empty_transfer_syntax(tmp_path, uid, error):
+    path = _edit(_one_slice(tmp_path), 0x00020010, value=uid)
+    with pytest.raises(error, match="ransfer ?[Ss]yntax"):
+        decode_frames(path)

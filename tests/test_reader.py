@@ -1101,3 +1101,31 @@ def test_series_that_need_the_whole_array_are_read_eagerly(tmp_path: Path) -> No
     assert not read_single(tmp_path / "slopes")[0].is_lazy  # per-slice rescale is applied to all slices
     assert not read_single(tmp_path / "tilt", tilt_correct=True)[0].is_lazy
     assert read_single(tmp_path / "tilt")[0].is_lazy  # the tilt kept as a shear: nothing to resample
+
+
+def test_pixel_data_length_beyond_the_file_is_refused(tmp_path):
+    """A native pixel data element claiming four times the file's size (its pixels present): the file
+    is refused by name in a folder conversion, never written as if it were fine."""
+    from fixtures.fuzz_corpus import dicom_elements, set_length
+
+    paths, _ = make_series(tmp_path / "src", slices=4)
+    data = paths[1].read_bytes()
+    pixels = next(e for e in dicom_elements(data)[0] if e.tag == 0x7FE00010)
+    paths[1].write_bytes(set_length(data, pixels, len(data) * 4))
+    report = convert_dicom_tree(tmp_path / "src", tmp_path / "out")
+    failed = [o for o in report.outcomes if not o.ok]
+    assert failed and paths[1].name in (failed[0].error or "")
+    assert "claims" in failed[0].error
+
+
+def test_info_json_is_strict_json_for_every_series(tmp_path):
+    """A folder whose series has unusable geometry: `info --json` is still valid strict JSON."""
+    paths, _ = make_series(tmp_path / "src", slices=3, extra={"PixelSpacing": [0, 0]})
+    result = CliRunner().invoke(app, ["info", "--json", str(tmp_path / "src")])
+    assert result.exit_code == 0
+
+    def refuse(constant):
+        raise ValueError(constant)
+
+    info = json.loads(result.stdout, parse_constant=refuse)
+    assert info["series"][0]["problem"] and "PixelSpacing" in info["series"][0]["problem"]

@@ -58,12 +58,14 @@ def _pydicom_rgb(path: Path) -> np.ndarray:
     """pydicom's decoded RGB of one file, ``[frame, row, col, 3]`` uint8 (palette: LUT applied, 16-bit -> high byte)."""
     from pydicom.pixels import apply_color_lut, pixel_array
 
+    from convert.dicom.pixels import DECODING_PLUGIN
+
     ds = pydicom.dcmread(str(path))
     if ds.PhotometricInterpretation == "PALETTE COLOR":
         rgb = apply_color_lut(pixel_array(ds, raw=True), ds)[..., :3]
         rgb = (rgb >> 8).astype(np.uint8) if rgb.dtype.itemsize > 1 else rgb
-    else:
-        rgb = pixel_array(ds)  # as_rgb=True: YBR converted to RGB by pydicom or the codec
+    else:  # as_rgb=True: YBR converted to RGB by pydicom or the codec (the plugin the reader uses: lossy
+        rgb = pixel_array(ds, decoding_plugin=DECODING_PLUGIN)  # decoders differ by a few levels)
     return rgb if int(ds.get("NumberOfFrames", 1) or 1) > 1 else rgb[np.newaxis]
 
 

@@ -414,3 +414,28 @@ def test_rescale_values_as_stored_absent_empty_or_not_a_number() -> None:
     assert rescale_value(None, 1.0) == 1.0 and rescale_value("  ", 0.0) == 0.0 and rescale_value("2.5 ", 1.0) == 2.5
     assert np.isnan(rescale_value("abc", 1.0)) and np.isnan(rescale_value("nan", 1.0))
     assert rescale_value("0", 1.0) == 0.0  # kept: the series assembly reports a zero slope
+
+
+# --------------------------------------------------------------------------- unusable geometry (issue 17)
+@pytest.mark.parametrize("keyword, value", [("PixelSpacing", [0, 0]), ("PixelSpacing", [1e308, 1e308]),
+                                            ("ImagePositionPatient", [1e308, 0, 0]),
+                                            ("ImageOrientationPatient", [0, 0, 0, 0, 0, 0])])
+def test_unusable_geometry_in_one_slice_is_a_series_problem(tmp_path, keyword, value):
+    """PixelSpacing 0 (or absurd geometry) in one slice of a folder: that slice's series carries a
+    problem naming the file; no NaN affine, no TypeError while summarizing it."""
+    from convert.dicom.reader import summarize_series
+
+    def mutate(ds, k, t):
+        if k == 1:
+            setattr(ds, keyword, value)
+
+    from convert.sample import write_series
+    from fixtures.dicom_series import small_spec
+
+    write_series(tmp_path, small_spec(slices=4), mutate=mutate)
+    all_series = assemble(scan(tmp_path).instances)
+    problems = [s.problem for s in all_series if s.problem]
+    assert problems and any("IM0000" in p and keyword in p for p in problems)
+    for series in all_series:
+        summary = summarize_series(series)
+        assert summary["problem"] or summary["orientation"]

@@ -45,6 +45,7 @@ from convert.anonymize.pseudonym import load_key
 from convert.anonymize.scrubber import Scrubber, peek, quiet_pydicom
 from convert.anonymize.serialize import PATH_KEYWORDS, ByteScrubber, fast_bytes, path_part
 from convert.atomic import TEMPORARY_NAME, atomic_file, remove_stale_temporaries, write_bytes_atomic
+from convert.dicom.validity import check_file_meta
 from convert.errors import (AnonymizationError, ConvertError, CorruptFileError, InputNotFoundError, NoDicomError,
                              OutputExistsError, OutputMismatchError, OutputWriteError)
 from convert.workers import die_with_parent
@@ -173,6 +174,7 @@ def _check_complete(ds: Dataset, path: Path, pixel_length: int | None = None) ->
     ``pixel_length``: bytes of native PixelData present in the file when ``ds``
     is a header read without it (the byte serializer).
     """
+    check_file_meta(ds, path)  # an unknown or empty transfer syntax, a file meta element with a wrong VR
     for elem in ds._dict.values():
         if isinstance(elem, RawDataElement) and elem.length != 0xFFFFFFFF and elem.value is not None \
                 and len(elem.value) < elem.length:
@@ -207,6 +209,8 @@ def _check_complete(ds: Dataset, path: Path, pixel_length: int | None = None) ->
         spp = number(0x00280002, 1)
         frames = number(0x00280008, 1)
         bits = number(0x00280100)
+    except ConvertError:  # e.g. an unknown VR (convert.dicom.validity): its own message
+        raise
     except Exception:
         raise CorruptFileError("unreadable DICOM: pixel description missing or pixel data truncated", path) from None
     expected = (rows * cols * spp * frames * bits + 7) // 8
@@ -378,7 +382,11 @@ def process_file(scrubber: Scrubber, path: Path, dst: Path, overwrite: bool, sin
                 return log, result.mapping
         target.parent.mkdir(parents=True, exist_ok=True)
         with atomic_file(target, overwrite=overwrite) as tmp, quiet_pydicom():
-            save_dataset(out, tmp)
+            try:
+                save_dataset(out, tmp)
+            except (TypeError, ValueError, OverflowError) as exc:  # pydicom's writer on a corrupt structure
+                raise CorruptFileError(f"the data set cannot be written back: an element is corrupt "
+                                       f"({str(exc).splitlines()[0][:200]}); re-export the file", path) from exc
     except ConvertError as exc:
         return _log_failure(log, exc)
     except Exception as exc:  # a pydicom problem on a strange file: report, continue

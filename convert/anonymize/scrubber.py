@@ -50,7 +50,10 @@ from pydicom.uid import UID_dictionary
 from convert.anonymize.profile import CID_7050, Plan, compile_plan, normalize_options
 from convert.anonymize.pseudonym import Pseudonymizer, shift_da, shift_dt
 from convert.dicom.header import as_dataset
+from convert.dicom.validity import install as _install_hooks
 from convert.errors import AnonymizationError
+
+_install_hooks()  # an unknown VR is a CorruptFileError naming the file, not a bare NotImplementedError
 
 #: Standard text attributes not in Table E.1-1 that describe the device or the
 #: acquisition, never the patient: kept although their VR is free text.

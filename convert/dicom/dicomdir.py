@@ -119,6 +119,10 @@ def read_dicomdir(path: Path, listing: _Listing | None = None) -> DicomdirIndex:
     """
     import pydicom
 
+    from convert.dicom.validity import install
+
+    install()
+
     index = DicomdirIndex(path=path)
     try:
         ds = pydicom.dcmread(str(path), force=True)

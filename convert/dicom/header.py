@@ -66,6 +66,10 @@ def read_header(path: Path, *, force: bool = True) -> Any:
     """The pydicom ``Dataset`` of ``path`` without pixel data; :class:`DicomError` naming the file."""
     import pydicom
 
+    from convert.dicom.validity import install
+
+    install()  # an unknown VR met later is a CorruptFileError naming the file
+
     try:
         with open_dicom_bytes(path) as fh:
             data = fh.read() if is_gzip(path) else None

@@ -28,11 +28,17 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from convert.dicom import validity
 from convert.dicom.elements import IMPLICIT_VR_LE, NATIVE_SYNTAXES
 from convert.dicom.keywords import KEYWORDS
 from convert.dicom.pixels import (
+    DECODING_PLUGIN,
     PHILIPS_MR_CREATOR,
+    check_file_size,
     check_philips_scaling,
+    check_pixel_data,
+    decoder_panics,
+    header_count,
     is_colour,
     native_frames,
     philips_precise_scaling,
@@ -470,6 +476,10 @@ def _check_pixel_module(ds: Dataset, path: Path) -> None:
             )
     if "Rows" not in ds or "Columns" not in ds:
         raise CorruptFileError("enhanced DICOM without Rows/Columns", path)
+    syntax = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
+    check_file_size(path, header_count(ds, "Rows", 0, path), header_count(ds, "Columns", 0, path),
+                    header_count(ds, "NumberOfFrames", 1, path), samples, header_count(ds, "BitsAllocated", 16, path),
+                    syntax, photometric)  # before any frame array is allocated
 
 
 class _Target:
@@ -510,8 +520,18 @@ class _Target:
         return self.array[..., 0] if self.nt == 1 else self.array
 
 
+def _has_transfer_syntax(ds: Any) -> bool:
+    """True when the file meta of ``ds`` (a Dataset or a header view) holds a TransferSyntaxUID."""
+    part10 = getattr(ds, "part10", None)
+    if part10 is not None:
+        return 0x00020010 in part10.meta
+    return "TransferSyntaxUID" in (getattr(ds, "file_meta", None) or ())
+
+
 def _read_full(path: Path) -> Dataset:
     import pydicom
+
+    validity.install()  # an unknown VR is a CorruptFileError naming the file
 
     try:
         return pydicom.dcmread(path)
@@ -544,7 +564,9 @@ def _pixel_frames(ds: Any, source: Any, path: Path, pixel_offset: int | None) ->
                              int(ds.get("PixelRepresentation", 0) or 0) == 1)
     from pydicom.pixels import iter_pixels
 
-    return iter_pixels(source)
+    if not isinstance(source, Path):
+        check_pixel_data(source, path)  # the header adds up before a decoder sees the frames
+    return iter_pixels(source, decoding_plugin=DECODING_PLUGIN)
 
 
 def _fill(targets: list[_Target], frames: Any, n_frames: int, path: Path) -> None:
@@ -560,17 +582,18 @@ def _fill(targets: list[_Target], frames: Any, n_frames: int, path: Path) -> Non
                 slot[frame.index] = (target, k, t)
     decoded = 0
     try:
-        for index, pixels in enumerate(frames):
-            if index >= n_frames:
-                break
-            if pixels.ndim == 3 and pixels.shape[-1] == 3 and pixels.dtype == np.uint8:
-                pixels = rgb_from_channels(pixels)  # colour: pydicom gives RGB (YBR converted) [row, col, 3]
-            elif pixels.ndim != 2:
-                raise UnsupportedDataError(f"frame {index + 1} has shape {pixels.shape}; only grey-level "
-                                           "and 8-bit RGB frames are supported", path)
-            target, k, t = slot[index]
-            target.put(target.slices[k][t], k, t, pixels)
-            decoded += 1
+        with decoder_panics(path):  # a decoder's Rust panic (pylibjpeg-rle) is a CorruptFileError
+            for index, pixels in enumerate(frames):
+                if index >= n_frames:
+                    break
+                if pixels.ndim == 3 and pixels.shape[-1] == 3 and pixels.dtype == np.uint8:
+                    pixels = rgb_from_channels(pixels)  # colour: pydicom gives RGB (YBR converted) [row, col, 3]
+                elif pixels.ndim != 2:
+                    raise UnsupportedDataError(f"frame {index + 1} has shape {pixels.shape}; only grey-level "
+                                               "and 8-bit RGB frames are supported", path)
+                target, k, t = slot[index]
+                target.put(target.slices[k][t], k, t, pixels)
+                decoded += 1
     except (DicomError, CorruptFileError, UnsupportedDataError):
         raise
     except Exception as exc:  # pydicom/decoders raise many types for broken or truncated data
@@ -717,6 +740,7 @@ def read_enhanced(path: Path, ds: Dataset | None = None, *, philips_scaling: str
     if ds is None:
         import pydicom
 
+        validity.install()  # an unknown VR is a CorruptFileError naming the file
         try:
             ds = pydicom.dcmread(path, stop_before_pixels=True)
         except (pydicom.errors.InvalidDicomError, OSError, EOFError, ValueError) as exc:
@@ -729,6 +753,7 @@ def read_enhanced(path: Path, ds: Dataset | None = None, *, philips_scaling: str
             "images of one volume; they are not converted",
             path,
         )
+    validity.check_file_meta(ds, path)
     _check_pixel_module(ds, path)
     frames = _frames(ds, path, philips_scaling)
     geometry = [_stack_geometry(group, path) for group in _split(frames)]
@@ -739,8 +764,9 @@ def read_enhanced(path: Path, ds: Dataset | None = None, *, philips_scaling: str
     # decode from the file (memory: one frame at a time) unless only an in-memory dataset exists;
     # a deflated file must be inflated as a whole first (pydicom cannot stream frames from it)
     source: Any = path if path.is_file() else ds
-    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-    if source is path and syntax is not None and syntax.is_deflated:
+    syntax = validity.transfer_syntax(ds, path) if _has_transfer_syntax(ds) else None
+    if source is path and syntax is not None and (syntax.is_deflated or syntax.is_encapsulated):
+        # compressed frames are checked against the header before decoding (check_pixel_data), which needs them
         source = ds if has_pixels else _read_full(path)
     _fill(targets, _pixel_frames(ds, source, path, pixel_offset), len(frames), path)
     volumes = []

@@ -1,8 +1,15 @@
-"""Pixel decoding: any transfer syntax pydicom's handlers (pylibjpeg, gdcm) support, bit fixes, rescale.
+"""Pixel decoding: every transfer syntax the pylibjpeg plugins decode, size checks, bit fixes, rescale.
 
-* Decoding goes through :func:`pydicom.pixels.pixel_array` with the installed
-  plugins (pylibjpeg-libjpeg/openjpeg/rle, python-gdcm): explicit/implicit
-  little endian, big endian, RLE, JPEG lossless/baseline, JPEG-LS, JPEG 2000.
+* Decoding goes through :func:`pydicom.pixels.pixel_array` with the decoder
+  plugin chosen explicitly (:data:`DECODING_PLUGIN`: the pylibjpeg family that
+  medconvert ships, pylibjpeg-libjpeg/openjpeg/rle), never whatever else is
+  installed: python-gdcm (which dicom2nifti pulls in) aborts the whole process
+  on some broken files. Explicit/implicit little endian, big endian, deflated,
+  RLE, JPEG lossless/baseline/extended, JPEG-LS, JPEG 2000 and HTJ2K.
+* Before any decoder sees the data, :func:`check_pixel_data` checks that the
+  header adds up (see there): Rows/Columns/frames/bits against the pixel data
+  length (native) or against each frame's own codestream header (compressed),
+  fragments that lie within the file, and a decoded size the file could hold.
 * Stored values are masked to BitsStored and sign-extended at bit
   ``BitsStored - 1`` (garbage in the unused high bits is common with 12-bit data).
 * Unsigned data with spare high bits (12 stored in 16) is returned as the signed
@@ -23,14 +30,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import struct
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from convert.errors import CorruptFileError, DicomError, UnsupportedDataError
+from convert.dicom.validity import transfer_syntax
+from convert.errors import ConvertError, CorruptFileError, DicomError, UnsupportedDataError
 from convert.volume import rgb_from_channels
 
 
@@ -97,7 +107,8 @@ def seek_native_pixels(fh: Any, path: Path, pixel_offset: int, implicit: bool, n
     ``what`` describes the expected data in the error (e.g. ``"64x64 pixels of 16 bits"``).
 
     Raises:
-        CorruptFileError: no pixel data element there, or fewer bytes than ``nbytes``.
+        CorruptFileError: no pixel data element there, fewer bytes than ``nbytes``, or a length
+            beyond the end of the file (a broken header: refused even when the pixels are there).
         DicomError: encapsulated (compressed) pixel data under an uncompressed transfer syntax.
     """
     fh.seek(pixel_offset)
@@ -110,6 +121,10 @@ def seek_native_pixels(fh: Any, path: Path, pixel_offset: int, implicit: bool, n
         raise DicomError("encapsulated pixel data in an uncompressed transfer syntax", path)
     if length < nbytes:
         raise CorruptFileError(f"pixel data is {length} bytes but {what} need {nbytes}: the file is truncated", path)
+    remaining = os.fstat(fh.fileno()).st_size - fh.tell()
+    if length > remaining:
+        raise CorruptFileError(f"the pixel data element claims {length} bytes but the file ends {remaining} bytes "
+                               "after its start: the file is truncated or its header is corrupt", path)
     return length
 
 
@@ -149,12 +164,266 @@ def native_frames(path: Path, pixel_offset: int, implicit: bool, n_frames: int, 
 def _read_full(path: Path) -> Any:
     import pydicom
 
+    from convert.dicom.validity import install
+
+    install()
+
     if path.name.lower().endswith(".gz"):
         import gzip
 
         with gzip.open(path, "rb") as fh:
             return pydicom.dcmread(io.BytesIO(fh.read()), force=True)
     return pydicom.dcmread(str(path), force=True)
+
+
+#: pydicom decoder plugin for every encapsulated transfer syntax (pylibjpeg-libjpeg, -openjpeg, -rle:
+#: declared dependencies). Never GDCM: it aborts the process (a C++ exception) on headers that do not
+#: match the codestream, e.g. a JPEG-LS file with Rows=65535.
+DECODING_PLUGIN = "pylibjpeg"
+#: Decoded pixel data may exceed its compressed size by this factor (and any amount below
+#: :data:`DECODED_BYTES_WITHOUT_CHECK`); beyond it the header's matrix size cannot be right.
+MAX_COMPRESSION_RATIO = 1000
+DECODED_BYTES_WITHOUT_CHECK = 256 << 20
+#: Bits per sample medconvert decodes (BitsAllocated).
+BITS_ALLOCATED = (1, 8, 16, 32, 64)
+
+
+def header_count(ds: Any, keyword: str, default: int, path: Path) -> int:
+    """A count (Rows, NumberOfFrames...) from ``ds`` as an int; ``default`` when absent or empty.
+
+    Raises:
+        CorruptFileError: the value is not a whole number (``"abc"``, ``"1.5"``) or is negative.
+    """
+    try:
+        value = ds.get(keyword, None)
+    except Exception as exc:  # an element pydicom cannot convert
+        raise CorruptFileError(f"{keyword} cannot be read: {exc}", path) from exc
+    if value is None or value == "":
+        return default
+    try:
+        number = float(str(value[0] if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue"
+                           else value))
+    except (TypeError, ValueError, IndexError):
+        number = float("nan")
+    if not np.isfinite(number) or number != int(number) or number < 0:
+        raise CorruptFileError(f"{keyword} is {str(value)[:40]!r}, not a whole number: the header is corrupt", path)
+    return int(number)
+
+
+def decoded_size(rows: int, columns: int, frames: int, samples: int, bits_allocated: int) -> int:
+    """Bytes of ``frames`` decoded frames (1-bit data packed, as stored natively)."""
+    return (rows * columns * frames * samples * bits_allocated + 7) // 8
+
+
+def check_decoded_size(path: Path, rows: int, columns: int, frames: int, samples: int, bits_allocated: int,
+                       stored_bytes: int, compressed: bool) -> None:
+    """Refuse a header whose pixel matrix the file cannot hold, before anything is allocated.
+
+    ``stored_bytes``: bytes of pixel data in the file (for a compressed file, the file size
+    will do). Native data must hold every pixel; compressed data may expand at most
+    :data:`MAX_COMPRESSION_RATIO` times (above :data:`DECODED_BYTES_WITHOUT_CHECK`).
+
+    Raises:
+        CorruptFileError: the header describes more pixels than the file could hold.
+    """
+    if rows <= 0 or columns <= 0:
+        raise CorruptFileError(f"Rows x Columns is {rows} x {columns}: the image has no pixels", path)
+    need = decoded_size(rows, columns, max(frames, 1), samples, bits_allocated)
+    if not compressed and stored_bytes < need:
+        raise CorruptFileError(
+            f"the header describes {columns}x{rows}x{max(frames, 1)} pixels of {bits_allocated} bits ({need} bytes) "
+            f"but the file holds {stored_bytes} bytes of pixel data: the file is truncated or its header is wrong",
+            path)
+    if compressed and need > DECODED_BYTES_WITHOUT_CHECK and need > MAX_COMPRESSION_RATIO * stored_bytes:
+        raise CorruptFileError(
+            f"the header describes {columns}x{rows}x{max(frames, 1)} pixels ({need >> 20} MiB) but the file holds "
+            f"only {stored_bytes} bytes of compressed data: Rows, Columns or NumberOfFrames is wrong", path)
+
+
+def check_file_size(path: Path, rows: int, columns: int, frames: int, samples: int, bits_allocated: int,
+                    transfer_syntax: str, photometric: str = "") -> None:
+    """:func:`check_decoded_size` against the size of the file itself (cheap: one ``stat``), for
+    callers that allocate a volume from header values before reading any pixel data.
+
+    Native data must fit in the file (YBR_FULL_422: 2 bytes per pixel); compressed (or gzipped,
+    or unknown) data may expand by :data:`MAX_COMPRESSION_RATIO`. Raises CorruptFileError naming ``path``.
+    """
+    try:
+        size = Path(path).stat().st_size
+    except OSError as exc:
+        raise CorruptFileError(f"cannot read file: {exc.strerror or exc}", path) from exc
+    native = transfer_syntax in ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2") \
+        and not str(path).lower().endswith(".gz")
+    if native and samples == 3 and photometric.strip().upper() == "YBR_FULL_422":
+        samples = 2  # Cb and Cr shared by two pixels
+    check_decoded_size(Path(path), rows, columns, frames, samples, bits_allocated, size, not native)
+
+
+def _encapsulated_fragments(value: bytes, path: Path) -> list[bytes]:
+    """The items of encapsulated pixel data (offset table first), every length checked to lie within."""
+    out, pos, end = [], 0, len(value)
+    while pos + 8 <= end:
+        group, element, length = struct.unpack_from("<HHI", value, pos)
+        if (group, element) == (0xFFFE, 0xE0DD):
+            break
+        if (group, element) != (0xFFFE, 0xE000):
+            raise CorruptFileError(f"encapsulated pixel data holds tag ({group:04X},{element:04X}) where an item "
+                                   "should be: the pixel data is corrupt", path)
+        if length == 0xFFFFFFFF or pos + 8 + length > end:
+            raise CorruptFileError(
+                f"pixel data fragment {len(out)} claims {length} bytes but only {end - pos - 8} remain: the file "
+                "is truncated or corrupt", path)
+        out.append(value[pos + 8:pos + 8 + length])
+        pos += 8 + length
+    if not out:
+        raise CorruptFileError("encapsulated pixel data holds no item", path)
+    if len(out) == 1:
+        raise CorruptFileError("encapsulated pixel data holds an offset table but no image fragment", path)
+    return out
+
+
+def _jpeg_frame_size(frame: bytes) -> tuple[int, int, int, int] | None:
+    """(columns, rows, components, precision) from a JPEG / JPEG-LS frame header (SOFn), or None."""
+    pos = 2
+    while pos + 4 <= len(frame):
+        if frame[pos] != 0xFF:
+            return None
+        marker = frame[pos + 1]
+        if marker == 0xFF:
+            pos += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            pos += 2
+            continue
+        length = int.from_bytes(frame[pos + 2:pos + 4], "big")
+        if (0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC)) or marker == 0xF7:
+            if pos + 10 > len(frame):
+                return None
+            precision = frame[pos + 4]
+            rows = int.from_bytes(frame[pos + 5:pos + 7], "big")
+            columns = int.from_bytes(frame[pos + 7:pos + 9], "big")
+            return columns, rows, frame[pos + 9], precision
+        if marker == 0xDA:  # start of scan before any frame header
+            return None
+        pos += 2 + length
+    return None
+
+
+def _j2k_frame_size(frame: bytes) -> tuple[int, int, int, int] | None:
+    """(columns, rows, components, precision) from a JPEG 2000 codestream's SIZ marker, or None."""
+    at = frame.find(b"\xff\x4f\xff\x51", 0, 4096)
+    if at < 0 or at + 4 + 38 + 3 > len(frame):
+        return None
+    siz = at + 4
+    xsiz, ysiz, xo, yo = struct.unpack_from(">IIII", frame, siz + 4)
+    components = int.from_bytes(frame[siz + 36:siz + 38], "big")
+    precision = (frame[siz + 38] & 0x7F) + 1
+    return xsiz - xo, ysiz - yo, components, precision
+
+
+def _check_frame(frame: bytes, index: int, uid: Any, rows: int, columns: int, samples: int, bits_allocated: int,
+                 path: Path) -> None:
+    """A compressed frame's own header must describe the image the DICOM header does."""
+    text = str(uid)
+    name = uid.name if hasattr(uid, "name") else text
+    if text == "1.2.840.10008.1.2.5":  # RLE: a 64-byte header of segment count and offsets
+        if len(frame) < 64:
+            raise CorruptFileError(f"RLE frame {index + 1} is {len(frame)} bytes, shorter than its header", path)
+        header = struct.unpack_from("<16I", frame)
+        segments, offsets = header[0], header[1:1 + min(header[0], 15)]
+        expected = samples * max(1, bits_allocated // 8)
+        if segments != expected:
+            raise CorruptFileError(f"RLE frame {index + 1} holds {segments} segments but {samples} sample(s) of "
+                                   f"{bits_allocated} bits need {expected}: the header or the data is corrupt", path)
+        if any(o < 64 or o >= len(frame) for o in offsets) or list(offsets) != sorted(offsets):
+            raise CorruptFileError(f"RLE frame {index + 1} has segment offsets outside the frame: the pixel data "
+                                   "is truncated or corrupt", path)
+        return
+    size = None
+    if text.startswith("1.2.840.10008.1.2.4.") and text.split(".")[-1] in ("50", "51", "57", "70", "80", "81"):
+        size = _jpeg_frame_size(frame)
+        kind = "JPEG"
+    elif text.startswith(("1.2.840.10008.1.2.4.9", "1.2.840.10008.1.2.4.20")):
+        size = _j2k_frame_size(frame)
+        kind = "JPEG 2000"
+    else:
+        return
+    if size is None:
+        raise CorruptFileError(f"frame {index + 1} is not a {kind} codestream as transfer syntax {name} says "
+                               "(no frame header found): the pixel data is corrupt", path)
+    got_cols, got_rows, components, precision = size
+    if got_cols != columns or (got_rows and got_rows != rows) or components != samples \
+            or precision > max(bits_allocated, 8):
+        raise CorruptFileError(
+            f"the {kind} codestream of frame {index + 1} holds {got_cols}x{got_rows} pixels, {components} "
+            f"component(s) of {precision} bits, but the header says {columns}x{rows}, {samples} of "
+            f"{bits_allocated} bits (Columns x Rows, SamplesPerPixel, BitsAllocated): the header is wrong", path)
+
+
+def check_pixel_data(ds: Any, path: Path, *, samples: int | None = None, bits_per_pixel: int | None = None) -> None:
+    """Check that ``ds``'s pixel data adds up before any decoder sees it.
+
+    * the transfer syntax is known and has a decoder (not empty, not private);
+    * Rows, Columns, NumberOfFrames, SamplesPerPixel and BitsAllocated are usable numbers;
+    * native data holds every pixel (:func:`check_decoded_size`), compressed data is
+      encapsulated, every fragment lies within the data, the decoded size is one the
+      file could hold, and each frame's codestream header (JPEG / JPEG-LS SOF, JPEG 2000 SIZ,
+      RLE segment table) describes the same matrix, sample count and (at most) bit depth.
+
+    ``samples``/``bits_per_pixel`` override SamplesPerPixel / the bits per pixel of
+    native data (e.g. YBR_FULL_422's 2 bytes per pixel).
+
+    Raises:
+        CorruptFileError / DicomError / UnsupportedDataError naming the file and what is wrong.
+    """
+    uid = transfer_syntax(ds, path)
+    rows, columns = header_count(ds, "Rows", 0, path), header_count(ds, "Columns", 0, path)
+    frames = max(1, header_count(ds, "NumberOfFrames", 1, path))
+    spp = header_count(ds, "SamplesPerPixel", 1, path) if samples is None else samples
+    bits = header_count(ds, "BitsAllocated", 16, path)
+    if spp not in (1, 3):
+        raise UnsupportedDataError(f"SamplesPerPixel of {spp} is not supported (1 grey, 3 colour)", path)
+    if bits not in BITS_ALLOCATED:
+        raise UnsupportedDataError(f"BitsAllocated of {bits} is not supported (only "
+                                   f"{', '.join(map(str, BITS_ALLOCATED))})", path)
+    if "PixelData" not in ds:  # float pixel data: native only
+        return
+    raw = ds._dict.get(0x7FE00010) if hasattr(ds, "_dict") else None
+    undefined = getattr(raw, "length", None) == 0xFFFFFFFF or getattr(raw, "is_undefined_length", False)
+    declared, stored = getattr(raw, "length", None), getattr(raw, "value", None)
+    if declared is not None and not undefined and isinstance(stored, (bytes, bytearray)) and len(stored) < declared:
+        raise CorruptFileError(f"the pixel data element claims {declared} bytes but the file holds {len(stored)}: "
+                               "the file is truncated or its header is corrupt", path)
+    try:
+        value = ds.PixelData
+    except Exception as exc:
+        raise CorruptFileError(f"pixel data cannot be read (truncated?): {exc}", path) from exc
+    if value is None:
+        raise CorruptFileError("the pixel data element is empty", path)
+    if not uid.is_encapsulated:
+        if undefined:
+            raise CorruptFileError(f"transfer syntax {uid.name} stores pixels natively but the pixel data is "
+                                   "encapsulated (undefined length): the file is corrupt", path)
+        per_pixel = bits if bits_per_pixel is None else bits_per_pixel
+        check_decoded_size(path, rows, columns, frames, spp if bits_per_pixel is None else 1, per_pixel,
+                           len(value), False)
+        return
+    if value[:4] != b"\xfe\xff\x00\xe0":
+        raise CorruptFileError(f"transfer syntax {uid.name} needs encapsulated (itemised) pixel data but the pixel "
+                               "data is stored natively: the transfer syntax or the data is wrong", path)
+    fragments = _encapsulated_fragments(bytes(value), path)
+    check_decoded_size(path, rows, columns, frames, spp, bits, sum(len(f) for f in fragments), True)
+    from pydicom.encaps import generate_frames
+
+    try:
+        for index, frame in enumerate(generate_frames(value, number_of_frames=frames)):
+            if index >= frames:
+                break
+            _check_frame(frame, index, uid, rows, columns, spp, bits, path)
+    except ConvertError:
+        raise
+    except Exception as exc:  # pydicom's frame assembly on an odd offset table
+        raise CorruptFileError(f"encapsulated pixel data cannot be split into frames: {exc}", path) from exc
 
 
 def decode_frames(path: Path, ds: Any | None = None, *, expected: tuple[int, int] | None = None) -> tuple[np.ndarray, Any]:
@@ -192,27 +461,23 @@ def decode_frames(path: Path, ds: Any | None = None, *, expected: tuple[int, int
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2") or "MONOCHROME2").strip().upper()
     if is_colour(samples, photometric):
         return decode_colour_frames(path, ds, expected=expected), ds
-    bits_allocated = int(ds.get("BitsAllocated", 16) or 16)
-    bits_stored = int(ds.get("BitsStored", bits_allocated) or bits_allocated)
-    signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
-    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    bits_allocated = header_count(ds, "BitsAllocated", 16, path) or 16
+    bits_stored = header_count(ds, "BitsStored", bits_allocated, path) or bits_allocated
+    signed = header_count(ds, "PixelRepresentation", 0, path) == 1
+    rows, cols = header_count(ds, "Rows", 0, path), header_count(ds, "Columns", 0, path)
     if expected is not None and (rows, cols) != tuple(expected):
         raise DicomError(f"image is {cols}x{rows} but the series is {expected[1]}x{expected[0]}", path)
-    _check_pixel_length(ds, path, rows, cols, bits_allocated)
+    check_pixel_data(ds, path)
     ts = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
     try:
-        arr = pixel_array(ds, raw=True)
+        with decoder_panics(path):
+            arr = pixel_array(ds, raw=True, decoding_plugin=DECODING_PLUGIN)
     except (NotImplementedError, RuntimeError) as exc:
-        name = _ts_name(ts)
-        raise DicomError(
-            f"cannot decode pixel data in transfer syntax {name}: {exc}. Install a decoder plugin "
-            "(pylibjpeg-libjpeg, pylibjpeg-openjpeg, python-gdcm) or re-export uncompressed",
-            path,
-        ) from exc
+        raise decoder_error(exc, ts, path, "pixel data") from exc
     except (ValueError, IndexError, EOFError, OSError, KeyError, TypeError, AttributeError) as exc:
         raise CorruptFileError(f"pixel data cannot be decoded (truncated or corrupt): {exc}", path) from exc
     arr = np.asarray(arr)
-    nframes = int(ds.get("NumberOfFrames", 1) or 1)
+    nframes = header_count(ds, "NumberOfFrames", 1, path) or 1
     if arr.ndim == 2:
         arr = arr[np.newaxis]
     if arr.shape != (nframes, rows, cols):
@@ -259,11 +524,11 @@ def decode_colour_frames(path: Path, ds: Any, *, expected: tuple[int, int] | Non
     from pydicom.pixels import apply_color_lut, get_decoder, pixel_array
 
     path = Path(path)
-    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    samples = header_count(ds, "SamplesPerPixel", 1, path) or 1
     photometric = str(ds.get("PhotometricInterpretation", "") or "").strip().upper()
-    bits_allocated = int(ds.get("BitsAllocated", 8) or 8)
-    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
-    nframes = int(ds.get("NumberOfFrames", 1) or 1)
+    bits_allocated = header_count(ds, "BitsAllocated", 8, path) or 8
+    rows, cols = header_count(ds, "Rows", 0, path), header_count(ds, "Columns", 0, path)
+    nframes = header_count(ds, "NumberOfFrames", 1, path) or 1
     if photometric not in DECODED_COLOUR:
         raise UnsupportedDataError(
             f"colour model {photometric or '(none)'} with {samples} samples per pixel is not supported; medconvert "
@@ -280,25 +545,24 @@ def decode_colour_frames(path: Path, ds: Any, *, expected: tuple[int, int] | Non
     if expected is not None and (rows, cols) != tuple(expected):
         raise DicomError(f"image is {cols}x{rows} but the series is {expected[1]}x{expected[0]}", path)
     if palette:
-        _check_pixel_length(ds, path, rows, cols, bits_allocated)
+        check_pixel_data(ds, path)
     else:
         # native YBR_FULL_422 holds 2 bytes per pixel (Cb, Cr shared by two pixels), other colour 3
-        _check_pixel_length(ds, path, rows, cols, 8 * (2 if photometric == "YBR_FULL_422" else 3))
+        check_pixel_data(ds, path, bits_per_pixel=8 * (2 if photometric == "YBR_FULL_422" else 3))
     ts = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
     try:
-        if palette:
-            indices = pixel_array(ds, raw=True)
-            arr = apply_color_lut(indices, ds)[..., :3]
-            if arr.dtype.itemsize > 1:
-                arr = (arr >> 8).astype(np.uint8)  # 16-bit LUT entries: keep the high byte
-            out_photometric = "RGB"
-        else:
-            arr, info = get_decoder(ts).as_array(ds, as_rgb=True)
-            out_photometric = str(info.get("photometric_interpretation", "") or "").upper()
+        with decoder_panics(path):
+            if palette:
+                indices = pixel_array(ds, raw=True, decoding_plugin=DECODING_PLUGIN)
+                arr = apply_color_lut(indices, ds)[..., :3]
+                if arr.dtype.itemsize > 1:
+                    arr = (arr >> 8).astype(np.uint8)  # 16-bit LUT entries: keep the high byte
+                out_photometric = "RGB"
+            else:
+                arr, info = get_decoder(ts).as_array(ds, as_rgb=True, decoding_plugin=DECODING_PLUGIN)
+                out_photometric = str(info.get("photometric_interpretation", "") or "").upper()
     except (NotImplementedError, RuntimeError) as exc:
-        raise DicomError(
-            f"cannot decode colour pixel data in transfer syntax {_ts_name(ts)}: {exc}. Install a decoder plugin "
-            "(pylibjpeg-libjpeg, pylibjpeg-openjpeg, python-gdcm) or re-export uncompressed", path) from exc
+        raise decoder_error(exc, ts, path, "colour pixel data") from exc
     except (ValueError, IndexError, EOFError, OSError, KeyError, TypeError, AttributeError) as exc:
         raise CorruptFileError(f"colour pixel data cannot be decoded (truncated or corrupt): {exc}", path) from exc
     if out_photometric != "RGB":
@@ -332,6 +596,32 @@ def ensure_transfer_syntax(ds: Any) -> None:
                               ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
 
 
+@contextlib.contextmanager
+def decoder_panics(path: Path) -> Iterator[None]:
+    """Turn a decoder's Rust panic (pyo3 ``PanicException``, a BaseException: pylibjpeg-rle on a frame
+    that decodes to more bytes than the header allows) into a CorruptFileError naming the file."""
+    try:
+        yield
+    except BaseException as exc:
+        if type(exc).__name__ != "PanicException":
+            raise
+        raise CorruptFileError(f"pixel data cannot be decoded (the decoder found it inconsistent: {exc})",
+                               path) from None
+
+
+def decoder_error(exc: BaseException, ts: str, path: Path, what: str = "pixel data") -> ConvertError:
+    """The error to raise when pydicom's decoder failed: CorruptFileError when the plugin ran and
+    rejected the data, DicomError when no plugin decodes this transfer syntax."""
+    text = str(exc)
+    if "exceptions were raised by all available plugins" in text:
+        reason = text.split(":", 1)[-1].strip().replace("\n", " ")
+        return CorruptFileError(f"{what} in transfer syntax {_ts_name(ts)} cannot be decoded: it is corrupt or "
+                                f"does not match the header ({reason})", path)
+    return DicomError(f"cannot decode {what} in transfer syntax {_ts_name(ts)}: {text}. medconvert decodes with "
+                      "the pylibjpeg plugins (pylibjpeg-libjpeg, -openjpeg, -rle); re-export the file "
+                      "uncompressed or in a standard compressed transfer syntax", path)
+
+
 def _ts_name(ts: str) -> str:
     try:
         from pydicom.uid import UID
@@ -339,32 +629,6 @@ def _ts_name(ts: str) -> str:
         return f"{UID(ts).name} ({ts})" if ts else "(unknown)"
     except Exception:  # pragma: no cover
         return ts
-
-
-def _check_pixel_length(ds: Any, path: Path, rows: int, cols: int, bits_allocated: int) -> None:
-    """Native (uncompressed) pixel data must hold Rows x Columns x frames values.
-
-    ``bits_allocated`` is the number of bits per pixel (for colour: per pixel, all samples).
-    """
-    ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-    try:
-        compressed = bool(ts is not None and ts.is_compressed)
-    except Exception:
-        compressed = False
-    if compressed or "PixelData" not in ds:
-        return
-    nframes = int(ds.get("NumberOfFrames", 1) or 1)
-    expected = (rows * cols * nframes * bits_allocated + 7) // 8
-    try:
-        have = len(ds.PixelData)
-    except Exception as exc:
-        raise CorruptFileError(f"pixel data cannot be read (truncated?): {exc}", path) from exc
-    if have < expected:
-        raise CorruptFileError(
-            f"pixel data is {have} bytes but {cols}x{rows}x{nframes} pixels of {bits_allocated} bits need "
-            f"{expected}: the file is truncated",
-            path,
-        )
 
 
 def rescale_plan(slopes: Sequence[float], intercepts: Sequence[float], stored: np.dtype,

@@ -31,6 +31,7 @@ from convert.atomic import check_writable
 from convert.dicom.elements import IMPLICIT_VR_LE, NATIVE_SYNTAXES
 from convert.dicom.header import read_header
 from convert.dicom.pixels import (
+    check_file_size,
     check_philips_scaling,
     decode_frames,
     fix_stored_bits,
@@ -321,6 +322,9 @@ def _read_slices(series: Series, opts: ReadOptions) -> Volume:
         for t, inst in enumerate(column):
             jobs.append(((k, t) if nt > 1 else (k,), inst))
     expected = (first.rows, first.columns)
+    for _, inst in jobs:  # before anything is allocated: every file can hold the pixels its header describes
+        check_file_size(inst.path, inst.rows, inst.columns, inst.number_of_frames, inst.samples_per_pixel,
+                        inst.bits_allocated or 16, inst.transfer_syntax, inst.photometric)
     n_workers = opts.workers or min(2, os.cpu_count() or 1)
     regrid = bool((series.missing and opts.allow_gaps) or (series.uneven and not opts.stack_uneven))
     tilt = bool(opts.tilt_correct and series.tilt_deg > TILT_THRESHOLD_DEG and nk > 1)
@@ -1391,7 +1395,7 @@ def summarize_series(series: Series) -> dict[str, Any]:
         "problem": series.problem,
         "colour": first.photometric if is_colour(first.samples_per_pixel, first.photometric) else None,
     }
-    if series.kind == "slices" and first.orientation is not None:
+    if series.kind == "slices" and first.orientation is not None and not series.problem:
         affine = lps_to_ras(slice_affine_lps(first, series.grid[-1][0], series.n_slices))
         from convert.volume import orientation_code
 

@@ -26,6 +26,7 @@ import functools
 import os
 import struct
 import warnings
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -302,7 +303,7 @@ def looks_like_dicom(path: Path) -> bool:
     try:
         with open_dicom_bytes(path) as fh:
             head = fh.read(132)
-    except (OSError, EOFError):
+    except (OSError, EOFError, zlib.error):  # zlib.error: a corrupt .dcm.gz
         return False
     return _head_is_dicom(head)
 
@@ -320,6 +321,9 @@ def _read_header_once(path: Path) -> tuple[Any, int | None] | str:
     """
     import pydicom
 
+    from convert.dicom.validity import install
+
+    install()  # an unknown VR met later is a CorruptFileError naming the file
     gz = is_gzip(path)
     try:
         with open_dicom_bytes(path) as fh:

@@ -622,8 +622,30 @@ def _drop_duplicates(members: list[Instance]) -> tuple[list[Instance], list[str]
     return kept, warnings, copies
 
 
+#: PixelSpacing above this (mm) or positions farther than this from the origin are not patient geometry.
+MAX_SPACING_MM = 1e4
+MAX_POSITION_MM = 1e7
+
+
+def geometry_problem(inst: Instance) -> str | None:
+    """Why an image's stored geometry is unusable, or None: PixelSpacing not in (0, :data:`MAX_SPACING_MM`],
+    ImagePositionPatient beyond :data:`MAX_POSITION_MM`, or an ImageOrientationPatient without two
+    perpendicular unit vectors. (Absent values are not a problem here; the callers warn about them.)"""
+    if inst.pixel_spacing is not None and not all(0 < s <= MAX_SPACING_MM for s in inst.pixel_spacing):
+        return (f"PixelSpacing {list(inst.pixel_spacing)} of {inst.path} is not a usable pixel size (mm, "
+                "positive): the header is corrupt")
+    if inst.position is not None and not all(abs(v) <= MAX_POSITION_MM for v in inst.position):
+        return f"ImagePositionPatient {list(inst.position)} of {inst.path} is not a position in mm: the header is corrupt"
+    if inst.orientation is not None:
+        return _check_orientation(inst)
+    return None
+
+
 def _build_slices(members: list[Instance]) -> Series:
     members = sorted(members, key=lambda i: str(i.path))
+    problem = next((p for p in map(geometry_problem, members) if p), None)
+    if problem:
+        return Series(kind="slices", grid=[[i] for i in members], problem=problem)
     if len(members) == 1:
         inst = members[0]
         series = Series(kind="slices", grid=[[inst]])

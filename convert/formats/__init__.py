@@ -188,8 +188,9 @@ def format_for_output(path: str | Path, to: str | None = None) -> Format:
 
 
 def read_magic(path: Path, size: int, offset: int = 0) -> bytes:
-    """Read ``size`` bytes at ``offset`` (gzip-transparent for ``.gz``); b"" if unreadable."""
+    """Read ``size`` bytes at ``offset`` (gzip-transparent for ``.gz``); b"" if unreadable (corrupt gzip too)."""
     import gzip
+    import zlib
 
     try:
         opener = gzip.open if path.name.lower().endswith(".gz") else open
@@ -197,5 +198,5 @@ def read_magic(path: Path, size: int, offset: int = 0) -> bytes:
             if offset:
                 fh.read(offset)
             return fh.read(size)
-    except (OSError, EOFError):
+    except (OSError, EOFError, zlib.error):
         return b""

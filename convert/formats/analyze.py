@@ -47,7 +47,8 @@ import numpy as np
 from convert.atomic import atomic_paths
 from convert.errors import ConvertError, CorruptFileError, UnsupportedDataError
 from convert.formats import read_magic
-from convert.formats._nib import BROKEN_FILE_ERRORS, iter_fortran_chunks, volume_from_nibabel
+from convert.formats._nib import (HEADER_ERRORS, check_data_size, check_header_shape, check_raw_header, iter_fortran_chunks,
+                                  nibabel_errors, quiet_nibabel, volume_from_nibabel)
 from convert.volume import RGB_DTYPE, Meta, Volume, geometry_from_affine
 
 
@@ -68,7 +69,7 @@ ANALYZE_DTYPES: dict[np.dtype, np.dtype] = {
     RGB_DTYPE: RGB_DTYPE,  # Analyze 7.5 DT_RGB (datatype 128): 8-bit R, G, B interleaved per voxel
 }
 #: What nibabel and numpy raise on corrupt headers (negative offsets, absurd sizes...).
-_READ_ERRORS: tuple[type[BaseException], ...] = BROKEN_FILE_ERRORS + (OverflowError, MemoryError, ArithmeticError)
+_READ_ERRORS: tuple[type[BaseException], ...] = HEADER_ERRORS
 #: Rotation (|cos| deviation) and position (mm) differences below these are not reported as loss.
 ROTATION_TOLERANCE = 1e-6
 POSITION_TOLERANCE_MM = 1e-3
@@ -229,27 +230,22 @@ class AnalyzeFormat:
             raise CorruptFileError("this header is NIfTI, not Analyze; read it as nifti-pair", path)
         if not img_path.exists():
             raise CorruptFileError(f"image file {img_path.name} of this Analyze pair is missing", path)
+        check_raw_header(head, path, single_file=False)
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+            with quiet_nibabel():
                 img = nib.Spm2AnalyzeImage.from_filename(str(hdr))
-                shape, dtype = img.shape, img.get_data_dtype()
-        except _READ_ERRORS + (nib.filebasedimages.ImageFileError, nib.spatialimages.HeaderDataError) as exc:
+                shape, dtype = check_header_shape(img.header, path), img.get_data_dtype()
+                offset = float(img.header.get_data_offset())
+        except nibabel_errors() as exc:
             raise CorruptFileError(f"not a readable Analyze file: {exc}", path) from exc
-        expected = int(np.prod(shape)) * dtype.itemsize + int(img.header.get_data_offset())
-        if img_path.stat().st_size < expected:
-            raise CorruptFileError(
-                f"image file {img_path.name} holds {img_path.stat().st_size} bytes but the header describes "
-                f"{expected} (truncated?)",
-                path,
-            )
+        check_data_size(path, img_path, shape, dtype.itemsize, offset, False)
         try:
             return self._volume(img, hdr, path)
         except ConvertError as exc:
             if exc.path is None:  # e.g. GeometryError from Volume: name the file
                 raise type(exc)(f"invalid geometry or data in this Analyze header: {exc.message}", path) from exc
             raise
-        except _READ_ERRORS as exc:
+        except nibabel_errors() as exc:
             raise CorruptFileError(f"cannot read Analyze voxel data (corrupt header?): {exc}", path) from exc
 
     def _volume(self, img: Any, hdr: Path, path: Path) -> Volume:

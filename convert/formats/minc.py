@@ -75,6 +75,10 @@ _MODALITIES = {"MRI": "MR", "PET": "PT", "SPECT": "NM", "GAMMA": "NM", "MRS": "M
                "DSA": "XA", "DR": "DX"}
 
 
+#: Stored (compressed) voxel bytes may expand at most this much (gzip's limit is about 1032).
+MAX_STORAGE_RATIO = 1100
+
+
 def _text(value: Any) -> str:
     """A MINC string attribute (fixed-length bytes, padded) as a clean ``str``."""
     if isinstance(value, np.ndarray):
@@ -254,6 +258,11 @@ def _read_minc2(path: Path) -> Volume:
         dtype = image.dtype
         if dtype.kind not in "iuf":
             raise UnsupportedDataError(f"MINC voxel type {dtype} is not supported", path)
+        nbytes, stored = int(image.size) * dtype.itemsize, int(image.id.get_storage_size())
+        if nbytes > MAX_STORAGE_RATIO * stored + (1 << 20):  # before anything is allocated
+            raise CorruptFileError(
+                f"the image is declared {image.shape} ({nbytes} bytes) but the file stores only {stored} bytes of "
+                "it: the file is truncated or corrupt", path)
         slope, inter = 1.0, 0.0
         data: np.ndarray | None = None
         if dtype.kind in "iu":
@@ -456,7 +465,7 @@ class Minc2Format:
 
             with h5py.File(path, "r") as fh:
                 return "minc-2.0" in fh
-        except (OSError, ValueError):
+        except (OSError, ValueError, RuntimeError, KeyError):
             return path.name.lower().endswith(".mnc")  # broken HDF5 named .mnc: let read() report it
 
     def read(self, path: Path) -> Volume:

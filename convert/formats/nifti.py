@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 
 from convert.atomic import atomic_paths
-from convert.errors import CorruptFileError, UnsupportedDataError
+from convert.errors import ConvertError, CorruptFileError, UnsupportedDataError
 from convert.formats import read_magic
-from convert.formats._nib import BROKEN_FILE_ERRORS, iter_fortran_chunks, open_output, volume_from_nibabel
+from convert.formats._nib import (check_data_size, check_header_shape, check_raw_header, iter_fortran_chunks, nibabel_errors, open_output,
+                                  quiet_nibabel, volume_from_nibabel)
 from convert.formats._nifti1 import nifti1_header
 from convert.proxy import ByteSpan, is_proxy
 from convert.volume import Meta, Volume
@@ -80,13 +81,37 @@ class NiftiFormat:
             hdr_path, img_path = _pair_paths(path)
             if not img_path.exists():
                 raise CorruptFileError(f"image file {img_path.name} of this header/image pair is missing", path)
+        raw = read_magic(_pair_paths(path)[0] if self.pair else path, 348)
+        check_raw_header(raw, path, single_file=not self.pair and _is_nifti_header(raw))
+        errors = nibabel_errors()
         try:
-            img = nib.load(str(path))
-        except BROKEN_FILE_ERRORS + (nib.filebasedimages.ImageFileError,) as exc:
+            with quiet_nibabel():  # nibabel's notes on odd headers: checked below instead
+                img = nib.load(str(path))
+        except errors as exc:
             raise CorruptFileError(f"not a readable NIfTI file: {exc}", path) from exc
         if not isinstance(img, (nib.Nifti1Image, nib.Nifti1Pair, nib.Nifti2Image, nib.Nifti2Pair)):
             raise CorruptFileError("not a NIfTI file", path)
+        try:
+            return self._volume(img, path)
+        except ConvertError as exc:
+            if exc.path is None:  # e.g. GeometryError from Volume: name the file
+                raise type(exc)(f"invalid geometry or data in this NIfTI header: {exc.message}", path) from exc
+            raise
+        except errors as exc:
+            raise CorruptFileError(f"not a readable NIfTI file (corrupt header?): {exc}", path) from exc
+
+    def _volume(self, img: Any, path: Path) -> Volume:
+        """The Volume of a loaded NIfTI image, after checking its header against the file."""
         header = img.header
+        shape = check_header_shape(header, path)
+        data_path = _pair_paths(path)[1] if self.pair else path
+        check_data_size(path, data_path, shape, header.get_data_dtype().itemsize,
+                        float(header["vox_offset"]) if not self.pair else float(header.get_data_offset()),
+                        path.name.lower().endswith(".gz"))
+        slope, inter = header.get_slope_inter()
+        for name, value in (("scl_slope", slope), ("scl_inter", inter)):
+            if value is not None and not np.isfinite(value):
+                raise CorruptFileError(f"the header's {name} is {value}: not a usable scaling", path)
         meta = Meta()
         if len(img.shape) > 3 and img.shape[3] > 1:
             _, time_unit = header.get_xyzt_units()
@@ -113,6 +138,9 @@ class NiftiFormat:
         """Write ``volume`` to ``path``; option ``compresslevel`` (1-3, isal) for ``.nii.gz``."""
         level = int(options.get("compresslevel", 1))
         targets = self.output_paths(Path(path))
+        if any(n > 32767 for n in volume.shape):
+            raise UnsupportedDataError(f"NIfTI-1 holds at most 32767 voxels along an axis; this volume is "
+                                       f"{' x '.join(map(str, volume.shape))}. Write NRRD or MINC2 instead", Path(path))
         try:
             header = self.header_bytes(volume)
         except KeyError as exc:

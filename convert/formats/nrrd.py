@@ -145,6 +145,10 @@ _KNOWN_UNITS = frozenset({"hu", "mm", "mm2/s", "mm^2/s", "um2/s", "s", "ms", "1/
 #: ``sample units`` we write: short, no spaces or line breaks.
 _UNITS_RE = re.compile(r"^[A-Za-z0-9/%^*._\-]{1,16}$")
 _LIST_RE = re.compile(r"^data ?file\s*:=?\s*LIST(\s+\d+)?\s*$", re.IGNORECASE)
+try:  # python-isal's decompression error (not an OSError or zlib.error)
+    from isal.isal_zlib import error as _IsalError
+except ImportError:  # pragma: no cover - isal is a dependency
+    _IsalError = zlib.error
 #: Errors pynrrd, numpy and the decompressors raise on broken content.
 _PARSE_ERRORS: tuple[type[BaseException], ...] = (ValueError, KeyError, IndexError, TypeError, AttributeError,
                                                   OverflowError)
@@ -388,7 +392,7 @@ def _read_source(src: Path, offset: int, out: np.ndarray, encoding: str, line_sk
         raise
     except FileNotFoundError as exc:
         raise CorruptFileError(f"{where} is missing", header_path) from exc
-    except (OSError, EOFError, zlib.error) as exc:
+    except (OSError, EOFError, zlib.error, _IsalError) as exc:
         raise CorruptFileError(f"{where} cannot be decoded (truncated or corrupt {encoding} data): {exc}",
                                header_path) from exc
     except _PARSE_ERRORS as exc:
