@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from convert.atomic import atomic_folder
-from convert.dicom.writer import file_meta_for, new_uid, own_dimension_organization, save_dataset
+from convert.dicom.writer import file_meta_for, new_uid, own_dimension_organization, reference_series_of, save_dataset
 from convert.errors import ConvertError, DicomError, GeometryError, UnsupportedDataError
 from convert.volume import Volume, lps_to_ras
 
@@ -39,17 +39,8 @@ GRID_TOLERANCE = 1e-3
 
 def reference_series(reference: str | Path) -> Any:
     """The one classic image series under ``reference`` (a :class:`~convert.dicom.series.Series`)."""
-    from convert.dicom.scan import scan
-    from convert.dicom.series import assemble
-    from convert.errors import InputNotFoundError, NoDicomError
-
     reference = Path(reference)
-    if not reference.exists():
-        raise InputNotFoundError("reference DICOM series not found; check the path", reference)
-    result = scan(reference)
-    if not result.instances:
-        raise NoDicomError(reference, len(result.skipped))
-    series = [s for s in assemble(result.instances) if s.problem is None]
+    series = [s for s in reference_series_of(reference, "reference DICOM series") if s.problem is None]
     if len(series) != 1:
         raise DicomError(f"the reference must hold exactly one image series, found {len(series)}; give the "
                          "folder of the series the labels were drawn on", reference)

@@ -317,21 +317,31 @@ def _warn_if_apart(volume: Volume, box: np.ndarray | None, template: Path) -> No
                       "scan's patient coordinates", UserWarning, stacklevel=3)
 
 
-def _read_template(template: str | Path, deidentify: Callable[[Any], Any] | None,
-                   volume: Volume | None = None) -> tuple[dict[str, Any], int]:
-    """(:func:`template_attributes`, the highest SeriesNumber under ``template`` or 0): one scan.
-    With ``volume``, warn when it does not overlap the template series in space."""
+def reference_series_of(folder: Path, what: str) -> list[Any]:
+    """The series (:class:`~convert.dicom.series.Series`) under a reference/template ``folder``: one scan.
+
+    Raises:
+        InputNotFoundError: ``folder`` does not exist (``what`` names it in the message).
+        NoDicomError: no DICOM image in it.
+    """
     from convert.dicom.scan import scan
     from convert.dicom.series import assemble
     from convert.errors import InputNotFoundError, NoDicomError
 
-    template = Path(template)
-    if not template.exists():
-        raise InputNotFoundError("template (reference DICOM series) not found; check the path", template)
-    result = scan(template)
+    if not folder.exists():
+        raise InputNotFoundError(f"{what} not found; check the path", folder)
+    result = scan(folder)
     if not result.instances:
-        raise NoDicomError(template, len(result.skipped))
-    series = assemble(result.instances)
+        raise NoDicomError(folder, len(result.skipped))
+    return assemble(result.instances)
+
+
+def _read_template(template: str | Path, deidentify: Callable[[Any], Any] | None,
+                   volume: Volume | None = None) -> tuple[dict[str, Any], int]:
+    """(:func:`template_attributes`, the highest SeriesNumber under ``template`` or 0): one scan.
+    With ``volume``, warn when it does not overlap the template series in space."""
+    template = Path(template)
+    series = reference_series_of(template, "template (reference DICOM series)")
     numbers = [s.series_number for s in series if s.series_number is not None]
     if volume is not None:
         _warn_if_apart(volume, _slice_box(series[0]), template)
