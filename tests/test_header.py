@@ -272,6 +272,18 @@ def test_what_the_view_leaves_to_pydicom_is_pydicoms_answer(tmp_path: Path) -> N
         view.PatientName = "X"  # type: ignore[misc]
 
 
+def test_a_un_element_iterates_with_the_vr_pydicom_gives_it(tmp_path: Path) -> None:
+    from pydicom.dataelem import RawDataElement
+
+    ds = _base_dataset()
+    raw = b"1.5\\2 "
+    ds[0x00181050] = RawDataElement(pydicom.tag.Tag(0x00181050), "UN", len(raw), raw, 0, False, True)  # SpatialResolution
+    path = _write(ds, tmp_path / "un.dcm", ExplicitVRLittleEndian)
+    mine = {e.tag: (e.VR, "" if e.VR == "SQ" else str(e.value)) for e in read(path)}
+    theirs = {e.tag: (e.VR, "" if e.VR == "SQ" else str(e.value)) for e in pydicom.dcmread(path, stop_before_pixels=True)}
+    assert mine == theirs and theirs[0x00181050] == ("DS", "[1.5, 2]")
+
+
 def test_files_the_element_layer_leaves_to_pydicom_are_read_by_pydicom(tmp_path: Path) -> None:
     big = read(_write(_base_dataset(), tmp_path / "be.dcm", ExplicitVRBigEndian))
     assert isinstance(big, Dataset) and big.Modality == "MR"

@@ -350,8 +350,10 @@ class ViewElement:
     @property
     def VR(self) -> str:  # noqa: N802 (pydicom's name)
         element = self._view._elements()[int(self.tag)]  # noqa: SLF001
-        if element.vr:
+        if element.vr and element.vr != b"UN":  # pydicom may give a UN element its dictionary VR
             return element.vr.decode("ascii")
+        if element.vr == b"UN":
+            return str(self._view._fallback()[int(self.tag)].VR)  # noqa: SLF001
         if element.length == elements.UNDEFINED:
             return "SQ"  # implicit VR: an undefined length holds items
         vr = _dictionary_vr(int(self.tag))
