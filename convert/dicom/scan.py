@@ -27,7 +27,6 @@ import os
 import struct
 import warnings
 import zlib
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -693,7 +692,7 @@ def scan(root: str | Path, *, workers: int | None = None,
         root: folder to walk recursively (or a single file).
         workers: header readers (default: one per core, at most 4): forked processes from
             :data:`PROCESS_POOL_MIN_FILES` files on (parsing is GIL-bound, so only processes
-            add cores), threads for smaller sets (they overlap slow, e.g. network, reads).
+            add cores; they also overlap slow, e.g. network, reads), one process below that.
         progress: called as ``progress(done, total)`` after each file.
         keep_headers: keep every pydicom-parsed header Dataset (True), or only the first
             of each series (False: :meth:`Instance.load_header` re-reads the others on
@@ -730,7 +729,8 @@ def _scan(root: Path, workers: int | None, progress: Callable[[int, int], None] 
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        chunks = [[str(p) for p in files[i:i + _CHUNK]] for i in range(0, len(files), _CHUNK)]
+        size = max(_MIN_CHUNK, min(_CHUNK, -(-len(files) // (workers * 4))))  # ~4 chunks per worker
+        chunks = [[str(p) for p in files[i:i + size]] for i in range(0, len(files), size)]
         from convert.workers import die_with_parent
 
         with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
@@ -739,17 +739,11 @@ def _scan(root: Path, workers: int | None, progress: Callable[[int, int], None] 
                 outcomes.extend(chunk_outcomes)
                 if progress:
                     progress(len(outcomes), len(files))
-    elif len(files) < 8 or workers <= 1:
+    else:  # fewer files: one process (threads measured slower: the parse holds the GIL)
         for n, path in enumerate(files, 1):
             outcomes.append(index_file(path))
             if progress:
                 progress(n, len(files))
-    else:  # a few hundred files: threads overlap the reads (slow or network file systems)
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            for n, outcome in enumerate(pool.map(index_file, files, chunksize=16), 1):
-                outcomes.append(outcome)
-                if progress:
-                    progress(n, len(files))
     n_images = sum(isinstance(o, Instance) for o in outcomes)
     keep_all = keep_headers if keep_headers is not None else n_images <= KEEP_ALL_HEADERS_LIMIT
     seen_series: set[tuple] = set()
@@ -768,8 +762,9 @@ def _scan(root: Path, workers: int | None, progress: Callable[[int, int], None] 
 
 
 #: From this many files on, :func:`scan` parses headers in forked worker processes.
-PROCESS_POOL_MIN_FILES = 1000
+PROCESS_POOL_MIN_FILES = 400
 _CHUNK = 256
+_MIN_CHUNK = 32
 
 
 def _can_fork() -> bool:
