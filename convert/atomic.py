@@ -132,6 +132,15 @@ def remove_stale_temporaries(folder: Path, recursive: bool = False) -> list[Path
     return sorted(removed)
 
 
+def _check_parent(target: Path) -> None:
+    """Raise unless ``target``'s folder exists and this process may create files in it."""
+    parent = target.parent
+    if not parent.is_dir():
+        raise OutputWriteError(f"output folder {parent} does not exist; create it first", target)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputWriteError(f"no permission to write in folder {parent}", target)
+
+
 def check_writable(targets: Sequence[Path], overwrite: bool) -> None:
     """Raise if any target exists (unless ``overwrite``) or its folder is missing/unwritable."""
     for target in targets:
@@ -139,11 +148,7 @@ def check_writable(targets: Sequence[Path], overwrite: bool) -> None:
             raise OutputExistsError("output already exists; pass --overwrite to replace it", target)
         if target.exists() and target.is_dir():
             raise OutputWriteError("output is a folder, not a file", target)
-        parent = target.parent
-        if not parent.is_dir():
-            raise OutputWriteError(f"output folder {parent} does not exist; create it first", target)
-        if not os.access(parent, os.W_OK | os.X_OK):
-            raise OutputWriteError(f"no permission to write in folder {parent}", target)
+        _check_parent(target)
 
 
 @contextlib.contextmanager
@@ -214,11 +219,7 @@ def atomic_folder(target: Path, overwrite: bool = False) -> Iterator[Path]:
                                "give a folder name", target)
     if target.is_dir() and any(target.iterdir()) and not overwrite:
         raise OutputExistsError("output folder already holds files; pass --overwrite to replace it", target)
-    parent = target.parent
-    if not parent.is_dir():
-        raise OutputWriteError(f"output folder {parent} does not exist; create it first", target)
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputWriteError(f"no permission to write in folder {parent}", target)
+    _check_parent(target)
     temp = temporary_name(target)  # names its writer, as every temporary of ours
     try:
         temp.mkdir()

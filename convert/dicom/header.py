@@ -35,7 +35,7 @@ from convert.dicom.keywords import KEYWORDS
 from convert.errors import DicomError
 
 __all__ = ["Header", "DecimalString", "IntegerString", "Item", "Sequence", "as_dataset", "convert_value", "is_gzip",
-           "is_multi", "open_dicom_bytes", "read", "read_header", "read_view"]
+           "is_multi", "open_dicom_bytes", "read", "read_header", "read_part10", "read_view", "view_of"]
 
 #: Bytes read first; most headers are smaller (a bigger one is read on, doubling, up to
 #: MAX_HEADER_BYTES: enhanced objects with thousands of frames hold megabytes of header).
@@ -79,9 +79,11 @@ def read_header(path: Path, *, force: bool = True) -> Any:
         raise DicomError(f"not a readable DICOM file: {type(exc).__name__}: {exc}", path) from exc
 
 
-def read_view(path: Path) -> "Header | None":
-    """A :class:`Header` view of ``path``, or None when the element layer leaves the file to
-    pydicom (no preamble, big endian, deflated, gzip, odd structure) or it cannot be read."""
+def read_part10(path: Path, keep: frozenset[int] | None = None) -> "elements.Part10 | None":
+    """Element positions of ``path``'s header (:func:`convert.dicom.elements.parse_part10`; ``keep``:
+    index only these top-level tags), reading on (doubling) while the header lasts, up to
+    :data:`MAX_HEADER_BYTES`; None when the element layer leaves the file to pydicom (no preamble,
+    big endian, deflated, gzip, odd structure) or it cannot be read."""
     path = Path(path)
     if is_gzip(path):
         return None
@@ -91,16 +93,33 @@ def read_view(path: Path) -> "Header | None":
             while True:
                 whole = len(data) < HEADER_BYTES or len(data) % HEADER_BYTES != 0  # the file ended
                 try:
-                    return Header(path, elements.parse_part10(data, whole=whole))
+                    return elements.parse_part10(data, whole=whole, keep=keep)
                 except elements.Truncated:
                     if whole or len(data) >= MAX_HEADER_BYTES:
                         return None
                     more = fh.read(len(data))  # a big header (Philips, GE, enhanced): read on
                     if not more:
-                        return Header(path, elements.parse_part10(data, whole=True))
+                        return elements.parse_part10(data, whole=True, keep=keep)
                     data += more
     except (elements.NotCovered, OSError):
         return None
+
+
+def view_of(path: Path, part10: "elements.Part10") -> "Header | None":
+    """A :class:`Header` of ``path`` from bytes already read (a ``part10`` parsed with ``keep``
+    is walked again in memory for every element); None when the bytes are left to pydicom."""
+    try:
+        full = elements.parse_part10(part10.data, whole=part10.pixel_offset is None)
+    except elements.NotCovered:
+        return None
+    return Header(Path(path), full)
+
+
+def read_view(path: Path) -> "Header | None":
+    """A :class:`Header` view of ``path``, or None when the element layer leaves the file to
+    pydicom (no preamble, big endian, deflated, gzip, odd structure) or it cannot be read."""
+    part10 = read_part10(path)
+    return Header(Path(path), part10) if part10 is not None else None
 
 
 def read(path: Path) -> "Header | Any":

@@ -441,54 +441,31 @@ _US_TAGS = frozenset({0x00280010, 0x00280011, 0x00280100, 0x00280101, 0x00280103
 _KEPT_TAGS = _FAST_TAGS | {_ENHANCED_TAG, _DIRECTORY_TAG}
 
 
-def _fast_fields(data: bytes) -> tuple[dict[int, bytes], int, set[int], elements.Part10] | None:
-    """Top-level values of :data:`_FAST_TAGS`, the PixelData offset, which of the enhanced /
-    DICOMDIR markers are present, and the element positions, from the element layer.
-
-    Returns None (let pydicom do it) for what :mod:`convert.dicom.elements` does not cover
-    (no preamble, big endian, deflated, odd structure) or when the pixel data is not within ``data``.
-    """
-    try:
-        parsed = elements.parse_part10(data, keep=_KEPT_TAGS)
-    except elements.NotCovered:
-        return None
-    found = parsed.elements
-    values = {tag: data[e.value_offset:e.end] for tag, e in found.items()
-              if tag in _FAST_TAGS and e.length != elements.UNDEFINED}
-    present = {tag for tag in (_ENHANCED_TAG, _DIRECTORY_TAG) if tag in found}
-    assert parsed.pixel_offset is not None  # parse_part10 without whole=True stops at pixel data or raises
-    return values, parsed.pixel_offset, present, parsed
-
-
-#: Bytes read first for the fast parse; most headers are smaller.
-FAST_HEADER_BYTES = 64 * 1024
-#: A header that does not end within this many bytes is left to pydicom.
-LARGE_HEADER_BYTES = 1024 * 1024
-
-
 def _fast_index(path: Path) -> Instance | None:
-    """An :class:`Instance` straight from the bytes (no pydicom), or None to take the pydicom path.
+    """:func:`_index_from_bytes` of ``path`` read by the element layer (None: not covered)."""
+    part10 = header_view.read_part10(path, keep=_KEPT_TAGS)
+    return _index_from_bytes(path, part10) if part10 is not None else None
+
+
+def _index_from_bytes(path: Path, part10: elements.Part10) -> Instance | None:
+    """An :class:`Instance` straight from the header bytes (no pydicom), or None to take the
+    header view's (or pydicom's) path.
 
     Handles the common case (Part 10, explicit or implicit VR little endian, plain
-    text values, classic single-frame images); the header Dataset is not kept
+    text values, classic single-frame images); the header is not kept
     (:meth:`Instance.load_header` reads it when needed). Enhanced objects,
-    DICOMDIRs, non-ASCII text, Siemens files without MOSAIC in ImageType
-    (their mosaic flag lives in private tags) and anything unusual go to pydicom.
+    DICOMDIRs, files without pixel data, non-ASCII text, Siemens files without
+    MOSAIC in ImageType (their mosaic flag lives in private tags) and anything
+    unusual are declined. ``part10`` was parsed with ``keep`` = :data:`_KEPT_TAGS`.
     """
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read(FAST_HEADER_BYTES)
-            parsed = _fast_fields(data)
-            if parsed is None and len(data) == FAST_HEADER_BYTES:  # a big header (Philips, GE): read on
-                data += fh.read(LARGE_HEADER_BYTES - len(data))
-                parsed = _fast_fields(data)
-    except OSError:
+    pixel_offset = part10.pixel_offset
+    if pixel_offset is None:
         return None
-    if parsed is None:
+    data, found = part10.data, part10.elements
+    if _ENHANCED_TAG in found or _DIRECTORY_TAG in found:
         return None
-    values, pixel_offset, present, part10 = parsed
-    if present:
-        return None
+    values = {tag: data[e.value_offset:e.end] for tag, e in found.items()
+              if tag in _FAST_TAGS and e.length != elements.UNDEFINED}
     for tag, raw in values.items():
         if tag in _US_TAGS or tag in _PHILIPS_SCALE_TAGS or tag in (_PHILIPS_BVALUE, _GE_IMAGE_TYPE):
             continue
@@ -597,11 +574,12 @@ def index_file(path: Path) -> Instance | str:
         return "DICOMDIR index (not an image)" if name == "dicomdir" else "not DICOM (system file)"
     if name.endswith(_SKIP_SUFFIXES) and not name.endswith((".dcm", ".dcm.gz")):
         return "not DICOM (file extension)"
-    if not name.endswith(".gz"):
-        fast = _fast_index(path)
+    part10 = None if name.endswith(".gz") else header_view.read_part10(path, keep=_KEPT_TAGS)
+    if part10 is not None:  # the file is read once: the byte-level index, else the header view of the same bytes
+        fast = _index_from_bytes(path, part10)
         if fast is not None:
             return fast
-        view = header_view.read_view(path)  # enhanced, Siemens, unusual values: the header view (pydicom per value)
+        view = header_view.view_of(path, part10)  # enhanced, Siemens, unusual values (pydicom per value)
         if view is not None:
             try:
                 with warnings.catch_warnings():
