@@ -113,7 +113,7 @@ def convert(src: PathLike, dst: PathLike, *, to: str | None = None, overwrite: b
       folder exactly as ``medconvert convert DICOM_DIR OUT_DIR`` does (same
       names, ``name`` template, JSON sidecars, ``.bval``/``.bvec`` for diffusion
       series; one failing series does not stop the others). Returns the
-      :class:`~convert.dicom.reader.Report`: ``report.outcomes`` (per series:
+      :class:`~convert.batch.Report`: ``report.outcomes`` (per series:
       ``label``, ``written``, ``warnings``, ``error``), ``report.written``,
       ``report.failed``, ``report.ok``, ``report.skipped``.
     * **DICOM file or one-series folder -> one file**: the image plus, for NIfTI,
@@ -132,7 +132,7 @@ def convert(src: PathLike, dst: PathLike, *, to: str | None = None, overwrite: b
     Args:
         to: output format name (see ``medconvert formats``); folder jobs default to ``"nifti-gz"``.
         overwrite: replace existing outputs (default: refuse with OutputExistsError).
-        name: folder jobs: output name template (:data:`convert.dicom.reader.NAME_FIELDS`).
+        name: folder jobs: output name template (:data:`convert.batch.naming.NAME_FIELDS`).
         sidecar: write JSON sidecars beside NIfTI outputs of DICOM input (default True).
         sidecar_phi: include patient-identifying fields in sidecars (default False).
         tilt_correct: DICOM: resample gantry-tilted CT onto an orthogonal grid.
@@ -152,7 +152,7 @@ def convert(src: PathLike, dst: PathLike, *, to: str | None = None, overwrite: b
         **options: format-specific writer options for non-DICOM sources (e.g. ``compresslevel``); with
             ``to="dicom"`` the DICOM writer's options for any source (``modality``, ``template``, ``enhanced``).
     """
-    from convert.dicom import reader
+    from convert.batch import naming, run
     from convert.process.pipeline import as_pipeline
 
     pipeline = as_pipeline(process)
@@ -166,12 +166,12 @@ def convert(src: PathLike, dst: PathLike, *, to: str | None = None, overwrite: b
         if options and write_options is None:
             raise TypeError(f"convert() got options that do not apply to DICOM input: {', '.join(options)}")
         if tree:
-            default = reader.DEFAULT_ANONYMIZED_NAME if deidentify is not None else reader.DEFAULT_NAME
-            return reader.convert_dicom_tree(src, dst, to=to or "nifti-gz", name=name or default,
+            default = naming.DEFAULT_ANONYMIZED_NAME if deidentify is not None else naming.DEFAULT_NAME
+            return run.convert_dicom_tree(src, dst, to=to or "nifti-gz", name=name or default,
                                              overwrite=overwrite, sidecar=sidecar, sidecar_phi=sidecar_phi,
                                              progress=progress, deidentify=deidentify, process=pipeline,
                                              write_options=write_options, **read_options)
-        outcome, duplicates = reader.convert_dicom_file(src, dst, to=to, overwrite=overwrite, sidecar=sidecar,
+        outcome, duplicates = run.convert_dicom_file(src, dst, to=to, overwrite=overwrite, sidecar=sidecar,
                                                         sidecar_phi=sidecar_phi, deidentify=deidentify,
                                                         process=pipeline, write_options=write_options,
                                                         **read_options)

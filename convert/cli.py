@@ -433,7 +433,7 @@ def json_text(value: Any) -> str:
 
 
 def _info_dicom_folder(path: Path, as_json: bool) -> None:
-    from convert.dicom.reader import summarize_series
+    from convert.batch.index import summarize_series
     from convert.dicom.scan import scan
     from convert.dicom.series import assemble
     from convert.errors import NoDicomError

@@ -251,7 +251,7 @@ def test_reference_names_parse(stem: str, expected: tuple) -> None:
 
 def test_philips_precise_scaling_through_the_tree_conversion_and_sidecar(tmp_path: Path) -> None:
     root = conformance_dir("dcm_qa_enh")
-    from convert.dicom import convert_dicom_tree
+    from convert.batch import convert_dicom_tree
 
     report = convert_dicom_tree(root / "In" / "Philips", tmp_path, philips_scaling="precise")
     assert report.ok
@@ -278,7 +278,7 @@ def test_tree_conversion_writes_the_files_dcm2niix_writes(tmp_path: Path, datase
     the tilt-corrected ``_Tilt_Eq_1`` extra volume is an option here, ``--tilt-correct``.)
     """
     root = conformance_dir(dataset)
-    from convert.dicom import convert_dicom_tree
+    from convert.batch import convert_dicom_tree
 
     report = convert_dicom_tree(root / "In", tmp_path, name="In_{ProtocolName}_{SeriesNumber}", sidecar=False)
     assert report.ok, [o.error for o in report.failed]

@@ -154,7 +154,7 @@ def test_anonymized_sidecar_keeps_slice_timing_and_phase_encoding(tmp_path):
     """Siemens (CSA) and GE (raw header, protocol block) timing/encoding come from private data that
     de-identification removes; the numbers themselves identify no one and must survive --anonymize."""
     from convert.anonymize import Scrubber
-    from convert.dicom.reader import convert_dicom_tree
+    from convert.batch import convert_dicom_tree
     from tests.conftest import conformance_dir
 
     src = conformance_dir("dcm_qa_nih") / "In"

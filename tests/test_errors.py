@@ -55,7 +55,8 @@ def _cli_flags() -> set[str]:
 
 def test_every_spelled_flag_is_a_real_cli_option_and_a_real_api_keyword() -> None:
     from convert.anonymize.run import anonymize_path
-    from convert.dicom.reader import convert_dicom_tree, read_series
+    from convert.batch import convert_dicom_tree
+    from convert.dicom.reader import read_series
 
     flags = _cli_flags()
     keywords: set[str] = set()

@@ -42,7 +42,7 @@ def phase_vector(direction: str, affine: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- real data
 @pytest.fixture(scope="module")
 def ge_converted(tmp_path_factory):
-    from convert.dicom.reader import convert_dicom_tree
+    from convert.batch import convert_dicom_tree
 
     nih = conformance_dir("dcm_qa_nih")
     out = tmp_path_factory.mktemp("ge")
@@ -83,7 +83,7 @@ def test_ge_slice_timing_uses_the_scans_positions_and_trigger_times(tmp_path, mo
     """Slice timing of a GE EPI run needs no header per slice: the scan kept positions and TriggerTime."""
     import sys
 
-    from convert.dicom.reader import convert_dicom_tree
+    from convert.batch import convert_dicom_tree
 
     nih = conformance_dir("dcm_qa_nih")
     series_dir = nih / "In" / "20180918GE" / GE_SERIES[0][0]

@@ -830,7 +830,7 @@ def _philips_enhanced(path: Path, truth: list[dict]) -> Path:
 def test_enhanced_echoes_and_parts_get_dcm2niix_file_names_and_voxels(tmp_path, components, echoes, expected):
     import subprocess
 
-    from convert.dicom import convert_dicom_tree
+    from convert.batch import convert_dicom_tree
     from tests.conftest import require_tool
 
     exe = require_tool("dcm2niix")
@@ -858,7 +858,7 @@ def test_enhanced_files_of_different_echoes_are_not_stacked_into_one_4d(tmp_path
     """One file per echo and time point under one series UID (Siemens XA multi-echo): one 4D volume per echo."""
     from convert.dicom import assemble, read_series_volumes
     from convert.dicom.scan import scan
-    from convert.dicom.reader import volume_suffixes
+    from convert.batch.naming import volume_suffixes
 
     uid = generate_uid()
     for t in range(2):

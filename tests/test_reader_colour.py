@@ -40,7 +40,8 @@ from fixtures.dicom_series import (  # noqa: E402
 
 import convert  # noqa: E402
 from convert.cli import app  # noqa: E402
-from convert.dicom import assemble, convert_dicom_tree, read_series  # noqa: E402
+from convert.batch import convert_dicom_tree  # noqa: E402
+from convert.dicom import assemble, read_series  # noqa: E402
 from convert.dicom.scan import scan  # noqa: E402
 from convert.errors import UnsupportedDataError  # noqa: E402
 from convert.volume import RGB_DTYPE, rgb_channels, rgb_from_channels  # noqa: E402

@@ -423,7 +423,7 @@ def test_rescale_values_as_stored_absent_empty_or_not_a_number() -> None:
 def test_unusable_geometry_in_one_slice_is_a_series_problem(tmp_path, keyword, value):
     """PixelSpacing 0 (or absurd geometry) in one slice of a folder: that slice's series carries a
     problem naming the file; no NaN affine, no TypeError while summarizing it."""
-    from convert.dicom.reader import summarize_series
+    from convert.batch.index import summarize_series
 
     def mutate(ds, k, t):
         if k == 1:

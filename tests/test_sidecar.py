@@ -677,7 +677,7 @@ def test_slice_timing_of_a_long_4d_run_comes_from_the_scan_not_from_every_header
     a 4D run's headers are not re-read file by file (that was most of a real archive's sidecar time)."""
     import sys
 
-    from convert.dicom import convert_dicom_tree
+    from convert.batch import convert_dicom_tree
     from convert.sample import write_series
     from fixtures.dicom_series import small_spec
 

@@ -1,4 +1,5 @@
-"""Read DICOM series into Volumes; the ``DICOM`` format adapter; whole-tree conversion.
+"""Read DICOM series into Volumes; the ``DICOM`` format adapter; the files of one converted series
+(image, JSON sidecar, ``.bval``/``.bvec``). Whole-tree conversion and naming live in :mod:`convert.batch`.
 
 Geometry (DICOM PS3.3 C.7.6.2, all in LPS+ mm before the one conversion to RAS+):
 
@@ -16,12 +17,9 @@ Geometry (DICOM PS3.3 C.7.6.2, all in LPS+ mm before the one conversion to RAS+)
 
 from __future__ import annotations
 
-import contextlib
 import os
-import re
-import unicodedata
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -45,18 +43,15 @@ from convert.dicom.pixels import (
     stored_dtype,
     stored_values,
 )
-from convert.dicom.scan import Instance, ScanResult, looks_like_dicom, scan
+from convert.dicom.scan import Instance, looks_like_dicom, scan
 from convert.dicom.series import (
     TILT_THRESHOLD_DEG,
     LazyHeaders,
     Series,
     assemble,
-    echo_label,
     median,
-    postfix,
 )
 from convert.errors import (
-    ConvertError,
     CorruptFileError,
     DicomError,
     InputNotFoundError,
@@ -195,8 +190,6 @@ def _decode_into(target: np.ndarray, index: tuple, inst: Instance, expected: tup
     if target.dtype == RGB_DTYPE:
         return 1.0, 0.0  # RescaleSlope/Intercept do not apply to colour
     return inst.rescale_slope, inst.rescale_intercept  # the scan's values, checked by the series assembly
-
-
 
 
 def _native_fast_path_ok(series: Series, dtype: np.dtype) -> bool:
@@ -858,236 +851,7 @@ class DicomFormat:
 DICOM = DicomFormat()
 
 
-# --------------------------------------------------------------------------- naming
-#: Fields a ``--name`` template may use (non-identifying).
-NAME_FIELDS: tuple[str, ...] = ("SeriesNumber", "SeriesDescription", "ProtocolName", "Modality", "EchoNumber",
-                                "AcquisitionNumber", "ImageType", "SequenceName", "BodyPartExamined",
-                                "Manufacturer", "Split", "Index", "Pseudonym")
-_WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL"} | {f"COM{i}" for i in range(1, 10)} | {f"LPT{i}" for i in range(1, 10)}
-DEFAULT_NAME = "{SeriesNumber}_{SeriesDescription}"
-#: Default name when de-identifying: the patient pseudonym, never patient data.
-DEFAULT_ANONYMIZED_NAME = "{Pseudonym}_{SeriesNumber}_{Modality}"
-
-
-def sanitize_name(text: str, max_length: int = 120) -> str:
-    """A safe file-name stem: no separators, ``..``, control chars, leading dots, reserved names.
-
-    Keeps letters, digits, ``-``, ``_``, ``.``, ``+``, ``=``; everything else becomes
-    ``_``; runs of ``_`` collapse; result is never empty (``"series"``).
-    """
-    text = unicodedata.normalize("NFKC", str(text))
-    text = "".join(ch if (ch.isalnum() and ch.isascii()) or ch in "-_.+=" else "_" for ch in text)
-    text = re.sub(r"\.{2,}", "_", text)
-    text = re.sub(r"_+", "_", text).strip("_. ")
-    text = text[:max_length].rstrip("_. ")
-    if not text:
-        text = "series"
-    if text.split(".")[0].upper() in _WINDOWS_RESERVED:
-        text = "_" + text
-    return text
-
-
-def _name_fields(series: Series, volume_index: int, n_volumes: int,
-                 deidentify: Callable[[Any], Any] | None = None) -> dict[str, str]:
-    ds = series.first.load_header()
-    if deidentify is not None and ds is not None:
-        ds = deidentify(ds)  # names come from the de-identified header: pseudonyms, cleaned text
-    pseudonym = str(ds.get("PatientID", "")) if deidentify and ds is not None else ""
-    return name_fields(series, ds if ds is not None else {}, volume_index, n_volumes, pseudonym)
-
-
-def name_fields(series: Series, header: Any, volume_index: int = 0, n_volumes: int = 1,
-                pseudonym: str = "") -> dict[str, str]:
-    """Values of :data:`NAME_FIELDS` for volume ``volume_index`` of ``series``.
-
-    ``header`` is the first file's header: anything with ``.get(keyword, default)``
-    (a pydicom Dataset or a :class:`convert.dicom.header.Header` view).
-    """
-    values: dict[str, str] = {"Pseudonym": pseudonym}
-    for key in NAME_FIELDS:
-        if key == "Pseudonym":
-            continue
-        if key == "Split":
-            values[key] = series.split
-        elif key == "Index":
-            values[key] = str(volume_index + 1) if n_volumes > 1 else ""
-        elif key == "EchoNumber":
-            values[key] = str(series.first.echo_number or "")
-        elif key == "ImageType":
-            values[key] = "_".join(series.first.image_type)
-        else:
-            value = header.get(key, "")
-            values[key] = "" if value is None else str(value)
-    return values
-
-
-class _Fields(dict):  # type: ignore[type-arg]
-    def __missing__(self, key: str) -> str:
-        raise KeyError(key)
-
-
-def render_name(template: str, fields: dict[str, str]) -> str:
-    """Fill ``template`` (``{Field}`` placeholders from :data:`NAME_FIELDS`) and sanitise the result.
-
-    Raises:
-        ConvertError: an unknown field, or attribute/index access in the template.
-    """
-    if re.search(r"\{[^}]*[.\[!:]", template):
-        raise ConvertError(f"name template {template!r} may only use plain fields such as {{SeriesNumber}}")
-    try:
-        text = template.format_map(_Fields(fields))
-    except KeyError as exc:
-        raise ConvertError(
-            f"unknown field {exc} in name template {template!r}; allowed: {', '.join(NAME_FIELDS)}") from None
-    except (ValueError, IndexError) as exc:
-        raise ConvertError(f"bad name template {template!r}: {exc}") from None
-    return sanitize_name(text)
-
-
-# --------------------------------------------------------------------------- tree conversion
-@dataclass
-class SeriesOutcome:
-    """Result of converting one series: the files written, or the error."""
-
-    label: str
-    files: list[Path]
-    written: list[Path] = field(default_factory=list)
-    error: str | None = None
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-
-@dataclass
-class Report:
-    """What :func:`convert_dicom_tree` did: one outcome per series, plus skipped files."""
-
-    source: Path
-    outcomes: list[SeriesOutcome] = field(default_factory=list)
-    skipped: list[tuple[Path, str]] = field(default_factory=list)
-    #: Files skipped as the same instance twice (same SOPInstanceUID, identical bytes), e.g. a DICOMDIR media copy.
-    duplicates: list[Path] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """True when every series converted."""
-        return all(o.ok for o in self.outcomes) and bool(self.outcomes)
-
-    @property
-    def failed(self) -> list[SeriesOutcome]:
-        return [o for o in self.outcomes if not o.ok]
-
-    @property
-    def written(self) -> list[Path]:
-        return [p for o in self.outcomes for p in o.written]
-
-
-def _output_extension(fmt: Any) -> str:
-    """What a series' output name ends with: the format's first extension ("" for a folder: DICOM)."""
-    return fmt.extensions[0] if fmt.extensions and not getattr(fmt, "writes_folder", False) else ""
-
-
-def convert_dicom_tree(src_dir: str | Path, out_dir: str | Path, *, to: str = "nifti-gz",
-                       name: str = DEFAULT_NAME, overwrite: bool = False, sidecar: bool = True,
-                       sidecar_phi: bool = False, tilt_correct: bool = False, allow_gaps: bool = False,
-                       stack_uneven: bool = False, philips_scaling: str = "precise",
-                       progress: Callable[[int, int, str], None] | None = None,
-                       deidentify: Callable[[Any], Any] | None = None,
-                       process: Callable[[Volume], Volume] | None = None,
-                       write_options: dict[str, Any] | None = None) -> Report:
-    """Convert every series under ``src_dir`` into ``out_dir`` (one file per volume).
-
-    With ``deidentify`` (a function returning a de-identified copy of a pydicom
-    Dataset, e.g. a bound :class:`convert.anonymize.Scrubber`), output names,
-    sidecars, metadata, series labels, warnings and error messages are all
-    derived from de-identified headers, with input file paths redacted; a
-    series the de-identifier refuses (burned-in text) fails with its message.
-
-    Each series is isolated: a failure is recorded in the report and the others
-    still convert. Diffusion series also get FSL ``.bval``/``.bvec`` files
-    (with NIfTI output). An output that already exists fails its series
-    (:class:`~convert.errors.OutputExistsError`) unless ``overwrite``. NIfTI outputs get a BIDS-style JSON sidecar (no PHI unless
-    ``sidecar_phi``). Output names come from ``name`` (fields from
-    :data:`NAME_FIELDS`), sanitised; collisions get ``_2``, ``_3``... suffixes.
-    ``philips_scaling`` (``"precise"``, the default, or ``"display"``) picks the
-    values of Philips MR series, see :class:`ReadOptions`; the sidecar records it.
-    ``process`` (a :class:`convert.process.Pipeline`) is applied to each volume before
-    it is written; the sidecar records its steps.
-    ``write_options`` go to the format's writer (DICOM output: ``modality``, ``template``, ``enhanced``).
-
-    Raises:
-        InputNotFoundError: ``src_dir`` does not exist.
-        DicomError: no DICOM image at all under ``src_dir``.
-        ConvertError: bad output format or name template, or ``out_dir`` is not a folder.
-    """
-    from convert.formats import get_format
-
-    src_dir, out_dir = Path(src_dir), Path(out_dir)
-    fmt = get_format(to)
-    if not fmt.can_write:
-        raise ConvertError(f"format '{fmt.name}' can be read but not written")
-    render_name(name, {k: "x" for k in NAME_FIELDS})  # validate the template before any work
-    check_philips_scaling(philips_scaling)
-    if deidentify is not None and sidecar_phi:
-        raise ConvertError("a de-identified conversion cannot write patient fields to sidecars: "
-                           "drop --sidecar-phi or --anonymize")
-    if deidentify is None and "{Pseudonym}" in name:
-        raise ConvertError("the name field {Pseudonym} exists only with --anonymize")
-    scan_progress = (lambda done, total: progress(done, total, "scanning files")) if progress else None
-    result: ScanResult = scan(src_dir, progress=scan_progress)
-    report = Report(source=src_dir, skipped=list(result.skipped))
-    if not result.instances:
-        raise NoDicomError(src_dir, len(result.skipped), result.skipped[0][1] if result.skipped else None)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ConvertError("output must be a folder when converting a DICOM tree", out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    all_series = assemble(result.instances)
-    report.duplicates = [p for s in all_series for p in s.duplicates]
-    claimed: set[str] = set()
-    ext = _output_extension(fmt)
-    _sidecar = _optional_module("sidecar")
-    writes_json = sidecar and fmt.name.startswith("nifti") and _sidecar is not None
-    for n, series in enumerate(all_series):
-        label = series.label if deidentify is None else _deidentified_label(series)
-        outcome = SeriesOutcome(label=label, files=series.paths)
-        report.outcomes.append(outcome)
-        if progress:
-            progress(n, len(all_series), label)
-        try:
-            volumes = read_series_volumes(series, tilt_correct=tilt_correct, allow_gaps=allow_gaps,
-                                          stack_uneven=stack_uneven, philips_scaling=philips_scaling)
-            outcome.warnings = list(dict.fromkeys([spell(w) for w in series.warnings]
-                                                  + [w for v in volumes for w in volume_warnings(v)]))
-            suffixes = output_suffixes(series, volumes, indexed="{Index}" in name)
-            for v_index, volume in enumerate(volumes):
-                fields = _name_fields(series, v_index, len(volumes), deidentify)
-                if deidentify is not None:
-                    volume = _deidentified_volume(volume, series, deidentify)
-                if process is not None:
-                    volume = process(volume)
-                stem = render_name(name, fields)
-                if suffixes[v_index]:
-                    stem = sanitize_name(f"{stem}_{suffixes[v_index]}")
-                stem = _unique_stem(stem, claimed)
-                target = out_dir / f"{stem}{ext}"
-                outcome.written.extend(_write_volume_outputs(
-                    series, volume, fmt, target, overwrite=overwrite, sidecar=writes_json,
-                    sidecar_phi=sidecar_phi, deidentify=deidentify, warnings=outcome.warnings,
-                    write_options=write_options))
-        except ConvertError as exc:
-            outcome.error = str(exc)
-        except MemoryError:
-            outcome.error = f"{series.first.path}: not enough memory to read series {series.label}"
-        except Exception as exc:  # a bug in one series must not stop the others
-            outcome.error = f"{series.first.path}: unexpected {type(exc).__name__}: {exc}"
-        if deidentify is not None:
-            outcome.error = _redact(outcome.error, series, src_dir) if outcome.error else outcome.error
-            outcome.warnings = [_redact(w, series, src_dir) for w in outcome.warnings]
-    if progress:
-        progress(len(all_series), len(all_series), "done")
-    return report
+# --------------------------------------------------------------------------- a series' output files
 
 
 def series_sidecar(series: Series, volume: Volume, *, include_phi: bool = False,
@@ -1111,61 +875,7 @@ def series_sidecar(series: Series, volume: Volume, *, include_phi: bool = False,
     return _sidecar.deidentified_sidecar(headers, LazyHeaders(headers, deidentify), volume, slice_times=slice_times)
 
 
-def _deidentified_label(series: Series) -> str:
-    """A series label with no text from the headers: number, split and shape only."""
-    number = f"#{series.series_number}" if series.series_number is not None else "#?"
-    return f"{number} {'x'.join(str(n) for n in series.shape)}"
-
-
-def _redact(text: str, series: Series, src_dir: Path) -> str:
-    """Replace every input path, relative path and file name of ``series`` in ``text`` by a neutral tag.
-
-    Source folder and file names often carry patient names or IDs. Only whole
-    path components are replaced: a name must start at the beginning of the
-    text, after white space, a quote, a bracket or a path separator, and end at
-    the end, a separator, white space, a quote, a bracket, ``:``/``,``/``;`` or a
-    full stop (so an input folder named ``in`` leaves ``--allow-burned-in`` alone).
-    A bare file name of at most 3 digits (``1``, ``12``) is left where it stands
-    alone: it cannot identify anyone and would replace counts ("1 of 2 series");
-    its full and relative paths are still replaced.
-    """
-    names: dict[str, str] = {}
-    for path in series.paths:
-        names.setdefault(str(path), "<input file>")
-        with contextlib.suppress(ValueError):
-            relative = path.relative_to(src_dir)
-            if len(relative.parts) > 1:  # else it is the bare name, below
-                names.setdefault(str(relative), "<input file>")
-        if not _is_count_like(path.name):
-            names.setdefault(path.name, "<input file>")
-    names.setdefault(str(src_dir), "<input folder>")
-    names.pop("", None)
-    names.pop(".", None)
-    return redact_components(text, names)
-
-
-def _is_count_like(name: str) -> bool:
-    return name.isdigit() and len(name) <= 3
-
-
-_BEFORE = r"(?:(?<=^)|(?<=[\s'\"(\[{<=/\\]))"
-_AFTER = r"(?=$|[\s'\")\]}>/\\:,;]|\.(?![\w-]))"
-
-
-def redact_components(text: str, replacements: dict[str, str]) -> str:
-    """``text`` with each key of ``replacements`` replaced where it stands as whole path component(s).
-
-    Longer keys win (a full path before its file name). See :func:`_redact` for
-    what counts as a component boundary.
-    """
-    keys = sorted((k for k in replacements if k), key=len, reverse=True)
-    if not keys:
-        return text
-    pattern = re.compile(_BEFORE + "(" + "|".join(re.escape(k) for k in keys) + ")" + _AFTER)
-    return pattern.sub(lambda m: replacements[m.group(1)], text)
-
-
-def _deidentified_volume(volume: Volume, series: Series, deidentify: Callable[[Any], Any]) -> Volume:
+def deidentified_volume(volume: Volume, series: Series, deidentify: Callable[[Any], Any]) -> Volume:
     """``volume`` with metadata rebuilt from the de-identified header (text fields cleaned or dropped)."""
     from convert.dicom.sidecar import meta_from_dataset
 
@@ -1214,12 +924,12 @@ def diffusion_outputs(series: Series, volume: Volume) -> tuple[tuple[list[float]
     return (table.bvals, fsl_bvecs(table.gradients_lps, volume.affine)), None
 
 
-def _writes_gradient_files(fmt: Any) -> bool:
+def writes_gradient_files(fmt: Any) -> bool:
     """NIfTI outputs get JSON sidecars and FSL ``.bval``/``.bvec`` files (FSL's frame is NIfTI's)."""
     return fmt.name.startswith("nifti")
 
 
-def _output_stem(target: Path, fmt: Any) -> Path:
+def output_stem(target: Path, fmt: Any) -> Path:
     """``target`` without the format's extension (``dwi.nii.gz`` -> ``dwi``): where sidecars go."""
     name = target.name
     for ext in sorted(fmt.extensions, key=len, reverse=True):
@@ -1228,7 +938,7 @@ def _output_stem(target: Path, fmt: Any) -> Path:
     return target.with_name(target.stem)
 
 
-def _write_volume_outputs(series: Series, volume: Volume, fmt: Any, target: Path, *, overwrite: bool,
+def write_series_outputs(series: Series, volume: Volume, fmt: Any, target: Path, *, overwrite: bool,
                           sidecar: bool, sidecar_phi: bool, deidentify: Callable[[Any], Any] | None,
                           warnings: list[str], write_options: dict[str, Any] | None = None) -> list[Path]:
     """Write ``volume`` to ``target`` plus its JSON sidecar and ``.bval``/``.bvec`` (NIfTI outputs).
@@ -1241,8 +951,8 @@ def _write_volume_outputs(series: Series, volume: Volume, fmt: Any, target: Path
     from convert.dicom import sidecar as sidecar_mod
     from convert.dicom.diffusion import gradient_paths, write_bval_bvec
 
-    stem = _output_stem(target, fmt)
-    nifti = _writes_gradient_files(fmt)
+    stem = output_stem(target, fmt)
+    nifti = writes_gradient_files(fmt)
     json_path = stem.with_name(stem.name + ".json") if sidecar and nifti else None
     dwi, dwi_warning = diffusion_outputs(series, volume)
     if dwi_warning:
@@ -1267,159 +977,3 @@ def _write_volume_outputs(series: Series, volume: Volume, fmt: Any, target: Path
     return written
 
 
-def convert_dicom_file(src: str | Path, dst: str | Path, *, to: str | None = None, overwrite: bool = False,
-                       sidecar: bool = True, sidecar_phi: bool = False,
-                       deidentify: Callable[[Any], Any] | None = None, tilt_correct: bool = False,
-                       allow_gaps: bool = False, stack_uneven: bool = False,
-                       philips_scaling: str = "precise",
-                       process: Callable[[Volume], Volume] | None = None,
-                       write_options: dict[str, Any] | None = None) -> tuple[SeriesOutcome, list[Path]]:
-    """Convert the one series of a DICOM file or folder to the single file ``dst``.
-
-    Writes what a series gets in :func:`convert_dicom_tree`, beside ``dst``: the
-    image, a BIDS-style JSON sidecar (NIfTI outputs, unless ``sidecar=False``; no
-    PHI unless ``sidecar_phi``) and FSL ``.bval``/``.bvec`` for a diffusion series
-    (``dwi.nii.gz`` -> ``dwi.json``, ``dwi.bval``, ``dwi.bvec``). Every output is
-    checked before the series is read.
-
-    Returns:
-        The :class:`SeriesOutcome` (files written, image first, and warnings: tilt,
-        gaps, uneven spacing, a diffusion series without a usable table...) and the
-        input files skipped as duplicates (same SOPInstanceUID and bytes as another).
-
-    Raises:
-        OutputExistsError: an output exists and ``overwrite`` is False.
-        DicomError: no DICOM image, several series or volumes (give an output folder), ...
-    """
-    from convert.formats import format_for_output
-
-    src, dst = Path(src), Path(dst)
-    fmt = format_for_output(dst, to)
-    if deidentify is not None and sidecar_phi:
-        raise ConvertError("a de-identified conversion cannot write patient fields to sidecars: "
-                           "drop sidecar_phi or deidentify")
-    stem = _output_stem(dst, fmt)
-    nifti = _writes_gradient_files(fmt)
-    early = ([stem.with_name(stem.name + ".json")] if sidecar and nifti else [])
-    check_writable(list(fmt.output_paths(dst)) + early, overwrite)  # fail fast, before reading
-    volume, series = read_single(src, tilt_correct=tilt_correct, allow_gaps=allow_gaps,
-                                 stack_uneven=stack_uneven, philips_scaling=philips_scaling)
-    if deidentify is not None:
-        volume = _deidentified_volume(volume, series, deidentify)  # also refuses burned-in text
-    if process is not None:
-        volume = process(volume)  # convert.process steps; the sidecar records them
-    outcome = SeriesOutcome(label=series.label if deidentify is None else _deidentified_label(series),
-                            files=series.paths, warnings=volume_warnings(volume))
-    outcome.written = _write_volume_outputs(series, volume, fmt, dst, overwrite=overwrite, sidecar=sidecar,
-                                            sidecar_phi=sidecar_phi, deidentify=deidentify,
-                                            warnings=outcome.warnings, write_options=write_options)
-    return outcome, list(series.duplicates)
-
-
-def volume_suffixes(volumes: Sequence[Volume]) -> list[str]:
-    """dcm2niix's postfixes for the volumes of one multi-frame series (:func:`convert.dicom.series.postfix`).
-
-    Each volume's EchoNumber / EchoTime / ImageType (from its meta) decide: e.g.
-    ``["e1", "e2_fieldmaphz"]`` for a Philips B0 file, ``["", "ph"]`` for magnitude
-    and phase, ``["e1", "e2"]`` for two echoes. ``""`` means no postfix. When two
-    volumes would get the same name, the 1-based volume index is appended
-    (``["1", "2"]`` for two stacks of the same kind). Always unique.
-    """
-    numbers, times, types = [], [], []
-    for volume in volumes:
-        acquisition = volume.meta.acquisition
-        number = acquisition.get("EchoNumber")
-        numbers.append(int(number) if isinstance(number, (int, float)) else None)
-        time = acquisition.get("EchoTime")  # seconds in meta; dcm2niix names echoes in ms
-        times.append(round(float(time) * 1000.0, 6) if isinstance(time, (int, float)) else None)
-        types.append([str(t) for t in (acquisition.get("ImageType") or ())])
-    labels = {echo_label(n, t) for n, t in zip(numbers, times)} - {""}
-    out = [postfix(n, t, len(labels) > 1, it) for n, t, it in zip(numbers, times, types)]
-    if len(set(out)) < len(out):
-        out = ["_".join(p for p in (suffix, str(n + 1)) if p) for n, suffix in enumerate(out)]
-    return out
-
-
-def output_suffixes(series: Series, volumes: Sequence[Volume], indexed: bool = False) -> list[str]:
-    """The file-name postfix (dcm2niix's, no leading ``_``) of each volume read from ``series``.
-
-    Slice and mosaic series carry theirs from assembly (:attr:`Series.suffix`);
-    a multi-frame series names each of its volumes (:func:`volume_suffixes`).
-    ``indexed``: the name template has ``{Index}``, so volumes of one multi-frame
-    series need no index postfix to be told apart.
-    """
-    if series.kind != "multiframe":
-        return [series.suffix] * len(volumes)
-    suffixes = volume_suffixes(volumes)
-    if indexed and len(volumes) > 1:
-        return [""] * len(volumes)
-    return suffixes
-
-
-def _unique_stem(stem: str, claimed: set[str]) -> str:
-    """``stem``, or ``stem_2``, ``stem_3``... if another series of this run already has it (case-insensitive)."""
-    candidate, n = stem, 1
-    while candidate.lower() in claimed:
-        n += 1
-        candidate = f"{stem}_{n}"
-    claimed.add(candidate.lower())
-    return candidate
-
-
-# --------------------------------------------------------------------------- summaries (no pixel decoding)
-def summarize_series(series: Series) -> dict[str, Any]:
-    """JSON-ready geometry and diagnostics of a series from its headers only (nothing decoded).
-
-    Keys: ``number``, ``description``, ``split``, ``suffix`` (dcm2niix's file-name postfix), ``kind``, ``modality``, ``files``,
-    ``shape``, ``spacing_mm`` (i, j, k), ``orientation`` (RAS+ code), ``tilt_deg``,
-    ``missing_slices``, ``uneven_spacing``, ``warnings``, ``problem``, ``colour`` (the
-    photometric interpretation of a colour series, else None). Mosaic and
-    multi-frame shapes are the stored matrix until decoded.
-    """
-    first = series.first
-    info: dict[str, Any] = {
-        "number": series.series_number,
-        "description": series.description,
-        "split": series.split,
-        "suffix": series.suffix,
-        "kind": series.kind,
-        "modality": series.modality,
-        "files": len(series.paths),
-        "shape": list(series.shape),
-        "spacing_mm": None,
-        "orientation": None,
-        "tilt_deg": round(series.tilt_deg, 3),
-        "missing_slices": sum(n for _, n in series.missing),
-        "uneven_spacing": series.uneven,
-        "warnings": list(series.warnings),  # spelled for the context at the end
-        "problem": series.problem,
-        "colour": first.photometric if is_colour(first.samples_per_pixel, first.photometric) else None,
-    }
-    if series.kind == "slices" and first.orientation is not None and not series.problem:
-        affine = lps_to_ras(slice_affine_lps(first, series.grid[-1][0], series.n_slices))
-        from convert.volume import orientation_code
-
-        spacing = [float(np.linalg.norm(affine[:3, n])) for n in range(3)]
-        if series.uneven or series.missing:  # what `convert` writes (by default / with --allow-gaps): the even grid
-            spacing[2] *= (series.n_slices - 1) / (series.even_grid()[0] - 1)
-        if series.uneven:
-            info["warnings"].append(spacing_note(series, stacked=False, slice_step_mm=spacing[2], planned=True))
-        info["spacing_mm"] = [round(s, 4) for s in spacing]
-        info["orientation"] = orientation_code(affine)
-    elif series.kind == "mosaic" and _optional_module("multiframe") is not None:
-        _multiframe = _optional_module("multiframe")
-        from convert.volume import orientation_code
-
-        try:
-            header = first.load_header()
-            tile_rows, tile_cols, _ = _multiframe.mosaic_tile_shape(header)
-            n = _multiframe.mosaic_slice_count(header)
-            affine = lps_to_ras(np.asarray(_multiframe.mosaic_affine_lps(header), dtype=np.float64))
-        except ConvertError as exc:
-            info["problem"] = exc.message
-        else:
-            info["shape"] = [tile_cols, tile_rows, n] + ([series.n_times] if series.n_times > 1 else [])
-            info["spacing_mm"] = [round(float(np.linalg.norm(affine[:3, c])), 4) for c in range(3)]
-            info["orientation"] = orientation_code(affine)
-    info["warnings"] = [spell(w) for w in info["warnings"]]
-    return info
