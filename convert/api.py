@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -103,7 +103,8 @@ def convert(src: PathLike, dst: PathLike, *, to: str | None = None, overwrite: b
             tilt_correct: bool = False, allow_gaps: bool = False, stack_uneven: bool = False,
             philips_scaling: str = "precise", deidentify: Callable[[Any], Any] | None = None,
             progress: Callable[[int, int, str], None] | None = None, process: Any = None,
-            **options: Any) -> Any:
+            jobs: int | None = None, client: Any = None, include: Sequence[str] = (),
+            exclude: Sequence[str] = (), **options: Any) -> Any:
     """Read ``src`` and write it to ``dst``; ``src`` is never modified. ``medconvert convert`` calls this.
 
     Three jobs, chosen from the arguments:
@@ -145,6 +146,12 @@ def convert(src: PathLike, dst: PathLike, *, to: str | None = None, overwrite: b
             bound :class:`convert.anonymize.Scrubber`); names, sidecars and messages then come
             from de-identified headers.
         progress: folder jobs: ``progress(done, total, label)`` callback.
+        jobs: folder jobs: worker processes (default: every core; 1: this process only).
+        client: folder jobs: a Dask ``distributed.Client``; the series are converted on its
+            workers (which must see ``src`` and ``dst`` at the same paths), with the same
+            names, manifest and report as locally.
+        include, exclude: folder jobs: filters over index fields, e.g. ``["modality=CT"]``
+            (:func:`convert.batch.plan.parse_filter`).
         process: processing steps applied to every volume after reading, before writing: a
             :class:`convert.process.Pipeline`, a list of steps (``Volume -> Volume`` functions,
             applied in the order given) or one such function. The steps are recorded in
@@ -158,7 +165,12 @@ def convert(src: PathLike, dst: PathLike, *, to: str | None = None, overwrite: b
     pipeline = as_pipeline(process)
     tree = dicom_tree_job(src, dst)  # before Path() drops a trailing separator
     src, dst = Path(src), Path(dst)
-    _remove_stale_temporaries(dst if tree else dst.parent)
+    if tree:  # the output folder and the run's record in it (convert.batch.manifest.STATE_DIR)
+        from convert.batch.manifest import STATE_DIR
+
+        _remove_stale_temporaries(dst, dst / STATE_DIR)
+    else:
+        _remove_stale_temporaries(dst.parent)
     read_options = {"tilt_correct": tilt_correct, "allow_gaps": allow_gaps, "stack_uneven": stack_uneven,
                     "philips_scaling": philips_scaling}
     if tree or is_dicom_source(src):
@@ -170,7 +182,8 @@ def convert(src: PathLike, dst: PathLike, *, to: str | None = None, overwrite: b
             return run.convert_dicom_tree(src, dst, to=to or "nifti-gz", name=name or default,
                                              overwrite=overwrite, sidecar=sidecar, sidecar_phi=sidecar_phi,
                                              progress=progress, deidentify=deidentify, process=pipeline,
-                                             write_options=write_options, **read_options)
+                                             write_options=write_options, jobs=jobs, client=client,
+                                             include=include, exclude=exclude, **read_options)
         outcome, duplicates = run.convert_dicom_file(src, dst, to=to, overwrite=overwrite, sidecar=sidecar,
                                                         sidecar_phi=sidecar_phi, deidentify=deidentify,
                                                         process=pipeline, write_options=write_options,
@@ -209,12 +222,12 @@ def _write_processed(volume: Volume, fmt: Any, dst: Path, *, overwrite: bool, si
     return written
 
 
-def _remove_stale_temporaries(folder: Path) -> None:
-    """Remove what killed runs left in the output folder (:func:`convert.atomic.remove_stale_temporaries`:
-    only temporaries of ours whose writer is gone) and say so with a warning."""
+def _remove_stale_temporaries(folder: Path, *others: Path) -> None:
+    """Remove what killed runs left in the output folder and ``others`` (only temporaries of ours whose
+    writer is gone: :func:`convert.atomic.remove_stale_temporaries`) and say so with one warning."""
     from convert.atomic import remove_stale_temporaries
 
-    removed = remove_stale_temporaries(folder)
+    removed = [p for f in (folder, *others) for p in remove_stale_temporaries(f)]
     if removed:
         import warnings
 

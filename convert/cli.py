@@ -7,6 +7,7 @@ see the traceback of an unexpected error.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import functools
 import json
@@ -15,7 +16,7 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Callable, Iterator, Optional, TypeVar
 
 import typer
 from rich.console import Console
@@ -91,7 +92,8 @@ def _run_reporting_errors(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> 
     except ConvertError as exc:
         raise fail(_escape(str(exc))) from None
     except KeyboardInterrupt:
-        raise fail("interrupted; no partial output was left behind", 130) from None
+        raise fail("interrupted; no partial output was left behind (run the same command again to resume)",
+                   130) from None
     except typer.Exit:
         raise
     except Exception as exc:  # a bug: still one line, traceback on request
@@ -189,6 +191,22 @@ def convert_cmd(
                                   "Enhanced CT/MR file instead of one file per slice."),
     reference: Optional[Path] = typer.Option(None, "--reference", rich_help_panel="DICOM output", help="With --to dicom-seg: the DICOM series the "
                                              "label map was drawn on (the SEG references its images)."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, rich_help_panel="Archives",
+                                       help="DICOM folder -> folder: series converted at once, each in its own "
+                                       "process (default: all cores; 1: one process)."),
+    dry_run: bool = typer.Option(False, "--dry-run", rich_help_panel="Archives", help="DICOM folder -> folder: "
+                                 "print the plan (one job per series, output names, what an earlier run already "
+                                 "did) and write nothing."),
+    include: list[str] = typer.Option([], "--include", rich_help_panel="Archives", help="Convert only series "
+                                      "whose index field matches (repeatable, all must match): FIELD=VALUE with "
+                                      "wildcards (modality=CT, series_description=*t1*), or FIELD<N, <=, >, >= "
+                                      "(slices>=20); 'medconvert scan' shows the fields."),
+    exclude: list[str] = typer.Option([], "--exclude", rich_help_panel="Archives", help="Leave out series that "
+                                      "match (repeatable, any may match); same syntax as --include."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", rich_help_panel="Archives", help="Run the series "
+                                            "on a Dask distributed cluster at this address (tcp://HOST:PORT) "
+                                            "instead of local processes; its workers must see SRC and DST at the "
+                                            "same paths (pip install 'medconvert[dask]')."),
 ) -> None:
     """Convert SRC to DST. SRC is never modified; outputs are written atomically.
 
@@ -229,9 +247,17 @@ def convert_cmd(
                                "allow_gaps": allow_gaps, "stack_uneven": stack_uneven,
                                "philips_scaling": (philips_scaling or PhilipsScaling.precise).value,
                                "process": process}
+    archive = {"jobs": jobs, "include": include, "exclude": exclude}
     if dicom_tree_job(src, dst):  # the API decides the same way; here only to draw a progress bar
-        _render_report(_convert_with_progress(convert, src, dst, options))
+        if dry_run:
+            _print_plan(src, dst, options, include, exclude)
+            return
+        with _dask_client(scheduler) as client:
+            _render_report(_convert_with_progress(convert, src, dst, {**options, **archive, "client": client}))
         return
+    if dry_run or jobs or include or exclude or scheduler:
+        raise fail("--jobs, --dry-run, --include, --exclude and --scheduler apply to a DICOM folder converted "
+                   "into an output folder", 2)
     written = convert(src, dst, **options)  # DICOM-only options do not apply to other sources
     for warning in written.warnings:
         err_console.print(f"[yellow]warning:[/] {_escape(warning)}", highlight=False, soft_wrap=True)
@@ -253,32 +279,83 @@ def _numbers(text: Optional[str], flag: str) -> Optional[list[float]]:
 
 def _deidentifier(key: Optional[Path], keep: list[str], allow_burned_in: bool) -> Callable[[Any], Any]:
     """A function returning a de-identified copy of a pydicom Dataset (one Scrubber, one key)."""
-    from convert.anonymize import Scrubber
+    from convert.anonymize.deidentifier import Deidentifier
     from convert.anonymize.pseudonym import load_key
 
     key_bytes, source = load_key(key)
     if source == "random":
         err_console.print("[yellow]note:[/] no key given: pseudonyms are random and cannot be reproduced in a "
                           "later run (use --key FILE)", highlight=False, soft_wrap=True)
-    scrubber = Scrubber(key_bytes, keep, allow_burned_in)
-    return lambda ds: scrubber.scrub(ds).dataset
+    return Deidentifier(key_bytes, keep, allow_burned_in)
 
 
 def _convert_with_progress(convert: Callable[..., Any], src: Path, dst: Path, options: dict[str, Any]) -> Any:
-    """``convert(src, dst, **options)`` for a folder job, with a transient progress bar on a terminal."""
+    """``convert(src, dst, **options)`` for a folder job, with a transient progress bar on a terminal:
+    files scanned, then series done/total, failures so far, input files/s and the time left."""
     if not console.is_terminal:
         return convert(src, dst, **options)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=console, transient=True) as bar:
         task = bar.add_task("converting", total=None)
 
         def progress(done: int, total: int, label: str) -> None:
-            text = label if label == "scanning files" else f"series {label}"
+            text = label if label in ("scanning files", "done") else f"series {label}"
             bar.update(task, completed=done, total=total, description=_escape(text))
 
         return convert(src, dst, progress=progress, **options)
+
+
+@contextlib.contextmanager
+def _dask_client(address: Optional[str]) -> Iterator[Any]:
+    """A Dask distributed client connected to ``address`` (None: no client, local processes)."""
+    if address is None:
+        yield None
+        return
+    try:
+        from distributed import Client
+    except ImportError:
+        raise fail("--scheduler needs Dask: pip install 'medconvert[dask]'", 2) from None
+    try:
+        client = Client(address, timeout="10s")
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise fail(_escape(f"cannot reach the Dask scheduler at {address}: {exc}"), 1) from None
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def _print_plan(src: Path, dst: Path, options: dict[str, Any], include: list[str], exclude: list[str]) -> None:
+    """``--dry-run``: the plan as a table (job, series, files, modality, output name, status); nothing written."""
+    from rich.table import Table
+
+    from convert.batch.naming import DEFAULT_ANONYMIZED_NAME, DEFAULT_NAME
+    from convert.batch.run import JobContext, job_options, plan_dicom_tree, plan_status
+
+    deidentify = options["deidentify"]
+    name = options["name"] or (DEFAULT_ANONYMIZED_NAME if deidentify is not None else DEFAULT_NAME)
+    read = {k: options[k] for k in ("tilt_correct", "allow_gaps", "stack_uneven", "philips_scaling")}
+    ctx = JobContext(source=src, out_dir=dst, to=options["to"] or "nifti-gz", name=name,
+                     overwrite=options["overwrite"], sidecar=options["sidecar"], sidecar_phi=options["sidecar_phi"],
+                     read_options=read, deidentify=deidentify, process=options["process"],
+                     write_options={k: options[k] for k in ("modality", "template", "enhanced") if k in options}
+                     or None)
+    plan = plan_dicom_tree(src, name=name, deidentify=deidentify, include=include, exclude=exclude,
+                           options=job_options(ctx))
+    status = plan_status(plan, dst, anonymized=deidentify is not None, overwrite=options["overwrite"])
+    table = Table(title=f"plan: {len(plan.jobs)} series", title_justify="left")
+    for column in ("job", "series", "files", "modality", "output", "status"):
+        table.add_column(column, overflow="fold")
+    for job, state in zip(plan.jobs, status):
+        table.add_row(str(job.index + 1), _escape(job.label), str(job.files), _escape(str(job.row.get("modality")
+                      or "")), _escape(job.stem + "*" if job.stem else "-"), state)
+    console.print(table)
+    counts = {s: status.count(s) for s in ("convert", "done", "excluded")}
+    console.print(f"{counts['convert']} to convert, {counts['done']} done by an earlier run, "
+                  f"{counts['excluded']} excluded; {len(plan.skipped)} non-DICOM file(s) skipped; "
+                  "nothing was written (--dry-run)", highlight=False)
 
 
 def wrote_lines(paths: list[Path]) -> list[str]:
@@ -299,6 +376,8 @@ def duplicates_line(n: int) -> str:
 def _render_report(report: Any) -> None:
     """Per series: its warnings (one line each), the files written or the error; exit 1 if any failed."""
     for outcome in report.outcomes:
+        if outcome.status in ("done", "excluded"):
+            continue  # counted below
         for warning in outcome.warnings:
             err_console.print(f"[yellow]warning:[/] series {_escape(outcome.label)}: {_escape(warning)}",
                               highlight=False, soft_wrap=True)
@@ -312,8 +391,19 @@ def _render_report(report: Any) -> None:
         console.print(f"skipped {len(report.skipped)} non-DICOM file(s)", highlight=False)
     if report.duplicates:
         console.print(duplicates_line(len(report.duplicates)), highlight=False)
+    done = sum(o.status == "done" for o in report.outcomes)
+    excluded = sum(o.status == "excluded" for o in report.outcomes)
+    if done:
+        console.print(f"{done} series already converted by an earlier run into this folder (kept)", highlight=False)
+    if excluded:
+        console.print(f"{excluded} series left out by --include/--exclude", highlight=False)
     if report.failed:
-        raise fail(f"{len(report.failed)} of {len(report.outcomes)} series failed; the others were written")
+        from convert.errors import EXIT_COMPLETED_WITH_FAILURES
+
+        converted = sum(o.status == "converted" for o in report.outcomes)
+        code = EXIT_COMPLETED_WITH_FAILURES if converted + done else 1
+        raise fail(f"{len(report.failed)} of {len(report.outcomes) - excluded} series failed"
+                   + ("; the others were written (completed with failures)" if code != 1 else ""), code)
 
 
 @app.command("preview")

@@ -3,6 +3,11 @@
 Every error a user can cause is a subclass of :class:`ConvertError`. Messages
 name the file involved and say what to do; the CLI prints ``str(error)`` as a
 single line and exits with code 1.
+
+Exit codes of ``medconvert`` (docs/errors.md): 0 everything done; 1 an error, nothing (or
+nothing more) done; 2 a usage error (bad flags); :data:`EXIT_COMPLETED_WITH_FAILURES` (3) a
+folder or archive run that wrote its other outputs but failed some series or files;
+130 interrupted (Ctrl-C; rerun the same command to resume).
 """
 
 from __future__ import annotations
@@ -12,6 +17,10 @@ import contextvars
 import re
 from pathlib import Path
 from typing import Iterator
+
+#: Exit code of a folder/archive run that completed with failures: some series (or files) failed,
+#: the others were written; the report says which and why.
+EXIT_COMPLETED_WITH_FAILURES = 3
 
 #: How a message names an option, per context: messages are written with the CLI
 #: flag (``--overwrite``); outside the command line :func:`spell` renders each

@@ -24,6 +24,10 @@ import signal
 import sys
 import threading
 import time
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
 
 #: ``PR_SET_PDEATHSIG`` from ``<linux/prctl.h>``.
 PR_SET_PDEATHSIG = 1
@@ -66,3 +70,26 @@ def _watch_parent(parent_pid: int) -> None:
     while os.getppid() == parent_pid:
         time.sleep(WATCH_INTERVAL_S)
     os._exit(1)
+
+
+def _init_worker(parent_pid: int, initializer: Callable[..., None] | None, initargs: tuple[Any, ...]) -> None:
+    die_with_parent(parent_pid)
+    if initializer is not None:
+        initializer(*initargs)
+
+
+def process_pool(n_workers: int, initializer: Callable[..., None] | None = None,
+                 initargs: tuple[Any, ...] = ()) -> "ProcessPoolExecutor":
+    """The one way medconvert starts worker processes: ``n_workers`` of them, ending with this process.
+
+    Workers are forked where the platform allows (no re-import, the parent's state inherited:
+    ``initargs`` are then not pickled), else spawned; each first calls :func:`die_with_parent`,
+    then ``initializer(*initargs)``. Use it as a context manager.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else None)
+    return ProcessPoolExecutor(max_workers=n_workers, mp_context=context, initializer=_init_worker,
+                               initargs=(os.getpid(), initializer, initargs))

@@ -155,7 +155,8 @@ def test_philips_trace_flag_gives_b_without_direction_in_the_table() -> None:
 
 # --------------------------------------------------------------------------- every output mode
 def _outputs(folder: Path) -> set[str]:
-    return {p.name for p in folder.iterdir()}
+    """The output files of a folder (the run's record in ``.medconvert/`` left out)."""
+    return {p.name for p in folder.iterdir() if p.name != ".medconvert"}
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:

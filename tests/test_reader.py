@@ -312,19 +312,24 @@ def test_multi_series_run_isolates_failures(tmp_path: Path) -> None:
     for path in bad.values():
         assert str(path) in errors
     assert "missing slices" in errors
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["1_good.json", "1_good.nii.gz"]
+    assert _names(tmp_path / "out") == ["1_good.json", "1_good.nii.gz"]
     assert len(report.skipped) == 4
 
 
-def test_cli_multi_series_run_exits_1_after_writing_the_good_series(tmp_path: Path) -> None:
+def _names(folder: Path) -> list[str]:
+    """Output file names in ``folder``, sorted (the run's record in ``.medconvert/`` left out)."""
+    return sorted(p.name for p in folder.iterdir() if p.name != ".medconvert")
+
+
+def test_cli_multi_series_run_exits_3_after_writing_the_good_series(tmp_path: Path) -> None:
     bad = _messy_archive(tmp_path / "in")
     result = runner.invoke(app, ["convert", str(tmp_path / "in"), str(tmp_path / "out")])
-    assert result.exit_code == 1
+    assert result.exit_code == 3  # completed with failures
     assert "Traceback" not in result.output
     assert (tmp_path / "out" / "1_good.nii.gz").exists()
     assert "4 of 5 series failed" in result.output
     assert str(bad["mpeg"]) in result.output
-    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]  # no partial files
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".") and p.name != ".medconvert"]
 
 
 def test_cli_single_output_from_a_multi_series_folder_says_what_it_found(tmp_path: Path) -> None:
@@ -363,8 +368,7 @@ def test_cli_name_template_and_collisions(tmp_path: Path) -> None:
     result = runner.invoke(app, ["convert", str(tmp_path / "in"), str(tmp_path / "out"), "--name",
                                  "{SeriesDescription}", "--no-sidecar"])
     assert result.exit_code == 0, result.output
-    names = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert names == ["etc_passwd.nii.gz", "etc_passwd_2.nii.gz"]
+    assert _names(tmp_path / "out") == ["etc_passwd.nii.gz", "etc_passwd_2.nii.gz"]
     result = runner.invoke(app, ["convert", str(tmp_path / "in"), str(tmp_path / "o2"), "--name", "{PatientName}"])
     assert result.exit_code == 1 and "unknown field" in result.output
 
@@ -489,10 +493,17 @@ def test_existing_outputs_are_not_overwritten_without_the_option(tmp_path: Path)
     make_series(tmp_path / "in")
     first = convert_dicom_tree(tmp_path / "in", tmp_path / "out")
     assert first.ok
-    again = convert_dicom_tree(tmp_path / "in", tmp_path / "out")
-    assert not again.ok and "already exists" in (again.failed[0].error or "")
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(p.name for p in first.written)
-    assert convert_dicom_tree(tmp_path / "in", tmp_path / "out", overwrite=True).ok
+    again = convert_dicom_tree(tmp_path / "in", tmp_path / "out")  # the same job: resumed, nothing rewritten
+    assert again.ok and [o.status for o in again.outcomes] == ["done"]
+    # files of the same names that no run of this job wrote (another tool, another folder's copy)
+    (tmp_path / "other").mkdir()
+    for path in first.written:
+        (tmp_path / "other" / path.name).write_bytes(b"not ours")
+    foreign = convert_dicom_tree(tmp_path / "in", tmp_path / "other")
+    assert not foreign.ok and "already exists" in (foreign.failed[0].error or "")
+    assert all((tmp_path / "other" / p.name).read_bytes() == b"not ours" for p in first.written)
+    assert _names(tmp_path / "out") == sorted(p.name for p in first.written)
+    assert convert_dicom_tree(tmp_path / "in", tmp_path / "other", overwrite=True).ok
 
 
 @settings(max_examples=12, deadline=None)

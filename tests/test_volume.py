@@ -261,3 +261,18 @@ def test_repr_shows_shape_dtype_spacing_orientation_not_voxels():
     assert text == ("Volume(shape=(40, 40, 30), dtype=int16, spacing=(0.5, 0.75, 2) mm, orientation=RAS, "
                     "slope=2, intercept=-1024)")
     assert "array" not in text and "[" not in text
+
+
+@settings(max_examples=300, deadline=None)
+@given(matrix=st.lists(st.floats(-5, 5, allow_nan=False), min_size=9, max_size=9),
+       space=st.sampled_from(["RAS", "LPS"]))
+def test_orientation_code_follows_nibabels_rule_without_importing_it(matrix: list[float], space: str) -> None:
+    from nibabel.orientations import aff2axcodes
+
+    from convert.volume import lps_to_ras, orientation_code
+
+    affine = np.eye(4)
+    affine[:3, :3] = np.reshape(matrix, (3, 3))
+    ras = lps_to_ras(affine) if space == "LPS" else affine
+    expected = "".join("?" if c is None else c for c in aff2axcodes(ras))
+    assert orientation_code(affine, space) == expected

@@ -1,13 +1,33 @@
-"""Convert a DICOM tree (every series) or one series into output files: the conversion jobs."""
+"""Convert a DICOM tree (every series) or one series into output files: plan, then run the jobs.
+
+:func:`convert_dicom_tree` scans the source once (headers only), assembles series, plans one
+job per series (:mod:`convert.batch.plan`: names, filters, fingerprints), then runs the jobs
+that an earlier run into the same folder did not finish (:mod:`convert.batch.manifest`):
+
+* in this process (``jobs=1``, or a single job),
+* in a local pool of worker processes (``jobs=N``; the default is every core), at most N series
+  in memory at once, or
+* on a Dask distributed cluster (``client=``), the same jobs and the same manifest.
+
+Every job is :func:`run_job`: read the series, de-identify its metadata, apply the processing
+steps, write its files atomically (image, JSON sidecar, ``.bval``/``.bvec``). A job's failure is
+recorded and the others go on. Outputs depend only on the inputs and the options, not on the
+order or the worker: ``jobs=1``, ``jobs=2`` and a cluster write the same bytes.
+"""
 
 from __future__ import annotations
 
+import os
+import time
+from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, Sequence
 
 from convert.atomic import check_writable
-from convert.batch.naming import (DEFAULT_NAME, NAME_FIELDS, output_suffixes, render_name, sanitize_name,
-                                  series_name_fields, unique_stem)
+from convert.batch.manifest import Manifest, hashed_key
+from convert.batch.naming import DEFAULT_NAME, NAME_FIELDS, output_suffixes, render_name, sanitize_name
+from convert.batch.plan import Job, Plan, make_plan
 from convert.batch.report import Report, SeriesOutcome, deidentified_label, redact_series_paths
 from convert.dicom.pixels import check_philips_scaling
 from convert.dicom.reader import (deidentified_volume, output_stem, read_series_volumes, read_single,
@@ -17,10 +37,325 @@ from convert.dicom.series import assemble
 from convert.errors import ConvertError, NoDicomError, spell
 from convert.volume import Volume
 
+#: Jobs handed to the pool or the cluster ahead of the ones running, per worker: enough to keep
+#: workers busy, few enough that a killed run has begun few jobs it did not finish.
+_AHEAD_PER_WORKER = 2
+
 
 def _output_extension(fmt: Any) -> str:
     """What a series' output name ends with: the format's first extension ("" for a folder: DICOM)."""
     return fmt.extensions[0] if fmt.extensions and not getattr(fmt, "writes_folder", False) else ""
+
+
+def default_jobs() -> int:
+    """Worker processes by default: the cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass
+class JobContext:
+    """What every job of one run shares: where and how to write (picklable: it travels to workers).
+
+    Attributes:
+        source: the scanned folder (input paths in messages are redacted relative to it).
+        out_dir: the output folder.
+        to: output format name.
+        name: the name template (``{Index}`` is filled per volume).
+        overwrite: replace existing outputs.
+        sidecar, sidecar_phi: JSON sidecars beside NIfTI outputs, with patient fields or not.
+        read_options: ``tilt_correct``, ``allow_gaps``, ``stack_uneven``, ``philips_scaling``, ``workers``.
+        deidentify: a function returning a de-identified copy of a header, or None.
+        process: processing steps applied to every volume, or None.
+        write_options: options of the format's writer.
+        planned: every planned stem of the run, lower-cased: a volume postfix must not land on another's.
+    """
+
+    source: Path
+    out_dir: Path
+    to: str = "nifti-gz"
+    name: str = DEFAULT_NAME
+    overwrite: bool = False
+    sidecar: bool = True
+    sidecar_phi: bool = False
+    read_options: dict[str, Any] = field(default_factory=dict)
+    deidentify: Callable[[Any], Any] | None = None
+    process: Callable[[Volume], Volume] | None = None
+    write_options: dict[str, Any] | None = None
+    planned: frozenset[str] = frozenset()
+
+
+def volume_stem(job: Job, ctx: JobContext, v_index: int, n_volumes: int, suffix: str) -> str:
+    """The output stem of volume ``v_index`` of ``job``'s series (``n_volumes`` read from it).
+
+    A slice or mosaic series' plan stem already carries its postfix; the volumes of a
+    multi-frame series add theirs (``_e2``), or fill ``{Index}`` when the template has it.
+    A stem that would equal another job's planned stem gets the job's number appended.
+    """
+    stem = job.stem
+    if "{Index}" in ctx.name and n_volumes > 1:
+        plain = render_name(ctx.name, job.fields)
+        tail = job.stem[len(plain):] if job.stem.startswith(plain) else ""  # the plan's "_2" for a repeated name
+        stem = render_name(ctx.name, {**job.fields, "Index": str(v_index + 1)}) + tail
+    if suffix and job.series.kind == "multiframe":
+        stem = sanitize_name(f"{stem}_{suffix}")
+    if stem != job.stem and stem.lower() in ctx.planned:
+        stem = f"{stem}_{job.index + 1}"
+    return stem
+
+
+def run_job(job: Job, ctx: JobContext, replace: bool = False) -> SeriesOutcome:
+    """Convert one series: read, de-identify, process, write. Never raises for a bad series.
+
+    ``replace``: the job may replace existing files of its names (an earlier run of the
+    same job wrote them). The outcome holds the files written, the warnings and, on
+    failure, the error (input paths redacted when de-identifying).
+    """
+    from convert.formats import get_format
+
+    started = time.perf_counter()
+    series = job.series
+    fmt = get_format(ctx.to)
+    ext = _output_extension(fmt)
+    outcome = SeriesOutcome(label=job.label, files=series.paths, info=dict(job.row))
+    try:
+        volumes = read_series_volumes(series, **ctx.read_options)
+        outcome.warnings = list(dict.fromkeys([spell(w) for w in series.warnings]
+                                              + [w for v in volumes for w in volume_warnings(v)]))
+        suffixes = output_suffixes(series, volumes, indexed="{Index}" in ctx.name)
+        for v_index, volume in enumerate(volumes):
+            if ctx.deidentify is not None:
+                volume = deidentified_volume(volume, series, ctx.deidentify)
+            if ctx.process is not None:
+                volume = ctx.process(volume)
+            target = ctx.out_dir / f"{volume_stem(job, ctx, v_index, len(volumes), suffixes[v_index])}{ext}"
+            outcome.written.extend(write_series_outputs(
+                series, volume, fmt, target, overwrite=ctx.overwrite or replace,
+                sidecar=ctx.sidecar and writes_gradient_files(fmt), sidecar_phi=ctx.sidecar_phi,
+                deidentify=ctx.deidentify, warnings=outcome.warnings, write_options=ctx.write_options))
+    except ConvertError as exc:
+        outcome.error = str(exc)
+    except MemoryError:
+        outcome.error = f"{series.first.path}: not enough memory to read series {job.label}"
+    except Exception as exc:  # a bug in one series must not stop the others
+        outcome.error = f"{series.first.path}: unexpected {type(exc).__name__}: {exc}"
+    if ctx.deidentify is not None:
+        outcome.error = redact_series_paths(outcome.error, series, ctx.source) if outcome.error else None
+        outcome.warnings = [redact_series_paths(w, series, ctx.source) for w in outcome.warnings]
+    outcome.status = "converted" if outcome.error is None else "failed"
+    outcome.seconds = round(time.perf_counter() - started, 3)
+    return outcome
+
+
+# --------------------------------------------------------------------------- executing a plan
+_WORKER_STATE: tuple[Sequence[Job], JobContext, frozenset[int]] | None = None
+
+
+def _init_pool_worker(jobs: Sequence[Job], ctx: JobContext, replace: frozenset[int]) -> None:
+    """Pool initializer: the run's jobs and context (inherited under fork, sent once under spawn)."""
+    global _WORKER_STATE
+    _WORKER_STATE = (jobs, ctx, replace)
+
+
+def _run_indexed(index: int) -> SeriesOutcome:
+    """:func:`run_job` for job ``index`` of the run (in a pool worker): only the index travels."""
+    assert _WORKER_STATE is not None
+    jobs, ctx, replace = _WORKER_STATE
+    return run_job(jobs[index], ctx, index in replace)
+
+
+def _execute(jobs: Sequence[Job], ctx: JobContext, replace: frozenset[int], n_workers: int, client: Any,
+             begin: Callable[[Job], None]) -> Iterator[tuple[Job, SeriesOutcome]]:
+    """Run ``jobs`` (positions in ``jobs`` index ``replace``) and yield each with its outcome as it finishes.
+
+    ``begin(job)`` is called just before a job is handed out. Locally at most
+    ``n_workers`` series are in memory at once (one per worker process).
+    """
+    if client is not None:
+        yield from _execute_on_dask(jobs, ctx, replace, client, begin)
+        return
+    if n_workers <= 1 or len(jobs) <= 1:
+        for n, job in enumerate(jobs):
+            begin(job)
+            yield job, run_job(job, ctx, n in replace)
+        return
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    from convert.workers import process_pool
+
+    queue = deque(range(len(jobs)))
+    pending: dict[Any, int] = {}
+    with process_pool(min(n_workers, len(jobs)), _init_pool_worker, (list(jobs), ctx, replace)) as pool:
+        while queue or pending:
+            while queue and len(pending) < n_workers * _AHEAD_PER_WORKER:
+                n = queue.popleft()
+                begin(jobs[n])
+                pending[pool.submit(_run_indexed, n)] = n
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                n = pending.pop(future)
+                yield jobs[n], _outcome_of(future, jobs[n])
+
+
+def _execute_on_dask(jobs: Sequence[Job], ctx: JobContext, replace: frozenset[int], client: Any,
+                     begin: Callable[[Job], None]) -> Iterator[tuple[Job, SeriesOutcome]]:
+    """The same jobs on a Dask distributed ``client``: each job is one task running :func:`run_job`."""
+    try:
+        from distributed import as_completed
+    except ImportError:
+        raise ConvertError("running on a Dask cluster needs the 'dask' extra: pip install 'medconvert[dask]'") \
+            from None
+    n_workers = max(1, sum(client.nthreads().values())) if hasattr(client, "nthreads") else 2
+    queue = deque(range(len(jobs)))
+    futures: dict[Any, int] = {}
+
+    def submit(n: int) -> Any:
+        begin(jobs[n])
+        future = client.submit(run_job, jobs[n], ctx, n in replace, pure=False, key=f"medconvert-job-{n}-"
+                               f"{jobs[n].digest[:12]}-{os.getpid()}-{time.monotonic_ns()}")
+        futures[future] = n
+        return future
+
+    first = [submit(queue.popleft()) for _ in range(min(len(queue), n_workers * _AHEAD_PER_WORKER))]
+    running = as_completed(first)
+    for future in running:
+        n = futures.pop(future)
+        yield jobs[n], _outcome_of(future, jobs[n])
+        if queue:
+            running.add(submit(queue.popleft()))
+
+
+def _outcome_of(future: Any, job: Job) -> SeriesOutcome:
+    """The outcome a finished future holds; a worker that died (killed, out of memory) fails its job only."""
+    try:
+        return future.result()
+    except Exception as exc:  # BrokenProcessPool, a cluster worker lost...: this job failed, say why
+        return SeriesOutcome(label=job.label, files=job.series.paths, info=dict(job.row), status="failed",
+                             error=f"series {job.label}: the worker converting it stopped "
+                                   f"({type(exc).__name__}: {exc}); rerun to retry it")
+
+
+def _record(key: str, job: Job, outcome: SeriesOutcome, out_dir: Path) -> dict[str, Any]:
+    """The manifest record of a finished job (output names relative to ``out_dir``)."""
+    if outcome.ok:
+        outputs = []
+        for path in outcome.written:
+            try:
+                outputs.append([str(path.relative_to(out_dir)), os.stat(path).st_size])
+            except (OSError, ValueError):
+                outputs.append([str(path), -1])
+        return {"job": key, "state": "done", "digest": job.digest, "outputs": outputs, "label": outcome.label,
+                "warnings": outcome.warnings, "seconds": outcome.seconds, "info": outcome.info,
+                "thumbnail": str(outcome.thumbnail.relative_to(out_dir)) if outcome.thumbnail else None}
+    return {"job": key, "state": "failed", "digest": job.digest, "error": outcome.error}
+
+
+def _outcome_from_record(job: Job, record: dict[str, Any], out_dir: Path) -> SeriesOutcome:
+    """The outcome of a job an earlier run finished (status ``"done"``): from its manifest record."""
+    thumbnail = record.get("thumbnail")
+    return SeriesOutcome(label=job.label, files=job.series.paths,
+                         written=[out_dir / name for name, _ in record.get("outputs") or []],
+                         warnings=list(record.get("warnings") or []), status="done", info=dict(job.row),
+                         thumbnail=out_dir / thumbnail if thumbnail else None)
+
+
+def job_keys(plan: Plan, anonymized: bool) -> list[str]:
+    """The manifest key of each job: hashed under the options fingerprint when de-identifying."""
+    return [hashed_key(j.key, plan.fingerprint) if anonymized else j.key for j in plan.jobs]
+
+
+def plan_status(plan: Plan, out_dir: Path, *, anonymized: bool, overwrite: bool = False) -> list[str]:
+    """Per job of ``plan``: ``"convert"``, ``"done"`` (an earlier run into ``out_dir`` finished it),
+    ``"excluded"`` or ``"refused"`` (by the de-identifier); what ``--dry-run`` shows. Nothing is written."""
+    manifest = Manifest.read(out_dir) if out_dir.is_dir() else Manifest(out_dir)
+    out = []
+    for job, key in zip(plan.jobs, job_keys(plan, anonymized)):
+        if job.excluded:
+            out.append("excluded")
+        elif job.error is not None:
+            out.append("refused")
+        elif not overwrite and manifest.is_done(key, job.digest, out_dir):
+            out.append("done")
+        else:
+            out.append("convert")
+    return out
+
+
+def run_plan(plan: Plan, ctx: JobContext, *, jobs: int | None = None, client: Any = None,
+             progress: Callable[[int, int, str], None] | None = None) -> Report:
+    """Run the jobs of ``plan`` that are not done yet into ``ctx.out_dir``; see :func:`convert_dicom_tree`.
+
+    ``progress(done, total, text)`` is called as jobs finish (``text``: the series label, failures
+    so far, input files per second).
+    """
+    out_dir = ctx.out_dir
+    anonymized = ctx.deidentify is not None
+    manifest = Manifest.read(out_dir)
+    keys = job_keys(plan, anonymized)
+    key_of = {job.index: key for job, key in zip(plan.jobs, keys)}
+    outcomes: dict[int, SeriesOutcome] = {}
+    todo: list[Job] = []
+    for job, key in zip(plan.jobs, keys):
+        if job.excluded:
+            outcomes[job.index] = SeriesOutcome(label=job.label, files=job.series.paths, status="excluded",
+                                                info=dict(job.row))
+        elif job.error is not None:  # failed when planned (refused by the de-identifier)
+            error = redact_series_paths(job.error, job.series, ctx.source) if anonymized else job.error
+            outcomes[job.index] = SeriesOutcome(label=job.label, files=job.series.paths, status="failed",
+                                                error=error, info=dict(job.row))
+        elif not ctx.overwrite and manifest.is_done(key, job.digest, out_dir):
+            outcomes[job.index] = _outcome_from_record(job, manifest.records[key], out_dir)
+        else:
+            todo.append(job)
+    replace = frozenset(n for n, job in enumerate(todo) if manifest.owns(key_of[job.index]))
+    n_workers = jobs if jobs and jobs > 0 else default_jobs()
+    if n_workers > 1 and len(todo) > 1 and client is None:  # the workers share the cores
+        ctx.read_options.setdefault("workers", max(1, default_jobs() // min(n_workers, len(todo))))
+    started, files_done, failures = time.perf_counter(), 0, 0
+    total = len(todo)
+    manifest.open()
+    try:
+        begin = (lambda job: manifest.append({"job": key_of[job.index], "state": "begun"}))
+        for n, (job, outcome) in enumerate(_execute(todo, ctx, replace, n_workers, client, begin), 1):
+            manifest.append(_record(key_of[job.index], job, outcome, out_dir))
+            outcomes[job.index] = outcome
+            files_done += job.files
+            failures += not outcome.ok
+            if progress:
+                rate = files_done / max(time.perf_counter() - started, 1e-6)
+                progress(n, total, f"{job.label} · {failures} failed · {rate:,.0f} files/s" if failures
+                         else f"{job.label} · {rate:,.0f} files/s")
+    finally:
+        manifest.close()
+    return Report(source=plan.source, outcomes=[outcomes[i] for i in sorted(outcomes)],
+                  skipped=list(plan.skipped), duplicates=list(plan.duplicates))
+
+
+def plan_dicom_tree(src_dir: str | Path, *, name: str = DEFAULT_NAME, deidentify: Callable[[Any], Any] | None = None,
+                    include: Sequence[str] = (), exclude: Sequence[str] = (), options: dict[str, Any] | None = None,
+                    progress: Callable[[int, int, str], None] | None = None) -> Plan:
+    """Scan ``src_dir`` (headers only) and plan one job per series; nothing is written.
+
+    Raises:
+        InputNotFoundError: ``src_dir`` does not exist.
+        NoDicomError: no DICOM image under ``src_dir``.
+        ConvertError: a bad name template or filter expression.
+    """
+    src_dir = Path(src_dir)
+    render_name(name, {k: "x" for k in NAME_FIELDS})  # validate the template before any work
+    if deidentify is None and "{Pseudonym}" in name:
+        raise ConvertError("the name field {Pseudonym} exists only with --anonymize")
+    scan_progress = (lambda done, total: progress(done, total, "scanning files")) if progress else None
+    result: ScanResult = scan(src_dir, progress=scan_progress)
+    if not result.instances:
+        raise NoDicomError(src_dir, len(result.skipped), result.skipped[0][1] if result.skipped else None)
+    all_series = assemble(result.instances)
+    return make_plan(src_dir, all_series, name=name, options={**(options or {}), "name": name,
+                                                               "deidentify": deidentify},
+                     deidentify=deidentify, include=include, exclude=exclude, skipped=result.skipped,
+                     duplicates=[p for s in all_series for p in s.duplicates])
 
 
 def convert_dicom_tree(src_dir: str | Path, out_dir: str | Path, *, to: str = "nifti-gz",
@@ -30,31 +365,47 @@ def convert_dicom_tree(src_dir: str | Path, out_dir: str | Path, *, to: str = "n
                        progress: Callable[[int, int, str], None] | None = None,
                        deidentify: Callable[[Any], Any] | None = None,
                        process: Callable[[Volume], Volume] | None = None,
-                       write_options: dict[str, Any] | None = None) -> Report:
+                       write_options: dict[str, Any] | None = None, jobs: int | None = None,
+                       client: Any = None, include: Sequence[str] = (), exclude: Sequence[str] = ()) -> Report:
     """Convert every series under ``src_dir`` into ``out_dir`` (one file per volume).
 
     With ``deidentify`` (a function returning a de-identified copy of a pydicom
-    Dataset, e.g. a bound :class:`convert.anonymize.Scrubber`), output names,
+    Dataset, e.g. a :class:`convert.anonymize.Deidentifier`), output names,
     sidecars, metadata, series labels, warnings and error messages are all
     derived from de-identified headers, with input file paths redacted; a
     series the de-identifier refuses (burned-in text) fails with its message.
 
-    Each series is isolated: a failure is recorded in the report and the others
+    Each series is one job, isolated: a failure is recorded in the report and the others
     still convert. Diffusion series also get FSL ``.bval``/``.bvec`` files
     (with NIfTI output). An output that already exists fails its series
-    (:class:`~convert.errors.OutputExistsError`) unless ``overwrite``. NIfTI outputs get a BIDS-style JSON sidecar (no PHI unless
+    (:class:`~convert.errors.OutputExistsError`) unless ``overwrite`` or an earlier run of the
+    same job wrote it. NIfTI outputs get a BIDS-style JSON sidecar (no PHI unless
     ``sidecar_phi``). Output names come from ``name`` (fields from
-    :data:`NAME_FIELDS`), sanitised; collisions get ``_2``, ``_3``... suffixes.
+    :data:`NAME_FIELDS`), sanitised; collisions get ``_2``, ``_3``... suffixes, decided in
+    series order before any job runs.
     ``philips_scaling`` (``"precise"``, the default, or ``"display"``) picks the
-    values of Philips MR series, see :class:`ReadOptions`; the sidecar records it.
+    values of Philips MR series, see :class:`convert.dicom.reader.ReadOptions`; the sidecar records it.
     ``process`` (a :class:`convert.process.Pipeline`) is applied to each volume before
     it is written; the sidecar records its steps.
     ``write_options`` go to the format's writer (DICOM output: ``modality``, ``template``, ``enhanced``).
 
+    **Parallel**: ``jobs`` worker processes (default: every core; 1 runs in this process),
+    or the workers of a Dask ``client`` (:class:`distributed.Client`). Outputs are the same
+    bytes whichever runs them.
+
+    **Resume**: ``out_dir/.medconvert/manifest.jsonl`` records each finished job with a
+    digest of its inputs and options; a rerun skips finished jobs whose outputs are in place
+    (status ``"done"`` in the report) and redoes the others. A killed run leaves only complete
+    files under final names (each written to a temporary name and renamed).
+
+    **Filters**: ``include``/``exclude`` expressions over the index fields
+    (:func:`convert.batch.plan.parse_filter`, e.g. ``"modality=CT"``); excluded series are
+    reported with status ``"excluded"``.
+
     Raises:
         InputNotFoundError: ``src_dir`` does not exist.
         DicomError: no DICOM image at all under ``src_dir``.
-        ConvertError: bad output format or name template, or ``out_dir`` is not a folder.
+        ConvertError: bad output format, name template or filter, or ``out_dir`` is not a folder.
     """
     from convert.formats import get_format
 
@@ -62,65 +413,31 @@ def convert_dicom_tree(src_dir: str | Path, out_dir: str | Path, *, to: str = "n
     fmt = get_format(to)
     if not fmt.can_write:
         raise ConvertError(f"format '{fmt.name}' can be read but not written")
-    render_name(name, {k: "x" for k in NAME_FIELDS})  # validate the template before any work
     check_philips_scaling(philips_scaling)
     if deidentify is not None and sidecar_phi:
         raise ConvertError("a de-identified conversion cannot write patient fields to sidecars: "
                            "drop --sidecar-phi or --anonymize")
-    if deidentify is None and "{Pseudonym}" in name:
-        raise ConvertError("the name field {Pseudonym} exists only with --anonymize")
-    scan_progress = (lambda done, total: progress(done, total, "scanning files")) if progress else None
-    result: ScanResult = scan(src_dir, progress=scan_progress)
-    report = Report(source=src_dir, skipped=list(result.skipped))
-    if not result.instances:
-        raise NoDicomError(src_dir, len(result.skipped), result.skipped[0][1] if result.skipped else None)
     if out_dir.exists() and not out_dir.is_dir():
         raise ConvertError("output must be a folder when converting a DICOM tree", out_dir)
+    read_options = {"tilt_correct": tilt_correct, "allow_gaps": allow_gaps, "stack_uneven": stack_uneven,
+                    "philips_scaling": philips_scaling}
+    ctx = JobContext(source=src_dir, out_dir=out_dir, to=to, name=name, overwrite=overwrite, sidecar=sidecar,
+                     sidecar_phi=sidecar_phi, read_options=read_options, deidentify=deidentify, process=process,
+                     write_options=write_options)
+    plan = plan_dicom_tree(src_dir, name=name, deidentify=deidentify, include=include, exclude=exclude,
+                           options=job_options(ctx), progress=progress)
     out_dir.mkdir(parents=True, exist_ok=True)
-    all_series = assemble(result.instances)
-    report.duplicates = [p for s in all_series for p in s.duplicates]
-    claimed: set[str] = set()
-    ext = _output_extension(fmt)
-    writes_json = sidecar and writes_gradient_files(fmt)
-    for n, series in enumerate(all_series):
-        label = series.label if deidentify is None else deidentified_label(series)
-        outcome = SeriesOutcome(label=label, files=series.paths)
-        report.outcomes.append(outcome)
-        if progress:
-            progress(n, len(all_series), label)
-        try:
-            volumes = read_series_volumes(series, tilt_correct=tilt_correct, allow_gaps=allow_gaps,
-                                          stack_uneven=stack_uneven, philips_scaling=philips_scaling)
-            outcome.warnings = list(dict.fromkeys([spell(w) for w in series.warnings]
-                                                  + [w for v in volumes for w in volume_warnings(v)]))
-            suffixes = output_suffixes(series, volumes, indexed="{Index}" in name)
-            for v_index, volume in enumerate(volumes):
-                fields = series_name_fields(series, v_index, len(volumes), deidentify)
-                if deidentify is not None:
-                    volume = deidentified_volume(volume, series, deidentify)
-                if process is not None:
-                    volume = process(volume)
-                stem = render_name(name, fields)
-                if suffixes[v_index]:
-                    stem = sanitize_name(f"{stem}_{suffixes[v_index]}")
-                stem = unique_stem(stem, claimed)
-                target = out_dir / f"{stem}{ext}"
-                outcome.written.extend(write_series_outputs(
-                    series, volume, fmt, target, overwrite=overwrite, sidecar=writes_json,
-                    sidecar_phi=sidecar_phi, deidentify=deidentify, warnings=outcome.warnings,
-                    write_options=write_options))
-        except ConvertError as exc:
-            outcome.error = str(exc)
-        except MemoryError:
-            outcome.error = f"{series.first.path}: not enough memory to read series {series.label}"
-        except Exception as exc:  # a bug in one series must not stop the others
-            outcome.error = f"{series.first.path}: unexpected {type(exc).__name__}: {exc}"
-        if deidentify is not None:
-            outcome.error = redact_series_paths(outcome.error, series, src_dir) if outcome.error else outcome.error
-            outcome.warnings = [redact_series_paths(w, series, src_dir) for w in outcome.warnings]
+    ctx.planned = frozenset(j.stem.lower() for j in plan.jobs if j.stem)
+    report = run_plan(plan, ctx, jobs=jobs, client=client, progress=progress)
     if progress:
-        progress(len(all_series), len(all_series), "done")
+        progress(len(plan.jobs), len(plan.jobs), "done")
     return report
+
+
+def job_options(ctx: JobContext) -> dict[str, Any]:
+    """The options of ``ctx`` that decide output bytes (hashed into every job's digest)."""
+    return {"to": ctx.to, "sidecar": ctx.sidecar, "sidecar_phi": ctx.sidecar_phi,
+            "read": dict(ctx.read_options), "process": ctx.process, "write": ctx.write_options}
 
 
 def convert_dicom_file(src: str | Path, dst: str | Path, *, to: str | None = None, overwrite: bool = False,

@@ -704,15 +704,11 @@ def _scan(root: Path, workers: int | None, progress: Callable[[int, int], None] 
     if len(files) >= PROCESS_POOL_MIN_FILES and workers > 1 and _can_fork():
         # Header parsing holds the GIL: threads do not add a core (measured slower than one
         # thread); forked processes do. Chunks keep the pickling of results cheap.
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+        from convert.workers import process_pool
 
         size = max(_MIN_CHUNK, min(_CHUNK, -(-len(files) // (workers * 4))))  # ~4 chunks per worker
         chunks = [[str(p) for p in files[i:i + size]] for i in range(0, len(files), size)]
-        from convert.workers import die_with_parent
-
-        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
-                                 initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
+        with process_pool(workers) as pool:
             for chunk_outcomes in pool.map(_index_chunk, chunks):
                 outcomes.extend(chunk_outcomes)
                 if progress:

@@ -237,7 +237,11 @@ def iter_fortran_chunks(array: Any, max_bytes: int = SLAB_BYTES) -> Iterator[mem
 
 
 def open_output(path: Path, compress: bool, level: int = 1) -> BinaryIO:
-    """Open ``path`` for binary writing; gzip with python-isal (threads) when ``compress``."""
+    """Open ``path`` for binary writing; gzip with python-isal (threads) when ``compress``.
+
+    The gzip stream is reproducible: no file name and modification time 0 in its header
+    (isal writes them so), so the same volume gives the same bytes on every run and worker.
+    """
     if not compress:
         return open(path, "wb")
     try:
@@ -247,4 +251,6 @@ def open_output(path: Path, compress: bool, level: int = 1) -> BinaryIO:
     except ImportError:  # pragma: no cover - isal is a dependency
         import gzip
 
-        return gzip.open(path, "wb", compresslevel=level)  # type: ignore[return-value]
+        stream = gzip.GzipFile(filename="", mode="wb", compresslevel=level, fileobj=open(path, "wb"), mtime=0)
+        stream.myfileobj = stream.fileobj  # GzipFile.close() then closes the file too
+        return stream  # type: ignore[return-value]

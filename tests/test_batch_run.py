@@ -1,0 +1,242 @@
+"""convert.batch.run: archive runs in one process, a local pool and on Dask; resume; kills; filters."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from convert.atomic import TEMPORARY_NAME
+from convert.batch import convert_dicom_tree
+from convert.batch.manifest import MANIFEST_NAME, STATE_DIR
+from fixtures.dicom_series import make_series, truncate_file
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_archive(root: Path, n_series: int = 6, slices: int = 12, rows: int = 48, columns: int = 40) -> dict[str, Path]:
+    """``n_series`` small CT/MR series in patient folders; returns each series' folder by description."""
+    folders = {}
+    for n in range(n_series):
+        modality = "CT" if n % 2 == 0 else "MR"
+        folder = root / f"patient{n % 3}" / f"series{n}"
+        make_series(folder, ["axial", "sagittal", "coronal", "oblique"][n % 4], slices=slices, rows=rows,
+                    columns=columns,
+                    modality=modality, series_number=n + 1, description=f"{modality} series {n}",
+                    series_uid=f"1.2.826.0.1.3680043.10.1234.{n + 1}", study_uid=f"1.2.826.0.1.3680043.10.99.{n % 3}")
+        folders[f"{modality} series {n}"] = folder
+    return folders
+
+
+def outputs(out: Path) -> dict[str, bytes]:
+    """Every output file (bookkeeping excluded) and its bytes."""
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*"))
+            if p.is_file() and STATE_DIR not in p.relative_to(out).parts}
+
+
+def test_one_process_and_a_pool_write_the_same_bytes_with_reproducible_gzip(tmp_path: Path) -> None:
+    make_archive(tmp_path / "in")
+    serial = convert_dicom_tree(tmp_path / "in", tmp_path / "one", jobs=1)
+    pooled = convert_dicom_tree(tmp_path / "in", tmp_path / "two", jobs=2)
+    assert serial.ok and pooled.ok and len(serial.outcomes) == 6
+    assert [o.status for o in pooled.outcomes] == ["converted"] * 6
+    one, two = outputs(tmp_path / "one"), outputs(tmp_path / "two")
+    assert one == two and len([n for n in one if n.endswith(".nii.gz")]) == 6
+    for name, data in one.items():
+        if name.endswith(".gz"):  # gzip header: no file name flag, modification time 0
+            assert data[:4] == b"\x1f\x8b\x08\x00" and data[4:8] == b"\0\0\0\0", name
+
+
+def test_each_series_lands_where_its_headers_say(tmp_path: Path) -> None:
+    from convert.sample import expected_affine_ras
+    from fixtures.dicom_series import small_spec
+
+    make_archive(tmp_path / "in", n_series=4)
+    report = convert_dicom_tree(tmp_path / "in", tmp_path / "out", jobs=2)
+    for n, outcome in enumerate(report.outcomes):
+        image = nib.load(outcome.written[0])
+        spec = small_spec(["axial", "sagittal", "coronal", "oblique"][n], slices=12, rows=48, columns=40)
+        np.testing.assert_allclose(image.affine, expected_affine_ras(spec), atol=1e-4)
+
+
+def test_a_rerun_skips_finished_jobs_and_redoes_changed_ones(tmp_path: Path) -> None:
+    folders = make_archive(tmp_path / "in", n_series=4)
+    first = convert_dicom_tree(tmp_path / "in", tmp_path / "out", jobs=2)
+    times = {p: p.stat().st_mtime_ns for p in first.written}
+    again = convert_dicom_tree(tmp_path / "in", tmp_path / "out", jobs=2)
+    assert [o.status for o in again.outcomes] == ["done"] * 4 and again.ok
+    assert {p: p.stat().st_mtime_ns for p in first.written} == times
+    assert sorted(again.written) == sorted(first.written)
+    # one input changes (new time stamp): only its series is redone, into the same names
+    changed = sorted(folders["MR series 1"].iterdir())[0]
+    os.utime(changed, ns=(time.time_ns(), time.time_ns() + 5_000_000_000))
+    third = convert_dicom_tree(tmp_path / "in", tmp_path / "out", jobs=2)
+    assert [o.status for o in third.outcomes] == ["done", "converted", "done", "done"]
+    assert sorted(third.written) == sorted(first.written)
+    # other options are other outputs: every job is redone, and may replace its own files
+    fourth = convert_dicom_tree(tmp_path / "in", tmp_path / "out", jobs=1, sidecar=False)
+    assert [o.status for o in fourth.outcomes] == ["converted"] * 4 and fourth.ok
+
+
+def test_a_failed_series_is_reported_and_retried_while_the_others_are_written(tmp_path: Path) -> None:
+    folders = make_archive(tmp_path / "in", n_series=3)
+    victim = sorted(folders["MR series 1"].iterdir())[4]
+    original = victim.read_bytes()
+    truncate_file(victim, 600)
+    report = convert_dicom_tree(tmp_path / "in", tmp_path / "out", jobs=2)
+    assert [o.status for o in report.outcomes] == ["converted", "failed", "converted"]
+    assert "MR series 1" in report.outcomes[1].label and report.outcomes[1].error
+    victim.write_bytes(original)  # repaired: the rerun converts only the failed series
+    again = convert_dicom_tree(tmp_path / "in", tmp_path / "out", jobs=2)
+    assert [o.status for o in again.outcomes] == ["done", "converted", "done"]
+
+
+def test_include_and_exclude_pick_series_by_index_fields(tmp_path: Path) -> None:
+    make_archive(tmp_path / "in", n_series=4)
+    report = convert_dicom_tree(tmp_path / "in", tmp_path / "out", include=["modality=CT"],
+                                exclude=["series_description=*2"])
+    assert [o.status for o in report.outcomes] == ["converted", "excluded", "excluded", "excluded"]
+    assert [p.name for p in report.written] == ["1_CT_series_0.nii.gz", "1_CT_series_0.json"]
+
+
+def test_an_anonymized_run_keeps_no_uid_or_header_text_in_its_record(tmp_path: Path) -> None:
+    from convert.anonymize.deidentifier import Deidentifier
+
+    make_archive(tmp_path / "in", n_series=2)
+    report = convert_dicom_tree(tmp_path / "in", tmp_path / "out", deidentify=Deidentifier(b"k" * 32),
+                                name="{Pseudonym}_{SeriesNumber}_{Modality}")
+    assert report.ok
+    record = (tmp_path / "out" / STATE_DIR / MANIFEST_NAME).read_text()
+    for secret in ("1.2.826.0.1.3680043.10", "series 0", "series 1", str(tmp_path / "in"), "patient0"):
+        assert secret not in record
+    again = convert_dicom_tree(tmp_path / "in", tmp_path / "out", deidentify=Deidentifier(b"k" * 32),
+                               name="{Pseudonym}_{SeriesNumber}_{Modality}")
+    assert [o.status for o in again.outcomes] == ["done", "done"]
+    other_key = convert_dicom_tree(tmp_path / "in", tmp_path / "out2", deidentify=Deidentifier(b"j" * 32),
+                                   name="{Pseudonym}_{SeriesNumber}_{Modality}")
+    assert {p.name for p in other_key.written}.isdisjoint({p.name for p in report.written})
+
+
+def test_the_cli_says_completed_with_failures_in_its_exit_code(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from convert.cli import app
+    from convert.errors import EXIT_COMPLETED_WITH_FAILURES
+
+    folders = make_archive(tmp_path / "in", n_series=2)
+    truncate_file(sorted(folders["MR series 1"].iterdir())[2], 500)
+    result = CliRunner().invoke(app, ["convert", str(tmp_path / "in"), str(tmp_path / "out"), "--jobs", "2"])
+    assert result.exit_code == EXIT_COMPLETED_WITH_FAILURES == 3, result.output
+    assert "completed with failures" in result.output
+    dry = CliRunner().invoke(app, ["convert", str(tmp_path / "in"), str(tmp_path / "plan"), "--dry-run",
+                                   "--include", "modality=MR"])
+    assert dry.exit_code == 0 and not (tmp_path / "plan").exists()
+    assert "1 to convert, 0 done by an earlier run, 1 excluded" in " ".join(dry.output.split())
+    bad = CliRunner().invoke(app, ["convert", str(tmp_path / "in"), str(tmp_path / "x"), "--include", "colour=red"])
+    assert bad.exit_code == 1 and "unknown field 'colour'" in bad.output
+
+
+def _start(src: Path, out: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "convert", "convert", str(src), str(out), "--jobs", "2"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=ROOT)
+
+
+def _complete_and_loadable(out: Path) -> None:
+    """Every file under a final name is whole: each NIfTI loads with all its voxels, each JSON parses.
+    (Temporary files of killed writers have names of their own, removed by the next run.)"""
+    for path in out.iterdir() if out.exists() else ():
+        if TEMPORARY_NAME.match(path.name):
+            continue
+        if path.name.endswith(".nii.gz"):
+            assert np.asarray(nib.load(path).dataobj).size > 0, path
+        elif path.suffix == ".json":
+            json.loads(path.read_text())
+
+
+def test_ten_sigkills_then_reruns_end_with_the_uninterrupted_outputs(tmp_path: Path) -> None:
+    """Each run is killed (SIGKILL, no clean-up possible) at a random moment after it finished a job
+    and before it finished all: no partial file under a final name, finished jobs never redone,
+    and the last rerun ends with exactly the files of an uninterrupted run."""
+    make_archive(tmp_path / "in", n_series=16, slices=40, rows=192, columns=160)
+    reference = convert_dicom_tree(tmp_path / "in", tmp_path / "ref", jobs=2)
+    assert reference.ok
+    out, rng, kills = tmp_path / "out", random.Random(15), 0
+    for _ in range(10):
+        before = _finished_outputs(out)
+        process = _start(tmp_path / "in", out)
+        deadline = time.monotonic() + 120
+        while process.poll() is None and len(_finished_outputs(out)) <= len(before) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.05))
+        kills += process.poll() is None
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        time.sleep(0.1)  # the workers die with it (PR_SET_PDEATHSIG)
+        _complete_and_loadable(out)
+        for path, stamp in before.items():  # what an earlier run finished was not redone
+            assert path.stat().st_mtime_ns == stamp, path
+    assert kills >= 3  # most runs really were killed mid-way
+    final = convert_dicom_tree(tmp_path / "in", out, jobs=2)
+    assert final.ok and all(o.status in ("done", "converted") for o in final.outcomes)
+    assert outputs(out) == outputs(tmp_path / "ref")  # no partial file, no duplicate, same bytes
+    assert not [p for p in out.iterdir() if p.name.startswith(".") and p.name != STATE_DIR]
+
+
+def _finished_outputs(out: Path) -> dict[Path, int]:
+    """Outputs of the jobs the manifest records as done, with their modification times."""
+    path = out / STATE_DIR / MANIFEST_NAME
+    if not path.exists():
+        return {}
+    found = {}
+    for line in path.read_text().splitlines()[1:]:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if record.get("state") == "done":
+            for name, _ in record["outputs"]:
+                found[out / name] = (out / name).stat().st_mtime_ns
+    return found
+
+
+def test_a_dask_local_cluster_writes_the_same_bytes_as_local_processes(tmp_path: Path) -> None:
+    distributed = pytest.importorskip("distributed")
+
+    make_archive(tmp_path / "in", n_series=4)
+    local = convert_dicom_tree(tmp_path / "in", tmp_path / "local", jobs=1)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  silence_logs=40) as cluster, distributed.Client(cluster) as client:
+        on_dask = convert_dicom_tree(tmp_path / "in", tmp_path / "dask", client=client)
+        again = convert_dicom_tree(tmp_path / "in", tmp_path / "dask", client=client)
+    assert local.ok and on_dask.ok
+    assert outputs(tmp_path / "local") == outputs(tmp_path / "dask")
+    assert [o.status for o in again.outcomes] == ["done"] * 4
+
+
+def test_the_shared_conformance_folder_converts_as_one_archive_with_every_series_accounted_for(tmp_path: Path) -> None:
+    """All of ../shared/conformance in one run (--jobs 2): each planned series has an outcome, converted or
+    failed with a reason, and every file is either in a series, skipped with a reason, or a duplicate."""
+    from tests.conftest import CONFORMANCE, conformance_dir
+
+    conformance_dir("dcm_qa_nih")  # skip cleanly without ../shared
+    from convert.batch.run import plan_dicom_tree
+
+    plan = plan_dicom_tree(CONFORMANCE)
+    report = convert_dicom_tree(CONFORMANCE, tmp_path / "out", jobs=2)
+    assert len(report.outcomes) == len(plan.jobs) >= 20
+    assert all(o.status == "converted" and o.written or o.status == "failed" and o.error for o in report.outcomes)
+    in_series = {p for o in report.outcomes for p in o.files}
+    skipped = {p for p, reason in report.skipped if reason}
+    every_file = {p for p in CONFORMANCE.rglob("*") if p.is_file() and not p.name.startswith(".")}
+    assert every_file == in_series | skipped | set(report.duplicates)
+    assert report.ok  # the shared sets all convert
