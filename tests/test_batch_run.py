@@ -240,3 +240,25 @@ def test_the_shared_conformance_folder_converts_as_one_archive_with_every_series
     every_file = {p for p in CONFORMANCE.rglob("*") if p.is_file() and not p.name.startswith(".")}
     assert every_file == in_series | skipped | set(report.duplicates)
     assert report.ok  # the shared sets all convert
+
+
+def test_ctrl_c_stops_the_pool_says_how_to_resume_and_the_rerun_completes(tmp_path: Path) -> None:
+    make_archive(tmp_path / "in", n_series=10, slices=40, rows=192, columns=160)
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen([sys.executable, "-m", "convert", "convert", str(tmp_path / "in"), str(out),
+                                "--jobs", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                               cwd=ROOT, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while process.poll() is None and not _finished_outputs(out) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if process.poll() is not None:
+        pytest.skip("the run finished before Ctrl-C could reach it (machine too fast for this check)")
+    os.killpg(process.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "interrupted" in err and "run the same command again to resume" in err and "Traceback" not in err
+    _complete_and_loadable(out)
+    report = convert_dicom_tree(tmp_path / "in", out, jobs=2)
+    assert report.ok and "done" in [o.status for o in report.outcomes]
+    assert not [p for p in out.iterdir() if TEMPORARY_NAME.match(p.name)]
