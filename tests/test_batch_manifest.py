@@ -55,3 +55,14 @@ def test_hashed_keys_hide_the_uid_and_depend_on_the_salt() -> None:
     uid = "1.2.840.113619.2.55.3.604688119"
     assert uid not in hashed_key(uid, "s") and hashed_key(uid, "s") != hashed_key(uid, "t")
     assert hashed_key(uid, "s") == hashed_key(uid, "s")
+
+
+def test_a_second_run_into_the_same_folder_is_refused_while_the_first_holds_it(tmp_path: Path) -> None:
+    first = Manifest.read(tmp_path)
+    first.open()
+    second = Manifest.read(tmp_path)
+    with pytest.raises(ConvertError, match="another medconvert run is converting into this folder"):
+        second.open()
+    first.close()
+    second.open()  # free again once the first run ends
+    second.close()

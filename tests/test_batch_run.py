@@ -218,8 +218,15 @@ def test_a_dask_local_cluster_writes_the_same_bytes_as_local_processes(tmp_path:
                                   silence_logs=40) as cluster, distributed.Client(cluster) as client:
         on_dask = convert_dicom_tree(tmp_path / "in", tmp_path / "dask", client=client)
         again = convert_dicom_tree(tmp_path / "in", tmp_path / "dask", client=client)
+        from typer.testing import CliRunner
+
+        from convert.cli import app
+
+        cli = CliRunner().invoke(app, ["convert", str(tmp_path / "in"), str(tmp_path / "cli"), "--scheduler",
+                                       cluster.scheduler_address])
     assert local.ok and on_dask.ok
-    assert outputs(tmp_path / "local") == outputs(tmp_path / "dask")
+    assert outputs(tmp_path / "local") == outputs(tmp_path / "dask") == outputs(tmp_path / "cli")
+    assert cli.exit_code == 0, cli.output
     assert [o.status for o in again.outcomes] == ["done"] * 4
 
 

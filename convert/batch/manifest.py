@@ -20,6 +20,11 @@ same options, same medconvert) and every recorded output is in place with its re
 it is skipped. Any other job is (re)done, and may replace the files a job of the same key
 wrote before (``begun``/``done``/``failed`` record), but no other existing file.
 
+One run at a time writes into an output folder: :meth:`Manifest.open` takes an exclusive lock
+(``flock`` on ``.medconvert/lock``, released by the kernel when the process ends, even killed);
+a second concurrent run into the same folder is refused at once instead of racing on the
+same files (heudiconv #516).
+
 When the run de-identifies, job keys are hashed (:func:`hashed_key`): the manifest then holds
 no UID, path or header text of the input.
 """
@@ -60,6 +65,7 @@ class Manifest:
     path: Path
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
     _fh: Any = field(default=None, repr=False)
+    _lock: Any = field(default=None, repr=False)
 
     @classmethod
     def read(cls, out_dir: Path) -> "Manifest":
@@ -113,8 +119,14 @@ class Manifest:
         return key in self.records
 
     def open(self) -> None:
-        """Rewrite the manifest compacted (atomically), then keep it open for appending."""
+        """Lock the output folder for this run, rewrite the manifest compacted (atomically), then keep
+        it open for appending.
+
+        Raises:
+            ConvertError: another run is writing into the same output folder right now.
+        """
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = _lock_folder(self.path.parent)
         lines = [json.dumps(_HEAD)] + [json.dumps(r, sort_keys=True) for r in self.records.values()]
         write_bytes_atomic(self.path, ("\n".join(lines) + "\n").encode("utf-8"), overwrite=True)
         self._fh = open(self.path, "ab", buffering=0)
@@ -133,3 +145,23 @@ class Manifest:
                 pass
             self._fh.close()
             self._fh = None
+        if self._lock is not None:
+            self._lock.close()  # releases the flock
+            self._lock = None
+
+
+def _lock_folder(folder: Path) -> Any:
+    """An open file holding an exclusive ``flock`` on ``folder/lock`` (None where flock does not exist)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no lock
+        return None
+    fh = open(folder / "lock", "ab")
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.close()
+        raise ConvertError("another medconvert run is converting into this folder right now: wait for it to "
+                           "finish (a rerun then resumes it) or choose another output folder", folder.parent) \
+            from None
+    return fh
