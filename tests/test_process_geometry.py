@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from convert.errors import UnsupportedDataError
 from convert.process import crop, crop_to_foreground, flip, pad_to, reorient, resample, resample_to
 from convert.process.geometry import output_grid
-from convert.volume import Meta, Volume, lps_to_ras_point
+from convert.geometry import lps_to_ras_point
+from convert.volume import Meta, Volume
 from tests.conftest import oblique_affine, rotation
 
 #: all 48 axis codes: 6 permutations of the three world axes x 8 sign choices

@@ -31,7 +31,8 @@ from convert.dicom.sidecar import (
     write_sidecar,
 )
 from convert.errors import OutputExistsError, OutputWriteError
-from convert.volume import Volume, lps_to_ras
+from convert.geometry import lps_to_ras
+from convert.volume import Volume
 from tests.conftest import CONFORMANCE, SHARED, conformance_dir
 
 #: Keywords whose values the sidecar may copy (the allow-list's sources).

@@ -9,16 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from convert.errors import ConvertError, GeometryError, UnsupportedDataError
-from convert.volume import (
-    SUPPORTED_DTYPES,
-    Meta,
-    Volume,
-    affine_from_geometry,
-    geometry_from_affine,
-    lps_to_ras,
-    orientation_code,
-    ras_to_lps,
-)
+from convert.geometry import affine_from_geometry, geometry_from_affine, lps_to_ras, orientation_code, ras_to_lps
+from convert.volume import SUPPORTED_DTYPES, Meta, Volume
 from tests.conftest import oblique_affine, rotation
 
 

@@ -63,7 +63,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from convert.dicom.header import is_multi
-from convert.volume import Volume, lps_to_ras_point
+from convert.geometry import lps_to_ras_point
+from convert.volume import Volume
 
 __all__ = ["DiffusionTable", "VolumeGradient", "volume_gradient", "series_table", "logical_gradient_lps",
            "looks_like_diffusion", "fsl_bvecs", "write_bval_bvec", "diffusion_table", "vendor_of"]

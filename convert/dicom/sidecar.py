@@ -45,7 +45,8 @@ from convert.dicom.ge import ge_phase_positive, ge_slice_timing, is_ge
 from convert.dicom.header import is_multi
 from convert.dicom.scan import dicom_time_seconds
 from convert.version import __version__
-from convert.volume import Meta, Volume, lps_to_ras_point
+from convert.geometry import lps_to_ras_point
+from convert.volume import Meta, Volume
 
 __all__ = [
     "DESCRIPTOR_KEYS",

@@ -49,7 +49,8 @@ from convert.errors import ConvertError, CorruptFileError, UnsupportedDataError
 from convert.formats import read_magic
 from convert.formats._nib import (HEADER_ERRORS, check_data_size, check_header_shape, check_raw_header, iter_fortran_chunks,
                                   nibabel_errors, quiet_nibabel, volume_from_nibabel)
-from convert.volume import RGB_DTYPE, Meta, Volume, geometry_from_affine
+from convert.geometry import geometry_from_affine
+from convert.volume import RGB_DTYPE, Meta, Volume
 
 
 class OrientationLossWarning(UserWarning):

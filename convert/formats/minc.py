@@ -53,7 +53,8 @@ from convert.atomic import atomic_file
 from convert.errors import ConvertError, CorruptFileError, GeometryError, UnsupportedDataError
 from convert.formats import read_magic
 from convert.formats._nib import supported_array
-from convert.volume import Meta, Volume, geometry_from_affine
+from convert.geometry import geometry_from_affine
+from convert.volume import Meta, Volume
 
 #: First 8 bytes of every HDF5 file (MINC2 is HDF5).
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
