@@ -62,6 +62,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from convert.dicom import csa as csa_module
 from convert.dicom.header import is_multi
 from convert.geometry import lps_to_ras_point
 from convert.volume import Volume
@@ -212,9 +213,7 @@ def _standard(ds: Any) -> VolumeGradient | None:
 
 
 def _siemens(ds: Any) -> VolumeGradient | None:
-    from convert.dicom.sidecar import csa_image_header
-
-    csa = csa_image_header(ds)
+    csa = csa_module.image_header(ds)
     if csa:
         b = _numbers(csa.get("B_value"))
         g = _numbers(csa.get("DiffusionGradientDirection"))

@@ -399,7 +399,7 @@ def _base_dataset(volume: Volume, modality: str, storage: Storage, template: dic
     """Attributes shared by every file of the series (everything but the per-slice ones)."""
     from pydicom.dataset import Dataset
 
-    from convert import __version__
+    from convert.version import __version__
 
     ds = Dataset()
     date, time = moment.strftime("%Y%m%d"), _tm(moment)
