@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from convert.atomic import atomic_file
-from convert.errors import ConvertError, CorruptFileError, GeometryError, UnsupportedDataError
+from convert.errors import CorruptFileError, GeometryError, UnsupportedDataError, reading
 from convert.formats import read_magic
 from convert.formats._nib import supported_array
 from convert.geometry import geometry_from_affine
@@ -477,14 +477,8 @@ class Minc2Format:
             UnsupportedDataError: vector (RGB) images, irregular spatial spacing.
         """
         path = Path(path)
-        try:
+        with reading(path, "this MINC2 file", "cannot read MINC2 file (truncated or corrupt?)", _READ_ERRORS):
             return _read_minc2(path)
-        except ConvertError as exc:
-            if exc.path is None:  # e.g. GeometryError from Volume: name the file
-                raise type(exc)(f"invalid geometry or data in this MINC2 file: {exc.message}", path) from exc
-            raise
-        except _READ_ERRORS as exc:
-            raise CorruptFileError(f"cannot read MINC2 file (truncated or corrupt?): {exc}", path) from exc
 
     def output_paths(self, path: Path) -> list[Path]:
         return [Path(path)]
