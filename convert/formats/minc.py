@@ -53,7 +53,7 @@ from convert.atomic import atomic_file
 from convert.errors import CorruptFileError, GeometryError, UnsupportedDataError, reading
 from convert.formats import read_magic
 from convert.formats._nib import supported_array
-from convert.geometry import geometry_from_affine
+from convert.geometry import affine_from_geometry, geometry_from_affine
 from convert.volume import Meta, Volume
 
 #: First 8 bytes of every HDF5 file (MINC2 is HDF5).
@@ -151,10 +151,7 @@ def minc_axes(affine: np.ndarray, path: Path | None = None) -> list[tuple[str, n
 def affine_from_minc(cosines: np.ndarray, steps: np.ndarray, starts: np.ndarray) -> np.ndarray:
     """4x4 voxel->RAS+ affine from per-axis unit direction cosines (columns), steps and starts (mm)."""
     cosines = np.asarray(cosines, dtype=np.float64).reshape(3, 3)
-    affine = np.eye(4)
-    affine[:3, :3] = cosines * np.asarray(steps, dtype=np.float64)[np.newaxis, :]
-    affine[:3, 3] = cosines @ np.asarray(starts, dtype=np.float64)
-    return affine
+    return affine_from_geometry(cosines @ np.asarray(starts, dtype=np.float64), steps, cosines)
 
 
 # --------------------------------------------------------------------------- reading
