@@ -42,7 +42,8 @@ def rss(field):
 
 variant, n, sz = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 import SimpleITK as sitk
-from convert.volume import Meta, Volume, affine_from_geometry, lps_to_ras
+from convert.geometry import affine_from_geometry, lps_to_ras
+from convert.volume import Meta, Volume
 from convert.process import resample
 from convert.process.geometry import output_grid
 base = rss("VmRSS:")

@@ -163,3 +163,23 @@ class NoDicomError(DicomError):
 
 class AnonymizationError(ConvertError):
     """De-identification refused or failed for an input (e.g. burned-in text)."""
+
+
+@contextlib.contextmanager
+def reading(path: str | Path, what: str, corrupt: str,
+            broken: tuple[type[BaseException], ...]) -> Iterator[None]:
+    """Name ``path`` in every error raised while a format adapter reads it.
+
+    A :class:`ConvertError` without a path (e.g. a :class:`GeometryError` from
+    :class:`convert.volume.Volume`) is raised again as ``"invalid geometry or data in
+    {what}: ..."`` with the path; the library errors in ``broken`` (a truncated or
+    corrupt file) become :class:`CorruptFileError` ``"{corrupt}: {error}"``.
+    """
+    try:
+        yield
+    except ConvertError as exc:
+        if exc.path is None:
+            raise type(exc)(f"invalid geometry or data in {what}: {exc.message}", path) from exc
+        raise
+    except broken as exc:
+        raise CorruptFileError(f"{corrupt}: {exc}", path) from exc

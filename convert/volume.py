@@ -1,4 +1,4 @@
-"""The one intermediate image model, and every geometry conversion we do.
+"""The one intermediate image model: :class:`Volume` (voxels, affine, metadata) and :class:`Meta`.
 
 Conventions (see ``docs/coordinates.md``):
 
@@ -9,8 +9,10 @@ Conventions (see ``docs/coordinates.md``):
   to **RAS+ millimetres**: +x points towards the patient's **right**, +y towards
   **anterior**, +z towards **superior** (the NIfTI/nibabel convention).
 * DICOM, ITK and most NRRD files use LPS+ (+x = left, +y = posterior,
-  +z = superior). The only conversions between the two live in this module:
-  :func:`lps_to_ras` / :func:`ras_to_lps`.
+  +z = superior). Every conversion between the two, and between an affine and
+  (origin, spacing, direction), lives in :mod:`convert.geometry`
+  (:func:`~convert.geometry.lps_to_ras` / :func:`~convert.geometry.ras_to_lps`,
+  also importable from here as before).
 * Colour: an RGB volume has the structured dtype :data:`RGB_DTYPE`
   (``[('R', 'u1'), ('G', 'u1'), ('B', 'u1')]``, nibabel's and NIfTI's RGB24),
   one 3-byte element per voxel, so the array is still ``[i, j, k(, t)]`` and
@@ -18,8 +20,8 @@ Conventions (see ``docs/coordinates.md``):
   (slope 1, intercept 0). :func:`rgb_channels` / :func:`rgb_from_channels`
   convert to and from a plain ``uint8`` array with a trailing axis of 3.
 
-This module imports nothing from medconvert except :mod:`convert.errors` and
-:mod:`convert.proxy` (lazy voxel data).
+This module imports nothing from medconvert except :mod:`convert.errors`,
+:mod:`convert.geometry` and :mod:`convert.proxy` (lazy voxel data).
 """
 
 from __future__ import annotations
@@ -30,7 +32,15 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
-from convert.errors import GeometryError, UnsupportedDataError
+from convert.errors import UnsupportedDataError
+from convert.geometry import (  # lps_to_ras / ras_to_lps: documented here before convert.geometry existed
+    affine_from_geometry,
+    check_affine,
+    geometry_from_affine,
+    lps_to_ras,
+    orientation_code,
+    ras_to_lps,
+)
 from convert.proxy import is_proxy
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -80,114 +90,6 @@ def rgb_from_channels(channels: np.ndarray) -> np.ndarray:
     for n, name in enumerate(RGB_DTYPE.names or ()):
         out[name] = channels[..., n]
     return out
-
-
-#: Flip between LPS+ and RAS+ world coordinates (its own inverse).
-LPS_RAS_FLIP: np.ndarray = np.diag([-1.0, -1.0, 1.0, 1.0])
-LPS_RAS_FLIP.setflags(write=False)
-
-
-# --------------------------------------------------------------------------- geometry
-def lps_to_ras(affine: np.ndarray) -> np.ndarray:
-    """Convert a voxel->LPS+ affine (DICOM/ITK) to voxel->RAS+ (NIfTI). Returns a new array."""
-    return LPS_RAS_FLIP @ np.asarray(affine, dtype=np.float64)
-
-
-def ras_to_lps(affine: np.ndarray) -> np.ndarray:
-    """Convert a voxel->RAS+ affine to voxel->LPS+. Returns a new array."""
-    return LPS_RAS_FLIP @ np.asarray(affine, dtype=np.float64)
-
-
-def lps_to_ras_point(point: np.ndarray) -> np.ndarray:
-    """Convert a point or direction (or N x 3 of them) from LPS+ to RAS+ (and back): x, y negated."""
-    p = np.array(point, dtype=np.float64)
-    p[..., :2] *= -1.0
-    return p
-
-
-ras_to_lps_point = lps_to_ras_point
-
-
-def affine_from_geometry(
-    origin: np.ndarray, spacing: np.ndarray, direction: np.ndarray
-) -> np.ndarray:
-    """Build a 4x4 affine from origin (mm), spacing (mm) and a 3x3 direction matrix.
-
-    ``direction[:, n]`` is the unit vector of voxel axis ``n`` in world space; the
-    affine's column ``n`` is ``direction[:, n] * spacing[n]``. The world space of
-    the result is whatever space origin and direction are given in.
-    """
-    direction = np.asarray(direction, dtype=np.float64).reshape(3, 3)
-    spacing = np.asarray(spacing, dtype=np.float64).reshape(3)
-    affine = np.eye(4)
-    affine[:3, :3] = direction * spacing[np.newaxis, :]
-    affine[:3, 3] = np.asarray(origin, dtype=np.float64).reshape(3)
-    return affine
-
-
-def geometry_from_affine(affine: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Split a 4x4 affine into ``(origin, spacing, direction)``.
-
-    ``origin`` is the world position of voxel (0, 0, 0) in mm, ``spacing`` the
-    length of each voxel axis in mm, ``direction`` the 3x3 matrix of unit axis
-    vectors (columns). Raises :class:`GeometryError` for a zero-length axis.
-    """
-    affine = np.asarray(affine, dtype=np.float64)
-    columns = affine[:3, :3]
-    spacing = np.linalg.norm(columns, axis=0)
-    if np.any(spacing <= 0) or not np.all(np.isfinite(spacing)):
-        raise GeometryError(f"affine has a zero-length or non-finite voxel axis: {affine.tolist()}")
-    return affine[:3, 3].copy(), spacing, columns / spacing[np.newaxis, :]
-
-
-def orientation_code(affine: np.ndarray, space: str = "RAS") -> str:
-    """Three-letter code naming where each voxel axis points (the direction of increase).
-
-    ``"RAS"`` means i increases towards Right, j towards Anterior, k towards
-    Superior. ``affine`` maps to RAS+ (default) or to LPS+ when ``space="LPS"``.
-    Oblique axes get the closest world axis, each world axis used once, with
-    nibabel's ``io_orientation`` rule (tested against it): shears and zooms are
-    removed by a polar decomposition, then the voxel axes, strongest first, take
-    the world axis they change most. An axis with no direction is ``"?"``.
-    Numpy only: a run that only needs the code does not import nibabel (~0.3 s).
-    """
-    affine = np.asarray(affine, dtype=np.float64)
-    if space.upper() == "LPS":
-        affine = lps_to_ras(affine)
-    rzs = affine[:3, :3]
-    zooms = np.sqrt((rzs * rzs).sum(axis=0))
-    zooms[zooms == 0] = 1.0
-    u, singular, vt = np.linalg.svd(rzs / zooms, full_matrices=False)
-    keep = singular > singular.max() * 3 * np.finfo(np.float64).eps
-    rotation = u[:, keep] @ vt[keep]  # the closest shear-free matrix
-    letters = ["?", "?", "?"]
-    for axis in np.argsort(np.min(-(rotation ** 2), axis=0), kind="stable"):
-        column = rotation[:, axis]
-        if np.allclose(column, 0):
-            continue
-        world = int(np.argmax(np.abs(column)))
-        letters[axis] = ("LPI" if column[world] < 0 else "RAS")[world]
-        rotation[world, :] = 0.0
-    return "".join(letters)
-
-
-def check_affine(affine: Any) -> np.ndarray:
-    """Return ``affine`` as a read-only 4x4 float64 array, or raise :class:`GeometryError`.
-
-    The affine must be finite, have last row ``[0, 0, 0, 1]`` and a non-singular
-    3x3 part (every voxel axis has a length and they are not coplanar).
-    """
-    a = np.array(affine, dtype=np.float64)
-    if a.shape != (4, 4):
-        raise GeometryError(f"affine must be 4x4, got shape {a.shape}")
-    if not np.all(np.isfinite(a)):
-        raise GeometryError("affine contains NaN or infinite values")
-    if not np.allclose(a[3], [0, 0, 0, 1]):
-        raise GeometryError(f"affine's last row must be [0, 0, 0, 1], got {a[3].tolist()}")
-    if abs(np.linalg.det(a[:3, :3])) < 1e-12:
-        raise GeometryError("affine is singular: voxel axes have zero length or are coplanar")
-    a.setflags(write=False)
-    return a
 
 
 # --------------------------------------------------------------------------- metadata

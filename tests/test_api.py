@@ -53,7 +53,7 @@ def test_describe(rng):
     assert info["shape"] == [6, 5, 4] and info["dtype"] == "int16"
     assert info["spacing_mm"] == pytest.approx([0.8, 1.1, 2.5])
     assert np.allclose(info["affine_ras"], oblique_affine(), atol=1e-6)
-    from convert.volume import orientation_code
+    from convert.geometry import orientation_code
 
     assert info["orientation"] == orientation_code(oblique_affine())
 

@@ -65,3 +65,26 @@ def test_every_spelled_flag_is_a_real_cli_option_and_a_real_api_keyword() -> Non
     for flag, keyword in API_SPELLINGS.items():
         assert flag in flags, f"{flag} is not a medconvert option"
         assert keyword.split("=")[0] in keywords, f"{keyword} is not an API keyword"
+
+
+def test_reading_names_the_file_in_every_error_of_an_adapter_read(tmp_path):
+    from convert.errors import CorruptFileError, GeometryError, UnsupportedDataError, reading
+
+    path = tmp_path / "x.mnc"
+    with pytest.raises(GeometryError) as info:
+        with reading(path, "this MINC2 file", "cannot read MINC2 file", (OSError,)):
+            raise GeometryError("affine is singular")
+    assert info.value.path == path
+    assert info.value.message == "invalid geometry or data in this MINC2 file: affine is singular"
+    with pytest.raises(CorruptFileError, match=r"x\.mnc: cannot read MINC2 file: short read") as broken:
+        with reading(path, "this MINC2 file", "cannot read MINC2 file", (OSError,)):
+            raise OSError("short read")
+    assert isinstance(broken.value.__cause__, OSError)
+    named = UnsupportedDataError("vector images are not supported", tmp_path / "other.mnc")
+    with pytest.raises(UnsupportedDataError) as kept:
+        with reading(path, "this MINC2 file", "cannot read MINC2 file", (OSError,)):
+            raise named
+    assert kept.value is named  # already names its file: unchanged
+    with pytest.raises(KeyError):  # anything else is a bug: not disguised as a corrupt file
+        with reading(path, "this MINC2 file", "cannot read MINC2 file", (OSError,)):
+            raise KeyError("x")

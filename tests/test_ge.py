@@ -24,7 +24,8 @@ from convert.dicom.ge import (
     ge_software_release,
 )
 from convert.dicom.sidecar import SIDECAR_KEYS, build_sidecar, phase_encoding_direction
-from convert.volume import Volume, lps_to_ras
+from convert.geometry import lps_to_ras
+from convert.volume import Volume
 from tests.conftest import conformance_dir
 
 #: dcm2niix prints 6 significant digits (2.66667); ours keep 1 microsecond.

@@ -133,7 +133,7 @@ def test_parrec_read_through_rec_name_and_detect():
 def test_parrec_affine_agrees_with_simpleitk_via_nifti(tmp_path):
     import SimpleITK as sitk
 
-    from convert.volume import ras_to_lps
+    from convert.geometry import ras_to_lps
 
     vol = PARREC.read(NIB_DATA / "phantom_EPI_asc_CLEAR_2_1.PAR")
     convert.save(vol, tmp_path / "p.nii.gz")

@@ -25,7 +25,8 @@ from convert.dicom.multiframe import (
 )
 from convert.errors import ConvertError, CorruptFileError, DicomError, GeometryError
 from convert.formats.nifti import NIFTI_GZ
-from convert.volume import Volume, lps_to_ras
+from convert.geometry import lps_to_ras
+from convert.volume import Volume
 from tests.conftest import conformance_dir, rotation
 
 ENHANCED_MR = "1.2.840.10008.5.1.4.1.1.4.1"

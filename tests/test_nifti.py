@@ -13,7 +13,8 @@ import SimpleITK as sitk
 from convert.errors import CorruptFileError
 from convert.formats import nifti
 from convert.formats.nifti import NIFTI, NIFTI_GZ, NIFTI_PAIR
-from convert.volume import Meta, Volume, ras_to_lps
+from convert.geometry import ras_to_lps
+from convert.volume import Meta, Volume
 from tests.conftest import oblique_affine
 
 NIB_DATA = Path(nib.__file__).parent / "tests" / "data"

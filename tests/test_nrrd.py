@@ -27,7 +27,8 @@ from convert.errors import (
 from convert.formats import detect, get_format
 from convert.formats import nrrd as nrrd_mod
 from convert.formats.nrrd import NHDR, NRRD, read_nrrd
-from convert.volume import SUPPORTED_DTYPES, Meta, Volume, ras_to_lps
+from convert.geometry import ras_to_lps
+from convert.volume import SUPPORTED_DTYPES, Meta, Volume
 
 from conftest import conformance_dir, oblique_affine, require_tool, rotation
 

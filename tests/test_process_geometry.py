@@ -1,4 +1,5 @@
-"""convert/process/geometry.py: reorient, flip, resample (SimpleITK), crop and pad.
+"""convert/process/geometry.py: reorient, flip, resample (SimpleITK), crop and pad; slice regridding and
+tilt correction (checked on stacks whose values are a linear function of world position).
 
 World positions are checked against independent code: SimpleITK's own index ->
 physical point (LPS), nibabel's orientation tables and nibabel's
@@ -16,8 +17,9 @@ from hypothesis import strategies as st
 
 from convert.errors import UnsupportedDataError
 from convert.process import crop, crop_to_foreground, flip, pad_to, reorient, resample, resample_to
-from convert.process.geometry import output_grid
-from convert.volume import Meta, Volume, lps_to_ras_point
+from convert.geometry import lps_to_ras, lps_to_ras_point
+from convert.process.geometry import correct_tilt, output_grid, per_channel, regrid_slices
+from convert.volume import RGB_DTYPE, Meta, Volume, rgb_channels, rgb_from_channels
 from tests.conftest import oblique_affine, rotation
 
 #: all 48 axis codes: 6 permutations of the three world axes x 8 sign choices
@@ -420,3 +422,98 @@ def test_real_ct_hu_reorient_resample_agrees_with_dcm2niix_resampled_by_nibabel(
     assert both.sum() > 0.5 * both.size
     assert np.median(np.abs(ours - theirs)[both]) < 5.0  # HU
     assert np.corrcoef(ours[both], theirs[both])[0, 1] > 0.99
+
+
+# --------------------------------------------------------------------------- slice stacks (regrid, tilt)
+def _stack_frame(rot=(0.3, -0.2, 0.45)):
+    """In-plane axes ci (0.8 mm), cj (0.6 mm) and the unit normal of an oblique slice plane."""
+    r = rotation(*rot)
+    return r[:, 0] * 0.8, r[:, 1] * 0.6, r[:, 2]
+
+
+WORLD_RAMP = np.array([0.7, -1.3, 2.1])  # value = WORLD_RAMP . world: linear, so linear interpolation is exact
+
+
+@settings(max_examples=30, deadline=None)
+@given(steps=st.lists(st.floats(0.3, 6.0), min_size=2, max_size=12), extra=st.integers(0, 8))
+def test_regrid_slices_puts_every_plane_at_its_world_position(steps, extra):
+    ci, cj, normal = _stack_frame()
+    origin = np.array([-20.0, 15.0, 40.0])
+    d = np.concatenate([[0.0], np.cumsum(steps)])  # uneven slice positions along the normal, mm
+    ni, nj = 4, 3
+    i, j = np.meshgrid(np.arange(ni), np.arange(nj), indexing="ij")
+    stored = np.empty((ni, nj, len(d)), order="F")
+    for k, dk in enumerate(d):
+        world = origin + i[..., None] * ci + j[..., None] * cj + dk * normal
+        stored[:, :, k] = world @ WORLD_RAMP
+    affine = np.eye(4)
+    affine[:3, 0], affine[:3, 1], affine[:3, 2], affine[:3, 3] = ci, cj, normal * d[-1] / (len(d) - 1), origin
+    n_new = len(d) + extra
+    out, new_affine = regrid_slices(stored, affine, d, n_new)
+    assert out.shape == (ni, nj, n_new) and out.flags.f_contiguous and out.dtype == stored.dtype
+    np.testing.assert_allclose(new_affine[:3, 2], normal * d[-1] / (n_new - 1), atol=1e-12)
+    np.testing.assert_array_equal(new_affine[:3, [0, 1, 3]], affine[:3, [0, 1, 3]])
+    index = np.indices(out.shape).reshape(3, -1).T
+    world = index @ new_affine[:3, :3].T + new_affine[:3, 3]
+    np.testing.assert_allclose(out.reshape(-1, order="C"), world @ WORLD_RAMP, atol=1e-9)
+
+
+def test_regrid_slices_keeps_integer_dtype_rounding_and_copies_stored_planes():
+    stored = np.stack([np.full((2, 2), v, np.int16) for v in (0, 10, 30)], axis=2)
+    out, _ = regrid_slices(stored, np.eye(4), [0.0, 1.0, 3.0], 4)  # planes at 0, 1, 2, 3 mm
+    assert out.dtype == np.int16
+    assert [int(out[0, 0, k]) for k in range(4)] == [0, 10, 20, 30]
+
+
+def _sheared_stack(n_slices=6, shear=0.35, step=2.5):
+    ci, cj, normal = _stack_frame((0.1, 0.2, -0.3))
+    s = step * (normal + shear * cj / np.linalg.norm(cj))  # gantry tilt: slices slide along j
+    affine = np.eye(4)
+    affine[:3, 0], affine[:3, 1], affine[:3, 2], affine[:3, 3] = ci, cj, s, [5.0, -7.0, 12.0]
+    index = np.indices((9, 8, n_slices)).reshape(3, -1).T
+    world = index @ affine[:3, :3].T + affine[:3, 3]
+    array = np.asfortranarray((world @ WORLD_RAMP).reshape(9, 8, n_slices))
+    return array, affine
+
+
+def test_correct_tilt_gives_an_orthogonal_grid_with_the_same_world_content():
+    array, affine = _sheared_stack()
+    fill = -1000.0
+    out, new = correct_tilt(array, affine, fill)
+    ci, cj, s = new[:3, 0], new[:3, 1], new[:3, 2]
+    assert abs(np.dot(s, ci)) < 1e-9 and abs(np.dot(s, cj)) < 1e-9  # k along the normal now
+    np.testing.assert_allclose(np.linalg.norm(s), abs(np.dot(affine[:3, 2], np.cross(ci, cj) / np.linalg.norm(
+        np.cross(ci, cj)))), atol=1e-12)
+    assert out.shape[0] >= array.shape[0] and out.shape[1] > array.shape[1] and out.shape[2] == array.shape[2]
+    index = np.indices(out.shape).reshape(3, -1).T
+    world = index @ new[:3, :3].T + new[:3, 3]
+    source_index = (world - affine[:3, 3]) @ np.linalg.inv(affine[:3, :3]).T  # where in the sheared stack
+    inside = np.all((source_index >= -1e-6) & (source_index <= np.array(array.shape) - 1 + 1e-6), axis=1)
+    values = out.reshape(-1, order="C")
+    assert inside.sum() >= array.size * 0.75  # a fractional shift loses at most one edge column per slice
+    np.testing.assert_allclose(values[inside], (world @ WORLD_RAMP)[inside], atol=1e-6)
+    far = np.any((source_index < -1.0) | (source_index > np.array(array.shape)), axis=1)
+    assert far.any() and np.all(values[far] == fill)
+
+
+def test_correct_tilt_is_the_same_in_lps_and_ras():
+    array, affine_lps = _sheared_stack()
+    out_lps, new_lps = correct_tilt(array, affine_lps, 0.0)
+    out_ras, new_ras = correct_tilt(array, lps_to_ras(affine_lps), 0.0)
+    np.testing.assert_allclose(out_ras, out_lps, atol=1e-9)
+    np.testing.assert_allclose(new_ras, lps_to_ras(new_lps), atol=1e-9)
+
+
+def test_per_channel_runs_a_step_on_each_colour_channel():
+    array, affine = _sheared_stack(n_slices=3)
+    grey = np.clip(array - array.min(), 0, 255).astype(np.uint8)
+    channels = np.stack([grey, 255 - grey, grey // 2], axis=-1)
+    rgb = rgb_from_channels(channels)
+    out, new = per_channel(lambda a: correct_tilt(a, affine, 0.0), rgb)
+    assert out.dtype == RGB_DTYPE and out.flags.f_contiguous
+    for n in range(3):
+        expected, expected_affine = correct_tilt(np.asfortranarray(channels[..., n]), affine, 0.0)
+        np.testing.assert_array_equal(rgb_channels(out)[..., n], expected)
+    np.testing.assert_array_equal(new, expected_affine)
+    scalar, _ = per_channel(lambda a: correct_tilt(a, affine, 0.0), grey)
+    np.testing.assert_array_equal(scalar, correct_tilt(grey, affine, 0.0)[0])

@@ -15,7 +15,8 @@ from conftest import require_tool
 from convert.dicom.seg import labels_on_reference, write_seg
 from convert.errors import ConvertError, GeometryError, UnsupportedDataError
 from convert.sample import ORIENTATIONS, SeriesSpec, write_series
-from convert.volume import Volume, lps_to_ras
+from convert.geometry import lps_to_ras
+from convert.volume import Volume
 
 
 @pytest.fixture

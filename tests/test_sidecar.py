@@ -16,6 +16,7 @@ from pydicom.datadict import DicomDictionary, dictionary_VR, keyword_for_tag
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
+from convert.dicom import csa as csa_module
 from convert.dicom.multiframe import mosaic_affine_lps, read_enhanced, stack_volumes
 from convert.dicom.sidecar import (
     PHI_KEYS,
@@ -31,7 +32,8 @@ from convert.dicom.sidecar import (
     write_sidecar,
 )
 from convert.errors import OutputExistsError, OutputWriteError
-from convert.volume import Volume, lps_to_ras
+from convert.geometry import lps_to_ras
+from convert.volume import Volume
 from tests.conftest import CONFORMANCE, SHARED, conformance_dir
 
 #: Keywords whose values the sidecar may copy (the allow-list's sources).
@@ -613,7 +615,7 @@ def test_diffusion_table_from_classic_headers_and_siemens_csa(monkeypatch):
     # Siemens mosaics: b-value and gradient in the CSA header
     first, second = Dataset(), Dataset()
     csa = {id(first): {"B_value": 0}, id(second): {"B_value": 700, "DiffusionGradientDirection": [0.0, 1.0, 0.0]}}
-    monkeypatch.setattr(sc, "csa_image_header", lambda ds: csa.get(id(ds)))
+    monkeypatch.setattr(csa_module, "image_header", lambda ds: csa.get(id(ds)))
     volume2 = Volume(np.zeros((2, 2, 2, 2), np.int16), np.eye(4))
     assert diffusion_table(volume2, [first, second]) == ([0.0, 700.0], [[0.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
     assert diffusion_table(volume2, [Dataset()]) is None  # one header per time point is required

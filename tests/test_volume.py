@@ -1,67 +1,14 @@
-"""Volume model and the geometry helpers of convert.volume."""
+"""Volume model (the geometry helpers it uses are tested in tests/test_geometry.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from convert.errors import ConvertError, GeometryError, UnsupportedDataError
-from convert.volume import (
-    SUPPORTED_DTYPES,
-    Meta,
-    Volume,
-    affine_from_geometry,
-    geometry_from_affine,
-    lps_to_ras,
-    orientation_code,
-    ras_to_lps,
-)
-from tests.conftest import oblique_affine, rotation
-
-
-def test_lps_ras_flip_is_its_own_inverse(oblique):
-    assert np.allclose(ras_to_lps(lps_to_ras(oblique)), oblique)
-    lps = ras_to_lps(oblique)
-    # x and y change sign, z does not
-    assert np.allclose(lps[0], -oblique[0]) and np.allclose(lps[1], -oblique[1])
-    assert np.allclose(lps[2], oblique[2])
-
-
-@settings(max_examples=60, deadline=None)
-@given(
-    spacing=st.tuples(*[st.floats(0.05, 20)] * 3),
-    origin=st.tuples(*[st.floats(-500, 500)] * 3),
-    angles=st.tuples(*[st.floats(-np.pi, np.pi)] * 3),
-)
-def test_affine_geometry_round_trip(spacing, origin, angles):
-    direction = rotation(*angles)
-    affine = affine_from_geometry(origin, spacing, direction)
-    o, s, d = geometry_from_affine(affine)
-    assert np.allclose(o, origin) and np.allclose(s, spacing) and np.allclose(d, direction, atol=1e-9)
-
-
-@pytest.mark.parametrize(
-    "diag, code",
-    [((1, 1, 1), "RAS"), ((-1, -1, 1), "LPS"), ((-1, 1, 1), "LAS"), ((1, -1, -1), "RPI")],
-)
-def test_orientation_code_axis_aligned(diag, code):
-    affine = np.diag(list(diag) + [1.0])
-    assert orientation_code(affine) == code
-    assert Volume(np.zeros((2, 2, 2), np.uint8), affine).orientation == code
-
-
-def test_orientation_code_of_lps_affine():
-    # An LPS affine with identity direction is "LPS" when read in LPS space.
-    assert orientation_code(np.eye(4), space="LPS") == "LPS"
-
-
-def test_orientation_code_permuted_axes():
-    # i -> superior, j -> right, k -> anterior (a sagittal-like permutation)
-    affine = np.array([[0, 1, 0, 0], [0, 0, 1, 0], [1, 0, 0, 0], [0, 0, 0, 1.0]])
-    assert orientation_code(affine) == "SRA"
+from convert.volume import SUPPORTED_DTYPES, Meta, Volume
+from tests.conftest import oblique_affine
 
 
 def test_derived_geometry(oblique):
@@ -262,17 +209,3 @@ def test_repr_shows_shape_dtype_spacing_orientation_not_voxels():
                     "slope=2, intercept=-1024)")
     assert "array" not in text and "[" not in text
 
-
-@settings(max_examples=300, deadline=None)
-@given(matrix=st.lists(st.floats(-5, 5, allow_nan=False), min_size=9, max_size=9),
-       space=st.sampled_from(["RAS", "LPS"]))
-def test_orientation_code_follows_nibabels_rule_without_importing_it(matrix: list[float], space: str) -> None:
-    from nibabel.orientations import aff2axcodes
-
-    from convert.volume import lps_to_ras, orientation_code
-
-    affine = np.eye(4)
-    affine[:3, :3] = np.reshape(matrix, (3, 3))
-    ras = lps_to_ras(affine) if space == "LPS" else affine
-    expected = "".join("?" if c is None else c for c in aff2axcodes(ras))
-    assert orientation_code(affine, space) == expected

@@ -27,7 +27,8 @@ from convert.dicom.writer import (IMPLEMENTATION_CLASS_UID, VR_MAX_LENGTH, choos
                                   patient_orientation, write_series)
 from convert.errors import ConvertError, OutputExistsError, OutputWriteError, UnsupportedDataError
 from convert.sample import ORIENTATIONS, SeriesSpec, write_series as write_sample_series
-from convert.volume import Meta, Volume, lps_to_ras
+from convert.geometry import lps_to_ras
+from convert.volume import Meta, Volume
 
 SHAPE = (5, 4, 3)  # every axis a different length: a swapped axis cannot go unnoticed
 SPACING = (0.9, 1.3, 2.1)

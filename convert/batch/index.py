@@ -7,10 +7,10 @@ from typing import Any
 import numpy as np
 
 from convert.dicom.pixels import is_colour
-from convert.dicom.reader import slice_affine_lps, spacing_note
+from convert.dicom.reader import spacing_note
 from convert.dicom.series import Series
 from convert.errors import ConvertError, spell
-from convert.volume import lps_to_ras
+from convert.geometry import lps_to_ras, orientation_code, slice_affine_lps
 
 
 def summarize_series(series: Series) -> dict[str, Any]:
@@ -43,8 +43,6 @@ def summarize_series(series: Series) -> dict[str, Any]:
     }
     if series.kind == "slices" and first.orientation is not None and not series.problem:
         affine = lps_to_ras(slice_affine_lps(first, series.grid[-1][0], series.n_slices))
-        from convert.volume import orientation_code
-
         spacing = [float(np.linalg.norm(affine[:3, n])) for n in range(3)]
         if series.uneven or series.missing:  # what `convert` writes (by default / with --allow-gaps): the even grid
             spacing[2] *= (series.n_slices - 1) / (series.even_grid()[0] - 1)
@@ -54,8 +52,6 @@ def summarize_series(series: Series) -> dict[str, Any]:
         info["orientation"] = orientation_code(affine)
     elif series.kind == "mosaic":
         from convert.dicom import multiframe as _multiframe
-        from convert.volume import orientation_code
-
         try:
             header = first.load_header()
             tile_rows, tile_cols, _ = _multiframe.mosaic_tile_shape(header)

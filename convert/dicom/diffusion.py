@@ -62,8 +62,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from convert.dicom import csa as csa_module
 from convert.dicom.header import is_multi
-from convert.volume import Volume, lps_to_ras_point
+from convert.geometry import geometry_from_affine, lps_to_ras_point
+from convert.volume import Volume
 
 __all__ = ["DiffusionTable", "VolumeGradient", "volume_gradient", "series_table", "logical_gradient_lps",
            "looks_like_diffusion", "fsl_bvecs", "write_bval_bvec", "diffusion_table", "vendor_of"]
@@ -211,9 +213,7 @@ def _standard(ds: Any) -> VolumeGradient | None:
 
 
 def _siemens(ds: Any) -> VolumeGradient | None:
-    from convert.dicom.sidecar import csa_image_header
-
-    csa = csa_image_header(ds)
+    csa = csa_module.image_header(ds)
     if csa:
         b = _numbers(csa.get("B_value"))
         g = _numbers(csa.get("DiffusionGradientDirection"))
@@ -469,8 +469,7 @@ def fsl_bvecs(gradients_lps: Sequence[Sequence[float]], affine: np.ndarray) -> n
     """
     g = np.asarray(gradients_lps, dtype=np.float64).reshape(-1, 3)
     g_ras = lps_to_ras_point(g)  # a direction flips like a point
-    axes = np.asarray(affine, dtype=np.float64)[:3, :3]
-    axes = axes / np.linalg.norm(axes, axis=0)
+    _, _, axes = geometry_from_affine(affine)  # the affine's unit axes
     vox = np.linalg.solve(axes, g_ras.T)  # (3, n)
     if np.linalg.det(np.asarray(affine)[:3, :3]) > 0:
         vox[0] *= -1.0

@@ -16,7 +16,7 @@ of the whole tile grid, which :func:`mosaic_affine_lps` corrects.
 Conventions (see ``docs/dicom-multiframe.md``): arrays are ``[i, j, k(, t)]``
 with ``i`` along a DICOM row (``pixel_array[..., row, col]`` is transposed),
 affines map voxel indices to mm; DICOM geometry is LPS+ and converted to RAS+
-only through :func:`convert.volume.lps_to_ras`.
+only through :func:`convert.geometry.lps_to_ras`.
 """
 
 from __future__ import annotations
@@ -52,7 +52,8 @@ from convert.errors import (
     GeometryError,
     UnsupportedDataError,
 )
-from convert.volume import Meta, Volume, lps_to_ras, rgb_from_channels
+from convert.geometry import lps_to_ras, slice_normal, stack_affine_lps
+from convert.volume import Meta, Volume, rgb_from_channels
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
@@ -382,22 +383,12 @@ def _split(frames: Sequence[_Frame]) -> list[list[_Frame]]:
     return [members for _, _, members in sorted(groups, key=order)]
 
 
-def _slice_normal(orientation: Sequence[float]) -> np.ndarray:
-    row = np.asarray(orientation[:3], dtype=np.float64)
-    col = np.asarray(orientation[3:], dtype=np.float64)
-    normal = np.cross(row, col)
-    norm = np.linalg.norm(normal)
-    if norm < 1e-6:
-        raise GeometryError("ImageOrientationPatient row and column cosines are parallel")
-    return normal / norm
-
-
 def _stack_geometry(
     frames: Sequence[_Frame], path: Path
 ) -> tuple[np.ndarray, list[list[_Frame]]]:
     """LPS affine and frames grouped per slice (sorted along the normal), each slice's frames in time order."""
     first = frames[0]
-    normal = _slice_normal(first.orientation)
+    normal = slice_normal(first.orientation)
     distances = np.array([np.dot(f.position, normal) for f in frames])
     order = np.argsort(distances, kind="stable")
     slices: list[list[_Frame]] = []
@@ -419,12 +410,6 @@ def _stack_geometry(
         )
     for s in slices:
         s.sort(key=lambda fr: (fr.temporal, fr.dims, fr.index))
-    row = np.asarray(first.orientation[:3])
-    col = np.asarray(first.orientation[3:])
-    affine = np.eye(4)
-    # PixelSpacing = (between rows (j, down a column), between columns (i, along a row)).
-    affine[:3, 0] = row * first.spacing[1]
-    affine[:3, 1] = col * first.spacing[0]
     origin = np.asarray(slices[0][0].position, dtype=np.float64)
     if len(slices) > 1:
         last = np.asarray(slices[-1][0].position, dtype=np.float64)
@@ -446,11 +431,12 @@ def _stack_geometry(
                     "slice positions do not lie on one line (sheared or mixed stacks); cannot build one volume",
                     path,
                 )
-        affine[:3, 2] = step
     else:
         thickness = first.between or first.thickness or 1.0
-        affine[:3, 2] = normal * thickness
-    affine[:3, 3] = origin
+        step = normal * thickness
+    # PixelSpacing = (between rows (j, down a column), between columns (i, along a row)).
+    affine = stack_affine_lps(np.asarray(first.orientation[:3]), np.asarray(first.orientation[3:]), first.spacing,
+                              origin, step)
     return affine, slices
 
 
@@ -924,7 +910,7 @@ def mosaic_affine_lps(ds: Dataset) -> np.ndarray:
         raise DicomError("mosaic without ImageOrientationPatient/ImagePositionPatient/PixelSpacing", where)
     row = np.array(orientation[:3])
     col = np.array(orientation[3:])
-    normal = _slice_normal(orientation)
+    normal = slice_normal(orientation)
     csa = csa_image_header(ds)
     if csa and csa.get("SliceNormalVector") is not None:
         vector = _floats(csa["SliceNormalVector"], 3)
@@ -937,9 +923,4 @@ def mosaic_affine_lps(ds: Dataset) -> np.ndarray:
     origin = (np.asarray(position)
               + row * dx * (mosaic_cols - tile_cols) / 2.0
               + col * dy * (mosaic_rows - tile_rows) / 2.0)
-    affine = np.eye(4)
-    affine[:3, 0] = row * dx
-    affine[:3, 1] = col * dy
-    affine[:3, 2] = normal * float(step[0])
-    affine[:3, 3] = origin
-    return affine
+    return stack_affine_lps(row, col, spacing, origin, normal * float(step[0]))

@@ -1,7 +1,9 @@
 """Read DICOM series into Volumes; the ``DICOM`` format adapter; the files of one converted series
 (image, JSON sidecar, ``.bval``/``.bvec``). Whole-tree conversion and naming live in :mod:`convert.batch`.
 
-Geometry (DICOM PS3.3 C.7.6.2, all in LPS+ mm before the one conversion to RAS+):
+Geometry (DICOM PS3.3 C.7.6.2, all in LPS+ mm before the one conversion to RAS+; the affine is
+:func:`convert.geometry.slice_affine_lps`, slice regridding and tilt correction are the steps
+:func:`convert.process.geometry.regrid_slices` / :func:`~convert.process.geometry.correct_tilt`):
 
 * ImageOrientationPatient = (row cosine, column cosine). The row cosine is the
   direction of increasing **column index** (our ``i``); the column cosine the
@@ -59,15 +61,9 @@ from convert.errors import (
     UnsupportedDataError,
     spell,
 )
+from convert.geometry import lps_to_ras, slice_affine_lps
 from convert.proxy import ByteSpan, SliceProxy
-from convert.volume import (
-    RGB_DTYPE,
-    Meta,
-    Volume,
-    lps_to_ras,
-    rgb_channels,
-    rgb_from_channels,
-)
+from convert.volume import RGB_DTYPE, Meta, Volume
 
 
 def _optional_module(name: str) -> Any:
@@ -115,30 +111,6 @@ class ReadOptions:
     stack_uneven: bool = False
     workers: int | None = None
     philips_scaling: str = "precise"
-
-
-# --------------------------------------------------------------------------- geometry
-def slice_affine_lps(first: Instance, last: Instance | None, n_slices: int) -> np.ndarray:
-    """4x4 voxel -> LPS+ affine for a stack of 2D slices from ``first`` to ``last`` (see module doc)."""
-    if first.orientation is None:
-        row, col = np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0])
-    else:
-        row = np.asarray(first.orientation[:3], dtype=np.float64)
-        col = np.asarray(first.orientation[3:], dtype=np.float64)
-        row, col = row / np.linalg.norm(row), col / np.linalg.norm(col)
-    dj, di = first.pixel_spacing if first.pixel_spacing else (1.0, 1.0)
-    affine = np.eye(4)
-    affine[:3, 0] = row * di
-    affine[:3, 1] = col * dj
-    origin = np.asarray(first.position, dtype=np.float64) if first.position is not None else np.zeros(3)
-    if n_slices > 1 and last is not None and last.position is not None and first.position is not None:
-        affine[:3, 2] = (np.asarray(last.position, dtype=np.float64) - origin) / (n_slices - 1)
-    else:
-        normal = np.cross(row, col)
-        thickness = first.spacing_between_slices or first.slice_thickness or 1.0
-        affine[:3, 2] = normal * abs(thickness)
-    affine[:3, 3] = origin
-    return affine
 
 
 def _meta_for(ds: Any, series: Series | None = None) -> Meta:
@@ -335,11 +307,14 @@ def _read_slices(series: Series, opts: ReadOptions) -> Volume:
         array, (slope, intercept) = _decode_all(series, jobs, shape, dtype, expected, n_workers, colour, philips,
                                                 opts)
     warnings = list(series.warnings)
+    if regrid or tilt:
+        from convert.process.geometry import correct_tilt, per_channel, regrid_slices
     if regrid:
-        array, affine = _per_channel(lambda a: _regrid_slices(a, affine, series), array)
+        n_even = series.even_grid()[0]
+        array, affine = per_channel(lambda a: regrid_slices(a, affine, series.distances, n_even), array)
     if tilt:
         fill = (0.0 if colour else float(np.min(array))) if array.size else 0.0  # colour: black outside
-        array, affine = _per_channel(lambda a: _correct_tilt(a, affine, fill), array)
+        array, affine = per_channel(lambda a: correct_tilt(a, affine, fill), array)
         warnings.append(f"gantry tilt of {series.tilt_deg:.2f} degrees corrected by resampling")
     if series.uneven or (series.missing and opts.allow_gaps):
         warnings.append(spacing_note(series, stacked=not regrid, slice_step_mm=float(np.linalg.norm(affine[:3, 2]))))
@@ -456,17 +431,6 @@ def _philips_record(first: Instance, scaling: tuple[float, float], philips_scali
     return philips_scaling_fields(scaling[0], scaling[1], first.philips_scale_slope, philips_scaling)
 
 
-def _per_channel(step: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
-                 array: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Run a resampling ``step`` (array -> (array, affine)) on a scalar array, or on each channel of an RGB one."""
-    if array.dtype != RGB_DTYPE:
-        return step(array)
-    channels = rgb_channels(array)
-    results = [step(np.asfortranarray(channels[..., n])) for n in range(3)]
-    stacked = np.stack([r[0] for r in results], axis=-1)
-    return np.asfortranarray(rgb_from_channels(stacked)), results[0][1]
-
-
 def volume_warnings(volume: Volume) -> list[str]:
     """Warnings recorded while reading ``volume`` (tilt, gaps, uneven spacing, duplicates).
 
@@ -497,78 +461,6 @@ def spacing_note(series: Series, *, stacked: bool, slice_step_mm: float, planned
     how = "--stack-uneven stacks the stored slices instead" if series.uneven else "values in the gap are interpolated"
     return (f"{what}: {verb} onto {n_new} even slices every {round(slice_step_mm, 4):g} mm (linear interpolation, "
             f"voxels at their true positions); {how}")
-
-
-def _regrid_slices(array: np.ndarray, affine: np.ndarray, series: Series) -> tuple[np.ndarray, np.ndarray]:
-    """Linear interpolation along k onto the series' even grid (keeps dtype; ints rounded).
-
-    Grid plane ``k`` is at ``d0 + k * step`` along the normal (:meth:`Series.even_grid`),
-    on the line from the first to the last stored slice, and holds the two stored
-    slices around it weighted by distance.
-    """
-    d = series.distances
-    n_new, _ = series.even_grid()
-    targets = d[0] + np.arange(n_new) * ((d[-1] - d[0]) / (n_new - 1))
-    idx = np.clip(np.searchsorted(d, targets, side="right") - 1, 0, len(d) - 2)
-    w = np.clip((targets - d[idx]) / (d[idx + 1] - d[idx]), 0.0, 1.0)
-    shape = array.shape[:2] + (n_new,) + array.shape[3:]
-    out = np.empty(shape, dtype=array.dtype, order="F")
-    for k in range(n_new):
-        lo, hi, wk = array[:, :, idx[k]], array[:, :, idx[k] + 1], float(w[k])
-        if wk <= 1e-9:
-            out[:, :, k] = lo
-        elif wk >= 1 - 1e-9:
-            out[:, :, k] = hi
-        else:
-            vals = lo.astype(np.float64) * (1 - wk) + hi.astype(np.float64) * wk
-            out[:, :, k] = np.round(vals) if array.dtype.kind in "iu" else vals
-    new_affine = affine.copy()
-    total = affine[:3, 2] * (len(d) - 1)  # first -> last slice vector
-    new_affine[:3, 2] = total / (n_new - 1)
-    return out, new_affine
-
-
-def _correct_tilt(array: np.ndarray, affine: np.ndarray, fill: float) -> tuple[np.ndarray, np.ndarray]:
-    """Resample a sheared stack onto an orthogonal grid (k along the slice normal).
-
-    Voxel ``(i, j, k)`` of the sheared stack sits at ``o + i*ci + j*cj + k*s``. The
-    orthogonal grid uses ``k*s_perp`` (``s_perp`` = part of ``s`` along the
-    normal); slice ``k`` is shifted in-plane by ``-k*(s - s_perp)`` with bilinear
-    interpolation. The in-plane field of view is extended to keep every voxel.
-    """
-    from scipy import ndimage
-
-    ci, cj, s = affine[:3, 0], affine[:3, 1], affine[:3, 2]
-    normal = np.cross(ci, cj)
-    normal /= np.linalg.norm(normal)
-    s_perp = normal * float(np.dot(s, normal))
-    shear = s - s_perp
-    # shear in voxel units along i and j (ci, cj are orthogonal for valid DICOM)
-    si = float(np.dot(shear, ci) / np.dot(ci, ci))
-    sj = float(np.dot(shear, cj) / np.dot(cj, cj))
-    nk = array.shape[2]
-    shifts_i, shifts_j = si * np.arange(nk), sj * np.arange(nk)
-    lo_i, hi_i = int(np.floor(min(0.0, shifts_i.min()) + 1e-6)), int(np.ceil(max(0.0, shifts_i.max()) - 1e-6))
-    lo_j, hi_j = int(np.floor(min(0.0, shifts_j.min()) + 1e-6)), int(np.ceil(max(0.0, shifts_j.max()) - 1e-6))
-    ni, nj = array.shape[0] + hi_i - lo_i, array.shape[1] + hi_j - lo_j
-    out_dtype = array.dtype
-    shape = (ni, nj) + array.shape[2:]
-    out = np.empty(shape, dtype=out_dtype, order="F")
-    extra = array.shape[3:]
-    for k in range(nk):
-        for t in np.ndindex(*extra) if extra else [()]:
-            src = array[(slice(None), slice(None), k) + t].astype(np.float64)
-            canvas = np.full((ni, nj), fill, dtype=np.float64)
-            canvas[-lo_i : -lo_i + array.shape[0], -lo_j : -lo_j + array.shape[1]] = src
-            # orthogonal voxel (i', j') holds sheared voxel (i' + lo_i + k*si ... ): world o + i ci + j cj + k s
-            shifted = ndimage.shift(canvas, (shifts_i[k], shifts_j[k]), order=1, mode="grid-constant", cval=fill)
-            if out_dtype.kind in "iu":
-                shifted = np.round(shifted)
-            out[(slice(None), slice(None), k) + t] = shifted
-    new_affine = affine.copy()
-    new_affine[:3, 2] = s_perp
-    new_affine[:3, 3] = affine[:3, 3] + lo_i * ci + lo_j * cj
-    return out, new_affine
 
 
 # --------------------------------------------------------------------------- multi-frame / mosaic

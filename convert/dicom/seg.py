@@ -28,7 +28,8 @@ import numpy as np
 from convert.atomic import atomic_folder
 from convert.dicom.writer import file_meta_for, new_uid, own_dimension_organization, reference_series_of, save_dataset
 from convert.errors import ConvertError, DicomError, GeometryError, UnsupportedDataError
-from convert.volume import Volume, lps_to_ras
+from convert.geometry import lps_to_ras, slice_affine_lps
+from convert.volume import Volume
 
 #: Type 2 patient/study attributes highdicom copies from the reference images (filled with "" when absent).
 _TYPE2_COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
@@ -56,8 +57,6 @@ def reference_series(reference: str | Path) -> Any:
 
 def reference_affine(series: Any) -> np.ndarray:
     """Voxel -> RAS+ affine of the reference ``series`` (``i`` along rows, ``k`` along the sorted slices)."""
-    from convert.dicom.reader import slice_affine_lps
-
     first, last = series.grid[0][0], series.grid[-1][0]
     return lps_to_ras(slice_affine_lps(first, last, series.n_slices))
 

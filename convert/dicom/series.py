@@ -64,6 +64,8 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from convert.dicom.scan import Instance
+from convert.errors import GeometryError
+from convert.geometry import slice_normal
 
 #: Two slice positions closer than this along the normal (mm) are the same position.
 POSITION_TOLERANCE_MM = 0.02
@@ -317,11 +319,12 @@ def _time_key(inst: Instance) -> tuple:
 
 
 def _normal(orientation: Sequence[float]) -> np.ndarray:
-    row = np.asarray(orientation[:3], dtype=np.float64)
-    col = np.asarray(orientation[3:], dtype=np.float64)
-    n = np.cross(row, col)
-    norm = np.linalg.norm(n)
-    return n / norm if norm > 0 else n
+    """:func:`convert.geometry.slice_normal`, or the zero vector for parallel cosines (every slice then
+    sits at distance 0: the assembly reports duplicates instead of failing on one file)."""
+    try:
+        return slice_normal(orientation)
+    except GeometryError:
+        return np.zeros(3)
 
 
 def _split_by_acquisition(instances: list[Instance]) -> list[list[Instance]]:

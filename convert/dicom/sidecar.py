@@ -45,7 +45,8 @@ from convert.dicom.ge import ge_phase_positive, ge_slice_timing, is_ge
 from convert.dicom.header import is_multi
 from convert.dicom.scan import dicom_time_seconds
 from convert.version import __version__
-from convert.volume import Meta, Volume, lps_to_ras_point
+from convert.geometry import geometry_from_affine, lps_to_ras_point
+from convert.volume import Meta, Volume
 
 __all__ = [
     "DESCRIPTOR_KEYS",
@@ -715,10 +716,8 @@ def _axis_map(source_affine: np.ndarray, target_affine: np.ndarray) -> dict[int,
 
     None when the target grid is not a permutation/flip of the source grid (oblique resampling).
     """
-    src = np.asarray(source_affine, dtype=np.float64)[:3, :3]
-    dst = np.asarray(target_affine, dtype=np.float64)[:3, :3]
-    src = src / np.linalg.norm(src, axis=0)
-    dst = dst / np.linalg.norm(dst, axis=0)
+    src = geometry_from_affine(source_affine)[2]  # unit axes
+    dst = geometry_from_affine(target_affine)[2]
     cosines = src.T @ dst  # [source axis, target axis]
     mapping: dict[int, tuple[int, int]] = {}
     for a in range(3):

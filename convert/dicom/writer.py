@@ -1,6 +1,6 @@
 """Write a Volume as a DICOM series: classic single-frame (one file per slice) or one enhanced file.
 
-Geometry (PS3.3 C.7.6.2; the one RAS+ -> LPS+ conversion is :func:`convert.volume.ras_to_lps`):
+Geometry (PS3.3 C.7.6.2; the one RAS+ -> LPS+ conversion is :func:`convert.geometry.ras_to_lps`):
 
 * ImageOrientationPatient = (unit vector of ``i``, unit vector of ``j``) in LPS+:
   the row cosine is our ``i`` axis (column index), the column cosine our ``j``
@@ -61,7 +61,8 @@ import numpy as np
 from convert.atomic import atomic_folder
 from convert.errors import ConvertError, DicomError, UnsupportedDataError
 from convert.proxy import iter_slabs
-from convert.volume import Volume, geometry_from_affine, ras_to_lps, ras_to_lps_point, rgb_channels
+from convert.geometry import geometry_from_affine, ras_to_lps, ras_to_lps_point, slice_normal
+from convert.volume import Volume, rgb_channels
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
@@ -247,11 +248,10 @@ def plane_geometry(affine_ras: np.ndarray, n_slices: int) -> PlaneGeometry:
     lps = ras_to_lps(affine_ras)
     origin, spacing, direction = geometry_from_affine(lps)
     row, col = direction[:, 0], direction[:, 1]
-    normal = np.cross(row, col)
     if abs(float(np.dot(row, col))) > 1e-4:
         raise UnsupportedDataError("the volume's i and j axes are not perpendicular (in-plane shear), which "
                                    "DICOM images cannot represent; resample it onto an orthogonal grid first")
-    normal = normal / np.linalg.norm(normal)
+    normal = slice_normal(np.concatenate([row, col]))
     step = lps[:3, 2]
     positions = origin[np.newaxis, :] + np.arange(n_slices)[:, np.newaxis] * step[np.newaxis, :]
     return PlaneGeometry(orientation=tuple(float(v) for v in np.concatenate([row, col])),
@@ -399,7 +399,7 @@ def _base_dataset(volume: Volume, modality: str, storage: Storage, template: dic
     """Attributes shared by every file of the series (everything but the per-slice ones)."""
     from pydicom.dataset import Dataset
 
-    from convert import __version__
+    from convert.version import __version__
 
     ds = Dataset()
     date, time = moment.strftime("%Y%m%d"), _tm(moment)

@@ -45,11 +45,12 @@ from typing import Any
 import numpy as np
 
 from convert.atomic import atomic_paths
-from convert.errors import ConvertError, CorruptFileError, UnsupportedDataError
+from convert.errors import CorruptFileError, UnsupportedDataError, reading
 from convert.formats import read_magic
 from convert.formats._nib import (HEADER_ERRORS, check_data_size, check_header_shape, check_raw_header, iter_fortran_chunks,
                                   nibabel_errors, quiet_nibabel, volume_from_nibabel)
-from convert.volume import RGB_DTYPE, Meta, Volume, geometry_from_affine
+from convert.geometry import geometry_from_affine
+from convert.volume import RGB_DTYPE, Meta, Volume
 
 
 class OrientationLossWarning(UserWarning):
@@ -239,14 +240,9 @@ class AnalyzeFormat:
         except nibabel_errors() as exc:
             raise CorruptFileError(f"not a readable Analyze file: {exc}", path) from exc
         check_data_size(path, img_path, shape, dtype.itemsize, offset, False)
-        try:
+        with reading(path, "this Analyze header", "cannot read Analyze voxel data (corrupt header?)",
+                     nibabel_errors()):
             return self._volume(img, hdr, path)
-        except ConvertError as exc:
-            if exc.path is None:  # e.g. GeometryError from Volume: name the file
-                raise type(exc)(f"invalid geometry or data in this Analyze header: {exc.message}", path) from exc
-            raise
-        except nibabel_errors() as exc:
-            raise CorruptFileError(f"cannot read Analyze voxel data (corrupt header?): {exc}", path) from exc
 
     def _volume(self, img: Any, hdr: Path, path: Path) -> Volume:
         shape = img.shape

@@ -35,10 +35,13 @@ from typing import Any
 
 import numpy as np
 
-from convert.errors import ConvertError, CorruptFileError, UnsupportedDataError
+from convert.errors import CorruptFileError, UnsupportedDataError, reading
 from convert.formats import read_magic
 from convert.formats._nib import BROKEN_FILE_ERRORS, supported_array
 from convert.volume import Meta, Volume
+
+#: Library errors of a truncated or corrupt MINC1 or PAR/REC file (nibabel, scipy.io.netcdf, numpy).
+_LIBRARY_ERRORS = BROKEN_FILE_ERRORS + (AttributeError, RuntimeError, ArithmeticError, MemoryError)
 
 MINC1_MAGICS = (b"CDF\x01", b"CDF\x02")
 PAR_MARKER = b"DATA DESCRIPTION FILE"
@@ -93,14 +96,8 @@ class Minc1Format(_ReadOnly):
         path = Path(path)
         if not self.sniff(path):
             raise CorruptFileError("not a MINC1 (netCDF) file: bad magic bytes", path)
-        try:
+        with reading(path, "this MINC1 file", "cannot read MINC1 file (truncated or corrupt?)", _LIBRARY_ERRORS):
             return self._read(path)
-        except ConvertError as exc:
-            if exc.path is None:  # e.g. GeometryError from Volume: name the file
-                raise type(exc)(f"invalid geometry or data in this MINC1 file: {exc.message}", path) from exc
-            raise
-        except BROKEN_FILE_ERRORS + (AttributeError, RuntimeError, ArithmeticError, MemoryError) as exc:
-            raise CorruptFileError(f"cannot read MINC1 file (truncated or corrupt?): {exc}", path) from exc
 
     def _read(self, path: Path) -> Volume:
         import nibabel as nib
@@ -197,14 +194,8 @@ class ParRecFormat(_ReadOnly):
             raise CorruptFileError(f"the REC image file {rec.name} of this PAR/REC pair is missing", path)
         if PAR_MARKER not in read_magic(par, 512):
             raise CorruptFileError("not a Philips PAR header (no 'DATA DESCRIPTION FILE' banner)", path)
-        try:
+        with reading(path, "this PAR/REC file", "cannot read PAR/REC (truncated or corrupt?)", _LIBRARY_ERRORS):
             return self._read(par, rec, path)
-        except ConvertError as exc:
-            if exc.path is None:  # e.g. GeometryError from Volume: name the file
-                raise type(exc)(f"invalid geometry or data in this PAR/REC file: {exc.message}", path) from exc
-            raise
-        except BROKEN_FILE_ERRORS + (AttributeError, RuntimeError, ArithmeticError, MemoryError) as exc:
-            raise CorruptFileError(f"cannot read PAR/REC (truncated or corrupt?): {exc}", path) from exc
 
     def _read(self, par: Path, rec: Path, path: Path) -> Volume:
         from nibabel import parrec

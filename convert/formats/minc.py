@@ -50,10 +50,11 @@ from typing import Any
 import numpy as np
 
 from convert.atomic import atomic_file
-from convert.errors import ConvertError, CorruptFileError, GeometryError, UnsupportedDataError
+from convert.errors import CorruptFileError, GeometryError, UnsupportedDataError, reading
 from convert.formats import read_magic
 from convert.formats._nib import supported_array
-from convert.volume import Meta, Volume, geometry_from_affine
+from convert.geometry import affine_from_geometry, geometry_from_affine
+from convert.volume import Meta, Volume
 
 #: First 8 bytes of every HDF5 file (MINC2 is HDF5).
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -150,10 +151,7 @@ def minc_axes(affine: np.ndarray, path: Path | None = None) -> list[tuple[str, n
 def affine_from_minc(cosines: np.ndarray, steps: np.ndarray, starts: np.ndarray) -> np.ndarray:
     """4x4 voxel->RAS+ affine from per-axis unit direction cosines (columns), steps and starts (mm)."""
     cosines = np.asarray(cosines, dtype=np.float64).reshape(3, 3)
-    affine = np.eye(4)
-    affine[:3, :3] = cosines * np.asarray(steps, dtype=np.float64)[np.newaxis, :]
-    affine[:3, 3] = cosines @ np.asarray(starts, dtype=np.float64)
-    return affine
+    return affine_from_geometry(cosines @ np.asarray(starts, dtype=np.float64), steps, cosines)
 
 
 # --------------------------------------------------------------------------- reading
@@ -476,14 +474,8 @@ class Minc2Format:
             UnsupportedDataError: vector (RGB) images, irregular spatial spacing.
         """
         path = Path(path)
-        try:
+        with reading(path, "this MINC2 file", "cannot read MINC2 file (truncated or corrupt?)", _READ_ERRORS):
             return _read_minc2(path)
-        except ConvertError as exc:
-            if exc.path is None:  # e.g. GeometryError from Volume: name the file
-                raise type(exc)(f"invalid geometry or data in this MINC2 file: {exc.message}", path) from exc
-            raise
-        except _READ_ERRORS as exc:
-            raise CorruptFileError(f"cannot read MINC2 file (truncated or corrupt?): {exc}", path) from exc
 
     def output_paths(self, path: Path) -> list[Path]:
         return [Path(path)]

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from convert.atomic import atomic_paths
-from convert.errors import ConvertError, CorruptFileError, UnsupportedDataError
+from convert.errors import CorruptFileError, UnsupportedDataError, reading
 from convert.formats import read_magic
 from convert.formats._nib import (check_data_size, check_header_shape, check_raw_header, iter_fortran_chunks, nibabel_errors, open_output,
                                   quiet_nibabel, volume_from_nibabel)
@@ -91,14 +91,8 @@ class NiftiFormat:
             raise CorruptFileError(f"not a readable NIfTI file: {exc}", path) from exc
         if not isinstance(img, (nib.Nifti1Image, nib.Nifti1Pair, nib.Nifti2Image, nib.Nifti2Pair)):
             raise CorruptFileError("not a NIfTI file", path)
-        try:
+        with reading(path, "this NIfTI header", "not a readable NIfTI file (corrupt header?)", errors):
             return self._volume(img, path)
-        except ConvertError as exc:
-            if exc.path is None:  # e.g. GeometryError from Volume: name the file
-                raise type(exc)(f"invalid geometry or data in this NIfTI header: {exc.message}", path) from exc
-            raise
-        except errors as exc:
-            raise CorruptFileError(f"not a readable NIfTI file (corrupt header?): {exc}", path) from exc
 
     def _volume(self, img: Any, path: Path) -> Volume:
         """The Volume of a loaded NIfTI image, after checking its header against the file."""

@@ -22,7 +22,8 @@ import numpy as np
 
 from convert.atomic import atomic_paths
 from convert.errors import CorruptFileError, InputNotFoundError
-from convert.volume import Meta, Volume, geometry_from_affine
+from convert.geometry import geometry_from_affine
+from convert.volume import Meta, Volume
 
 
 def real_voxels(volume: Volume) -> np.ndarray:

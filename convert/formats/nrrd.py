@@ -5,7 +5,7 @@ Headers are parsed with pynrrd; the data section and the geometry are ours.
 Reading
     * ``space``: ``left-posterior-superior`` (LPS), ``right-anterior-superior``
       (RAS), ``left-anterior-superior`` (LAS) and their ``-time`` variants are
-      mapped exactly to RAS+ (LPS through :func:`convert.volume.lps_to_ras`).
+      mapped exactly to RAS+ (through :func:`convert.geometry.affine_to_ras`).
       ``scanner-xyz`` and ``3D-right-handed`` carry no anatomical meaning; we
       treat them as LPS, which is what ITK and SimpleITK do.
       ``3D-left-handed`` cannot be placed in a patient frame and is refused.
@@ -80,7 +80,8 @@ from convert.errors import (
 )
 from convert.formats import read_magic
 from convert.formats._nib import iter_fortran_chunks, open_output, supported_array
-from convert.volume import Meta, Volume, lps_to_ras, ras_to_lps, rgb_from_channels
+from convert.geometry import affine_to_ras, ras_to_lps
+from convert.volume import Meta, Volume, rgb_from_channels
 
 #: NRRD type names (NRRD0005 spec, every alias) -> numpy type code without byte order.
 _NRRD_TYPES: dict[str, str] = {
@@ -105,7 +106,7 @@ _ENCODINGS: dict[str, str] = {"raw": "raw", "gzip": "gzip", "gz": "gzip", "bzip2
                               "ascii": "ascii", "text": "ascii", "txt": "ascii", "hex": "hex"}
 
 #: ``space`` value (lower case) -> (frame the vectors are in, has a 4th time coordinate).
-#: "LPS" frames go to RAS+ through :func:`lps_to_ras`.
+#: Frames go to RAS+ through :func:`convert.geometry.affine_to_ras`.
 _SPACES: dict[str, tuple[str, bool]] = {
     "right-anterior-superior": ("RAS", False), "ras": ("RAS", False),
     "left-anterior-superior": ("LAS", False), "las": ("LAS", False),
@@ -130,8 +131,6 @@ _TIME_TO_SECONDS: dict[str, float] = {"ms": 1e-3, "msec": 1e-3, "millisecond": 1
 #: Axis kinds that describe space (every other kind - list, vector, time... - is non-spatial).
 _SPATIAL_KINDS = frozenset({"domain", "space", "???", "none"})
 
-#: Flip between LAS+ and RAS+ (x only). LPS<->RAS always goes through convert.volume.
-_LAS_RAS_FLIP = np.diag([-1.0, 1.0, 1.0, 1.0])
 
 _MAX_HEADER_BYTES = 64 << 20
 #: DICOM Modality (0008,0060) codes we carry as ``modality:=<code>`` (an allow-list, not a pattern).
@@ -433,15 +432,6 @@ def _read_voxels(header: dict[str, Any], path: Path, offset: int, list_files: li
 
 
 # =========================================================================== geometry
-def _to_ras(affine: np.ndarray, frame: str) -> np.ndarray:
-    """Voxel->``frame`` affine to voxel->RAS+ (frame is "LPS", "RAS" or "LAS")."""
-    if frame == "LPS":
-        return lps_to_ras(affine)
-    if frame == "LAS":
-        return _LAS_RAS_FLIP @ affine
-    return np.array(affine, dtype=np.float64)
-
-
 def _complete_basis(columns: list[np.ndarray]) -> list[np.ndarray]:
     """Add 1 mm axes orthogonal to the given ones (right-handed) until there are three."""
     cols = [np.asarray(c, dtype=np.float64) for c in columns]
@@ -678,12 +668,12 @@ def read_nrrd(path: str | Path) -> Volume:
     affine = np.eye(4)
     affine[:3, :3] = np.column_stack(columns)
     affine[:3, 3] = geo.origin
-    affine = _to_ras(affine, geo.frame)
+    affine = affine_to_ras(affine, geo.frame)
     measurement = None
     if geo.measurement_frame is not None:
         m4 = np.eye(4)
         m4[:3, :3] = geo.measurement_frame
-        measurement = _to_ras(m4, geo.frame)[:3, :3]
+        measurement = affine_to_ras(m4, geo.frame)[:3, :3]
     time_step = geo.time_axis_step.get(kept[0]) if kept else None
     if time_step is not None:
         axis_units = _field(header, "units", default=None)

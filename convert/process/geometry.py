@@ -1,7 +1,7 @@
-"""Geometry steps: reorient, flip, resample (SimpleITK), crop and pad.
+"""Geometry steps: reorient, flip, resample (SimpleITK), crop and pad; slice regridding and tilt correction.
 
 World space is RAS+ mm (:mod:`convert.volume`); ITK's LPS+ is reached only through
-:meth:`Volume.to_sitk` / :func:`convert.volume.ras_to_lps`. No step reorients
+:meth:`Volume.to_sitk` / :func:`convert.geometry.ras_to_lps`. No step reorients
 silently: :func:`resample` keeps the voxel axes' directions; only :func:`reorient`
 and :func:`flip` change them, by permuting and flipping voxels (exact).
 
@@ -14,33 +14,29 @@ spacing is ``s' = n * s / m`` exactly. The first voxel centre is at
 ``centre - (m - 1) / 2 * s'`` along each axis. Because the grid is defined by its
 centre, ``flip(resample(x)) == resample(flip(x))`` and 1 mm -> 0.5 mm -> 1 mm
 returns the input grid.
+
+**Slice stacks** (:func:`regrid_slices`, :func:`correct_tilt`): array-level steps on
+a stack of 2D slices ``[i, j, k(, ...)]`` and its affine, which the DICOM reader
+runs before it builds the Volume (``--allow-gaps``, uneven spacing, ``--tilt-correct``).
+Both work in any world frame (LPS+ or RAS+: the flip between them keeps lengths,
+angles and the handedness of ``cross``) and keep ``i`` and ``j``; run them on each
+channel of a colour array with :func:`per_channel`.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from typing import Any, Literal, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
 
 from convert.errors import UnsupportedDataError
+from convert.geometry import affine_from_geometry, check_code, geometry_from_affine, ras_to_lps
 from convert.process.steps import default_fill, record, require_3d, stored_value, three_numbers
-from convert.volume import Volume, affine_from_geometry, geometry_from_affine, ras_to_lps
+from convert.volume import RGB_DTYPE, Volume, rgb_channels, rgb_from_channels
 
 Interpolation = Literal["linear", "nearest", "bspline", "lanczos"]
-
-_AXIS_PAIRS = {"L": "LR", "R": "LR", "A": "AP", "P": "AP", "S": "SI", "I": "SI"}
-
-
-def check_code(code: str) -> str:
-    """``code`` upper-cased when it is a valid 3-letter axis code (one of L/R, A/P, S/I each)."""
-    text = str(code).strip().upper()
-    if len(text) != 3 or any(c not in _AXIS_PAIRS for c in text) or len({_AXIS_PAIRS[c] for c in text}) != 3:
-        raise UnsupportedDataError(
-            f"'{code}' is not an axis code: give three letters, one of L/R, one of A/P and one of S/I "
-            "(e.g. RAS, LPS, LAS)")
-    return text
 
 
 def reorient(volume: Volume, code: str) -> Volume:
@@ -267,6 +263,104 @@ class ImageBuffer:
         self.__array_interface__ = interface
 
 
+# --------------------------------------------------------------------------- slice stacks
+def regrid_slices(array: np.ndarray, affine: np.ndarray, positions_mm: Sequence[float],
+                  n_slices: int) -> tuple[np.ndarray, np.ndarray]:
+    """A stack of slices at uneven positions resampled along ``k`` onto ``n_slices`` even ones.
+
+    Args:
+        array: ``[i, j, k(, ...)]``, slice ``k`` stored at ``positions_mm[k]`` (mm along the
+            slice normal, ascending; gaps and uneven steps allowed).
+        affine: 4x4 voxel -> world affine of the stored stack (any frame) whose slice column
+            is the mean step, ``(last - first) / (n - 1)``.
+        n_slices: slices of the even grid (at least 2), from the first to the last position
+            (e.g. :meth:`convert.dicom.series.Series.even_grid`).
+
+    Returns:
+        ``(array, affine)``: plane ``k`` at ``positions_mm[0] + k * step`` holds the two stored
+        slices around it, linearly weighted by distance; the dtype is kept (integers rounded);
+        the affine's slice column becomes ``(last - first) / (n_slices - 1)``. F-ordered.
+    """
+    d = np.asarray(positions_mm, dtype=np.float64)
+    n_new = int(n_slices)
+    targets = d[0] + np.arange(n_new) * ((d[-1] - d[0]) / (n_new - 1))
+    idx = np.clip(np.searchsorted(d, targets, side="right") - 1, 0, len(d) - 2)
+    w = np.clip((targets - d[idx]) / (d[idx + 1] - d[idx]), 0.0, 1.0)
+    shape = array.shape[:2] + (n_new,) + array.shape[3:]
+    out = np.empty(shape, dtype=array.dtype, order="F")
+    for k in range(n_new):
+        lo, hi, wk = array[:, :, idx[k]], array[:, :, idx[k] + 1], float(w[k])
+        if wk <= 1e-9:
+            out[:, :, k] = lo
+        elif wk >= 1 - 1e-9:
+            out[:, :, k] = hi
+        else:
+            vals = lo.astype(np.float64) * (1 - wk) + hi.astype(np.float64) * wk
+            out[:, :, k] = np.round(vals) if array.dtype.kind in "iu" else vals
+    new_affine = np.array(affine, dtype=np.float64)
+    total = new_affine[:3, 2] * (len(d) - 1)  # first -> last slice vector
+    new_affine[:3, 2] = total / (n_new - 1)
+    return out, new_affine
+
+
+def correct_tilt(array: np.ndarray, affine: np.ndarray, fill: float) -> tuple[np.ndarray, np.ndarray]:
+    """A sheared (gantry-tilted) stack resampled onto an orthogonal grid, ``k`` along the slice normal.
+
+    Voxel ``(i, j, k)`` of the sheared stack sits at ``o + i*ci + j*cj + k*s`` (``ci``, ``cj``,
+    ``s``: the affine's columns, mm; ``ci`` and ``cj`` orthogonal, as in valid DICOM). The
+    orthogonal grid uses ``k*s_perp`` (``s_perp`` = the part of ``s`` along the normal
+    ``cross(ci, cj)``); slice ``k`` is shifted in-plane by ``-k*(s - s_perp)`` with bilinear
+    interpolation (SciPy). The in-plane field of view grows so no voxel is cut off; new voxels
+    get ``fill`` (stored units). The dtype is kept (integers rounded). Returns ``(array, affine)``.
+    """
+    from scipy import ndimage
+
+    affine = np.asarray(affine, dtype=np.float64)
+    ci, cj, s = affine[:3, 0], affine[:3, 1], affine[:3, 2]
+    normal = np.cross(ci, cj)
+    normal /= np.linalg.norm(normal)
+    s_perp = normal * float(np.dot(s, normal))
+    shear = s - s_perp
+    # shear in voxel units along i and j (ci, cj are orthogonal for valid DICOM)
+    si = float(np.dot(shear, ci) / np.dot(ci, ci))
+    sj = float(np.dot(shear, cj) / np.dot(cj, cj))
+    nk = array.shape[2]
+    shifts_i, shifts_j = si * np.arange(nk), sj * np.arange(nk)
+    lo_i, hi_i = int(np.floor(min(0.0, shifts_i.min()) + 1e-6)), int(np.ceil(max(0.0, shifts_i.max()) - 1e-6))
+    lo_j, hi_j = int(np.floor(min(0.0, shifts_j.min()) + 1e-6)), int(np.ceil(max(0.0, shifts_j.max()) - 1e-6))
+    ni, nj = array.shape[0] + hi_i - lo_i, array.shape[1] + hi_j - lo_j
+    out_dtype = array.dtype
+    shape = (ni, nj) + array.shape[2:]
+    out = np.empty(shape, dtype=out_dtype, order="F")
+    extra = array.shape[3:]
+    for k in range(nk):
+        for t in np.ndindex(*extra) if extra else [()]:
+            src = array[(slice(None), slice(None), k) + t].astype(np.float64)
+            canvas = np.full((ni, nj), fill, dtype=np.float64)
+            canvas[-lo_i : -lo_i + array.shape[0], -lo_j : -lo_j + array.shape[1]] = src
+            # orthogonal voxel (i', j') holds sheared voxel (i' + lo_i + k*si ... ): world o + i ci + j cj + k s
+            shifted = ndimage.shift(canvas, (shifts_i[k], shifts_j[k]), order=1, mode="grid-constant", cval=fill)
+            if out_dtype.kind in "iu":
+                shifted = np.round(shifted)
+            out[(slice(None), slice(None), k) + t] = shifted
+    new_affine = affine.copy()
+    new_affine[:3, 2] = s_perp
+    new_affine[:3, 3] = affine[:3, 3] + lo_i * ci + lo_j * cj
+    return out, new_affine
+
+
+def per_channel(step: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+                array: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Run an array step (``array -> (array, affine)``, e.g. :func:`correct_tilt`) on a scalar array,
+    or on each channel of an :data:`~convert.volume.RGB_DTYPE` array (the affine of the first channel)."""
+    if array.dtype != RGB_DTYPE:
+        return step(array)
+    channels = rgb_channels(array)
+    results = [step(np.asfortranarray(channels[..., n])) for n in range(3)]
+    stacked = np.stack([r[0] for r in results], axis=-1)
+    return np.asfortranarray(rgb_from_channels(stacked)), results[0][1]
+
+
 # --------------------------------------------------------------------------- crop and pad
 def crop(volume: Volume, start: Sequence[int], stop: Sequence[int]) -> Volume:
     """Voxels ``start[n]:stop[n]`` along each spatial axis (a view; 4D keeps every volume); affine moved
@@ -368,5 +462,5 @@ def pad_to(volume: Volume, shape: Sequence[int], value: float | None = None) -> 
                           history=record(volume, "pad_to", shape=target, value=value_real, before=before))
 
 
-__all__ = ["check_code", "crop", "crop_to_foreground", "flip", "foreground_box", "output_grid", "pad_to",
-           "reorient", "resample", "resample_to"]
+__all__ = ["correct_tilt", "crop", "crop_to_foreground", "flip", "foreground_box", "output_grid", "pad_to",
+           "per_channel", "regrid_slices", "reorient", "resample", "resample_to"]

@@ -133,7 +133,7 @@ def from_options(*, hu: bool = False, window: str | None = None, window_output: 
 
     Arguments are checked here (window name, axis code, spacing > 0, ...), before any file is read.
     """
-    from convert.process.geometry import check_code
+    from convert.geometry import check_code
     from convert.process.intensity import resolve_window
     from convert.process.steps import three_numbers
 
