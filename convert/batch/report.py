@@ -125,15 +125,22 @@ def input_path_names(paths: Iterable[Path], src_dir: Path) -> dict[str, str]:
     each full path, relative path (of 2+ components) and file name (unless count-like) -> ``<input file>``,
     ``src_dir`` -> ``<input folder>``. For :func:`redact_components`."""
     names: dict[str, str] = {}
+    prefix = os.path.join(str(src_dir), "")
     for path in paths:
-        path = Path(path)
-        names.setdefault(str(path), "<input file>")
-        with contextlib.suppress(ValueError):
-            relative = path.relative_to(src_dir)
-            if len(relative.parts) > 1:  # else it is the bare name, below
-                names.setdefault(str(relative), "<input file>")
-        if not _is_count_like(path.name):
-            names.setdefault(path.name, "<input file>")
+        text = str(path)
+        names.setdefault(text, "<input file>")
+        if text.startswith(prefix):  # Path.relative_to's answer, without building Paths (thousands of files)
+            relative: str | None = text[len(prefix):]
+        else:
+            try:
+                relative = str(Path(path).relative_to(src_dir))
+            except ValueError:
+                relative = None
+        if relative is not None and os.sep in relative:  # else it is the bare name, below
+            names.setdefault(relative, "<input file>")
+        name = os.path.basename(text)
+        if not _is_count_like(name):
+            names.setdefault(name, "<input file>")
     names.setdefault(str(src_dir), "<input folder>")
     names.pop("", None)
     names.pop(".", None)
@@ -154,7 +161,7 @@ def redact_components(text: str, replacements: dict[str, str]) -> str:
     Longer keys win (a full path before its file name). See :func:`redact_series_paths` for
     what counts as a component boundary.
     """
-    return _redactor(replacements)(text)
+    return _redact_all([text], replacements)[0]
 
 
 def _redactor(replacements: dict[str, str]) -> Callable[[str], str]:
@@ -167,11 +174,12 @@ def _redactor(replacements: dict[str, str]) -> Callable[[str], str]:
 
 
 def _redact_all(texts: list[str], replacements: dict[str, str]) -> list[str]:
-    """Each of ``texts`` through :func:`redact_components` (compiled only when a key occurs at all)."""
-    keys = [k for k in replacements if k]
-    if not any(k in text for text in texts for k in keys):
+    """Each of ``texts`` through :func:`redact_components`. Only the keys that occur in the texts at all
+    go into the pattern (a series of thousands of files gives a pattern of the few its messages name)."""
+    present = {k: v for k, v in replacements.items() if k and any(k in text for text in texts)}
+    if not present:
         return list(texts)
-    redact = _redactor(replacements)
+    redact = _redactor(present)
     return [redact(text) for text in texts]
 
 
