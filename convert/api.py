@@ -104,7 +104,7 @@ def convert(src: PathLike, dst: PathLike, *, to: str | None = None, overwrite: b
             philips_scaling: str = "precise", deidentify: Callable[[Any], Any] | None = None,
             progress: Callable[[int, int, str], None] | None = None, process: Any = None,
             jobs: int | None = None, client: Any = None, include: Sequence[str] = (),
-            exclude: Sequence[str] = (), **options: Any) -> Any:
+            exclude: Sequence[str] = (), reports: bool = True, **options: Any) -> Any:
     """Read ``src`` and write it to ``dst``; ``src`` is never modified. ``medconvert convert`` calls this.
 
     Three jobs, chosen from the arguments:
@@ -152,6 +152,8 @@ def convert(src: PathLike, dst: PathLike, *, to: str | None = None, overwrite: b
             names, manifest and report as locally.
         include, exclude: folder jobs: filters over index fields, e.g. ``["modality=CT"]``
             (:func:`convert.batch.plan.parse_filter`).
+        reports: folder jobs: write ``report.json`` and ``report.html`` (with a thumbnail per
+            series) into ``dst`` (default True).
         process: processing steps applied to every volume after reading, before writing: a
             :class:`convert.process.Pipeline`, a list of steps (``Volume -> Volume`` functions,
             applied in the order given) or one such function. The steps are recorded in
@@ -183,7 +185,7 @@ def convert(src: PathLike, dst: PathLike, *, to: str | None = None, overwrite: b
                                              overwrite=overwrite, sidecar=sidecar, sidecar_phi=sidecar_phi,
                                              progress=progress, deidentify=deidentify, process=pipeline,
                                              write_options=write_options, jobs=jobs, client=client,
-                                             include=include, exclude=exclude, **read_options)
+                                             include=include, exclude=exclude, reports=reports, **read_options)
         outcome, duplicates = run.convert_dicom_file(src, dst, to=to, overwrite=overwrite, sidecar=sidecar,
                                                         sidecar_phi=sidecar_phi, deidentify=deidentify,
                                                         process=pipeline, write_options=write_options,

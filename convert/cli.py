@@ -203,6 +203,9 @@ def convert_cmd(
                                       "(slices>=20); 'medconvert scan' shows the fields."),
     exclude: list[str] = typer.Option([], "--exclude", rich_help_panel="Archives", help="Leave out series that "
                                       "match (repeatable, any may match); same syntax as --include."),
+    reports: bool = typer.Option(True, "--report/--no-report", rich_help_panel="Archives", help="DICOM folder -> "
+                                 "folder: write report.json and report.html (every series: status, outputs, "
+                                 "warnings or error, a thumbnail; totals and timings) into the output folder."),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", rich_help_panel="Archives", help="Run the series "
                                             "on a Dask distributed cluster at this address (tcp://HOST:PORT) "
                                             "instead of local processes; its workers must see SRC and DST at the "
@@ -247,7 +250,7 @@ def convert_cmd(
                                "allow_gaps": allow_gaps, "stack_uneven": stack_uneven,
                                "philips_scaling": (philips_scaling or PhilipsScaling.precise).value,
                                "process": process}
-    archive = {"jobs": jobs, "include": include, "exclude": exclude}
+    archive = {"jobs": jobs, "include": include, "exclude": exclude, "reports": reports}
     if dicom_tree_job(src, dst):  # the API decides the same way; here only to draw a progress bar
         if dry_run:
             _print_plan(src, dst, options, include, exclude)
@@ -255,9 +258,9 @@ def convert_cmd(
         with _dask_client(scheduler) as client:
             _render_report(_convert_with_progress(convert, src, dst, {**options, **archive, "client": client}))
         return
-    if dry_run or jobs or include or exclude or scheduler:
-        raise fail("--jobs, --dry-run, --include, --exclude and --scheduler apply to a DICOM folder converted "
-                   "into an output folder", 2)
+    if dry_run or jobs or include or exclude or scheduler or not reports:
+        raise fail("--jobs, --dry-run, --include, --exclude, --no-report and --scheduler apply to a DICOM folder "
+                   "converted into an output folder", 2)
     written = convert(src, dst, **options)  # DICOM-only options do not apply to other sources
     for warning in written.warnings:
         err_console.print(f"[yellow]warning:[/] {_escape(warning)}", highlight=False, soft_wrap=True)

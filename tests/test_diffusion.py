@@ -155,8 +155,8 @@ def test_philips_trace_flag_gives_b_without_direction_in_the_table() -> None:
 
 # --------------------------------------------------------------------------- every output mode
 def _outputs(folder: Path) -> set[str]:
-    """The output files of a folder (the run's record in ``.medconvert/`` left out)."""
-    return {p.name for p in folder.iterdir() if p.name != ".medconvert"}
+    """The output files of a folder (the run's record in ``.medconvert/`` and its report left out)."""
+    return {p.name for p in folder.iterdir() if p.name not in (".medconvert", "report.json", "report.html")}
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:

@@ -317,8 +317,8 @@ def test_multi_series_run_isolates_failures(tmp_path: Path) -> None:
 
 
 def _names(folder: Path) -> list[str]:
-    """Output file names in ``folder``, sorted (the run's record in ``.medconvert/`` left out)."""
-    return sorted(p.name for p in folder.iterdir() if p.name != ".medconvert")
+    """Output file names in ``folder``, sorted (the run's record in ``.medconvert/`` and its report left out)."""
+    return sorted(p.name for p in folder.iterdir() if p.name not in (".medconvert", "report.json", "report.html"))
 
 
 def test_cli_multi_series_run_exits_3_after_writing_the_good_series(tmp_path: Path) -> None:
@@ -359,7 +359,7 @@ def test_cli_sidecar_phi_and_no_sidecar(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "PHANTOM-0001" in (tmp_path / "a" / "1_Synthetic_head_phantom.json").read_text()
     result = runner.invoke(app, ["convert", str(tmp_path / "in"), str(tmp_path / "b"), "--no-sidecar"])
-    assert result.exit_code == 0 and not list((tmp_path / "b").glob("*.json"))
+    assert result.exit_code == 0 and [p.name for p in (tmp_path / "b").glob("*.json")] == ["report.json"]
 
 
 def test_cli_name_template_and_collisions(tmp_path: Path) -> None:

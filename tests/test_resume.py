@@ -257,8 +257,9 @@ def test_convert_killed_at_random_then_rerun_completes_identically(convert_case:
 
 
 def _outputs(root: Path) -> dict[str, bytes]:
-    """:func:`_tree_files` without the run's record (``.medconvert/``: it holds timings)."""
-    return {k: v for k, v in _tree_files(root).items() if not k.startswith(".medconvert/")}
+    """:func:`_tree_files` without the run's record and report (``.medconvert/``, ``report.*``: timings)."""
+    return {k: v for k, v in _tree_files(root).items()
+            if not k.startswith(".medconvert/") and k not in ("report.json", "report.html")}
 
 
 def test_convert_removes_only_stale_temporaries_of_its_own_naming(tmp_path: Path) -> None:

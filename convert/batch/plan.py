@@ -228,7 +228,7 @@ def series_key(series: Series, seen: dict[str, int]) -> str:
 def make_plan(source: Path, all_series: Sequence[Series], *, name: str, options: dict[str, Any],
               deidentify: Callable[[Any], Any] | None = None, include: Sequence[str] = (),
               exclude: Sequence[str] = (), skipped: Sequence[tuple[Path, str]] = (),
-              duplicates: Sequence[Path] = ()) -> Plan:
+              duplicates: Sequence[Path] = (), reserved: Sequence[str] = ()) -> Plan:
     """The plan for converting ``all_series`` (assembled from a scan of ``source``).
 
     Args:
@@ -237,6 +237,7 @@ def make_plan(source: Path, all_series: Sequence[Series], *, name: str, options:
             writer options, the de-identifier): hashed into each job's digest.
         deidentify: names and labels then come from de-identified headers (pseudonyms).
         include, exclude: filter expressions (:func:`parse_filter`) over index rows.
+        reserved: stems no series may take (``report``: the run's ``report.json``/``report.html``).
 
     Raises:
         ConvertError: a bad filter expression.
@@ -244,7 +245,7 @@ def make_plan(source: Path, all_series: Sequence[Series], *, name: str, options:
     includes = [parse_filter(t) for t in include]
     excludes = [parse_filter(t) for t in exclude]
     fingerprint = options_fingerprint(options)
-    claimed: set[str] = set()
+    claimed: set[str] = {s.lower() for s in reserved}  # e.g. "report": report.json is the run's
     seen: dict[str, int] = {}
     jobs = []
     for n, series in enumerate(all_series):

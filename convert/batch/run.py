@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
+from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -28,7 +29,8 @@ from convert.atomic import check_writable
 from convert.batch.manifest import Manifest, hashed_key
 from convert.batch.naming import DEFAULT_NAME, NAME_FIELDS, output_suffixes, render_name, sanitize_name
 from convert.batch.plan import Job, Plan, make_plan
-from convert.batch.report import Report, SeriesOutcome, deidentified_label, redact_series_paths
+from convert.batch.report import (Report, SeriesOutcome, deidentified_label, redact_header_text,
+                                  redact_series_paths)
 from convert.dicom.pixels import check_philips_scaling
 from convert.dicom.reader import (deidentified_volume, output_stem, read_series_volumes, read_single,
                                   volume_warnings, write_series_outputs, writes_gradient_files)
@@ -71,6 +73,8 @@ class JobContext:
         process: processing steps applied to every volume, or None.
         write_options: options of the format's writer.
         planned: every planned stem of the run, lower-cased: a volume postfix must not land on another's.
+        thumbnails: draw a thumbnail of each series' first volume for the report
+            (:func:`convert.batch.report.write_thumbnail`).
     """
 
     source: Path
@@ -85,6 +89,7 @@ class JobContext:
     process: Callable[[Volume], Volume] | None = None
     write_options: dict[str, Any] | None = None
     planned: frozenset[str] = frozenset()
+    thumbnails: bool = True
 
 
 def volume_stem(job: Job, ctx: JobContext, v_index: int, n_volumes: int, suffix: str) -> str:
@@ -130,11 +135,13 @@ def run_job(job: Job, ctx: JobContext, replace: bool = False) -> SeriesOutcome:
                 volume = deidentified_volume(volume, series, ctx.deidentify)
             if ctx.process is not None:
                 volume = ctx.process(volume)
-            target = ctx.out_dir / f"{volume_stem(job, ctx, v_index, len(volumes), suffixes[v_index])}{ext}"
+            stem = volume_stem(job, ctx, v_index, len(volumes), suffixes[v_index])
             outcome.written.extend(write_series_outputs(
-                series, volume, fmt, target, overwrite=ctx.overwrite or replace,
+                series, volume, fmt, ctx.out_dir / f"{stem}{ext}", overwrite=ctx.overwrite or replace,
                 sidecar=ctx.sidecar and writes_gradient_files(fmt), sidecar_phi=ctx.sidecar_phi,
                 deidentify=ctx.deidentify, warnings=outcome.warnings, write_options=ctx.write_options))
+            if ctx.thumbnails and outcome.thumbnail is None:
+                outcome.thumbnail = _thumbnail(volume, ctx.out_dir, stem)
     except ConvertError as exc:
         outcome.error = str(exc)
     except MemoryError:
@@ -142,11 +149,26 @@ def run_job(job: Job, ctx: JobContext, replace: bool = False) -> SeriesOutcome:
     except Exception as exc:  # a bug in one series must not stop the others
         outcome.error = f"{series.first.path}: unexpected {type(exc).__name__}: {exc}"
     if ctx.deidentify is not None:
-        outcome.error = redact_series_paths(outcome.error, series, ctx.source) if outcome.error else None
-        outcome.warnings = [redact_series_paths(w, series, ctx.source) for w in outcome.warnings]
+        outcome.error = _deidentified_message(outcome.error, job, ctx) if outcome.error else None
+        outcome.warnings = [_deidentified_message(w, job, ctx) for w in outcome.warnings]
     outcome.status = "converted" if outcome.error is None else "failed"
     outcome.seconds = round(time.perf_counter() - started, 3)
     return outcome
+
+
+def _deidentified_message(text: str, job: Job, ctx: JobContext) -> str:
+    """A message of a de-identified run: no input path, no series label or description from the header."""
+    return redact_series_paths(redact_header_text(text, job.series, job.label), job.series, ctx.source)
+
+
+def _thumbnail(volume: Volume, out_dir: Path, stem: str) -> Path | None:
+    """The report's thumbnail of ``volume`` (None when it cannot be drawn: it never fails the series)."""
+    from convert.batch.report import write_thumbnail
+
+    try:
+        return write_thumbnail(volume, out_dir, stem)
+    except Exception:  # a preview problem (odd shape, unwritable folder) must not cost the conversion
+        return None
 
 
 # --------------------------------------------------------------------------- executing a plan
@@ -207,7 +229,7 @@ def _execute_on_dask(jobs: Sequence[Job], ctx: JobContext, replace: frozenset[in
     except ImportError:
         raise ConvertError("running on a Dask cluster needs the 'dask' extra: pip install 'medconvert[dask]'") \
             from None
-    n_workers = max(1, sum(client.nthreads().values())) if hasattr(client, "nthreads") else 2
+    n_workers = _dask_workers(client)
     queue = deque(range(len(jobs)))
     futures: dict[Any, int] = {}
 
@@ -225,6 +247,14 @@ def _execute_on_dask(jobs: Sequence[Job], ctx: JobContext, replace: frozenset[in
         yield jobs[n], _outcome_of(future, jobs[n])
         if queue:
             running.add(submit(queue.popleft()))
+
+
+def _dask_workers(client: Any) -> int:
+    """How many tasks a Dask client's cluster runs at once (its worker threads)."""
+    try:
+        return max(1, sum(client.nthreads().values()))
+    except Exception:  # a client without the call (or a scheduler gone): hand out a few at a time
+        return 2
 
 
 def _outcome_of(future: Any, job: Job) -> SeriesOutcome:
@@ -302,7 +332,7 @@ def run_plan(plan: Plan, ctx: JobContext, *, jobs: int | None = None, client: An
             outcomes[job.index] = SeriesOutcome(label=job.label, files=job.series.paths, status="excluded",
                                                 info=dict(job.row))
         elif job.error is not None:  # failed when planned (refused by the de-identifier)
-            error = redact_series_paths(job.error, job.series, ctx.source) if anonymized else job.error
+            error = _deidentified_message(job.error, job, ctx) if anonymized else job.error
             outcomes[job.index] = SeriesOutcome(label=job.label, files=job.series.paths, status="failed",
                                                 error=error, info=dict(job.row))
         elif not ctx.overwrite and manifest.is_done(key, job.digest, out_dir):
@@ -313,6 +343,7 @@ def run_plan(plan: Plan, ctx: JobContext, *, jobs: int | None = None, client: An
     n_workers = jobs if jobs and jobs > 0 else default_jobs()
     if n_workers > 1 and len(todo) > 1 and client is None:  # the workers share the cores
         ctx.read_options.setdefault("workers", max(1, default_jobs() // min(n_workers, len(todo))))
+    started_at = datetime.now(timezone.utc)
     started, files_done, failures = time.perf_counter(), 0, 0
     total = len(todo)
     manifest.open()
@@ -330,7 +361,11 @@ def run_plan(plan: Plan, ctx: JobContext, *, jobs: int | None = None, client: An
     finally:
         manifest.close()
     return Report(source=plan.source, outcomes=[outcomes[i] for i in sorted(outcomes)],
-                  skipped=list(plan.skipped), duplicates=list(plan.duplicates))
+                  skipped=list(plan.skipped), duplicates=list(plan.duplicates), out_dir=out_dir,
+                  started=started_at, finished=datetime.now(timezone.utc),
+                  seconds=round(time.perf_counter() - started, 3),
+                  jobs=1 if client is None and (n_workers <= 1 or len(todo) <= 1) else
+                  (min(n_workers, len(todo)) if client is None else _dask_workers(client)))
 
 
 def plan_dicom_tree(src_dir: str | Path, *, name: str = DEFAULT_NAME, deidentify: Callable[[Any], Any] | None = None,
@@ -355,7 +390,7 @@ def plan_dicom_tree(src_dir: str | Path, *, name: str = DEFAULT_NAME, deidentify
     return make_plan(src_dir, all_series, name=name, options={**(options or {}), "name": name,
                                                                "deidentify": deidentify},
                      deidentify=deidentify, include=include, exclude=exclude, skipped=result.skipped,
-                     duplicates=[p for s in all_series for p in s.duplicates])
+                     duplicates=[p for s in all_series for p in s.duplicates], reserved=("report",))
 
 
 def convert_dicom_tree(src_dir: str | Path, out_dir: str | Path, *, to: str = "nifti-gz",
@@ -366,7 +401,8 @@ def convert_dicom_tree(src_dir: str | Path, out_dir: str | Path, *, to: str = "n
                        deidentify: Callable[[Any], Any] | None = None,
                        process: Callable[[Volume], Volume] | None = None,
                        write_options: dict[str, Any] | None = None, jobs: int | None = None,
-                       client: Any = None, include: Sequence[str] = (), exclude: Sequence[str] = ()) -> Report:
+                       client: Any = None, include: Sequence[str] = (), exclude: Sequence[str] = (),
+                       reports: bool = True) -> Report:
     """Convert every series under ``src_dir`` into ``out_dir`` (one file per volume).
 
     With ``deidentify`` (a function returning a de-identified copy of a pydicom
@@ -398,6 +434,10 @@ def convert_dicom_tree(src_dir: str | Path, out_dir: str | Path, *, to: str = "n
     (status ``"done"`` in the report) and redoes the others. A killed run leaves only complete
     files under final names (each written to a temporary name and renamed).
 
+    **Report**: ``reports`` (default True) writes ``out_dir/report.json`` and ``report.html``
+    (:func:`convert.batch.report.write_report`: every series with its status, outputs,
+    warnings or error, a thumbnail, totals and timings; nothing identifying when de-identifying).
+
     **Filters**: ``include``/``exclude`` expressions over the index fields
     (:func:`convert.batch.plan.parse_filter`, e.g. ``"modality=CT"``); excluded series are
     reported with status ``"excluded"``.
@@ -423,12 +463,16 @@ def convert_dicom_tree(src_dir: str | Path, out_dir: str | Path, *, to: str = "n
                     "philips_scaling": philips_scaling}
     ctx = JobContext(source=src_dir, out_dir=out_dir, to=to, name=name, overwrite=overwrite, sidecar=sidecar,
                      sidecar_phi=sidecar_phi, read_options=read_options, deidentify=deidentify, process=process,
-                     write_options=write_options)
+                     write_options=write_options, thumbnails=reports)
     plan = plan_dicom_tree(src_dir, name=name, deidentify=deidentify, include=include, exclude=exclude,
                            options=job_options(ctx), progress=progress)
     out_dir.mkdir(parents=True, exist_ok=True)
     ctx.planned = frozenset(j.stem.lower() for j in plan.jobs if j.stem)
     report = run_plan(plan, ctx, jobs=jobs, client=client, progress=progress)
+    if reports:
+        from convert.batch.report import write_report
+
+        write_report(report, out_dir, anonymized=deidentify is not None)
     if progress:
         progress(len(plan.jobs), len(plan.jobs), "done")
     return report
