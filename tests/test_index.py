@@ -247,3 +247,18 @@ def test_convert_scan_is_the_dataframe_index(tmp_path: Path) -> None:
     _series(tmp_path)
     assert convert.scan is index_archive
     assert list(convert.scan(tmp_path)["files"]) == [10]
+
+
+def test_docs_scan_example_runs_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """docs/batch.md "Scan and index": the Python example runs and prints what its comments say."""
+    import re
+
+    from tests.conftest import REPO
+
+    text = (REPO / "docs" / "batch.md").read_text()
+    section = text.split("## Scan and index", 1)[1].split("\n## ", 1)[0]
+    (block,) = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(block, "docs/batch.md", "exec"), {})
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].split() == ["2", "CT", "40", "4.0", "LPS"] and out[2].startswith("40 CT/")
