@@ -262,3 +262,12 @@ def test_docs_scan_example_runs_as_written(tmp_path: Path, monkeypatch: pytest.M
     exec(compile(block, "docs/batch.md", "exec"), {})
     out = capsys.readouterr().out.splitlines()
     assert out[1].split() == ["2", "CT", "40", "4.0", "LPS"] and out[2].startswith("40 CT/")
+
+
+def test_a_nested_archive_that_cannot_be_read_is_skipped_with_its_reason(tmp_path: Path) -> None:
+    _series(tmp_path / "a")
+    (tmp_path / "broken.zip").write_bytes(b"PK\x03\x04 cut short")
+    index = build_index(tmp_path)
+    assert index.series == 1
+    ((name, reason),) = index.skipped
+    assert name == str(tmp_path / "broken.zip") and "not a readable archive" in reason

@@ -237,7 +237,8 @@ def test_hostile_member_names_never_write_outside_the_temporary_folder(tmp_path_
             extracted = [p for p in temp.rglob("*") if p.is_file()]
             assert all(any(str(p).startswith(str(r) + os.sep) for r in source.roots) for p in extracted)
     except ArchiveError as exc:
-        assert repr(name) in str(exc) or "not a readable archive" in str(exc)
+        shown = {repr(name), repr(name.rstrip("/"))}  # tarfile drops a trailing "/" from member names
+        assert any(s in str(exc) for s in shown) or "not a readable archive" in str(exc)
     finally:
         tempfile.tempdir = old
     assert sorted(p.name for p in base.rglob("*") if p.is_file()) == [archive.name], "nothing written outside"

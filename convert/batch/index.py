@@ -236,6 +236,7 @@ def build_index(path: str | Path, *, instances: bool = False, phi: bool = False,
     found: list[Instance] = []
     index = ArchiveIndex(source=Path(path))
     with open_source(path) as source:
+        left_out = {name for name, _ in source.problems}  # nested archives not read: their reason, not "not DICOM"
         done = 0
         for root in source.roots:
             offset = done
@@ -244,7 +245,7 @@ def build_index(path: str | Path, *, instances: bool = False, phi: bool = False,
             done += result.files_seen
             found.extend(result.instances)
             index.skipped.extend((source.display(p), reason) for p, reason in result.skipped
-                                 if p not in source.expanded)
+                                 if p not in source.expanded and source.display(p) not in left_out)
         index.skipped.extend(source.problems)
         index.images = len(found)
         all_series = assemble(found)

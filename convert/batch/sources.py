@@ -113,8 +113,8 @@ class _Budget:
         if self.members < 0:
             raise ArchiveError(f"more than {MAX_MEMBERS:,} members in this input; split the archive", archive)
         if self.bytes < 0:
-            raise ArchiveError(f"more than {MAX_BYTES >> 30} GiB uncompressed in this input; split the archive",
-                               archive)
+            raise ArchiveError(f"more than {MAX_BYTES:,} bytes ({MAX_BYTES / 2**30:.3g} GiB) uncompressed in this "
+                               "input; split the archive", archive)
 
 
 @contextlib.contextmanager
