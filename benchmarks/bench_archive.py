@@ -20,7 +20,8 @@ round runs every tool on every archive), measured with the helpers of
 ``bench_dicom.py`` (wall, CPU from ``wait4``, process-tree peak memory).
 
 Then the headers-only scan of the generated archive
-(``python -c "import convert, sys; r = convert.scan(sys.argv[1])" ARCHIVE``, files/s)
+(``python -c "import sys; from convert.dicom.scan import scan; r = scan(sys.argv[1])" ARCHIVE``, files/s;
+``convert.scan`` is now the index DataFrame: see ``bench_index.py``)
 and ``medconvert info ARCHIVE`` for reference.
 
 Before anything is reported, the first outputs are checked: NIfTI counts per
@@ -73,7 +74,7 @@ TARGET_SCAN_FILES_PER_S = 2000.0
 #: smallest archive) plus this many times the largest series' size in memory
 MEMORY_SERIES_FACTOR = 4.0
 
-SCAN_CODE = "import convert, sys; r = convert.scan(sys.argv[1])"
+SCAN_CODE = "import sys; from convert.dicom.scan import scan; r = scan(sys.argv[1])"
 SCAN_COUNT_CODE = SCAN_CODE + "; print(len(r.instances), len(r.skipped))"
 DCM2NIIX_NAME = "%s_%d"  # SeriesNumber_SeriesDescription, like medconvert's default name
 

@@ -6,6 +6,7 @@ Public API::
     vol = convert.load("scan.nii.gz")      # -> convert.Volume (RAS+ affine, [i, j, k(, t)] array)
     convert.save(vol, "scan.nrrd")
     convert.convert("dicom_folder", "scan.nii.gz")
+    index = convert.scan("archive.zip")    # -> pandas.DataFrame, one row per series (headers only)
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ __all__ = ["ConvertError", "Meta", "Volume", "anonymize", "convert", "describe",
 
 
 def __getattr__(name: str) -> object:
-    """Import the DICOM-side API on first use: ``anonymize`` (a callable package) and ``scan``.
+    """Import the DICOM-side API on first use: ``anonymize`` (a callable package) and ``scan``
+    (:func:`convert.batch.index.index_archive`: the archive index as a DataFrame).
 
     Both pull in pydicom (~0.15-0.4 s), which non-DICOM work never needs.
     """
@@ -30,6 +32,6 @@ def __getattr__(name: str) -> object:
     if name == "anonymize":
         return importlib.import_module("convert.anonymize")
     if name == "scan":
-        return importlib.import_module("convert.dicom.scan").scan
+        return importlib.import_module("convert.batch.index").index_archive
     raise AttributeError(f"module 'convert' has no attribute {name!r}")
 

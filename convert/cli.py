@@ -565,6 +565,77 @@ def _info_dicom_folder(path: Path, as_json: bool) -> None:
             console.print(f"[yellow]warning:[/] {_escape(label)}: {_escape(warning)}", highlight=False, soft_wrap=True)
 
 
+@app.command("scan")
+@handle_errors
+def scan_cmd(
+    archive: Path = typer.Argument(..., help="DICOM folder, file, or .zip / .tar / .tar.gz / .tgz archive "
+                                   "(archives inside are read too)."),
+    out: Optional[Path] = typer.Option(None, "-o", "--output", help="Index file to write: .csv, .parquet or "
+                                       ".jsonl (by extension). Without it: a table on stdout."),
+    instances: bool = typer.Option(False, "--instances", help="One row per image file instead of one per series."),
+    phi: bool = typer.Option(False, "--phi", help="Add patient-identifying columns (patient ID, name, birth "
+                             "date, study/series dates, accession number, study description, institution). "
+                             "Off by default: they are not even read."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing index file."),
+) -> None:
+    """Index ARCHIVE from its headers only (nothing decoded): one row per series with modality, body part,
+    description, protocol, scanner, matrix, spacing, orientation, transfer syntax, files and warnings."""
+    from convert.batch.index import build_index, index_format, to_frame, write_index
+
+    if out is not None:
+        try:
+            index_format(out)
+        except ConvertError as exc:
+            raise fail(_escape(str(exc)), 2) from None
+        from convert.atomic import check_writable
+
+        check_writable([out], overwrite)  # before reading any header
+    index = _scan_with_progress(build_index, archive, instances=instances, phi=phi)
+    if not index.images:
+        from convert.errors import NoDicomError
+
+        raise NoDicomError(archive, len(index.skipped), index.skipped[0][1] if index.skipped else None)
+    summary = (f"{archive}: {index.series} series, {index.images} image file(s), "
+               f"{len(index.skipped)} other file(s) skipped")
+    if out is not None:
+        write_index(to_frame(index), out, overwrite=overwrite)
+        err_console.print(_escape(f"{summary}; wrote {len(index.rows)} row(s) to {out}"), highlight=False,
+                          soft_wrap=True)
+        return
+    err_console.print(_escape(summary), highlight=False, soft_wrap=True)
+    if instances:
+        table = Table("path", "#", "instance", "modality", "position (LPS mm)")
+        for row in index.rows:
+            position = [row[f"position_{a}_lps_mm"] for a in "xyz"]
+            table.add_row(_escape(row["path"]), _cell(row["series_number"]), _cell(row["instance_number"]),
+                          _escape(row["modality"]), "-" if None in position else " ".join(f"{v:g}" for v in position))
+    else:
+        table = Table("#", "modality", "description", "shape", "files", "warnings")
+        for row in index.rows:
+            shape = "x".join(str(row[k]) for k in ("columns", "rows", "slices")) + (
+                f"x{row['volumes']}" if row["volumes"] > 1 else "")
+            notes = "; ".join(n for n in (row["problem"], row["warnings"]) if n)
+            table.add_row(_cell(row["series_number"]), _escape(row["modality"]), _escape(row["series_description"]),
+                          shape, str(row["files"]), _escape(notes))
+    console.print(table)
+
+
+def _cell(value: Any) -> str:
+    return "?" if value is None else str(value)
+
+
+def _scan_with_progress(build: Callable[..., Any], path: Path, **options: Any) -> Any:
+    """``build(path, **options)`` with a transient progress bar (files read) on a terminal."""
+    if not err_console.is_terminal:
+        return build(path, **options)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  console=err_console, transient=True) as bar:
+        task = bar.add_task("reading headers", total=None)
+        return build(path, progress=lambda done, total: bar.update(task, completed=done, total=total), **options)
+
+
 @app.command("sample")
 @handle_errors
 def sample_cmd(

@@ -161,6 +161,10 @@ class NoDicomError(DicomError):
         self.path = Path(path)
 
 
+class MissingDependencyError(ConvertError):
+    """An optional dependency a feature needs is not installed (the message says what to install)."""
+
+
 class AnonymizationError(ConvertError):
     """De-identification refused or failed for an input (e.g. burned-in text)."""
 

@@ -137,36 +137,76 @@ def check_affine(affine: Any) -> np.ndarray:
 _AXIS_PAIRS = {"L": "LR", "R": "LR", "A": "AP", "P": "AP", "S": "SI", "I": "SI"}
 
 
-def orientation_code(affine: np.ndarray, space: str = "RAS") -> str:
-    """Three-letter code naming where each voxel axis points (the direction of increase).
+def voxel_axes(affine: np.ndarray) -> list[tuple[int, int] | None]:
+    """Where each voxel axis of a voxel->RAS+ ``affine`` points: ``(world axis, sign)`` per axis
+    (world axis 0 x/R, 1 y/A, 2 z/S; sign +1 towards R/A/S, -1 towards L/P/I), None for an axis
+    with no direction.
 
-    ``"RAS"`` means i increases towards Right, j towards Anterior, k towards
-    Superior. ``affine`` maps to RAS+ (default) or to LPS+ when ``space="LPS"``.
-    Oblique axes get the closest world axis, each world axis used once, with
-    nibabel's ``io_orientation`` rule (tested against it): shears and zooms are
-    removed by a polar decomposition, then the voxel axes, strongest first, take
-    the world axis they change most. An axis with no direction is ``"?"``.
-    Numpy only: a run that only needs the code does not import nibabel (~0.3 s).
+    Oblique axes get the closest world axis, each world axis used once, with nibabel's
+    ``io_orientation`` rule (tested against it): shears and zooms are removed by a polar
+    decomposition, then the voxel axes, strongest first, take the world axis they change most.
+    Numpy only (no nibabel import, ~0.3 s).
     """
-    affine = np.asarray(affine, dtype=np.float64)
-    if space.upper() == "LPS":
-        affine = lps_to_ras(affine)
-    rzs = affine[:3, :3]
+    rzs = np.asarray(affine, dtype=np.float64)[:3, :3]
     zooms = np.sqrt((rzs * rzs).sum(axis=0))
     zooms[zooms == 0] = 1.0
     u, singular, vt = np.linalg.svd(rzs / zooms, full_matrices=False)
     keep = singular > singular.max() * 3 * np.finfo(np.float64).eps
     rotation = u[:, keep] @ vt[keep]  # the closest shear-free matrix
-    letters = ["?", "?", "?"]
+    axes: list[tuple[int, int] | None] = [None, None, None]
     for axis in np.argsort(np.min(-(rotation ** 2), axis=0), kind="stable"):
         column = rotation[:, axis]
         if np.allclose(column, 0):
             continue
         world = int(np.argmax(np.abs(column)))
-        letters[axis] = ("LPI" if column[world] < 0 else "RAS")[world]
+        axes[int(axis)] = (world, -1 if column[world] < 0 else 1)
         rotation[world, :] = 0.0
-    return "".join(letters)
+    return axes
 
+
+def orientation_code(affine: np.ndarray, space: str = "RAS") -> str:
+    """Three-letter code naming where each voxel axis points (the direction of increase).
+
+    ``"RAS"`` means i increases towards Right, j towards Anterior, k towards
+    Superior. ``affine`` maps to RAS+ (default) or to LPS+ when ``space="LPS"``.
+    Oblique axes get the closest world axis (:func:`voxel_axes`). An axis with no
+    direction is ``"?"``.
+    """
+    affine = np.asarray(affine, dtype=np.float64)
+    if space.upper() == "LPS":
+        affine = lps_to_ras(affine)
+    return "".join("?" if a is None else ("LPI" if a[1] < 0 else "RAS")[a[0]] for a in voxel_axes(affine))
+
+
+def reorientation(affine: np.ndarray, shape: Sequence[int], code: str) -> tuple[list[int], list[bool], np.ndarray]:
+    """How to reorder voxels so that their axes point as ``code`` says (e.g. ``"LPS"``), no interpolation.
+
+    Returns ``(order, flips, new_affine)``: output axis ``t`` is input axis ``order[t]``, reversed
+    when ``flips[t]``; ``new_affine`` maps the reordered voxels to the same world positions as
+    ``affine`` mapped the original ones (``shape``: the input's first three dimensions).
+
+    Raises:
+        UnsupportedDataError: a voxel axis of ``affine`` has no direction.
+    """
+    target = check_code(code)
+    axes = voxel_axes(affine)
+    if any(a is None for a in axes):
+        raise UnsupportedDataError(f"cannot reorient: a voxel axis has no direction in the affine "
+                                   f"{np.round(np.asarray(affine), 4).tolist()}")
+    letters = {"R": (0, 1), "L": (0, -1), "A": (1, 1), "P": (1, -1), "S": (2, 1), "I": (2, -1)}
+    order, flips = [], []
+    for letter in target:
+        world, sign = letters[letter]
+        source = next(i for i, a in enumerate(axes) if a is not None and a[0] == world)
+        order.append(source)
+        flips.append(axes[source][1] != sign)  # type: ignore[index]
+    mapping = np.zeros((4, 4))
+    mapping[3, 3] = 1.0
+    for t, (source, flipped) in enumerate(zip(order, flips)):
+        mapping[source, t] = -1.0 if flipped else 1.0
+        if flipped:
+            mapping[source, 3] = float(shape[source] - 1)
+    return order, flips, np.asarray(affine, dtype=np.float64) @ mapping
 
 def check_code(code: str) -> str:
     """``code`` upper-cased when it is a valid 3-letter axis code (one of L/R, A/P, S/I each).

@@ -429,3 +429,42 @@ def test_the_scan_module_is_not_shadowed_by_its_function() -> None:
 
     assert isinstance(convert.dicom.scan, types.ModuleType) and convert.dicom.scan is scan_module
     assert importlib.import_module("convert.dicom.scan") is scan_module and callable(scan_module.scan)
+
+
+@pytest.mark.parametrize("protocol", ["Thorax 1mm", "Part A\\Part B", "Tête 1mm"])
+def test_index_fields_agree_on_all_three_header_paths(tmp_path: Path, protocol: str) -> None:
+    """Body part, protocol, manufacturer, model and field strength: the byte-level index (when it takes
+    the file), the header view and pydicom's Dataset give the same values."""
+    import pydicom
+
+    from convert.dicom.header import read
+    from convert.dicom.scan import _fast_index, instance_from_header
+
+    extra = {"BodyPartExamined": "CHEST", "ProtocolName": protocol, "Manufacturer": "ACME Medical ",
+             "ManufacturerModelName": "Scanomat 9000", "MagneticFieldStrength": "1.5"}
+    if not protocol.isascii():
+        extra["SpecificCharacterSet"] = "ISO_IR 192"
+    paths, _ = make_series(tmp_path, slices=1, modality="MR", extra=extra)
+    fast = _fast_index(paths[0])
+    assert (fast is None) == ("\\" in protocol or not protocol.isascii()), "several values / non-ASCII: declined"
+    views = [instance_from_header(paths[0], read(paths[0])),
+             instance_from_header(paths[0], pydicom.dcmread(paths[0], stop_before_pixels=True))]
+    for inst in views + ([fast] if fast is not None else []):
+        assert (inst.body_part, inst.protocol, inst.manufacturer, inst.model, inst.field_strength) == (
+            "CHEST", protocol, "ACME Medical", "Scanomat 9000", 1.5)
+    (scanned,) = scan(tmp_path).instances
+    assert scanned.protocol == protocol
+
+
+def test_repeated_text_fields_are_shared_across_a_series(tmp_path: Path, monkeypatch) -> None:
+    import convert.dicom.scan as scan_module
+
+    make_series(tmp_path, slices=4, extra={"Manufacturer": "ACME", "BodyPartExamined": "HEAD"})
+    for pool in (False, True):  # one process, and forked workers (results unpickled per chunk)
+        if pool:
+            monkeypatch.setattr(scan_module, "PROCESS_POOL_MIN_FILES", 2)
+            monkeypatch.setattr(scan_module, "_MIN_CHUNK", 1)
+            monkeypatch.setattr(scan_module, "_CHUNK", 1)
+        a, b, *_ = scan(tmp_path, workers=2).instances
+        for name in ("series_uid", "study_uid", "modality", "manufacturer", "body_part", "transfer_syntax"):
+            assert getattr(a, name) is getattr(b, name), (pool, name)

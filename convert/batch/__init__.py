@@ -7,8 +7,9 @@ Public API::
     report.outcomes, report.failed, report.written
 
 Modules: :mod:`~convert.batch.naming` (output names), :mod:`~convert.batch.report`
-(what a run did), :mod:`~convert.batch.index` (series summaries from headers only),
-:mod:`~convert.batch.run` (the conversion jobs).
+(what a run did), :mod:`~convert.batch.index` (series summaries and the archive index
+from headers only: ``convert.scan``), :mod:`~convert.batch.sources` (folders, ``.zip`` and
+``.tar(.gz)`` inputs, opened safely), :mod:`~convert.batch.run` (the conversion jobs).
 """
 
 from __future__ import annotations

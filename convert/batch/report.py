@@ -345,8 +345,7 @@ def report_document(report: Report, *, anonymized: bool) -> dict[str, Any]:
 def _middle_slice(volume: Volume) -> tuple[Volume, int]:
     """The middle slice across ``k`` (of the first volume of a 4D series) as a one-slice Volume at its
     world place, and the world axis (0 x, 1 y, 2 z) closest to ``k``. A lazy volume reads only that slice."""
-    from nibabel.orientations import io_orientation
-
+    from convert.geometry import voxel_axes
     from convert.proxy import is_proxy
 
     k = (volume.shape[2] - 1) // 2
@@ -357,7 +356,8 @@ def _middle_slice(volume: Volume) -> tuple[Volume, int]:
         plane = data[:, :, k:k + 1] if data.ndim == 3 else data[:, :, k:k + 1, 0]
     affine = volume.affine.copy()
     affine[:3, 3] = affine[:3, :3] @ [0.0, 0.0, float(k)] + affine[:3, 3]
-    axis = int(io_orientation(volume.affine)[2, 0])
+    k_axis = voxel_axes(volume.affine)[2]
+    axis = k_axis[0] if k_axis is not None else 2
     return volume.replace(array=plane, affine=affine), axis
 
 

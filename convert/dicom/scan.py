@@ -25,6 +25,7 @@ import errno
 import functools
 import os
 import struct
+import sys
 import warnings
 import zlib
 from dataclasses import dataclass, field
@@ -87,6 +88,17 @@ class Instance:
         ge_image_type: GE's private image type (0043,102F): 0 magnitude, 1 phase, 2 real,
             3 imaginary; None when absent or not a GE file (GE phase images often say only
             ``ORIGINAL\\PRIMARY\\OTHER`` in ImageType).
+        body_part: BodyPartExamined ("" when absent).
+        protocol: ProtocolName ("" when absent).
+        manufacturer: Manufacturer as stored ("" when absent).
+        model: ManufacturerModelName ("" when absent).
+        field_strength: MagneticFieldStrength in tesla as stored, or None.
+
+    The text fields that repeat across a series (UIDs of the series and study,
+    modality, descriptions, transfer syntax, the index fields above) are interned
+    (:func:`sys.intern`): a 50,000-file scan keeps one copy of each value. No
+    patient-identifying field is kept here; :meth:`load_header` reads them from
+    the file when asked for (e.g. ``convert.scan(..., phi=True)``).
     """
 
     path: Path
@@ -128,6 +140,14 @@ class Instance:
     echo_time: float | None = None
     philips_isotropic: bool = False
     ge_image_type: int | None = None
+    body_part: str = ""
+    protocol: str = ""
+    manufacturer: str = ""
+    model: str = ""
+    field_strength: float | None = None
+
+    def __post_init__(self) -> None:
+        _intern_fields(self)
 
     def load_header(self) -> Any:
         """The header (without pixel data): the kept one, or read again from :attr:`path`.
@@ -156,6 +176,20 @@ class Instance:
     def is_multiframe(self) -> bool:
         """True for files holding more than one frame (enhanced objects, multi-frame CT/US...)."""
         return self.number_of_frames > 1 or self.enhanced
+
+
+#: :class:`Instance` text fields shared by the files of a series: interned.
+_INTERNED = ("sop_class_uid", "series_uid", "study_uid", "modality", "series_description", "photometric",
+             "transfer_syntax", "body_part", "protocol", "manufacturer", "model")
+
+
+def _intern_fields(instance: Instance) -> None:
+    """Share the repeated text values of ``instance`` (:data:`_INTERNED`; also after unpickling a
+    worker's results, which skips ``__post_init__``)."""
+    for name in _INTERNED:  # frozen: set through object.__setattr__ (the values are equal, only shared)
+        value = getattr(instance, name)
+        if value.__class__ is str:
+            object.__setattr__(instance, name, sys.intern(value))
 
 
 @dataclass
@@ -349,6 +383,8 @@ _TAGS: frozenset[int] = frozenset({
 _PHILIPS_DIRECTION, _PHILIPS_BVALUE = 0x20011004, 0x20011003
 #: GE private image type (0043,102F: SS; 0 magnitude, 1 phase, 2 real, 3 imaginary).
 _GE_IMAGE_TYPE = 0x0043102F
+#: What archive indexes filter on: BodyPartExamined, ProtocolName, ManufacturerModelName, MagneticFieldStrength.
+_BODY_PART, _PROTOCOL, _MODEL, _FIELD_STRENGTH = 0x00180015, 0x00181030, 0x00081090, 0x00180087
 
 
 def _is_mosaic_header(ds: Any) -> bool:
@@ -423,7 +459,21 @@ def instance_from_header(path: Path, ds: Any, pixel_offset: int | None = None) -
         philips_isotropic=philips_isotropic(ds.get("Manufacturer"), ds.get(_PHILIPS_DIRECTION),
                                             ds.get(_PHILIPS_BVALUE)),
         ge_image_type=ge_image_type(ds.get("Manufacturer"), ds.get(_GE_IMAGE_TYPE)),
+        body_part=_text(ds.get("BodyPartExamined")),
+        protocol=_text(ds.get("ProtocolName")),
+        manufacturer=_text(ds.get("Manufacturer")),
+        model=_text(ds.get("ManufacturerModelName")),
+        field_strength=_float(ds.get("MagneticFieldStrength")),
     )
+
+
+def _text(value: Any) -> str:
+    """A text element's value as one string ("" when absent): several values joined by ``\\``."""
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return "\\".join(str(v) for v in value)
+    return str(value)
 
 
 # --------------------------------------------------------------------------- fast header parser
@@ -433,8 +483,10 @@ _DIRECTORY_TAG = 0x00041220  # DirectoryRecordSequence
 _PHILIPS_CREATOR_TAGS = frozenset(0x20050000 | block for block in range(0x10, 0x100))
 _PHILIPS_SCALE_TAGS = frozenset(0x20050000 | (block << 8) | 0x0E for block in range(0x10, 0x100))
 _FAST_TAGS = (frozenset(_TAGS) | {0x00080070, 0x00080005}  # + Manufacturer, SpecificCharacterSet
+              | {_BODY_PART, _PROTOCOL, _MODEL, _FIELD_STRENGTH}  # + index fields (convert.batch.index)
               | _PHILIPS_CREATOR_TAGS | _PHILIPS_SCALE_TAGS
               | {_PHILIPS_DIRECTION, _PHILIPS_BVALUE, _GE_IMAGE_TYPE})  # + split fields (series.postfix)
+_SINGLE_TEXT_TAGS = frozenset({0x0008103E, _BODY_PART, _PROTOCOL, 0x00080070, _MODEL})
 _UID_TAGS = frozenset({0x00080016, 0x00080018, 0x0020000E, 0x0020000D})
 #: Rows, Columns, BitsAllocated, BitsStored, PixelRepresentation, SamplesPerPixel (binary US values).
 _US_TAGS = frozenset({0x00280010, 0x00280011, 0x00280100, 0x00280101, 0x00280103, 0x00280002})
@@ -474,8 +526,8 @@ def _index_from_bytes(path: Path, part10: elements.Part10) -> Instance | None:
             return None  # non-ASCII or control characters: pydicom's character-set handling decides
         if tag in _UID_TAGS and text_value.strip(b"0123456789."):
             return None  # not a plain UID
-        if tag == 0x0008103E and b"\\" in text_value:
-            return None
+        if tag in _SINGLE_TEXT_TAGS and b"\\" in text_value:
+            return None  # several values: pydicom's multi-value rules decide
 
     def text(tag: int) -> str | None:
         raw = values.get(tag)
@@ -552,6 +604,11 @@ def _index_from_bytes(path: Path, part10: elements.Part10) -> Instance | None:
         philips_isotropic=philips_isotropic(manufacturer, values.get(_PHILIPS_DIRECTION),
                                             values.get(_PHILIPS_BVALUE)),
         ge_image_type=ge_image_type(manufacturer, values.get(_GE_IMAGE_TYPE)),
+        body_part=text(_BODY_PART) or "",
+        protocol=text(_PROTOCOL) or "",
+        manufacturer=text(0x00080070) or "",
+        model=text(_MODEL) or "",
+        field_strength=number(_FIELD_STRENGTH),
     )
 
 
@@ -701,7 +758,8 @@ def _scan(root: Path, workers: int | None, progress: Callable[[int, int], None] 
     if workers is None:
         workers = min(4, os.cpu_count() or 1)
     outcomes: list[Instance | str] = []
-    if len(files) >= PROCESS_POOL_MIN_FILES and workers > 1 and _can_fork():
+    pooled = len(files) >= PROCESS_POOL_MIN_FILES and workers > 1 and _can_fork()
+    if pooled:
         # Header parsing holds the GIL: threads do not add a core (measured slower than one
         # thread); forked processes do. Chunks keep the pickling of results cheap.
         from convert.workers import process_pool
@@ -723,6 +781,8 @@ def _scan(root: Path, workers: int | None, progress: Callable[[int, int], None] 
     seen_series: set[tuple] = set()
     for path, outcome in zip(files, outcomes):
         if isinstance(outcome, Instance):
+            if pooled:
+                _intern_fields(outcome)  # unpickled from a worker: share the values across chunks too
             key = (outcome.study_uid, outcome.series_uid, outcome.series_number)
             if not keep_all and key in seen_series:
                 object.__setattr__(outcome, "header", None)  # frozen dataclass: drop the bulky Dataset

@@ -32,7 +32,7 @@ from typing import Any, Callable, Literal, Sequence
 import numpy as np
 
 from convert.errors import UnsupportedDataError
-from convert.geometry import affine_from_geometry, check_code, geometry_from_affine, ras_to_lps
+from convert.geometry import affine_from_geometry, check_code, geometry_from_affine, ras_to_lps, reorientation
 from convert.process.steps import default_fill, record, require_3d, stored_value, three_numbers
 from convert.volume import RGB_DTYPE, Volume, rgb_channels, rgb_from_channels
 
@@ -43,19 +43,21 @@ def reorient(volume: Volume, code: str) -> Volume:
     """Voxels permuted and flipped so that the axes point as ``code`` says (e.g. ``"RAS"``: i increases
     towards Right, j towards Anterior, k towards Superior). No interpolation: every voxel keeps its value
     and its world position; the affine is updated. Oblique axes go to their closest world axis
-    (nibabel's ``io_orientation``); a 4D volume keeps its fourth axis.
+    (:func:`convert.geometry.voxel_axes`, nibabel's rule); a 4D volume keeps its fourth axis.
     """
-    from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, io_orientation, ornt_transform
-
     target = check_code(code)
     before = volume.orientation
-    transform = ornt_transform(io_orientation(volume.affine), axcodes2ornt(tuple(target)))
+    order, flips, affine = reorientation(volume.affine, volume.shape[:3], target)
+    # recorded per input axis: the output axis it became and whether it was reversed
     history = record(volume, "reorient", code=target, from_code=before,
-                     axes=[int(a) for a in transform[:, 0]], flips=[bool(f < 0) for f in transform[:, 1]])
-    if np.array_equal(transform, [[0, 1], [1, 1], [2, 1]]):
+                     axes=[order.index(i) for i in range(3)], flips=[flips[order.index(i)] for i in range(3)])
+    if order == [0, 1, 2] and not any(flips):
         return volume.replace(history=history)
-    array = apply_orientation(volume.voxels(), transform)
-    affine = volume.affine @ inv_ornt_aff(transform, volume.shape[:3])
+    array = volume.voxels()
+    array = np.transpose(array, order + list(range(3, array.ndim)))
+    reversed_axes = tuple(t for t in range(3) if flips[t])
+    if reversed_axes:
+        array = np.flip(array, axis=reversed_axes)
     return volume.replace(array=array, affine=affine, history=history)
 
 
