@@ -64,11 +64,15 @@ class Written(list):  # type: ignore[type-arg]
 
 
 def _dicom_folder_like(src: Path) -> bool:
-    """A folder holding DICOM files, or a media DICOMDIR file (it converts the files it indexes)."""
+    """A folder holding DICOM files (or archives of them), a media DICOMDIR file (it converts the files
+    it indexes), or a ``.zip``/``.tar`` archive (:mod:`convert.batch.sources`)."""
+    from convert.batch.sources import has_archives, is_archive
     from convert.dicom.dicomdir import is_dicomdir_name
     from convert.dicom.reader import DICOM
 
-    return (src.is_dir() and DICOM.sniff(src)) or (src.is_file() and is_dicomdir_name(src))
+    if src.is_file():
+        return is_dicomdir_name(src) or is_archive(src)
+    return src.is_dir() and (DICOM.sniff(src) or has_archives(src))
 
 
 def is_dicom_source(src: PathLike) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import random
@@ -271,3 +272,74 @@ def test_ctrl_c_stops_the_pool_says_how_to_resume_and_the_rerun_completes(tmp_pa
     report = convert_dicom_tree(tmp_path / "in", out, jobs=2)
     assert report.ok and "done" in [o.status for o in report.outcomes]
     assert not [p for p in out.iterdir() if TEMPORARY_NAME.match(p.name)]
+
+
+def test_the_generated_archive_converts_its_good_series_and_reports_each_bad_one(tmp_path: Path) -> None:
+    """fixtures/make_archive: 3 patients, CT and MR, a missing slice, a truncated file, a non-DICOM file,
+    a zip inside. One command: the good series (the zip's too) converted, the bad ones failed with their
+    reason, the non-DICOM file skipped, exit code "completed with failures"; a rerun redoes nothing;
+    the same run with --anonymize leaves no identifying value in any output, report or record."""
+    from typer.testing import CliRunner
+
+    from convert.cli import app
+    from convert.errors import EXIT_COMPLETED_WITH_FAILURES
+    from fixtures.make_archive import make_archive
+    from fixtures.phi_corpus import LeakScanner
+
+    archive = make_archive(tmp_path / "archive")
+    result = CliRunner().invoke(app, ["convert", str(archive.root), str(tmp_path / "out"), "--jobs", "2"])
+    assert result.exit_code == EXIT_COMPLETED_WITH_FAILURES, result.output
+    doc = json.loads((tmp_path / "out" / "report.json").read_text())
+    by_description = {s["info"]["series_description"]: s for s in doc["series"]}
+    expected = archive.expected(include_zip=True)
+    assert len(doc["series"]) == len(expected) and any(s.in_zip for s in expected)
+    for series in expected:
+        entry = by_description[series.description]
+        assert entry["status"] == series.outcome, (series.description, entry["error"])
+        if series.outcome == "failed":
+            assert series.reason in entry["error"] and not entry["outputs"]
+        else:
+            image = nib.load(tmp_path / "out" / entry["outputs"][0])
+            np.testing.assert_allclose(image.affine, _expected_affine(archive, series), atol=1e-4)
+    zip_entries = [by_description[s.description] for s in expected if s.in_zip]
+    assert all(e["status"] == "converted" for e in zip_entries)
+    assert any(archive.non_dicom.name in p for e in doc["skipped"] for p in e["paths"])
+    again = CliRunner().invoke(app, ["convert", str(archive.root), str(tmp_path / "out"), "--jobs", "2"])
+    assert again.exit_code == EXIT_COMPLETED_WITH_FAILURES
+    assert f"{len(archive.converted(include_zip=True))} series already converted" in again.output
+    anonymized = CliRunner().invoke(app, ["convert", str(archive.root), str(tmp_path / "anon"), "--anonymize",
+                                          "--jobs", "2"], env={"MEDCONVERT_KEY": "k" * 32})
+    assert anonymized.exit_code == EXIT_COMPLETED_WITH_FAILURES, anonymized.output
+    scanner = LeakScanner(archive.tokens())
+    leaks = scanner.scan_text(anonymized.output)
+    for path in (tmp_path / "anon").rglob("*"):
+        if path.is_file():
+            leaks += scanner.scan_path(path.relative_to(tmp_path / "anon"))
+            data = path.read_bytes()
+            leaks += scanner.scan_bytes(gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data)
+    assert not leaks, leaks[:10]
+
+
+def _expected_affine(archive, series) -> np.ndarray:
+    from convert.sample import expected_affine_ras
+
+    return expected_affine_ras(archive.specs[series])
+
+
+def test_a_zip_archive_converts_in_place_resumes_and_names_its_members(tmp_path: Path) -> None:
+    import zipfile
+
+    folders = make_archive(tmp_path / "in", n_series=3)
+    truncate_file(sorted(folders["MR series 1"].iterdir())[3], 700)
+    exam = tmp_path / "exam.zip"
+    with zipfile.ZipFile(exam, "w") as zf:
+        for path in sorted((tmp_path / "in").rglob("*.dcm")):
+            zf.write(path, path.relative_to(tmp_path / "in").as_posix())
+    before = exam.read_bytes()
+    first = convert_dicom_tree(exam, tmp_path / "out", jobs=2)
+    assert [o.status for o in first.outcomes] == ["converted", "failed", "converted"]
+    assert "exam.zip!patient1/series1/" in (first.outcomes[1].error or "")  # the member, not a temporary path
+    assert "medconvert-source-" not in (first.outcomes[1].error or "")
+    again = convert_dicom_tree(exam, tmp_path / "out", jobs=2)  # same members, same times: resumed
+    assert [o.status for o in again.outcomes] == ["done", "failed", "done"]
+    assert exam.read_bytes() == before  # the input is never modified

@@ -196,8 +196,10 @@ def options_fingerprint(options: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode("utf-8")).hexdigest()
 
 
-def inputs_digest(paths: Iterable[Path], root: Path, fingerprint: str) -> str:
-    """SHA-256 (hex) of each input's path relative to ``root``, size and mtime (ns), then ``fingerprint``.
+def inputs_digest(paths: Iterable[Path], root: Path, fingerprint: str,
+                  name_of: Callable[[Path], str] | None = None) -> str:
+    """SHA-256 (hex) of each input's path relative to ``root`` (or ``name_of(path)``: an archive
+    member's name), size and mtime (ns), then ``fingerprint``.
 
     Cheap (one ``stat`` per file, no content read) and the rule make and rsync use: an input
     rewritten in place with the same size and time stamp is not noticed (``--overwrite`` redoes all).
@@ -209,10 +211,13 @@ def inputs_digest(paths: Iterable[Path], root: Path, fingerprint: str) -> str:
             size, mtime = info.st_size, info.st_mtime_ns
         except OSError:
             size, mtime = -1, -1
-        try:
-            name = str(path.relative_to(root))
-        except ValueError:
-            name = str(path)
+        if name_of is not None:
+            name = name_of(path)
+        else:
+            try:
+                name = str(path.relative_to(root))
+            except ValueError:
+                name = str(path)
         h.update(f"{name}\0{size}\0{mtime}\n".encode("utf-8", "surrogateescape"))
     h.update(fingerprint.encode("ascii"))
     return h.hexdigest()
@@ -228,7 +233,8 @@ def series_key(series: Series, seen: dict[str, int]) -> str:
 def make_plan(source: Path, all_series: Sequence[Series], *, name: str, options: dict[str, Any],
               deidentify: Callable[[Any], Any] | None = None, include: Sequence[str] = (),
               exclude: Sequence[str] = (), skipped: Sequence[tuple[Path, str]] = (),
-              duplicates: Sequence[Path] = (), reserved: Sequence[str] = ()) -> Plan:
+              duplicates: Sequence[Path] = (), reserved: Sequence[str] = (),
+              name_of: Callable[[Path], str] | None = None) -> Plan:
     """The plan for converting ``all_series`` (assembled from a scan of ``source``).
 
     Args:
@@ -238,6 +244,7 @@ def make_plan(source: Path, all_series: Sequence[Series], *, name: str, options:
         deidentify: names and labels then come from de-identified headers (pseudonyms).
         include, exclude: filter expressions (:func:`parse_filter`) over index rows.
         reserved: stems no series may take (``report``: the run's ``report.json``/``report.html``).
+        name_of: the stable name of an input file (default: relative to ``source``); for the digests.
 
     Raises:
         ConvertError: a bad filter expression.
@@ -267,7 +274,7 @@ def make_plan(source: Path, all_series: Sequence[Series], *, name: str, options:
             stem = unique_stem(stem, claimed)
         label = series.label if deidentify is None else deidentified_label(series)
         jobs.append(Job(index=n, key=series_key(series, seen), label=label, series=series, stem=stem,
-                        digest=inputs_digest(series.paths, source, fingerprint), fields=fields, row=row,
+                        digest=inputs_digest(series.paths, source, fingerprint, name_of), fields=fields, row=row,
                         excluded=not keep, error=error))
     return Plan(source=source, jobs=jobs, skipped=list(skipped), duplicates=list(duplicates),
                 fingerprint=fingerprint)

@@ -371,26 +371,51 @@ def run_plan(plan: Plan, ctx: JobContext, *, jobs: int | None = None, client: An
 def plan_dicom_tree(src_dir: str | Path, *, name: str = DEFAULT_NAME, deidentify: Callable[[Any], Any] | None = None,
                     include: Sequence[str] = (), exclude: Sequence[str] = (), options: dict[str, Any] | None = None,
                     progress: Callable[[int, int, str], None] | None = None) -> Plan:
-    """Scan ``src_dir`` (headers only) and plan one job per series; nothing is written.
+    """Scan ``src_dir`` (a folder, DICOMDIR or ``.zip``/``.tar`` archive; headers only) and plan one job
+    per series; nothing is written. The jobs' files are gone once this returns for an archive (it
+    was extracted into a temporary folder): the plan is for looking at (``--dry-run``).
 
     Raises:
         InputNotFoundError: ``src_dir`` does not exist.
         NoDicomError: no DICOM image under ``src_dir``.
-        ConvertError: a bad name template or filter expression.
+        ConvertError: a bad name template or filter expression, an unsafe archive.
     """
-    src_dir = Path(src_dir)
+    from convert.batch.sources import open_source
+
+    with open_source(src_dir) as source:
+        return plan_source(source, name=name, deidentify=deidentify, include=include, exclude=exclude,
+                           options=options, progress=progress)
+
+
+def plan_source(source: Any, *, name: str = DEFAULT_NAME, deidentify: Callable[[Any], Any] | None = None,
+                include: Sequence[str] = (), exclude: Sequence[str] = (), options: dict[str, Any] | None = None,
+                progress: Callable[[int, int, str], None] | None = None) -> Plan:
+    """:func:`plan_dicom_tree` of an opened :class:`convert.batch.sources.Source` (every root scanned:
+    the input and the archives in it); skipped files are named as the source displays them."""
     render_name(name, {k: "x" for k in NAME_FIELDS})  # validate the template before any work
     if deidentify is None and "{Pseudonym}" in name:
         raise ConvertError("the name field {Pseudonym} exists only with --anonymize")
-    scan_progress = (lambda done, total: progress(done, total, "scanning files")) if progress else None
-    result: ScanResult = scan(src_dir, progress=scan_progress)
-    if not result.instances:
-        raise NoDicomError(src_dir, len(result.skipped), result.skipped[0][1] if result.skipped else None)
-    all_series = assemble(result.instances)
-    return make_plan(src_dir, all_series, name=name, options={**(options or {}), "name": name,
-                                                               "deidentify": deidentify},
-                     deidentify=deidentify, include=include, exclude=exclude, skipped=result.skipped,
-                     duplicates=[p for s in all_series for p in s.duplicates], reserved=("report",))
+    instances, skipped, done = [], [], 0
+    left_out = {label for label, _ in source.problems}
+    for root in source.roots:
+        offset = done
+        scan_progress = ((lambda n, total: progress(offset + n, offset + total, "scanning files"))
+                         if progress else None)
+        result: ScanResult = scan(root, progress=scan_progress)
+        done += result.files_seen
+        instances.extend(result.instances)
+        skipped.extend((p if not source.is_archive and p.is_relative_to(source.origin) else Path(source.display(p)),
+                        reason) for p, reason in result.skipped
+                       if p not in source.expanded and source.display(p) not in left_out)
+    skipped.extend((Path(label), reason) for label, reason in source.problems)
+    if not instances:
+        raise NoDicomError(source.origin, len(skipped), skipped[0][1] if skipped else None)
+    all_series = assemble(instances)
+    return make_plan(source.root, all_series, name=name, options={**(options or {}), "name": name,
+                                                                  "deidentify": deidentify},
+                     deidentify=deidentify, include=include, exclude=exclude, skipped=skipped,
+                     duplicates=[p for s in all_series for p in s.duplicates], reserved=("report",),
+                     name_of=source.name)
 
 
 def convert_dicom_tree(src_dir: str | Path, out_dir: str | Path, *, to: str = "nifti-gz",
@@ -438,6 +463,11 @@ def convert_dicom_tree(src_dir: str | Path, out_dir: str | Path, *, to: str = "n
     (:func:`convert.batch.report.write_report`: every series with its status, outputs,
     warnings or error, a thumbnail, totals and timings; nothing identifying when de-identifying).
 
+    **Archives**: ``src_dir`` may be a ``.zip`` or ``.tar(.gz)`` archive, and zips inside the folder
+    or archive are read too (:mod:`convert.batch.sources`: extracted into a temporary folder, unsafe
+    members refused); messages name members as ``exam.zip!CT/IM0001``. On a Dask cluster the
+    temporary folder must be one the workers see (set ``TMPDIR`` to a shared folder).
+
     **Filters**: ``include``/``exclude`` expressions over the index fields
     (:func:`convert.batch.plan.parse_filter`, e.g. ``"modality=CT"``); excluded series are
     reported with status ``"excluded"``.
@@ -461,14 +491,22 @@ def convert_dicom_tree(src_dir: str | Path, out_dir: str | Path, *, to: str = "n
         raise ConvertError("output must be a folder when converting a DICOM tree", out_dir)
     read_options = {"tilt_correct": tilt_correct, "allow_gaps": allow_gaps, "stack_uneven": stack_uneven,
                     "philips_scaling": philips_scaling}
-    ctx = JobContext(source=src_dir, out_dir=out_dir, to=to, name=name, overwrite=overwrite, sidecar=sidecar,
-                     sidecar_phi=sidecar_phi, read_options=read_options, deidentify=deidentify, process=process,
-                     write_options=write_options, thumbnails=reports)
-    plan = plan_dicom_tree(src_dir, name=name, deidentify=deidentify, include=include, exclude=exclude,
+    from convert.batch.sources import open_source
+
+    with open_source(src_dir) as source:  # an archive: extracted into a temporary folder for the run
+        ctx = JobContext(source=source.root, out_dir=out_dir, to=to, name=name, overwrite=overwrite,
+                         sidecar=sidecar, sidecar_phi=sidecar_phi, read_options=read_options, deidentify=deidentify,
+                         process=process, write_options=write_options, thumbnails=reports)
+        plan = plan_source(source, name=name, deidentify=deidentify, include=include, exclude=exclude,
                            options=job_options(ctx), progress=progress)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    ctx.planned = frozenset(j.stem.lower() for j in plan.jobs if j.stem)
-    report = run_plan(plan, ctx, jobs=jobs, client=client, progress=progress)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        ctx.planned = frozenset(j.stem.lower() for j in plan.jobs if j.stem)
+        report = run_plan(plan, ctx, jobs=jobs, client=client, progress=progress)
+        report.source = src_dir
+        if source.is_archive or source.expanded:  # messages name archive members, not the temporary folder
+            for outcome in report.outcomes:
+                outcome.error = source.relabel(outcome.error) if outcome.error else outcome.error
+                outcome.warnings = [source.relabel(w) for w in outcome.warnings]
     if reports:
         from convert.batch.report import write_report
 

@@ -23,6 +23,7 @@ left out and reported in :attr:`Source.problems`, and the rest is read.
 
 from __future__ import annotations
 
+import calendar
 import contextlib
 import os
 import re
@@ -89,6 +90,22 @@ class Source:
         """True when the input itself is an archive (its files live in a temporary folder)."""
         return self.roots[0] != self.origin
 
+    def relabel(self, text: str) -> str:
+        """``text`` (a message) with every temporary extraction path replaced by its archive name:
+        ``/tmp/medconvert-source-x/0/CT/IM1: truncated`` -> ``exam.zip!CT/IM1: truncated``."""
+        for folder, label in sorted(self._labels, key=lambda fl: len(str(fl[0])), reverse=True):
+            text = text.replace(f"{folder}{os.sep}", label).replace(str(folder), label.rstrip("!"))
+        return text
+
+    def name(self, path: Path) -> str:
+        """A stable name of input ``path`` across runs: relative to the input folder, or the archive
+        member's name (:meth:`display`) for a file of an archive."""
+        try:
+            return path.relative_to(self.origin).as_posix() if not self.is_archive else \
+                self.display(path)
+        except ValueError:
+            return self.display(path)
+
     def display(self, path: Path | str) -> str:
         """How a message names ``path``: ``exam.zip!CT/IM0001`` for an archive member
         (``exam.zip!inner.zip!IM0001`` nested), the path itself for a file of a folder."""
@@ -148,6 +165,21 @@ def open_source(path: str | Path) -> Iterator[Source]:
             nested = _archives_under(top)
         _expand_nested(source, nested, work, budget, level=1)
         yield source
+
+
+def has_archives(folder: Path, limit: int = 256) -> bool:
+    """True when ``folder`` holds a ``.zip``/``.tar`` archive among its first ``limit`` files (a cheap
+    check: a folder of DICOM files is recognised by its files, one of archives by this)."""
+    seen = 0
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in filenames:
+            if is_archive(Path(name)):
+                return True
+            seen += 1
+            if seen >= limit:
+                return False
+    return False
 
 
 def _archives_under(folder: Path) -> list[Path]:
@@ -267,6 +299,8 @@ def _extract_zip(archive: Path, dest: Path, label: str, budget: _Budget) -> None
                 raise _refuse(label, info.filename, "appears twice") from None
             with zf.open(info) as src, os.fdopen(out, "wb") as fh:
                 shutil.copyfileobj(src, fh, 1 << 20)
+            stamp = calendar.timegm((*info.date_time, 0, 0, 0))  # the member's time, as tar keeps its own:
+            os.utime(target, (stamp, stamp))  # a rerun sees the same files (resume compares size and time)
 
 
 def _extract_tar(archive: Path, dest: Path, label: str, budget: _Budget) -> None:
