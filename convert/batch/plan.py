@@ -37,10 +37,7 @@ from convert.errors import ConvertError
 ANONYMIZED_FIELDS: frozenset[str] = frozenset({
     "series_number", "modality", "kind", "files", "rows", "columns", "slices", "volumes", "spacing_i_mm",
     "spacing_j_mm", "spacing_k_mm", "slice_thickness_mm", "orientation", "tilt_deg", "transfer_syntax",
-    "image_type", "missing_slices", "uneven_spacing"})
-
-#: Comparison operators of a filter expression, longest first.
-_OPERATORS = ("!=", ">=", "<=", "=", ">", "<")
+    "image_type", "missing_slices", "uneven_spacing", "manufacturer", "model", "field_strength_t"})
 
 
 @dataclass(frozen=True)
