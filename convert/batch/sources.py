@@ -33,7 +33,7 @@ import tarfile
 import tempfile
 import zipfile
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Iterator
 
 from convert.errors import ConvertError, InputNotFoundError
@@ -100,11 +100,10 @@ class Source:
     def name(self, path: Path) -> str:
         """A stable name of input ``path`` across runs: relative to the input folder, or the archive
         member's name (:meth:`display`) for a file of an archive."""
-        try:
-            return path.relative_to(self.origin).as_posix() if not self.is_archive else \
-                self.display(path)
-        except ValueError:
-            return self.display(path)
+        text, prefix = str(path), str(self.origin).rstrip(os.sep) + os.sep
+        if not self.is_archive and text.startswith(prefix):  # a prefix test: called for every file of a plan
+            return text[len(prefix):].replace(os.sep, "/")
+        return self.display(path)
 
     def display(self, path: Path | str) -> str:
         """How a message names ``path``: ``exam.zip!CT/IM0001`` for an archive member
