@@ -90,3 +90,15 @@ def test_inputs_digest_follows_size_and_mtime_not_order(tmp_path: Path) -> None:
     stat = os.stat(a)
     os.utime(a, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
     assert inputs_digest([a, b], tmp_path, "f") != first
+
+
+def test_dask_tasks_group_small_series_and_keep_large_ones_alone() -> None:
+    from types import SimpleNamespace
+
+    from convert.batch.run import dask_tasks
+
+    jobs = [SimpleNamespace(files=n) for n in (100, 100, 900, 5000, 10, 10, 10)]
+    assert dask_tasks(jobs) == [[0, 1], [2], [3], [4, 5, 6]]  # type: ignore[arg-type]
+    assert dask_tasks([SimpleNamespace(files=1)] * 70, most=32) == [list(range(32)), list(range(32, 64)),
+                                                                    list(range(64, 70))]  # type: ignore[arg-type]
+    assert dask_tasks([]) == []

@@ -225,30 +225,61 @@ def _execute(jobs: Sequence[Job], ctx: JobContext, replace: frozenset[int], n_wo
                 yield jobs[n], _outcome_of(future, jobs[n])
 
 
+def run_jobs(jobs: Sequence[Job], ctx: JobContext, replace: Sequence[bool]) -> list[SeriesOutcome]:
+    """:func:`run_job` over several jobs in turn: one Dask task (the cluster's per-task cost is
+    milliseconds, a small series' conversion not many more)."""
+    return [run_job(job, ctx, flag) for job, flag in zip(jobs, replace)]
+
+
+def dask_tasks(jobs: Sequence[Job], files_per_task: int = 1000, most: int = 32) -> list[list[int]]:
+    """Positions of ``jobs`` grouped into Dask tasks, in order: consecutive jobs until a task holds
+    ``files_per_task`` input files or ``most`` jobs; a large series is a task of its own."""
+    tasks: list[list[int]] = []
+    current: list[int] = []
+    files = 0
+    for n, job in enumerate(jobs):
+        if current and (files + job.files > files_per_task or len(current) >= most):
+            tasks.append(current)
+            current, files = [], 0
+        current.append(n)
+        files += job.files
+    if current:
+        tasks.append(current)
+    return tasks
+
+
 def _execute_on_dask(jobs: Sequence[Job], ctx: JobContext, replace: frozenset[int], client: Any,
                      begin: Callable[[Job], None]) -> Iterator[tuple[Job, SeriesOutcome]]:
-    """The same jobs on a Dask distributed ``client``: each job is one task running :func:`run_job`."""
+    """The same jobs on a Dask distributed ``client``: each task runs a few of them (:func:`dask_tasks`,
+    :func:`run_jobs`), each job still :func:`run_job` with its own outcome and manifest record."""
     try:
         from distributed import as_completed
     except ImportError:
         raise ConvertError("running on a Dask cluster needs the 'dask' extra: pip install 'medconvert[dask]'") \
             from None
     n_workers = _dask_workers(client)
-    queue = deque(range(len(jobs)))
-    futures: dict[Any, int] = {}
+    queue = deque(dask_tasks(jobs))
+    futures: dict[Any, list[int]] = {}
 
-    def submit(n: int) -> Any:
-        begin(jobs[n])
-        future = client.submit(run_job, jobs[n], ctx, n in replace, pure=False, key=f"medconvert-job-{n}-"
-                               f"{jobs[n].digest[:12]}-{os.getpid()}-{time.monotonic_ns()}")
-        futures[future] = n
+    def submit(task: list[int]) -> Any:
+        for n in task:
+            begin(jobs[n])
+        future = client.submit(run_jobs, [jobs[n] for n in task], ctx, [n in replace for n in task], pure=False,
+                               key=f"medconvert-jobs-{task[0]}-{jobs[task[0]].digest[:12]}-{os.getpid()}-"
+                                   f"{time.monotonic_ns()}")
+        futures[future] = task
         return future
 
     first = [submit(queue.popleft()) for _ in range(min(len(queue), n_workers * _AHEAD_PER_DASK_THREAD))]
     running = as_completed(first)
     for future in running:
-        n = futures.pop(future)
-        yield jobs[n], _outcome_of(future, jobs[n])
+        task = futures.pop(future)
+        try:
+            outcomes = future.result()
+        except Exception as exc:  # the worker was lost: each of its jobs failed, say why
+            outcomes = [_outcome_of_lost(jobs[n], exc) for n in task]
+        for n, outcome in zip(task, outcomes):
+            yield jobs[n], outcome
         if queue:
             running.add(submit(queue.popleft()))
 
@@ -265,10 +296,15 @@ def _outcome_of(future: Any, job: Job) -> SeriesOutcome:
     """The outcome a finished future holds; a worker that died (killed, out of memory) fails its job only."""
     try:
         return future.result()
-    except Exception as exc:  # BrokenProcessPool, a cluster worker lost...: this job failed, say why
-        return SeriesOutcome(label=job.label, files=job.series.paths, info=dict(job.row), status="failed",
-                             error=f"series {job.label}: the worker converting it stopped "
-                                   f"({type(exc).__name__}: {exc}); rerun to retry it")
+    except Exception as exc:  # BrokenProcessPool...: this job failed, say why
+        return _outcome_of_lost(job, exc)
+
+
+def _outcome_of_lost(job: Job, exc: BaseException) -> SeriesOutcome:
+    """The failed outcome of a job whose worker stopped (killed, out of memory, a cluster node lost)."""
+    return SeriesOutcome(label=job.label, files=job.series.paths, info=dict(job.row), status="failed",
+                         error=f"series {job.label}: the worker converting it stopped "
+                               f"({type(exc).__name__}: {exc}); rerun to retry it")
 
 
 def _record(key: str, job: Job, outcome: SeriesOutcome, out_dir: Path) -> dict[str, Any]:
