@@ -400,6 +400,9 @@ def _render_report(report: Any) -> None:
         console.print(f"{done} series already converted by an earlier run into this folder (kept)", highlight=False)
     if excluded:
         console.print(f"{excluded} series left out by --include/--exclude", highlight=False)
+    html = report.out_dir / "report.html" if report.out_dir is not None else None
+    if html is not None and html.exists():
+        console.print(f"report: {html}", highlight=False)
     if report.failed:
         from convert.errors import EXIT_COMPLETED_WITH_FAILURES
 
