@@ -53,8 +53,12 @@ from convert.dicom import elements
 from convert.dicom.elements import UNDEFINED, NotCovered, Truncated
 from convert.errors import AnonymizationError, ConvertError
 
-#: Bytes read first; a longer header is read again whole.
-FIRST_READ = 16 * 1024
+#: Files up to this size are read whole, in one ``pread``: the header is walked once and the
+#: output is written from memory (no second read, no kernel copy of a few KB).
+WHOLE_READ = 256 * 1024
+#: Bytes read first of a larger file (the header of a CT slice, a GE EPI slice with its private
+#: blocks: ~17 KB); a longer header is read again whole.
+FIRST_READ = 64 * 1024
 #: Media Storage Directory Storage (DICOMDIR) SOP class.
 MEDIA_DIRECTORY = "1.2.840.10008.1.3.10"
 _PIXEL_DATA = 0x7FE00010
@@ -308,6 +312,8 @@ class Output:
         mapping: original -> pseudonym of PatientID, StudyInstanceUID, SeriesInstanceUID (audit only).
         parts: the output path components (pseudonymous PatientID, study, series, instance).
         burned_in: let through although it may carry burned-in text (flagged).
+        source: the whole source file when it was read whole (:data:`WHOLE_READ`): the pixel data
+            is then ``source[pixel_offset:]``, written from memory; None: copy it from the file.
     """
 
     header: bytes
@@ -317,6 +323,7 @@ class Output:
     mapping: dict[str, tuple[str, str]]
     parts: tuple[str, str, str, str]
     burned_in: bool
+    source: bytes | None = None
 
 
 # The outcome of one top-level element: output bytes (b"": removed), counts (packed, see _pack),
@@ -386,7 +393,9 @@ class ByteScrubber:
 
     def _header(self, path: Any, fd: int) -> Output | None:
         size = os.fstat(fd).st_size
-        buf = os.pread(fd, FIRST_READ, 0)
+        buf = os.pread(fd, size if size <= WHOLE_READ else FIRST_READ, 0)
+        if size <= WHOLE_READ and len(buf) != size:
+            return None  # the file changed meanwhile: the pydicom route reads what is there
         while True:
             try:
                 part10 = elements.parse_part10(buf, whole=len(buf) >= size)
@@ -565,7 +574,7 @@ class ByteScrubber:
                 mapping[keyword] = (text[0], text[1])
         names = tuple(texts[t][2] if t in texts else default for t, (_, default) in PATH_KEYWORDS.items())
         return Output(b"".join(chunks), pixel_offset, size, tuple(total), mapping, names,  # type: ignore[arg-type]
-                      bool(fctx.reason))
+                      bool(fctx.reason), buf if len(buf) == size else None)
 
     def _decide_top(self, buf: bytes, src: Dataset, tag: int, element: elements.Element,
                     fctx: _FileContext) -> Outcome:
