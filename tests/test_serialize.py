@@ -325,7 +325,7 @@ def test_meta_group_equals_pydicoms_file_meta_writer() -> None:
 def test_context_tags_hold_every_top_level_input_of_the_decisions() -> None:
     """The decision cache is keyed by these elements' bytes: the pixel description (pydicom
     resolves US/SS and OB/OW from it), character set, burned-in inputs and the identifying tokens."""
-    from convert.anonymize.scrubber import TOKEN_TAGS
+    from convert.anonymize.decide import TOKEN_TAGS
 
     assert {0x00080005, 0x00080008, 0x00080016, 0x00080060, 0x00280301, 0x00280100, 0x00280103} <= set(CONTEXT_TAGS)
     assert {int(t) for t in TOKEN_TAGS} <= set(CONTEXT_TAGS)

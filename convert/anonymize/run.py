@@ -42,7 +42,8 @@ from pydicom.uid import UID_dictionary
 
 from convert.anonymize.audit import FileLog, Report, write_audit
 from convert.anonymize.pseudonym import load_key
-from convert.anonymize.scrubber import Scrubber, peek, quiet_pydicom
+from convert.anonymize.decide import peek
+from convert.anonymize.scrubber import Scrubber, quiet_pydicom
 from convert.anonymize.serialize import PATH_KEYWORDS, ByteScrubber, fast_bytes, path_part
 from convert.atomic import TEMPORARY_NAME, atomic_file, remove_stale_temporaries, write_bytes_atomic
 from convert.dicom.validity import check_file_meta

@@ -13,10 +13,10 @@ A file goes through once:
    (pseudonyms, date offset, identifying tokens), the de-identification stamps and the
    completeness check of the pixel data.
 3. **Decide and emit**: each top-level element goes through
-   :meth:`~convert.anonymize.scrubber.Scrubber.decide` (the one decision, also used by the pydicom
+   :func:`~convert.anonymize.decide.decide` (the one decision, also used by the pydicom
    route) and becomes its output bytes: kept elements as read, replaced values encoded like
    pydicom's writer, kept sequences re-framed from their scrubbed items (the same decision, one
-   level down, :meth:`~convert.anonymize.scrubber.Scrubber.finish_level` for local codes and
+   level down, :func:`~convert.anonymize.decide.finish_level` for local codes and
    private creators). The outcome of a top-level element (bytes, counts, audit texts) is a pure
    function of (context, element bytes), so it is cached under that key: the slices of a series
    share all but a few outcomes.
@@ -25,7 +25,7 @@ A file goes through once:
 
 Files this path does not take (:func:`ByteScrubber.header` returns None) go the pydicom route
 (:func:`convert.anonymize.run.process_file`): pydicom reads the whole file, the same
-:meth:`~convert.anonymize.scrubber.Scrubber.decide` runs over the Dataset, and
+:func:`~convert.anonymize.decide.decide` runs over the Dataset, and
 :func:`fast_bytes` (or pydicom's writer for what it does not cover: big endian, deflated) writes it.
 Those are files without a preamble, big endian, deflated or private transfer syntaxes, data after
 the pixel data, DICOMDIRs, truncated or malformed files (pydicom reports them precisely), item-level
@@ -47,8 +47,9 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
 
-from convert.anonymize.scrubber import (MAPPED_TAGS, SEQUENCE_MARK, TOKEN_TAGS, Context, Counts, Level, Recurse,
-                                        Scrubber, burned_in_reason, refusal_message, text_of, ui_text)
+from convert.anonymize.decide import (SEQUENCE_MARK, TOKEN_TAGS, Context, Counts, Level, Recurse, decide,
+                                      finish_level, peek, text_of, ui_text)
+from convert.anonymize.scrubber import MAPPED_TAGS, Scrubber, burned_in_reason, refusal_message
 from convert.dicom import elements
 from convert.dicom.elements import UNDEFINED, NotCovered, Truncated
 from convert.errors import AnonymizationError, ConvertError
@@ -483,8 +484,6 @@ class ByteScrubber:
             charset = buf[charset_elem.offset:charset_elem.end] if charset_elem is not None else None
             encodings = None
             if charset_elem is not None:
-                from convert.anonymize.scrubber import peek
-
                 encodings = peek(top, _CHARSET).value
             stamped = Dataset()
             scrubber.stamp(stamped, ctx, flagged=bool(reason))
@@ -588,7 +587,7 @@ class ByteScrubber:
         # the common case (a plain element): _level's loop body for one element, without its set-up
         ctx = fctx.ctx
         counts = ctx.counts = Counts()
-        new = self.scrubber.decide(src, BaseTag(tag), ctx, False, Level())
+        new = decide(src, BaseTag(tag), ctx, False, Level())
         data = b""
         if new is not None:
             out = fctx.scratch_out.pop() if fctx.scratch_out else self.scrubber.new_like(src)
@@ -614,7 +613,7 @@ class ByteScrubber:
             out._dict[BaseTag(_CHARSET)] = src._dict[BaseTag(_CHARSET)]
         parts: dict[int, bytes] = {}
         for tag, element in found.items():
-            new = scrubber.decide(src, BaseTag(tag), ctx, clean, level)
+            new = decide(src, BaseTag(tag), ctx, clean, level)
             if new is None:
                 continue
             if isinstance(new, Recurse):
@@ -623,7 +622,7 @@ class ByteScrubber:
             out._dict[BaseTag(tag)] = new
             parts[tag] = encode_element(out, BaseTag(tag), implicit, fctx.encodings)
         if level.kept_blocks or 0x00080102 in parts:
-            for ctag, new in scrubber.finish_level(src, parts, ctx, level).items():
+            for ctag, new in finish_level(src, parts, ctx, level).items():
                 if new is None:
                     parts.pop(ctag, None)
                     out._dict.pop(BaseTag(ctag), None)
@@ -748,7 +747,7 @@ class ByteScrubber:
 
 def _raw_elements(buf: bytes, found: dict[int, elements.Element], implicit: bool) -> dict[BaseTag, RawDataElement]:
     """pydicom raw elements over ``buf`` for the elements ``found`` (sequences marked with
-    :data:`~convert.anonymize.scrubber.SEQUENCE_MARK`: their items are walked here, not by pydicom)."""
+    :data:`~convert.anonymize.decide.SEQUENCE_MARK`: their items are walked here, not by pydicom)."""
     out = {}
     raw = RawDataElement
     for tag, e in found.items():
