@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.tag import BaseTag
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -28,7 +29,7 @@ if str(REPO) not in sys.path:
 import convert.anonymize.decide as decide_module  # noqa: E402
 import convert.anonymize.scrubber as scrubber_module  # noqa: E402
 import convert.anonymize.serialize as serialize_module  # noqa: E402
-from convert.anonymize.decide import Counts, Level, Recurse, decide, finish_level  # noqa: E402
+from convert.anonymize.decide import Counts, Level, Recurse, decide, finish_level, removed_by_tag  # noqa: E402
 from convert.anonymize.profile import OPTIONS  # noqa: E402
 from convert.anonymize.scrubber import Scrubber, quiet_pydicom  # noqa: E402
 from tests.test_anonymize_property import phi_dataset  # noqa: E402
@@ -119,3 +120,44 @@ def test_named_outcomes_of_the_basic_profile() -> None:
     assert sop is not None and str(sop.value) != "1.2.3.4.5.6.7" and str(sop.value).startswith("2.25.")
     assert maker is not None and maker.value == "ACME"
     assert isinstance(ctx.counts, Counts) and ctx.counts.removed == 2
+
+
+_TAGS = st.one_of(
+    st.integers(0, 0xFFFFFFFF),
+    st.sampled_from([0x00100010, 0x00100020, 0x00080080, 0x00081030, 0x00200010, 0x00080050, 0x00321032,
+                     0x50000010, 0x50003000, 0x60003000, 0x60004000, 0x60000010, 0x00090010, 0x00091001,
+                     0x00190010, 0x0019100C, 0x00290010, 0x00291010, 0x00080000, 0x00041220, 0x00000100]))
+_VRS = st.sampled_from(["LO", "SH", "PN", "DA", "CS", "UI", "DS", "US", "OB", "UN", "LT", "SQ"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(_TAGS, _VRS, st.binary(max_size=24), st.sets(st.sampled_from(OPTIONS), max_size=4), st.booleans())
+def test_removed_by_tag_means_decide_removes_it_whatever_the_value(tag: int, vr: str, value: bytes,
+                                                                   keep: set[str], clean: bool) -> None:
+    """The tag-only rule the byte serializer caches per (context, tag) is decide's own first rule:
+    where it says removed, decide removes the element for any VR and value, in any data set."""
+    if {"full-dates", "modified-dates"} <= keep:
+        keep.discard("full-dates")
+    if (tag >> 16) == 0xFFFE or (tag & 0xFFFF0000) == 0x00020000:
+        return  # item tags and the file meta never reach the decision
+    scrubber = Scrubber(KEY, keep)
+    ds = Dataset()
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.4"
+    ds._dict[BaseTag(tag)] = RawDataElement(BaseTag(tag), vr, len(value), value, 0, False, True)
+    ctx = scrubber.context(ds)
+    if not removed_by_tag(ctx.plan, tag):
+        return
+    with quiet_pydicom(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert decide(ds, BaseTag(tag), ctx, clean, Level()) is None
+    assert ctx.counts.removed == 1
+
+
+def test_removed_by_tag_covers_private_blocks_and_table_removals() -> None:
+    plan = Scrubber(KEY).context(Dataset()).plan
+    assert removed_by_tag(plan, 0x00291010) and removed_by_tag(plan, 0x00290010)  # private data and creator
+    assert removed_by_tag(plan, 0x00080000) and removed_by_tag(plan, 0x50003000)  # group length, curve
+    assert not removed_by_tag(plan, 0x00100010)  # PatientName is replaced, not removed
+    assert not removed_by_tag(plan, 0x00180050)  # SliceThickness: unlisted, decided by its value
+    kept = Scrubber(KEY, ["safe-private"]).context(Dataset()).plan
+    assert not removed_by_tag(kept, 0x0019100C) and removed_by_tag(kept, 0x00190010)  # creators: by the block

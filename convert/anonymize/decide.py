@@ -424,6 +424,29 @@ def text_of(ds: Dataset, tag: int) -> str:
     return str(value)
 
 
+def removed_by_tag(plan: Plan, tag: int) -> bool:
+    """True when :func:`decide` removes element ``tag`` under ``plan`` whatever its VR, value and
+    data set: private elements when the plan removes them, private creators (written back only
+    by :func:`finish_level`, for a kept element of their block), group lengths, the command and
+    DICOMDIR groups, the curves and overlays the plan removes, and the table's ``X`` entries.
+    :func:`decide` starts with this rule; the byte serializer caches it per (context, tag), so
+    such elements (70% of a GE header: its private blocks) are not looked up by their bytes.
+    """
+    group = tag >> 16
+    if group & 1:
+        return plan.private == "X" or (tag & 0xFFFF) < 0x1000
+    if (tag & 0xFFFF) == 0 or group == 0 or group == 4:
+        return True
+    if 0x5000 <= group <= 0x50FF:
+        return plan.curves == "X"
+    if 0x6000 <= group <= 0x60FF:
+        element = tag & 0xFFFF
+        if element == 0x4000:
+            return plan.overlay_comments == "X"
+        return plan.overlay_data == "X"  # the overlay data, and every other overlay element with it
+    return plan.actions.get(tag) == "X"
+
+
 def resolve_action(plan: Plan, tag: int, elem: Any, clean: bool = False) -> str:
     """The action for a non-private element: the table's, or the fallback for unlisted tags, refined.
 
@@ -491,10 +514,10 @@ def decide(src: Dataset, tag: int, ctx: Context, clean: bool, level: Level
     itag = int(tag)
     counts = ctx.counts
     elem = src._dict[tag]
-    if (itag >> 16) & 1:  # ---------------------------------------------- private
-        if ctx.plan.private == "X" or (itag & 0xFFFF) < 0x1000:
-            counts.removed += 1
-            return None
+    if removed_by_tag(ctx.plan, itag):
+        counts.removed += 1
+        return None
+    if (itag >> 16) & 1:  # ---------------------------------------------- private (the plan keeps some)
         creators = level.creators
         if creators is None:
             creators = level.creators = {}

@@ -48,7 +48,7 @@ from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
 
 from convert.anonymize.decide import (SEQUENCE_MARK, TOKEN_TAGS, Context, Counts, Level, Recurse, decide,
-                                      finish_level, peek, text_of, ui_text)
+                                      finish_level, peek, removed_by_tag, text_of, ui_text)
 from convert.anonymize.scrubber import MAPPED_TAGS, Scrubber, burned_in_reason, refusal_message
 from convert.dicom import elements
 from convert.dicom.elements import UNDEFINED, NotCovered, Truncated
@@ -86,6 +86,10 @@ _MAX_OUTCOMES = 100_000
 _MAX_CACHED_BYTES = 64 << 20
 _MAX_CACHED_ELEMENT = 64 << 10
 _NO_ITEMS_STOP: frozenset[int] = frozenset()
+#: Top-level elements always decided by their bytes, even where the tag alone removes them:
+#: their outcome also names the output and feeds the audit mapping, the character set check
+#: and the stamps.
+_BY_TAG_NEVER: frozenset[int] = frozenset({_CHARSET, *PATH_KEYWORDS, *_STAMPED})
 
 
 def path_part(value: Any, default: str) -> str:
@@ -359,6 +363,9 @@ class _FileContext:
     scratch_tag: Any = None
     scratch_out: list[Dataset] = field(default_factory=list)
     outcomes: dict[bytes, Outcome] = field(default_factory=dict)
+    #: tag -> removed whatever its value (:func:`~convert.anonymize.decide.removed_by_tag`); False
+    #: for the elements whose outcome feeds more than the output (path texts, character set, stamps)
+    by_tag: dict[int, bool] = field(default_factory=dict)
 
 
 class ByteScrubber:
@@ -374,7 +381,7 @@ class ByteScrubber:
         self.check = check
         #: context key -> (the context, or the refusal of its objects; pixel length -> check result)
         self.contexts: dict[tuple, tuple[_FileContext | AnonymizationError, dict[Any, ConvertError | None]]] = {}
-        self.stats = {"files": 0, "declined": 0, "decided": 0, "cached": 0}
+        self.stats = {"files": 0, "declined": 0, "decided": 0, "cached": 0, "by_tag": 0}
         self.cached_bytes = 0  # element and output bytes held by the decision caches
 
     # ------------------------------------------------------------------ per file
@@ -516,8 +523,20 @@ class ByteScrubber:
         else:
             misses = []
             get = outcomes.get
+            by_tag = fctx.by_tag
+            if len(by_tag) > _MAX_OUTCOMES:  # distinct tags seen: bounded like the outcomes
+                by_tag.clear()
+            known = by_tag.get
+            plan = ctx.plan
+            removed = 0
             packed = 0  # the counts of cached outcomes, summed as one integer (see _pack)
             for tag, element in tops.items():
+                gone = known(tag)
+                if gone is None:
+                    gone = by_tag[tag] = tag not in _BY_TAG_NEVER and removed_by_tag(plan, tag)
+                if gone:  # removed, whatever its bytes: no look-up by them
+                    removed += 1
+                    continue
                 outcome = get(buf[element[2]:element[5]])  # offset, end: the element's bytes
                 if outcome is None:
                     misses.append(element)
@@ -528,7 +547,9 @@ class ByteScrubber:
                 packed += counts
                 if text is not None:
                     texts[tag] = text
-            self.stats["cached"] += len(tops) - len(misses)
+            packed += removed  # the removed count is the lowest of the packed counts
+            self.stats["by_tag"] += removed
+            self.stats["cached"] += len(tops) - len(misses) - removed
             if misses:
                 self.stats["decided"] += len(misses)
                 if len(outcomes) >= _MAX_OUTCOMES:
