@@ -42,6 +42,7 @@ __all__ = ["BURNED_IN_RULES", "SAFE_PRIVATE", "MAPPED_TAGS", "Scrubber", "ScrubR
 _PATIENT_ID = 0x00100020
 _SOP_INSTANCE_UID = 0x00080018
 
+
 #: When is a file refused as probably carrying burned-in text (PHI in the pixels)?
 #: ``BurnedInAnnotation == "YES"`` always; when BurnedInAnnotation is absent or
 #: empty, these modalities / SOP classes (a UID or a UID prefix ending in a
@@ -59,6 +60,7 @@ BURNED_IN_RULES: dict[str, tuple[str, ...]] = {
         "1.2.840.10008.5.1.4.1.1.104",    # Encapsulated PDF, CDA, STL, OBJ, MTL: content cannot be scrubbed
     ),
 }
+
 
 @dataclass
 class ScrubResult:
