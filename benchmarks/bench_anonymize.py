@@ -30,6 +30,11 @@ Usage::
     python benchmarks/bench_anonymize.py --files 200 --runs 1  # quick check
     python benchmarks/bench_anonymize.py --tools medconvert cp --runs 3
     python benchmarks/bench_anonymize.py --implicit            # the same files in implicit VR LE
+    python benchmarks/bench_anonymize.py --real-archive        # the real-header archive (5,000+ files)
+
+``--real-archive [N]`` runs on the archive of ``make_real_archive.py`` instead (at least N files,
+default 5000: the real scanner headers of ``../shared/conformance`` replicated, explicit and
+implicit VR, GE EPI, Siemens mosaics, enhanced multi-frame, CT; built and cached on first use).
 
 The data set is generated once under ``benchmarks/data/`` (git-ignored) and reused. Results are
 printed as a Markdown table and saved as JSON under ``benchmarks/results/`` (git-ignored).
@@ -147,7 +152,7 @@ def check_medconvert_output(src: Path, scratch: Path, key_file: Path) -> None:
 
     sample = scratch / "sample_src"
     sample.mkdir()
-    for i, path in enumerate(sorted(src.rglob("*.dcm"))[:3]):
+    for i, path in enumerate(sorted(p for p in src.rglob("*") if p.is_file() and not p.name.startswith("."))[:3]):
         shutil.copy(path, sample / f"{i}.dcm")
     out = scratch / "sample_out"
     subprocess.run(command("medconvert", sample, out, key_file, None), check=True, capture_output=True, env=_env(),
@@ -173,10 +178,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=None, help="medconvert --workers (default: all cores)")
     parser.add_argument("--implicit", action="store_true",
                         help="the files in implicit VR little endian (default: explicit VR little endian)")
+    parser.add_argument("--real-archive", type=int, nargs="?", const=5000, default=None, metavar="N",
+                        help="run on the real-header archive of make_real_archive.py (at least N files, "
+                             "default 5000) instead of the synthetic CT set")
     parser.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up run per tool")
     args = parser.parse_args(argv)
 
-    src = dataset(args.files, args.size, args.implicit)
+    if args.real_archive is not None:
+        from make_real_archive import generate
+
+        src = generate(args.real_archive, None, DATA)
+        args.files = sum(1 for p in src.rglob("*") if p.is_file())
+    else:
+        src = dataset(args.files, args.size, args.implicit)
     size_mb = sum(p.stat().st_size for p in src.rglob("*") if p.is_file()) / 1e6
     scratch = Path(tempfile.mkdtemp(prefix="bench_anon_", dir=DATA))
     key_file = scratch / "key.bin"
@@ -213,8 +227,11 @@ def main(argv: list[str] | None = None) -> int:
     rate = {t: args.files / med[t] for t in med}
     print()
     encoding = "implicit" if args.implicit else "explicit"
-    print(f"{args.files} files of {args.size}x{args.size} int16 ({size_mb:.0f} MB, {encoding} VR LE), "
-          f"median of {args.runs} run(s), "
+    what = f"{args.files} files of {args.size}x{args.size} int16 ({size_mb:.0f} MB, {encoding} VR LE)"
+    if args.real_archive is not None:
+        encoding = "real-archive"
+        what = f"{args.files} files of the real-header archive {src.name} ({size_mb:.0f} MB, explicit + implicit VR LE)"
+    print(f"{what}, median of {args.runs} run(s), "
           f"{os.cpu_count()} cores, Python {platform.python_version()}, load average "
           f"{load_start[0]:.2f} -> {load_end[0]:.2f}")
     print()
@@ -241,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"target within 1.5x of cp -r: {med['medconvert'] / med['cp']:.2f}x -> {'PASS' if ok else 'FAIL'}"
               f" (median of paired rounds: {paired['cp']:.2f}x)")
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"anonymize_{args.files}x{args.size}_{encoding}_{time.strftime('%Y%m%dT%H%M%S')}.json"
+    out = RESULTS / f"anonymize_{args.files}{'' if args.real_archive is not None else f'x{args.size}'}_{encoding}_{time.strftime('%Y%m%dT%H%M%S')}.json"
     out.write_text(json.dumps({"files": args.files, "size": args.size, "encoding": encoding, "runs": args.runs,
                                "times": times,
                                "median_s": med, "cpu_s": cpus, "median_cpu_s": med_cpu,

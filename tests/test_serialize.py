@@ -325,7 +325,7 @@ def test_meta_group_equals_pydicoms_file_meta_writer() -> None:
 def test_context_tags_hold_every_top_level_input_of_the_decisions() -> None:
     """The decision cache is keyed by these elements' bytes: the pixel description (pydicom
     resolves US/SS and OB/OW from it), character set, burned-in inputs and the identifying tokens."""
-    from convert.anonymize.scrubber import TOKEN_TAGS
+    from convert.anonymize.decide import TOKEN_TAGS
 
     assert {0x00080005, 0x00080008, 0x00080016, 0x00080060, 0x00280301, 0x00280100, 0x00280103} <= set(CONTEXT_TAGS)
     assert {int(t) for t in TOKEN_TAGS} <= set(CONTEXT_TAGS)
@@ -360,3 +360,20 @@ def test_the_decision_cache_is_bounded(tmp_path: Path, monkeypatch: pytest.Monke
     again = ByteScrubber(Scrubber(KEY), check=run._check_complete)
     assert [_header(p, again).header for p in _files(src)] == [o.header for o in outputs]  # same bytes
     assert 0 < again.cached_bytes < 200_000
+
+
+@pytest.mark.parametrize("whole_read", [1 << 30, 0], ids=["read-whole", "kernel-copy"])
+def test_small_files_read_whole_and_large_files_copied_give_the_same_bytes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, whole_read: int) -> None:
+    """A file up to WHOLE_READ is read in one pread and written from memory (Output.source); a
+    larger one has its header read and its pixel data copied by the kernel: both equal the
+    pydicom route, byte for byte, and a header longer than FIRST_READ is read on."""
+    import convert.anonymize.serialize as serialize
+
+    monkeypatch.setattr(serialize, "WHOLE_READ", whole_read)
+    monkeypatch.setattr(serialize, "FIRST_READ", 256)  # every header here is longer: read on
+    src = make_benchmark_corpus(tmp_path / "src", n_files=3, size=128, files_per_series=3)  # 32 KB of pixels
+    serializer = against_reference(_files(src), tmp_path / "work")
+    assert serializer.stats["declined"] == 0
+    out = _header(_files(src)[0], ByteScrubber(Scrubber(KEY), check=run._check_complete))
+    assert out is not None and (out.source is not None) == bool(whole_read)

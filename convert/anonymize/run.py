@@ -42,7 +42,8 @@ from pydicom.uid import UID_dictionary
 
 from convert.anonymize.audit import FileLog, Report, write_audit
 from convert.anonymize.pseudonym import load_key
-from convert.anonymize.scrubber import Scrubber, peek, quiet_pydicom
+from convert.anonymize.decide import peek
+from convert.anonymize.scrubber import Scrubber, quiet_pydicom
 from convert.anonymize.serialize import PATH_KEYWORDS, ByteScrubber, fast_bytes, path_part
 from convert.atomic import TEMPORARY_NAME, atomic_file, remove_stale_temporaries, write_bytes_atomic
 from convert.dicom.validity import check_file_meta
@@ -150,14 +151,23 @@ def _copy_span(src: Path, span: PixelSpan, out_fd: int, in_fd: int | None = None
 
 
 def write_with_pixels(header: bytes, src: Path, span: PixelSpan | None, target: Path | str,
-                      in_fd: int | None = None) -> None:
+                      in_fd: int | None = None, source: bytes | None = None) -> None:
     """Write ``header``, then the bytes of ``src`` at ``span`` copied by the kernel (``in_fd``:
-    ``src`` already open for reading; ``span`` None: the header only)."""
+    ``src`` already open for reading; ``span`` None: the header only). ``source``: the whole
+    source file, already read: the span is written from it with the header (one ``writev``)."""
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
     try:
-        data = memoryview(header)
-        while data:
-            data = data[os.write(fd, data):]
+        chunks = [memoryview(header)]
+        if source is not None and span is not None and span.length:
+            chunks.append(memoryview(source)[span.value_offset:span.value_offset + span.length])
+            span = None
+        while chunks:
+            written = os.writev(fd, chunks) if len(chunks) > 1 else os.write(fd, chunks[0])
+            while chunks and written >= len(chunks[0]):
+                written -= len(chunks[0])
+                chunks.pop(0)
+            if chunks and written:
+                chunks[0] = chunks[0][written:]
         if span is not None and span.length:
             _copy_span(src, span, fd, in_fd)
     finally:
@@ -422,7 +432,7 @@ def _process_bytes(scrubber: Scrubber, path: Path, fd: int, dst: Path, overwrite
         else:
             target.parent.mkdir(parents=True, exist_ok=True)
             with atomic_file(target, overwrite=overwrite) as tmp:
-                write_with_pixels(out.header, path, span, tmp, fd)
+                write_with_pixels(out.header, path, span, tmp, fd, out.source)
     except ConvertError as exc:
         return _log_failure(log, exc)
     except Exception as exc:  # a bug or a strange file: reported, never a silent switch of path

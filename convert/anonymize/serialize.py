@@ -13,10 +13,10 @@ A file goes through once:
    (pseudonyms, date offset, identifying tokens), the de-identification stamps and the
    completeness check of the pixel data.
 3. **Decide and emit**: each top-level element goes through
-   :meth:`~convert.anonymize.scrubber.Scrubber.decide` (the one decision, also used by the pydicom
+   :func:`~convert.anonymize.decide.decide` (the one decision, also used by the pydicom
    route) and becomes its output bytes: kept elements as read, replaced values encoded like
    pydicom's writer, kept sequences re-framed from their scrubbed items (the same decision, one
-   level down, :meth:`~convert.anonymize.scrubber.Scrubber.finish_level` for local codes and
+   level down, :func:`~convert.anonymize.decide.finish_level` for local codes and
    private creators). The outcome of a top-level element (bytes, counts, audit texts) is a pure
    function of (context, element bytes), so it is cached under that key: the slices of a series
    share all but a few outcomes.
@@ -25,7 +25,7 @@ A file goes through once:
 
 Files this path does not take (:func:`ByteScrubber.header` returns None) go the pydicom route
 (:func:`convert.anonymize.run.process_file`): pydicom reads the whole file, the same
-:meth:`~convert.anonymize.scrubber.Scrubber.decide` runs over the Dataset, and
+:func:`~convert.anonymize.decide.decide` runs over the Dataset, and
 :func:`fast_bytes` (or pydicom's writer for what it does not cover: big endian, deflated) writes it.
 Those are files without a preamble, big endian, deflated or private transfer syntaxes, data after
 the pixel data, DICOMDIRs, truncated or malformed files (pydicom reports them precisely), item-level
@@ -47,14 +47,19 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
 
-from convert.anonymize.scrubber import (MAPPED_TAGS, SEQUENCE_MARK, TOKEN_TAGS, Context, Counts, Level, Recurse,
-                                        Scrubber, burned_in_reason, refusal_message, text_of, ui_text)
+from convert.anonymize.decide import (SEQUENCE_MARK, TOKEN_TAGS, Context, Counts, Level, Recurse, decide,
+                                      finish_level, peek, removed_by_tag, text_of, ui_text)
+from convert.anonymize.scrubber import MAPPED_TAGS, Scrubber, burned_in_reason, refusal_message
 from convert.dicom import elements
 from convert.dicom.elements import UNDEFINED, NotCovered, Truncated
 from convert.errors import AnonymizationError, ConvertError
 
-#: Bytes read first; a longer header is read again whole.
-FIRST_READ = 16 * 1024
+#: Files up to this size are read whole, in one ``pread``: the header is walked once and the
+#: output is written from memory (no second read, no kernel copy of a few KB).
+WHOLE_READ = 256 * 1024
+#: Bytes read first of a larger file (the header of a CT slice, a GE EPI slice with its private
+#: blocks: ~17 KB); a longer header is read again whole.
+FIRST_READ = 64 * 1024
 #: Media Storage Directory Storage (DICOMDIR) SOP class.
 MEDIA_DIRECTORY = "1.2.840.10008.1.3.10"
 _PIXEL_DATA = 0x7FE00010
@@ -81,6 +86,10 @@ _MAX_OUTCOMES = 100_000
 _MAX_CACHED_BYTES = 64 << 20
 _MAX_CACHED_ELEMENT = 64 << 10
 _NO_ITEMS_STOP: frozenset[int] = frozenset()
+#: Top-level elements always decided by their bytes, even where the tag alone removes them:
+#: their outcome also names the output and feeds the audit mapping, the character set check
+#: and the stamps.
+_BY_TAG_NEVER: frozenset[int] = frozenset({_CHARSET, *PATH_KEYWORDS, *_STAMPED})
 
 
 def path_part(value: Any, default: str) -> str:
@@ -308,6 +317,8 @@ class Output:
         mapping: original -> pseudonym of PatientID, StudyInstanceUID, SeriesInstanceUID (audit only).
         parts: the output path components (pseudonymous PatientID, study, series, instance).
         burned_in: let through although it may carry burned-in text (flagged).
+        source: the whole source file when it was read whole (:data:`WHOLE_READ`): the pixel data
+            is then ``source[pixel_offset:]``, written from memory; None: copy it from the file.
     """
 
     header: bytes
@@ -317,6 +328,7 @@ class Output:
     mapping: dict[str, tuple[str, str]]
     parts: tuple[str, str, str, str]
     burned_in: bool
+    source: bytes | None = None
 
 
 # The outcome of one top-level element: output bytes (b"": removed), counts (packed, see _pack),
@@ -351,6 +363,9 @@ class _FileContext:
     scratch_tag: Any = None
     scratch_out: list[Dataset] = field(default_factory=list)
     outcomes: dict[bytes, Outcome] = field(default_factory=dict)
+    #: tag -> removed whatever its value (:func:`~convert.anonymize.decide.removed_by_tag`); False
+    #: for the elements whose outcome feeds more than the output (path texts, character set, stamps)
+    by_tag: dict[int, bool] = field(default_factory=dict)
 
 
 class ByteScrubber:
@@ -366,7 +381,7 @@ class ByteScrubber:
         self.check = check
         #: context key -> (the context, or the refusal of its objects; pixel length -> check result)
         self.contexts: dict[tuple, tuple[_FileContext | AnonymizationError, dict[Any, ConvertError | None]]] = {}
-        self.stats = {"files": 0, "declined": 0, "decided": 0, "cached": 0}
+        self.stats = {"files": 0, "declined": 0, "decided": 0, "cached": 0, "by_tag": 0}
         self.cached_bytes = 0  # element and output bytes held by the decision caches
 
     # ------------------------------------------------------------------ per file
@@ -386,7 +401,9 @@ class ByteScrubber:
 
     def _header(self, path: Any, fd: int) -> Output | None:
         size = os.fstat(fd).st_size
-        buf = os.pread(fd, FIRST_READ, 0)
+        buf = os.pread(fd, size if size <= WHOLE_READ else FIRST_READ, 0)
+        if size <= WHOLE_READ and len(buf) != size:
+            return None  # the file changed meanwhile: the pydicom route reads what is there
         while True:
             try:
                 part10 = elements.parse_part10(buf, whole=len(buf) >= size)
@@ -474,8 +491,6 @@ class ByteScrubber:
             charset = buf[charset_elem.offset:charset_elem.end] if charset_elem is not None else None
             encodings = None
             if charset_elem is not None:
-                from convert.anonymize.scrubber import peek
-
                 encodings = peek(top, _CHARSET).value
             stamped = Dataset()
             scrubber.stamp(stamped, ctx, flagged=bool(reason))
@@ -508,8 +523,20 @@ class ByteScrubber:
         else:
             misses = []
             get = outcomes.get
+            by_tag = fctx.by_tag
+            if len(by_tag) > _MAX_OUTCOMES:  # distinct tags seen: bounded like the outcomes
+                by_tag.clear()
+            known = by_tag.get
+            plan = ctx.plan
+            removed = 0
             packed = 0  # the counts of cached outcomes, summed as one integer (see _pack)
             for tag, element in tops.items():
+                gone = known(tag)
+                if gone is None:
+                    gone = by_tag[tag] = tag not in _BY_TAG_NEVER and removed_by_tag(plan, tag)
+                if gone:  # removed, whatever its bytes: no look-up by them
+                    removed += 1
+                    continue
                 outcome = get(buf[element[2]:element[5]])  # offset, end: the element's bytes
                 if outcome is None:
                     misses.append(element)
@@ -520,7 +547,9 @@ class ByteScrubber:
                 packed += counts
                 if text is not None:
                     texts[tag] = text
-            self.stats["cached"] += len(tops) - len(misses)
+            packed += removed  # the removed count is the lowest of the packed counts
+            self.stats["by_tag"] += removed
+            self.stats["cached"] += len(tops) - len(misses) - removed
             if misses:
                 self.stats["decided"] += len(misses)
                 if len(outcomes) >= _MAX_OUTCOMES:
@@ -565,7 +594,7 @@ class ByteScrubber:
                 mapping[keyword] = (text[0], text[1])
         names = tuple(texts[t][2] if t in texts else default for t, (_, default) in PATH_KEYWORDS.items())
         return Output(b"".join(chunks), pixel_offset, size, tuple(total), mapping, names,  # type: ignore[arg-type]
-                      bool(fctx.reason))
+                      bool(fctx.reason), buf if len(buf) == size else None)
 
     def _decide_top(self, buf: bytes, src: Dataset, tag: int, element: elements.Element,
                     fctx: _FileContext) -> Outcome:
@@ -579,7 +608,7 @@ class ByteScrubber:
         # the common case (a plain element): _level's loop body for one element, without its set-up
         ctx = fctx.ctx
         counts = ctx.counts = Counts()
-        new = self.scrubber.decide(src, BaseTag(tag), ctx, False, Level())
+        new = decide(src, BaseTag(tag), ctx, False, Level())
         data = b""
         if new is not None:
             out = fctx.scratch_out.pop() if fctx.scratch_out else self.scrubber.new_like(src)
@@ -605,7 +634,7 @@ class ByteScrubber:
             out._dict[BaseTag(_CHARSET)] = src._dict[BaseTag(_CHARSET)]
         parts: dict[int, bytes] = {}
         for tag, element in found.items():
-            new = scrubber.decide(src, BaseTag(tag), ctx, clean, level)
+            new = decide(src, BaseTag(tag), ctx, clean, level)
             if new is None:
                 continue
             if isinstance(new, Recurse):
@@ -614,7 +643,7 @@ class ByteScrubber:
             out._dict[BaseTag(tag)] = new
             parts[tag] = encode_element(out, BaseTag(tag), implicit, fctx.encodings)
         if level.kept_blocks or 0x00080102 in parts:
-            for ctag, new in scrubber.finish_level(src, parts, ctx, level).items():
+            for ctag, new in finish_level(src, parts, ctx, level).items():
                 if new is None:
                     parts.pop(ctag, None)
                     out._dict.pop(BaseTag(ctag), None)
@@ -739,7 +768,7 @@ class ByteScrubber:
 
 def _raw_elements(buf: bytes, found: dict[int, elements.Element], implicit: bool) -> dict[BaseTag, RawDataElement]:
     """pydicom raw elements over ``buf`` for the elements ``found`` (sequences marked with
-    :data:`~convert.anonymize.scrubber.SEQUENCE_MARK`: their items are walked here, not by pydicom)."""
+    :data:`~convert.anonymize.decide.SEQUENCE_MARK`: their items are walked here, not by pydicom)."""
     out = {}
     raw = RawDataElement
     for tag, e in found.items():
