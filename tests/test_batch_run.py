@@ -16,9 +16,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+import convert
 from convert.atomic import TEMPORARY_NAME
 from convert.batch import convert_dicom_tree
 from convert.batch.manifest import MANIFEST_NAME, STATE_DIR
+from convert.errors import ConvertError
 from fixtures.dicom_series import make_series, truncate_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -343,3 +345,25 @@ def test_a_zip_archive_converts_in_place_resumes_and_names_its_members(tmp_path:
     again = convert_dicom_tree(exam, tmp_path / "out", jobs=2)  # same members, same times: resumed
     assert [o.status for o in again.outcomes] == ["done", "failed", "done"]
     assert exam.read_bytes() == before  # the input is never modified
+
+
+def test_a_zip_holding_one_series_converts_to_one_file_in_the_right_place(tmp_path: Path) -> None:
+    import zipfile
+
+    from convert.sample import expected_affine_ras
+    from fixtures.dicom_series import small_spec
+
+    make_series(tmp_path / "in", "oblique", slices=7)
+    exam = tmp_path / "exam.zip"
+    with zipfile.ZipFile(exam, "w") as zf:
+        for path in sorted((tmp_path / "in").iterdir()):
+            zf.write(path, f"study/{path.name}")
+    written = convert.convert(exam, tmp_path / "ct.nii.gz")
+    assert [p.name for p in written] == ["ct.nii.gz", "ct.json"]
+    np.testing.assert_allclose(nib.load(tmp_path / "ct.nii.gz").affine,
+                               expected_affine_ras(small_spec("oblique", slices=7)), atol=1e-4)
+    bad = tmp_path / "notes.zip"
+    with zipfile.ZipFile(bad, "w") as zf:
+        zf.writestr("readme.txt", "no images here")
+    with pytest.raises(ConvertError, match="no DICOM images found in .*notes.zip"):
+        convert.convert(bad, tmp_path / "x.nii.gz")

@@ -597,15 +597,26 @@ def convert_dicom_file(src: str | Path, dst: str | Path, *, to: str | None = Non
     nifti = writes_gradient_files(fmt)
     early = ([stem.with_name(stem.name + ".json")] if sidecar and nifti else [])
     check_writable(list(fmt.output_paths(dst)) + early, overwrite)  # fail fast, before reading
-    volume, series = read_single(src, tilt_correct=tilt_correct, allow_gaps=allow_gaps,
-                                 stack_uneven=stack_uneven, philips_scaling=philips_scaling)
-    if deidentify is not None:
-        volume = deidentified_volume(volume, series, deidentify)  # also refuses burned-in text
-    if process is not None:
-        volume = process(volume)  # convert.process steps; the sidecar records them
-    outcome = SeriesOutcome(label=series.label if deidentify is None else deidentified_label(series),
-                            files=series.paths, warnings=volume_warnings(volume))
-    outcome.written = write_series_outputs(series, volume, fmt, dst, overwrite=overwrite, sidecar=sidecar,
-                                            sidecar_phi=sidecar_phi, deidentify=deidentify,
-                                            warnings=outcome.warnings, write_options=write_options)
+    from convert.batch.sources import open_source
+
+    with open_source(src) as source:  # a .zip/.tar holding one series: read from its extraction
+        try:
+            volume, series = read_single(source.root, tilt_correct=tilt_correct, allow_gaps=allow_gaps,
+                                         stack_uneven=stack_uneven, philips_scaling=philips_scaling)
+            if deidentify is not None:
+                volume = deidentified_volume(volume, series, deidentify)  # also refuses burned-in text
+            if process is not None:
+                volume = process(volume)  # convert.process steps; the sidecar records them
+            outcome = SeriesOutcome(label=series.label if deidentify is None else deidentified_label(series),
+                                    files=series.paths, warnings=volume_warnings(volume))
+            outcome.written = write_series_outputs(series, volume, fmt, dst, overwrite=overwrite, sidecar=sidecar,
+                                                    sidecar_phi=sidecar_phi, deidentify=deidentify,
+                                                    warnings=outcome.warnings, write_options=write_options)
+        except ConvertError as exc:
+            if source.is_archive:  # name the archive's members, not the temporary folder
+                exc.args = (source.relabel(str(exc.args[0])),)
+                exc.message = source.relabel(exc.message)
+                exc.path = Path(source.relabel(str(exc.path))) if exc.path is not None else None
+            raise
+        outcome.warnings = [source.relabel(w) for w in outcome.warnings]
     return outcome, list(series.duplicates)
