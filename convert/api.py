@@ -154,8 +154,9 @@ def convert(src: PathLike, dst: PathLike, *, to: str | None = None, overwrite: b
         client: folder jobs: a Dask ``distributed.Client``; the series are converted on its
             workers (which must see ``src`` and ``dst`` at the same paths), with the same
             names, manifest and report as locally.
-        include, exclude: folder jobs: filters over index fields, e.g. ``["modality=CT"]``
-            (:func:`convert.batch.plan.parse_filter`).
+        include: folder jobs: convert only series matching every filter over index fields, e.g.
+            ``["modality=CT"]`` (:func:`convert.batch.plan.parse_filter`).
+        exclude: folder jobs: leave out series matching any of these filters.
         reports: folder jobs: write ``report.json`` and ``report.html`` (with a thumbnail per
             series) into ``dst`` (default True).
         process: processing steps applied to every volume after reading, before writing: a

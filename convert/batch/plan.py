@@ -238,7 +238,8 @@ def make_plan(source: Path, all_series: Sequence[Series], *, name: str, options:
         options: every option that decides output bytes (format, read, process, sidecar and
             writer options, the de-identifier): hashed into each job's digest.
         deidentify: names and labels then come from de-identified headers (pseudonyms).
-        include, exclude: filter expressions (:func:`parse_filter`) over index rows.
+        include: filter expressions (:func:`parse_filter`) over index rows, all to match.
+        exclude: filter expressions of series to leave out, any to match.
         reserved: stems no series may take (``report``: the run's ``report.json``/``report.html``).
         name_of: the stable name of an input file (default: relative to ``source``); for the digests.
 
