@@ -367,3 +367,16 @@ def test_a_zip_holding_one_series_converts_to_one_file_in_the_right_place(tmp_pa
         zf.writestr("readme.txt", "no images here")
     with pytest.raises(ConvertError, match="no DICOM images found in .*notes.zip"):
         convert.convert(bad, tmp_path / "x.nii.gz")
+
+
+def test_nine_thousand_files_in_one_folder_need_no_file_list_on_a_command_line(tmp_path: Path) -> None:
+    """heudiconv #774 ('Argument list too long' with 9,000+ files): files are found by walking the
+    folder and handed to workers by index, never listed on a command line."""
+    for n in range(30):
+        make_series(tmp_path / "in", slices=301, rows=4, columns=4, series_number=n + 1, description=f"s{n}",
+                    series_uid=f"1.2.826.0.1.3680043.10.777.{n + 1}", seed=n, shuffle_names=True)
+    files = list((tmp_path / "in").iterdir())
+    assert len(files) == 9030
+    report = convert_dicom_tree(tmp_path / "in", tmp_path / "out", jobs=2, reports=False)
+    assert report.ok and len(report.outcomes) == 30
+    assert sum(len(o.files) for o in report.outcomes) == 9030
