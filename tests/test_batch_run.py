@@ -380,3 +380,19 @@ def test_nine_thousand_files_in_one_folder_need_no_file_list_on_a_command_line(t
     report = convert_dicom_tree(tmp_path / "in", tmp_path / "out", jobs=2, reports=False)
     assert report.ok and len(report.outcomes) == 30
     assert sum(len(o.files) for o in report.outcomes) == 9030
+
+
+def test_dry_run_after_a_run_shows_what_is_done_and_writes_nothing(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from convert.cli import app
+
+    make_archive(tmp_path / "in", n_series=3)
+    run = ["convert", str(tmp_path / "in"), str(tmp_path / "out"), "--reorient", "RAS"]
+    assert CliRunner().invoke(app, run).exit_code == 0
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("*") if p.is_file()}
+    same = CliRunner().invoke(app, run + ["--dry-run"])
+    assert "0 to convert, 3 done by an earlier run" in " ".join(same.output.split()), same.output
+    other = CliRunner().invoke(app, ["convert", str(tmp_path / "in"), str(tmp_path / "out"), "--dry-run"])
+    assert "3 to convert, 0 done by an earlier run" in " ".join(other.output.split())  # other steps: redone
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("*") if p.is_file()} == before
