@@ -108,7 +108,7 @@ def convert(src: PathLike, dst: PathLike, *, to: str | None = None, overwrite: b
             philips_scaling: str = "precise", deidentify: Callable[[Any], Any] | None = None,
             progress: Callable[[int, int, str], None] | None = None, process: Any = None,
             jobs: int | None = None, client: Any = None, include: Sequence[str] = (),
-            exclude: Sequence[str] = (), reports: bool = True, **options: Any) -> Any:
+            exclude: Sequence[str] = (), reports: bool = True, dry_run: bool = False, **options: Any) -> Any:
     """Read ``src`` and write it to ``dst``; ``src`` is never modified. ``medconvert convert`` calls this.
 
     Three jobs, chosen from the arguments:
@@ -159,6 +159,8 @@ def convert(src: PathLike, dst: PathLike, *, to: str | None = None, overwrite: b
         exclude: folder jobs: leave out series matching any of these filters.
         reports: folder jobs: write ``report.json`` and ``report.html`` (with a thumbnail per
             series) into ``dst`` (default True).
+        dry_run: folder jobs: plan only, write nothing; the report's outcomes carry the planned
+            status and output name (:func:`convert.batch.run.convert_dicom_tree`).
         process: processing steps applied to every volume after reading, before writing: a
             :class:`convert.process.Pipeline`, a list of steps (``Volume -> Volume`` functions,
             applied in the order given) or one such function. The steps are recorded in
@@ -172,11 +174,11 @@ def convert(src: PathLike, dst: PathLike, *, to: str | None = None, overwrite: b
     pipeline = as_pipeline(process)
     tree = dicom_tree_job(src, dst)  # before Path() drops a trailing separator
     src, dst = Path(src), Path(dst)
-    if tree:  # the output folder and the run's record in it (convert.batch.manifest.STATE_DIR)
+    if tree and not dry_run:  # the output folder and the run's record in it (convert.batch.manifest.STATE_DIR)
         from convert.batch.manifest import STATE_DIR
 
         _remove_stale_temporaries(dst, dst / STATE_DIR)
-    else:
+    elif not tree:
         _remove_stale_temporaries(dst.parent)
     read_options = {"tilt_correct": tilt_correct, "allow_gaps": allow_gaps, "stack_uneven": stack_uneven,
                     "philips_scaling": philips_scaling}
@@ -190,7 +192,8 @@ def convert(src: PathLike, dst: PathLike, *, to: str | None = None, overwrite: b
                                              overwrite=overwrite, sidecar=sidecar, sidecar_phi=sidecar_phi,
                                              progress=progress, deidentify=deidentify, process=pipeline,
                                              write_options=write_options, jobs=jobs, client=client,
-                                             include=include, exclude=exclude, reports=reports, **read_options)
+                                             include=include, exclude=exclude, reports=reports, dry_run=dry_run,
+                                             **read_options)
         outcome, duplicates = run.convert_dicom_file(src, dst, to=to, overwrite=overwrite, sidecar=sidecar,
                                                         sidecar_phi=sidecar_phi, deidentify=deidentify,
                                                         process=pipeline, write_options=write_options,

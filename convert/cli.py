@@ -253,7 +253,7 @@ def convert_cmd(
     archive = {"jobs": jobs, "include": include, "exclude": exclude, "reports": reports}
     if dicom_tree_job(src, dst):  # the API decides the same way; here only to draw a progress bar
         if dry_run:
-            _print_plan(src, dst, options, include, exclude)
+            _print_plan(convert(src, dst, dry_run=True, **options, **archive))
             return
         with _dask_client(scheduler) as client:
             _render_report(_convert_with_progress(convert, src, dst, {**options, **archive, "client": client}))
@@ -330,34 +330,21 @@ def _dask_client(address: Optional[str]) -> Iterator[Any]:
         client.close()
 
 
-def _print_plan(src: Path, dst: Path, options: dict[str, Any], include: list[str], exclude: list[str]) -> None:
+def _print_plan(report: Any) -> None:
     """``--dry-run``: the plan as a table (job, series, files, modality, output name, status); nothing written."""
-    from rich.table import Table
-
-    from convert.batch.naming import DEFAULT_ANONYMIZED_NAME, DEFAULT_NAME
-    from convert.batch.run import JobContext, job_options, plan_dicom_tree, plan_status
-
-    deidentify = options["deidentify"]
-    name = options["name"] or (DEFAULT_ANONYMIZED_NAME if deidentify is not None else DEFAULT_NAME)
-    read = {k: options[k] for k in ("tilt_correct", "allow_gaps", "stack_uneven", "philips_scaling")}
-    ctx = JobContext(source=src, out_dir=dst, to=options["to"] or "nifti-gz", name=name,
-                     overwrite=options["overwrite"], sidecar=options["sidecar"], sidecar_phi=options["sidecar_phi"],
-                     read_options=read, deidentify=deidentify, process=options["process"],
-                     write_options={k: options[k] for k in ("modality", "template", "enhanced") if k in options}
-                     or None)
-    plan = plan_dicom_tree(src, name=name, deidentify=deidentify, include=include, exclude=exclude,
-                           options=job_options(ctx))
-    status = plan_status(plan, dst, anonymized=deidentify is not None, overwrite=options["overwrite"])
-    table = Table(title=f"plan: {len(plan.jobs)} series", title_justify="left")
+    table = Table(title=f"plan: {len(report.outcomes)} series", title_justify="left")
     for column in ("job", "series", "files", "modality", "output", "status"):
         table.add_column(column, overflow="fold")
-    for job, state in zip(plan.jobs, status):
-        table.add_row(str(job.index + 1), _escape(job.label), str(job.files), _escape(str(job.row.get("modality")
-                      or "")), _escape(job.stem + "*" if job.stem else "-"), state)
+    for n, outcome in enumerate(report.outcomes, 1):
+        stem = outcome.info.get("output") or ""
+        state = outcome.status if outcome.error is None else f"{outcome.status}: {outcome.error}"
+        table.add_row(str(n), _escape(outcome.label), str(len(outcome.files)),
+                      _escape(str(outcome.info.get("modality") or "")), _escape(stem + "*" if stem else "-"),
+                      _escape(state))
     console.print(table)
-    counts = {s: status.count(s) for s in ("convert", "done", "excluded")}
-    console.print(f"{counts['convert']} to convert, {counts['done']} done by an earlier run, "
-                  f"{counts['excluded']} excluded; {len(plan.skipped)} non-DICOM file(s) skipped; "
+    status = [o.status for o in report.outcomes]
+    console.print(f"{status.count('convert')} to convert, {status.count('done')} done by an earlier run, "
+                  f"{status.count('excluded')} excluded; {len(report.skipped)} non-DICOM file(s) skipped; "
                   "nothing was written (--dry-run)", highlight=False)
 
 

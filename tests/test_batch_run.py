@@ -396,3 +396,11 @@ def test_dry_run_after_a_run_shows_what_is_done_and_writes_nothing(tmp_path: Pat
     other = CliRunner().invoke(app, ["convert", str(tmp_path / "in"), str(tmp_path / "out"), "--dry-run"])
     assert "3 to convert, 0 done by an earlier run" in " ".join(other.output.split())  # other steps: redone
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("*") if p.is_file()} == before
+
+
+def test_the_api_dry_run_returns_the_plan_as_a_report_and_creates_nothing(tmp_path: Path) -> None:
+    make_archive(tmp_path / "in", n_series=3)
+    plan = convert.convert(tmp_path / "in", tmp_path / "out", dry_run=True, exclude=["modality=MR"])
+    assert [o.status for o in plan.outcomes] == ["convert", "excluded", "convert"]
+    assert [o.info["output"] for o in plan.outcomes] == ["1_CT_series_0", "", "3_CT_series_2"]
+    assert not (tmp_path / "out").exists()

@@ -467,7 +467,7 @@ def convert_dicom_tree(src_dir: str | Path, out_dir: str | Path, *, to: str = "n
                        process: Callable[[Volume], Volume] | None = None,
                        write_options: dict[str, Any] | None = None, jobs: int | None = None,
                        client: Any = None, include: Sequence[str] = (), exclude: Sequence[str] = (),
-                       reports: bool = True) -> Report:
+                       reports: bool = True, dry_run: bool = False) -> Report:
     """Convert every series under ``src_dir`` into ``out_dir`` (one file per volume).
 
     With ``deidentify`` (a function returning a de-identified copy of a pydicom
@@ -508,6 +508,11 @@ def convert_dicom_tree(src_dir: str | Path, out_dir: str | Path, *, to: str = "n
     members refused); messages name members as ``exam.zip!CT/IM0001``. On a Dask cluster the
     temporary folder must be one the workers see (set ``TMPDIR`` to a shared folder).
 
+    **Dry run**: ``dry_run`` plans and writes nothing (``out_dir`` is not created): the report's
+    outcomes then have status ``"convert"``, ``"done"`` (an earlier run finished it), ``"excluded"``
+    or ``"refused"`` (by the de-identifier, with its reason), and ``info["output"]`` is the
+    planned output name (volumes of a multi-frame file add their postfixes).
+
     **Filters**: ``include``/``exclude`` expressions over the index fields
     (:func:`convert.batch.plan.parse_filter`, e.g. ``"modality=CT"``); excluded series are
     reported with status ``"excluded"``.
@@ -539,6 +544,8 @@ def convert_dicom_tree(src_dir: str | Path, out_dir: str | Path, *, to: str = "n
                          process=process, write_options=write_options, thumbnails=reports)
         plan = plan_source(source, name=name, deidentify=deidentify, include=include, exclude=exclude,
                            options=job_options(ctx), progress=progress)
+        if dry_run:
+            return _planned_report(plan, src_dir, out_dir, anonymized=deidentify is not None, overwrite=overwrite)
         out_dir.mkdir(parents=True, exist_ok=True)
         ctx.planned = frozenset(j.stem.lower() for j in plan.jobs if j.stem)
         report = run_plan(plan, ctx, jobs=jobs, client=client, progress=progress)
@@ -554,6 +561,16 @@ def convert_dicom_tree(src_dir: str | Path, out_dir: str | Path, *, to: str = "n
     if progress:
         progress(len(plan.jobs), len(plan.jobs), "done")
     return report
+
+
+def _planned_report(plan: Plan, source: Path, out_dir: Path, *, anonymized: bool, overwrite: bool) -> Report:
+    """What a dry run returns: one outcome per job with its planned status (:func:`plan_status`)."""
+    status = plan_status(plan, out_dir, anonymized=anonymized, overwrite=overwrite)
+    outcomes = [SeriesOutcome(label=job.label, files=job.series.paths, status=state, info={**job.row, "output": job.stem},
+                              error=job.error if state == "refused" else None)
+                for job, state in zip(plan.jobs, status)]
+    return Report(source=source, outcomes=outcomes, skipped=list(plan.skipped), duplicates=list(plan.duplicates),
+                  out_dir=out_dir)
 
 
 def job_options(ctx: JobContext) -> dict[str, Any]:
