@@ -566,8 +566,8 @@ def convert_dicom_tree(src_dir: str | Path, out_dir: str | Path, *, to: str = "n
 def _planned_report(plan: Plan, source: Path, out_dir: Path, *, anonymized: bool, overwrite: bool) -> Report:
     """What a dry run returns: one outcome per job with its planned status (:func:`plan_status`)."""
     status = plan_status(plan, out_dir, anonymized=anonymized, overwrite=overwrite)
-    outcomes = [SeriesOutcome(label=job.label, files=job.series.paths, status=state, info={**job.row, "output": job.stem},
-                              error=job.error if state == "refused" else None)
+    outcomes = [SeriesOutcome(label=job.label, files=job.series.paths, status=state,
+                              info={**job.row, "output": job.stem}, error=job.error if state == "refused" else None)
                 for job, state in zip(plan.jobs, status)]
     return Report(source=source, outcomes=outcomes, skipped=list(plan.skipped), duplicates=list(plan.duplicates),
                   out_dir=out_dir)
