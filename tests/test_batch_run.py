@@ -404,3 +404,15 @@ def test_the_api_dry_run_returns_the_plan_as_a_report_and_creates_nothing(tmp_pa
     assert [o.status for o in plan.outcomes] == ["convert", "excluded", "convert"]
     assert [o.info["output"] for o in plan.outcomes] == ["1_CT_series_0", "", "3_CT_series_2"]
     assert not (tmp_path / "out").exists()
+
+
+def test_an_output_folder_that_cannot_be_made_is_one_clear_line(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from convert.cli import app
+
+    make_archive(tmp_path / "in", n_series=2)
+    (tmp_path / "afile").write_text("a file, not a folder")
+    result = CliRunner().invoke(app, ["convert", str(tmp_path / "in"), str(tmp_path / "afile" / "out")])
+    assert result.exit_code == 1
+    assert "cannot create the output folder" in result.output and "unexpected" not in result.output

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from convert.atomic import write_bytes_atomic
-from convert.errors import ConvertError
+from convert.errors import ConvertError, OutputWriteError
 
 #: The folder of medconvert's bookkeeping inside an output folder.
 STATE_DIR = ".medconvert"
@@ -125,11 +125,16 @@ class Manifest:
         Raises:
             ConvertError: another run is writing into the same output folder right now.
         """
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = _lock_folder(self.path.parent)
-        lines = [json.dumps(_HEAD)] + [json.dumps(r, sort_keys=True) for r in self.records.values()]
-        write_bytes_atomic(self.path, ("\n".join(lines) + "\n").encode("utf-8"), overwrite=True)
-        self._fh = open(self.path, "ab", buffering=0)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock = _lock_folder(self.path.parent)
+            lines = [json.dumps(_HEAD)] + [json.dumps(r, sort_keys=True) for r in self.records.values()]
+            write_bytes_atomic(self.path, ("\n".join(lines) + "\n").encode("utf-8"), overwrite=True)
+            self._fh = open(self.path, "ab", buffering=0)
+        except OSError as exc:
+            self.close()
+            raise OutputWriteError(f"cannot write the record of this run ({exc.strerror}): the output folder "
+                                   "must be writable", self.path.parent) from None
 
     def append(self, record: dict[str, Any]) -> None:
         """Record one event (one ``write`` of one line) and remember it."""

@@ -36,7 +36,7 @@ from convert.dicom.reader import (deidentified_volume, output_stem, read_series_
                                   volume_warnings, write_series_outputs, writes_gradient_files)
 from convert.dicom.scan import ScanResult, scan
 from convert.dicom.series import assemble
-from convert.errors import ConvertError, NoDicomError, spell
+from convert.errors import ConvertError, NoDicomError, OutputWriteError, spell
 from convert.volume import Volume
 
 #: Jobs handed to the local pool ahead of the ones running, per worker: enough to keep workers
@@ -546,7 +546,11 @@ def convert_dicom_tree(src_dir: str | Path, out_dir: str | Path, *, to: str = "n
                            options=job_options(ctx), progress=progress)
         if dry_run:
             return _planned_report(plan, src_dir, out_dir, anonymized=deidentify is not None, overwrite=overwrite)
-        out_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputWriteError(f"cannot create the output folder ({exc.strerror}): choose a folder you can "
+                                   "write to", out_dir) from None
         ctx.planned = frozenset(j.stem.lower() for j in plan.jobs if j.stem)
         report = run_plan(plan, ctx, jobs=jobs, client=client, progress=progress)
         report.source = src_dir
