@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import struct
 from pathlib import Path
@@ -249,3 +250,118 @@ def test_every_real_scanner_file_matches_pydicom_or_is_not_covered() -> None:
     # The real sets hold both encodings (dcm_qa_ts has implicit VR, GE/Siemens MR explicit):
     # the layer must cover them, or this test proves nothing.
     assert covered["implicit"] >= 1 and covered["explicit"] >= 500, covered
+
+
+# ------------------------------------------------------------------------------------------------
+# reparse: a header read against an earlier one of the same layout
+# ------------------------------------------------------------------------------------------------
+def _assert_reparse_is_the_walk(new: bytes, previous: elements.Part10, whole: bool = True) -> elements.Relayout | None:
+    """``reparse`` gives exactly the positions ``parse_part10`` finds, and names exactly the
+    elements whose bytes differ from ``previous``'s (or declines: None)."""
+    relaid = elements.reparse(new, previous, whole=whole)
+    walked = parse_part10(new, whole=whole)
+    if relaid is None:
+        return None
+    got = relaid.part10()
+    assert got.elements == walked.elements
+    assert list(got.elements) == list(walked.elements)  # file order
+    assert (got.pixel_offset, got.dataset_offset, got.meta) == (walked.pixel_offset, walked.dataset_offset,
+                                                                walked.meta)
+    old = list(previous.elements.values())
+    differ = {i for i, (a, b) in enumerate(zip(old, walked.elements.values()))
+              if previous.data[a.offset:a.end] != new[b.offset:b.end]}
+    assert {i for i, _ in relaid.changed} == differ
+    assert [i for i, _ in relaid.changed] == sorted(differ)
+    for i, element in relaid.changed:
+        assert element == list(walked.elements.values())[i]
+    return relaid
+
+
+@st.composite
+def _header_pairs(draw: st.DrawFn) -> tuple[Dataset, Dataset]:
+    """A data set and a copy with some values changed (other lengths among them), as the slices
+    of a series differ; sometimes an element added or removed (another layout)."""
+    ds = draw(datasets())
+    other = copy.deepcopy(ds)
+    for keyword in draw(st.lists(st.sampled_from(sorted(_LEAVES)), max_size=6, unique=True)):
+        if keyword in ds or draw(st.integers(0, 9)) == 0:
+            setattr(other, keyword, draw(_LEAVES[keyword]))
+    if draw(st.integers(0, 9)) == 0 and len(other):
+        del other[draw(st.sampled_from(sorted(other.keys())))]
+    for keyword in _SEQUENCES:
+        if keyword in other and other[keyword].value and draw(st.booleans()):
+            item = other[keyword].value[0]
+            item.PatientID = draw(_LEAVES["PatientID"])  # a change inside a sequence item
+    return ds, other
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_header_pairs(), st.sampled_from([IMPLICIT, EXPLICIT]), st.booleans())
+def test_reparse_finds_the_positions_the_walk_finds(pair: tuple[Dataset, Dataset], ts: str, with_pixels: bool) -> None:
+    first, second = (_part10(d, ts, b"\x01\x00" * 8 if with_pixels else None) for d in pair)
+    try:
+        previous = parse_part10(first, whole=True)
+        parse_part10(second, whole=True)
+    except NotCovered:
+        return
+    relaid = _assert_reparse_is_the_walk(second, previous)
+    if list(previous.elements) == list(parse_part10(second, whole=True).elements) and previous.elements:
+        assert relaid is not None  # the same elements in the same order: never declined
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_header_pairs(), st.sampled_from([IMPLICIT, EXPLICIT]), st.data())
+def test_reparse_of_a_cut_header_is_truncated_never_misread(pair: tuple[Dataset, Dataset], ts: str,
+                                                            data_strategy: st.DataObject) -> None:
+    first, second = (_part10(d, ts) for d in pair)
+    try:
+        previous = parse_part10(first, whole=True)
+        full = parse_part10(second, whole=True)
+    except NotCovered:
+        return
+    cut = data_strategy.draw(st.integers(0, full.pixel_offset + 3))
+    try:
+        relaid = elements.reparse(second[:cut], previous)
+    except Truncated:
+        return
+    except NotCovered:
+        return
+    assert relaid is None  # never a layout of bytes that are not there
+
+
+def test_reparse_declines_another_layout_and_a_filtered_previous() -> None:
+    ds = Dataset()
+    ds.PatientID, ds.Modality, ds.InstanceNumber = "A", "CT", "1"
+    previous = parse_part10(_part10(copy.deepcopy(ds), EXPLICIT), whole=True)
+    other = copy.deepcopy(ds)
+    other.StudyDescription = "inserted"
+    assert elements.reparse(_part10(other, EXPLICIT), previous, whole=True) is None  # another element
+    assert elements.reparse(_part10(copy.deepcopy(ds), IMPLICIT), previous, whole=True) is None  # another syntax
+    assert elements.reparse(_part10(copy.deepcopy(ds), EXPLICIT, pixels=None), previous, whole=True) is None
+    data = _part10(copy.deepcopy(ds), EXPLICIT)
+    filtered = parse_part10(data, whole=True, keep=frozenset({0x00100020}))
+    assert filtered.layout is None and elements.reparse(data, filtered, whole=True) is None
+    same = elements.reparse(data, previous, whole=True)
+    assert same is not None and same.changed == []
+
+
+@pytest.mark.conformance
+def test_reparse_of_real_series_is_the_walk() -> None:
+    """Each real file read against the file before it in its folder (the slices of a series, the
+    series of a study): the positions are the walk's, the changed elements exactly those that differ."""
+    files = _conformance_files()
+    if not files:
+        pytest.skip("real-data sets not available (needs ../shared/conformance)")
+    reused = 0
+    previous: dict[Path, elements.Part10] = {}
+    for path in files:
+        data = path.read_bytes()
+        try:
+            parsed = parse_part10(data, whole=True)
+        except NotCovered:
+            continue
+        before = previous.get(path.parent)
+        if before is not None and _assert_reparse_is_the_walk(data, before) is not None:
+            reused += 1
+        previous[path.parent] = parsed
+    assert reused >= 300, reused  # the layer's point: most slices share their predecessor's layout

@@ -86,6 +86,8 @@ _MAX_OUTCOMES = 100_000
 _MAX_CACHED_BYTES = 64 << 20
 _MAX_CACHED_ELEMENT = 64 << 10
 _NO_ITEMS_STOP: frozenset[int] = frozenset()
+#: Folders whose last file is kept (see :class:`_Memo`).
+_MAX_MEMOS = 64
 #: Top-level elements always decided by their bytes, even where the tag alone removes them:
 #: their outcome also names the output and feeds the audit mapping, the character set check
 #: and the stamps.
@@ -368,6 +370,24 @@ class _FileContext:
     by_tag: dict[int, bool] = field(default_factory=dict)
 
 
+@dataclass
+class _Memo:
+    """The last file walked whole in a folder, with every top-level outcome: the next files of
+    the folder (the slices of a series) are read against it (:func:`~convert.dicom.elements.reparse`)
+    and only the elements whose bytes differ are decided; the others' output bytes are these."""
+
+    part10: elements.Part10
+    fctx: _FileContext
+    meta_sop: bytes | None
+    pixel_length: int | None
+    counts: list[int]  # per element (file order): its packed counts
+    slot: list[int]  # per element: its chunk in ``body``, or -1 (a stamp is written for its tag)
+    body: list[bytes]  # the output after the file meta, one chunk per tag in tag order
+    texts: dict[int, Any]
+    packed: int  # the elements' counts, summed
+    sop: tuple[int, int]  # the chunks in ``body`` of SOPClassUID and SOPInstanceUID (-1: absent)
+
+
 class ByteScrubber:
     """The byte serializer of one :class:`~convert.anonymize.scrubber.Scrubber` (its key,
     options and burned-in policy); its decision cache lives as long as it does.
@@ -381,7 +401,10 @@ class ByteScrubber:
         self.check = check
         #: context key -> (the context, or the refusal of its objects; pixel length -> check result)
         self.contexts: dict[tuple, tuple[_FileContext | AnonymizationError, dict[Any, ConvertError | None]]] = {}
-        self.stats = {"files": 0, "declined": 0, "decided": 0, "cached": 0, "by_tag": 0}
+        self.stats = {"files": 0, "declined": 0, "decided": 0, "cached": 0, "by_tag": 0, "reused": 0,
+                      "carried": 0}
+        #: folder -> its last file walked whole (see :class:`_Memo`)
+        self.memos: dict[str, _Memo] = {}
         self.cached_bytes = 0  # element and output bytes held by the decision caches
 
     # ------------------------------------------------------------------ per file
@@ -404,6 +427,17 @@ class ByteScrubber:
         buf = os.pread(fd, size if size <= WHOLE_READ else FIRST_READ, 0)
         if size <= WHOLE_READ and len(buf) != size:
             return None  # the file changed meanwhile: the pydicom route reads what is there
+        folder = os.path.dirname(os.fspath(path))
+        memo = self.memos.get(folder)
+        if memo is not None:
+            try:
+                relaid = elements.reparse(buf, memo.part10, whole=len(buf) >= size)
+            except NotCovered:  # Truncated included: the walk below reads more, or declines
+                relaid = None
+            if relaid is not None:
+                out = self._reuse(buf, relaid, memo, fd, size)
+                if out is not None:
+                    return out
         while True:
             try:
                 part10 = elements.parse_part10(buf, whole=len(buf) >= size)
@@ -447,7 +481,90 @@ class ByteScrubber:
             raise type(problem)(problem.message, path)
         if isinstance(fctx, AnonymizationError):
             raise AnonymizationError(fctx.message, path)
-        return self._emit(buf, part10, fctx, pixel_offset, size)
+        out, memo = self._emit(buf, part10, fctx, pixel_offset, size)
+        if memo is not None:
+            memo.meta_sop, memo.pixel_length = meta_sop, pixel_length
+            if len(self.memos) >= _MAX_MEMOS:
+                self.memos.clear()
+            self.memos[folder] = memo
+        return out
+
+    def _reuse(self, buf: bytes, relaid: elements.Relayout, memo: _Memo, fd: int, size: int) -> Output | None:
+        """The output of a file read against ``memo`` (its elements but ``relaid.changed`` hold the
+        memo's bytes, so their outcomes are the memo's); None when the context or the pixel data
+        differ (walk and decide the file whole)."""
+        fctx = memo.fctx
+        if relaid.raw(0x00020002) != memo.meta_sop:
+            return None
+        pixel_offset = relaid.pixel_offset
+        pixel_length = None
+        if pixel_offset is not None:
+            pixel_length = self._pixel_span(fd, buf, pixel_offset, size, fctx.implicit)
+        if pixel_length != memo.pixel_length:
+            return None
+        changed = relaid.changed
+        if any(element.tag in _CONTEXT_SET for _, element in changed):
+            return None
+        body = memo.body[:]
+        texts = memo.texts
+        packed = memo.packed
+        decided = 0
+        for index, element in changed:
+            tag = element.tag
+            if self._gone(fctx, tag):
+                continue  # removed whatever its bytes, as in the memo
+            data, counts, text = self._outcome(buf, element, fctx)
+            decided += 1
+            packed += counts - memo.counts[index]
+            slot = memo.slot[index]
+            if slot >= 0:
+                body[slot] = data
+            if text is not None or tag in texts:
+                texts = dict(texts) if texts is memo.texts else texts
+                if text is None:
+                    del texts[tag]
+                else:
+                    texts[tag] = text
+        self.stats["reused"] += 1
+        self.stats["carried"] += len(memo.counts) - decided
+        sop_class, sop = memo.sop
+        header_meta = self._meta(relaid.raw, (body[sop_class] if sop_class >= 0 else b"") or None,
+                                 (body[sop] if sop >= 0 else b"") or None, fctx)
+        return self._output(buf, header_meta, body, texts, list(_unpack(packed)), pixel_offset, size, fctx)
+
+    def _gone(self, fctx: _FileContext, tag: int) -> bool:
+        """Whether ``tag`` is removed whatever its value (cached per context)."""
+        by_tag = fctx.by_tag
+        gone = by_tag.get(tag)
+        if gone is None:
+            if len(by_tag) > _MAX_OUTCOMES:  # distinct tags seen: bounded like the outcomes
+                by_tag.clear()
+            gone = by_tag[tag] = tag not in _BY_TAG_NEVER and removed_by_tag(fctx.ctx.plan, tag)
+        return gone
+
+    def _outcome(self, buf: bytes, element: elements.Element, fctx: _FileContext) -> Outcome:
+        """The outcome of one top-level element: from the context's cache by its bytes, else decided
+        (and cached when small)."""
+        outcomes = fctx.outcomes
+        key = buf[element.offset:element.end]
+        outcome = outcomes.get(key)
+        if outcome is not None:
+            self.stats["cached"] += 1
+            return outcome
+        self.stats["decided"] += 1
+        if len(outcomes) >= _MAX_OUTCOMES:
+            outcomes.clear()
+        if self.cached_bytes > _MAX_CACHED_BYTES:  # every context's cache starts again
+            for entry in self.contexts.values():
+                if isinstance(entry[0], _FileContext):
+                    entry[0].outcomes.clear()
+            self.cached_bytes = 0
+        with _quiet():
+            outcome = self._decide_top(buf, self._small(buf, element, fctx), element.tag, element, fctx)
+        if len(key) <= _MAX_CACHED_ELEMENT:
+            outcomes[key] = outcome
+            self.cached_bytes += len(key) + len(outcome[0])
+        return outcome
 
     def _pixel_span(self, fd: int, buf: bytes, offset: int, size: int, implicit: bool) -> int | None:
         """Length of the pixel data element at ``offset`` (its value: defined, or the fragments of
@@ -501,90 +618,83 @@ class ByteScrubber:
 
     # ------------------------------------------------------------------ emit
     def _emit(self, buf: bytes, part10: elements.Part10, fctx: _FileContext, pixel_offset: int | None,
-              size: int) -> Output:
+              size: int) -> tuple[Output, _Memo | None]:
+        """The output of a file walked whole, and its memo (None: the next files are walked too)."""
         implicit = fctx.implicit
         ctx = fctx.ctx
         tops = part10.elements
-        outcomes = fctx.outcomes
         total = [0, 0, 0, 0, 0]
-        parts: dict[int, bytes] = {}
         texts: dict[int, Any] = {}
-        src: Dataset | None = None
         # a top-level code (its siblings are rewritten) or kept private elements (their creators
         # are written back): the data-set-level rules need every element; decide without the cache
         whole = 0x00080102 in tops or (ctx.plan.private != "X" and any((t >> 16) & 1 for t in tops))
         if whole:
             src = self._dataset(buf, tops, implicit, fctx.parent_encoding)
-            level = Level()
             with _quiet():
-                decided = self._level(buf, src, tops, implicit, fctx, clean=False, level=level, texts=texts,
-                                      total=total)
-            parts.update(decided)
-        else:
-            misses = []
-            get = outcomes.get
-            by_tag = fctx.by_tag
-            if len(by_tag) > _MAX_OUTCOMES:  # distinct tags seen: bounded like the outcomes
-                by_tag.clear()
-            known = by_tag.get
-            plan = ctx.plan
-            removed = 0
-            packed = 0  # the counts of cached outcomes, summed as one integer (see _pack)
-            for tag, element in tops.items():
-                gone = known(tag)
-                if gone is None:
-                    gone = by_tag[tag] = tag not in _BY_TAG_NEVER and removed_by_tag(plan, tag)
-                if gone:  # removed, whatever its bytes: no look-up by them
-                    removed += 1
-                    continue
-                outcome = get(buf[element[2]:element[5]])  # offset, end: the element's bytes
-                if outcome is None:
-                    misses.append(element)
-                    continue
-                data, counts, text = outcome
-                if data:
-                    parts[tag] = data
-                packed += counts
-                if text is not None:
-                    texts[tag] = text
-            packed += removed  # the removed count is the lowest of the packed counts
-            self.stats["by_tag"] += removed
-            self.stats["cached"] += len(tops) - len(misses) - removed
-            if misses:
-                self.stats["decided"] += len(misses)
-                if len(outcomes) >= _MAX_OUTCOMES:
-                    outcomes.clear()
-                if self.cached_bytes > _MAX_CACHED_BYTES:  # every context's cache starts again
-                    for entry in self.contexts.values():
-                        if isinstance(entry[0], _FileContext):
-                            entry[0].outcomes.clear()
-                    self.cached_bytes = 0
-                with _quiet():
-                    for element in misses:
-                        tag = element.tag
-                        data, counts, text = self._decide_top(buf, self._small(buf, element, fctx), tag, element,
-                                                              fctx)
-                        n_bytes = element.end - element.offset
-                        if n_bytes <= _MAX_CACHED_ELEMENT:
-                            outcomes[buf[element.offset:element.end]] = (data, counts, text)
-                            self.cached_bytes += n_bytes + len(data)
-                        if data:
-                            parts[tag] = data
-                        packed += counts
-                        if text is not None:
-                            texts[tag] = text
-            for i, c in enumerate(_unpack(packed)):
-                total[i] += c
-        if fctx.charset is not None and parts.get(_CHARSET) != fctx.charset:
+                parts = self._level(buf, src, tops, implicit, fctx, clean=False, level=Level(), texts=texts,
+                                    total=total)
+            if fctx.charset is not None and parts.get(_CHARSET) != fctx.charset:
+                raise _Declined("the character set changes: pydicom's writer re-encodes")
+            parts.update(fctx.stamps)
+            tags = sorted(parts)
+            header_meta = self._meta(part10.raw, parts.get(_SOP_CLASS), parts.get(_SOP_INSTANCE), fctx)
+            return self._output(buf, header_meta, [parts[t] for t in tags], texts, total, pixel_offset, size,
+                                fctx), None
+        datas: list[bytes] = []
+        counts_of: list[int] = []
+        misses: list[tuple[int, elements.Element]] = []
+        get = fctx.outcomes.get
+        gone = self._gone
+        removed = 0
+        for tag, element in tops.items():
+            if gone(fctx, tag):  # removed, whatever its bytes: no look-up by them
+                removed += 1
+                datas.append(b"")
+                counts_of.append(1)  # one removal: the lowest of the packed counts
+                continue
+            outcome = get(buf[element[2]:element[5]])  # offset, end: the element's bytes
+            if outcome is None:
+                misses.append((len(datas), element))
+                datas.append(b"")
+                counts_of.append(0)
+                continue
+            data, counts, text = outcome
+            datas.append(data)
+            counts_of.append(counts)
+            if text is not None:
+                texts[tag] = text
+        for index, element in misses:
+            data, counts, text = self._outcome(buf, element, fctx)
+            datas[index] = data
+            counts_of[index] = counts
+            if text is not None:
+                texts[element.tag] = text
+        self.stats["by_tag"] += removed
+        self.stats["cached"] += len(tops) - len(misses) - removed
+        order = list(tops)
+        position = {tag: i for i, tag in enumerate(order)}
+        if fctx.charset is not None and (datas[position[_CHARSET]] if _CHARSET in position else None) \
+                != fctx.charset:
             raise _Declined("the character set changes: pydicom's writer re-encodes")
-        parts.update(fctx.stamps)
-        header_meta = self._meta(buf, part10, parts, fctx)
-        total[1] += 1
-        chunks = [b"\0" * 128, b"DICM", header_meta]
-        tags = list(parts)
-        if any(a > b for a, b in zip(tags, tags[1:])):
-            tags.sort()
-        chunks += [parts[t] for t in tags]
+        stamps = fctx.stamps
+        tags = sorted(set(order) | set(stamps))
+        body = [stamps[t] if t in stamps else datas[position[t]] for t in tags]
+        slot_of = {tag: i for i, tag in enumerate(tags)}
+        slot = [-1 if tag in stamps else slot_of[tag] for tag in order]
+        sop = (slot_of.get(_SOP_CLASS, -1), slot_of.get(_SOP_INSTANCE, -1))
+        packed = sum(counts_of)
+        header_meta = self._meta(part10.raw, (body[sop[0]] if sop[0] >= 0 else b"") or None,
+                                 (body[sop[1]] if sop[1] >= 0 else b"") or None, fctx)
+        out = self._output(buf, header_meta, body, texts, list(_unpack(packed)), pixel_offset, size, fctx)
+        memo = _Memo(part10, fctx, None, None, counts_of, slot, body, texts, packed, sop)
+        return out, memo
+
+    @staticmethod
+    def _output(buf: bytes, header_meta: bytes, body: list[bytes], texts: dict[int, Any], total: list[int],
+                pixel_offset: int | None, size: int, fctx: _FileContext) -> Output:
+        """The file's :class:`Output` from its encoded file meta and elements (``total``: the
+        elements' counts; the file meta and the pixel data are counted here)."""
+        total[1] += 1  # the file meta, rebuilt
         if pixel_offset is not None:
             total[4] += 1  # the pixel data, kept as it is
         mapping = {}
@@ -593,7 +703,8 @@ class ByteScrubber:
             if text is not None and text[0] != text[1]:
                 mapping[keyword] = (text[0], text[1])
         names = tuple(texts[t][2] if t in texts else default for t, (_, default) in PATH_KEYWORDS.items())
-        return Output(b"".join(chunks), pixel_offset, size, tuple(total), mapping, names,  # type: ignore[arg-type]
+        return Output(b"".join([b"\0" * 128, b"DICM", header_meta, *body]), pixel_offset, size,
+                      tuple(total), mapping, names,  # type: ignore[arg-type]
                       bool(fctx.reason), buf if len(buf) == size else None)
 
     def _decide_top(self, buf: bytes, src: Dataset, tag: int, element: elements.Element,
@@ -713,7 +824,8 @@ class ByteScrubber:
                                                       False)
         return meta
 
-    def _meta(self, buf: bytes, part10: elements.Part10, parts: dict[int, bytes], fctx: _FileContext) -> bytes:
+    def _meta(self, raw: Callable[[int], bytes | None], sop_class_part: bytes | None, sop_part: bytes | None,
+              fctx: _FileContext) -> bytes:
         """The new file meta group, as the pydicom route builds it (``Scrubber._scrub_meta`` and
         :func:`meta_bytes`): version, SOP class (the input meta's, else the data set's), SOP
         instance (the new SOPInstanceUID, else the pseudonym of the meta's), the transfer syntax,
@@ -727,14 +839,14 @@ class ByteScrubber:
                 raise _Declined("a non-ASCII or multi-valued UID in the file meta")
             return value
 
-        sop_class_out = text(parts.get(_SOP_CLASS), 8)
-        sop_out = text(parts.get(_SOP_INSTANCE), 8)
-        sop_class = text(part10.raw(0x00020002), 0) or sop_class_out
+        sop_class_out = text(sop_class_part, 8)
+        sop_out = text(sop_part, 8)
+        sop_class = text(raw(0x00020002), 0) or sop_class_out
         instance = sop_out
         if not instance:
-            meta_instance = text(part10.raw(0x00020003), 0)
+            meta_instance = text(raw(0x00020003), 0)
             instance = fctx.ctx.pseudo.uid(meta_instance) if meta_instance else None
-        ts = text(part10.raw(0x00020010), 0)
+        ts = text(raw(0x00020010), 0)
         if not sop_class or not instance or not ts or sop_class_out not in (None, sop_class) \
                 or sop_out not in (None, instance):
             raise _Declined("no conformant file meta: pydicom's writer decides")

@@ -22,9 +22,11 @@ Positions are byte offsets into the buffer given, which starts at the first byte
 
 from __future__ import annotations
 
+import bisect
+import functools
 import struct
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 UNDEFINED = 0xFFFFFFFF
 #: (7FE0,0010) PixelData, (7FE0,0008) FloatPixelData, (7FE0,0009) DoubleFloatPixelData: the walk
@@ -330,6 +332,35 @@ class Part10:
         """Pixel data stored uncompressed in little endian (readable straight from :attr:`pixel_offset`)."""
         return self.transfer_syntax in NATIVE_SYNTAXES
 
+    @functools.cached_property
+    def layout(self) -> "_Layout | None":
+        """The element positions as arrays, for :func:`reparse`; None when the elements do not tile
+        the data set from :attr:`dataset_offset` to the pixel data (or the end of a whole file)
+        one after another: a repeated tag, a ``keep`` filter, no element."""
+        found = list(self.elements.values())
+        stop = self.pixel_offset if self.pixel_offset is not None else len(self.data)
+        if not found or found[0].offset != self.dataset_offset or found[-1].end != stop \
+                or any(a.end != b.offset for a, b in zip(found, found[1:])):
+            return None
+        import numpy as np
+
+        bounds: list[int] = []  # the segments compared: each element's header, and its value if not empty
+        segment_element: list[int] = []
+        segment_is_header: list[bool] = []
+        first_segment: list[int] = []
+        for index, e in enumerate(found):
+            first_segment.append(len(bounds))
+            bounds.append(e.offset)
+            segment_element.append(index)
+            segment_is_header.append(True)
+            if e.end > e.value_offset:
+                bounds.append(e.value_offset)
+                segment_element.append(index)
+                segment_is_header.append(False)
+        first_segment.append(len(bounds))
+        return _Layout([e.offset for e in found], np.frombuffer(self.data, np.uint8, stop), stop, found,
+                       np.array(bounds, np.int64), segment_element, segment_is_header, first_segment)
+
 
 def _read_meta(data: bytes, whole: bool) -> tuple[dict[int, Element], int]:
     """File meta elements (explicit VR LE, group 0002, read while the group lasts as pydicom does)."""
@@ -349,6 +380,167 @@ def _read_meta(data: bytes, whole: bool) -> tuple[dict[int, Element], int]:
             raise NotCovered("undefined length in the file meta group")
         meta[element.tag] = element
         pos = element.end
+
+
+class _Layout(NamedTuple):
+    offsets: list[int]  # each element's first byte, in file order
+    head: Any  # numpy uint8 view of the header bytes (up to ``stop``)
+    stop: int  # the pixel data element's offset, or the end of a whole file without pixel data
+    found: list[Element]
+    bounds: Any  # numpy int64: first byte of each segment (an element's header, its value)
+    segment_element: list[int]  # the element of each segment
+    segment_is_header: list[bool]
+    first_segment: list[int]  # each element's first segment (one more: the number of segments)
+
+
+@dataclass(frozen=True)
+class Relayout:
+    """A header read against an earlier one of the same layout (see :func:`reparse`).
+
+    Attributes:
+        previous: the earlier header.
+        data: the bytes read (the start of the new file).
+        meta: the new file meta elements by tag.
+        dataset_offset: first byte of the new data set.
+        pixel_offset: offset of the new pixel data element, or None (a whole file without one).
+        changed: ``(index, element)`` of every top-level element whose bytes differ from the
+            previous header's element at ``index`` (its position in ``previous.elements``'
+            file order), ascending; ``element`` is where it lies in :attr:`data`. Every other
+            element holds the same bytes as before, shifted by the length changes before it.
+    """
+
+    previous: Part10
+    data: bytes
+    meta: dict[int, Element]
+    dataset_offset: int
+    pixel_offset: int | None
+    changed: list[tuple[int, Element]]
+
+    def raw(self, tag: int) -> bytes | None:
+        """The value bytes of a file meta element, or None when absent."""
+        element = self.meta.get(tag)
+        if element is None or element.length == UNDEFINED:
+            return None
+        return self.data[element.value_offset:element.end]
+
+    def part10(self) -> Part10:
+        """The new header as :func:`parse_part10` describes it (every element's position)."""
+        previous = self.previous
+        replaced = dict(self.changed)
+        found: list[Element] = []
+        shift = self.dataset_offset - previous.dataset_offset
+        for index, old in enumerate(previous.elements.values()):
+            new = replaced.get(index)
+            if new is None:
+                new = Element(old.tag, old.vr, old.offset + shift, old.value_offset + shift, old.length,
+                              old.end + shift)
+            else:
+                shift = new.end - old.end
+            found.append(new)
+        return Part10(data=self.data, meta=self.meta, transfer_syntax=previous.transfer_syntax,
+                      implicit=previous.implicit, dataset_offset=self.dataset_offset,
+                      elements={e.tag: e for e in found}, pixel_offset=self.pixel_offset)
+
+
+def reparse(data: bytes, previous: Part10, *, whole: bool = False) -> Relayout | None:
+    """The header of a Part 10 file whose first bytes are ``data``, described against ``previous``,
+    a header whose elements it is expected to share (the previous slice of a series, say).
+
+    The element positions of a data set depend only on the element headers (tag, VR, length)
+    and on the contents of undefined-length sequences. So ``data`` is compared with
+    ``previous.data`` byte for byte (in C, through numpy); only the elements where they differ
+    are looked at: an element whose value changed keeps its position, an element whose header
+    changed (another length) is read again and the elements after it are compared at their new
+    positions. That gives every element of ``data`` without walking them one by one: the same
+    positions :func:`parse_part10` would find (tested against it).
+
+    ``previous`` must come from :func:`parse_part10` without ``keep`` (every element) and with the
+    default stop tags. ``whole``: ``data`` is the entire file.
+
+    Returns:
+        A :class:`Relayout`, or None when ``data``'s elements are not ``previous``'s (other tags, a
+        different first element, transfer syntax or end): walk it with :func:`parse_part10`.
+
+    Raises:
+        Truncated: ``data`` ends before its header does (read more of the file).
+        NotCovered: ``data`` holds bytes this layer leaves to pydicom.
+    """
+    layout = previous.layout
+    if layout is None:
+        return None
+    meta, pos = _read_meta(data, whole)
+    ts_element = meta.get(0x00020010)
+    if ts_element is None:
+        raise NotCovered("no TransferSyntaxUID in the file meta group")
+    if data[ts_element.value_offset:ts_element.end].decode("latin-1").strip(" \x00") != previous.transfer_syntax:
+        return None
+    import numpy as np
+
+    implicit = previous.implicit
+    found, stop, bounds = layout.found, layout.stop, layout.bounds
+    new = np.frombuffer(data, np.uint8)
+    n = len(data)
+    shift = pos - previous.dataset_offset
+    changed: list[tuple[int, Element]] = []
+    make = tuple.__new__
+    first = 0  # the first element not compared yet at the current shift
+    count = len(found)
+    while first < count:
+        start = found[first].offset
+        avail = max(0, min(stop - start, n - (start + shift)))
+        last = count  # the elements compared in this pass: first .. last - 1
+        if avail < stop - start:  # the data ends first: the element there is read again (or Truncated)
+            last = bisect.bisect_right(layout.offsets, start + avail) - 1
+            avail = found[last].offset - start
+        seg0, seg1 = layout.first_segment[first], layout.first_segment[last]
+        differs = new[start + shift:start + shift + avail] != layout.head[start:start + avail]
+        if seg1 > seg0:
+            segments = (np.flatnonzero(np.logical_or.reduceat(differs, bounds[seg0:seg1] - start)) + seg0).tolist()
+        else:
+            segments = []
+        if last < count:
+            segments.append(layout.first_segment[last])  # its header: read again
+        first = count
+        done = -1
+        for segment in segments:
+            index = layout.segment_element[segment]
+            if index == done:
+                continue  # its header and its value both differ
+            done = index
+            element = found[index]
+            if layout.segment_is_header[segment] or element.length == UNDEFINED:
+                # its header changed (or an undefined length, whose end is found by walking it)
+                at = element.offset + shift
+                if whole and at >= n:
+                    return None  # the file ends before this element: fewer elements
+                if index == 0 and at + 6 <= n and _looks_explicit(data[at + 4:at + 6]) == implicit:
+                    raise NotCovered("the data set's encoding contradicts its transfer syntax")  # as parse_part10
+                again = _next(data, at, implicit)
+                if again.tag != element.tag:
+                    return None  # another element: another layout
+                changed.append((index, again))
+                if again.end - element.end != shift:
+                    shift = again.end - element.end
+                    first = index + 1  # compare the rest at the new shift
+                    break
+            else:  # same header, another value: the same position
+                changed.append((index, make(Element, (element.tag, element.vr, element.offset + shift,
+                                                      element.value_offset + shift, element.length,
+                                                      element.end + shift))))
+    end = stop + shift
+    if previous.pixel_offset is None:
+        if not whole or end != n:
+            return None
+        pixel_offset = None
+    else:
+        if end + 4 > n:
+            if whole:
+                return None  # the file ends there: no pixel data, another layout (or a cut file: walk it)
+            raise Truncated("the buffer ends before the pixel data")
+        if data[end:end + 4] != previous.data[stop:stop + 4]:
+            return None
+        pixel_offset = end
+    return Relayout(previous, data, meta, pos, pixel_offset, changed)
 
 
 def parse_part10(data: bytes, *, whole: bool = False, stop_tags: frozenset[int] = PIXEL_TAGS,
