@@ -22,6 +22,7 @@ import os
 import re
 import secrets
 import socket
+import stat
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -132,22 +133,37 @@ def remove_stale_temporaries(folder: Path, recursive: bool = False) -> list[Path
     return sorted(removed)
 
 
+#: Folders this process found writable (checked once: a run writes thousands of files into a few
+#: folders). A folder that goes away later makes the write itself fail, as an OutputWriteError.
+_WRITABLE: set[str] = set()
+
+
 def _check_parent(target: Path) -> None:
     """Raise unless ``target``'s folder exists and this process may create files in it."""
-    parent = target.parent
-    if not parent.is_dir():
-        raise OutputWriteError(f"output folder {parent} does not exist; create it first", target)
+    parent = os.path.dirname(target) or "."
+    if parent in _WRITABLE:
+        return
+    if not os.path.isdir(parent):
+        raise OutputWriteError(f"output folder {Path(parent)} does not exist; create it first", target)
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputWriteError(f"no permission to write in folder {parent}", target)
+        raise OutputWriteError(f"no permission to write in folder {Path(parent)}", target)
+    if len(_WRITABLE) > 4096:
+        _WRITABLE.clear()
+    _WRITABLE.add(parent)
 
 
 def check_writable(targets: Sequence[Path], overwrite: bool) -> None:
     """Raise if any target exists (unless ``overwrite``) or its folder is missing/unwritable."""
     for target in targets:
-        if target.exists() and not overwrite:
-            raise OutputExistsError("output already exists; pass --overwrite to replace it", target)
-        if target.exists() and target.is_dir():
-            raise OutputWriteError("output is a folder, not a file", target)
+        try:
+            info = os.stat(target)
+        except OSError:
+            info = None  # absent (or its folder is: said below)
+        if info is not None:
+            if not overwrite:
+                raise OutputExistsError("output already exists; pass --overwrite to replace it", target)
+            if stat.S_ISDIR(info.st_mode):
+                raise OutputWriteError("output is a folder, not a file", target)
         _check_parent(target)
 
 
@@ -164,15 +180,25 @@ def atomic_paths(targets: Sequence[Path], overwrite: bool = False) -> Iterator[l
     temps = [temporary_name(t) for t in targets]
     try:
         yield temps
-        for temp in temps:
-            if not temp.exists():
-                raise OutputWriteError("writer did not produce this file", temp)
+        if len(temps) > 1:  # every file of a set in place before the first is renamed
+            for temp in temps:
+                if not os.path.lexists(temp):
+                    raise OutputWriteError("writer did not produce this file", temp)
         for temp, target in zip(temps, targets):
-            os.replace(temp, target)
+            try:
+                os.replace(temp, target)
+            except FileNotFoundError:
+                if os.path.lexists(temp):
+                    raise
+                raise OutputWriteError("writer did not produce this file", temp) from None
     except BaseException as exc:
         for temp in temps:
             with contextlib.suppress(OSError):
                 temp.unlink()
+        if isinstance(exc, Exception) and not isinstance(exc, (OutputExistsError, OutputWriteError)):
+            for target in targets:  # a folder checked earlier may have gone since: say so precisely
+                _WRITABLE.discard(os.path.dirname(target) or ".")
+                _check_parent(target)
         if isinstance(exc, OSError):
             raise OutputWriteError(f"could not write output: {exc.strerror or exc}", targets[0]) from exc
         raise

@@ -204,3 +204,28 @@ def test_a_zombie_counts_as_gone():
     assert not process_alive(proc.pid)
     proc.wait()
     assert not process_alive(proc.pid) and process_alive(os.getpid())
+
+
+def test_a_folder_removed_after_an_earlier_write_is_reported_precisely(tmp_path):
+    """Folders are checked once per process; one removed later is still named, not a bare OSError."""
+    import shutil
+
+    folder = tmp_path / "out"
+    folder.mkdir()
+    write_bytes_atomic(folder / "a.bin", b"1")
+    shutil.rmtree(folder)
+    with pytest.raises(OutputWriteError, match="does not exist; create it first"):
+        write_bytes_atomic(folder / "b.bin", b"2")
+    folder.mkdir()
+    write_bytes_atomic(folder / "b.bin", b"2")  # and written again once it is back
+    assert (folder / "b.bin").read_bytes() == b"2"
+
+
+def test_a_folder_that_became_unwritable_is_reported_precisely(tmp_path, monkeypatch):
+    write_bytes_atomic(tmp_path / "a.bin", b"1")
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, m: False if str(p) == str(tmp_path) else real_access(p, m))
+    with pytest.raises(OutputWriteError, match="no permission"):
+        with atomic_file(tmp_path / "b.bin") as temp:
+            raise PermissionError(13, "Permission denied", str(temp))
+    assert sorted(os.listdir(tmp_path)) == ["a.bin"]

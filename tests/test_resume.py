@@ -426,3 +426,16 @@ def test_all_files_failing_or_skipped_exits_non_zero_and_writes_nothing(tmp_path
         assert not out.exists()  # nothing left behind, not even the manifest
     report = convert.anonymize(src, tmp_path / "api", key=KEY)
     assert not report.ok and report.nothing_written and not (tmp_path / "api").exists()
+
+
+def test_a_rerun_in_the_same_process_after_the_output_was_removed_writes_everything(tmp_path: Path) -> None:
+    """Output folders made by one run are not assumed by the next (the user may have removed them)."""
+    import shutil
+
+    src = _small_tree(tmp_path / "in")
+    first = convert.anonymize(src, tmp_path / "out", key=KEY)
+    reference = _tree_files(tmp_path / "out")
+    shutil.rmtree(tmp_path / "out")
+    again = convert.anonymize(src, tmp_path / "out", key=KEY)
+    assert again.ok and sorted(again.written) == sorted(first.written)
+    assert _tree_files(tmp_path / "out") == reference

@@ -329,6 +329,20 @@ def _log_failure(log: FileLog, exc: ConvertError) -> tuple[FileLog, dict[str, tu
 _SERIALIZERS: "weakref.WeakKeyDictionary[Scrubber, ByteScrubber]" = weakref.WeakKeyDictionary()
 
 
+#: Output folders this process made or found (a run writes a series' files into one folder).
+_MADE: set[Path] = set()
+
+
+def make_folder(folder: Path) -> None:
+    """Create ``folder`` and its parents unless this process already did (or found it)."""
+    if folder in _MADE:
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    if len(_MADE) > 4096:
+        _MADE.clear()
+    _MADE.add(folder)
+
+
 def serializer_of(scrubber: Scrubber) -> ByteScrubber:
     """The :class:`~convert.anonymize.serialize.ByteScrubber` of ``scrubber`` (created on first
     use; its decision cache lives as long as the scrubber)."""
@@ -390,7 +404,7 @@ def process_file(scrubber: Scrubber, path: Path, dst: Path, overwrite: bool, sin
                 for name, value in result.counts.as_dict().items():
                     setattr(log, name, value)
                 return log, result.mapping
-        target.parent.mkdir(parents=True, exist_ok=True)
+        make_folder(target.parent)
         with atomic_file(target, overwrite=overwrite) as tmp, quiet_pydicom():
             try:
                 save_dataset(out, tmp)
@@ -430,7 +444,7 @@ def _process_bytes(scrubber: Scrubber, path: Path, fd: int, dst: Path, overwrite
         if resume and not overwrite and os.path.lexists(target) and _holds_bytes(target, out.header, span, fd):
             log.status = "done"
         else:
-            target.parent.mkdir(parents=True, exist_ok=True)
+            make_folder(target.parent)
             with atomic_file(target, overwrite=overwrite) as tmp:
                 write_with_pixels(out.header, path, span, tmp, fd, out.source)
     except ConvertError as exc:
@@ -475,6 +489,7 @@ def _holds_bytes(target: Path, header: bytes, span: PixelSpan | None, in_fd: int
 def _init_worker(parent_pid: int, key: bytes, keep: tuple[str, ...], allow_burned_in: bool, dst: str,
                  overwrite: bool, resume: bool) -> None:
     die_with_parent(parent_pid)  # a killed run's workers stop at once instead of writing on
+    _MADE.clear()
     global _WORKER
     _WORKER = (Scrubber(key, keep, allow_burned_in), Path(dst), overwrite, resume)
 
@@ -487,8 +502,21 @@ def _work(paths: list[str]) -> list[tuple[FileLog, dict[str, tuple[str, str]]]]:
 
 
 def _chunks(items: list[Path], size: int) -> Iterator[list[str]]:
-    for start in range(0, len(items), size):
-        yield [str(p) for p in items[start:start + size]]
+    """The files in chunks for the workers: whole folders (the slices of a series share one
+    context and are read against each other, see :class:`~convert.anonymize.serialize.ByteScrubber`:
+    a folder split between workers is set up by each), packed up to ``size`` files, a larger
+    folder in pieces of ``size``. In input order."""
+    chunk: list[str] = []
+    folder = None
+    for path in items:
+        parent = path.parent
+        if len(chunk) >= size or (parent != folder and chunk and len(chunk) + 1 > size // 2):
+            yield chunk
+            chunk = []
+        folder = parent
+        chunk.append(str(path))
+    if chunk:
+        yield chunk
 
 
 def _is_within(child: Path, parent: Path) -> bool:
@@ -714,6 +742,7 @@ def anonymize_path(src: str | Path, dst: str | Path, *, key: bytes | str | Path 
         AnonymizationError: bad options or key.
     """
     src, dst = Path(src), Path(dst)
+    _MADE.clear()  # folders of an earlier run in this process may have been removed since
     key_bytes, key_source = load_key(key)
     keep = tuple(sorted(Scrubber(key_bytes, keep).options))  # validates options early
     if not src.exists():
@@ -801,7 +830,7 @@ def _run_many(scrubber: Scrubber, files: list[Path], dst: Path, key: bytes, keep
             return
         # small chunks (a few tens of ms of work each): cheap to send (paths only), and the last
         # chunks finish together on all cores
-        size = max(4, min(16, len(files) // (n_workers * 8) or 1))
+        size = max(16, len(files) // (n_workers * 6))
         import multiprocessing
 
         methods = multiprocessing.get_all_start_methods()
