@@ -274,6 +274,8 @@ def _assert_reparse_is_the_walk(new: bytes, previous: elements.Part10, whole: bo
     assert [i for i, _ in relaid.changed] == sorted(differ)
     for i, element in relaid.changed:
         assert element == list(walked.elements.values())[i]
+    some = frozenset(list(walked.elements)[::3])
+    assert relaid.part10(keep=some).elements == parse_part10(new, whole=whole, keep=some).elements
     return relaid
 
 

@@ -215,7 +215,8 @@ def walk(data: bytes, pos: int, end: int | None = None, *, implicit: bool = Fals
             if tag in stop_tags:
                 return out, pos
             element = _next(data, pos, implicit, depth)
-            append(element)
+            if keep is None or tag in keep:
+                append(element)
             pos = element.end
             continue
         if implicit:
@@ -423,20 +424,22 @@ class Relayout:
             return None
         return self.data[element.value_offset:element.end]
 
-    def part10(self) -> Part10:
-        """The new header as :func:`parse_part10` describes it (every element's position)."""
+    def part10(self, keep: frozenset[int] | None = None) -> Part10:
+        """The new header as :func:`parse_part10` describes it (``keep``: only these top-level
+        tags, as :func:`parse_part10`'s ``keep``; None: every element)."""
         previous = self.previous
         replaced = dict(self.changed)
         found: list[Element] = []
         shift = self.dataset_offset - previous.dataset_offset
+        make = tuple.__new__
         for index, old in enumerate(previous.elements.values()):
             new = replaced.get(index)
-            if new is None:
-                new = Element(old.tag, old.vr, old.offset + shift, old.value_offset + shift, old.length,
-                              old.end + shift)
-            else:
+            if new is not None:
                 shift = new.end - old.end
-            found.append(new)
+            elif keep is None or old[0] in keep:
+                new = make(Element, (old[0], old[1], old[2] + shift, old[3] + shift, old[4], old[5] + shift))
+            if new is not None and (keep is None or new[0] in keep):
+                found.append(new)
         return Part10(data=self.data, meta=self.meta, transfer_syntax=previous.transfer_syntax,
                       implicit=previous.implicit, dataset_offset=self.dataset_offset,
                       elements={e.tag: e for e in found}, pixel_offset=self.pixel_offset)
