@@ -400,3 +400,43 @@ def test_the_transfer_syntax_of_a_view_has_pydicoms_uid_properties(tmp_path: Pat
         for name in ("is_transfer_syntax", "is_private", "is_implicit_VR", "is_little_endian", "is_deflated",
                      "is_compressed", "is_encapsulated", "name"):
             assert getattr(ours, name) == getattr(theirs, name), (uid, name)
+
+
+def test_files_of_a_folder_are_read_against_the_previous_header(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                                  ) -> None:
+    """read_part10 reads a file against the last header walked in its folder: the positions are
+    the walk's (with and without ``keep``), whatever changed, and the walk runs only when the
+    elements differ."""
+    from convert.dicom import elements
+
+    def slice_file(n: int, extra: bool = False) -> Path:
+        ds = Dataset()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = f"1.2.3.{'9' * n}"
+        ds.InstanceNumber = n
+        ds.ImagePositionPatient = [0, 0, n * 1.25]
+        ds.PatientName = "Doe^John"
+        if extra:
+            ds.ImageComments = "an element the others lack"
+        ds.Rows = ds.Columns = 2
+        ds.BitsAllocated, ds.BitsStored, ds.PixelRepresentation, ds.SamplesPerPixel = 16, 16, 0, 1
+        ds.PixelData = b"\0" * 8
+        path = tmp_path / f"{n:03d}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        return path
+
+    paths = [slice_file(1), slice_file(2), slice_file(13), slice_file(4, extra=True), slice_file(5, extra=True)]
+    walked = []
+    real_parse = elements.parse_part10
+    monkeypatch.setattr(elements, "parse_part10", lambda *a, **k: walked.append(1) or real_parse(*a, **k))
+    monkeypatch.setattr(header_module, "_PREVIOUS", {})
+    keep = frozenset({0x00200013, 0x00200032})
+    for path in paths:
+        data = path.read_bytes()
+        for kept in (keep, None):
+            got = header_module.read_part10(path, keep=kept)
+            want = real_parse(data, whole=True, keep=kept)
+            assert got is not None and got.elements == want.elements and got.pixel_offset == want.pixel_offset
+    assert len(walked) == 2  # the first file, and the first with the extra element

@@ -360,7 +360,7 @@ class Part10:
                 segment_is_header.append(False)
         first_segment.append(len(bounds))
         return _Layout([e.offset for e in found], np.frombuffer(self.data, np.uint8, stop), stop, found,
-                       np.array(bounds, np.int64), segment_element, segment_is_header, first_segment)
+                       np.array(bounds, np.int64), segment_element, segment_is_header, first_segment, {})
 
 
 def _read_meta(data: bytes, whole: bool) -> tuple[dict[int, Element], int]:
@@ -392,6 +392,7 @@ class _Layout(NamedTuple):
     segment_element: list[int]  # the element of each segment
     segment_is_header: list[bool]
     first_segment: list[int]  # each element's first segment (one more: the number of segments)
+    kept: dict  # keep set -> the indices of its elements (Relayout.part10)
 
 
 @dataclass(frozen=True)
@@ -428,18 +429,32 @@ class Relayout:
         """The new header as :func:`parse_part10` describes it (``keep``: only these top-level
         tags, as :func:`parse_part10`'s ``keep``; None: every element)."""
         previous = self.previous
-        replaced = dict(self.changed)
-        found: list[Element] = []
+        layout = previous.layout
+        assert layout is not None  # reparse gave this Relayout
+        old = layout.found
+        if keep is None:
+            indices: list[int] = list(range(len(old)))
+        else:
+            indices = layout.kept.get(keep)  # type: ignore[assignment]
+            if indices is None:
+                if len(layout.kept) > 8:
+                    layout.kept.clear()
+                indices = layout.kept[keep] = [i for i, e in enumerate(old) if e.tag in keep]
+        changed = self.changed
+        replaced = dict(changed)
         shift = self.dataset_offset - previous.dataset_offset
         make = tuple.__new__
-        for index, old in enumerate(previous.elements.values()):
+        found: list[Element] = []
+        at, n_changed = 0, len(changed)
+        for index in indices:
+            while at < n_changed and changed[at][0] < index:  # the length changes before this element
+                shift = changed[at][1].end - old[changed[at][0]].end
+                at += 1
             new = replaced.get(index)
-            if new is not None:
-                shift = new.end - old.end
-            elif keep is None or old[0] in keep:
-                new = make(Element, (old[0], old[1], old[2] + shift, old[3] + shift, old[4], old[5] + shift))
-            if new is not None and (keep is None or new[0] in keep):
-                found.append(new)
+            if new is None:
+                e = old[index]
+                new = make(Element, (e[0], e[1], e[2] + shift, e[3] + shift, e[4], e[5] + shift))
+            found.append(new)
         return Part10(data=self.data, meta=self.meta, transfer_syntax=previous.transfer_syntax,
                       implicit=previous.implicit, dataset_offset=self.dataset_offset,
                       elements={e.tag: e for e in found}, pixel_offset=self.pixel_offset)

@@ -79,30 +79,63 @@ def read_header(path: Path, *, force: bool = True) -> Any:
         raise DicomError(f"not a readable DICOM file: {type(exc).__name__}: {exc}", path) from exc
 
 
+#: Folder -> the last header :func:`read_part10` walked whole there: the next files of the folder
+#: (the slices of a series) are read against it (:func:`convert.dicom.elements.reparse`).
+_PREVIOUS: dict[str, "elements.Part10"] = {}
+_MAX_PREVIOUS = 64
+
+
 def read_part10(path: Path, keep: frozenset[int] | None = None) -> "elements.Part10 | None":
     """Element positions of ``path``'s header (:func:`convert.dicom.elements.parse_part10`; ``keep``:
     index only these top-level tags), reading on (doubling) while the header lasts, up to
     :data:`MAX_HEADER_BYTES`; None when the element layer leaves the file to pydicom (no preamble,
-    big endian, deflated, gzip, odd structure) or it cannot be read."""
+    big endian, deflated, gzip, odd structure) or it cannot be read.
+
+    A file is read against the last header walked whole in its folder when it shares its
+    elements (:func:`~convert.dicom.elements.reparse`: the same positions, found by comparing
+    bytes instead of walking every element)."""
     path = Path(path)
     if is_gzip(path):
         return None
+    folder = str(path.parent)
     try:
         with open(path, "rb") as fh:
             data = fh.read(HEADER_BYTES)
             while True:
                 whole = len(data) < HEADER_BYTES or len(data) % HEADER_BYTES != 0  # the file ended
                 try:
-                    return elements.parse_part10(data, whole=whole, keep=keep)
+                    return _parse(data, whole, keep, folder)
                 except elements.Truncated:
                     if whole or len(data) >= MAX_HEADER_BYTES:
                         return None
                     more = fh.read(len(data))  # a big header (Philips, GE, enhanced): read on
                     if not more:
-                        return elements.parse_part10(data, whole=True, keep=keep)
+                        return _parse(data, True, keep, folder)
                     data += more
     except (elements.NotCovered, OSError):
         return None
+
+
+def _parse(data: bytes, whole: bool, keep: frozenset[int] | None, folder: str) -> "elements.Part10":
+    """:func:`read_part10`'s parse of the bytes read so far (raises Truncated / NotCovered)."""
+    previous = _PREVIOUS.get(folder)
+    if previous is not None:
+        try:
+            relaid = elements.reparse(data, previous, whole=whole)
+        except elements.NotCovered:  # Truncated included: the walk below says what it is
+            relaid = None
+        if relaid is not None:
+            return relaid.part10(keep)
+    full = elements.parse_part10(data, whole=whole)
+    if full.layout is not None:
+        if len(_PREVIOUS) >= _MAX_PREVIOUS:
+            _PREVIOUS.clear()
+        _PREVIOUS[folder] = full
+    if keep is None:
+        return full
+    return elements.Part10(data=data, meta=full.meta, transfer_syntax=full.transfer_syntax, implicit=full.implicit,
+                           dataset_offset=full.dataset_offset, pixel_offset=full.pixel_offset,
+                           elements={t: e for t, e in full.elements.items() if t in keep})
 
 
 def view_of(path: Path, part10: "elements.Part10") -> "Header | None":

@@ -24,6 +24,7 @@ from __future__ import annotations
 import errno
 import functools
 import os
+import re
 import struct
 import sys
 import warnings
@@ -493,6 +494,10 @@ _US_TAGS = frozenset({0x00280010, 0x00280011, 0x00280100, 0x00280101, 0x00280103
 _KEPT_TAGS = _FAST_TAGS | {_ENHANCED_TAG, _DIRECTORY_TAG}
 
 
+#: A control character (pydicom's character-set handling decides such values).
+_CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
+
+
 def _fast_index(path: Path) -> Instance | None:
     """:func:`_index_from_bytes` of ``path`` read by the element layer (None: not covered)."""
     part10 = header_view.read_part10(path, keep=_KEPT_TAGS)
@@ -522,7 +527,7 @@ def _index_from_bytes(path: Path, part10: elements.Part10) -> Instance | None:
         if tag in _US_TAGS or tag in _PHILIPS_SCALE_TAGS or tag in (_PHILIPS_BVALUE, _GE_IMAGE_TYPE):
             continue
         text_value = raw.rstrip(b" \x00")
-        if not text_value.isascii() or any(b < 0x20 or b == 0x7F for b in text_value):
+        if not text_value.isascii() or _CONTROL.search(text_value):
             return None  # non-ASCII or control characters: pydicom's character-set handling decides
         if tag in _UID_TAGS and text_value.strip(b"0123456789."):
             return None  # not a plain UID
