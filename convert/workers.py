@@ -15,16 +15,28 @@ passes :func:`die_with_parent` as its initializer:
 
 A worker killed mid-write leaves only a temporary file whose name holds its
 pid (:func:`convert.atomic.temporary_name`), which the next run removes.
+
+Memory (issue 13: whole-archive peak bounded by a few series, not by the archive):
+
+* :func:`shared_heap` freezes the parent's objects (:func:`gc.freeze`) while a fork pool runs:
+  the workers' garbage collections then never write to the objects they inherited (the scan's
+  instances of every file, the plan), so those pages stay shared with the parent instead of
+  being copied into every worker;
+* :func:`release_freed_memory` hands the memory a finished job freed back to the system
+  (glibc ``malloc_trim``): glibc's dynamic mmap threshold otherwise serves the next large
+  arrays from the heap and keeps a series' worth of freed pages per process.
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
@@ -93,3 +105,54 @@ def process_pool(n_workers: int, initializer: Callable[..., None] | None = None,
     context = multiprocessing.get_context("fork" if "fork" in methods else None)
     return ProcessPoolExecutor(max_workers=n_workers, mp_context=context, initializer=_init_worker,
                                initargs=(os.getpid(), initializer, initargs))
+
+
+_LIBC: Any = None
+
+
+def _libc() -> Any:
+    """The C library (``ctypes.CDLL(None)``), loaded once; False where there is none."""
+    global _LIBC
+    if _LIBC is None:
+        try:
+            import ctypes
+
+            _LIBC = ctypes.CDLL(None)
+        except (OSError, ImportError):  # pragma: no cover - no C library to load
+            _LIBC = False
+    return _LIBC
+
+
+def release_freed_memory() -> bool:
+    """Return memory freed by this process to the system (glibc ``malloc_trim(0)``); True if it could.
+
+    Call it between jobs (a series read, converted and written: its arrays are freed). glibc
+    keeps freed heap memory for reuse, and after a large array is freed it raises its mmap
+    threshold so that the next arrays of that size come from the heap too: without a trim a
+    worker keeps the largest series' worth of pages it no longer uses for the rest of the run.
+    A few milliseconds; a no-op (False) where the C library has no ``malloc_trim`` (musl, macOS,
+    Windows).
+    """
+    libc = _libc()
+    trim = getattr(libc, "malloc_trim", None) if libc else None
+    if trim is None:
+        return False
+    trim(0)
+    return True
+
+
+@contextmanager
+def shared_heap() -> Iterator[None]:
+    """Keep the objects of this process out of the garbage collector's reach while a fork pool runs.
+
+    Every object alive on entry is moved to the collector's permanent generation
+    (:func:`gc.freeze`), so the collections of forked workers never touch them (a collection
+    writes to the header of every object it examines, copying its page into the worker) and
+    the pages stay shared between the parent and its workers. On exit the objects are handed
+    back to the collector (:func:`gc.unfreeze`). Objects created inside are collected as usual.
+    """
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()

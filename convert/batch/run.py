@@ -186,10 +186,34 @@ def _init_pool_worker(jobs: Sequence[Job], ctx: JobContext, replace: frozenset[i
 
 
 def _run_indexed(index: int) -> SeriesOutcome:
-    """:func:`run_job` for job ``index`` of the run (in a pool worker): only the index travels."""
+    """:func:`run_job` for job ``index`` of the run (in a pool worker): only the index travels.
+
+    The outcome goes back without its input paths (``files``: the parent has them in its plan,
+    :func:`_with_inputs` puts them back), and the memory the job freed goes back to the system.
+    """
     assert _WORKER_STATE is not None
     jobs, ctx, replace = _WORKER_STATE
-    return run_job(jobs[index], ctx, index in replace)
+    outcome = _run_released(jobs[index], ctx, index in replace)
+    outcome.files = []
+    return outcome
+
+
+def _run_released(job: Job, ctx: JobContext, replace: bool) -> SeriesOutcome:
+    """:func:`run_job`, then the memory its series took handed back to the system
+    (:func:`convert.workers.release_freed_memory`): a process converting many series holds at
+    most one series' arrays, not the largest one's pages for the rest of the run."""
+    from convert.workers import release_freed_memory
+
+    outcome = run_job(job, ctx, replace)
+    release_freed_memory()
+    return outcome
+
+
+def _with_inputs(outcome: SeriesOutcome, job: Job) -> SeriesOutcome:
+    """``outcome`` (back from a worker without its input paths) with ``job``'s input files."""
+    if not outcome.files:
+        outcome.files = job.series.paths
+    return outcome
 
 
 def _execute(jobs: Sequence[Job], ctx: JobContext, replace: frozenset[int], n_workers: int, client: Any,
@@ -205,15 +229,17 @@ def _execute(jobs: Sequence[Job], ctx: JobContext, replace: frozenset[int], n_wo
     if n_workers <= 1 or len(jobs) <= 1:
         for n, job in enumerate(jobs):
             begin(job)
-            yield job, run_job(job, ctx, n in replace)
+            yield job, _run_released(job, ctx, n in replace)
         return
     from concurrent.futures import FIRST_COMPLETED, wait
 
-    from convert.workers import process_pool
+    from convert.workers import process_pool, shared_heap
 
     queue = deque(range(len(jobs)))
     pending: dict[Any, int] = {}
-    with process_pool(min(n_workers, len(jobs)), _init_pool_worker, (list(jobs), ctx, replace)) as pool:
+    # the workers fork with the plan (every file's instance): frozen, its pages stay shared
+    with shared_heap(), process_pool(min(n_workers, len(jobs)), _init_pool_worker,
+                                     (list(jobs), ctx, replace)) as pool:
         while queue or pending:
             while queue and len(pending) < n_workers * _AHEAD_PER_WORKER:
                 n = queue.popleft()
@@ -222,7 +248,7 @@ def _execute(jobs: Sequence[Job], ctx: JobContext, replace: frozenset[int], n_wo
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 n = pending.pop(future)
-                yield jobs[n], _outcome_of(future, jobs[n])
+                yield jobs[n], _with_inputs(_outcome_of(future, jobs[n]), jobs[n])
 
 
 def run_jobs(jobs: Sequence[Job], ctx: JobContext, replace: Sequence[bool]) -> list[SeriesOutcome]:
