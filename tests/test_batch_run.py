@@ -416,3 +416,18 @@ def test_an_output_folder_that_cannot_be_made_is_one_clear_line(tmp_path: Path) 
     result = CliRunner().invoke(app, ["convert", str(tmp_path / "in"), str(tmp_path / "afile" / "out")])
     assert result.exit_code == 1
     assert "cannot create the output folder" in result.output and "unexpected" not in result.output
+
+
+def test_a_pool_run_reports_every_series_input_files_and_leaves_the_collector_as_it_was(tmp_path: Path) -> None:
+    """Pool workers send outcomes back without input paths (the parent has them); the report has them all,
+    and the objects frozen while the pool ran (workers.shared_heap) are back with the garbage collector."""
+    import gc
+
+    make_archive(tmp_path / "in", n_series=3)
+    frozen = gc.get_freeze_count()
+    alone = convert_dicom_tree(tmp_path / "in", tmp_path / "one", jobs=1, reports=False)
+    pooled = convert_dicom_tree(tmp_path / "in", tmp_path / "two", jobs=2, reports=False)
+    assert gc.get_freeze_count() == frozen
+    assert pooled.jobs == 2
+    assert [o.files for o in pooled.outcomes] == [o.files for o in alone.outcomes]
+    assert all(len(o.files) == 12 for o in pooled.outcomes)

@@ -56,3 +56,26 @@ def test_die_with_parent_exits_when_the_parent_is_already_gone() -> None:
     code = "import convert.workers as w; w.die_with_parent(1 << 22); print('alive')"  # not its parent's pid
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and "alive" not in proc.stdout
+
+
+def test_shared_heap_freezes_the_objects_alive_and_hands_them_back() -> None:
+    import gc
+
+    import convert.workers as workers
+
+    before = gc.get_freeze_count()
+    kept = [object() for _ in range(10)]
+    with workers.shared_heap():
+        assert gc.get_freeze_count() >= before + len(kept)
+    assert gc.get_freeze_count() == before
+
+
+def test_release_freed_memory_trims_with_glibc_and_is_a_no_op_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    import platform
+
+    import convert.workers as workers
+
+    if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
+        assert workers.release_freed_memory() is True
+    monkeypatch.setattr(workers, "_LIBC", False)  # no C library (or one without malloc_trim)
+    assert workers.release_freed_memory() is False

@@ -42,6 +42,12 @@ from convert.volume import Volume
 #: Jobs handed to the local pool ahead of the ones running, per worker: enough to keep workers
 #: busy, few enough that a killed run has begun few jobs it did not finish.
 _AHEAD_PER_WORKER = 2
+#: Modules the jobs import on first use (pydicom: the private and fallback header reads; Pillow:
+#: the report's thumbnails; the pixel decoders), imported by a pool run's parent before its workers
+#: fork: imported in each worker they would fill the holes of the inherited heap (the scan's
+#: instances) and copy those pages into every worker, as well as costing each worker the import.
+_JOB_MODULES = ("pydicom", "pydicom.pixels", "PIL.Image", "PIL.ImageDraw", "PIL.PngImagePlugin",
+                "convert.process.preview", "convert.process.geometry", "convert.dicom.ge", "convert.dicom.sidecar")
 #: The same for a Dask cluster, whose round trip (client -> scheduler -> worker -> client) is
 #: milliseconds: with 2 ahead per worker thread, workers idled between short jobs (measured 1.40x
 #: the local pool on 500 series of 100 small slices).
@@ -189,7 +195,8 @@ def _run_indexed(index: int) -> SeriesOutcome:
     """:func:`run_job` for job ``index`` of the run (in a pool worker): only the index travels.
 
     The outcome goes back without its input paths (``files``: the parent has them in its plan,
-    :func:`_with_inputs` puts them back), and the memory the job freed goes back to the system.
+    :func:`_with_inputs` puts them back after the pool), and the memory the job freed goes back
+    to the system.
     """
     assert _WORKER_STATE is not None
     jobs, ctx, replace = _WORKER_STATE
@@ -210,7 +217,11 @@ def _run_released(job: Job, ctx: JobContext, replace: bool) -> SeriesOutcome:
 
 
 def _with_inputs(outcome: SeriesOutcome, job: Job) -> SeriesOutcome:
-    """``outcome`` (back from a worker without its input paths) with ``job``'s input files."""
+    """``outcome`` (back from a worker without its input paths) with ``job``'s input files.
+
+    Called once the pool has ended: while forked workers share the parent's pages, the parent
+    does not touch the per-file objects of the plan (a reference count written is a page copied).
+    """
     if not outcome.files:
         outcome.files = job.series.paths
     return outcome
@@ -235,6 +246,7 @@ def _execute(jobs: Sequence[Job], ctx: JobContext, replace: frozenset[int], n_wo
 
     from convert.workers import process_pool, shared_heap
 
+    _import_job_modules(ctx)
     queue = deque(range(len(jobs)))
     pending: dict[Any, int] = {}
     # the workers fork with the plan (every file's instance): frozen, its pages stay shared
@@ -248,7 +260,22 @@ def _execute(jobs: Sequence[Job], ctx: JobContext, replace: frozenset[int], n_wo
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 n = pending.pop(future)
-                yield jobs[n], _with_inputs(_outcome_of(future, jobs[n]), jobs[n])
+                yield jobs[n], _outcome_of(future, jobs[n])
+
+
+def _import_job_modules(ctx: JobContext) -> None:
+    """Import what the jobs of ``ctx`` will (:data:`_JOB_MODULES`, the output format's adapter) in this
+    process, before a fork pool starts: the workers then share those modules' pages with it."""
+    import importlib
+
+    from convert.formats import get_format
+
+    get_format(ctx.to)
+    for name in _JOB_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:  # an optional part missing: the job that needs it says so
+            pass
 
 
 def run_jobs(jobs: Sequence[Job], ctx: JobContext, replace: Sequence[bool]) -> list[SeriesOutcome]:
@@ -412,13 +439,14 @@ def run_plan(plan: Plan, ctx: JobContext, *, jobs: int | None = None, client: An
     started_at = datetime.now(timezone.utc)
     started, files_done, failures = time.perf_counter(), 0, 0
     total = len(todo)
+    n_files = {job.index: job.files for job in todo}  # counted before the pool: see _with_inputs
     manifest.open()
     try:
         begin = (lambda job: manifest.append({"job": key_of[job.index], "state": "begun"}))
         for n, (job, outcome) in enumerate(_execute(todo, ctx, replace, n_workers, client, begin), 1):
             manifest.append(_record(key_of[job.index], job, outcome, out_dir))
             outcomes[job.index] = outcome
-            files_done += job.files
+            files_done += n_files[job.index]
             failures += not outcome.ok
             if progress:
                 rate = files_done / max(time.perf_counter() - started, 1e-6)
@@ -426,6 +454,8 @@ def run_plan(plan: Plan, ctx: JobContext, *, jobs: int | None = None, client: An
                          else f"{job.label} · {rate:,.0f} files/s")
     finally:
         manifest.close()
+    for job in todo:
+        _with_inputs(outcomes[job.index], job)
     return Report(source=plan.source, outcomes=[outcomes[i] for i in sorted(outcomes)],
                   skipped=list(plan.skipped), duplicates=list(plan.duplicates), out_dir=out_dir,
                   started=started_at, finished=datetime.now(timezone.utc),
