@@ -468,3 +468,20 @@ def test_repeated_text_fields_are_shared_across_a_series(tmp_path: Path, monkeyp
         a, b, *_ = scan(tmp_path, workers=2).instances
         for name in ("series_uid", "study_uid", "modality", "manufacturer", "body_part", "transfer_syntax"):
             assert getattr(a, name) is getattr(b, name), (pool, name)
+
+
+def test_a_series_instances_share_their_repeated_tuples_and_keep_no_dict(tmp_path: Path) -> None:
+    """Memory per file of a large archive (issue 13): no per-instance __dict__; the orientation, pixel
+    spacing and image type a series repeats are one object; -0.0 is not merged with 0.0."""
+    from dataclasses import replace
+
+    from convert.dicom.scan import Instance
+
+    make_series(tmp_path / "s", slices=4)
+    instances = scan(tmp_path / "s").instances
+    assert len(instances) == 4 and not hasattr(instances[0], "__dict__")
+    for name in ("orientation", "pixel_spacing", "image_type"):
+        assert len({id(getattr(i, name)) for i in instances}) == 1, name
+    plus = replace(instances[0], orientation=(1.0, 0.0, 0.0, 0.0, 1.0, 0.0))
+    minus = replace(instances[0], orientation=(1.0, -0.0, 0.0, 0.0, 1.0, 0.0))
+    assert isinstance(minus, Instance) and str(minus.orientation[1]) == "-0.0" and str(plus.orientation[1]) == "0.0"
