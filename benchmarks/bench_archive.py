@@ -24,6 +24,14 @@ Then the headers-only scan of the generated archive
 ``convert.scan`` is now the index DataFrame: see ``bench_index.py``)
 and ``medconvert info ARCHIVE`` for reference.
 
+Then whole-archive peak memory, medconvert alone (issue 13: "bounded by a few series, not by
+the archive"): the smallest conformance archive (its peak, in one process, is the start-up
+footprint, measured with ``--jobs 1``), the generated archive at ``--files`` (N) and at ``--memory-files`` (default 4N: the
+same templates and series sizes, four times the series), interleaved. Two checks, both printed:
+*growth*, peak(4N) - peak(N) <= 1 x the largest series' size in memory; *bound*, at N and at 4N,
+peak <= processes x start-up footprint + 4 x the largest series (processes: the most medconvert's
+tree held at once, the parent and its workers).
+
 Before anything is reported, the first outputs are checked: NIfTI counts per
 tool, and medconvert's outputs of every conformance series and of one series
 per template and mode of the generated archive compared in world space with
@@ -38,6 +46,7 @@ Usage::
     python benchmarks/bench_archive.py --quick            # 1 run, no warm-up (a few minutes)
     python benchmarks/bench_archive.py --runs 3           # the table in benchmarks/README.md
     python benchmarks/bench_archive.py --files 20000 --shared /path/to/shared --snapshot HEAD
+    python benchmarks/bench_archive.py --memory-only --runs 3  # only the memory checks (N and 4N files)
 
 Exit status 0 when every target passes and no output differs unexpectedly.
 """
@@ -70,9 +79,17 @@ RESULTS_DIR = bd.RESULTS_DIR
 TARGET_TOTAL = 1.0
 TARGET_EACH = 1.5
 TARGET_SCAN_FILES_PER_S = 2000.0
-#: whole-archive peak memory: at most the start-up footprint (medconvert's peak on the
-#: smallest archive) plus this many times the largest series' size in memory
+#: whole-archive peak memory ("bounded by a few series, not by the archive"), two checks on the
+#: generated real-header archive at N files (``--files``) and at MEMORY_GROWTH_FACTOR x N files
+#: (same templates and series sizes, more series):
+#: 1. growth: peak(4N) - peak(N) <= MEMORY_GROWTH_SERIES x the largest series' size in memory
+#:    (an archive four times larger may cost at most one more series held, nothing per file beyond it);
+#: 2. bound: peak <= processes x start-up footprint (medconvert's peak on the smallest archive, which
+#:    runs in one process) + MEMORY_SERIES_FACTOR x the largest series, at N and at 4N
+#:    (processes: the most that medconvert's process tree held at once: the parent and its workers).
 MEMORY_SERIES_FACTOR = 4.0
+MEMORY_GROWTH_FACTOR = 4
+MEMORY_GROWTH_SERIES = 1.0
 
 SCAN_CODE = "import sys; from convert.dicom.scan import scan; r = scan(sys.argv[1])"
 SCAN_COUNT_CODE = SCAN_CODE + "; print(len(r.instances), len(r.skipped))"
@@ -306,6 +323,93 @@ def check_outputs(archive: Archive, outs: dict[str, Path]) -> dict[str, object]:
     return result
 
 
+# --------------------------------------------------------------------------- memory
+def memory_rounds(small: Archive, n: Archive, big: Archive, rounds: list[str], work: Path) -> dict[str, object]:
+    """medconvert alone on the smallest archive (``--jobs 1``: the start-up footprint of one process), the
+    real-header archive at N and at 4N files (its default: every core), interleaved:
+    peak memory (process tree, :func:`bench_dicom.tree_memory_bytes`) and processes of every run, and the
+    largest series' size in memory of the N and 4N outputs (from the first run's NIfTI headers)."""
+    argv = tools()[0].argv
+    result: dict[str, object] = {"archives": {}, "largest_series_mb": {}}
+    rows = {a.name: Row("medconvert", "medconvert", ".nii.gz") for a in (small, n, big)}
+    for label in rounds:
+        for ai, a in enumerate((small, n, big)):
+            row = rows[a.name]
+            if row.failed:
+                continue
+            out = work / f"memory-{ai}-{label.replace(' ', '')}"
+            shutil.rmtree(out, ignore_errors=True)
+            # the start-up footprint is one process's: the smallest archive with --jobs 1
+            run = run_once(argv(a.path, out) + (["--jobs", "1"] if a is small else []), out, expect_outputs=None)
+            print(f"  {label:8s} memory {a.name[:30]:30s} " + (f"{run.peak_mb:5.0f} MB {run.processes} processes"
+                                                              if run.ok else f"FAILED {run.error}"),
+                  file=sys.stderr, flush=True)
+            if label != "warm-up" or not run.ok:
+                row.runs.append(run)
+            if run.ok and a is not small and a.name not in result["largest_series_mb"]:  # type: ignore[operator]
+                sizes = [_series_bytes(p) for p in _nifti_outputs(out)]
+                result["largest_series_mb"][a.name] = max(sizes) / 2**20 if sizes else float("nan")  # type: ignore[index]
+            shutil.rmtree(out, ignore_errors=True)
+    for role, a in (("small", small), ("n", n), ("big", big)):
+        result["archives"][role] = {"name": a.name, "files": a.files, "mb": a.mb,  # type: ignore[index]
+                                    "runs": [asdict(r) for r in rows[a.name].runs]}
+    return result
+
+
+def render_memory(memory: dict[str, object]) -> tuple[bool, list[str], dict[str, object]]:
+    """(all pass, Markdown lines, verdict entries) of :func:`memory_rounds`' results."""
+    nan = float("nan")
+    archives: dict[str, dict[str, object]] = memory["archives"]  # type: ignore[assignment]
+    fields = bd.Run.__dataclass_fields__
+
+    def runs(role: str) -> list[bd.Run]:
+        return [bd.Run(**{k: v for k, v in r.items() if k in fields}) for r in archives[role]["runs"]]  # type: ignore[union-attr,arg-type]
+
+    def median(role: str, attr: str) -> float:
+        vals = [getattr(r, attr) for r in runs(role) if r.ok]
+        return statistics.median(vals) if vals else nan
+
+    def name(role: str) -> str:
+        return str(archives[role]["name"])
+
+    sizes: dict[str, float] = memory["largest_series_mb"]  # type: ignore[assignment]
+    largest = max((v for v in sizes.values() if v == v), default=nan)
+    start_up = median("small", "peak_mb")
+    lines = ["", f"Whole-archive peak memory (medconvert alone, process tree: largest VmHWM or summed PSS; "
+             f"median of {len(runs('n'))} run(s) each, interleaved):", "",
+             "| archive | files | MB | peak MB (median) | min-max MB | processes |", "|---|---:|---:|---:|---:|---:|"]
+    for role in ("small", "n", "big"):
+        good = [r for r in runs(role) if r.ok]
+        spread = f"{min(r.peak_mb for r in good):.0f}-{max(r.peak_mb for r in good):.0f}" if good else "n/a"
+        procs = max((r.processes for r in good), default=0)
+        lines.append(f"| {name(role)} | {archives[role]['files']} | {float(archives[role]['mb']):.0f} | "  # type: ignore[arg-type]
+                     f"{_fmt(median(role, 'peak_mb'), '.0f')} | {spread} | {procs or 'n/a'} |")
+    peak_n, peak_big = median("n", "peak_mb"), median("big", "peak_mb")
+    growth = peak_big - peak_n
+    allowed = MEMORY_GROWTH_SERIES * largest
+    growth_ok = growth == growth and allowed == allowed and growth <= allowed
+    verdict: dict[str, object] = {"peak memory growth N -> 4N": {"value": growth, "limit": allowed, "pass": growth_ok,
+                                                                 "peak_n": peak_n, "peak_4n": peak_big}}
+    lines += ["", f"- growth with the archive: peak {_fmt(peak_n, '.0f')} MB at {archives['n']['files']} files, "
+              f"{_fmt(peak_big, '.0f')} MB at {archives['big']['files']} files: +{_fmt(growth, '.0f')} MB "
+              f"({_fmt(peak_big / peak_n if peak_n else nan)}x); allowed +{MEMORY_GROWTH_SERIES:g} x largest series "
+              f"({_fmt(largest, '.1f')} MB in memory) = +{_fmt(allowed, '.0f')} MB: "
+              f"**{'PASS' if growth_ok else 'FAIL'}**"]
+    all_ok = growth_ok
+    for role in ("n", "big"):
+        procs = max((r.processes for r in runs(role) if r.ok), default=0)
+        limit = procs * start_up + MEMORY_SERIES_FACTOR * largest
+        peak = median(role, "peak_mb")
+        ok = peak == peak and limit == limit and procs > 0 and peak <= limit
+        all_ok &= ok
+        verdict[f"peak memory bounded ({role})"] = {"value": peak, "limit": limit, "pass": ok, "processes": procs}
+        lines.append(f"- bound at {archives[role]['files']} files: peak {_fmt(peak, '.0f')} MB <= {procs} processes x "
+                     f"start-up footprint ({_fmt(start_up, '.0f')} MB, the peak on {name('small')} with --jobs 1) + "
+                     f"{MEMORY_SERIES_FACTOR:g} x largest series = {_fmt(limit, '.0f')} MB: "
+                     f"**{'PASS' if ok else 'FAIL'}**")
+    return all_ok, lines, verdict
+
+
 # --------------------------------------------------------------------------- report
 def _fmt(x: float, spec: str = ".2f") -> str:
     return "n/a" if x != x else format(x, spec)
@@ -318,9 +422,14 @@ def _spread(row: Row) -> str:
 
 def render(archives: list[Archive], rows: dict[tuple[str, str], Row], checks: dict[str, dict[str, object]],
            refs: dict[str, Row], scan_archive: Archive | None, scan_counts: tuple[int, int] | None,
-           runs: int, warmup: bool, pigz: bool) -> tuple[str, dict[str, object]]:
-    """The Markdown report and a JSON-ready verdict."""
+           runs: int, warmup: bool, pigz: bool,
+           memory: dict[str, object] | None = None) -> tuple[str, dict[str, object]]:
+    """The Markdown report and a JSON-ready verdict (``memory``: :func:`memory_rounds`' results)."""
     nan = float("nan")
+    if not archives:  # --memory-only
+        ok, lines, verdict = render_memory(memory) if memory else (False, ["no measurement"], {})
+        verdict["all_pass"] = ok
+        return "\n".join(lines), verdict
     keys = [t.key for t in tools()]
     zy = "dcm2niix -z y" + ("" if pigz else " (no pigz)")
     verdict: dict[str, object] = {}
@@ -404,21 +513,12 @@ def render(archives: list[Archive], rows: dict[tuple[str, str], Row], checks: di
                          f"{_fmt(row.median('cpu_s'))} | {_fmt(row.median('peak_mb'), '.0f')} | "
                          f"{counts.get(k, 'n/a')} | {_fmt(chk.get('largest_series_mb', nan), '.1f')} | {note} |")
 
-    # memory bound
-    small = min(archives, key=lambda a: a.files) if archives else None
-    big = max(archives, key=lambda a: a.files) if archives else None
-    if small and big:
-        base = med(small.name, "medconvert", "peak_mb")
-        largest = float(checks.get(big.name, {}).get("largest_series_mb", nan))
-        limit = base + MEMORY_SERIES_FACTOR * largest
-        peak = med(big.name, "medconvert", "peak_mb")
-        ok = peak == peak and peak <= limit
+    # memory: growth with the archive and the bound (memory_rounds)
+    if memory:
+        ok, mem_lines, mem_verdict = render_memory(memory)
         all_ok &= ok
-        verdict["peak memory bounded"] = {"value": peak, "limit": limit, "pass": ok}
-        lines += ["", f"Whole-archive peak memory ({big.name}, {big.files} files, {big.mb:.0f} MB): medconvert "
-                  f"{_fmt(peak, '.0f')} MB; largest series {_fmt(largest, '.1f')} MB in memory; limit = start-up "
-                  f"footprint ({_fmt(base, '.0f')} MB, its peak on {small.name}) + {MEMORY_SERIES_FACTOR:g} x "
-                  f"largest series = {_fmt(limit, '.0f')} MB: **{'PASS' if ok else 'FAIL'}**"]
+        verdict.update(mem_verdict)
+        lines += mem_lines
 
     # headers-only scan
     if scan_archive is not None and refs:
@@ -488,7 +588,7 @@ def rerender(path: Path) -> str:
     counts = info.get("scan_counts")
     table, _ = render(archives, rows, data["checks"], refs, scan_archive, tuple(counts) if counts else None,
                       int(info["runs"]), bool(info["warmup"]), not str(info["versions"].get("pigz", "")).startswith(
-                          "missing"))
+                          "missing"), data.get("memory"))
     m = info["machine"]
     return "\n".join([f"machine: {m['cpu']}, {m['cores']} cores, {m['memory']}; load average (1/5/15 min) at "
                       f"start {info.get('load_start', '?')}, at end {info.get('load_end', '?')}",
@@ -514,6 +614,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--archives", nargs="+", metavar="NAME",
                         help="only archives whose name contains one of these (e.g. dcm_qa_nih real-header)")
     parser.add_argument("--no-scan", action="store_true", help="skip the headers-only scan and info timings")
+    parser.add_argument("--memory-files", type=int, default=None, metavar="N",
+                        help=f"size of the larger real-header archive of the memory checks (default "
+                             f"{MEMORY_GROWTH_FACTOR} x --files; generated once, ~{MEMORY_GROWTH_FACTOR * 2} min)")
+    parser.add_argument("--no-memory", action="store_true",
+                        help="skip the memory checks (growth from --files to --memory-files, and the bound)")
+    parser.add_argument("--memory-only", action="store_true",
+                        help="only the memory checks: medconvert alone on the smallest, the --files and the "
+                             "--memory-files archives (no dcm2niix, no output comparison, no scan timing)")
     parser.add_argument("--keep", action="store_true", help="keep the output folders (benchmarks/results/archive-work)")
     parser.add_argument("--snapshot", metavar="REV",
                         help="measure medconvert at this git revision (e.g. HEAD), exported with git archive")
@@ -543,7 +651,18 @@ def main(argv: list[str] | None = None) -> int:
         print("warning: pigz is not on PATH: dcm2niix -z y will use its internal gzip", file=sys.stderr)
 
     print("preparing archives ...", file=sys.stderr, flush=True)
-    archives = build_archives(conformance, args.files, args.archives)
+    archives = [] if args.memory_only else build_archives(conformance, args.files, args.archives)
+    memory_set: tuple[Archive, Archive, Archive] | None = None
+    if not args.no_memory:
+        big_files = args.memory_files or MEMORY_GROWTH_FACTOR * args.files
+        sets = [_measure(Archive(p.parent.name, p)) for p in conformance_sets(conformance)]
+        memory_set = (min(sets, key=lambda a: a.files),
+                      _measure(Archive(f"real-header archive ({args.files}+)", generate(args.files, conformance),
+                                       kind="generated")),
+                      _measure(Archive(f"real-header archive ({big_files}+)", generate(big_files, conformance),
+                                       kind="generated")))
+        for a in memory_set:
+            print(f"  memory: {a.name}: {a.files} files, {a.mb:.0f} MB ({a.path})", file=sys.stderr)
     for a in archives:
         print(f"  {a.name}: {a.files} files, {a.mb:.0f} MB ({a.path})", file=sys.stderr)
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
@@ -595,7 +714,7 @@ def main(argv: list[str] | None = None) -> int:
     refs: dict[str, Row] = {}
     scan_archive = next((a for a in archives if a.kind == "generated"), None)
     scan_counts = None
-    if scan_archive is not None and not args.no_scan:
+    if scan_archive is not None and not args.no_scan and not args.memory_only:
         env = {**os.environ, **bd.SNAPSHOT_ENV}
         probe = subprocess.run(_python_argv(SCAN_COUNT_CODE) + [str(scan_archive.path)], capture_output=True,
                                text=True, env=env)
@@ -617,7 +736,8 @@ def main(argv: list[str] | None = None) -> int:
                 if label != "warm-up" or not run.ok:
                     row.runs.append(run)
 
-    table, verdict = render(archives, rows, checks, refs, scan_archive, scan_counts, args.runs, warmup, pigz)
+    memory = memory_rounds(*memory_set, rounds, work) if memory_set is not None else None
+    table, verdict = render(archives, rows, checks, refs, scan_archive, scan_counts, args.runs, warmup, pigz, memory)
     load_end = bd._loadavg()
     m = info["machine"]
     report = [f"machine: {m['cpu']}, {m['cores']} cores, {m['memory']}; load average (1/5/15 min) at start "
@@ -633,7 +753,7 @@ def main(argv: list[str] | None = None) -> int:
                "rows": {f"{a} | {k}": {"runs": [asdict(r) for r in row.runs], "median_wall_s": row.median("wall_s")}
                         for (a, k), row in rows.items()},
                "reference": {k: {"runs": [asdict(r) for r in row.runs]} for k, row in refs.items()},
-               "checks": checks, "verdict": verdict}
+               "checks": checks, "memory": memory, "verdict": verdict}
     (RESULTS_DIR / f"archive-{stamp}.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     (RESULTS_DIR / f"archive-{stamp}.md").write_text(text + "\n")
     print(f"\nsaved {RESULTS_DIR / f'archive-{stamp}.md'} and .json", file=sys.stderr)

@@ -299,6 +299,8 @@ class Run:
     error: str = ""
     output: str = ""
     n_outputs: int = 0
+    #: most processes alive at once in the measured tree (the command and its workers)
+    processes: int = 0
 
 
 def run_once(argv: list[str], out_dir: Path, timeout_s: float = RUN_TIMEOUT_S,
@@ -312,7 +314,7 @@ def run_once(argv: list[str], out_dir: Path, timeout_s: float = RUN_TIMEOUT_S,
     their number.
     """
     out_dir.mkdir(parents=True)
-    peak = [0]
+    peak, most = [0], [1]
     done = threading.Event()
     t0 = time.perf_counter()
     env = {**os.environ, **SNAPSHOT_ENV} if SNAPSHOT_ENV else None
@@ -323,6 +325,7 @@ def run_once(argv: list[str], out_dir: Path, timeout_s: float = RUN_TIMEOUT_S,
         while not done.is_set():
             if tick % 5 == 0:
                 pids = tree_pids(proc.pid)
+                most[0] = max(most[0], len(pids))
             peak[0] = max(peak[0], tree_memory_bytes(pids))
             tick += 1
             done.wait(0.01)
@@ -365,7 +368,7 @@ def run_once(argv: list[str], out_dir: Path, timeout_s: float = RUN_TIMEOUT_S,
         last = err.splitlines()[-1] if err else ""
         error = f"exit {proc.returncode}, {len(outputs)} NIfTI output(s): {last}"[:300]
     return Run(wall, rusage.ru_utime + rusage.ru_stime, peak_bytes / 2**20, ok, error,
-               str(outputs[0]) if outputs else "", len(outputs))
+               str(outputs[0]) if outputs else "", len(outputs), most[0])
 
 
 # --------------------------------------------------------------------------- verification
