@@ -150,7 +150,11 @@ def shared_heap() -> Iterator[None]:
     writes to the header of every object it examines, copying its page into the worker) and
     the pages stay shared between the parent and its workers. On exit the objects are handed
     back to the collector (:func:`gc.unfreeze`). Objects created inside are collected as usual.
+    Before freezing, garbage is collected and the freed memory handed back
+    (:func:`release_freed_memory`): the workers inherit neither.
     """
+    gc.collect()
+    release_freed_memory()
     gc.freeze()
     try:
         yield

@@ -431,3 +431,24 @@ def test_a_pool_run_reports_every_series_input_files_and_leaves_the_collector_as
     assert pooled.jobs == 2
     assert [o.files for o in pooled.outcomes] == [o.files for o in alone.outcomes]
     assert all(len(o.files) == 12 for o in pooled.outcomes)
+
+
+def test_a_pool_worker_runs_its_job_from_the_bytes_pickled_before_the_fork(tmp_path: Path) -> None:
+    """The workers never touch the parent's plan objects (run._pickled_jobs, run._run_indexed): the job is
+    unpickled in the worker, converted, and its outcome comes back without the input paths."""
+    import convert.batch.run as run
+
+    make_archive(tmp_path / "in", n_series=2)
+    plan = run.plan_dicom_tree(tmp_path / "in")
+    ctx = run.JobContext(source=tmp_path / "in", out_dir=tmp_path / "out")
+    (tmp_path / "out").mkdir()
+    blobs = run._pickled_jobs(plan.jobs)
+    assert len(blobs) == 2 and all(isinstance(b, bytes) for b in blobs)
+    run._init_pool_worker(blobs, ctx, frozenset())
+    try:
+        outcome = run._run_indexed(1)
+    finally:
+        run._init_pool_worker([], ctx, frozenset())
+    assert outcome.ok and outcome.files == [] and outcome.label == plan.jobs[1].label
+    assert outcome.written and all(p.is_file() for p in outcome.written)
+    assert run._with_inputs(outcome, plan.jobs[1]).files == plan.jobs[1].series.paths
