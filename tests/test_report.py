@@ -314,7 +314,7 @@ def test_write_report_is_atomic_and_replaces(tmp_path, monkeypatch):
     old_html = html_path.read_bytes()
     report.outcomes.append(SeriesOutcome("#2 4x4x4", [], error="bad"))
 
-    import convert.batch.report as module
+    import convert.report as module  # the writer of both kinds of run report
 
     def broken(document):
         raise RuntimeError("disk full halfway")
