@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 import convert
 from convert.anonymize.run import MANIFEST_NAME
 from convert.cli import app
+from convert.report import REPORT_HTML, REPORT_JSON
 from convert.errors import ConvertError, InputNotFoundError, OutputExistsError
 
 KEY = b"cli-test-key"
@@ -42,9 +43,9 @@ def _tree(root: Path, n: int = 4, series: int = 1) -> Path:
 
 
 def _files(root: Path) -> dict[str, bytes]:
-    """The outputs under ``root`` (the job's manifest, which names no output, left out)."""
+    """The outputs under ``root`` (the job's manifest and the run report, which are no outputs, left out)."""
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and p.name != MANIFEST_NAME}
+            if p.is_file() and p.name not in (MANIFEST_NAME, REPORT_JSON, REPORT_HTML)}
 
 
 def _keyfile(tmp_path: Path) -> Path:
@@ -98,7 +99,7 @@ def test_non_dicom_and_truncated_files_reported_others_continue(tmp_path: Path) 
     (src / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 200)
     report = convert.anonymize(src, tmp_path / "out", key=KEY)
     assert len(report.written) == 2
-    failed = {p.name: reason for p, reason in report.failed}
+    failed = {o.source.name: o.error for o in report.failed}
     assert set(failed) == {"truncated_pixels.dcm", "truncated_header.dcm"}
     assert all("truncated" in reason for reason in failed.values())
     assert report.skipped_non_dicom == 2
@@ -106,8 +107,11 @@ def test_non_dicom_and_truncated_files_reported_others_continue(tmp_path: Path) 
     assert not [p for p in (tmp_path / "out").rglob("*") if ".partial" in p.name]
     result = CliRunner().invoke(app, ["anonymize", str(src), str(tmp_path / "out2"), "--key",
                                       str(_keyfile(tmp_path))])
-    assert result.exit_code == 1
-    assert "failed:" in result.output and "truncated_header.dcm" in result.output
+    assert result.exit_code == 3  # completed with failures: the others were written
+    # the console names input files by number (their place in the walk, as the audit file lists them)
+    numbers = {o.source.name: o.label for o in report.failed}
+    assert f"failed: {numbers['truncated_header.dcm']}:" in " ".join(result.output.split())
+    assert "truncated_header.dcm" not in result.output
 
 
 def test_single_non_dicom_file_fails(tmp_path: Path) -> None:
@@ -130,8 +134,8 @@ def test_unreadable_file_fails_cleanly(tmp_path: Path) -> None:
         except PermissionError:
             pass
         report = convert.anonymize(src, tmp_path / "out", key=KEY)
-        assert [p.name for p, _ in report.failed] == ["IM0001"]
-        assert "permission denied" in report.failed[0][1]
+        assert [o.source.name for o in report.failed] == ["IM0001"]
+        assert "permission denied" in report.failed[0].error
         assert len(report.written) == 1
     finally:
         locked.chmod(0o644)
@@ -177,11 +181,11 @@ def test_existing_outputs_inside_dst_fail_per_file_without_overwrite(tmp_path: P
     first.written[0].write_bytes(b"changed by hand")
     again = convert.anonymize(src, tmp_path / "out", key=KEY)
     assert again.done == first.written[1:] and not again.written
-    assert len(again.failed) == 1 and "already exists" in again.failed[0][1]
+    assert len(again.failed) == 1 and "already exists" in again.failed[0].error
     (tmp_path / "out" / MANIFEST_NAME).unlink()
     with pytest.warns(UserWarning, match="no record of the run that wrote them"):
         legacy = convert.anonymize(src, tmp_path / "out", key=KEY)
-    assert len(legacy.failed) == 2 and "already exists" in legacy.failed[1][1]
+    assert len(legacy.failed) == 2 and "already exists" in legacy.failed[1].error
     assert len(convert.anonymize(src, tmp_path / "out", key=KEY, overwrite=True).written) == 2
 
 
@@ -202,8 +206,10 @@ def test_burned_in_refused_with_red_line_then_allowed_and_flagged(tmp_path: Path
     _slice(1).save_as(src / "ct.dcm")
     runner = CliRunner()
     result = runner.invoke(app, ["anonymize", str(src), str(tmp_path / "out")])
-    assert result.exit_code == 1
-    assert "refused:" in result.output and "us.dcm" in result.output and "burned-in" in result.output
+    assert result.exit_code == 3  # the CT slice was written
+    # us.dcm is the second input file read (ct.dcm sorts first); named by number, never by name
+    assert "refused: input file 2:" in result.output and "us.dcm" not in result.output
+    assert "burned-in" in result.output
     assert len(list((tmp_path / "out").rglob("*.dcm"))) == 1
     result = runner.invoke(app, ["anonymize", str(src), str(tmp_path / "out2"), "--allow-burned-in"])
     assert result.exit_code == 0, result.output
@@ -254,7 +260,7 @@ def test_permission_denied_is_reported_even_as_root(tmp_path: Path, monkeypatch)
 
     monkeypatch.setattr(run, "sniff_dicom", sniff)
     report = convert.anonymize(src, tmp_path / "out", key=KEY, workers=1)
-    assert [(p.name, r) for p, r in report.failed] == [("IM0001", "cannot read: permission denied")]
+    assert [(o.source.name, o.error) for o in report.failed] == [("IM0001", "cannot read: permission denied")]
     assert len(report.written) == 1
 
 
@@ -329,7 +335,7 @@ def test_inputs_sharing_a_sop_instance_uid_are_reported_not_overwritten(tmp_path
     src = conformance_dir("dcm_qa_12bit") / "In"
     report = convert.anonymize(src, tmp_path / "out", key=KEY, workers=1)
     assert len(report.written) == 1 and len(report.failed) == 2
-    assert all("same SOPInstanceUID" in reason for _, reason in report.failed)
+    assert all("same SOPInstanceUID" in o.error for o in report.failed)
     first = pydicom.dcmread(report.written[0])
     assert first.file_meta.MediaStorageSOPInstanceUID == first.SOPInstanceUID
 
@@ -460,7 +466,7 @@ def test_fast_path_truncated_pixel_data_is_reported_not_written(tmp_path: Path) 
         path.unlink()
     (src / "cut.dcm").write_bytes(data[:-1000])
     report = convert.anonymize(src, tmp_path / "out", key=KEY, workers=1)
-    assert [Path(p).name for p, _ in report.failed] == ["cut.dcm"]
+    assert [o.source.name for o in report.failed] == ["cut.dcm"]
     assert not list((tmp_path / "out").rglob("*.dcm"))
 
 
@@ -521,7 +527,7 @@ def _console(tmp_path: Path, *args: str) -> tuple[int, str, str]:
     return proc.returncode, proc.stdout, proc.stderr
 
 
-@pytest.mark.parametrize("extra", [[], ["--keep", "uids", "--keep", "clean-descriptors", "--workers", "1"],
+@pytest.mark.parametrize("extra", [[], ["--keep", "uids", "--keep", "clean-descriptors", "--jobs", "1"],
                                    ["--allow-burned-in", "--overwrite"], ["--audit", "AUDIT"]])
 def test_console_command_writes_the_files_and_reports_a_failure(tmp_path: Path, extra: list[str]) -> None:
     src = _tree(tmp_path / "src", n=3, series=2)
@@ -530,7 +536,9 @@ def test_console_command_writes_the_files_and_reports_a_failure(tmp_path: Path, 
     args = ["anonymize", str(src), "{DST}", "--key", str(_keyfile(tmp_path))]
     args += [str(tmp_path / "audit.json") if token == "AUDIT" else token for token in extra]
     code, out, err = _console(tmp_path, *args)
-    assert code == 1 and "failed:" in err and "truncated.dcm" in err
+    # exit 3: completed with failures; the failed file by its number (a folder's files come before its
+    # sub-folders: DICOMDIR_README.txt is input file 1, truncated.dcm 2)
+    assert code == 3 and "failed: input file 2:" in err and "truncated.dcm" not in err
     assert "6 file(s) de-identified" in out
     assert len(_files(tmp_path / "dst")) == 6
     assert (tmp_path / "audit.json").exists() == ("AUDIT" in extra)
@@ -600,5 +608,8 @@ def test_anonymize_same_uid_with_different_content_stays_a_failure_naming_both(t
     result = CliRunner().invoke(app, ["anonymize", str(src), str(tmp_path / "out"), "--key",
                                       str(_keyfile(tmp_path))])
     text = " ".join(result.output.split())
-    assert result.exit_code == 1
-    assert "but different content" in text and "IM0001" in text and "1 failed" in text
+    assert result.exit_code == 3
+    # other/IM0001 is input file 2 (read before the 'series 0' folder) and written; series 0/IM0001 (file 4)
+    # clashes with it: both named by number, no input name on the console
+    assert "failed: input file 4: same SOPInstanceUID as input file 2 but different content" in text
+    assert "IM0001" not in text and "1 failed" in text

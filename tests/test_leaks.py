@@ -177,7 +177,7 @@ def _strip_paths(text: str, paths: list[Path], root: Path) -> str:
 
 
 def _report_paths(report: Any) -> list[Path]:
-    return [Path(p) for p, _ in list(report.refused) + list(report.failed)]
+    return [o.source for o in report.refused + report.failed]
 
 
 def _leaks_in_outputs(run: Run, scanner: LeakScanner) -> list[str]:
@@ -503,9 +503,9 @@ def test_key_is_never_written_or_printed(run_a: Run) -> None:
 # ------------------------------------------------------------------------------------------------
 def test_burned_in_refused_and_nothing_written(corpus: CorpusManifest, run_a: Run) -> None:
     us = next(f for f in corpus.files if f.burned_in)
-    refused = [Path(p) for p, _ in run_a.report.refused]
+    refused = [o.source for o in run_a.report.refused]
     assert len(refused) == 1 and refused[0].name == Path(us.path).name
-    reason = run_a.report.refused[0][1]
+    reason = run_a.report.refused[0].error
     assert "burn" in reason.lower(), reason
     assert us.pixel_sha256 not in run_a.by_sha()
     assert all(str(ds.get("Modality", "")) != "US" for ds in run_a.outputs.values())
@@ -607,8 +607,8 @@ def test_non_dicom_and_truncated_files_are_reported_not_copied(corpus: CorpusMan
     (src / "IM_truncated_Doe.dcm").write_bytes(raw[: len(raw) // 3])
     run = _run_api(src, tmp_path / "out", key=KEY_A)
     assert len(run.outputs) == 1
-    assert run.report.skipped_non_dicom >= 1 or any("notes" in str(p) for p, _ in run.report.failed)
-    failed = [Path(p).name for p, _ in run.report.failed]
+    assert run.report.skipped_non_dicom >= 1 or any("notes" in str(o.source) for o in run.report.failed)
+    failed = [o.source.name for o in run.report.failed]
     assert "IM_truncated_Doe.dcm" in failed, run.report.failed
     assert not _leaks_in_outputs(run, scanner)
     text = _strip_paths(run.console, _report_paths(run.report), src)
@@ -916,7 +916,7 @@ def test_documents_and_dicomdir_carry_no_phi(tmp_path: Path) -> None:
     docs = make_document_corpus(tmp_path / "media")
     scanner = LeakScanner(docs.tokens())
     run = _run_api(docs.root, tmp_path / "out", key=KEY_A)
-    refused = {Path(p).name for p, _ in run.report.refused}
+    refused = {o.source.name for o in run.report.refused}
     assert any(str(ds.get("Modality", "")) == "CT" for ds in run.outputs.values()), "the CT slice was not written"
     leaks = _leaks_in_outputs(run, scanner)
     for path, ds in run.outputs.items():
