@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import logging
 import os
 import re
@@ -61,6 +62,7 @@ if not callable(anonymize) or anonymize_dataset is None:
     pytest.skip("convert.anonymize does not export anonymize/anonymize_dataset yet", allow_module_level=True)
 
 from convert.anonymize.run import MANIFEST_NAME  # noqa: E402  (the output folder's resume record)
+from convert.report import REPORT_HTML, REPORT_JSON  # noqa: E402  (the run report of a CLI run)
 
 KEY_A = b"leak-test key A: 32 bytes of secret!!"
 KEY_B = b"leak-test key B: another secret value"
@@ -124,8 +126,9 @@ def _run_api(src: Path, dst: Path, **kwargs: Any) -> Run:
 
 def _read_outputs(dst: Path) -> dict[Path, pydicom.Dataset]:
     outputs = {}
-    for path in sorted(p for p in dst.rglob("*") if p.is_file() and p.name != MANIFEST_NAME):
-        outputs[path] = pydicom.dcmread(path)  # every file in the output tree must be DICOM (but the manifest)
+    bookkeeping = (MANIFEST_NAME, REPORT_JSON, REPORT_HTML)  # the job's manifest, the run report (CLI runs)
+    for path in sorted(p for p in dst.rglob("*") if p.is_file() and p.name not in bookkeeping):
+        outputs[path] = pydicom.dcmread(path)  # every other file in the output tree must be DICOM
     return outputs
 
 
@@ -640,11 +643,16 @@ def test_cli_anonymize_leaks_nothing(corpus: CorpusManifest, scanner: LeakScanne
     proc = subprocess.run(
         [sys.executable, "-m", "convert", "anonymize", str(corpus.root), str(dst), "--key", str(key_file),
          "--audit", str(audit)], capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 1, f"a refused file must give exit code 1\n{proc.stdout}\n{proc.stderr}"
-    us = next(f for f in corpus.files if f.burned_in)
-    text = _strip_paths(proc.stdout + "\n" + proc.stderr, [corpus.root / us.path], corpus.root)
+    assert proc.returncode == 3, f"a refused file beside written ones: exit code 3\n{proc.stdout}\n{proc.stderr}"
+    text = proc.stdout + "\n" + proc.stderr  # input files by number: no input path to strip
     hits = scanner.scan_text(text)
     assert not hits, f"planted values on the console: {hits}\n{text[:3000]}"
+    for name in (REPORT_JSON, REPORT_HTML):  # the run report in DST: no file name, no header value
+        report_text = (dst / name).read_text(encoding="utf-8")
+        hits = scanner.scan_text(report_text)
+        assert not hits, f"planted values in {name}: {hits}"
+        assert str(corpus.root) not in report_text and corpus.root.name not in report_text
+    assert json.loads((dst / REPORT_JSON).read_text())["totals"]["refused"] == 1
     assert "error" in proc.stderr.lower() or "refused" in (proc.stdout + proc.stderr).lower()
     outputs = _read_outputs(dst)
     assert len(outputs) == len(corpus.files) - 1
