@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import convert
 from convert.anonymize.run import MANIFEST_NAME
 from convert.cli import app
 from convert.report import REPORT_HTML, REPORT_JSON
-from convert.errors import ConvertError, InputNotFoundError, OutputExistsError
+from convert.errors import EXIT_COMPLETED_WITH_FAILURES, ConvertError, InputNotFoundError, OutputExistsError
 
 KEY = b"cli-test-key"
 ORIGINAL = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
@@ -613,3 +614,134 @@ def test_anonymize_same_uid_with_different_content_stays_a_failure_naming_both(t
     # clashes with it: both named by number, no input name on the console
     assert "failed: input file 4: same SOPInstanceUID as input file 2 but different content" in text
     assert "IM0001" not in text and "1 failed" in text
+
+
+# --------------------------------------------------------------------------- issue 13: the run report
+PLANTED = ["Kowalski", "Jadwiga", "PESEL8803", "St Kowalski Clinic", "Knee of Jadwiga"]
+
+
+def _planted_tree(root: Path, n: int = 3) -> Path:
+    """A folder and file names carrying PHI, headers carrying it, a truncated and a non-DICOM file."""
+    src = root / "Kowalski_Jadwiga_PESEL8803"
+    (src / "Knee Kowalski").mkdir(parents=True)
+    for i in range(n):
+        ds = _slice(i)
+        ds.PatientName, ds.PatientID = "Kowalski^Jadwiga", "PESEL8803"
+        ds.InstitutionName, ds.StudyDescription = "St Kowalski Clinic", "Knee of Jadwiga"
+        ds.save_as(src / "Knee Kowalski" / f"Kowalski_{i}.dcm")
+    good = (src / "Knee Kowalski" / "Kowalski_0.dcm").read_bytes()
+    (src / "Kowalski_cut.dcm").write_bytes(good[:700])
+    (src / "Jadwiga notes.txt").write_text("Kowalski Jadwiga PESEL8803")
+    return src
+
+
+def _report(dst: Path) -> tuple[dict, str]:
+    return json.loads((dst / REPORT_JSON).read_text(encoding="utf-8")), (dst / REPORT_HTML).read_text(encoding="utf-8")
+
+
+def test_report_of_an_anonymize_run_names_no_input_and_no_header_value(tmp_path: Path) -> None:
+    src = _planted_tree(tmp_path)
+    dst = tmp_path / "out"
+    result = CliRunner().invoke(app, ["anonymize", str(src), str(dst), "--key", str(_keyfile(tmp_path))])
+    assert result.exit_code == 3, result.output  # completed with failures
+    doc, page = _report(dst)
+    console = result.output.replace(str(dst), "<out>").replace(str(src.parent), "<tmp>")
+    for value in PLANTED:
+        assert value not in json.dumps(doc, ensure_ascii=False) and value not in page
+        assert value not in console, console
+    assert doc["kind"] == "anonymize" and doc["anonymized"] and doc["source"] == "<input folder>"
+    assert doc["totals"] == {"files": 4, "written": 3, "done": 0, "flagged": 0, "refused": 0, "failed": 1,
+                             "outputs": 3, "skipped": 1, "duplicates": 0}
+    # a folder's files come before its sub-folders: the notes are input file 1, the cut file 2
+    (failed,) = [f for f in doc["files"] if f["status"] == "failed"]
+    assert failed["label"] == "input file 2" and "truncated" in failed["error"] and failed["outputs"] == []
+    written = [f for f in doc["files"] if f["status"] == "written"]
+    assert [f["label"] for f in written] == ["input file 3", "input file 4", "input file 5"]
+    for entry in written:  # outputs relative to DST, named by pseudonyms; the element counts of the file
+        (output,) = entry["outputs"]
+        assert (dst / output).is_file() and output.endswith(".dcm") and entry["info"]["removed"] > 0
+    assert doc["skipped"] == [{"reason": "not a DICOM file", "count": 1, "paths": []}]
+    assert "report: <out>/report.html" in " ".join(console.split())
+    # the report is no output: the manifest counts the three DICOM files
+    assert json.loads((dst / MANIFEST_NAME).read_text())["outputs"] == 3
+
+
+def test_anonymize_exit_codes_0_3_1_and_no_report(tmp_path: Path) -> None:
+    key = str(_keyfile(tmp_path))
+    good = _tree(tmp_path / "good", n=2)
+    result = CliRunner().invoke(app, ["anonymize", str(good), str(tmp_path / "a"), "--key", key])
+    assert result.exit_code == 0 and _report(tmp_path / "a")[0]["totals"]["written"] == 2
+    partial = _planted_tree(tmp_path / "partial")
+    result = CliRunner().invoke(app, ["anonymize", str(partial), str(tmp_path / "b"), "--key", key, "--no-report"])
+    assert result.exit_code == EXIT_COMPLETED_WITH_FAILURES == 3
+    assert len(_files(tmp_path / "b")) == 3 and not (tmp_path / "b" / REPORT_JSON).exists()
+    assert not (tmp_path / "b" / REPORT_HTML).exists() and "report:" not in result.output
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "cut.dcm").write_bytes((good / "series 0" / "IM0000").read_bytes()[:700])
+    result = CliRunner().invoke(app, ["anonymize", str(broken), str(tmp_path / "c"), "--key", key])
+    assert result.exit_code == 1 and "nothing was written" in result.output
+    assert not (tmp_path / "c").exists()  # the folder the run made is gone, report and all
+
+
+def test_a_report_in_dst_does_not_stop_a_resume_or_count_as_an_output(tmp_path: Path) -> None:
+    src = _tree(tmp_path / "in", n=3)
+    dst = tmp_path / "out"
+    args = ["anonymize", str(src), str(dst), "--key", str(_keyfile(tmp_path))]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    first = _files(dst)
+    next(p for p in dst.rglob("*.dcm")).unlink()  # an interrupted run: one output missing
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "1 file(s) de-identified, 2 already done by an earlier run" in result.output
+    assert _files(dst) == first
+    doc, _ = _report(dst)
+    assert (doc["totals"]["written"], doc["totals"]["done"]) == (1, 2)
+    assert sorted(s for f in doc["files"] for s in f["outputs"]) == sorted(first)
+    # a folder holding only a run report (a run where every file failed) holds no outputs of another job
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "cut.dcm").write_bytes((src / "series 0" / "IM0000").read_bytes()[:700])
+    assert CliRunner().invoke(app, ["anonymize", str(broken), str(empty), "--key", str(_keyfile(tmp_path))]
+                              ).exit_code == 1
+    assert sorted(p.name for p in empty.iterdir()) == [REPORT_HTML, REPORT_JSON]
+    result = CliRunner().invoke(app, ["anonymize", str(src), str(empty), "--key", str(_keyfile(tmp_path))])
+    assert result.exit_code == 0 and "no record of the run" not in result.output
+
+
+def test_jobs_and_the_deprecated_workers_alias(tmp_path: Path) -> None:
+    src = _tree(tmp_path / "in", n=25, series=2)  # 50 files: above the pool threshold
+    key = str(_keyfile(tmp_path))
+    code, _, err = _console(tmp_path, "anonymize", str(src), str(tmp_path / "j2"), "--key", key, "--jobs", "2")
+    assert code == 0 and "deprecated" not in err
+    assert _report(tmp_path / "j2")[0]["jobs"] == 2
+    code, _, err = _console(tmp_path, "anonymize", str(src), str(tmp_path / "j1"), "--key", key, "-j", "1")
+    assert code == 0 and _report(tmp_path / "j1")[0]["jobs"] == 1
+    code, _, err = _console(tmp_path, "anonymize", str(src), str(tmp_path / "w2"), "--key", key, "--workers", "2")
+    assert code == 0 and err.splitlines() == ["warning: --workers is deprecated: use --jobs"]
+    assert _report(tmp_path / "w2")[0]["jobs"] == 2
+    assert _files(tmp_path / "j2") == _files(tmp_path / "j1") == _files(tmp_path / "w2")
+    code, _, err = _console(tmp_path, "anonymize", str(src), str(tmp_path / "both"), "--jobs", "1", "--workers", "2")
+    assert code == 2 and "--jobs" in err and not (tmp_path / "both").exists()
+    _, out, _ = _console(tmp_path, "anonymize", "--help")
+    assert "--jobs" in out and "--workers" not in out and "--no-report" in out
+
+
+def test_one_report_type_for_convert_and_anonymize_runs(tmp_path: Path) -> None:
+    import convert.batch
+    import convert.report
+    from convert.batch import convert_dicom_tree
+
+    src = _tree(tmp_path / "in", n=3)
+    anonymized = convert.anonymize(src, tmp_path / "anon", key=KEY)
+    converted = convert_dicom_tree(src, tmp_path / "nifti")
+    assert type(anonymized) is type(converted) is convert.report.Report
+    assert convert.anonymize.Report is convert.batch.Report is convert.report.Report
+    assert {type(o) for o in anonymized.outcomes + converted.outcomes} == {convert.report.Outcome}
+    assert (anonymized.kind, converted.kind) == ("anonymize", "convert")
+    assert anonymized.ok and converted.ok and len(anonymized.outputs) == 3
+    assert not (tmp_path / "anon" / REPORT_JSON).exists()  # the API writes one when asked (reports=True)
+    again = convert.anonymize(src, tmp_path / "anon2", key=KEY, reports=True, jobs=1)
+    assert json.loads((tmp_path / "anon2" / REPORT_JSON).read_text())["totals"]["written"] == 3
