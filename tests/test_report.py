@@ -1,4 +1,5 @@
-"""convert/batch/report.py: report.json (fields, totals), report.html (self-contained, escaped),
+"""convert/report.py and convert/batch/report.py: the one run report of conversions and de-identifications:
+report.json (fields, totals), report.html (self-contained, escaped),
 thumbnails (decode, show the middle slice, read one slice of a lazy volume), no PHI in the report of
 an anonymized run, atomic writes."""
 
