@@ -179,40 +179,28 @@ class Report:
     def summary(self) -> str:
         """One line, no PHI: counts only. A resumed run also counts the outputs already done, and a
         de-identification that leaves no output in place says so first."""
+        done = len(self.done) if self.kind == "anonymize" else sum(o.status == "done" for o in self.outcomes)
         if self.kind == "anonymize":
-            written, done = len(self.written), len(self.done)
-            text = "nothing de-identified" if self.nothing_written else f"{written} file(s) de-identified"
-            if done and not self.nothing_written:
-                text += f", {done} already done by an earlier run"
+            text = "nothing de-identified" if self.nothing_written else f"{len(self.written)} file(s) de-identified"
             unit = ""
         else:
-            converted = sum(o.ok and o.status not in ("done", "excluded") for o in self.outcomes)
-            text = f"{converted} series converted"
-            done = sum(o.status == "done" for o in self.outcomes)
-            if done:
-                text += f", {done} already done by an earlier run"
+            text = f"{sum(o.ok and o.status not in ('done', 'excluded') for o in self.outcomes)} series converted"
             unit = " series"
-        extra = []
-        if self.refused:
-            extra.append(f"{len(self.refused)}{unit} refused")
-        if self.failed:
-            extra.append(f"{len(self.failed)}{unit} failed")
-        if self.skipped:
-            extra.append(f"{len(self.skipped)} non-DICOM skipped")
-        if self.duplicates:
-            extra.append(f"{len(self.duplicates)} duplicate(s) skipped")
-        if self.flagged:
-            extra.append(f"{len(self.flagged)} flagged for burned-in text")
-        if self.stale_removed:
-            extra.append(f"{len(self.stale_removed)} stale temporary file(s) of an interrupted run removed")
+        if done and not self.nothing_written:
+            text += f", {done} already done by an earlier run"
+        counts = ((len(self.refused), f"{unit} refused"), (len(self.failed), f"{unit} failed"),
+                  (len(self.skipped), " non-DICOM skipped"), (len(self.duplicates), " duplicate(s) skipped"),
+                  (len(self.flagged), " flagged for burned-in text"),
+                  (len(self.stale_removed), " stale temporary file(s) of an interrupted run removed"))
+        extra = [f"{n}{what}" for n, what in counts if n]
         return text + (f" ({', '.join(extra)})" if extra else "")
 
 
 # --------------------------------------------------------------------------- redaction of input paths
 def input_path_names(paths: Iterable[Path], src_dir: Path) -> dict[str, str]:
     """The replacements :func:`convert.batch.report.redact_series_paths` makes for input files ``paths``
-    under ``src_dir``: each full path, relative path (of 2+ components) and file name (unless count-like) -> ``<input file>``,
-    ``src_dir`` -> ``<input folder>``. For :func:`redact_components`."""
+    under ``src_dir``: each full path, relative path (of 2+ components) and file name (unless count-like)
+    -> ``<input file>``, ``src_dir`` -> ``<input folder>``. For :func:`redact_components`."""
     names: dict[str, str] = {}
     prefix = os.path.join(str(src_dir), "")
     for path in paths:

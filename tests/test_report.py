@@ -437,3 +437,14 @@ def test_a_large_page_lists_only_what_is_not_simply_in_place(tmp_path, monkeypat
     rows = [attrs["class"] for tag, attrs in _parse(page).tags if tag == "tr" and attrs.get("class")]
     assert rows == ["failed"] and "Files (1 of 5: the 4 in place without warnings are listed in report.json)" in page
     assert len(document["files"]) == 5  # the JSON keeps every one
+
+
+def test_summary_of_a_conversion_counts_series(tmp_path):
+    report = Report(source=tmp_path, outcomes=[SeriesOutcome("#1", [], written=[tmp_path / "a.nii.gz"]),
+                                               SeriesOutcome("#2", [], written=[tmp_path / "b.nii.gz"], status="done"),
+                                               SeriesOutcome("#3", [], error="gap", status="failed")],
+                    skipped=[(tmp_path / "x.txt", "not DICOM")])
+    assert report.summary() == ("1 series converted, 1 already done by an earlier run (1 series failed, "
+                                "1 non-DICOM skipped)")
+    assert report.written == report.outputs == [tmp_path / "a.nii.gz", tmp_path / "b.nii.gz"]  # as before: all in place
+    assert report.done == [tmp_path / "b.nii.gz"] and [o.label for o in report.failed] == ["#3"] and not report.refused
