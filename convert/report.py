@@ -307,6 +307,10 @@ def _utc_iso(moment: datetime | None) -> str | None:
 
 def _relative(path: Path, out_dir: Path | None) -> str:
     """``path`` relative to ``out_dir`` (POSIX separators); as given when there is no ``out_dir``."""
+    if out_dir is not None:
+        text, prefix = str(path), os.path.join(str(out_dir), "")
+        if text.startswith(prefix) and len(text) > len(prefix):  # relative_to's answer without building Paths
+            return text[len(prefix):].replace(os.sep, "/")
     path = Path(path)
     if out_dir is not None:
         try:
@@ -338,6 +342,22 @@ def _json_ready(value: Any) -> Any:
         with contextlib.suppress(Exception):
             return _json_ready(item())
     return str(value)
+
+
+def _may_name(texts: list[str], paths: Iterable[Path], root: Path) -> bool:
+    """False when no text holds ``root`` or the name of any of ``paths`` (so no path of theirs either:
+    :func:`input_path_names` has nothing to replace)."""
+    joined = "\n".join(texts)
+    return str(root) in joined or any(os.path.basename(str(p)) in joined for p in paths)
+
+
+def _holds_text(info: Any) -> bool:
+    """True when ``info`` (a JSON-ready value) holds a string anywhere."""
+    if isinstance(info, str):
+        return True
+    if isinstance(info, dict):
+        return any(_holds_text(v) for v in info.values())
+    return isinstance(info, list) and any(_holds_text(v) for v in info)
 
 
 def _redact_info(info: Any, redact: Callable[[list[str]], list[str]]) -> Any:
@@ -396,7 +416,7 @@ def report_document(report: Report, *, anonymized: bool) -> dict[str, Any]:
             else f"{status} (no reason given)"
         texts = [outcome.label, *(outcome.warnings)] + ([error] if error is not None else [])
         info = _json_ready(dict(outcome.info))
-        if anonymized:
+        if anonymized and (_may_name(texts, outcome.files, source) or _holds_text(info)):
             names = input_path_names(outcome.files, source)
             texts = _redact_all(texts, names)
             info = _redact_info(info, lambda t, names=names: _redact_all(t, names))
