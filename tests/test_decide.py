@@ -29,7 +29,8 @@ if str(REPO) not in sys.path:
 import convert.anonymize.decide as decide_module  # noqa: E402
 import convert.anonymize.scrubber as scrubber_module  # noqa: E402
 import convert.anonymize.serialize as serialize_module  # noqa: E402
-from convert.anonymize.decide import Counts, Level, Recurse, decide, finish_level, removed_by_tag  # noqa: E402
+from convert.anonymize.decide import (Counts, Level, Recurse, decide, finish_level, kept_as_stored,  # noqa: E402
+                                      removed_by_tag, syntax_ok)
 from convert.anonymize.profile import OPTIONS  # noqa: E402
 from convert.anonymize.scrubber import Scrubber, quiet_pydicom  # noqa: E402
 from tests.test_anonymize_property import phi_dataset  # noqa: E402
@@ -151,6 +152,66 @@ def test_removed_by_tag_means_decide_removes_it_whatever_the_value(tag: int, vr:
         warnings.simplefilter("ignore")
         assert decide(ds, BaseTag(tag), ctx, clean, Level()) is None
     assert ctx.counts.removed == 1
+
+
+_KEPT_TAGS = st.one_of(
+    _TAGS,
+    st.sampled_from([0x00200013, 0x00200032, 0x00281050, 0x00281051, 0x00201041, 0x00280107, 0x00180081,
+                     0x00180086, 0x00280010, 0x00080008, 0x00080060, 0x00180015, 0x00180050, 0x00080020,
+                     0x00209057, 0x00080016, 0x00080018, 0x00200037, 0x00081030, 0x00189087]))
+_KEPT_VRS = st.sampled_from([None, "IS", "DS", "US", "SS", "UL", "CS", "UI", "DA", "LO", "UN", "FD", "OB", "SQ"])
+_NUMBER_TEXT = st.from_regex(r"\A[ +-]?[0-9.eE]{0,8}( *\\[ +-]?[0-9.]{0,6}){0,2} ?\Z").map(str.encode)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_KEPT_TAGS, _KEPT_VRS, st.one_of(st.binary(max_size=16), _NUMBER_TEXT),
+       st.sets(st.sampled_from(OPTIONS), max_size=4), st.booleans())
+def test_kept_as_stored_means_decide_keeps_the_bytes(tag: int, vr: str | None, value: bytes, keep: set[str],
+                                                     implicit: bool) -> None:
+    """The keep rule the byte serializer caches per (context, tag, VR) is decide's own: where it
+    says kept whatever the value, decide returns the stored element for any value; where it names
+    a VR, decide keeps the stored element when ``syntax_ok`` and removes it otherwise."""
+    if {"full-dates", "modified-dates"} <= keep:
+        keep.discard("full-dates")
+    if (tag >> 16) == 0xFFFE or (tag & 0xFFFF0000) == 0x00020000:
+        return  # item tags and the file meta never reach the decision
+    if implicit:
+        vr = None  # read without a VR
+    elif vr is None:
+        vr = "UN"
+    value = value + b" " * (len(value) % 2)
+    scrubber = Scrubber(KEY, keep)
+    ds = Dataset()
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.4"
+    ds.set_original_encoding(implicit, True, None)
+    raw = RawDataElement(BaseTag(tag), vr, len(value), value, 0, implicit, True)
+    ds._dict[BaseTag(tag)] = raw
+    ctx = scrubber.context(ds)
+    rule = kept_as_stored(ctx.plan, tag, vr)
+    if rule is None:
+        return
+    with quiet_pydicom(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        new = decide(ds, BaseTag(tag), ctx, False, Level())
+    if rule == "" or syntax_ok(value, rule):
+        assert new is raw and ctx.counts.kept == 1
+    else:
+        assert new is None and ctx.counts.removed == 1
+
+
+def test_kept_as_stored_names_the_per_slice_values() -> None:
+    """The values that change from slice to slice are kept by the tag rule (numbers checked by
+    their VR's syntax); identifiers, dates, sequences and private elements are decided."""
+    plan = Scrubber(KEY).context(Dataset()).plan
+    assert kept_as_stored(plan, 0x00200013, "IS") == "IS"  # InstanceNumber
+    assert kept_as_stored(plan, 0x00200032, None) == "DS"  # ImagePositionPatient, implicit VR
+    assert kept_as_stored(plan, 0x00280107, "US") == ""  # LargestImagePixelValue
+    assert kept_as_stored(plan, 0x00080018, "UI") is None  # SOPInstanceUID: replaced
+    assert kept_as_stored(plan, 0x00080020, "DA") is None  # StudyDate
+    assert kept_as_stored(plan, 0x00100010, "PN") is None  # PatientName
+    assert kept_as_stored(plan, 0x00082112, "SQ") is None  # SourceImageSequence
+    assert kept_as_stored(plan, 0x00291010, "OB") is None  # private
+    assert not syntax_ok(b"Doe^John", "DS") and syntax_ok(b"-1.5\\2e3 ", "DS")
 
 
 def test_removed_by_tag_covers_private_blocks_and_table_removals() -> None:

@@ -26,7 +26,9 @@ import pydicom
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.tag import BaseTag
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -204,7 +206,7 @@ def test_random_phi_datasets_equal_the_pydicom_route(first: tuple[Dataset, list[
 
 #: What changes from one slice of a folder to the next (see the test below).
 _SLICE_EDITS = ["instance", "window", "uid_length", "patient_name", "comment", "drop", "add", "pixels",
-                "private", "sequence"]
+                "private", "sequence", "bad_number"]
 
 
 def _edit_slice(ds: Dataset, edit: str, n: int) -> None:
@@ -214,6 +216,10 @@ def _edit_slice(ds: Dataset, edit: str, n: int) -> None:
         ds.ImagePositionPatient = [0, 0, -250 + 1.25 * n]
     elif edit == "window":
         ds.WindowCenter, ds.WindowWidth = f"{40 + n * 1.5:g}", f"{400 + n * 11}"
+    elif edit == "bad_number":  # a kept number holding text: not a valid DS, so removed
+        value = f"Doe^J{n}".encode("ascii")
+        value += b" " * (len(value) % 2)
+        ds._dict[BaseTag(0x00201041)] = RawDataElement(BaseTag(0x00201041), "DS", len(value), value, 0, None, True)
     elif edit == "uid_length":  # a longer SOP instance UID: every element after it moves
         ds.SOPInstanceUID = f"1.2.826.0.1.3680043.9.7433.1.{'9' * (n % 9 + 1)}.{n}"
         ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
@@ -260,6 +266,8 @@ def test_slices_read_against_their_predecessor_equal_the_pydicom_route(edits: li
         assert serializer.stats["declined"] == 0
         if all(e in ("instance", "window", "uid_length", "comment") for later in edits[1:] for e in later):
             assert serializer.stats["reused"] == len(paths) - 1  # only values changed: none walked again
+        if any(e in ("instance", "window") for later in edits[1:] for e in later):
+            assert serializer.stats["kept"] > 0  # kept numbers: by the tag rule, not decided one by one
 
 
 # ------------------------------------------------------------------------------------------------

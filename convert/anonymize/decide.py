@@ -408,7 +408,8 @@ def ui_text(raw: bytes) -> str | None:
 
 def text_of(ds: Dataset, tag: int) -> str:
     stored = ds._dict.get(tag)
-    if isinstance(stored, RawDataElement) and stored.VR == "UI" and isinstance(stored.value, bytes):
+    if isinstance(stored, RawDataElement) and isinstance(stored.value, bytes) \
+            and (stored.VR or _dictionary_vr(int(tag))) == "UI":  # read with or without its VR
         text = ui_text(stored.value)
         if text is not None:
             return text
@@ -458,6 +459,19 @@ def resolve_action(plan: Plan, tag: int, elem: Any, clean: bool = False) -> str:
     ``S T V``. Called by :func:`decide`, the one decision of both
     writers (byte serializer and pydicom route).
     """
+    action = _table_action(plan, tag, elem.VR, clean)
+    if action == "K":
+        dvr = _dictionary_vr(tag)
+        if dvr in _SYNTAX and not _syntax_ok(elem, dvr):
+            action = "X"  # not a valid value of its VR: could be anything (a name in the wrong field)
+        else:
+            action = _refined_keep(plan, tag, dvr)
+    return action
+
+
+def _table_action(plan: Plan, tag: int, vr: str | None, clean: bool) -> str:
+    """:func:`resolve_action` before its value check: what the plan says for ``tag`` stored with
+    ``vr`` (None or "" when read without one)."""
     group = tag >> 16
     if (tag & 0xFFFF) == 0 or group == 0 or group == 4:  # group lengths, command, DICOMDIR records
         return "X"
@@ -479,19 +493,53 @@ def resolve_action(plan: Plan, tag: int, elem: Any, clean: bool = False) -> str:
         action = actions.get(tag)
         if action is None:
             action = _fallback_action(tag)
-            if action != "X" and not _vr_matches(elem, tag):
+            if action != "X" and not _vr_matches(vr, tag):
                 action = "X"  # a VR other than the dictionary's: we cannot vouch for the value
-            elif action == "X" and clean and _vr_matches(elem, tag) and _dictionary_vr(tag) in _TEXT_VRS:
+            elif action == "X" and clean and _vr_matches(vr, tag) and _dictionary_vr(tag) in _TEXT_VRS:
                 action = "C"
-    if action == "K":
-        dvr = _dictionary_vr(tag)
-        if dvr in _SYNTAX and not _syntax_ok(elem, dvr):
-            action = "X"  # not a valid value of its VR: could be anything (a name in the wrong field)
-        elif dvr in _TEMPORAL_VRS:
-            action = "KT"
-        elif dvr in _TEXT_VRS and tag not in actions:
-            action = "KC"  # kept unlisted text: still never with this object's identifiers in it
     return action
+
+
+def _refined_keep(plan: Plan, tag: int, dvr: str) -> str:
+    """A kept element's action once its value passed the syntax check: dates and times are
+    checked (``KT``), unlisted text is checked for identifiers (``KC``), the rest is ``K``."""
+    if dvr in _TEMPORAL_VRS:
+        return "KT"
+    if dvr in _TEXT_VRS and tag not in plan.actions:
+        return "KC"
+    return "K"
+
+
+def kept_as_stored(plan: Plan, tag: int, vr: str | None) -> str | None:
+    """For the byte serializer's cache of decisions by tag: ``""`` when :func:`decide` keeps a
+    top-level, non-private, non-sequence element ``tag`` stored with ``vr`` (None: implicit VR)
+    as its bytes whatever its value; a VR name when it keeps it so only if :func:`syntax_ok`
+    says the value is valid for that VR (and removes it otherwise); None when the decision
+    needs the value or the data set (call :func:`decide`). Depends on ``plan``, ``tag`` and
+    ``vr`` only, so it may be cached per (context, tag, VR)."""
+    if (tag >> 16) & 1 or removed_by_tag(plan, tag):
+        return None
+    dvr = _dictionary_vr(tag)
+    if dvr == "SQ" or vr == "SQ" or _table_action(plan, tag, vr, False) != "K":
+        return None
+    if _refined_keep(plan, tag, dvr) != "K":
+        return None
+    return dvr if dvr in _SYNTAX else ""
+
+
+def syntax_ok(value: bytes, vr: str) -> bool:
+    """True when every value of the raw bytes ``value`` is empty or valid for ``vr`` (see
+    :func:`kept_as_stored`; the check :func:`resolve_action` makes)."""
+    return _syntax_ok(_RawValue(value), vr)
+
+
+class _RawValue:
+    """The ``value`` attribute :func:`_syntax_ok` reads."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: bytes) -> None:
+        self.value = value
 
 
 def decide(src: Dataset, tag: int, ctx: Context, clean: bool, level: Level
@@ -606,7 +654,7 @@ def _apply(src: Dataset, tag: BaseTag, action: str, ctx: Context,
         if action == "T" and not ({"full-dates", "modified-dates"} & ctx.options):
             counts.removed += 1
             return None
-    if fast_vr == "UI" and stored.VR == "UI" and action in ("U", "D", "V") and "uids" not in ctx.options \
+    if fast_vr == "UI" and action in ("U", "D", "V") and "uids" not in ctx.options \
             and isinstance(stored, RawDataElement) and stored.is_little_endian \
             and stored.is_implicit_VR == src.original_encoding[0]:
         # an instance UID replaced without building a DataElement (as _map_uid does it)
@@ -897,9 +945,8 @@ def _dictionary_vr(tag: int) -> str:
     return vr
 
 
-def _vr_matches(elem: DataElement | RawDataElement, tag: int) -> bool:
-    """True when the element's own VR is absent (implicit), the dictionary's, or UN for a non-text VR."""
-    vr = elem.VR
+def _vr_matches(vr: str | None, tag: int) -> bool:
+    """True when an element's own VR is absent (implicit), the dictionary's, or UN for a non-text VR."""
     if not vr:
         return True
     try:

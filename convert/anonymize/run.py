@@ -845,18 +845,25 @@ def pool_size(jobs: int | None, n_files: int) -> int:
     return 1 if n_workers <= 1 or n_files < PARALLEL_THRESHOLD else n_workers
 
 
+#: Files de-identified in this process between two progress updates.
+_SERIAL_BATCH = 32
+
+
 def _run_many(scrubber: Scrubber, files: list[Path], dst: Path, key: bytes, keep: tuple[str, ...],
               allow_burned_in: bool, overwrite: bool, workers: int | None, progress: bool, resume: bool = False
               ) -> Iterator[tuple[FileLog, dict[str, tuple[str, str]]]]:
     n_workers = pool_size(workers, len(files))
     bar = _progress(len(files)) if progress else None
     try:
-        if n_workers == 1:
-            for path in files:
-                result = process_file(scrubber, path, dst, overwrite, resume=resume)
-                if bar:
-                    bar[0].advance(bar[1])
-                yield result
+        if n_workers <= 1 or len(files) < PARALLEL_THRESHOLD:
+            for start in range(0, len(files), _SERIAL_BATCH):
+                with quiet_pydicom():  # once per batch: the per-file blocks inside then cost nothing
+                    results = [process_file(scrubber, path, dst, overwrite, resume=resume)
+                               for path in files[start:start + _SERIAL_BATCH]]
+                for result in results:
+                    if bar:
+                        bar[0].advance(bar[1])
+                    yield result
             return
         # small chunks (a few tens of ms of work each): cheap to send (paths only), and the last
         # chunks finish together on all cores

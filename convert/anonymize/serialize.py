@@ -48,7 +48,8 @@ from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
 
 from convert.anonymize.decide import (SEQUENCE_MARK, TOKEN_TAGS, Context, Counts, Level, Recurse, decide,
-                                      finish_level, peek, removed_by_tag, text_of, ui_text)
+                                      finish_level, kept_as_stored, peek, removed_by_tag, syntax_ok, text_of,
+                                      ui_text)
 from convert.anonymize.scrubber import MAPPED_TAGS, Scrubber, burned_in_reason, refusal_message
 from convert.dicom import elements
 from convert.dicom.elements import UNDEFINED, NotCovered, Truncated
@@ -92,6 +93,11 @@ _MAX_MEMOS = 64
 #: their outcome also names the output and feeds the audit mapping, the character set check
 #: and the stamps.
 _BY_TAG_NEVER: frozenset[int] = frozenset({_CHARSET, *PATH_KEYWORDS, *_STAMPED})
+#: Elements never kept by the tag rule (:func:`~convert.anonymize.decide.kept_as_stored`): their
+#: outcome feeds more than the output, or they make the context.
+_KEPT_NEVER: frozenset[int] = frozenset({*_BY_TAG_NEVER, *_CONTEXT_SET, *(t for _, t in MAPPED_TAGS)})
+#: The VRs whose explicit-VR header has a 4-byte length after two reserved bytes (as pydicom writes).
+_LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"})
 
 
 def path_part(value: Any, default: str) -> str:
@@ -349,6 +355,10 @@ def _unpack(packed: int) -> tuple[int, ...]:
     return tuple((packed >> s) & _MASK for s in _SHIFTS)
 
 
+#: The packed counts of one element kept.
+_ONE_KEPT = _pack([0, 0, 0, 0, 1])
+
+
 @dataclass
 class _FileContext:
     """What the decisions of the files of one context key share (see :data:`CONTEXT_TAGS`)."""
@@ -368,6 +378,8 @@ class _FileContext:
     #: tag -> removed whatever its value (:func:`~convert.anonymize.decide.removed_by_tag`); False
     #: for the elements whose outcome feeds more than the output (path texts, character set, stamps)
     by_tag: dict[int, bool] = field(default_factory=dict)
+    #: (tag, VR as stored) -> :func:`~convert.anonymize.decide.kept_as_stored` (False: not kept so)
+    kept: dict[tuple[int, bytes], str | bool] = field(default_factory=dict)
 
 
 @dataclass
@@ -401,7 +413,7 @@ class ByteScrubber:
         self.check = check
         #: context key -> (the context, or the refusal of its objects; pixel length -> check result)
         self.contexts: dict[tuple, tuple[_FileContext | AnonymizationError, dict[Any, ConvertError | None]]] = {}
-        self.stats = {"files": 0, "declined": 0, "decided": 0, "cached": 0, "by_tag": 0, "reused": 0,
+        self.stats = {"files": 0, "declined": 0, "decided": 0, "cached": 0, "by_tag": 0, "kept": 0, "reused": 0,
                       "carried": 0}
         #: folder -> its last file walked whole (see :class:`_Memo`)
         self.memos: dict[str, _Memo] = {}
@@ -551,6 +563,13 @@ class ByteScrubber:
         if outcome is not None:
             self.stats["cached"] += 1
             return outcome
+        rule = fctx.kept.get((element.tag, element.vr))
+        if rule is None:
+            rule = self._kept_rule(fctx, element)
+        if rule is not False and self._canonical(buf, element) \
+                and (not rule or syntax_ok(buf[element.value_offset:element.end], rule)):  # type: ignore[arg-type]
+            self.stats["kept"] += 1
+            return key, _ONE_KEPT, None
         self.stats["decided"] += 1
         if len(outcomes) >= _MAX_OUTCOMES:
             outcomes.clear()
@@ -565,6 +584,31 @@ class ByteScrubber:
             outcomes[key] = outcome
             self.cached_bytes += len(key) + len(outcome[0])
         return outcome
+
+    @staticmethod
+    def _kept_rule(fctx: _FileContext, element: elements.Element) -> str | bool:
+        """:func:`~convert.anonymize.decide.kept_as_stored` for ``element``'s tag and stored VR,
+        cached in the context (False: decide it)."""
+        kept = fctx.kept
+        if len(kept) > _MAX_OUTCOMES:
+            kept.clear()
+        tag = element.tag
+        rule: str | None = None
+        if tag not in _KEPT_NEVER and element.length != UNDEFINED:
+            rule = kept_as_stored(fctx.ctx.plan, tag, element.vr.decode("ascii") if element.vr else None)
+        kept[(tag, element.vr)] = result = False if rule is None else rule
+        return result
+
+    @staticmethod
+    def _canonical(buf: bytes, element: elements.Element) -> bool:
+        """Whether ``element``'s stored bytes are what :func:`encode_element` writes for it as a raw
+        element: a length that fits its header, and zero reserved bytes before a 4-byte length."""
+        header = element.value_offset - element.offset
+        if not element.vr:
+            return header == 8
+        if element.vr in _LONG_VRS:
+            return header == 12 and buf[element.offset + 6:element.offset + 8] == b"\0\0"
+        return header == 8
 
     def _pixel_span(self, fd: int, buf: bytes, offset: int, size: int, implicit: bool) -> int | None:
         """Length of the pixel data element at ``offset`` (its value: defined, or the fragments of
@@ -710,7 +754,7 @@ class ByteScrubber:
     def _decide_top(self, buf: bytes, src: Dataset, tag: int, element: elements.Element,
                     fctx: _FileContext) -> Outcome:
         """The outcome of one top-level element (see :data:`Outcome`)."""
-        if tag in PATH_KEYWORDS or src._dict[BaseTag(tag)].value_tell == SEQUENCE_MARK:
+        if src._dict[BaseTag(tag)].value_tell == SEQUENCE_MARK:
             total = [0, 0, 0, 0, 0]
             texts: dict[int, Any] = {}
             parts = self._level(buf, src, {tag: element}, fctx.implicit, fctx, clean=False, level=Level(),
@@ -721,15 +765,21 @@ class ByteScrubber:
         counts = ctx.counts = Counts()
         new = decide(src, BaseTag(tag), ctx, False, Level())
         data = b""
+        text = None
+        out = fctx.scratch_out.pop() if fctx.scratch_out else self.scrubber.new_like(src)
+        out._dict.clear()
+        path = tag in PATH_KEYWORDS  # its old and new texts name the output and feed the audit
+        if path and _CHARSET in src._dict:  # as _level: the new text is read in the data set's charset
+            out._dict[BaseTag(_CHARSET)] = src._dict[BaseTag(_CHARSET)]
         if new is not None:
-            out = fctx.scratch_out.pop() if fctx.scratch_out else self.scrubber.new_like(src)
-            out._dict.clear()
             out._dict[BaseTag(tag)] = new
             data = encode_element(out, BaseTag(tag), fctx.implicit, fctx.encodings)
-            out._dict.clear()
-            fctx.scratch_out.append(out)
+        if path:
+            text = _path_text(src, out, tag, bool(data))
+        out._dict.clear()
+        fctx.scratch_out.append(out)
         ctx.counts = Counts()
-        return data, _pack([counts.removed, counts.replaced, counts.emptied, counts.cleaned, counts.kept]), None
+        return data, _pack([counts.removed, counts.replaced, counts.emptied, counts.cleaned, counts.kept]), text
 
     def _level(self, buf: bytes, src: Dataset, found: dict[int, elements.Element], implicit: bool,
                fctx: _FileContext, clean: bool, level: Level, texts: dict[int, Any] | None,
@@ -764,15 +814,7 @@ class ByteScrubber:
         if texts is not None:
             for tag in found:
                 if tag in PATH_KEYWORDS:
-                    keyword, default = PATH_KEYWORDS[tag]
-                    kept = BaseTag(tag) in out._dict
-                    if tag in parts and not kept:
-                        raise _Declined("a path attribute written as a sequence")
-                    new_text = text_of(out, tag) if kept else ""
-                    # str() of a single value is its text; a multi-valued one names the path as
-                    # str(MultiValue) does on the pydicom route
-                    value = out.get(keyword, "") if "\\" in new_text else new_text
-                    texts[tag] = (text_of(src, tag), new_text, path_part(value, default))
+                    texts[tag] = _path_text(src, out, tag, tag in parts)
         counts = ctx.counts
         for i, c in enumerate((counts.removed, counts.replaced, counts.emptied, counts.cleaned, counts.kept)):
             total[i] += c
@@ -891,6 +933,20 @@ def _raw_elements(buf: bytes, found: dict[int, elements.Element], implicit: bool
         out[BaseTag(tag)] = raw(BaseTag(tag), vr, e.length, buf[e.value_offset:e.end],
                                 SEQUENCE_MARK if sequence else e.value_offset, implicit, True, True, False)
     return out
+
+
+def _path_text(src: Dataset, out: Dataset, tag: int, written: bool) -> tuple[str, str, str]:
+    """(old text, new text, output path part) of a :data:`PATH_KEYWORDS` element of the top level
+    ``src`` decided into ``out`` (``written``: it has output bytes)."""
+    keyword, default = PATH_KEYWORDS[tag]
+    kept = BaseTag(tag) in out._dict
+    if written and not kept:
+        raise _Declined("a path attribute written as a sequence")
+    new_text = text_of(out, tag) if kept else ""
+    # str() of a single value is its text; a multi-valued one names the path as str(MultiValue)
+    # does on the pydicom route
+    value = out.get(keyword, "") if "\\" in new_text else new_text
+    return text_of(src, tag), new_text, path_part(value, default)
 
 
 class _Declined(Exception):
