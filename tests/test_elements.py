@@ -15,7 +15,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 
 from convert.dicom import elements
-from convert.dicom.elements import NotCovered, Truncated, items, parse_part10, walk
+from convert.dicom.elements import NotCovered, TransferSyntax, Truncated, items, parse_part10, walk
 
 from conftest import CONFORMANCE
 
@@ -367,3 +367,15 @@ def test_reparse_of_real_series_is_the_walk() -> None:
             reused += 1
         previous[path.parent] = parsed
     assert reused >= 300, reused  # the layer's point: most slices share their predecessor's layout
+
+
+def test_the_transfer_syntax_of_a_header_view_has_pydicoms_uid_properties() -> None:
+    from pydicom.uid import UID
+
+    syntaxes = ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.70",
+                "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.5", "1.2.840.10008.1.2.4.201"]
+    for uid in syntaxes:
+        ours, theirs = TransferSyntax(uid), UID(uid)
+        for name in ("is_transfer_syntax", "is_private", "is_implicit_VR", "is_little_endian", "is_deflated",
+                     "is_compressed", "is_encapsulated", "name"):
+            assert getattr(ours, name) == getattr(theirs, name), (uid, name)

@@ -24,7 +24,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from convert.dicom import header as header_module
-from convert.dicom.header import Header, NotMirrored, Values, as_dataset, convert_value, read
+from convert.dicom.header import Header, NotMirrored, Values, as_dataset, convert_value, dicom_time_seconds, read
 from convert.dicom.keywords import KEYWORDS
 from tests.conftest import CONFORMANCE, REPO
 
@@ -388,20 +388,6 @@ def test_file_meta_of_a_view_is_pydicoms(tmp_path: Path, syntax: str) -> None:
     assert view.file_meta.TransferSyntaxUID == syntax and view._dataset is None  # noqa: SLF001 (no pydicom parse)
 
 
-def test_the_transfer_syntax_of_a_view_has_pydicoms_uid_properties(tmp_path: Path) -> None:
-    from pydicom.uid import UID
-
-    from convert.dicom.header import TransferSyntax
-
-    syntaxes = ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.70",
-                "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.5", "1.2.840.10008.1.2.4.201"]
-    for uid in syntaxes:
-        ours, theirs = TransferSyntax(uid), UID(uid)
-        for name in ("is_transfer_syntax", "is_private", "is_implicit_VR", "is_little_endian", "is_deflated",
-                     "is_compressed", "is_encapsulated", "name"):
-            assert getattr(ours, name) == getattr(theirs, name), (uid, name)
-
-
 def test_files_of_a_folder_are_read_against_the_previous_header(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                                                   ) -> None:
     """read_part10 reads a file against the last header walked in its folder: the positions are
@@ -440,3 +426,9 @@ def test_files_of_a_folder_are_read_against_the_previous_header(tmp_path: Path, 
             want = real_parse(data, whole=True, keep=kept)
             assert got is not None and got.elements == want.elements and got.pixel_offset == want.pixel_offset
     assert len(walked) == 2  # the first file, and the first with the extra element
+
+
+@pytest.mark.parametrize("text,seconds", [("120000", 43200.0), ("235959.5", 86399.5), ("10:30:00", 37800.0),
+                                          ("1030", 37800.0), ("", None), ("ab", None)])
+def test_dicom_time_parsing(text: str, seconds: float | None) -> None:
+    assert dicom_time_seconds(text) == seconds

@@ -17,7 +17,7 @@ if str(REPO) not in sys.path:
 
 from fixtures.dicom_series import make_non_dicom_files, make_philips_dwi, make_series, make_split_series  # noqa: E402
 
-from convert.dicom.scan import dicom_time_seconds, index_file, scan  # noqa: E402
+from convert.dicom.scan import index_file, scan  # noqa: E402
 from convert.errors import InputNotFoundError  # noqa: E402
 
 
@@ -82,12 +82,6 @@ def test_truncated_header_is_skipped_not_fatal(tmp_path: Path) -> None:
     paths[0].write_bytes(paths[0].read_bytes()[:140])
     outcome = index_file(paths[0])
     assert isinstance(outcome, str)
-
-
-@pytest.mark.parametrize("text,seconds", [("120000", 43200.0), ("235959.5", 86399.5), ("10:30:00", 37800.0),
-                                          ("1030", 37800.0), ("", None), ("ab", None)])
-def test_dicom_time_parsing(text: str, seconds: float | None) -> None:
-    assert dicom_time_seconds(text) == seconds
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")

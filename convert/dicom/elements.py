@@ -299,6 +299,45 @@ def _transfer_syntax_encoding(uid: str) -> bool:
     raise NotCovered(f"transfer syntax {uid!r} is not a standard little-endian one")
 
 
+class TransferSyntax(str):
+    """The TransferSyntaxUID of a file the element layer reads (native or encapsulated little
+    endian), with the properties of pydicom's ``UID`` the readers ask; any other attribute
+    (``name``, ``keyword``, ...) is pydicom's."""
+
+    @property
+    def is_transfer_syntax(self) -> bool:
+        return True
+
+    @property
+    def is_private(self) -> bool:
+        return self[:14] != "1.2.840.10008."
+
+    @property
+    def is_implicit_VR(self) -> bool:  # noqa: N802 (pydicom's name)
+        return self == IMPLICIT_VR_LE
+
+    @property
+    def is_little_endian(self) -> bool:
+        return True
+
+    @property
+    def is_deflated(self) -> bool:
+        return False
+
+    @property
+    def is_compressed(self) -> bool:
+        return self not in NATIVE_SYNTAXES
+
+    is_encapsulated = is_compressed
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        from pydicom.uid import UID
+
+        return getattr(UID(str(self)), name)
+
+
 @dataclass(frozen=True)
 class Part10:
     """Element positions of a Part 10 file's header (the data before its pixel data).

@@ -31,11 +31,12 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from convert.dicom import elements
+from convert.dicom.elements import TransferSyntax
 from convert.dicom.keywords import KEYWORDS
 from convert.errors import DicomError
 
 __all__ = ["Header", "DecimalString", "IntegerString", "Item", "Sequence", "as_dataset", "convert_value", "is_gzip",
-           "is_multi", "open_dicom_bytes", "read", "read_header", "read_part10", "read_view", "view_of"]
+           "dicom_time_seconds", "is_multi", "open_dicom_bytes", "read", "read_header", "read_part10", "read_view", "view_of"]
 
 #: Bytes read first; most headers are smaller (a bigger one is read on, doubling, up to
 #: MAX_HEADER_BYTES: enhanced objects with thousands of frames hold megabytes of header).
@@ -328,6 +329,22 @@ def convert_value(vr: str, raw: bytes) -> Any:
                 raise NotMirrored(f"unusual {vr} value")
             out.append(part)
     return out[0] if len(out) == 1 else out
+
+
+def dicom_time_seconds(value: Any) -> float | None:
+    """DICOM TM (``HHMMSS.FFFFFF``, or with colons) to seconds since midnight; None if unparsable."""
+    if value is None:
+        return None
+    text = str(value).strip().replace(":", "")
+    if not text:
+        return None
+    try:
+        hh = int(text[0:2])
+        mm = int(text[2:4]) if len(text) >= 4 else 0
+        ss = float(text[4:]) if len(text) > 4 else 0.0
+    except ValueError:
+        return None
+    return hh * 3600.0 + mm * 60.0 + ss
 
 
 def _tag(key: Any) -> int:
@@ -633,45 +650,6 @@ class Header(_View):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (Header, (self.path, self.part10))
-
-
-class TransferSyntax(str):
-    """The TransferSyntaxUID of a file the element layer reads (native or encapsulated little
-    endian), with the properties of pydicom's ``UID`` the readers ask; any other attribute
-    (``name``, ``keyword``, ...) is pydicom's."""
-
-    @property
-    def is_transfer_syntax(self) -> bool:
-        return True
-
-    @property
-    def is_private(self) -> bool:
-        return self[:14] != "1.2.840.10008."
-
-    @property
-    def is_implicit_VR(self) -> bool:  # noqa: N802 (pydicom's name)
-        return self == elements.IMPLICIT_VR_LE
-
-    @property
-    def is_little_endian(self) -> bool:
-        return True
-
-    @property
-    def is_deflated(self) -> bool:
-        return False
-
-    @property
-    def is_compressed(self) -> bool:
-        return self not in elements.NATIVE_SYNTAXES
-
-    is_encapsulated = is_compressed
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        from pydicom.uid import UID
-
-        return getattr(UID(str(self)), name)
 
 
 class FileMeta(_View):

@@ -37,7 +37,7 @@ import numpy as np
 
 from convert.dicom import elements
 from convert.dicom import header as header_view
-from convert.dicom.header import is_gzip, open_dicom_bytes
+from convert.dicom.header import dicom_time_seconds, is_gzip, open_dicom_bytes
 from convert.dicom.pixels import PHILIPS_MR_CREATOR, philips_scale_slope, scale_slope_value
 from convert.errors import InputNotFoundError
 
@@ -304,22 +304,6 @@ def _floats(value: Any, n: int) -> tuple[float, ...] | None:
     if len(out) != n or not all(np.isfinite(out)):
         return None
     return out
-
-
-def dicom_time_seconds(value: Any) -> float | None:
-    """DICOM TM (``HHMMSS.FFFFFF``, or with colons) to seconds since midnight; None if unparsable."""
-    if value is None:
-        return None
-    text = str(value).strip().replace(":", "")
-    if not text:
-        return None
-    try:
-        hh = int(text[0:2])
-        mm = int(text[2:4]) if len(text) >= 4 else 0
-        ss = float(text[4:]) if len(text) > 4 else 0.0
-    except ValueError:
-        return None
-    return hh * 3600.0 + mm * 60.0 + ss
 
 
 def _head_is_dicom(head: bytes) -> bool:
