@@ -63,7 +63,16 @@ class NotCovered(Exception):
 
 
 class Truncated(NotCovered):
-    """The buffer ends before the element walk does: read more of the file (or fall back)."""
+    """The buffer ends before the element walk does: read more of the file (or fall back).
+
+    Attributes:
+        walked: raised by a top-level walk (:func:`walk` without ``end``, :func:`parse_part10`):
+            ``(elements, pos)``, the elements walked whole before the buffer ended and the offset
+            of the first one that did not fit; give it to :func:`parse_part10` as ``resume`` with
+            more of the file, so the bytes already walked are not walked again. None otherwise.
+    """
+
+    walked: "tuple[list[Element], int] | None" = None
 
 
 class Element(NamedTuple):
@@ -178,7 +187,7 @@ def _next(data: bytes, pos: int, implicit: bool, depth: int = 0) -> Element:
 
 def walk(data: bytes, pos: int, end: int | None = None, *, implicit: bool = False,
          stop_tags: frozenset[int] = PIXEL_TAGS, depth: int = 0, whole: bool = False,
-         keep: frozenset[int] | None = None) -> tuple[list[Element], int | None]:
+         keep: frozenset[int] | None = None, found: list[Element] | None = None) -> tuple[list[Element], int | None]:
     """The elements of one data set, in file order, and where the walk stopped.
 
     Args:
@@ -191,64 +200,75 @@ def walk(data: bytes, pos: int, end: int | None = None, *, implicit: bool = Fals
         whole: ``data`` is the whole file: reaching its end without a stop tag is no truncation.
         keep: return only the elements with these tags (every element is still walked and checked);
             ``None``: all of them.
+        found: elements walked before ``pos`` (a resumed walk, see :attr:`Truncated.walked`):
+            the returned list starts with them.
 
     Returns:
         ``(elements, stop)``: ``stop`` is the offset of the stop tag's element, or ``end``
         (None when ``whole`` and the data ended first).
 
     Raises:
-        Truncated: ``data`` ends before ``end`` / a stop tag.
+        Truncated: ``data`` ends before ``end`` / a stop tag (without ``end``: with
+            :attr:`Truncated.walked`, where to resume).
         NotCovered: bytes this layer does not read (see the module docstring).
     """
     n = len(data)
     limit = n if end is None else end
-    out: list[Element] = []
+    out: list[Element] = [] if found is None else found
     append = out.append
     make = tuple.__new__  # Element(...) without NamedTuple's Python-level __new__ (the hot loop)
     explicit_head, implicit_head = _EXPLICIT_HEAD.unpack_from, _IMPLICIT_HEAD.unpack_from
     long_vrs, valid_vrs = LONG_VRS, VALID_VRS
-    while pos < limit:
-        if pos + 12 > n:  # near the end of the buffer: the careful, slower reader
-            if pos + 4 > n:
-                raise Truncated("the buffer ends inside an element header")
-            tag = int.from_bytes(data[pos:pos + 2], "little") << 16 | int.from_bytes(data[pos + 2:pos + 4], "little")
+    try:  # (no cost in the loop: CPython's exceptions are zero-cost until raised)
+        while pos < limit:
+            if pos + 12 > n:  # near the end of the buffer: the careful, slower reader
+                if pos + 4 > n:
+                    raise Truncated("the buffer ends inside an element header")
+                tag = (int.from_bytes(data[pos:pos + 2], "little") << 16
+                       | int.from_bytes(data[pos + 2:pos + 4], "little"))
+                if tag in stop_tags:
+                    return out, pos
+                element = _next(data, pos, implicit, depth)
+                if keep is None or tag in keep:
+                    append(element)
+                pos = element.end
+                continue
+            if implicit:
+                group, elem, length = implicit_head(data, pos)
+                vr, start = b"", pos + 8
+            else:
+                group, elem, vr, length, long_length = explicit_head(data, pos)
+                if vr in long_vrs:
+                    length, start = long_length, pos + 12
+                elif vr in valid_vrs:
+                    start = pos + 8
+                else:
+                    start = -1
+            tag = group << 16 | elem
             if tag in stop_tags:
                 return out, pos
-            element = _next(data, pos, implicit, depth)
+            if start < 0 or length == UNDEFINED or group == 0xFFFE:  # the rare cases: the careful reader decides
+                element = _next(data, pos, implicit, depth)
+                if keep is None or tag in keep:
+                    append(element)
+                pos = element.end
+                continue
+            element_end = start + length
+            if element_end > n:
+                raise Truncated("the buffer ends inside an element value")
             if keep is None or tag in keep:
-                append(element)
-            pos = element.end
-            continue
-        if implicit:
-            group, elem, length = implicit_head(data, pos)
-            vr, start = b"", pos + 8
-        else:
-            group, elem, vr, length, long_length = explicit_head(data, pos)
-            if vr in long_vrs:
-                length, start = long_length, pos + 12
-            elif vr in valid_vrs:
-                start = pos + 8
-            else:
-                start = -1
-        tag = group << 16 | elem
-        if tag in stop_tags:
-            return out, pos
-        if start < 0 or length == UNDEFINED or group == 0xFFFE:  # the rare cases: the careful reader decides
-            element = _next(data, pos, implicit, depth)
-            if keep is None or tag in keep:
-                append(element)
-            pos = element.end
-            continue
-        element_end = start + length
-        if element_end > n:
-            raise Truncated("the buffer ends inside an element value")
-        if keep is None or tag in keep:
-            append(make(Element, (tag, vr, pos, start, length, element_end)))
-        pos = element_end
+                append(make(Element, (tag, vr, pos, start, length, element_end)))
+            pos = element_end
+    except Truncated as exc:
+        if end is None:  # a top-level walk: the elements so far stand, resume at pos with more bytes
+            exc.walked = (out, pos)
+        raise
     if end is None:
         if whole and pos == len(data):
             return out, None
-        raise Truncated("the buffer ends before the pixel data")
+        truncated = Truncated("the buffer ends before the pixel data")
+        truncated.walked = (out, pos)
+        raise truncated
     if pos != end:
         raise NotCovered("an element runs past the end of its item")
     return out, pos
@@ -366,6 +386,13 @@ class Part10:
         if element is None or element.length == UNDEFINED:
             return None
         return self.data[element.value_offset:element.end]
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without the cached :attr:`layout` (arrays as big as the header, rebuilt on use):
+        a header kept by a scan worker travels as its bytes and element positions only."""
+        state = dict(self.__dict__)
+        state.pop("layout", None)
+        return state
 
     @property
     def is_native(self) -> bool:
@@ -601,15 +628,19 @@ def reparse(data: bytes, previous: Part10, *, whole: bool = False) -> Relayout |
 
 
 def parse_part10(data: bytes, *, whole: bool = False, stop_tags: frozenset[int] = PIXEL_TAGS,
-                 keep: frozenset[int] | None = None) -> Part10:
+                 keep: frozenset[int] | None = None,
+                 resume: tuple[list[Element], int] | None = None) -> Part10:
     """Element positions of the header of a Part 10 file whose first bytes are ``data``.
 
     ``whole``: ``data`` is the entire file (a file without pixel data then parses; its
     :attr:`Part10.pixel_offset` is None). ``keep``: index only these top-level tags (the walk
-    still checks every element); ``None``: all.
+    still checks every element); ``None``: all. ``resume``: the :attr:`Truncated.walked` of a
+    parse of fewer bytes of the same file (with the same ``stop_tags`` and ``keep``): the walk
+    goes on where that one stopped, so a header read in growing pieces is walked once.
 
     Raises:
-        Truncated: ``data`` ends before the pixel data (read more, or use pydicom).
+        Truncated: ``data`` ends before the pixel data (read more, or use pydicom); its
+            :attr:`~Truncated.walked` says where to resume.
         NotCovered: a layout left to pydicom (see the module docstring).
     """
     meta, pos = _read_meta(data, whole)
@@ -622,7 +653,11 @@ def parse_part10(data: bytes, *, whole: bool = False, stop_tags: frozenset[int] 
         # pydicom trusts the first element over the transfer syntax; such files are left to it.
         if _looks_explicit(data[pos + 4:pos + 6]) == implicit:
             raise NotCovered("the data set's encoding contradicts its transfer syntax")
-    found, stop = walk(data, pos, implicit=implicit, stop_tags=stop_tags, whole=whole, keep=keep)
+    walked: list[Element] | None = None
+    start = pos
+    if resume is not None and resume[1] > pos:  # the elements before resume[1] were walked in fewer bytes
+        walked, start = list(resume[0]), resume[1]
+    found, stop = walk(data, start, implicit=implicit, stop_tags=stop_tags, whole=whole, keep=keep, found=walked)
     elements = {element.tag: element for element in found}
     return Part10(data=data, meta=meta, transfer_syntax=ts, implicit=implicit, dataset_offset=pos,
                   elements=elements, pixel_offset=stop)

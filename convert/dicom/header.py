@@ -92,42 +92,61 @@ def read_part10(path: Path, keep: frozenset[int] | None = None) -> "elements.Par
     :data:`MAX_HEADER_BYTES`; None when the element layer leaves the file to pydicom (no preamble,
     big endian, deflated, gzip, odd structure) or it cannot be read.
 
-    A file is read against the last header walked whole in its folder when it shares its
-    elements (:func:`~convert.dicom.elements.reparse`: the same positions, found by comparing
-    bytes instead of walking every element)."""
+    The header is walked once: when the bytes read end inside it, the walk resumes where it
+    stopped in the longer buffer (:attr:`convert.dicom.elements.Truncated.walked`). A file is read
+    against the last header walked whole in its folder when it shares its elements
+    (:func:`~convert.dicom.elements.reparse`: the same positions, found by comparing bytes instead
+    of walking every element). :func:`view_of` then gets every element of the file just read
+    without walking it again."""
     path = Path(path)
     if is_gzip(path):
         return None
     folder = str(path.parent)
+    resume: tuple[list[elements.Element], int] | None = None
     try:
         with open(path, "rb") as fh:
             data = fh.read(HEADER_BYTES)
             while True:
                 whole = len(data) < HEADER_BYTES or len(data) % HEADER_BYTES != 0  # the file ended
                 try:
-                    return _parse(data, whole, keep, folder)
-                except elements.Truncated:
+                    return _parse(data, whole, keep, folder, resume)
+                except elements.Truncated as exc:
                     if whole or len(data) >= MAX_HEADER_BYTES:
                         return None
+                    resume = exc.walked if exc.walked is not None else resume
                     more = fh.read(len(data))  # a big header (Philips, GE, enhanced): read on
                     if not more:
-                        return _parse(data, True, keep, folder)
+                        return _parse(data, True, keep, folder, resume)
                     data += more
     except (elements.NotCovered, OSError):
         return None
 
 
-def _parse(data: bytes, whole: bool, keep: frozenset[int] | None, folder: str) -> "elements.Part10":
-    """:func:`read_part10`'s parse of the bytes read so far (raises Truncated / NotCovered)."""
+#: The last header :func:`_parse` read, whole (a Part10 of every element, or the Relayout that gives
+#: one): :func:`view_of` of the same bytes takes it instead of walking them again.
+_LAST: list["elements.Part10 | elements.Relayout"] = []
+
+
+def _parse(data: bytes, whole: bool, keep: frozenset[int] | None, folder: str,
+           resume: "tuple[list[elements.Element], int] | None" = None) -> "elements.Part10":
+    """:func:`read_part10`'s parse of the bytes read so far (raises Truncated / NotCovered;
+    ``resume``: where the walk of fewer bytes stopped)."""
     previous = _PREVIOUS.get(folder)
-    if previous is not None:
+    if previous is not None and resume is None:
         try:
             relaid = elements.reparse(data, previous, whole=whole)
-        except elements.NotCovered:  # Truncated included: the walk below says what it is
+        except elements.Truncated:
+            if whole:
+                relaid = None  # the walk below says what it is
+            else:
+                raise  # these bytes end inside the header laid out as the previous one: read on
+        except elements.NotCovered:  # the walk below says what it is
             relaid = None
         if relaid is not None:
+            _LAST[:] = [relaid]
             return relaid.part10(keep)
-    full = elements.parse_part10(data, whole=whole)
+    full = elements.parse_part10(data, whole=whole, resume=resume)
+    _LAST[:] = [full]
     if full.layout is not None:
         if len(_PREVIOUS) >= _MAX_PREVIOUS:
             _PREVIOUS.clear()
@@ -140,8 +159,13 @@ def _parse(data: bytes, whole: bool, keep: frozenset[int] | None, folder: str) -
 
 
 def view_of(path: Path, part10: "elements.Part10") -> "Header | None":
-    """A :class:`Header` of ``path`` from bytes already read (a ``part10`` parsed with ``keep``
-    is walked again in memory for every element); None when the bytes are left to pydicom."""
+    """A :class:`Header` of ``path`` from bytes already read: every element of a ``part10`` parsed
+    with ``keep`` (the header :func:`read_part10` read last, without walking it again; other bytes
+    are walked in memory); None when the bytes are left to pydicom."""
+    last = _LAST[0] if _LAST else None
+    if last is not None and last.data is part10.data:
+        full = last if isinstance(last, elements.Part10) else last.part10()
+        return Header(Path(path), full)
     try:
         full = elements.parse_part10(part10.data, whole=part10.pixel_offset is None)
     except elements.NotCovered:

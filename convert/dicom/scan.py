@@ -73,9 +73,12 @@ class Instance:
         number_of_frames: NumberOfFrames (1 when absent).
         slice_thickness, spacing_between_slices: mm or None.
         rescale_slope, rescale_intercept: RescaleSlope/Intercept (1/0 when absent).
-        header: the pydicom Dataset read without pixel data, or None when the scan
-            dropped it to save memory (large archives keep one header per series);
-            use :meth:`load_header`, which re-reads it when needed.
+        header: the header read without pixel data (a :class:`convert.dicom.header.Header`
+            view, or pydicom's Dataset for files the element layer leaves to it), or None when
+            the scan did not keep it (large archives keep one header per series; a file the
+            byte-level index or its header view indexed keeps none, except an enhanced object,
+            whose view the reader asks for every frame's functional groups: its header is
+            parsed once per run); use :meth:`load_header`, which re-reads it when needed.
         mosaic: a Siemens mosaic (decided at scan time, see :mod:`convert.dicom.multiframe`).
         enhanced: an enhanced multi-frame object (PerFrameFunctionalGroupsSequence present).
         pixel_offset: byte offset of the (7FE0,0010) PixelData element (its tag) in a non-gzipped
@@ -633,9 +636,9 @@ def index_file(path: Path) -> Instance | str:
                     outcome = _classify(path, view, view.pixel_offset)
             except Exception as exc:  # a corrupt element (bad VR, bad length...) must not stop a scan
                 return f"unreadable DICOM header: {type(exc).__name__}: {exc}"
-            if isinstance(outcome, Instance):
+            if isinstance(outcome, Instance) and not outcome.enhanced:
                 object.__setattr__(outcome, "header", None)  # re-read cheaply when needed (no pickling of bytes)
-            return outcome
+            return outcome  # an enhanced file keeps its view: the reader asks it for every frame's groups
     outcome = _read_header_once(path)
     if isinstance(outcome, str):
         return outcome
@@ -721,8 +724,8 @@ def scan(root: str | Path, *, workers: int | None = None,
         keep_headers: keep every pydicom-parsed header Dataset (True), or only the first
             of each series (False: :meth:`Instance.load_header` re-reads the others on
             demand). Default: all up to :data:`KEEP_ALL_HEADERS_LIMIT` images. Files
-            indexed by the fast byte-level parser (plain explicit VR little endian
-            images, the common case) never keep one.
+            indexed by the element layer (explicit and implicit VR little endian, the
+            common case) keep none, except enhanced objects (their header view).
 
     Returns:
         A :class:`ScanResult`: the instances found and the files skipped (with reasons).
