@@ -130,6 +130,48 @@ def test_a_cut_header_is_truncated_never_misread(ds: Dataset, ts: str, data_stra
             parse_part10(data[:cut])
 
 
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(datasets(), st.sampled_from([IMPLICIT, EXPLICIT]), st.booleans(), st.data())
+def test_a_walk_resumed_in_more_bytes_finds_what_one_walk_finds(ds: Dataset, ts: str, filtered: bool,
+                                                                 data_strategy: st.DataObject) -> None:
+    """A header read in growing pieces (header.read_part10) is walked once: each Truncated says where
+    the walk stopped and the next, longer read goes on from there, to the same positions."""
+    data = _part10(ds, ts)
+    keep = frozenset({0x00080018, 0x00100010, 0x00080008}) if filtered else None
+    full = parse_part10(data, keep=keep)
+    cut_at = st.integers(full.dataset_offset, max(full.dataset_offset, full.pixel_offset - 1))
+    cuts = sorted(data_strategy.draw(st.lists(cut_at, max_size=4))) if full.pixel_offset > full.dataset_offset else []
+    resume = None
+    for cut in cuts:
+        with pytest.raises(Truncated) as info:
+            parse_part10(data[:cut], keep=keep, resume=resume)
+        walked = info.value.walked
+        if walked is None:  # the end of the file meta group is not known yet: nothing walked
+            assert cut < full.dataset_offset + 8
+            continue
+        assert walked[1] <= cut
+        assert walked[0] == [e for e in full.elements.values() if e.end <= walked[1]]  # the elements before stand
+        resume = walked
+    assert parse_part10(data, keep=keep, resume=resume) == full
+
+
+def test_a_walk_resumes_after_the_elements_it_walked_without_walking_them_again(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    ds = Dataset()
+    ds.StudyDescription = "x" * 5000
+    ds.ImageComments = "after"
+    data = _part10(ds, EXPLICIT)
+    starts: list[int] = []
+    walk = elements.walk
+    monkeypatch.setattr(elements, "walk", lambda data, pos, *a, **k: starts.append(pos) or walk(data, pos, *a, **k))
+    cut = data.index(b"after") + 2
+    with pytest.raises(Truncated) as info:
+        parse_part10(data[:cut])
+    parsed = parse_part10(data, resume=info.value.walked)
+    assert starts[1] == info.value.walked[1] > starts[0]  # the second walk starts at StudyDescription
+    assert parsed == parse_part10(data)
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=600), st.integers(0, 2))
 def test_random_bytes_are_parsed_or_not_covered_never_an_error(noise: bytes, where: int) -> None:

@@ -462,3 +462,27 @@ def test_repeated_text_fields_are_shared_across_a_series(tmp_path: Path, monkeyp
         a, b, *_ = scan(tmp_path, workers=2).instances
         for name in ("series_uid", "study_uid", "modality", "manufacturer", "body_part", "transfer_syntax"):
             assert getattr(a, name) is getattr(b, name), (pool, name)
+
+
+def test_an_enhanced_file_keeps_its_header_view_and_a_worker_sends_it_without_its_layout(tmp_path: Path) -> None:
+    """Enhanced files are the one kind the scan keeps a header view of (the reader asks it for every
+    frame); a scan worker pickles it back as the header bytes and element positions only."""
+    import pickle
+
+    from convert.dicom.header import Header
+    from tests.test_multiframe import make_enhanced
+
+    path, _ = make_enhanced(tmp_path / "enh.dcm")
+    classic, _ = make_series(tmp_path / "s", slices=1)
+    enhanced = index_file(path)
+    assert not isinstance(enhanced, str) and enhanced.enhanced and isinstance(enhanced.header, Header)
+    assert enhanced.load_header() is enhanced.header
+    plain = index_file(classic[0])
+    assert not isinstance(plain, str) and plain.header is None  # re-read on demand
+    sent = pickle.dumps(enhanced)
+    assert "layout" in enhanced.header.part10.__dict__  # computed by the scan (elements.reparse of the next file)
+    with_layout = len(pickle.dumps(enhanced.header.part10.__dict__))
+    assert len(sent) < with_layout - len(enhanced.header.part10.data) // 2  # not sent: arrays as big as the header
+    back = pickle.loads(sent)
+    assert back.header.part10.elements == enhanced.header.part10.elements
+    assert back.header.NumberOfFrames == enhanced.header.NumberOfFrames
