@@ -707,12 +707,38 @@ def iter_files(root: Path, errors: list[tuple[Path, str]] | None = None, *, hidd
     return out
 
 
+@dataclass(frozen=True)
+class Listing:
+    """The files under ``root`` as :func:`iter_files` lists them, from one walk (:func:`list_files`).
+
+    A caller that walks a folder for its own reason (e.g. :func:`convert.batch.sources.open_source`,
+    looking for archives) hands the listing to :func:`scan`, which then does not walk it again.
+
+    Attributes:
+        root: the folder (or file) walked.
+        files: every regular file, in :func:`iter_files` order (hidden names left out).
+        errors: ``(path, reason)`` of what could not be listed or is not a regular file.
+    """
+
+    root: Path
+    files: tuple[Path, ...]
+    errors: tuple[tuple[Path, str], ...]
+
+
+def list_files(root: Path) -> Listing:
+    """:func:`iter_files` of ``root`` (hidden names left out) with its errors, as a :class:`Listing`."""
+    errors: list[tuple[Path, str]] = []
+    files = iter_files(Path(root), errors)
+    return Listing(Path(root), tuple(files), tuple(errors))
+
+
 #: Above this many images, :func:`scan` keeps one full header per series (memory: ~40 kB each).
 KEEP_ALL_HEADERS_LIMIT = 2000
 
 
 def scan(root: str | Path, *, workers: int | None = None,
-         progress: Callable[[int, int], None] | None = None, keep_headers: bool | None = None) -> ScanResult:
+         progress: Callable[[int, int], None] | None = None, keep_headers: bool | None = None,
+         listing: Listing | None = None) -> ScanResult:
     """Index every DICOM image under ``root`` (a folder tree, or one file).
 
     Args:
@@ -726,6 +752,8 @@ def scan(root: str | Path, *, workers: int | None = None,
             demand). Default: all up to :data:`KEEP_ALL_HEADERS_LIMIT` images. Files
             indexed by the element layer (explicit and implicit VR little endian, the
             common case) keep none, except enhanced objects (their header view).
+        listing: the files under ``root`` from a walk the caller made already (:func:`list_files`
+            of this ``root``): they are indexed without walking ``root`` again.
 
     Returns:
         A :class:`ScanResult`: the instances found and the files skipped (with reasons).
@@ -738,13 +766,17 @@ def scan(root: str | Path, *, workers: int | None = None,
         raise InputNotFoundError("no such file or folder; check the path", root)
     with warnings.catch_warnings():  # pydicom's notes on odd files: the outcome is recorded per file instead
         warnings.filterwarnings("ignore", module=r"pydicom(\.|$)")
-        return _scan(root, workers, progress, keep_headers)
+        return _scan(root, workers, progress, keep_headers, listing)
 
 
 def _scan(root: Path, workers: int | None, progress: Callable[[int, int], None] | None,
-          keep_headers: bool | None) -> ScanResult:
-    folder_errors: list[tuple[Path, str]] = []
-    files = iter_files(root, folder_errors)
+          keep_headers: bool | None, listing: Listing | None = None) -> ScanResult:
+    if listing is not None and listing.root != root:
+        raise ValueError(f"the listing of {listing.root} is not one of {root}")
+    if listing is None:
+        listing = list_files(root)
+    folder_errors = list(listing.errors)
+    files = list(listing.files)
     files, listed = _with_dicomdir_references(files, folder_errors)
     result = ScanResult(root=root, skipped=folder_errors)
     if workers is None:
