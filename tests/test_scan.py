@@ -486,3 +486,15 @@ def test_an_enhanced_file_keeps_its_header_view_and_a_worker_sends_it_without_it
     back = pickle.loads(sent)
     assert back.header.part10.elements == enhanced.header.part10.elements
     assert back.header.NumberOfFrames == enhanced.header.NumberOfFrames
+
+
+def test_enhanced_files_keep_their_views_when_a_large_scan_keeps_one_header_per_series(tmp_path: Path) -> None:
+    from tests.test_multiframe import make_enhanced
+
+    first, _ = make_enhanced(tmp_path / "a.dcm")
+    second, _ = make_enhanced(tmp_path / "b.dcm")  # the same (empty) series UIDs: one series
+    make_series(tmp_path / "s", slices=3)
+    result = scan(tmp_path, keep_headers=False)
+    enhanced = [i for i in result.instances if i.enhanced]
+    assert len(enhanced) == 2 and all(i.header is not None for i in enhanced)
+    assert sum(i.header is not None for i in result.instances if not i.enhanced) <= 1

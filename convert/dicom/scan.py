@@ -751,7 +751,8 @@ def scan(root: str | Path, *, workers: int | None = None,
             of each series (False: :meth:`Instance.load_header` re-reads the others on
             demand). Default: all up to :data:`KEEP_ALL_HEADERS_LIMIT` images. Files
             indexed by the element layer (explicit and implicit VR little endian, the
-            common case) keep none, except enhanced objects (their header view).
+            common case) keep none, except enhanced objects, which always keep their
+            header view (the reader asks it for every frame: parsed once per run).
         listing: the files under ``root`` from a walk the caller made already (:func:`list_files`
             of this ``root``): they are indexed without walking ``root`` again.
 
@@ -808,8 +809,11 @@ def _scan(root: Path, workers: int | None, progress: Callable[[int, int], None] 
             if pooled:
                 _intern_fields(outcome)  # unpickled from a worker: share the values across chunks too
             key = (outcome.study_uid, outcome.series_uid, outcome.series_number)
-            if not keep_all and key in seen_series:
-                object.__setattr__(outcome, "header", None)  # frozen dataclass: drop the bulky Dataset
+            if not keep_all and key in seen_series and not outcome.enhanced:
+                # frozen dataclass: drop the bulky Dataset. An enhanced file keeps its view: its header
+                # is its frames' geometry (a few hundred bytes a frame, as the Instances of as many
+                # classic slices), which the reader would otherwise read and walk again.
+                object.__setattr__(outcome, "header", None)
             seen_series.add(key)
             result.instances.append(outcome)
         else:
