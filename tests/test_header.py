@@ -456,7 +456,8 @@ def test_a_big_header_is_walked_from_its_start_once(tmp_path: Path, monkeypatch:
     path = _big_header_file(tmp_path / "big.dcm", implicit)
     starts: list[int] = []
     real_walk = elements.walk
-    monkeypatch.setattr(elements, "walk", lambda data, pos, *a, **k: starts.append(pos) or real_walk(data, pos, *a, **k))
+    monkeypatch.setattr(elements, "walk",
+                        lambda data, pos, *a, **k: starts.append(pos) or real_walk(data, pos, *a, **k))
     monkeypatch.setattr(header_module, "_PREVIOUS", {})
     got = header_module.read_part10(path)
     want = elements.parse_part10(path.read_bytes(), whole=True)

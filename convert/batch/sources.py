@@ -4,8 +4,8 @@ The one way the archive index (:mod:`convert.batch.index`, ``medconvert scan``) 
 the whole-archive conversion open what the user named::
 
     with open_source("exam.zip") as source:   # extracted into a temporary folder
-        result = scan(source.root, listing=source.listings.get(source.root))  # walked once
-        # local files: source.roots (one or more folders)
+        for root in source.roots:             # local files: the extraction, then each nested archive's
+            result = scan(root, listing=source.listings.get(root))  # the folder walked once
         source.display(path)                  # 'exam.zip!CT/IM0001': how messages name a file
 
 A folder is read in place (never written to). An archive is extracted into a

@@ -36,7 +36,8 @@ from convert.dicom.keywords import KEYWORDS
 from convert.errors import DicomError
 
 __all__ = ["Header", "DecimalString", "IntegerString", "Item", "Sequence", "as_dataset", "convert_value", "is_gzip",
-           "dicom_time_seconds", "is_multi", "open_dicom_bytes", "read", "read_header", "read_part10", "read_view", "view_of"]
+           "dicom_time_seconds", "is_multi", "open_dicom_bytes", "read", "read_header", "read_part10", "read_view",
+           "view_of"]
 
 #: Bytes read first; most headers are smaller (a bigger one is read on, doubling, up to
 #: MAX_HEADER_BYTES: enhanced objects with thousands of frames hold megabytes of header).
