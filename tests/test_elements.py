@@ -172,6 +172,36 @@ def test_a_walk_resumes_after_the_elements_it_walked_without_walking_them_again(
     assert parsed == parse_part10(data)
 
 
+@pytest.mark.parametrize("ts", [IMPLICIT, EXPLICIT])
+def test_a_walk_resumes_inside_a_long_sequence_at_the_item_that_did_not_fit(ts: str,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """An enhanced object's header is mostly one undefined-length sequence (the per-frame groups): a
+    longer read resumes at its first item that did not fit, not at the sequence's start."""
+    ds = Dataset()
+    ds.ReferencedImageSequence = Sequence([Dataset() for _ in range(200)])
+    for n, item in enumerate(ds.ReferencedImageSequence):
+        item.ReferencedSOPInstanceUID = f"1.2.3.{n}"
+        item.is_undefined_length_sequence_item = True
+    ds["ReferencedImageSequence"].is_undefined_length = True
+    ds.StudyDescription = "after the sequence"
+    data = _part10(ds, ts)
+    full = parse_part10(data)
+    sequence = full.elements[0x00081140]
+    cut = (sequence.value_offset + sequence.end) // 2
+    with pytest.raises(Truncated) as info:
+        parse_part10(data[:cut])
+    elements_before, pos, item = info.value.walked
+    assert pos == sequence.offset and sequence.value_offset < item <= cut
+    items_walked = []
+    item_end = elements._item_end
+    monkeypatch.setattr(elements, "_item_end", lambda data, at, *a: items_walked.append(at) or item_end(data, at, *a))
+    assert parse_part10(data, resume=info.value.walked) == full
+    assert len(items_walked) < 110 and min(items_walked) >= item  # the second half only
+    with pytest.raises(Truncated) as again:  # still short: resumes further in
+        parse_part10(data[:cut + 500], resume=info.value.walked)
+    assert again.value.walked[2] > item
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=600), st.integers(0, 2))
 def test_random_bytes_are_parsed_or_not_covered_never_an_error(noise: bytes, where: int) -> None:

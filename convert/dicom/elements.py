@@ -67,12 +67,17 @@ class Truncated(NotCovered):
 
     Attributes:
         walked: raised by a top-level walk (:func:`walk` without ``end``, :func:`parse_part10`):
-            ``(elements, pos)``, the elements walked whole before the buffer ended and the offset
-            of the first one that did not fit; give it to :func:`parse_part10` as ``resume`` with
-            more of the file, so the bytes already walked are not walked again. None otherwise.
+            ``(elements, pos, item)``, the elements walked whole before the buffer ended, the
+            offset of the first one that did not fit and, when that one is an undefined-length
+            sequence (a whole enhanced object's per-frame groups), the offset of its first item
+            that did not fit (else None); give it to :func:`parse_part10` as ``resume`` with more
+            of the file, so the bytes already walked are not walked again. None otherwise.
+        item: set by the walk of a top-level undefined-length sequence: its first item that did
+            not fit (see :attr:`walked`).
     """
 
-    walked: "tuple[list[Element], int] | None" = None
+    walked: "tuple[list[Element], int, int | None] | None" = None
+    item: int | None = None
 
 
 class Element(NamedTuple):
@@ -104,28 +109,51 @@ def _looks_explicit(vr: bytes) -> bool:
 
 
 def _sequence_end(data: bytes, pos: int, implicit: bool, depth: int) -> int:
-    """First byte after the undefined-length sequence whose first item starts at ``pos``."""
+    """First byte after the undefined-length sequence whose first item (or an item after the first:
+    a resumed walk) starts at ``pos``. A :class:`Truncated` raised for a top-level sequence
+    (``depth`` 1) says in :attr:`Truncated.item` which item did not fit."""
     if depth > MAX_DEPTH:
         raise NotCovered(f"sequences nested deeper than {MAX_DEPTH}")
     n = len(data)
     head = _IMPLICIT_HEAD.unpack_from
-    while True:
-        if pos + 8 > n:
-            raise Truncated("the buffer ends inside a sequence")
-        group, elem, length = head(data, pos)
-        pos += 8
-        if group != 0xFFFE:
-            raise NotCovered("an element where a sequence item should start")
-        if elem == _SEQUENCE_END:
-            return pos
-        if elem != _ITEM:
-            raise NotCovered("an item delimiter outside an item")
-        if length == UNDEFINED:
-            pos = _item_end(data, pos, implicit, depth + 1)
-        else:
-            pos += length
-            if pos > n:
-                raise Truncated("the buffer ends inside a sequence item")
+    item = pos
+    try:  # (no cost in the loop until raised)
+        while True:
+            item = pos
+            if pos + 8 > n:
+                raise Truncated("the buffer ends inside a sequence")
+            group, elem, length = head(data, pos)
+            pos += 8
+            if group != 0xFFFE:
+                raise NotCovered("an element where a sequence item should start")
+            if elem == _SEQUENCE_END:
+                return pos
+            if elem != _ITEM:
+                raise NotCovered("an item delimiter outside an item")
+            if length == UNDEFINED:
+                pos = _item_end(data, pos, implicit, depth + 1)
+            else:
+                pos += length
+                if pos > n:
+                    raise Truncated("the buffer ends inside a sequence item")
+    except Truncated as exc:
+        if depth == 1:
+            exc.item = item
+        raise
+
+
+def _resumed_sequence(data: bytes, pos: int, item: int, implicit: bool) -> Element:
+    """The top-level undefined-length sequence element at ``pos``, walked from its item at ``item``
+    (the items before it were walked in fewer bytes of the file: :attr:`Truncated.walked`)."""
+    if implicit:
+        group, elem, length = _IMPLICIT_HEAD.unpack_from(data, pos)
+        vr, start, items_implicit = b"", pos + 8, True
+    else:
+        group, elem, vr, _, length = _EXPLICIT_HEAD.unpack_from(data, pos)
+        start, items_implicit = pos + 12, vr == b"UN"  # PS3.5 6.2.2: a UN sequence holds implicit VR items
+    if length != UNDEFINED or not start <= item:
+        raise NotCovered("a resumed walk that does not start inside an undefined-length sequence")
+    return Element((group << 16) | elem, vr, pos, start, length, _sequence_end(data, item, items_implicit, 1))
 
 
 def _item_end(data: bytes, pos: int, implicit: bool, depth: int) -> int:
@@ -187,7 +215,8 @@ def _next(data: bytes, pos: int, implicit: bool, depth: int = 0) -> Element:
 
 def walk(data: bytes, pos: int, end: int | None = None, *, implicit: bool = False,
          stop_tags: frozenset[int] = PIXEL_TAGS, depth: int = 0, whole: bool = False,
-         keep: frozenset[int] | None = None, found: list[Element] | None = None) -> tuple[list[Element], int | None]:
+         keep: frozenset[int] | None = None, found: list[Element] | None = None,
+         item: int | None = None) -> tuple[list[Element], int | None]:
     """The elements of one data set, in file order, and where the walk stopped.
 
     Args:
@@ -202,6 +231,8 @@ def walk(data: bytes, pos: int, end: int | None = None, *, implicit: bool = Fals
             ``None``: all of them.
         found: elements walked before ``pos`` (a resumed walk, see :attr:`Truncated.walked`):
             the returned list starts with them.
+        item: a resumed walk whose element at ``pos`` is an undefined-length sequence walked up to
+            its item at ``item`` (:attr:`Truncated.walked`).
 
     Returns:
         ``(elements, stop)``: ``stop`` is the offset of the stop tag's element, or ``end``
@@ -220,6 +251,11 @@ def walk(data: bytes, pos: int, end: int | None = None, *, implicit: bool = Fals
     explicit_head, implicit_head = _EXPLICIT_HEAD.unpack_from, _IMPLICIT_HEAD.unpack_from
     long_vrs, valid_vrs = LONG_VRS, VALID_VRS
     try:  # (no cost in the loop: CPython's exceptions are zero-cost until raised)
+        if item is not None and pos < limit:
+            element = _resumed_sequence(data, pos, item, implicit)
+            if keep is None or element.tag in keep:
+                append(element)
+            pos = element.end
         while pos < limit:
             if pos + 12 > n:  # near the end of the buffer: the careful, slower reader
                 if pos + 4 > n:
@@ -260,14 +296,15 @@ def walk(data: bytes, pos: int, end: int | None = None, *, implicit: bool = Fals
                 append(make(Element, (tag, vr, pos, start, length, element_end)))
             pos = element_end
     except Truncated as exc:
-        if end is None:  # a top-level walk: the elements so far stand, resume at pos with more bytes
-            exc.walked = (out, pos)
+        if end is None and depth == 0:  # a top-level walk: the elements so far stand, resume at pos
+            exc.walked = (out, pos, exc.item)
         raise
     if end is None:
         if whole and pos == len(data):
             return out, None
         truncated = Truncated("the buffer ends before the pixel data")
-        truncated.walked = (out, pos)
+        if depth == 0:
+            truncated.walked = (out, pos, None)
         raise truncated
     if pos != end:
         raise NotCovered("an element runs past the end of its item")
@@ -629,7 +666,7 @@ def reparse(data: bytes, previous: Part10, *, whole: bool = False) -> Relayout |
 
 def parse_part10(data: bytes, *, whole: bool = False, stop_tags: frozenset[int] = PIXEL_TAGS,
                  keep: frozenset[int] | None = None,
-                 resume: tuple[list[Element], int] | None = None) -> Part10:
+                 resume: tuple[list[Element], int, int | None] | None = None) -> Part10:
     """Element positions of the header of a Part 10 file whose first bytes are ``data``.
 
     ``whole``: ``data`` is the entire file (a file without pixel data then parses; its
@@ -654,10 +691,11 @@ def parse_part10(data: bytes, *, whole: bool = False, stop_tags: frozenset[int] 
         if _looks_explicit(data[pos + 4:pos + 6]) == implicit:
             raise NotCovered("the data set's encoding contradicts its transfer syntax")
     walked: list[Element] | None = None
-    start = pos
-    if resume is not None and resume[1] > pos:  # the elements before resume[1] were walked in fewer bytes
-        walked, start = list(resume[0]), resume[1]
-    found, stop = walk(data, start, implicit=implicit, stop_tags=stop_tags, whole=whole, keep=keep, found=walked)
+    start, item = pos, None
+    if resume is not None and (resume[1] > pos or resume[2] is not None):  # walked in fewer bytes: go on
+        walked, start, item = list(resume[0]), resume[1], resume[2]
+    found, stop = walk(data, start, implicit=implicit, stop_tags=stop_tags, whole=whole, keep=keep, found=walked,
+                       item=item)
     elements = {element.tag: element for element in found}
     return Part10(data=data, meta=meta, transfer_syntax=ts, implicit=implicit, dataset_offset=pos,
                   elements=elements, pixel_offset=stop)

@@ -103,7 +103,7 @@ def read_part10(path: Path, keep: frozenset[int] | None = None) -> "elements.Par
     if is_gzip(path):
         return None
     folder = str(path.parent)
-    resume: tuple[list[elements.Element], int] | None = None
+    resume: tuple[list[elements.Element], int, int | None] | None = None
     try:
         with open(path, "rb") as fh:
             data = fh.read(HEADER_BYTES)
@@ -129,7 +129,7 @@ _LAST: list["elements.Part10 | elements.Relayout"] = []
 
 
 def _parse(data: bytes, whole: bool, keep: frozenset[int] | None, folder: str,
-           resume: "tuple[list[elements.Element], int] | None" = None) -> "elements.Part10":
+           resume: "tuple[list[elements.Element], int, int | None] | None" = None) -> "elements.Part10":
     """:func:`read_part10`'s parse of the bytes read so far (raises Truncated / NotCovered;
     ``resume``: where the walk of fewer bytes stopped)."""
     previous = _PREVIOUS.get(folder)
