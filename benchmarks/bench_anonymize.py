@@ -89,13 +89,14 @@ def dataset(n_files: int, size: int, implicit: bool = False) -> Path:
     return root / "src"
 
 
-def command(tool: str, src: Path, dst: Path, key_file: Path, workers: int | None) -> list[str]:
+def command(tool: str, src: Path, dst: Path, key_file: Path, jobs: int | None) -> list[str]:
     """The command line that de-identifies (or copies) ``src`` into ``dst`` with ``tool``."""
     if tool == "medconvert":
-        # this checkout's code (see _env), not whatever ``medconvert`` on PATH points at
+        # this checkout's code (see _env), not whatever ``medconvert`` on PATH points at; its default run
+        # writes the run report (report.json, report.html) into dst, as a user's does
         cmd = [sys.executable, "-m", "convert", "anonymize", str(src), str(dst), "--key", str(key_file)]
-        if workers:
-            cmd += ["--workers", str(workers)]
+        if jobs:
+            cmd += ["--jobs", str(jobs)]
         return cmd
     if tool == "dicognito":
         return [sys.executable, "-m", "dicognito", "--output-directory", str(dst), "--quiet", str(src)]
@@ -119,7 +120,7 @@ def count_files(folder: Path) -> int:
     return sum(1 for p in folder.rglob("*") if p.is_file()) if folder.exists() else 0
 
 
-def run_once(tool: str, src: Path, scratch: Path, key_file: Path, workers: int | None
+def run_once(tool: str, src: Path, scratch: Path, key_file: Path, jobs: int | None
              ) -> tuple[float, float, int, str]:
     """Run ``tool`` into a fresh folder; returns (wall seconds, CPU seconds (user + system, the tool's
     processes), files written, stderr tail)."""
@@ -128,7 +129,7 @@ def run_once(tool: str, src: Path, scratch: Path, key_file: Path, workers: int |
         shutil.rmtree(dst)
     if tool == "deid":
         dst.mkdir()
-    cmd = command(tool, src, dst, key_file, workers)
+    cmd = command(tool, src, dst, key_file, jobs)
     t0 = time.perf_counter()
     before = os.times()
     proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env(), cwd=REPO)
@@ -175,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=512, help="rows = columns (default 512)")
     parser.add_argument("--runs", type=int, default=5, help="timed runs per tool (median reported; default 5)")
     parser.add_argument("--tools", nargs="+", default=list(TOOLS), choices=TOOLS)
-    parser.add_argument("--workers", type=int, default=None, help="medconvert --workers (default: all cores)")
+    parser.add_argument("--jobs", "--workers", dest="jobs", type=int, default=None,
+                        help="medconvert --jobs (default: all cores; --workers: the old name)")
     parser.add_argument("--implicit", action="store_true",
                         help="the files in implicit VR little endian (default: explicit VR little endian)")
     parser.add_argument("--real-archive", type=int, nargs="?", const=5000, default=None, metavar="N",
@@ -208,12 +210,12 @@ def main(argv: list[str] | None = None) -> int:
         load_start = os.getloadavg()
         if not args.no_warmup:
             for tool in args.tools:
-                wall, cpu, n, _ = run_once(tool, src, scratch, key_file, args.workers)
+                wall, cpu, n, _ = run_once(tool, src, scratch, key_file, args.jobs)
                 written[tool] = n
                 print(f"warm-up {tool:10s} {wall:8.2f} s  ({n} files written)", flush=True)
         for r in range(args.runs):
             for tool in args.tools:
-                wall, cpu, n, _ = run_once(tool, src, scratch, key_file, args.workers)
+                wall, cpu, n, _ = run_once(tool, src, scratch, key_file, args.jobs)
                 written[tool] = n
                 times[tool].append(wall)
                 cpus[tool].append(cpu)

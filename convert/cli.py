@@ -674,14 +674,26 @@ def anonymize_cmd(
                                          "text (flagged BurnedInAnnotation YES) instead of refusing them."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs and audit file (a rerun "
                                    "without it only writes what is missing)."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Processes to use (default: all cores)."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help="Processes to use (default: all cores; "
+                                       "1: one process)."),
+    reports: bool = typer.Option(True, "--report/--no-report", help="Write report.json and report.html (every "
+                                 "DICOM file as 'input file N': status, output, reason; totals and timings; no "
+                                 "input path, no header value) into the DST folder."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, hidden=True, help="Deprecated: --jobs."),
 ) -> None:
     """De-identify DICOM (PS3.15 Annex E) from SRC into DST. SRC is never modified.
 
     An interrupted run is completed by running the same command again (same key and
     options): outputs already in place are checked and reported as done. Another key or
-    other options into a DST holding outputs is refused.
+    other options into a DST holding outputs is refused. Exit code 0: every DICOM file
+    de-identified; 3: some failed or were refused, the others were written; 1: nothing written.
+    Input files are named by number (input file N), never by path: the --audit file lists them.
     """
+    if workers is not None:
+        if jobs is not None and jobs != workers:
+            raise fail("--workers is the old name of --jobs: give only --jobs", 2)
+        err_console.print("[yellow]warning:[/] --workers is deprecated: use --jobs", highlight=False)
+        jobs = workers
     # This process only de-identifies (pixel data is copied, never decoded): pydicom's optional
     # decoder back-ends (gdcm, requests for test data) are not imported (~85 ms of start-up).
     blocked = [] if "pydicom" in sys.modules else [n for n in ("gdcm", "requests") if n not in sys.modules]
@@ -695,26 +707,33 @@ def anonymize_cmd(
                 del sys.modules[name]
 
     report = anonymize_path(src, dst, key=key, keep=keep, allow_burned_in=allow_burned_in, audit=audit,
-                            overwrite=overwrite, workers=workers, progress=sys.stderr.isatty())
+                            overwrite=overwrite, jobs=jobs, progress=sys.stderr.isatty(), reports=reports)
     if report.key_source == "random":
         err_console.print("[yellow]warning:[/] no key given: a random key was used, so pseudonyms cannot be "
                           "reproduced in a later run (use --key FILE)", highlight=False, soft_wrap=True)
-    for path, reason in report.refused:
-        err_console.print(f"[bold red]refused:[/] {_escape(str(path))}: {_escape(reason)}", highlight=False,
-                          soft_wrap=True)
-    for path, reason in report.failed:
-        err_console.print(f"[bold red]failed:[/] {_escape(str(path))}: {_escape(reason)}", highlight=False,
-                          soft_wrap=True)
+    # input files by number, never by path (names may carry PHI); outcome errors name no input path
+    for kind, outcomes in (("refused", report.refused), ("failed", report.failed)):
+        for outcome in outcomes:
+            err_console.print(f"[bold red]{kind}:[/] {_escape(outcome.label)}: {_escape(outcome.error or kind)}",
+                              highlight=False, soft_wrap=True)
+    if (report.refused or report.failed) and report.audit is None:
+        err_console.print("[yellow]note:[/] input files are numbered in the order they were read; --audit FILE "
+                          "records which file each number is", highlight=False, soft_wrap=True)
     for path in report.flagged:
         err_console.print(f"[yellow]flagged (burned-in text possible):[/] {_escape(str(path))}", highlight=False,
                           soft_wrap=True)
+    from convert.report import REPORT_HTML
+
+    html = dst / REPORT_HTML if reports and report.out_dir is not None else None
+    where = "".join((f"; audit: {report.audit}" if report.audit else "",
+                     f"; report: {html}" if html is not None and html.exists() else ""))
     if report.nothing_written:  # every file failed, was refused or skipped: one red line, exit 1
-        raise fail(_escape(f"{report.summary()}: nothing was written to {dst}"
-                           + (f"; audit: {report.audit}" if report.audit else "")))
-    console.print(_escape(f"{report.summary()} -> {dst}" + (f"; audit: {report.audit}" if report.audit else "")),
-                  highlight=False, soft_wrap=True)
-    if not report.ok:
-        raise typer.Exit(1)
+        raise fail(_escape(f"{report.summary()}: nothing was written to {dst}{where}"))
+    console.print(_escape(f"{report.summary()} -> {dst}{where}"), highlight=False, soft_wrap=True)
+    if not report.ok:  # some files failed or were refused, the others were written
+        from convert.errors import EXIT_COMPLETED_WITH_FAILURES
+
+        raise typer.Exit(EXIT_COMPLETED_WITH_FAILURES)
 
 
 def main() -> None:

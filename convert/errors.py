@@ -16,7 +16,7 @@ import contextlib
 import contextvars
 import re
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterable, Iterator
 
 #: Exit code of a folder/archive run that completed with failures: some series (or files) failed,
 #: the others were written; the report says which and why.
@@ -55,10 +55,21 @@ def spell(text: str) -> str:
     return _FLAG.sub(lambda m: API_SPELLINGS.get(m.group(0), m.group(0)), text)
 
 
-def _format_names() -> set[str]:
-    from convert.formats import all_formats  # lazy: formats import this module
+#: Where :func:`spell` learns the format names (``--to nifti`` -> ``to='nifti'``): set by the format
+#: registry (:mod:`convert.formats` calls :func:`register_format_names` on import; this module
+#: imports nothing of the package). Until then no word after ``--to`` is a format name.
+_FORMAT_NAMES: list[Callable[[], Iterable[str]]] = []
 
-    return {f.name for f in all_formats()}
+
+def register_format_names(names: Callable[[], Iterable[str]]) -> None:
+    """Tell :func:`spell` which words after ``--to`` are format names: ``names()`` is called when a
+    message names one (so the registry imports its adapters only then). The last one registered wins."""
+    _FORMAT_NAMES[:] = [names]
+
+
+def _format_names() -> set[str]:
+    """The registered format names (empty before :mod:`convert.formats` is imported)."""
+    return set(_FORMAT_NAMES[0]()) if _FORMAT_NAMES else set()
 
 
 @contextlib.contextmanager

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 from pathlib import Path
 
@@ -15,7 +16,8 @@ from typer.testing import CliRunner
 import convert
 from convert.anonymize.run import MANIFEST_NAME
 from convert.cli import app
-from convert.errors import ConvertError, InputNotFoundError, OutputExistsError
+from convert.report import REPORT_HTML, REPORT_JSON
+from convert.errors import EXIT_COMPLETED_WITH_FAILURES, ConvertError, InputNotFoundError, OutputExistsError
 
 KEY = b"cli-test-key"
 ORIGINAL = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
@@ -42,9 +44,9 @@ def _tree(root: Path, n: int = 4, series: int = 1) -> Path:
 
 
 def _files(root: Path) -> dict[str, bytes]:
-    """The outputs under ``root`` (the job's manifest, which names no output, left out)."""
+    """The outputs under ``root`` (the job's manifest and the run report, which are no outputs, left out)."""
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and p.name != MANIFEST_NAME}
+            if p.is_file() and p.name not in (MANIFEST_NAME, REPORT_JSON, REPORT_HTML)}
 
 
 def _keyfile(tmp_path: Path) -> Path:
@@ -98,7 +100,7 @@ def test_non_dicom_and_truncated_files_reported_others_continue(tmp_path: Path) 
     (src / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 200)
     report = convert.anonymize(src, tmp_path / "out", key=KEY)
     assert len(report.written) == 2
-    failed = {p.name: reason for p, reason in report.failed}
+    failed = {o.source.name: o.error for o in report.failed}
     assert set(failed) == {"truncated_pixels.dcm", "truncated_header.dcm"}
     assert all("truncated" in reason for reason in failed.values())
     assert report.skipped_non_dicom == 2
@@ -106,8 +108,11 @@ def test_non_dicom_and_truncated_files_reported_others_continue(tmp_path: Path) 
     assert not [p for p in (tmp_path / "out").rglob("*") if ".partial" in p.name]
     result = CliRunner().invoke(app, ["anonymize", str(src), str(tmp_path / "out2"), "--key",
                                       str(_keyfile(tmp_path))])
-    assert result.exit_code == 1
-    assert "failed:" in result.output and "truncated_header.dcm" in result.output
+    assert result.exit_code == 3  # completed with failures: the others were written
+    # the console names input files by number (their place in the walk, as the audit file lists them)
+    numbers = {o.source.name: o.label for o in report.failed}
+    assert f"failed: {numbers['truncated_header.dcm']}:" in " ".join(result.output.split())
+    assert "truncated_header.dcm" not in result.output
 
 
 def test_single_non_dicom_file_fails(tmp_path: Path) -> None:
@@ -130,8 +135,8 @@ def test_unreadable_file_fails_cleanly(tmp_path: Path) -> None:
         except PermissionError:
             pass
         report = convert.anonymize(src, tmp_path / "out", key=KEY)
-        assert [p.name for p, _ in report.failed] == ["IM0001"]
-        assert "permission denied" in report.failed[0][1]
+        assert [o.source.name for o in report.failed] == ["IM0001"]
+        assert "permission denied" in report.failed[0].error
         assert len(report.written) == 1
     finally:
         locked.chmod(0o644)
@@ -177,11 +182,11 @@ def test_existing_outputs_inside_dst_fail_per_file_without_overwrite(tmp_path: P
     first.written[0].write_bytes(b"changed by hand")
     again = convert.anonymize(src, tmp_path / "out", key=KEY)
     assert again.done == first.written[1:] and not again.written
-    assert len(again.failed) == 1 and "already exists" in again.failed[0][1]
+    assert len(again.failed) == 1 and "already exists" in again.failed[0].error
     (tmp_path / "out" / MANIFEST_NAME).unlink()
     with pytest.warns(UserWarning, match="no record of the run that wrote them"):
         legacy = convert.anonymize(src, tmp_path / "out", key=KEY)
-    assert len(legacy.failed) == 2 and "already exists" in legacy.failed[1][1]
+    assert len(legacy.failed) == 2 and "already exists" in legacy.failed[1].error
     assert len(convert.anonymize(src, tmp_path / "out", key=KEY, overwrite=True).written) == 2
 
 
@@ -202,8 +207,10 @@ def test_burned_in_refused_with_red_line_then_allowed_and_flagged(tmp_path: Path
     _slice(1).save_as(src / "ct.dcm")
     runner = CliRunner()
     result = runner.invoke(app, ["anonymize", str(src), str(tmp_path / "out")])
-    assert result.exit_code == 1
-    assert "refused:" in result.output and "us.dcm" in result.output and "burned-in" in result.output
+    assert result.exit_code == 3  # the CT slice was written
+    # us.dcm is the second input file read (ct.dcm sorts first); named by number, never by name
+    assert "refused: input file 2:" in result.output and "us.dcm" not in result.output
+    assert "burned-in" in result.output
     assert len(list((tmp_path / "out").rglob("*.dcm"))) == 1
     result = runner.invoke(app, ["anonymize", str(src), str(tmp_path / "out2"), "--allow-burned-in"])
     assert result.exit_code == 0, result.output
@@ -254,7 +261,7 @@ def test_permission_denied_is_reported_even_as_root(tmp_path: Path, monkeypatch)
 
     monkeypatch.setattr(run, "sniff_dicom", sniff)
     report = convert.anonymize(src, tmp_path / "out", key=KEY, workers=1)
-    assert [(p.name, r) for p, r in report.failed] == [("IM0001", "cannot read: permission denied")]
+    assert [(o.source.name, o.error) for o in report.failed] == [("IM0001", "cannot read: permission denied")]
     assert len(report.written) == 1
 
 
@@ -329,7 +336,7 @@ def test_inputs_sharing_a_sop_instance_uid_are_reported_not_overwritten(tmp_path
     src = conformance_dir("dcm_qa_12bit") / "In"
     report = convert.anonymize(src, tmp_path / "out", key=KEY, workers=1)
     assert len(report.written) == 1 and len(report.failed) == 2
-    assert all("same SOPInstanceUID" in reason for _, reason in report.failed)
+    assert all("same SOPInstanceUID" in o.error for o in report.failed)
     first = pydicom.dcmread(report.written[0])
     assert first.file_meta.MediaStorageSOPInstanceUID == first.SOPInstanceUID
 
@@ -460,7 +467,7 @@ def test_fast_path_truncated_pixel_data_is_reported_not_written(tmp_path: Path) 
         path.unlink()
     (src / "cut.dcm").write_bytes(data[:-1000])
     report = convert.anonymize(src, tmp_path / "out", key=KEY, workers=1)
-    assert [Path(p).name for p, _ in report.failed] == ["cut.dcm"]
+    assert [o.source.name for o in report.failed] == ["cut.dcm"]
     assert not list((tmp_path / "out").rglob("*.dcm"))
 
 
@@ -521,7 +528,7 @@ def _console(tmp_path: Path, *args: str) -> tuple[int, str, str]:
     return proc.returncode, proc.stdout, proc.stderr
 
 
-@pytest.mark.parametrize("extra", [[], ["--keep", "uids", "--keep", "clean-descriptors", "--workers", "1"],
+@pytest.mark.parametrize("extra", [[], ["--keep", "uids", "--keep", "clean-descriptors", "--jobs", "1"],
                                    ["--allow-burned-in", "--overwrite"], ["--audit", "AUDIT"]])
 def test_console_command_writes_the_files_and_reports_a_failure(tmp_path: Path, extra: list[str]) -> None:
     src = _tree(tmp_path / "src", n=3, series=2)
@@ -530,7 +537,9 @@ def test_console_command_writes_the_files_and_reports_a_failure(tmp_path: Path, 
     args = ["anonymize", str(src), "{DST}", "--key", str(_keyfile(tmp_path))]
     args += [str(tmp_path / "audit.json") if token == "AUDIT" else token for token in extra]
     code, out, err = _console(tmp_path, *args)
-    assert code == 1 and "failed:" in err and "truncated.dcm" in err
+    # exit 3: completed with failures; the failed file by its number (a folder's files come before its
+    # sub-folders: DICOMDIR_README.txt is input file 1, truncated.dcm 2)
+    assert code == 3 and "failed: input file 2:" in err and "truncated.dcm" not in err
     assert "6 file(s) de-identified" in out
     assert len(_files(tmp_path / "dst")) == 6
     assert (tmp_path / "audit.json").exists() == ("AUDIT" in extra)
@@ -600,5 +609,139 @@ def test_anonymize_same_uid_with_different_content_stays_a_failure_naming_both(t
     result = CliRunner().invoke(app, ["anonymize", str(src), str(tmp_path / "out"), "--key",
                                       str(_keyfile(tmp_path))])
     text = " ".join(result.output.split())
-    assert result.exit_code == 1
-    assert "but different content" in text and "IM0001" in text and "1 failed" in text
+    assert result.exit_code == 3
+    # other/IM0001 is input file 2 (read before the 'series 0' folder) and written; series 0/IM0001 (file 4)
+    # clashes with it: both named by number, no input name on the console
+    assert "failed: input file 4: same SOPInstanceUID as input file 2 but different content" in text
+    assert "IM0001" not in text and "1 failed" in text
+
+
+# --------------------------------------------------------------------------- issue 13: the run report
+PLANTED = ["Kowalski", "Jadwiga", "PESEL8803", "St Kowalski Clinic", "Knee of Jadwiga"]
+
+
+def _planted_tree(root: Path, n: int = 3) -> Path:
+    """A folder and file names carrying PHI, headers carrying it, a truncated and a non-DICOM file."""
+    src = root / "Kowalski_Jadwiga_PESEL8803"
+    (src / "Knee Kowalski").mkdir(parents=True)
+    for i in range(n):
+        ds = _slice(i)
+        ds.PatientName, ds.PatientID = "Kowalski^Jadwiga", "PESEL8803"
+        ds.InstitutionName, ds.StudyDescription = "St Kowalski Clinic", "Knee of Jadwiga"
+        ds.save_as(src / "Knee Kowalski" / f"Kowalski_{i}.dcm")
+    good = (src / "Knee Kowalski" / "Kowalski_0.dcm").read_bytes()
+    (src / "Kowalski_cut.dcm").write_bytes(good[:700])
+    (src / "Jadwiga notes.txt").write_text("Kowalski Jadwiga PESEL8803")
+    return src
+
+
+def _report(dst: Path) -> tuple[dict, str]:
+    return json.loads((dst / REPORT_JSON).read_text(encoding="utf-8")), (dst / REPORT_HTML).read_text(encoding="utf-8")
+
+
+def test_report_of_an_anonymize_run_names_no_input_and_no_header_value(tmp_path: Path) -> None:
+    src = _planted_tree(tmp_path)
+    dst = tmp_path / "out"
+    result = CliRunner().invoke(app, ["anonymize", str(src), str(dst), "--key", str(_keyfile(tmp_path))])
+    assert result.exit_code == 3, result.output  # completed with failures
+    doc, page = _report(dst)
+    console = result.output.replace(str(dst), "<out>").replace(str(src.parent), "<tmp>")
+    for value in PLANTED:
+        assert value not in json.dumps(doc, ensure_ascii=False) and value not in page
+        assert value not in console, console
+    assert doc["kind"] == "anonymize" and doc["anonymized"] and doc["source"] == "<input folder>"
+    assert doc["totals"] == {"files": 4, "written": 3, "done": 0, "flagged": 0, "refused": 0, "failed": 1,
+                             "outputs": 3, "skipped": 1, "duplicates": 0}
+    # a folder's files come before its sub-folders: the notes are input file 1, the cut file 2
+    (failed,) = [f for f in doc["files"] if f["status"] == "failed"]
+    assert failed["label"] == "input file 2" and "truncated" in failed["error"] and failed["outputs"] == []
+    written = [f for f in doc["files"] if f["status"] == "written"]
+    assert [f["label"] for f in written] == ["input file 3", "input file 4", "input file 5"]
+    for entry in written:  # outputs relative to DST, named by pseudonyms; the element counts of the file
+        (output,) = entry["outputs"]
+        assert (dst / output).is_file() and output.endswith(".dcm") and entry["info"]["removed"] > 0
+    assert doc["skipped"] == [{"reason": "not a DICOM file", "count": 1, "paths": []}]
+    assert "report: <out>/report.html" in " ".join(console.split())
+    # the report is no output: the manifest counts the three DICOM files
+    assert json.loads((dst / MANIFEST_NAME).read_text())["outputs"] == 3
+
+
+def test_anonymize_exit_codes_0_3_1_and_no_report(tmp_path: Path) -> None:
+    key = str(_keyfile(tmp_path))
+    good = _tree(tmp_path / "good", n=2)
+    result = CliRunner().invoke(app, ["anonymize", str(good), str(tmp_path / "a"), "--key", key])
+    assert result.exit_code == 0 and _report(tmp_path / "a")[0]["totals"]["written"] == 2
+    partial = _planted_tree(tmp_path / "partial")
+    result = CliRunner().invoke(app, ["anonymize", str(partial), str(tmp_path / "b"), "--key", key, "--no-report"])
+    assert result.exit_code == EXIT_COMPLETED_WITH_FAILURES == 3
+    assert len(_files(tmp_path / "b")) == 3 and not (tmp_path / "b" / REPORT_JSON).exists()
+    assert not (tmp_path / "b" / REPORT_HTML).exists() and "report:" not in result.output
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "cut.dcm").write_bytes((good / "series 0" / "IM0000").read_bytes()[:700])
+    result = CliRunner().invoke(app, ["anonymize", str(broken), str(tmp_path / "c"), "--key", key])
+    assert result.exit_code == 1 and "nothing was written" in result.output
+    assert not (tmp_path / "c").exists()  # the folder the run made is gone, report and all
+
+
+def test_a_report_in_dst_does_not_stop_a_resume_or_count_as_an_output(tmp_path: Path) -> None:
+    src = _tree(tmp_path / "in", n=3)
+    dst = tmp_path / "out"
+    args = ["anonymize", str(src), str(dst), "--key", str(_keyfile(tmp_path))]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    first = _files(dst)
+    next(p for p in dst.rglob("*.dcm")).unlink()  # an interrupted run: one output missing
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "1 file(s) de-identified, 2 already done by an earlier run" in result.output
+    assert _files(dst) == first
+    doc, _ = _report(dst)
+    assert (doc["totals"]["written"], doc["totals"]["done"]) == (1, 2)
+    assert sorted(s for f in doc["files"] for s in f["outputs"]) == sorted(first)
+    # a folder holding only a run report (a run where every file failed) holds no outputs of another job
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "cut.dcm").write_bytes((src / "series 0" / "IM0000").read_bytes()[:700])
+    assert CliRunner().invoke(app, ["anonymize", str(broken), str(empty), "--key", str(_keyfile(tmp_path))]
+                              ).exit_code == 1
+    assert sorted(p.name for p in empty.iterdir()) == [REPORT_HTML, REPORT_JSON]
+    result = CliRunner().invoke(app, ["anonymize", str(src), str(empty), "--key", str(_keyfile(tmp_path))])
+    assert result.exit_code == 0 and "no record of the run" not in result.output
+
+
+def test_jobs_and_the_deprecated_workers_alias(tmp_path: Path) -> None:
+    src = _tree(tmp_path / "in", n=25, series=2)  # 50 files: above the pool threshold
+    key = str(_keyfile(tmp_path))
+    code, _, err = _console(tmp_path, "anonymize", str(src), str(tmp_path / "j2"), "--key", key, "--jobs", "2")
+    assert code == 0 and "deprecated" not in err
+    assert _report(tmp_path / "j2")[0]["jobs"] == 2
+    code, _, err = _console(tmp_path, "anonymize", str(src), str(tmp_path / "j1"), "--key", key, "-j", "1")
+    assert code == 0 and _report(tmp_path / "j1")[0]["jobs"] == 1
+    code, _, err = _console(tmp_path, "anonymize", str(src), str(tmp_path / "w2"), "--key", key, "--workers", "2")
+    assert code == 0 and err.splitlines() == ["warning: --workers is deprecated: use --jobs"]
+    assert _report(tmp_path / "w2")[0]["jobs"] == 2
+    assert _files(tmp_path / "j2") == _files(tmp_path / "j1") == _files(tmp_path / "w2")
+    code, _, err = _console(tmp_path, "anonymize", str(src), str(tmp_path / "both"), "--jobs", "1", "--workers", "2")
+    assert code == 2 and "--jobs" in err and not (tmp_path / "both").exists()
+    _, out, _ = _console(tmp_path, "anonymize", "--help")
+    assert "--jobs" in out and "--workers" not in out and "--no-report" in out
+
+
+def test_one_report_type_for_convert_and_anonymize_runs(tmp_path: Path) -> None:
+    import convert.batch
+    import convert.report
+    from convert.batch import convert_dicom_tree
+
+    src = _tree(tmp_path / "in", n=3)
+    anonymized = convert.anonymize(src, tmp_path / "anon", key=KEY)
+    converted = convert_dicom_tree(src, tmp_path / "nifti")
+    assert type(anonymized) is type(converted) is convert.report.Report
+    assert convert.anonymize.Report is convert.batch.Report is convert.report.Report
+    assert {type(o) for o in anonymized.outcomes + converted.outcomes} == {convert.report.Outcome}
+    assert (anonymized.kind, converted.kind) == ("anonymize", "convert")
+    assert anonymized.ok and converted.ok and len(anonymized.outputs) == 3
+    assert not (tmp_path / "anon" / REPORT_JSON).exists()  # the API writes one when asked (reports=True)
+    again = convert.anonymize(src, tmp_path / "anon2", key=KEY, reports=True, jobs=1)
+    assert json.loads((tmp_path / "anon2" / REPORT_JSON).read_text())["totals"]["written"] == 3

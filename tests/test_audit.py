@@ -12,7 +12,7 @@ import pytest
 from pydicom.data import get_testdata_file
 
 from convert.anonymize import anonymize
-from convert.anonymize.audit import FileLog, Report
+from convert.anonymize.audit import FileLog, Report, record_file
 from convert.errors import OutputExistsError
 
 KEY = b"audit-test-key"
@@ -66,16 +66,22 @@ def test_no_audit_unless_asked_and_existing_audit_refused(tmp_path: Path) -> Non
 
 
 def test_report_bookkeeping_and_summary_has_no_phi(tmp_path: Path) -> None:
-    report = Report()
-    report.add(FileLog(source=Path("a.dcm"), output=Path("o/a.dcm"), removed=3))
-    report.add(FileLog(source=Path("b.dcm"), status="refused", message="BurnedInAnnotation is YES"))
-    report.add(FileLog(source=Path("c.dcm"), status="failed", message="truncated"))
-    report.add(FileLog(source=Path("d.txt"), status="non-dicom"))
-    report.add(FileLog(source=Path("e.dcm"), output=Path("o/e.dcm"), burned_in=True))
+    report = Report(source=Path("in"), kind="anonymize")
+    record_file(report, FileLog(source=Path("in/a.dcm"), output=Path("o/a.dcm"), removed=3))
+    record_file(report, FileLog(source=Path("in/b.dcm"), status="refused", message="BurnedInAnnotation is YES"))
+    record_file(report, FileLog(source=Path("in/Doe_c.dcm"), status="failed", message="in/Doe_c.dcm: truncated"))
+    record_file(report, FileLog(source=Path("in/d.txt"), status="non-dicom", message="not a DICOM file"))
+    record_file(report, FileLog(source=Path("in/e.dcm"), output=Path("o/e.dcm"), burned_in=True))
     assert report.written == [Path("o/a.dcm"), Path("o/e.dcm")]
-    assert report.refused == [(Path("b.dcm"), "BurnedInAnnotation is YES")]
-    assert report.failed == [(Path("c.dcm"), "truncated")]
-    assert report.skipped_non_dicom == 1 and report.flagged == [Path("o/e.dcm")]
+    assert [(o.label, o.source, o.error) for o in report.refused] == [
+        ("input file 2", Path("in/b.dcm"), "BurnedInAnnotation is YES")]
+    # an outcome's error names no input path (the caller still has it: outcome.source)
+    assert [(o.label, o.source, o.error) for o in report.failed] == [
+        ("input file 3", Path("in/Doe_c.dcm"), "<input file>: truncated")]
+    assert report.skipped == [(Path("in/d.txt"), "not a DICOM file")] and report.skipped_non_dicom == 1
+    assert report.flagged == [Path("o/e.dcm")] and report.outcomes[-1].label == "input file 5"
+    assert [o.info["removed"] for o in report.outcomes] == [3, 0, 0, 0]
+    assert [log.source.name for log in report.per_file] == ["a.dcm", "b.dcm", "Doe_c.dcm", "d.txt", "e.dcm"]
     assert not report.ok
     assert report.summary() == ("2 file(s) de-identified (1 refused, 1 failed, 1 non-DICOM skipped, "
                                 "1 flagged for burned-in text)")

@@ -18,6 +18,15 @@ def test_no_import_circles_among_module_level_imports():
     assert check["import_cycles"]() == []
 
 
+def test_no_import_circles_through_imports_inside_functions_either():
+    assert check["import_cycles"](lazy=True) == []
+
+
+def test_the_layout_check_passes_on_convert(capsys):
+    assert check["main"]([]) == 0
+    assert capsys.readouterr().out.startswith("0 problem(s), ")
+
+
 def test_no_attributes_are_patched_onto_a_volume():
     assert check["volume_patches"]() == []
 
@@ -42,3 +51,18 @@ def test_the_checks_find_what_they_look_for(tmp_path: Path):
     assert check["import_cycles"](root) == [("convert.a", "convert.b")]
     assert ("convert.b", "convert.c") in check["import_cycles"](root, lazy=True)
     assert [line.split(": ", 1)[1] for line in check["volume_patches"](root)] == ["object.__setattr__(volume, ...)"]
+
+
+def test_a_lazy_circle_fails_the_check(tmp_path: Path, capsys):
+    """A circle closed only by an import inside a function is a problem too (exit 1), not information."""
+    root = _package(tmp_path, {
+        "low.py": "def f():\n    from convert import high\n",
+        "high.py": "from convert import low\n",
+    })
+    assert check["import_cycles"](root) == []
+    assert check["main"]([], root) == 1
+    out = capsys.readouterr().out
+    assert "lazy circle (imports inside functions): convert.high -> convert.low -> convert.high" in out
+    assert out.splitlines()[-1] == "1 problem(s), 3 modules"
+    (root / "low.py").write_text("def f():\n    return 1\n")  # the code moved down: no circle
+    assert check["main"]([], root) == 0

@@ -15,7 +15,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 
 from convert.dicom import elements
-from convert.dicom.elements import NotCovered, Truncated, items, parse_part10, walk
+from convert.dicom.elements import NotCovered, TransferSyntax, Truncated, items, parse_part10, walk
 
 from conftest import CONFORMANCE
 
@@ -128,6 +128,78 @@ def test_a_cut_header_is_truncated_never_misread(ds: Dataset, ts: str, data_stra
     if cut >= full.dataset_offset:
         with pytest.raises(Truncated):
             parse_part10(data[:cut])
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(datasets(), st.sampled_from([IMPLICIT, EXPLICIT]), st.booleans(), st.data())
+def test_a_walk_resumed_in_more_bytes_finds_what_one_walk_finds(ds: Dataset, ts: str, filtered: bool,
+                                                                 data_strategy: st.DataObject) -> None:
+    """A header read in growing pieces (header.read_part10) is walked once: each Truncated says where
+    the walk stopped and the next, longer read goes on from there, to the same positions."""
+    data = _part10(ds, ts)
+    keep = frozenset({0x00080018, 0x00100010, 0x00080008}) if filtered else None
+    full = parse_part10(data, keep=keep)
+    cut_at = st.integers(full.dataset_offset, max(full.dataset_offset, full.pixel_offset - 1))
+    cuts = sorted(data_strategy.draw(st.lists(cut_at, max_size=4))) if full.pixel_offset > full.dataset_offset else []
+    resume = None
+    for cut in cuts:
+        with pytest.raises(Truncated) as info:
+            parse_part10(data[:cut], keep=keep, resume=resume)
+        walked = info.value.walked
+        if walked is None:  # the end of the file meta group is not known yet: nothing walked
+            assert cut < full.dataset_offset + 8
+            continue
+        assert walked[1] <= cut
+        assert walked[0] == [e for e in full.elements.values() if e.end <= walked[1]]  # the elements before stand
+        resume = walked
+    assert parse_part10(data, keep=keep, resume=resume) == full
+
+
+def test_a_walk_resumes_after_the_elements_it_walked_without_walking_them_again(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    ds = Dataset()
+    ds.StudyDescription = "x" * 5000
+    ds.ImageComments = "after"
+    data = _part10(ds, EXPLICIT)
+    starts: list[int] = []
+    walk = elements.walk
+    monkeypatch.setattr(elements, "walk", lambda data, pos, *a, **k: starts.append(pos) or walk(data, pos, *a, **k))
+    cut = data.index(b"after") + 2
+    with pytest.raises(Truncated) as info:
+        parse_part10(data[:cut])
+    parsed = parse_part10(data, resume=info.value.walked)
+    assert starts[1] == info.value.walked[1] > starts[0]  # the second walk starts at StudyDescription
+    assert parsed == parse_part10(data)
+
+
+@pytest.mark.parametrize("ts", [IMPLICIT, EXPLICIT])
+def test_a_walk_resumes_inside_a_long_sequence_at_the_item_that_did_not_fit(ts: str,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """An enhanced object's header is mostly one undefined-length sequence (the per-frame groups): a
+    longer read resumes at its first item that did not fit, not at the sequence's start."""
+    ds = Dataset()
+    ds.ReferencedImageSequence = Sequence([Dataset() for _ in range(200)])
+    for n, item in enumerate(ds.ReferencedImageSequence):
+        item.ReferencedSOPInstanceUID = f"1.2.3.{n}"
+        item.is_undefined_length_sequence_item = True
+    ds["ReferencedImageSequence"].is_undefined_length = True
+    ds.StudyDescription = "after the sequence"
+    data = _part10(ds, ts)
+    full = parse_part10(data)
+    sequence = full.elements[0x00081140]
+    cut = (sequence.value_offset + sequence.end) // 2
+    with pytest.raises(Truncated) as info:
+        parse_part10(data[:cut])
+    elements_before, pos, item = info.value.walked
+    assert pos == sequence.offset and sequence.value_offset < item <= cut
+    items_walked = []
+    item_end = elements._item_end
+    monkeypatch.setattr(elements, "_item_end", lambda data, at, *a: items_walked.append(at) or item_end(data, at, *a))
+    assert parse_part10(data, resume=info.value.walked) == full
+    assert len(items_walked) < 110 and min(items_walked) >= item  # the second half only
+    with pytest.raises(Truncated) as again:  # still short: resumes further in
+        parse_part10(data[:cut + 500], resume=info.value.walked)
+    assert again.value.walked[2] > item
 
 
 @settings(max_examples=300, deadline=None)
@@ -367,3 +439,15 @@ def test_reparse_of_real_series_is_the_walk() -> None:
             reused += 1
         previous[path.parent] = parsed
     assert reused >= 300, reused  # the layer's point: most slices share their predecessor's layout
+
+
+def test_the_transfer_syntax_of_a_header_view_has_pydicoms_uid_properties() -> None:
+    from pydicom.uid import UID
+
+    syntaxes = ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.70",
+                "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.5", "1.2.840.10008.1.2.4.201"]
+    for uid in syntaxes:
+        ours, theirs = TransferSyntax(uid), UID(uid)
+        for name in ("is_transfer_syntax", "is_private", "is_implicit_VR", "is_little_endian", "is_deflated",
+                     "is_compressed", "is_encapsulated", "name"):
+            assert getattr(ours, name) == getattr(theirs, name), (uid, name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -88,3 +89,18 @@ def test_reading_names_the_file_in_every_error_of_an_adapter_read(tmp_path):
     with pytest.raises(KeyError):  # anything else is a bug: not disguised as a corrupt file
         with reading(path, "this MINC2 file", "cannot read MINC2 file", (OSError,)):
             raise KeyError("x")
+
+
+def test_errors_imports_nothing_of_the_package_and_learns_format_names_from_the_registry() -> None:
+    """ARCHITECTURE.md: errors is at the bottom; the registry tells it the names ``--to`` takes."""
+    import ast
+
+    import convert.errors as errors
+    from convert.formats import all_formats
+
+    tree = ast.parse(Path(errors.__file__).read_text())
+    imported = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    assert not [name for name in imported if name == "convert" or name.startswith("convert.")]
+    assert errors._format_names() == {f.name for f in all_formats()}  # noqa: SLF001
+    assert spell("--to dicom-seg --reference DIR; --to with") == "to='dicom-seg' --reference DIR; to='<format>' with"

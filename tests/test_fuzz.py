@@ -5,7 +5,7 @@ header bytes, huge/odd/undefined lengths, unknown VRs, absurd critical values, b
 NIfTI/NRRD/MINC/Analyze headers, corrupt gzip; from generated seeds and, when present,
 real files of ../shared/conformance) goes through ``info``, ``info --json``, ``convert``
 (file or folder) and ``anonymize``. Each run must end with exit 0 and a plausible output
-or a one-line ConvertError message (exit 1; a folder run whose other series were written: 3); nothing may print "unexpected"/"could not
+or a one-line ConvertError message (exit 1; a folder run whose other series or files were written: 3); nothing may print "unexpected"/"could not
 de-identify", ``info --json`` must be strict JSON, no input may change, and broken pixel
 data must never be accepted silently (see :func:`fixtures.fuzz_corpus.judge`). The runs
 are in-process (typer's CliRunner) under an address-space limit, so a header that makes

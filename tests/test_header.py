@@ -24,7 +24,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from convert.dicom import header as header_module
-from convert.dicom.header import Header, NotMirrored, Values, as_dataset, convert_value, read
+from convert.dicom.header import Header, NotMirrored, Values, as_dataset, convert_value, dicom_time_seconds, read
 from convert.dicom.keywords import KEYWORDS
 from tests.conftest import CONFORMANCE, REPO
 
@@ -388,20 +388,6 @@ def test_file_meta_of_a_view_is_pydicoms(tmp_path: Path, syntax: str) -> None:
     assert view.file_meta.TransferSyntaxUID == syntax and view._dataset is None  # noqa: SLF001 (no pydicom parse)
 
 
-def test_the_transfer_syntax_of_a_view_has_pydicoms_uid_properties(tmp_path: Path) -> None:
-    from pydicom.uid import UID
-
-    from convert.dicom.header import TransferSyntax
-
-    syntaxes = ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.70",
-                "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.5", "1.2.840.10008.1.2.4.201"]
-    for uid in syntaxes:
-        ours, theirs = TransferSyntax(uid), UID(uid)
-        for name in ("is_transfer_syntax", "is_private", "is_implicit_VR", "is_little_endian", "is_deflated",
-                     "is_compressed", "is_encapsulated", "name"):
-            assert getattr(ours, name) == getattr(theirs, name), (uid, name)
-
-
 def test_files_of_a_folder_are_read_against_the_previous_header(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                                                   ) -> None:
     """read_part10 reads a file against the last header walked in its folder: the positions are
@@ -440,3 +426,71 @@ def test_files_of_a_folder_are_read_against_the_previous_header(tmp_path: Path, 
             want = real_parse(data, whole=True, keep=kept)
             assert got is not None and got.elements == want.elements and got.pixel_offset == want.pixel_offset
     assert len(walked) == 2  # the first file, and the first with the extra element
+
+
+def _big_header_file(path: Path, implicit: bool = False) -> Path:
+    """A file whose header outgrows the first read (a private OB block of 200 kB, then more elements)."""
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.4"
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = "1.2.3.4"
+    ds.Modality = "MR"
+    block = ds.private_block(0x0029, "SIEMENS CSA HEADER", create=True)
+    block.add_new(0x10, "OB", b"\x01" * 200_000)
+    ds.SeriesDescription = "after the block"
+    ds.Rows = ds.Columns = 2
+    ds.BitsAllocated, ds.BitsStored, ds.PixelRepresentation, ds.SamplesPerPixel = 16, 16, 0, 1
+    ds.PixelData = b"\0" * 8
+    ds.save_as(path, implicit_vr=implicit, little_endian=True, enforce_file_format=True)
+    return path
+
+
+@pytest.mark.parametrize("implicit", [False, True])
+def test_a_big_header_is_walked_from_its_start_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     implicit: bool) -> None:
+    """read_part10 reads on while the header lasts (64 kB, 128 kB, 256 kB): each longer read resumes
+    the walk where the shorter one stopped, and gives the positions of one walk of the whole file."""
+    from convert.dicom import elements
+
+    path = _big_header_file(tmp_path / "big.dcm", implicit)
+    starts: list[int] = []
+    real_walk = elements.walk
+    monkeypatch.setattr(elements, "walk",
+                        lambda data, pos, *a, **k: starts.append(pos) or real_walk(data, pos, *a, **k))
+    monkeypatch.setattr(header_module, "_PREVIOUS", {})
+    got = header_module.read_part10(path)
+    want = elements.parse_part10(path.read_bytes(), whole=True)
+    assert got is not None and got.elements == want.elements and got.pixel_offset == want.pixel_offset
+    assert len(starts) == 1 + 3 and starts[0] == want.dataset_offset  # the one walk, and want's
+    assert starts[1] == starts[2] == want.elements[0x00291010].offset  # the reads on resume at the block
+
+
+def test_the_view_of_the_header_just_read_does_not_walk_it_again(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """scan.index_file reads a header with ``keep`` (the tags it indexes); when it needs every element
+    (an enhanced file, an unusual value) view_of takes the parse read_part10 just made."""
+    from convert.dicom import elements
+
+    path = _big_header_file(tmp_path / "big.dcm")
+    monkeypatch.setattr(header_module, "_PREVIOUS", {})
+    for _ in range(2):  # walked, then read against the previous header of the folder (elements.reparse)
+        kept = header_module.read_part10(path, keep=frozenset({0x0008103E}))
+        assert kept is not None and list(kept.elements) == [0x0008103E]
+        walked = []
+        real_parse = elements.parse_part10
+        monkeypatch.setattr(elements, "parse_part10", lambda *a, **k: walked.append(1) or real_parse(*a, **k))
+        view = header_module.view_of(path, kept)
+        monkeypatch.setattr(elements, "parse_part10", real_parse)
+        assert walked == [] and view is not None
+        assert view.part10.elements == real_parse(path.read_bytes(), whole=True).elements
+        assert view.SeriesDescription == "after the block"
+    other = header_module.read_part10(_big_header_file(tmp_path / "other.dcm"), keep=frozenset({0x0008103E}))
+    assert header_module.view_of(path, kept) is not None  # bytes read before another file: walked in memory
+    assert other is not None
+
+
+@pytest.mark.parametrize("text,seconds", [("120000", 43200.0), ("235959.5", 86399.5), ("10:30:00", 37800.0),
+                                          ("1030", 37800.0), ("", None), ("ab", None)])
+def test_dicom_time_parsing(text: str, seconds: float | None) -> None:
+    assert dicom_time_seconds(text) == seconds

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import logging
 import os
 import re
@@ -61,6 +62,7 @@ if not callable(anonymize) or anonymize_dataset is None:
     pytest.skip("convert.anonymize does not export anonymize/anonymize_dataset yet", allow_module_level=True)
 
 from convert.anonymize.run import MANIFEST_NAME  # noqa: E402  (the output folder's resume record)
+from convert.report import REPORT_HTML, REPORT_JSON  # noqa: E402  (the run report of a CLI run)
 
 KEY_A = b"leak-test key A: 32 bytes of secret!!"
 KEY_B = b"leak-test key B: another secret value"
@@ -124,8 +126,9 @@ def _run_api(src: Path, dst: Path, **kwargs: Any) -> Run:
 
 def _read_outputs(dst: Path) -> dict[Path, pydicom.Dataset]:
     outputs = {}
-    for path in sorted(p for p in dst.rglob("*") if p.is_file() and p.name != MANIFEST_NAME):
-        outputs[path] = pydicom.dcmread(path)  # every file in the output tree must be DICOM (but the manifest)
+    bookkeeping = (MANIFEST_NAME, REPORT_JSON, REPORT_HTML)  # the job's manifest, the run report (CLI runs)
+    for path in sorted(p for p in dst.rglob("*") if p.is_file() and p.name not in bookkeeping):
+        outputs[path] = pydicom.dcmread(path)  # every other file in the output tree must be DICOM
     return outputs
 
 
@@ -177,7 +180,7 @@ def _strip_paths(text: str, paths: list[Path], root: Path) -> str:
 
 
 def _report_paths(report: Any) -> list[Path]:
-    return [Path(p) for p, _ in list(report.refused) + list(report.failed)]
+    return [o.source for o in report.refused + report.failed]
 
 
 def _leaks_in_outputs(run: Run, scanner: LeakScanner) -> list[str]:
@@ -503,9 +506,9 @@ def test_key_is_never_written_or_printed(run_a: Run) -> None:
 # ------------------------------------------------------------------------------------------------
 def test_burned_in_refused_and_nothing_written(corpus: CorpusManifest, run_a: Run) -> None:
     us = next(f for f in corpus.files if f.burned_in)
-    refused = [Path(p) for p, _ in run_a.report.refused]
+    refused = [o.source for o in run_a.report.refused]
     assert len(refused) == 1 and refused[0].name == Path(us.path).name
-    reason = run_a.report.refused[0][1]
+    reason = run_a.report.refused[0].error
     assert "burn" in reason.lower(), reason
     assert us.pixel_sha256 not in run_a.by_sha()
     assert all(str(ds.get("Modality", "")) != "US" for ds in run_a.outputs.values())
@@ -607,8 +610,8 @@ def test_non_dicom_and_truncated_files_are_reported_not_copied(corpus: CorpusMan
     (src / "IM_truncated_Doe.dcm").write_bytes(raw[: len(raw) // 3])
     run = _run_api(src, tmp_path / "out", key=KEY_A)
     assert len(run.outputs) == 1
-    assert run.report.skipped_non_dicom >= 1 or any("notes" in str(p) for p, _ in run.report.failed)
-    failed = [Path(p).name for p, _ in run.report.failed]
+    assert run.report.skipped_non_dicom >= 1 or any("notes" in str(o.source) for o in run.report.failed)
+    failed = [o.source.name for o in run.report.failed]
     assert "IM_truncated_Doe.dcm" in failed, run.report.failed
     assert not _leaks_in_outputs(run, scanner)
     text = _strip_paths(run.console, _report_paths(run.report), src)
@@ -640,11 +643,16 @@ def test_cli_anonymize_leaks_nothing(corpus: CorpusManifest, scanner: LeakScanne
     proc = subprocess.run(
         [sys.executable, "-m", "convert", "anonymize", str(corpus.root), str(dst), "--key", str(key_file),
          "--audit", str(audit)], capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 1, f"a refused file must give exit code 1\n{proc.stdout}\n{proc.stderr}"
-    us = next(f for f in corpus.files if f.burned_in)
-    text = _strip_paths(proc.stdout + "\n" + proc.stderr, [corpus.root / us.path], corpus.root)
+    assert proc.returncode == 3, f"a refused file beside written ones: exit code 3\n{proc.stdout}\n{proc.stderr}"
+    text = proc.stdout + "\n" + proc.stderr  # input files by number: no input path to strip
     hits = scanner.scan_text(text)
     assert not hits, f"planted values on the console: {hits}\n{text[:3000]}"
+    for name in (REPORT_JSON, REPORT_HTML):  # the run report in DST: no file name, no header value
+        report_text = (dst / name).read_text(encoding="utf-8")
+        hits = scanner.scan_text(report_text)
+        assert not hits, f"planted values in {name}: {hits}"
+        assert str(corpus.root) not in report_text and corpus.root.name not in report_text
+    assert json.loads((dst / REPORT_JSON).read_text())["totals"]["refused"] == 1
     assert "error" in proc.stderr.lower() or "refused" in (proc.stdout + proc.stderr).lower()
     outputs = _read_outputs(dst)
     assert len(outputs) == len(corpus.files) - 1
@@ -916,7 +924,7 @@ def test_documents_and_dicomdir_carry_no_phi(tmp_path: Path) -> None:
     docs = make_document_corpus(tmp_path / "media")
     scanner = LeakScanner(docs.tokens())
     run = _run_api(docs.root, tmp_path / "out", key=KEY_A)
-    refused = {Path(p).name for p, _ in run.report.refused}
+    refused = {o.source.name for o in run.report.refused}
     assert any(str(ds.get("Modality", "")) == "CT" for ds in run.outputs.values()), "the CT slice was not written"
     leaks = _leaks_in_outputs(run, scanner)
     for path, ds in run.outputs.items():

@@ -287,6 +287,96 @@ def make_enhanced(
     return path, truth
 
 
+def _enhanced_sources(tmp_path: Path) -> list[Path]:
+    """Folders holding one enhanced file each: a synthetic one, and the real Philips and Siemens XA
+    files of ../shared/conformance when present."""
+    synthetic = tmp_path / "synthetic"
+    synthetic.mkdir()
+    make_enhanced(synthetic / "enh.dcm", n_slices=6, n_times=5)
+    folders = [synthetic]
+    try:
+        enh = conformance_dir("dcm_qa_enh")
+    except pytest.skip.Exception:
+        return folders
+    for real in (enh / "In" / "Philips" / "IM_0027_fMAP.dcm", enh / "In" / "Siemens" / "XA10" / "6_1.dcm"):
+        folder = tmp_path / real.parent.name
+        folder.mkdir()
+        (folder / real.name).write_bytes(real.read_bytes())
+        folders.append(folder)
+    return folders
+
+
+def test_converting_an_enhanced_file_parses_its_header_once(tmp_path, monkeypatch):
+    """The scan keeps an enhanced file's header view: the reader, the naming and the sidecar ask it
+    for every frame's functional groups instead of reading and walking the header again (a header
+    of thousands of frames is megabytes of elements). Each sequence's items are listed once, each
+    item walked once, and pydicom never parses the file."""
+    from convert.batch import convert_dicom_tree
+    from convert.dicom import elements
+    from convert.dicom import header as header_module
+
+    for src in _enhanced_sources(tmp_path):
+        walks: list[int] = []  # walks from the data set's first element (not resumed reads of more bytes)
+        reparsed: list[int] = []
+        visits: dict[tuple[int, int], int] = {}  # (bytes, offset) -> walks of the data set there / its items listed
+        pydicom_reads: list[Path] = []
+        parse, reparse, walk, items = elements.parse_part10, elements.reparse, elements.walk, elements.items
+
+        def counted_parse(data, *a, **k):
+            if k.get("resume") is None:
+                walks.append(1)
+            return parse(data, *a, **k)
+
+        def counted_walk(data, pos, *a, **k):
+            visits[(id(data), pos)] = visits.get((id(data), pos), 0) + 1
+            return walk(data, pos, *a, **k)
+
+        def counted_items(data, element, **k):
+            key = (id(data), -element.offset)
+            visits[key] = visits.get(key, 0) + 1
+            return items(data, element, **k)
+
+        monkeypatch.setattr(elements, "parse_part10", counted_parse)
+        monkeypatch.setattr(elements, "reparse", lambda *a, **k: reparsed.append(1) or reparse(*a, **k))
+        monkeypatch.setattr(elements, "walk", counted_walk)
+        monkeypatch.setattr(elements, "items", counted_items)
+        real_read_header = header_module.read_header
+        monkeypatch.setattr(header_module, "read_header",
+                            lambda path, **k: pydicom_reads.append(path) or real_read_header(path, **k))
+        report = convert_dicom_tree(src, tmp_path / f"out-{src.name}", jobs=1)
+        monkeypatch.undo()
+        assert report.ok and report.written, src
+        assert (len(walks), len(reparsed)) == (1, 0), src  # the scan's read: the only one
+        assert max(visits.values()) == 1, src
+        assert pydicom_reads == [], src
+
+
+def test_an_enhanced_conversion_writes_the_bytes_it_wrote_when_the_reader_read_the_header_again(
+        tmp_path, monkeypatch):
+    """Keeping the scan's header view changes how often the header is parsed, never an output byte."""
+    from convert.batch import convert_dicom_tree
+    from convert.dicom import scan as scan_module
+
+    for src in _enhanced_sources(tmp_path):
+        kept = convert_dicom_tree(src, tmp_path / f"kept-{src.name}", jobs=1, reports=False)
+        index_file = scan_module.index_file
+
+        def dropping_the_header(path):
+            outcome = index_file(path)
+            if isinstance(outcome, scan_module.Instance):
+                object.__setattr__(outcome, "header", None)  # as before: the reader reads the file again
+            return outcome
+
+        monkeypatch.setattr(scan_module, "index_file", dropping_the_header)
+        again = convert_dicom_tree(src, tmp_path / f"again-{src.name}", jobs=1, reports=False)
+        monkeypatch.undo()
+        assert kept.ok and again.ok
+        names = sorted(p.name for p in kept.written)
+        assert names == sorted(p.name for p in again.written) and names, src
+        for path in kept.written:
+            assert path.read_bytes() == (tmp_path / f"again-{src.name}" / path.name).read_bytes(), path.name
+
+
 def expected_world_lps(ipp, row_cos, col_cos, pixel_spacing, r, c) -> np.ndarray:
     """PS3.3 C.7.6.2.1.1: position of pixel (row r, column c) of a frame."""
     return np.asarray(ipp) + np.asarray(row_cos) * pixel_spacing[1] * c + np.asarray(col_cos) * pixel_spacing[0] * r

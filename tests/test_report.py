@@ -1,4 +1,5 @@
-"""convert/batch/report.py: report.json (fields, totals), report.html (self-contained, escaped),
+"""convert/report.py and convert/batch/report.py: the one run report of conversions and de-identifications:
+report.json (fields, totals), report.html (self-contained, escaped),
 thumbnails (decode, show the middle slice, read one slice of a lazy volume), no PHI in the report of
 an anonymized run, atomic writes."""
 
@@ -314,7 +315,7 @@ def test_write_report_is_atomic_and_replaces(tmp_path, monkeypatch):
     old_html = html_path.read_bytes()
     report.outcomes.append(SeriesOutcome("#2 4x4x4", [], error="bad"))
 
-    import convert.batch.report as module
+    import convert.report as module  # the writer of both kinds of run report
 
     def broken(document):
         raise RuntimeError("disk full halfway")
@@ -355,3 +356,95 @@ def test_failed_series_message_of_a_deidentified_run_has_no_header_text(tmp_path
     assert report.failed
     text = json.dumps(report_document(report, anonymized=True))
     assert "Kowalski" not in text
+
+
+# --------------------------------------------------------------------------- one type for both kinds of run
+def _anonymize_report(src: Path, out: Path) -> Report:
+    """The report a de-identification builds (record_file, in input order): every status once."""
+    from convert.anonymize.audit import FileLog, record_file
+
+    report = Report(source=src, kind="anonymize", key_source="file", out_dir=out, jobs=2, started=START,
+                    finished=START + timedelta(seconds=3), stale_removed=[out / ".x.partial"])
+    logs = [FileLog(src / "Doe" / "notes Doe.txt", status="non-dicom", message="not a DICOM file"),
+            FileLog(src / "Doe" / "Doe_1.dcm", output=out / "P" / "S" / "R" / "1.dcm", removed=40, kept=70),
+            FileLog(src / "Doe" / "Doe_2.dcm", output=out / "P" / "S" / "R" / "2.dcm", status="done"),
+            FileLog(src / "Doe" / "Doe_us.dcm", output=out / "P" / "S" / "U" / "3.dcm", burned_in=True),
+            FileLog(src / "Doe" / "Doe_us2.dcm", status="refused", message="may show burned-in text <b>"),
+            FileLog(src / "Doe" / "Doe_cut.dcm", status="failed",
+                    message=f"truncated: {src / 'Doe' / 'Doe_cut.dcm'} has 700 bytes"),
+            FileLog(src / "Doe" / "copy" / "Doe_1.dcm", status="duplicate")]
+    for log in logs:
+        record_file(report, log)
+    return report
+
+
+def test_anonymize_runs_have_the_same_report_type_statuses_and_totals(tmp_path):
+    import convert.anonymize
+
+    src, out = tmp_path / "Doe_John", tmp_path / "out"
+    report = _anonymize_report(src, out)
+    assert convert.anonymize.Report is Report and all(type(o) is SeriesOutcome for o in report.outcomes)
+    assert [outcome_status(o, "anonymize") for o in report.outcomes] == ["written", "done", "flagged", "refused",
+                                                                         "failed"]
+    assert [o.label for o in report.outcomes] == [f"input file {n}" for n in (2, 3, 4, 5, 6)]
+    assert (len(report.written), len(report.done), len(report.outputs)) == (2, 1, 3)
+    assert [o.label for o in report.failed] == ["input file 6"] and [o.label for o in report.refused] == [
+        "input file 5"]
+    assert report.flagged == [out / "P" / "S" / "U" / "3.dcm"] and not report.ok and not report.nothing_written
+    assert report.summary() == ("2 file(s) de-identified, 1 already done by an earlier run (1 refused, 1 failed, "
+                                "1 non-DICOM skipped, 1 duplicate(s) skipped, 1 flagged for burned-in text, "
+                                "1 stale temporary file(s) of an interrupted run removed)")
+    doc = report_document(report, anonymized=True)
+    assert doc["kind"] == "anonymize" and "series" not in doc and len(doc["files"]) == 5
+    assert doc["totals"] == {"files": 5, "written": 1, "done": 1, "flagged": 1, "refused": 1, "failed": 1,
+                             "outputs": 3, "skipped": 1, "duplicates": 1}
+    assert (doc["key_source"], doc["audit"], doc["stale_removed"], doc["jobs"]) == ("file", False, 1, 2)
+    assert [f["outputs"] for f in doc["files"]][:3] == [["P/S/R/1.dcm"], ["P/S/R/2.dcm"], ["P/S/U/3.dcm"]]
+    assert doc["files"][0]["info"] == {"removed": 40, "replaced": 0, "emptied": 0, "cleaned": 0, "kept": 70}
+    assert doc["files"][2]["warnings"] and "burned-in" in doc["files"][2]["warnings"][0]
+    assert doc["files"][4]["error"] == "truncated: <input file> has 700 bytes"
+    assert set(doc["files"][0]) == SERIES_KEYS  # one entry layout for series and files
+    text = json.dumps(doc) + report_html(doc)
+    assert "Doe" not in text and str(tmp_path) not in text
+
+
+def test_anonymize_page_shows_its_statuses_and_problems_first(tmp_path):
+    report = _anonymize_report(tmp_path / "in", tmp_path / "out")
+    (tmp_path / "out").mkdir()
+    json_path, html_path = write_report(report, tmp_path / "out", anonymized=True)
+    assert json.loads(json_path.read_text())["files"][3]["status"] == "refused"
+    text = html_path.read_text(encoding="utf-8")
+    parsed = _parse(text)
+    assert "medconvert de-identification report" in text and "<b>" not in text.split("<style>")[0]
+    statuses = [attrs["class"] for tag, attrs in parsed.tags if tag == "tr" and attrs.get("class")]
+    assert statuses == ["failed", "refused", "flagged", "written", "done"]
+    assert "<th>file</th>" in text and "<th>modality</th>" not in text and "<th>thumbnail</th>" not in text
+    data = " ".join(parsed.text)
+    assert "show only the 2 failed or refused files" in data and "may show burned-in text <b>" in data
+
+
+def test_a_large_page_lists_only_what_is_not_simply_in_place(tmp_path, monkeypatch):
+    import convert.report as module
+
+    outcomes = [SeriesOutcome(f"input file {n}", [], written=[tmp_path / f"{n}.dcm"], status="written")
+                for n in range(1, 6)]
+    outcomes[3] = SeriesOutcome("input file 4", [], error="truncated", status="failed")
+    document = report_document(Report(source=tmp_path, kind="anonymize", outcomes=outcomes, out_dir=tmp_path),
+                               anonymized=True)
+    assert len(_parse(report_html(document)).tags) > 0
+    monkeypatch.setattr(module, "HTML_ROWS", 3)
+    page = report_html(document)
+    rows = [attrs["class"] for tag, attrs in _parse(page).tags if tag == "tr" and attrs.get("class")]
+    assert rows == ["failed"] and "Files (1 of 5: the 4 in place without warnings are listed in report.json)" in page
+    assert len(document["files"]) == 5  # the JSON keeps every one
+
+
+def test_summary_of_a_conversion_counts_series(tmp_path):
+    report = Report(source=tmp_path, outcomes=[SeriesOutcome("#1", [], written=[tmp_path / "a.nii.gz"]),
+                                               SeriesOutcome("#2", [], written=[tmp_path / "b.nii.gz"], status="done"),
+                                               SeriesOutcome("#3", [], error="gap", status="failed")],
+                    skipped=[(tmp_path / "x.txt", "not DICOM")])
+    assert report.summary() == ("1 series converted, 1 already done by an earlier run (1 series failed, "
+                                "1 non-DICOM skipped)")
+    assert report.written == report.outputs == [tmp_path / "a.nii.gz", tmp_path / "b.nii.gz"]  # as before: all in place
+    assert report.done == [tmp_path / "b.nii.gz"] and [o.label for o in report.failed] == ["#3"] and not report.refused

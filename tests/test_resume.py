@@ -36,6 +36,7 @@ from convert.anonymize.run import MANIFEST_NAME
 from convert.atomic import TEMPORARY_NAME, process_alive, temporary_name
 from convert.cli import app
 from convert.errors import OutputMismatchError
+from convert.report import REPORT_HTML, REPORT_JSON
 from fixtures.dicom_series import small_spec, write_series
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux) to follow pids")
@@ -52,6 +53,11 @@ def _tree_files(root: Path) -> dict[str, bytes]:
         return {}
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
             if p.is_file() and not TEMPORARY_NAME.match(p.name)}
+
+
+def _anonymized(root: Path) -> dict[str, bytes]:
+    """:func:`_tree_files` of a de-identification without its run report (``report.*``: timings)."""
+    return {k: v for k, v in _tree_files(root).items() if k not in (REPORT_JSON, REPORT_HTML)}
 
 
 def _temporaries(root: Path) -> list[Path]:
@@ -168,7 +174,7 @@ def test_anonymize_killed_at_random_then_rerun_completes_identically(anonymize_c
     rng = random.Random(1700 + seed)
     dst = anonymize_case["root"] / f"killed{seed}"
     cmd = CLI + ["anonymize", str(anonymize_case["src"]), str(dst), "--key", str(anonymize_case["key"]),
-                 "--workers", "2"]
+                 "--jobs", "2"]
     total = anonymize_case["total"]
     point = _kill_point(rng, ".dcm", total)
     killed, children = _run_and_kill(cmd, dst, ".dcm", point)
@@ -177,7 +183,7 @@ def test_anonymize_killed_at_random_then_rerun_completes_identically(anonymize_c
     if killed:
         _assert_all_gone(children)
     # no partial file under a final name: each is the uninterrupted run's file, byte for byte
-    in_place = {name: data for name, data in _tree_files(dst).items() if name != MANIFEST_NAME}
+    in_place = {name: data for name, data in _anonymized(dst).items() if name != MANIFEST_NAME}
     assert all(reference.get(name) == data for name, data in in_place.items())
     stale = [p for p in _temporaries(dst) if not process_alive(int(TEMPORARY_NAME.match(p.name)["pid"]))]
     assert len(stale) == len(_temporaries(dst))  # every temporary left belongs to a dead process
@@ -191,11 +197,15 @@ def test_anonymize_killed_at_random_then_rerun_completes_identically(anonymize_c
         assert summary.startswith(f"{total} file(s) de-identified")
     if stale:
         assert f"{len(stale)} stale temporary file(s) of an interrupted run removed" in summary
-    identical = _tree_files(dst) == reference
+    identical = _anonymized(dst) == reference
+    # the run report beside the outputs: the rerun's own counts, never counted as an output (the manifest,
+    # compared above, counts the uninterrupted run's outputs)
+    totals = json.loads((dst / REPORT_JSON).read_text())["totals"]
+    assert (totals["written"], totals["done"], totals["failed"], totals["outputs"]) == (total - done, done, 0, total)
     _log_trial(command="anonymize", seed=seed, kill_at=point, killed=killed, processes=len(children),
                alive_at_kill_check=workers_left, final_files=done, temporaries=len(stale), rerun_code=rerun.returncode,
                rerun_summary=summary, identical=identical, temporaries_after=len(_temporaries(dst)))
-    assert identical, _differences(_tree_files(dst), reference)  # outputs and manifest: an uninterrupted run's
+    assert identical, _differences(_anonymized(dst), reference)  # outputs and manifest: an uninterrupted run's
     assert not _temporaries(dst)
 
 
@@ -203,7 +213,7 @@ def test_anonymize_workers_die_with_their_parent(anonymize_case: dict) -> None:
     """Killed while its pool works: every worker pid is gone (not left writing)."""
     dst = anonymize_case["root"] / "workers"
     cmd = CLI + ["anonymize", str(anonymize_case["src"]), str(dst), "--key", str(anonymize_case["key"]),
-                 "--workers", "2"]
+                 "--jobs", "2"]
     killed, children = _run_and_kill(cmd, dst, ".dcm", ("outputs", 10))
     if not killed:
         pytest.skip("the run finished before it could be killed (machine too fast for this check)")

@@ -17,7 +17,7 @@ if str(REPO) not in sys.path:
 
 from fixtures.dicom_series import make_non_dicom_files, make_philips_dwi, make_series, make_split_series  # noqa: E402
 
-from convert.dicom.scan import dicom_time_seconds, index_file, scan  # noqa: E402
+from convert.dicom.scan import index_file, scan  # noqa: E402
 from convert.errors import InputNotFoundError  # noqa: E402
 
 
@@ -82,12 +82,6 @@ def test_truncated_header_is_skipped_not_fatal(tmp_path: Path) -> None:
     paths[0].write_bytes(paths[0].read_bytes()[:140])
     outcome = index_file(paths[0])
     assert isinstance(outcome, str)
-
-
-@pytest.mark.parametrize("text,seconds", [("120000", 43200.0), ("235959.5", 86399.5), ("10:30:00", 37800.0),
-                                          ("1030", 37800.0), ("", None), ("ab", None)])
-def test_dicom_time_parsing(text: str, seconds: float | None) -> None:
-    assert dicom_time_seconds(text) == seconds
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
@@ -468,6 +462,42 @@ def test_repeated_text_fields_are_shared_across_a_series(tmp_path: Path, monkeyp
         a, b, *_ = scan(tmp_path, workers=2).instances
         for name in ("series_uid", "study_uid", "modality", "manufacturer", "body_part", "transfer_syntax"):
             assert getattr(a, name) is getattr(b, name), (pool, name)
+
+
+def test_an_enhanced_file_keeps_its_header_view_and_a_worker_sends_it_without_its_layout(tmp_path: Path) -> None:
+    """Enhanced files are the one kind the scan keeps a header view of (the reader asks it for every
+    frame); a scan worker pickles it back as the header bytes and element positions only."""
+    import pickle
+
+    from convert.dicom.header import Header
+    from tests.test_multiframe import make_enhanced
+
+    path, _ = make_enhanced(tmp_path / "enh.dcm")
+    classic, _ = make_series(tmp_path / "s", slices=1)
+    enhanced = index_file(path)
+    assert not isinstance(enhanced, str) and enhanced.enhanced and isinstance(enhanced.header, Header)
+    assert enhanced.load_header() is enhanced.header
+    plain = index_file(classic[0])
+    assert not isinstance(plain, str) and plain.header is None  # re-read on demand
+    sent = pickle.dumps(enhanced)
+    assert "layout" in enhanced.header.part10.__dict__  # computed by the scan (elements.reparse of the next file)
+    with_layout = len(pickle.dumps(enhanced.header.part10.__dict__))
+    assert len(sent) < with_layout - len(enhanced.header.part10.data) // 2  # not sent: arrays as big as the header
+    back = pickle.loads(sent)
+    assert back.header.part10.elements == enhanced.header.part10.elements
+    assert back.header.NumberOfFrames == enhanced.header.NumberOfFrames
+
+
+def test_enhanced_files_keep_their_views_when_a_large_scan_keeps_one_header_per_series(tmp_path: Path) -> None:
+    from tests.test_multiframe import make_enhanced
+
+    first, _ = make_enhanced(tmp_path / "a.dcm")
+    second, _ = make_enhanced(tmp_path / "b.dcm")  # the same (empty) series UIDs: one series
+    make_series(tmp_path / "s", slices=3)
+    result = scan(tmp_path, keep_headers=False)
+    enhanced = [i for i in result.instances if i.enhanced]
+    assert len(enhanced) == 2 and all(i.header is not None for i in enhanced)
+    assert sum(i.header is not None for i in result.instances if not i.enhanced) <= 1
 
 
 def test_a_series_instances_share_their_repeated_tuples_and_keep_no_dict(tmp_path: Path) -> None:

@@ -358,7 +358,7 @@ def test_truncated_files_are_reported_like_before(tmp_path: Path) -> None:
     cut.parent.mkdir()
     cut.write_bytes(data[:-100])
     report = convert.anonymize(cut.parent, tmp_path / "out", key=KEY, workers=1)
-    assert [Path(p).name for p, _ in report.failed] == ["cut.dcm"]
+    assert [o.source.name for o in report.failed] == ["cut.dcm"]
     assert not list((tmp_path / "out").rglob("*.dcm"))
 
 

@@ -243,3 +243,60 @@ def test_hostile_member_names_never_write_outside_the_temporary_folder(tmp_path_
         tempfile.tempdir = old
     assert sorted(p.name for p in base.rglob("*") if p.is_file()) == [archive.name], "nothing written outside"
     assert not any(temp.iterdir())
+
+
+def _messy_folder(root: Path) -> Path:
+    """Two series, one of them in a zip, with hidden files and folders and text files beside them."""
+    from fixtures.dicom_series import make_non_dicom_files, make_series
+
+    paths, _ = make_series(root / "exam" / "ct", slices=3)
+    zipped, _ = make_series(root / "staging", "sagittal", slices=2)
+    _zip(root / "exam" / "more.zip", {f"sag/{p.name}": p.read_bytes() for p in zipped})
+    for p in zipped:
+        p.unlink()
+    (root / "staging").rmdir()
+    (root / "exam" / ".hidden").mkdir()
+    (root / "exam" / ".hidden" / "copy.dcm").write_bytes(paths[0].read_bytes())
+    (root / "exam" / "ct" / ".copy.dcm").write_bytes(paths[0].read_bytes())
+    _zip(root / "exam" / ".hidden.zip", {"x.dcm": paths[0].read_bytes()})
+    make_non_dicom_files(root / "exam" / "docs")
+    return root / "exam"
+
+
+def test_a_folder_is_walked_once_for_its_archives_and_its_scan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """open_source walks the folder to find archives; the scan takes that walk's listing instead of walking
+    again (each folder of the input and of every extraction is listed once)."""
+    from convert.batch.run import plan_dicom_tree
+
+    src = _messy_folder(tmp_path / "in")
+    listed: list[str] = []
+    real_scandir = os.scandir
+    monkeypatch.setattr(os, "scandir", lambda path=".": listed.append(str(path)) or real_scandir(path))
+    plan = plan_dicom_tree(src)
+    monkeypatch.undo()
+    assert len(plan.jobs) == 2
+    listed = [p for p in listed if os.path.isabs(p)]  # not the removal of the extraction (by file descriptor)
+    assert len(listed) == 5  # exam, exam/ct, exam/docs, the zip's extraction and its sag folder
+    assert len(listed) == len(set(listed)), sorted(listed)  # no folder listed twice
+    assert {Path(p).name for p in listed if Path(p).is_relative_to(src)} == {"exam", "ct", "docs"}  # not .hidden
+
+
+def test_the_scan_of_a_listing_is_the_scan_of_a_walk_hidden_files_included(tmp_path: Path) -> None:
+    """The listing open_source keeps follows iter_files' rules (names starting with "." left out, FIFOs
+    and unreadable folders reported): scanning it finds what scanning the folder finds."""
+    from convert.dicom.scan import list_files, scan
+
+    src = _messy_folder(tmp_path / "in")
+    os.mkfifo(src / "docs" / "pipe")
+    with open_source(src) as source:
+        assert list(source.listings) == source.roots and len(source.roots) == 2  # the folder and the zip
+        for root in source.roots:
+            listing = source.listings[root]
+            assert listing == list_files(root)
+            assert not any(part.startswith(".") for p in listing.files for part in p.relative_to(root).parts)
+            walked, given = scan(root), scan(root, listing=listing)
+            assert [i.path for i in given.instances] == [i.path for i in walked.instances]
+            assert given.skipped == walked.skipped
+        assert (src / "docs" / "pipe") in {p for p, _ in source.listings[src].errors}
+        with pytest.raises(ValueError):
+            scan(source.roots[1], listing=source.listings[src])

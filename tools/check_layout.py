@@ -2,13 +2,15 @@
 
     python tools/check_layout.py [--alone]
 
-Prints, and exits 1 when any of the first three is found:
+Prints, and exits 1 when any is found:
 
 * private names imported from another module (``from convert.x import _y``, or
   ``module._y`` on an imported convert module);
 * import circles among module-level imports (what runs when a module is imported);
-* attributes set on a Volume outside ``convert/volume.py`` (``object.__setattr__(volume, ...)``);
-* for information: circles that only exist through imports inside functions (lazy).
+* import circles that only exist through imports inside functions ("lazy circle"): a lazy
+  import still makes the two modules depend on each other, so the code belongs lower down
+  (ARCHITECTURE.md: imports point downwards only);
+* attributes set on a Volume outside ``convert/volume.py`` (``object.__setattr__(volume, ...)``).
 
 ``--alone`` also imports every module on its own in a fresh interpreter (about
 0.3 s a module), which finds circles that break an import.
@@ -116,16 +118,17 @@ def imports_alone(root: Path = PACKAGE, python: str = sys.executable) -> list[st
     return failed
 
 
-def main(argv: list[str]) -> int:
-    problems = private_imports() + [" -> ".join(c + (c[0],)) for c in import_cycles()] + volume_patches()
+def main(argv: list[str], root: Path = PACKAGE) -> int:
+    """Print every problem found below ``root`` and a summary line; 1 when there is any, else 0."""
+    circles = import_cycles(root)
+    problems = private_imports(root) + [" -> ".join(c + (c[0],)) for c in circles] + volume_patches(root)
+    problems += ["lazy circle (imports inside functions): " + " -> ".join(c + (c[0],))
+                 for c in import_cycles(root, lazy=True) if c not in circles]
     if "--alone" in argv:
-        problems += imports_alone()
+        problems += imports_alone(root)
     for line in problems:
         print(line)
-    lazy = [c for c in import_cycles(lazy=True) if c not in import_cycles()]
-    for cycle in lazy:
-        print("lazy circle (imports inside functions): " + " -> ".join(cycle + (cycle[0],)))
-    print(f"{len(problems)} problem(s), {len(lazy)} lazy circle(s), {len(modules())} modules")
+    print(f"{len(problems)} problem(s), {len(modules(root))} modules")
     return 1 if problems else 0
 
 

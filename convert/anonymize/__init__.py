@@ -54,9 +54,14 @@ def anonymize_dataset(ds: Dataset, *, key: bytes | None = None, keep: Iterable[s
 
 def anonymize(src: str | Path | Dataset, dst: str | Path | None = None, *,
               key: bytes | str | Path | None = None, keep: Iterable[str] = (), allow_burned_in: bool = False,
-              audit: str | Path | None = None, overwrite: bool = False, workers: int | None = None,
-              progress: bool = False) -> Dataset | Report:
+              audit: str | Path | None = None, overwrite: bool = False, jobs: int | None = None,
+              progress: bool = False, reports: bool = False, workers: int | None = None) -> Dataset | Report:
     """De-identify a Dataset (returns a new Dataset) or a file/folder tree (writes ``dst``, returns a Report).
+
+    The :class:`~convert.report.Report` is the run report of conversions too (``kind="anonymize"``):
+    ``report.outcomes`` has one outcome per DICOM input file, ``report.ok``, ``report.written``,
+    ``report.done``, ``report.failed`` / ``report.refused`` (outcomes: ``label``, ``source``,
+    ``error``), ``report.flagged``, ``report.summary()``.
 
     Args:
         src: a pydicom Dataset, a DICOM file, or a folder tree (non-DICOM files
@@ -71,8 +76,11 @@ def anonymize(src: str | Path | Dataset, dst: str | Path | None = None, *,
         audit: path of an audit JSON (0600) with original -> pseudonym mapping
             and per-file action counts (see :mod:`convert.anonymize.audit`).
         overwrite: replace existing outputs / audit file.
-        workers: processes for large trees (default: all cores; 1 = serial).
+        jobs: processes for large trees (default: all cores; 1 = serial).
         progress: show a progress bar on stderr.
+        reports: also write ``report.json`` and ``report.html`` (no PHI) into a ``dst`` folder,
+            as ``medconvert anonymize`` does (:func:`convert.anonymize.run.anonymize_path`).
+        workers: the older name of ``jobs``.
 
     Raises:
         ConvertError: before anything is written when ``src`` is missing,
@@ -101,7 +109,8 @@ def anonymize(src: str | Path | Dataset, dst: str | Path | None = None, *,
     from convert.anonymize.run import anonymize_path
 
     return anonymize_path(src, dst, key=key, keep=keep, allow_burned_in=allow_burned_in, audit=audit,
-                          overwrite=overwrite, workers=workers, progress=progress)
+                          overwrite=overwrite, jobs=jobs if jobs is not None else workers, progress=progress,
+                          reports=reports)
 
 
 class _CallableModule(types.ModuleType):

@@ -1,5 +1,10 @@
 """What was done, for the people who must prove it: per-file logs, the run report, the audit file.
 
+The run report of a de-identification is the :class:`~convert.report.Report` of every run
+(``kind="anonymize"``, one :class:`~convert.report.Outcome` per DICOM input file, built by
+:func:`record_file`); ``report.json`` and ``report.html`` in the output folder hold no PHI: no
+input path or name, no header value (files are ``input file N``, outputs are named by pseudonyms).
+
 The audit file is the only place original identifiers are ever written. It is
 JSON, created with permissions 0600 (owner read/write only) through a
 temporary file renamed into place, and only when the user asks for it
@@ -24,8 +29,9 @@ temporary file renamed into place, and only when the user asks for it
       ]
     }
 
-Console output and the :class:`Report` never contain original values (only
-input paths, which the user chose, and counts).
+Console output and the report files never contain original values or input paths (input files are
+``input file N``, N counting the entries of ``files`` from 1); the :class:`Report` a caller gets back
+also holds its own input paths (``Outcome.files``, ``per_file``).
 """
 
 from __future__ import annotations
@@ -38,9 +44,17 @@ from typing import Iterable
 
 from convert.atomic import write_bytes_atomic
 from convert.errors import spell
+from convert.report import Outcome, Report, input_path_names, redact_components
+
+__all__ = ["BURNED_IN_WARNING", "COUNTS", "STATUSES", "FileLog", "Report", "record_file", "write_audit"]
 
 #: Status values of a :class:`FileLog`.
 STATUSES = ("written", "done", "refused", "failed", "non-dicom", "duplicate")
+#: The element counts of a :class:`FileLog` (at any depth), also the ``info`` of a file's outcome.
+COUNTS = ("removed", "replaced", "emptied", "cleaned", "kept")
+#: The warning of an output let through although it may show burned-in text.
+BURNED_IN_WARNING = ("may show burned-in text: written as allowed, flagged BurnedInAnnotation YES; check the "
+                     "pixels before sharing")
 
 
 @dataclass
@@ -80,92 +94,32 @@ class FileLog:
         return d
 
 
-@dataclass
-class Report:
-    """The outcome of anonymizing a file or a folder tree.
+def record_file(report: Report, log: FileLog) -> None:
+    """Record one input file's outcome in the report of a de-identification (call in input order).
 
-    Attributes:
-        written: output files written by this run, in input order.
-        done: output files an earlier, interrupted run of the same job had already written
-            (a resumed run checks each is byte for byte what it would write; see
-            :func:`convert.anonymize.run.anonymize_path`).
-        refused: (input, reason) for files refused by the burned-in rule.
-        failed: (input, reason) for unreadable/truncated/corrupt inputs and write errors.
-        skipped_non_dicom: how many non-DICOM files were skipped in a folder.
-        per_file: a :class:`FileLog` per input file (including skipped ones).
-        non_dicom: the skipped non-DICOM files.
-        flagged: outputs let through with possible burned-in text (``allow_burned_in``).
-        duplicates: inputs skipped as the same instance as another input (same SOPInstanceUID, identical bytes).
-        key_source: where the key came from ("bytes", "file", "env ...", "random").
-        audit: the audit file written, if any.
-        stale_removed: temporary files of a killed earlier run removed from the output folder
-            (:func:`convert.atomic.remove_stale_temporaries`).
+    ``log`` goes to ``report.per_file`` (the audit file's rows). A skipped file (not DICOM, a
+    DICOMDIR) goes to ``report.skipped`` with its reason, a duplicate to ``report.duplicates``;
+    every other file becomes an :class:`~convert.report.Outcome` labelled ``input file N`` (N: its
+    place in ``per_file``, from 1) whose error names no input path (its own path, relative path and
+    name are replaced, as in the messages of de-identified conversions).
     """
-
-    written: list[Path] = field(default_factory=list)
-    done: list[Path] = field(default_factory=list)
-    refused: list[tuple[Path, str]] = field(default_factory=list)
-    failed: list[tuple[Path, str]] = field(default_factory=list)
-    skipped_non_dicom: int = 0
-    per_file: list[FileLog] = field(default_factory=list)
-    non_dicom: list[Path] = field(default_factory=list)
-    flagged: list[Path] = field(default_factory=list)
-    duplicates: list[Path] = field(default_factory=list)
-    key_source: str = ""
-    audit: Path | None = None
-    stale_removed: list[Path] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """True when nothing failed, nothing was refused and every output is in place (written now
-        or already done): a run that wrote nothing is never ok."""
-        return not self.failed and not self.refused and bool(self.written or self.done)
-
-    @property
-    def nothing_written(self) -> bool:
-        """True when no output is in place: nothing written by this run and nothing already done."""
-        return not self.written and not self.done
-
-    def add(self, log: FileLog) -> None:
-        """Record one file's outcome."""
-        self.per_file.append(log)
-        if log.status in ("written", "done") and log.output is not None:
-            (self.written if log.status == "written" else self.done).append(log.output)
-            if log.burned_in:
-                self.flagged.append(log.output)
-        elif log.status == "refused":
-            self.refused.append((log.source, spell(log.message)))
-        elif log.status == "failed":
-            self.failed.append((log.source, spell(log.message)))
-        elif log.status == "non-dicom":
-            self.skipped_non_dicom += 1
-            self.non_dicom.append(log.source)
-        elif log.status == "duplicate":
-            self.duplicates.append(log.source)
-
-    def summary(self) -> str:
-        """One line, no PHI: counts only. A resumed run also counts the outputs already done,
-        and a run that leaves no output in place says so first."""
-        if self.nothing_written:
-            text = "nothing de-identified"
-        else:
-            text = f"{len(self.written)} file(s) de-identified"
-            if self.done:
-                text += f", {len(self.done)} already done by an earlier run"
-        extra = []
-        if self.refused:
-            extra.append(f"{len(self.refused)} refused")
-        if self.failed:
-            extra.append(f"{len(self.failed)} failed")
-        if self.skipped_non_dicom:
-            extra.append(f"{self.skipped_non_dicom} non-DICOM skipped")
-        if self.duplicates:
-            extra.append(f"{len(self.duplicates)} duplicate(s) skipped")
-        if self.flagged:
-            extra.append(f"{len(self.flagged)} flagged for burned-in text")
-        if self.stale_removed:
-            extra.append(f"{len(self.stale_removed)} stale temporary file(s) of an interrupted run removed")
-        return text + (f" ({', '.join(extra)})" if extra else "")
+    report.per_file.append(log)
+    if log.status == "non-dicom":
+        report.skipped.append((log.source, spell(log.message) or "not a DICOM file"))
+        return
+    if log.status == "duplicate":
+        report.duplicates.append(log.source)
+        return
+    written = [log.output] if log.status in ("written", "done") and log.output is not None else []
+    error = None
+    if log.status in ("refused", "failed"):
+        root = Path(report.source) if report.source is not None else Path(log.source).parent
+        error = redact_components(spell(log.message) or log.status, input_path_names([log.source], root))
+    flagged = bool(log.burned_in and written)
+    report.outcomes.append(Outcome(
+        label=f"input file {len(report.per_file)}", files=[log.source], written=written, error=error,
+        warnings=[BURNED_IN_WARNING] if flagged else [], status=log.status, flagged=flagged,
+        info={name: getattr(log, name) for name in COUNTS}))
 
 
 def write_audit(path: Path, report: Report, mapping: dict[str, dict[str, str]], method: str,

@@ -9,8 +9,8 @@ Each input's header is read once and de-identified by the byte serializer
 route, with the same decisions), the pixel data is copied by the kernel, never
 decoded, and the output is written to a temporary name renamed into place. Bad
 inputs (non-DICOM, truncated, unreadable, refused) are recorded in the
-:class:`~convert.anonymize.audit.Report` and nothing is written for them; the
-others continue. Large trees use a process pool whose workers die with the
+:class:`~convert.report.Report` (the run report of conversions too) and nothing is written for
+them; the others continue. Large trees use a process pool whose workers die with the
 process that started them (:func:`convert.workers.die_with_parent`).
 
 An output folder carries a small manifest (:data:`MANIFEST_NAME`: the job's
@@ -27,10 +27,12 @@ import io
 import json
 import os
 import stat
+import time
 import warnings
 import weakref
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -40,7 +42,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID_dictionary
 
-from convert.anonymize.audit import FileLog, Report, write_audit
+from convert.anonymize.audit import FileLog, Report, record_file, write_audit
 from convert.anonymize.pseudonym import load_key
 from convert.anonymize.decide import peek
 from convert.anonymize.scrubber import Scrubber, quiet_pydicom
@@ -49,6 +51,7 @@ from convert.atomic import TEMPORARY_NAME, atomic_file, remove_stale_temporaries
 from convert.dicom.validity import check_file_meta
 from convert.errors import (AnonymizationError, ConvertError, CorruptFileError, InputNotFoundError, NoDicomError,
                              OutputExistsError, OutputMismatchError, OutputWriteError)
+from convert.report import REPORT_HTML, REPORT_JSON, write_report
 from convert.workers import die_with_parent
 
 #: Media Storage Directory Storage (DICOMDIR) SOP class.
@@ -279,7 +282,8 @@ def mark_duplicates(logs: list[FileLog]) -> list[FileLog]:
     come from the de-identified UIDs). The one written first is kept; another
     whose bytes are identical (e.g. a DICOMDIR media copy beside the folder) gets
     status ``duplicate``, not ``failed``; one with different content stays
-    ``failed`` with a message naming the file it clashes with.
+    ``failed`` with a message naming the file it clashes with as ``input file N`` (its place
+    in ``logs``, from 1: no input path, which may carry PHI, reaches a message).
     """
     import filecmp
 
@@ -290,6 +294,7 @@ def mark_duplicates(logs: list[FileLog]) -> list[FileLog]:
             return False
 
     writer: dict[Path, Path] = {}
+    number = {log.source: n for n, log in enumerate(logs, 1)}
     for log in logs:
         if log.status in ("written", "done") and log.output is not None:
             writer.setdefault(log.output, log.source)
@@ -304,8 +309,8 @@ def mark_duplicates(logs: list[FileLog]) -> list[FileLog]:
             log.status, log.message = "duplicate", "same SOPInstanceUID and content as another input: skipped"
         else:
             log.status = "failed"
-            log.message = (f"same SOPInstanceUID as {first} but different content; only that file was "
-                           "written: check which copy is right")
+            log.message = (f"same SOPInstanceUID as input file {number.get(first, '?')} but different content; "
+                           "only that file was written: check which copy is right")
         log.output, log.burned_in = None, False  # as in a run that was never interrupted: nothing written
         log.removed = log.replaced = log.emptied = log.cleaned = log.kept = 0
     return logs
@@ -573,8 +578,9 @@ def _fingerprint_differences(earlier: dict[str, Any], now: dict[str, Any], earli
 
 
 def _is_bookkeeping(name: str) -> bool:
-    """The manifest, or a temporary file of :func:`convert.atomic.temporary_name`."""
-    return name == MANIFEST_NAME or TEMPORARY_NAME.match(name) is not None
+    """The manifest, the run report (:data:`convert.report.REPORT_JSON`, ``REPORT_HTML``), or a temporary
+    file of :func:`convert.atomic.temporary_name`: not an output."""
+    return name in (MANIFEST_NAME, REPORT_JSON, REPORT_HTML) or TEMPORARY_NAME.match(name) is not None
 
 
 def _holds_outputs(folder: Path) -> bool:
@@ -716,8 +722,17 @@ def _read_manifest(path: Path, overwrite: bool) -> dict[str, Any] | None:
 
 def anonymize_path(src: str | Path, dst: str | Path, *, key: bytes | str | Path | None = None,
                    keep: Iterable[str] = (), allow_burned_in: bool = False, audit: str | Path | None = None,
-                   overwrite: bool = False, workers: int | None = None, progress: bool = False) -> Report:
+                   overwrite: bool = False, jobs: int | None = None, progress: bool = False,
+                   reports: bool = False, workers: int | None = None) -> Report:
     """De-identify a file or a folder tree ``src`` into ``dst``; see :func:`convert.anonymize.anonymize`.
+
+    Returns the run's :class:`~convert.report.Report` (``kind="anonymize"``): one outcome per DICOM
+    input file (``input file N``: written, done, refused or failed; flagged when it may show
+    burned-in text), the skipped and duplicate files, timings and ``jobs``. ``reports``: also write
+    it as ``dst/report.json`` and ``dst/report.html`` (:func:`convert.report.write_report`; no
+    input path, no header value) when ``dst`` is a folder; these two files are bookkeeping, never
+    outputs: a rerun resumes beside them and replaces them. ``jobs``: worker processes (default:
+    every core; 1: this process); ``workers`` is its older name.
 
     **Resume.** An output folder gets a manifest (:class:`OutputFolder`). A rerun of the
     same job (same key, options and medconvert version) into it, e.g. after the first was
@@ -741,7 +756,9 @@ def anonymize_path(src: str | Path, dst: str | Path, *, key: bytes | str | Path 
         OutputMismatchError: ``dst`` holds the outputs of another key or other options.
         AnonymizationError: bad options or key.
     """
+    started, clock = datetime.now(timezone.utc), time.perf_counter()
     src, dst = Path(src), Path(dst)
+    jobs = jobs if jobs is not None else workers
     _MADE.clear()  # folders of an earlier run in this process may have been removed since
     key_bytes, key_source = load_key(key)
     keep = tuple(sorted(Scrubber(key_bytes, keep).options))  # validates options early
@@ -752,7 +769,7 @@ def anonymize_path(src: str | Path, dst: str | Path, *, key: bytes | str | Path 
     audit_path = Path(audit) if audit is not None else None
     if audit_path is not None and not audit_path.parent.is_dir():
         raise OutputWriteError(f"folder {audit_path.parent} for the audit file does not exist", audit_path)
-    report = Report(key_source=key_source)
+    report = Report(source=src, kind="anonymize", key_source=key_source, started=started)
     scrubber = Scrubber(key_bytes, keep, allow_burned_in)
     single: Path | None = None
     files: list[Path] = []
@@ -789,17 +806,18 @@ def anonymize_path(src: str | Path, dst: str | Path, *, key: bytes | str | Path 
         log, mapping = process_file(scrubber, src, dst, overwrite, single_target=single, resume=resume)
         if log.status == "non-dicom":
             log.status = "failed"
-        report.add(log)
+        record_file(report, log)
         mappings = [mapping]
     else:
         mappings = []
         logs = []
         for log, mapping in _run_many(scrubber, files, dst, key_bytes, keep, allow_burned_in, overwrite,
-                                      workers, progress, resume):
+                                      jobs, progress, resume):
             logs.append(log)
             mappings.append(mapping)
         for log in mark_duplicates(logs):
-            report.add(log)
+            record_file(report, log)
+        report.jobs = pool_size(jobs, len(files))
         if all(log.status == "non-dicom" for log in report.per_file):  # nothing was written
             if folder is not None:
                 folder.finish(report, key_bytes)
@@ -812,7 +830,19 @@ def anonymize_path(src: str | Path, dst: str | Path, *, key: bytes | str | Path 
         report.audit = write_audit(audit_path, report, merged, scrubber.method_text, keep, overwrite=replace_audit)
     if folder is not None:
         folder.finish(report, key_bytes)
+    report.finished, report.seconds = datetime.now(timezone.utc), time.perf_counter() - clock
+    if folder is not None:
+        report.out_dir = dst
+        if reports and dst.is_dir():  # not when a run that left nothing removed the folder it made
+            write_report(report, dst, anonymized=True)
     return report
+
+
+def pool_size(jobs: int | None, n_files: int) -> int:
+    """How many processes de-identify ``n_files`` files: ``jobs`` (None or 0: every core), or 1 (this
+    process) below :data:`PARALLEL_THRESHOLD` files."""
+    n_workers = jobs if jobs and jobs > 0 else (os.cpu_count() or 1)
+    return 1 if n_workers <= 1 or n_files < PARALLEL_THRESHOLD else n_workers
 
 
 #: Files de-identified in this process between two progress updates.
@@ -822,7 +852,7 @@ _SERIAL_BATCH = 32
 def _run_many(scrubber: Scrubber, files: list[Path], dst: Path, key: bytes, keep: tuple[str, ...],
               allow_burned_in: bool, overwrite: bool, workers: int | None, progress: bool, resume: bool = False
               ) -> Iterator[tuple[FileLog, dict[str, tuple[str, str]]]]:
-    n_workers = workers if workers and workers > 0 else (os.cpu_count() or 1)
+    n_workers = pool_size(workers, len(files))
     bar = _progress(len(files)) if progress else None
     try:
         if n_workers <= 1 or len(files) < PARALLEL_THRESHOLD:

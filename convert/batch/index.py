@@ -237,7 +237,7 @@ def build_index(path: str | Path, *, instances: bool = False, phi: bool = False,
         for root in source.roots:
             offset = done
             report = (lambda n, total: progress(offset + n, offset + total)) if progress else None
-            result = scan(root, progress=report)
+            result = scan(root, progress=report, listing=source.listings.get(root))  # walked once
             done += result.files_seen
             found.extend(result.instances)
             index.skipped.extend((source.display(p), reason) for p, reason in result.skipped

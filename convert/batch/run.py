@@ -509,7 +509,7 @@ def plan_source(source: Any, *, name: str = DEFAULT_NAME, deidentify: Callable[[
         offset = done
         scan_progress = ((lambda n, total: progress(offset + n, offset + total, "scanning files"))
                          if progress else None)
-        result: ScanResult = scan(root, progress=scan_progress)
+        result: ScanResult = scan(root, progress=scan_progress, listing=source.listings.get(root))  # walked once
         done += result.files_seen
         instances.extend(result.instances)
         skipped.extend((p if not source.is_archive and p.is_relative_to(source.origin) else Path(source.display(p)),
@@ -690,7 +690,8 @@ def convert_dicom_file(src: str | Path, dst: str | Path, *, to: str | None = Non
 
     with open_source(src) as source:  # a .zip/.tar holding one series: read from its extraction
         try:
-            volume, series = read_single(source.root, tilt_correct=tilt_correct, allow_gaps=allow_gaps,
+            volume, series = read_single(source.root, listing=source.listings.get(source.root),
+                                         tilt_correct=tilt_correct, allow_gaps=allow_gaps,
                                          stack_uneven=stack_uneven, philips_scaling=philips_scaling)
             if deidentify is not None:
                 volume = deidentified_volume(volume, series, deidentify)  # also refuses burned-in text

@@ -4,7 +4,8 @@ The one way the archive index (:mod:`convert.batch.index`, ``medconvert scan``) 
 the whole-archive conversion open what the user named::
 
     with open_source("exam.zip") as source:   # extracted into a temporary folder
-        result = scan(source.root)            # local files: source.roots (one or more folders)
+        for root in source.roots:             # local files: the extraction, then each nested archive's
+            result = scan(root, listing=source.listings.get(root))  # the folder walked once
         source.display(path)                  # 'exam.zip!CT/IM0001': how messages name a file
 
 A folder is read in place (never written to). An archive is extracted into a
@@ -36,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from convert.dicom.scan import Listing, list_files
 from convert.errors import ConvertError, InputNotFoundError
 
 #: File names read as archives (lower case).
@@ -72,12 +74,16 @@ class Source:
             of ``roots`` meets them: they are not files to index).
         problems: ``(name, reason)`` of every nested archive left out (unreadable or unsafe),
             ``name`` as :meth:`display` spells it.
+        listings: each folder of ``roots`` as the search for archives walked it
+            (:func:`convert.dicom.scan.list_files`): give ``listings.get(root)`` to
+            :func:`convert.dicom.scan.scan` so that it does not walk the folder again.
     """
 
     origin: Path
     roots: list[Path]
     expanded: set[Path] = field(default_factory=set)
     problems: list[tuple[str, str]] = field(default_factory=list)
+    listings: dict[Path, Listing] = field(default_factory=dict, repr=False)
     _labels: list[tuple[Path, str]] = field(default_factory=list, repr=False)
 
     @property
@@ -155,13 +161,13 @@ def open_source(path: str | Path) -> Iterator[Source]:
     with tempfile.TemporaryDirectory(prefix="medconvert-source-") as temp:
         work = Path(temp)
         if origin.is_dir():
-            nested = _archives_under(origin)
+            nested = _archives_under(source, origin)
         else:
             top = work / "0"
             _extract(origin, top, str(origin), budget)
             source.roots = [top]
             source._labels.append((top, f"{origin}!"))
-            nested = _archives_under(top)
+            nested = _archives_under(source, top)
         _expand_nested(source, nested, work, budget, level=1)
         yield source
 
@@ -181,10 +187,10 @@ def has_archives(folder: Path, limit: int = 256) -> bool:
     return False
 
 
-def _archives_under(folder: Path) -> list[Path]:
-    from convert.dicom.scan import iter_files
-
-    return [p for p in iter_files(folder) if is_archive(p)]
+def _archives_under(source: Source, folder: Path) -> list[Path]:
+    """The archives in ``folder``, from the one walk of it (kept in ``source.listings`` for the scan)."""
+    listing = source.listings[folder] = list_files(folder)
+    return [p for p in listing.files if is_archive(p)]
 
 
 def _expand_nested(source: Source, archives: list[Path], work: Path, budget: _Budget, level: int) -> None:
@@ -204,7 +210,7 @@ def _expand_nested(source: Source, archives: list[Path], work: Path, budget: _Bu
         source.roots.append(dest)
         source.expanded.add(archive)
         source._labels.append((dest, f"{name}!"))
-        _expand_nested(source, _archives_under(dest), work, budget, level + 1)
+        _expand_nested(source, _archives_under(source, dest), work, budget, level + 1)
 
 
 def member_parts(name: str) -> tuple[str, ...] | None:

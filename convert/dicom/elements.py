@@ -63,7 +63,21 @@ class NotCovered(Exception):
 
 
 class Truncated(NotCovered):
-    """The buffer ends before the element walk does: read more of the file (or fall back)."""
+    """The buffer ends before the element walk does: read more of the file (or fall back).
+
+    Attributes:
+        walked: raised by a top-level walk (:func:`walk` without ``end``, :func:`parse_part10`):
+            ``(elements, pos, item)``, the elements walked whole before the buffer ended, the
+            offset of the first one that did not fit and, when that one is an undefined-length
+            sequence (a whole enhanced object's per-frame groups), the offset of its first item
+            that did not fit (else None); give it to :func:`parse_part10` as ``resume`` with more
+            of the file, so the bytes already walked are not walked again. None otherwise.
+        item: set by the walk of a top-level undefined-length sequence: its first item that did
+            not fit (see :attr:`walked`).
+    """
+
+    walked: "tuple[list[Element], int, int | None] | None" = None
+    item: int | None = None
 
 
 class Element(NamedTuple):
@@ -95,28 +109,51 @@ def _looks_explicit(vr: bytes) -> bool:
 
 
 def _sequence_end(data: bytes, pos: int, implicit: bool, depth: int) -> int:
-    """First byte after the undefined-length sequence whose first item starts at ``pos``."""
+    """First byte after the undefined-length sequence whose first item (or an item after the first:
+    a resumed walk) starts at ``pos``. A :class:`Truncated` raised for a top-level sequence
+    (``depth`` 1) says in :attr:`Truncated.item` which item did not fit."""
     if depth > MAX_DEPTH:
         raise NotCovered(f"sequences nested deeper than {MAX_DEPTH}")
     n = len(data)
     head = _IMPLICIT_HEAD.unpack_from
-    while True:
-        if pos + 8 > n:
-            raise Truncated("the buffer ends inside a sequence")
-        group, elem, length = head(data, pos)
-        pos += 8
-        if group != 0xFFFE:
-            raise NotCovered("an element where a sequence item should start")
-        if elem == _SEQUENCE_END:
-            return pos
-        if elem != _ITEM:
-            raise NotCovered("an item delimiter outside an item")
-        if length == UNDEFINED:
-            pos = _item_end(data, pos, implicit, depth + 1)
-        else:
-            pos += length
-            if pos > n:
-                raise Truncated("the buffer ends inside a sequence item")
+    item = pos
+    try:  # (no cost in the loop until raised)
+        while True:
+            item = pos
+            if pos + 8 > n:
+                raise Truncated("the buffer ends inside a sequence")
+            group, elem, length = head(data, pos)
+            pos += 8
+            if group != 0xFFFE:
+                raise NotCovered("an element where a sequence item should start")
+            if elem == _SEQUENCE_END:
+                return pos
+            if elem != _ITEM:
+                raise NotCovered("an item delimiter outside an item")
+            if length == UNDEFINED:
+                pos = _item_end(data, pos, implicit, depth + 1)
+            else:
+                pos += length
+                if pos > n:
+                    raise Truncated("the buffer ends inside a sequence item")
+    except Truncated as exc:
+        if depth == 1:
+            exc.item = item
+        raise
+
+
+def _resumed_sequence(data: bytes, pos: int, item: int, implicit: bool) -> Element:
+    """The top-level undefined-length sequence element at ``pos``, walked from its item at ``item``
+    (the items before it were walked in fewer bytes of the file: :attr:`Truncated.walked`)."""
+    if implicit:
+        group, elem, length = _IMPLICIT_HEAD.unpack_from(data, pos)
+        vr, start, items_implicit = b"", pos + 8, True
+    else:
+        group, elem, vr, _, length = _EXPLICIT_HEAD.unpack_from(data, pos)
+        start, items_implicit = pos + 12, vr == b"UN"  # PS3.5 6.2.2: a UN sequence holds implicit VR items
+    if length != UNDEFINED or not start <= item:
+        raise NotCovered("a resumed walk that does not start inside an undefined-length sequence")
+    return Element((group << 16) | elem, vr, pos, start, length, _sequence_end(data, item, items_implicit, 1))
 
 
 def _item_end(data: bytes, pos: int, implicit: bool, depth: int) -> int:
@@ -178,7 +215,8 @@ def _next(data: bytes, pos: int, implicit: bool, depth: int = 0) -> Element:
 
 def walk(data: bytes, pos: int, end: int | None = None, *, implicit: bool = False,
          stop_tags: frozenset[int] = PIXEL_TAGS, depth: int = 0, whole: bool = False,
-         keep: frozenset[int] | None = None) -> tuple[list[Element], int | None]:
+         keep: frozenset[int] | None = None, found: list[Element] | None = None,
+         item: int | None = None) -> tuple[list[Element], int | None]:
     """The elements of one data set, in file order, and where the walk stopped.
 
     Args:
@@ -191,64 +229,83 @@ def walk(data: bytes, pos: int, end: int | None = None, *, implicit: bool = Fals
         whole: ``data`` is the whole file: reaching its end without a stop tag is no truncation.
         keep: return only the elements with these tags (every element is still walked and checked);
             ``None``: all of them.
+        found: elements walked before ``pos`` (a resumed walk, see :attr:`Truncated.walked`):
+            the returned list starts with them.
+        item: a resumed walk whose element at ``pos`` is an undefined-length sequence walked up to
+            its item at ``item`` (:attr:`Truncated.walked`).
 
     Returns:
         ``(elements, stop)``: ``stop`` is the offset of the stop tag's element, or ``end``
         (None when ``whole`` and the data ended first).
 
     Raises:
-        Truncated: ``data`` ends before ``end`` / a stop tag.
+        Truncated: ``data`` ends before ``end`` / a stop tag (without ``end``: with
+            :attr:`Truncated.walked`, where to resume).
         NotCovered: bytes this layer does not read (see the module docstring).
     """
     n = len(data)
     limit = n if end is None else end
-    out: list[Element] = []
+    out: list[Element] = [] if found is None else found
     append = out.append
     make = tuple.__new__  # Element(...) without NamedTuple's Python-level __new__ (the hot loop)
     explicit_head, implicit_head = _EXPLICIT_HEAD.unpack_from, _IMPLICIT_HEAD.unpack_from
     long_vrs, valid_vrs = LONG_VRS, VALID_VRS
-    while pos < limit:
-        if pos + 12 > n:  # near the end of the buffer: the careful, slower reader
-            if pos + 4 > n:
-                raise Truncated("the buffer ends inside an element header")
-            tag = int.from_bytes(data[pos:pos + 2], "little") << 16 | int.from_bytes(data[pos + 2:pos + 4], "little")
+    try:  # (no cost in the loop: CPython's exceptions are zero-cost until raised)
+        if item is not None and pos < limit:
+            element = _resumed_sequence(data, pos, item, implicit)
+            if keep is None or element.tag in keep:
+                append(element)
+            pos = element.end
+        while pos < limit:
+            if pos + 12 > n:  # near the end of the buffer: the careful, slower reader
+                if pos + 4 > n:
+                    raise Truncated("the buffer ends inside an element header")
+                tag = (int.from_bytes(data[pos:pos + 2], "little") << 16
+                       | int.from_bytes(data[pos + 2:pos + 4], "little"))
+                if tag in stop_tags:
+                    return out, pos
+                element = _next(data, pos, implicit, depth)
+                if keep is None or tag in keep:
+                    append(element)
+                pos = element.end
+                continue
+            if implicit:
+                group, elem, length = implicit_head(data, pos)
+                vr, start = b"", pos + 8
+            else:
+                group, elem, vr, length, long_length = explicit_head(data, pos)
+                if vr in long_vrs:
+                    length, start = long_length, pos + 12
+                elif vr in valid_vrs:
+                    start = pos + 8
+                else:
+                    start = -1
+            tag = group << 16 | elem
             if tag in stop_tags:
                 return out, pos
-            element = _next(data, pos, implicit, depth)
+            if start < 0 or length == UNDEFINED or group == 0xFFFE:  # the rare cases: the careful reader decides
+                element = _next(data, pos, implicit, depth)
+                if keep is None or tag in keep:
+                    append(element)
+                pos = element.end
+                continue
+            element_end = start + length
+            if element_end > n:
+                raise Truncated("the buffer ends inside an element value")
             if keep is None or tag in keep:
-                append(element)
-            pos = element.end
-            continue
-        if implicit:
-            group, elem, length = implicit_head(data, pos)
-            vr, start = b"", pos + 8
-        else:
-            group, elem, vr, length, long_length = explicit_head(data, pos)
-            if vr in long_vrs:
-                length, start = long_length, pos + 12
-            elif vr in valid_vrs:
-                start = pos + 8
-            else:
-                start = -1
-        tag = group << 16 | elem
-        if tag in stop_tags:
-            return out, pos
-        if start < 0 or length == UNDEFINED or group == 0xFFFE:  # the rare cases: the careful reader decides
-            element = _next(data, pos, implicit, depth)
-            if keep is None or tag in keep:
-                append(element)
-            pos = element.end
-            continue
-        element_end = start + length
-        if element_end > n:
-            raise Truncated("the buffer ends inside an element value")
-        if keep is None or tag in keep:
-            append(make(Element, (tag, vr, pos, start, length, element_end)))
-        pos = element_end
+                append(make(Element, (tag, vr, pos, start, length, element_end)))
+            pos = element_end
+    except Truncated as exc:
+        if end is None and depth == 0:  # a top-level walk: the elements so far stand, resume at pos
+            exc.walked = (out, pos, exc.item)
+        raise
     if end is None:
         if whole and pos == len(data):
             return out, None
-        raise Truncated("the buffer ends before the pixel data")
+        truncated = Truncated("the buffer ends before the pixel data")
+        if depth == 0:
+            truncated.walked = (out, pos, None)
+        raise truncated
     if pos != end:
         raise NotCovered("an element runs past the end of its item")
     return out, pos
@@ -299,6 +356,45 @@ def _transfer_syntax_encoding(uid: str) -> bool:
     raise NotCovered(f"transfer syntax {uid!r} is not a standard little-endian one")
 
 
+class TransferSyntax(str):
+    """The TransferSyntaxUID of a file the element layer reads (native or encapsulated little
+    endian), with the properties of pydicom's ``UID`` the readers ask; any other attribute
+    (``name``, ``keyword``, ...) is pydicom's."""
+
+    @property
+    def is_transfer_syntax(self) -> bool:
+        return True
+
+    @property
+    def is_private(self) -> bool:
+        return self[:14] != "1.2.840.10008."
+
+    @property
+    def is_implicit_VR(self) -> bool:  # noqa: N802 (pydicom's name)
+        return self == IMPLICIT_VR_LE
+
+    @property
+    def is_little_endian(self) -> bool:
+        return True
+
+    @property
+    def is_deflated(self) -> bool:
+        return False
+
+    @property
+    def is_compressed(self) -> bool:
+        return self not in NATIVE_SYNTAXES
+
+    is_encapsulated = is_compressed
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        from pydicom.uid import UID
+
+        return getattr(UID(str(self)), name)
+
+
 @dataclass(frozen=True)
 class Part10:
     """Element positions of a Part 10 file's header (the data before its pixel data).
@@ -327,6 +423,13 @@ class Part10:
         if element is None or element.length == UNDEFINED:
             return None
         return self.data[element.value_offset:element.end]
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without the cached :attr:`layout` (arrays as big as the header, rebuilt on use):
+        a header kept by a scan worker travels as its bytes and element positions only."""
+        state = dict(self.__dict__)
+        state.pop("layout", None)
+        return state
 
     @property
     def is_native(self) -> bool:
@@ -562,15 +665,19 @@ def reparse(data: bytes, previous: Part10, *, whole: bool = False) -> Relayout |
 
 
 def parse_part10(data: bytes, *, whole: bool = False, stop_tags: frozenset[int] = PIXEL_TAGS,
-                 keep: frozenset[int] | None = None) -> Part10:
+                 keep: frozenset[int] | None = None,
+                 resume: tuple[list[Element], int, int | None] | None = None) -> Part10:
     """Element positions of the header of a Part 10 file whose first bytes are ``data``.
 
     ``whole``: ``data`` is the entire file (a file without pixel data then parses; its
     :attr:`Part10.pixel_offset` is None). ``keep``: index only these top-level tags (the walk
-    still checks every element); ``None``: all.
+    still checks every element); ``None``: all. ``resume``: the :attr:`Truncated.walked` of a
+    parse of fewer bytes of the same file (with the same ``stop_tags`` and ``keep``): the walk
+    goes on where that one stopped, so a header read in growing pieces is walked once.
 
     Raises:
-        Truncated: ``data`` ends before the pixel data (read more, or use pydicom).
+        Truncated: ``data`` ends before the pixel data (read more, or use pydicom); its
+            :attr:`~Truncated.walked` says where to resume.
         NotCovered: a layout left to pydicom (see the module docstring).
     """
     meta, pos = _read_meta(data, whole)
@@ -583,7 +690,12 @@ def parse_part10(data: bytes, *, whole: bool = False, stop_tags: frozenset[int] 
         # pydicom trusts the first element over the transfer syntax; such files are left to it.
         if _looks_explicit(data[pos + 4:pos + 6]) == implicit:
             raise NotCovered("the data set's encoding contradicts its transfer syntax")
-    found, stop = walk(data, pos, implicit=implicit, stop_tags=stop_tags, whole=whole, keep=keep)
+    walked: list[Element] | None = None
+    start, item = pos, None
+    if resume is not None and (resume[1] > pos or resume[2] is not None):  # walked in fewer bytes: go on
+        walked, start, item = list(resume[0]), resume[1], resume[2]
+    found, stop = walk(data, start, implicit=implicit, stop_tags=stop_tags, whole=whole, keep=keep, found=walked,
+                       item=item)
     elements = {element.tag: element for element in found}
     return Part10(data=data, meta=meta, transfer_syntax=ts, implicit=implicit, dataset_offset=pos,
                   elements=elements, pixel_offset=stop)

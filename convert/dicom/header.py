@@ -31,11 +31,13 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from convert.dicom import elements
+from convert.dicom.elements import TransferSyntax
 from convert.dicom.keywords import KEYWORDS
 from convert.errors import DicomError
 
 __all__ = ["Header", "DecimalString", "IntegerString", "Item", "Sequence", "as_dataset", "convert_value", "is_gzip",
-           "is_multi", "open_dicom_bytes", "read", "read_header", "read_part10", "read_view", "view_of"]
+           "dicom_time_seconds", "is_multi", "open_dicom_bytes", "read", "read_header", "read_part10", "read_view",
+           "view_of"]
 
 #: Bytes read first; most headers are smaller (a bigger one is read on, doubling, up to
 #: MAX_HEADER_BYTES: enhanced objects with thousands of frames hold megabytes of header).
@@ -91,42 +93,61 @@ def read_part10(path: Path, keep: frozenset[int] | None = None) -> "elements.Par
     :data:`MAX_HEADER_BYTES`; None when the element layer leaves the file to pydicom (no preamble,
     big endian, deflated, gzip, odd structure) or it cannot be read.
 
-    A file is read against the last header walked whole in its folder when it shares its
-    elements (:func:`~convert.dicom.elements.reparse`: the same positions, found by comparing
-    bytes instead of walking every element)."""
+    The header is walked once: when the bytes read end inside it, the walk resumes where it
+    stopped in the longer buffer (:attr:`convert.dicom.elements.Truncated.walked`). A file is read
+    against the last header walked whole in its folder when it shares its elements
+    (:func:`~convert.dicom.elements.reparse`: the same positions, found by comparing bytes instead
+    of walking every element). :func:`view_of` then gets every element of the file just read
+    without walking it again."""
     path = Path(path)
     if is_gzip(path):
         return None
     folder = str(path.parent)
+    resume: tuple[list[elements.Element], int, int | None] | None = None
     try:
         with open(path, "rb") as fh:
             data = fh.read(HEADER_BYTES)
             while True:
                 whole = len(data) < HEADER_BYTES or len(data) % HEADER_BYTES != 0  # the file ended
                 try:
-                    return _parse(data, whole, keep, folder)
-                except elements.Truncated:
+                    return _parse(data, whole, keep, folder, resume)
+                except elements.Truncated as exc:
                     if whole or len(data) >= MAX_HEADER_BYTES:
                         return None
+                    resume = exc.walked if exc.walked is not None else resume
                     more = fh.read(len(data))  # a big header (Philips, GE, enhanced): read on
                     if not more:
-                        return _parse(data, True, keep, folder)
+                        return _parse(data, True, keep, folder, resume)
                     data += more
     except (elements.NotCovered, OSError):
         return None
 
 
-def _parse(data: bytes, whole: bool, keep: frozenset[int] | None, folder: str) -> "elements.Part10":
-    """:func:`read_part10`'s parse of the bytes read so far (raises Truncated / NotCovered)."""
+#: The last header :func:`_parse` read, whole (a Part10 of every element, or the Relayout that gives
+#: one): :func:`view_of` of the same bytes takes it instead of walking them again.
+_LAST: list["elements.Part10 | elements.Relayout"] = []
+
+
+def _parse(data: bytes, whole: bool, keep: frozenset[int] | None, folder: str,
+           resume: "tuple[list[elements.Element], int, int | None] | None" = None) -> "elements.Part10":
+    """:func:`read_part10`'s parse of the bytes read so far (raises Truncated / NotCovered;
+    ``resume``: where the walk of fewer bytes stopped)."""
     previous = _PREVIOUS.get(folder)
-    if previous is not None:
+    if previous is not None and resume is None:
         try:
             relaid = elements.reparse(data, previous, whole=whole)
-        except elements.NotCovered:  # Truncated included: the walk below says what it is
+        except elements.Truncated:
+            if whole:
+                relaid = None  # the walk below says what it is
+            else:
+                raise  # these bytes end inside the header laid out as the previous one: read on
+        except elements.NotCovered:  # the walk below says what it is
             relaid = None
         if relaid is not None:
+            _LAST[:] = [relaid]
             return relaid.part10(keep)
-    full = elements.parse_part10(data, whole=whole)
+    full = elements.parse_part10(data, whole=whole, resume=resume)
+    _LAST[:] = [full]
     if full.layout is not None:
         if len(_PREVIOUS) >= _MAX_PREVIOUS:
             _PREVIOUS.clear()
@@ -139,8 +160,13 @@ def _parse(data: bytes, whole: bool, keep: frozenset[int] | None, folder: str) -
 
 
 def view_of(path: Path, part10: "elements.Part10") -> "Header | None":
-    """A :class:`Header` of ``path`` from bytes already read (a ``part10`` parsed with ``keep``
-    is walked again in memory for every element); None when the bytes are left to pydicom."""
+    """A :class:`Header` of ``path`` from bytes already read: every element of a ``part10`` parsed
+    with ``keep`` (the header :func:`read_part10` read last, without walking it again; other bytes
+    are walked in memory); None when the bytes are left to pydicom."""
+    last = _LAST[0] if _LAST else None
+    if last is not None and last.data is part10.data:
+        full = last if isinstance(last, elements.Part10) else last.part10()
+        return Header(Path(path), full)
     try:
         full = elements.parse_part10(part10.data, whole=part10.pixel_offset is None)
     except elements.NotCovered:
@@ -328,6 +354,22 @@ def convert_value(vr: str, raw: bytes) -> Any:
                 raise NotMirrored(f"unusual {vr} value")
             out.append(part)
     return out[0] if len(out) == 1 else out
+
+
+def dicom_time_seconds(value: Any) -> float | None:
+    """DICOM TM (``HHMMSS.FFFFFF``, or with colons) to seconds since midnight; None if unparsable."""
+    if value is None:
+        return None
+    text = str(value).strip().replace(":", "")
+    if not text:
+        return None
+    try:
+        hh = int(text[0:2])
+        mm = int(text[2:4]) if len(text) >= 4 else 0
+        ss = float(text[4:]) if len(text) > 4 else 0.0
+    except ValueError:
+        return None
+    return hh * 3600.0 + mm * 60.0 + ss
 
 
 def _tag(key: Any) -> int:
@@ -633,45 +675,6 @@ class Header(_View):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (Header, (self.path, self.part10))
-
-
-class TransferSyntax(str):
-    """The TransferSyntaxUID of a file the element layer reads (native or encapsulated little
-    endian), with the properties of pydicom's ``UID`` the readers ask; any other attribute
-    (``name``, ``keyword``, ...) is pydicom's."""
-
-    @property
-    def is_transfer_syntax(self) -> bool:
-        return True
-
-    @property
-    def is_private(self) -> bool:
-        return self[:14] != "1.2.840.10008."
-
-    @property
-    def is_implicit_VR(self) -> bool:  # noqa: N802 (pydicom's name)
-        return self == elements.IMPLICIT_VR_LE
-
-    @property
-    def is_little_endian(self) -> bool:
-        return True
-
-    @property
-    def is_deflated(self) -> bool:
-        return False
-
-    @property
-    def is_compressed(self) -> bool:
-        return self not in elements.NATIVE_SYNTAXES
-
-    is_encapsulated = is_compressed
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        from pydicom.uid import UID
-
-        return getattr(UID(str(self)), name)
 
 
 class FileMeta(_View):

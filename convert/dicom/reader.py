@@ -45,7 +45,7 @@ from convert.dicom.pixels import (
     stored_dtype,
     stored_values,
 )
-from convert.dicom.scan import Instance, looks_like_dicom, scan
+from convert.dicom.scan import Instance, Listing, looks_like_dicom, scan
 from convert.dicom.series import (
     TILT_THRESHOLD_DEG,
     LazyHeaders,
@@ -669,11 +669,13 @@ def describe_series(series: Sequence[Series]) -> str:
     return "; ".join(s.label for s in series)
 
 
-def read_single(path: str | Path, **options: Any) -> tuple[Volume, Series]:
+def read_single(path: str | Path, *, listing: Listing | None = None, **options: Any) -> tuple[Volume, Series]:
     """The one volume in a DICOM file or single-series folder, and its :class:`Series`.
 
     Args:
         path: a DICOM file or a folder tree.
+        listing: the files under ``path`` from a walk already made (:func:`convert.dicom.scan.list_files`):
+            not walked again.
         **options: ``tilt_correct``, ``allow_gaps``, ``stack_uneven``, ``workers``, ``philips_scaling``
             (see :class:`ReadOptions`).
 
@@ -684,7 +686,7 @@ def read_single(path: str | Path, **options: Any) -> tuple[Volume, Series]:
     path = Path(path)
     if not path.exists():
         raise InputNotFoundError("no such file or folder; check the path", path)
-    result = scan(path)
+    result = scan(path, listing=listing)
     if not result.instances:
         raise NoDicomError(path, len(result.skipped), result.skipped[0][1] if result.skipped else None)
     series = assemble(result.instances)

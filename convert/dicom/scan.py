@@ -37,7 +37,7 @@ import numpy as np
 
 from convert.dicom import elements
 from convert.dicom import header as header_view
-from convert.dicom.header import is_gzip, open_dicom_bytes
+from convert.dicom.header import dicom_time_seconds, is_gzip, open_dicom_bytes
 from convert.dicom.pixels import PHILIPS_MR_CREATOR, philips_scale_slope, scale_slope_value
 from convert.errors import InputNotFoundError
 
@@ -73,9 +73,12 @@ class Instance:
         number_of_frames: NumberOfFrames (1 when absent).
         slice_thickness, spacing_between_slices: mm or None.
         rescale_slope, rescale_intercept: RescaleSlope/Intercept (1/0 when absent).
-        header: the pydicom Dataset read without pixel data, or None when the scan
-            dropped it to save memory (large archives keep one header per series);
-            use :meth:`load_header`, which re-reads it when needed.
+        header: the header read without pixel data (a :class:`convert.dicom.header.Header`
+            view, or pydicom's Dataset for files the element layer leaves to it), or None when
+            the scan did not keep it (large archives keep one header per series; a file the
+            byte-level index or its header view indexed keeps none, except an enhanced object,
+            whose view the reader asks for every frame's functional groups: its header is
+            parsed once per run); use :meth:`load_header`, which re-reads it when needed.
         mosaic: a Siemens mosaic (decided at scan time, see :mod:`convert.dicom.multiframe`).
         enhanced: an enhanced multi-frame object (PerFrameFunctionalGroupsSequence present).
         pixel_offset: byte offset of the (7FE0,0010) PixelData element (its tag) in a non-gzipped
@@ -322,22 +325,6 @@ def _floats(value: Any, n: int) -> tuple[float, ...] | None:
     if len(out) != n or not all(np.isfinite(out)):
         return None
     return out
-
-
-def dicom_time_seconds(value: Any) -> float | None:
-    """DICOM TM (``HHMMSS.FFFFFF``, or with colons) to seconds since midnight; None if unparsable."""
-    if value is None:
-        return None
-    text = str(value).strip().replace(":", "")
-    if not text:
-        return None
-    try:
-        hh = int(text[0:2])
-        mm = int(text[2:4]) if len(text) >= 4 else 0
-        ss = float(text[4:]) if len(text) > 4 else 0.0
-    except ValueError:
-        return None
-    return hh * 3600.0 + mm * 60.0 + ss
 
 
 def _head_is_dicom(head: bytes) -> bool:
@@ -667,9 +654,9 @@ def index_file(path: Path) -> Instance | str:
                     outcome = _classify(path, view, view.pixel_offset)
             except Exception as exc:  # a corrupt element (bad VR, bad length...) must not stop a scan
                 return f"unreadable DICOM header: {type(exc).__name__}: {exc}"
-            if isinstance(outcome, Instance):
+            if isinstance(outcome, Instance) and not outcome.enhanced:
                 object.__setattr__(outcome, "header", None)  # re-read cheaply when needed (no pickling of bytes)
-            return outcome
+            return outcome  # an enhanced file keeps its view: the reader asks it for every frame's groups
     outcome = _read_header_once(path)
     if isinstance(outcome, str):
         return outcome
@@ -738,12 +725,38 @@ def iter_files(root: Path, errors: list[tuple[Path, str]] | None = None, *, hidd
     return out
 
 
+@dataclass(frozen=True)
+class Listing:
+    """The files under ``root`` as :func:`iter_files` lists them, from one walk (:func:`list_files`).
+
+    A caller that walks a folder for its own reason (e.g. :func:`convert.batch.sources.open_source`,
+    looking for archives) hands the listing to :func:`scan`, which then does not walk it again.
+
+    Attributes:
+        root: the folder (or file) walked.
+        files: every regular file, in :func:`iter_files` order (hidden names left out).
+        errors: ``(path, reason)`` of what could not be listed or is not a regular file.
+    """
+
+    root: Path
+    files: tuple[Path, ...]
+    errors: tuple[tuple[Path, str], ...]
+
+
+def list_files(root: Path) -> Listing:
+    """:func:`iter_files` of ``root`` (hidden names left out) with its errors, as a :class:`Listing`."""
+    errors: list[tuple[Path, str]] = []
+    files = iter_files(Path(root), errors)
+    return Listing(Path(root), tuple(files), tuple(errors))
+
+
 #: Above this many images, :func:`scan` keeps one full header per series (memory: ~40 kB each).
 KEEP_ALL_HEADERS_LIMIT = 2000
 
 
 def scan(root: str | Path, *, workers: int | None = None,
-         progress: Callable[[int, int], None] | None = None, keep_headers: bool | None = None) -> ScanResult:
+         progress: Callable[[int, int], None] | None = None, keep_headers: bool | None = None,
+         listing: Listing | None = None) -> ScanResult:
     """Index every DICOM image under ``root`` (a folder tree, or one file).
 
     Args:
@@ -755,8 +768,11 @@ def scan(root: str | Path, *, workers: int | None = None,
         keep_headers: keep every pydicom-parsed header Dataset (True), or only the first
             of each series (False: :meth:`Instance.load_header` re-reads the others on
             demand). Default: all up to :data:`KEEP_ALL_HEADERS_LIMIT` images. Files
-            indexed by the fast byte-level parser (plain explicit VR little endian
-            images, the common case) never keep one.
+            indexed by the element layer (explicit and implicit VR little endian, the
+            common case) keep none, except enhanced objects, which always keep their
+            header view (the reader asks it for every frame: parsed once per run).
+        listing: the files under ``root`` from a walk the caller made already (:func:`list_files`
+            of this ``root``): they are indexed without walking ``root`` again.
 
     Returns:
         A :class:`ScanResult`: the instances found and the files skipped (with reasons).
@@ -769,13 +785,17 @@ def scan(root: str | Path, *, workers: int | None = None,
         raise InputNotFoundError("no such file or folder; check the path", root)
     with warnings.catch_warnings():  # pydicom's notes on odd files: the outcome is recorded per file instead
         warnings.filterwarnings("ignore", module=r"pydicom(\.|$)")
-        return _scan(root, workers, progress, keep_headers)
+        return _scan(root, workers, progress, keep_headers, listing)
 
 
 def _scan(root: Path, workers: int | None, progress: Callable[[int, int], None] | None,
-          keep_headers: bool | None) -> ScanResult:
-    folder_errors: list[tuple[Path, str]] = []
-    files = iter_files(root, folder_errors)
+          keep_headers: bool | None, listing: Listing | None = None) -> ScanResult:
+    if listing is not None and listing.root != root:
+        raise ValueError(f"the listing of {listing.root} is not one of {root}")
+    if listing is None:
+        listing = list_files(root)
+    folder_errors = list(listing.errors)
+    files = list(listing.files)
     files, listed = _with_dicomdir_references(files, folder_errors)
     result = ScanResult(root=root, skipped=folder_errors)
     if workers is None:
@@ -807,8 +827,11 @@ def _scan(root: Path, workers: int | None, progress: Callable[[int, int], None] 
             if pooled:
                 _intern_fields(outcome)  # unpickled from a worker: share the values across chunks too
             key = (outcome.study_uid, outcome.series_uid, outcome.series_number)
-            if not keep_all and key in seen_series:
-                object.__setattr__(outcome, "header", None)  # frozen dataclass: drop the bulky Dataset
+            if not keep_all and key in seen_series and not outcome.enhanced:
+                # frozen dataclass: drop the bulky Dataset. An enhanced file keeps its view: its header
+                # is its frames' geometry (a few hundred bytes a frame, as the Instances of as many
+                # classic slices), which the reader would otherwise read and walk again.
+                object.__setattr__(outcome, "header", None)
             seen_series.add(key)
             result.instances.append(outcome)
         else:

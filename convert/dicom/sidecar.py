@@ -42,8 +42,7 @@ if TYPE_CHECKING:  # pydicom is imported by whoever reads the headers, not here 
 from convert.atomic import atomic_file
 from convert.dicom import csa
 from convert.dicom.ge import ge_phase_positive, ge_slice_timing, is_ge
-from convert.dicom.header import is_multi
-from convert.dicom.scan import dicom_time_seconds
+from convert.dicom.header import dicom_time_seconds, is_multi
 from convert.version import __version__
 from convert.geometry import geometry_from_affine, lps_to_ras_point
 from convert.volume import Meta, Volume

@@ -90,7 +90,7 @@ def _transfer_syntax_text(ds: Any, path: Any) -> str | None:
 
 def transfer_syntax(ds: Any, path: Any) -> Any:
     """The TransferSyntaxUID of ``ds`` (a pydicom Dataset or a header view), checked: for a header
-    view of a native file the view's own :class:`convert.dicom.header.TransferSyntax` (no pydicom
+    view of a native file the view's own :class:`convert.dicom.elements.TransferSyntax` (no pydicom
     import), else a pydicom ``UID``.
 
     Raises:
@@ -104,7 +104,7 @@ def transfer_syntax(ds: Any, path: Any) -> Any:
         raise CorruptFileError("the file meta has no (or an empty) TransferSyntaxUID, so the data set's encoding "
                                "is unknown; re-export the file", path)
     if text in _NATIVE and getattr(ds, "part10", None) is not None:
-        from convert.dicom.header import TransferSyntax
+        from convert.dicom.elements import TransferSyntax
 
         return TransferSyntax(text)
     from pydicom.uid import UID

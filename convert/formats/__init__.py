@@ -11,7 +11,8 @@ import importlib
 from pathlib import Path
 from typing import Any, Iterator, Protocol, runtime_checkable
 
-from convert.errors import CorruptFileError, InputNotFoundError, UnsupportedFormatError
+from convert.errors import (CorruptFileError, InputNotFoundError, NoDicomError, UnsupportedFormatError,
+                            register_format_names)
 from convert.volume import Volume
 
 
@@ -76,6 +77,9 @@ def all_formats() -> list[Format]:
     return formats
 
 
+register_format_names(lambda: (f.name for f in all_formats()))  # error messages spell "--to <format>"
+
+
 def get_format(name: str) -> Format:
     """Adapter by name (or alias such as ``"nii.gz"``); raises :class:`UnsupportedFormatError`."""
     key = name.lower().lstrip(".")
@@ -130,8 +134,6 @@ def detect(path: str | Path) -> Format:
         for fmt in readable:
             if fmt.sniff(path):
                 return fmt
-        from convert.errors import NoDicomError
-
         raise NoDicomError(path, sum(1 for _ in _files_under(path)))
     try:
         size = path.stat().st_size
