@@ -442,13 +442,32 @@ def test_a_pool_worker_runs_its_job_from_the_bytes_pickled_before_the_fork(tmp_p
     plan = run.plan_dicom_tree(tmp_path / "in")
     ctx = run.JobContext(source=tmp_path / "in", out_dir=tmp_path / "out")
     (tmp_path / "out").mkdir()
-    blobs = run._pickled_jobs(plan.jobs)
+    blobs, headers = run._pickled_jobs(plan.jobs)
     assert len(blobs) == 2 and all(isinstance(b, bytes) for b in blobs)
-    run._init_pool_worker(blobs, ctx, frozenset())
+    run._init_pool_worker(blobs, headers, ctx, frozenset())
     try:
         outcome = run._run_indexed(1)
     finally:
-        run._init_pool_worker([], ctx, frozenset())
+        run._init_pool_worker([], [], ctx, frozenset())
     assert outcome.ok and outcome.files == [] and outcome.label == plan.jobs[1].label
     assert outcome.written and all(p.is_file() for p in outcome.written)
     assert run._with_inputs(outcome, plan.jobs[1]).files == plan.jobs[1].series.paths
+
+
+def test_the_headers_the_scan_kept_travel_to_a_worker_by_reference_not_copied(tmp_path: Path) -> None:
+    """An enhanced file keeps its header view: the pickled job refers to it by position (run._pickled_jobs)
+    and the worker's job gets a view of its own over the same parsed bytes."""
+    import convert.batch.run as run
+
+    enhanced = Path(__file__).resolve().parents[2] / "shared" / "conformance" / "dcm_qa_enh" / "In"
+    if not enhanced.is_dir():
+        pytest.skip("needs the shared conformance data (enhanced DICOM)")
+    plan = run.plan_dicom_tree(enhanced)
+    kept = [i.header for j in plan.jobs for i in j.series.instances if i.header is not None]
+    blobs, headers = run._pickled_jobs(plan.jobs)
+    assert kept and len(headers) == len(kept) and all(a is b for a, b in zip(headers, kept))
+    assert sum(map(len, blobs)) < 20_000  # the headers themselves are not in the pickles
+    job = run._unpickled_job(blobs[0], headers)
+    assert job.series.paths == plan.jobs[0].series.paths and job is not plan.jobs[0]
+    for mine, theirs in zip(job.series.instances, plan.jobs[0].series.instances):
+        assert mine.header is not theirs.header and mine.header.part10 is theirs.header.part10

@@ -182,13 +182,15 @@ def _thumbnail(volume: Volume, out_dir: Path, stem: str) -> Path | None:
 
 
 # --------------------------------------------------------------------------- executing a plan
-_WORKER_STATE: tuple[Sequence[bytes], JobContext, frozenset[int]] | None = None
+_WORKER_STATE: tuple[Sequence[bytes], Sequence[Any], JobContext, frozenset[int]] | None = None
 
 
-def _init_pool_worker(jobs: Sequence[bytes], ctx: JobContext, replace: frozenset[int]) -> None:
-    """Pool initializer: the run's pickled jobs and context (inherited under fork, sent once under spawn)."""
+def _init_pool_worker(jobs: Sequence[bytes], headers: Sequence[Any], ctx: JobContext,
+                      replace: frozenset[int]) -> None:
+    """Pool initializer: the run's pickled jobs, the headers they refer to, and the context (inherited
+    under fork, sent once under spawn); see :func:`_pickled_jobs`."""
     global _WORKER_STATE
-    _WORKER_STATE = (jobs, ctx, replace)
+    _WORKER_STATE = (jobs, headers, ctx, replace)
 
 
 def _run_indexed(index: int) -> SeriesOutcome:
@@ -201,20 +203,55 @@ def _run_indexed(index: int) -> SeriesOutcome:
     goes back without its input paths (``files``: the parent has them in its plan, :func:`_with_inputs`
     puts them back after the pool), and the memory the job freed goes back to the system.
     """
-    import pickle
-
     assert _WORKER_STATE is not None
-    jobs, ctx, replace = _WORKER_STATE
-    outcome = _run_released(pickle.loads(jobs[index]), ctx, index in replace)
+    jobs, headers, ctx, replace = _WORKER_STATE
+    outcome = _run_released(_unpickled_job(jobs[index], headers), ctx, index in replace)
     outcome.files = []
     return outcome
 
 
-def _pickled_jobs(jobs: Sequence[Job]) -> list[bytes]:
-    """Each job pickled (about 0.3 kB an input file), for the workers to unpickle (:func:`_run_indexed`)."""
+def _pickled_jobs(jobs: Sequence[Job]) -> tuple[list[bytes], list[Any]]:
+    """Each job pickled (about 0.3 kB an input file) for the workers to unpickle (:func:`_run_indexed`),
+    and the header views the scan kept (:class:`convert.dicom.header.Header`: enhanced objects, about
+    0.1-0.5 MB each), which the pickles refer to by position instead of copying them: a worker opens a
+    view of its own over the parent's parsed bytes (inherited, or sent once), freed after the job."""
+    import io
     import pickle
 
-    return [pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL) for job in jobs]
+    headers: list[Any] = []
+
+    class _JobPickler(pickle.Pickler):
+        def persistent_id(self, obj: Any) -> Any:
+            if obj.__class__.__name__ in _KEPT_HEADER_TYPES:
+                headers.append(obj)
+                return len(headers) - 1
+            return None
+
+    blobs = []
+    for job in jobs:
+        buffer = io.BytesIO()
+        _JobPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(job)
+        blobs.append(buffer.getvalue())
+    return blobs, headers
+
+
+#: Classes of the kept headers that travel by reference (:func:`_pickled_jobs`); pydicom Datasets
+#: (kept for small archives only) are copied, since reading one changes it.
+_KEPT_HEADER_TYPES = frozenset({"Header"})
+
+
+def _unpickled_job(blob: bytes, headers: Sequence[Any]) -> Job:
+    """A job of :func:`_pickled_jobs`: each header a new view (its own caches, freed with the job)
+    over the parsed bytes of the one in ``headers``."""
+    import io
+    import pickle
+
+    class _JobUnpickler(pickle.Unpickler):
+        def persistent_load(self, pid: Any) -> Any:
+            make, args = headers[pid].__reduce__()[:2]
+            return make(*args)
+
+    return _JobUnpickler(io.BytesIO(blob)).load()
 
 
 def _run_released(job: Job, ctx: JobContext, replace: bool) -> SeriesOutcome:
@@ -263,7 +300,7 @@ def _execute(jobs: Sequence[Job], ctx: JobContext, replace: frozenset[int], n_wo
     pending: dict[Any, int] = {}
     # the workers fork with the plan (every file's instance): frozen, its pages stay shared
     with shared_heap(), process_pool(min(n_workers, len(jobs)), _init_pool_worker,
-                                     (_pickled_jobs(jobs), ctx, replace)) as pool:
+                                     (*_pickled_jobs(jobs), ctx, replace)) as pool:
         while queue or pending:
             while queue and len(pending) < n_workers * _AHEAD_PER_WORKER:
                 n = queue.popleft()
@@ -509,7 +546,9 @@ def plan_source(source: Any, *, name: str = DEFAULT_NAME, deidentify: Callable[[
         offset = done
         scan_progress = ((lambda n, total: progress(offset + n, offset + total, "scanning files"))
                          if progress else None)
-        result: ScanResult = scan(root, progress=scan_progress, listing=source.listings.get(root))  # walked once
+        # walked once; the listing is used once: taken from the source, its paths are freed after the scan
+        # (the instances hold their own; a 20,000-file listing is about 8 MB for the rest of the run)
+        result: ScanResult = scan(root, progress=scan_progress, listing=source.listings.pop(root, None))
         done += result.files_seen
         instances.extend(result.instances)
         skipped.extend((p if not source.is_archive and p.is_relative_to(source.origin) else Path(source.display(p)),
