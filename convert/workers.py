@@ -130,8 +130,8 @@ def release_freed_memory() -> bool:
     keeps freed heap memory for reuse, and after a large array is freed it raises its mmap
     threshold so that the next arrays of that size come from the heap too: without a trim a
     worker keeps the largest series' worth of pages it no longer uses for the rest of the run.
-    A few milliseconds; a no-op (False) where the C library has no ``malloc_trim`` (musl, macOS,
-    Windows).
+    Well under a millisecond (0.04-0.13 ms measured after freeing three 28 MB arrays); a no-op
+    (False) where the C library has no ``malloc_trim`` (musl, macOS, Windows).
     """
     libc = _libc()
     trim = getattr(libc, "malloc_trim", None) if libc else None
