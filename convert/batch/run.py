@@ -42,12 +42,12 @@ from convert.volume import Volume
 #: Jobs handed to the local pool ahead of the ones running, per worker: enough to keep workers
 #: busy, few enough that a killed run has begun few jobs it did not finish.
 _AHEAD_PER_WORKER = 2
-#: Modules the jobs import on first use (pydicom: the private and fallback header reads; Pillow:
-#: the report's thumbnails; the pixel decoders), imported by a pool run's parent before its workers
-#: fork: imported in each worker they would fill the holes of the inherited heap (the scan's
-#: instances) and copy those pages into every worker, as well as costing each worker the import.
-_JOB_MODULES = ("pydicom", "pydicom.pixels", "PIL.Image", "PIL.ImageDraw", "PIL.PngImagePlugin",
-                "convert.process.preview", "convert.process.geometry", "convert.dicom.ge", "convert.dicom.sidecar")
+#: Modules every job imports on first use (Pillow: the report's thumbnails; the sidecar, preview and
+#: geometry steps), imported by a pool run's parent before its workers fork: imported in each worker
+#: they would fill the holes of the inherited heap (the scan's instances) and copy those pages into
+#: every worker, as well as costing each worker the import. Not pydicom: most archives never need it.
+_JOB_MODULES = ("PIL.Image", "PIL.ImageDraw", "PIL.PngImagePlugin", "convert.process.preview",
+                "convert.process.geometry", "convert.dicom.ge", "convert.dicom.sidecar")
 #: The same for a Dask cluster, whose round trip (client -> scheduler -> worker -> client) is
 #: milliseconds: with 2 ahead per worker thread, workers idled between short jobs (measured 1.40x
 #: the local pool on 500 series of 100 small slices).
