@@ -34,6 +34,7 @@ from convert.batch.report import (Report, SeriesOutcome, deidentified_label, red
 from convert.dicom.pixels import check_philips_scaling
 from convert.dicom.reader import (deidentified_volume, output_stem, read_series_volumes, read_single,
                                   volume_warnings, write_series_outputs, writes_gradient_files)
+from convert.dicom.header import Header
 from convert.dicom.scan import ScanResult, scan
 from convert.dicom.series import assemble
 from convert.errors import ConvertError, NoDicomError, OutputWriteError, spell
@@ -214,7 +215,8 @@ def _pickled_jobs(jobs: Sequence[Job]) -> tuple[list[bytes], list[Any]]:
     """Each job pickled (about 0.3 kB an input file) for the workers to unpickle (:func:`_run_indexed`),
     and the header views the scan kept (:class:`convert.dicom.header.Header`: enhanced objects, about
     0.1-0.5 MB each), which the pickles refer to by position instead of copying them: a worker opens a
-    view of its own over the parent's parsed bytes (inherited, or sent once), freed after the job."""
+    view of its own over the parent's parsed bytes (inherited, or sent once), freed after the job.
+    pydicom Datasets (kept for small archives only) are copied, since reading one changes it."""
     import io
     import pickle
 
@@ -222,7 +224,7 @@ def _pickled_jobs(jobs: Sequence[Job]) -> tuple[list[bytes], list[Any]]:
 
     class _JobPickler(pickle.Pickler):
         def persistent_id(self, obj: Any) -> Any:
-            if obj.__class__.__name__ in _KEPT_HEADER_TYPES:
+            if obj.__class__ is Header:
                 headers.append(obj)
                 return len(headers) - 1
             return None
@@ -235,9 +237,6 @@ def _pickled_jobs(jobs: Sequence[Job]) -> tuple[list[bytes], list[Any]]:
     return blobs, headers
 
 
-#: Classes of the kept headers that travel by reference (:func:`_pickled_jobs`); pydicom Datasets
-#: (kept for small archives only) are copied, since reading one changes it.
-_KEPT_HEADER_TYPES = frozenset({"Header"})
 
 
 def _unpickled_job(blob: bytes, headers: Sequence[Any]) -> Job:
