@@ -57,6 +57,103 @@ def test_generated_keyword_module_is_what_the_generator_writes(tmp_path: Path, m
     assert generated["KEYWORDS"] == KEYWORDS
 
 
+def test_private_vr_table_is_pydicoms_private_dictionary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydicom._private_dict import private_dictionaries
+
+    from convert.dicom.private_vrs import PRIVATE_VRS
+
+    assert PRIVATE_VRS == {creator: {key: entry[0] for key, entry in entries.items()}
+                           for creator, entries in private_dictionaries.items()}
+    assert sum(map(len, PRIVATE_VRS.values())) > 10_000  # the whole dictionary
+    sys.path.insert(0, str(REPO / "tools"))
+    try:
+        import make_private_vrs
+    finally:
+        sys.path.pop(0)
+    monkeypatch.setattr(make_private_vrs, "OUT", tmp_path / "private_vrs.py")
+    make_private_vrs.main()
+    generated: dict[str, Any] = {}
+    exec((tmp_path / "private_vrs.py").read_text(), generated)  # noqa: S102 (our own generated table)
+    assert generated["PRIVATE_VRS"] == PRIVATE_VRS
+
+
+@given(group=st.sampled_from([0x0009, 0x0019, 0x0029, 0x0043, 0x2005, 0x7FE1]), block=st.integers(0x10, 0xFF),
+       offset=st.integers(0, 0xFF))
+@settings(max_examples=300, deadline=None)
+def test_private_dictionary_vr_is_pydicoms(group: int, block: int, offset: int) -> None:
+    from pydicom.datadict import private_dictionary_VR
+
+    from convert.dicom.header import private_dictionary_vr
+
+    tag = group << 16 | block << 8 | offset
+    for creator in ("GEMS_ACQU_01", "GEMS_PARM_01", "SIEMENS CSA HEADER", "Philips MR Imaging DD 001", "SIEMENS MR HEADER",
+                    "GEMS_IDEN_01", "NO SUCH CREATOR"):
+        try:
+            theirs: str | None = private_dictionary_VR(tag, creator)
+        except KeyError:
+            theirs = None
+        assert private_dictionary_vr(tag, creator) == theirs, (hex(tag), creator)
+
+
+def _implicit_private_dataset() -> Dataset:
+    """Private elements of every kind an implicit VR file may hold, stored without their VR."""
+    ds = _base_dataset()
+    acq = ds.private_block(0x0019, "GEMS_ACQU_01", create=True)  # block 0x10
+    acq.add_new(0x24, "DS", "12.5")  # 0019xx24 DS in the dictionary
+    acq.add_new(0x25, "US", 3)  # US
+    acq.add_new(0xFB, "IS", ["1", "2"])  # IS, several values
+    acq.add_new(0x1D, "OB", b"\x01\x02\x03\x04")  # not in the dictionary: UN, its bytes
+    csa = ds.private_block(0x0029, "SIEMENS CSA HEADER", create=True)
+    csa.add_new(0x10, "OB", b"SV10\x04\x03\x02\x01" + bytes(8))
+    csa.add_new(0x08, "CS", "IMAGE NUM 4")
+    ds.add_new(0x00290011, "LO", "SIEMENS MEDCOM HEADER2 ")  # a second block, creator with padding
+    ds.add_new(0x00291160, "LO", "com")
+    ds.add_new(0x00330010, "LO", "NOT A KNOWN CREATOR")  # unknown creator: UN
+    ds.add_new(0x00331001, "DS", "7")
+    ds.add_new(0x00351001, "LO", "no creator at all")  # no creator element: UN
+    fdms = ds.private_block(0x0027, "FDMS 1.0", create=True)
+    fdms.add_new(0xA3, "US", 5)  # "US or SS" in the dictionary: left to pydicom
+    item = Dataset()
+    item.add_new(0x00430010, "LO", "GEMS_PARM_01")
+    item.add_new(0x00431039, "IS", ["1000", "0", "0", "0"])
+    ds.ReferencedImageSequence.append(item)  # a private block in an item: its own creator
+    return ds
+
+
+def test_implicit_vr_private_values_are_pydicoms(tmp_path: Path) -> None:
+    path = _write(_implicit_private_dataset(), tmp_path / "a.dcm", ImplicitVRLittleEndian)
+    view = assert_view_equals_pydicom(path)
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    mine = {e.tag: (e.VR, "" if e.VR == "SQ" else str(e.value)) for e in view}
+    theirs = {e.tag: (e.VR, "" if e.VR == "SQ" else str(e.value)) for e in ds}
+    assert mine == theirs
+    assert theirs[0x00191024] == ("DS", "12.5") and theirs[0x0019101D][0] == "UN" and theirs[0x00331001][0] == "UN"
+    for tag in (0x00191024, 0x00191025, 0x001910FB, 0x0019101D, 0x00291010, 0x00291008, 0x00291160, 0x00331001,
+                0x00351001, 0x002710A3):
+        assert view[tag].VR == ds[tag].VR, hex(tag)
+        assert _same(view[tag].value, ds[tag].value), hex(tag)
+    assert view.private_block(0x0019, "GEMS_ACQU_01")[0x24].value == 12.5
+    assert view.private_block(0x0029, "SIEMENS CSA HEADER").raw(0x10)[:4] == b"SV10"
+    assert _same(view.ReferencedImageSequence[1].private_block(0x0043, "GEMS_PARM_01")[0x39].value,
+                 ds.ReferencedImageSequence[1].private_block(0x0043, "GEMS_PARM_01")[0x39].value)
+
+
+def test_implicit_vr_private_values_are_read_without_pydicom(tmp_path: Path) -> None:
+    """The private dictionary is a table of ours: no pydicom import, no second parse of the file."""
+    path = _write(_implicit_private_dataset(), tmp_path / "a.dcm", ImplicitVRLittleEndian)
+    code = ("import sys; from convert.dicom.header import read; h = read(sys.argv[1]); "
+            "b = h.private_block(0x0019, 'GEMS_ACQU_01'); "
+            "v = (b[0x24].value, b[0x25].value, list(b[0xFB].value), b[0x1D].value, h[0x00331001].value, "
+            "h[0x00291160].VR, h.ReferencedImageSequence[1].private_block(0x0043, 'GEMS_PARM_01')[0x39].value); "
+            "print(repr(v), 'pydicom' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60,
+                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr
+    # the values test_implicit_vr_private_values_are_pydicoms checks against pydicom (0019xxFB is US there)
+    assert proc.stdout.strip() == ("('12.5', 3, [49, 92, 50, 32], b'\\x01\\x02\\x03\\x04', b'7 ', 'LO', "
+                                   "[1000, 0, 0, 0]) False")
+
+
 # --------------------------------------------------------------------------- values
 def _pydicom_value(vr: str, raw: bytes) -> tuple[Any, list[str]]:
     from pydicom.dataelem import RawDataElement, convert_raw_data_element

@@ -384,6 +384,23 @@ def _tag(key: Any) -> int:
 _TAG_VR: dict[int, str] | None = None
 
 
+def private_dictionary_vr(tag: int, creator: str) -> str | None:
+    """The VR of private element ``tag`` in pydicom's private dictionary under private creator
+    ``creator`` (``pydicom.datadict.get_private_entry``: the exact element, then any block
+    ``GGGGxxEE``, then ``GGxxxxEE``); None when the dictionary does not list it."""
+    from convert.dicom.private_vrs import PRIVATE_VRS
+
+    entries = PRIVATE_VRS.get(creator)
+    if entries is None:
+        return None
+    group, element = f"{tag >> 16:04X}", f"{tag & 0xFFFF:04X}"
+    for key in (group + element, f"{group}xx{element[-2:]}", f"{group[:2]}xxxx{element[-2:]}"):
+        vr = entries.get(key)
+        if vr is not None:
+            return vr
+    return None
+
+
 def _dictionary_vr(tag: int) -> str | None:
     """VR of a standard tag (for implicit VR data sets); None when not in the table."""
     global _TAG_VR
@@ -450,11 +467,14 @@ class ViewElement:
             return str(self._view._fallback()[int(self.tag)].VR)  # noqa: SLF001
         if element.length == elements.UNDEFINED:
             return "SQ"  # implicit VR: an undefined length holds items
+        if self.tag.is_private:
+            try:
+                return self._view._implicit_private_vr(int(self.tag))  # noqa: SLF001
+            except NotMirrored:
+                return str(self._view._fallback()[int(self.tag)].VR)  # noqa: SLF001
         vr = _dictionary_vr(int(self.tag))
         if vr is not None:
             return vr
-        if self.tag.is_private and 0x0010 <= self.tag.elem <= 0x00FF:
-            return "LO"  # a private creator
         return str(self._view._fallback()[int(self.tag)].VR)  # noqa: SLF001
 
     @property
@@ -503,9 +523,7 @@ class _View:
             vr = "SQ"  # implicit VR: an undefined length holds items (pydicom reads a sequence, private or not)
         elif self._implicit:
             if tag >> 16 & 1:
-                if not 0x0010 <= tag & 0xFFFF <= 0x00FF:
-                    raise NotMirrored("an implicit VR private value (pydicom's private dictionary)")
-                vr = "LO"  # a private creator
+                vr = self._implicit_private_vr(tag)
             elif vr is None:
                 vr = _dictionary_vr(tag)
                 if vr is None:
@@ -514,7 +532,9 @@ class _View:
             vr = element.vr.decode("ascii")  # explicit VR: pydicom converts the value as its VR is stored
         if vr == "SQ":
             value: Any = self._sequence(tag, element)
-        elif vr in ("SQ", "UN") or element.length == elements.UNDEFINED:
+        elif vr == "UN" and self._implicit and element.length != elements.UNDEFINED:
+            value = self._data[element.value_offset:element.end]  # pydicom keeps an unknown private value's bytes
+        elif vr == "UN" or element.length == elements.UNDEFINED:
             raise NotMirrored(f"a {vr} element")
         elif not self._plain_text and vr in _TEXT_RULES:
             raise NotMirrored("text under an unusual character set")
@@ -522,6 +542,41 @@ class _View:
             value = convert_value(vr, self._data[element.value_offset:element.end])
         self._values[tag] = value
         return value
+
+    def _element(self, tag: int, vr: str | None) -> "HeaderElement":
+        """Element ``tag`` (present) with its value and the VR pydicom gives it; NotMirrored as :meth:`_value`."""
+        value = self._value(tag, vr)
+        element = self._elements()[tag]
+        if element.vr:
+            stored = element.vr.decode("ascii")
+        elif element.length == elements.UNDEFINED:
+            stored = "SQ"
+        elif tag >> 16 & 1:
+            stored = self._implicit_private_vr(tag)
+        else:
+            stored = vr or _dictionary_vr(tag) or "LO"
+        return HeaderElement(tag, stored, value)
+
+    def _implicit_private_vr(self, tag: int) -> str:
+        """The VR pydicom gives private element ``tag`` of this implicit VR data set
+        (``pydicom.hooks._private_vr_for_tag``): ``LO`` for a private creator; the private
+        dictionary's entry (:mod:`convert.dicom.private_vrs`) under the creator of the element's
+        block in this data set; else ``UN``. NotMirrored for what pydicom resolves otherwise."""
+        offset = tag & 0xFFFF
+        if 0x0010 <= offset <= 0x00FF:
+            return "LO"
+        if offset < 0x0010:
+            raise NotMirrored("a private group length or reserved element")
+        creator_tag = (tag & 0xFFFF0000) | (offset >> 8)
+        if creator_tag not in self._elements():
+            return "UN"
+        creator = self._value(creator_tag, None)
+        if not isinstance(creator, str):  # several values: pydicom warns, then reads UN
+            raise NotMirrored("a private creator of several values")
+        vr = private_dictionary_vr(tag, creator) or "UN"
+        if vr.encode("ascii") not in elements.VALID_VRS:  # "US or SS", "OB_OW": pydicom decides
+            raise NotMirrored(f"the private dictionary VR {vr!r}")
+        return vr
 
     def _sequence(self, tag: int, element: elements.Element) -> "Sequence":
         try:
@@ -553,9 +608,7 @@ class _View:
             found = self._elements()
             if tag not in found:
                 raise KeyError(key)
-            value = self._value(tag, vr)
-            stored = found[tag].vr.decode("ascii") or vr or _dictionary_vr(tag) or "LO"
-            return HeaderElement(tag, stored, value)
+            return self._element(tag, vr)
         except NotMirrored:
             return self._fallback()[key]
 
@@ -762,9 +815,6 @@ class PrivateBlock:
         if tag not in found:
             raise KeyError(tag)
         try:
-            if self.view._implicit:  # noqa: SLF001
-                raise NotMirrored("an implicit VR private value")
-            value = self.view._value(tag, None)  # noqa: SLF001
-            return HeaderElement(tag, found[tag].vr.decode("ascii"), value)
+            return self.view._element(tag, None)  # noqa: SLF001
         except NotMirrored:
             return self.view._fallback()[tag]  # noqa: SLF001
