@@ -76,6 +76,20 @@ def test_panels_have_true_physical_proportions():
     assert sizes["sagittal"] == (round(extent[1] * scale), round(extent[2] * scale))
 
 
+@pytest.mark.parametrize("convention", ["radiological", "neurological"])
+@pytest.mark.parametrize("height", [40, 160, 256])
+def test_without_labels_only_the_text_outside_the_panels_is_left_out(convention, height):
+    """The report's thumbnails keep one panel of an unlabelled preview: the same pixels as labelled."""
+    volume = reorient(_marker_volume("A"), "LIP")
+    labelled = render_preview(volume, convention=convention, height=height)
+    plain = render_preview(volume, convention=convention, height=height, labels=False)
+    assert plain.panels == labelled.panels
+    for box, _ in labelled.panels.values():
+        assert np.array_equal(np.asarray(plain.image.crop(box)), np.asarray(labelled.image.crop(box)))
+    assert not np.array_equal(np.asarray(plain.image), np.asarray(labelled.image))  # the text is gone
+    assert np.asarray(plain.image)[:50].max() == 0  # no title
+
+
 def test_preview_bad_slice_and_colour():
     v = _marker_volume("L")
     with pytest.raises(UnsupportedDataError, match="outside the volume"):

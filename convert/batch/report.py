@@ -100,7 +100,7 @@ def thumbnail_png(volume: Volume, max_size: int = 160) -> bytes:
         raise UnsupportedDataError(f"a thumbnail needs at least 8 pixels, not {max_size}")
     volume.require_scalar("a thumbnail")
     plane, axis = _middle_slice(volume)
-    preview = render_preview(plane, height=max_size)
+    preview = render_preview(plane, height=max_size, labels=False)  # only a panel is kept: no text to draw
     box, _ = preview.panels[("sagittal", "coronal", "axial")[axis]]
     image = preview.image.crop(box)
     image.thumbnail((max_size, max_size))

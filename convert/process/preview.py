@@ -70,10 +70,12 @@ def _display_range(volume: Volume, data: np.ndarray, window: str | tuple[float, 
 
 def render_preview(volume: Volume, *, window: str | tuple[float, float] | None = None,
                    slice_index: Sequence[int] | None = None, convention: Convention = "radiological",
-                   height: int = 256) -> Preview:
+                   height: int = 256, labels: bool = True) -> Preview:
     """Render the three planes through voxel ``slice_index`` (``(i, j, k)`` of ``volume`` as stored;
     default the centre voxel) with ``window`` (a preset, ``dicom``, ``C,W``; default the series' DICOM
     window, else the 1st..99th percentile of the three planes). A 4D volume shows its first volume; colour is refused.
+    ``labels=False`` leaves out the text (title, orientation letters, plane names: all outside the panel
+    boxes), for callers that keep only a panel, such as the report's thumbnails.
 
     Raises:
         UnsupportedDataError: colour input, a slice index outside the volume, unknown convention.
@@ -118,7 +120,7 @@ def render_preview(volume: Volume, *, window: str | tuple[float, float] | None =
     tallest = max(p[1].shape[0] * p[2] for p in planes)
     mm_to_px = height / tallest
     margin, header = 18, 56
-    font, small = _font(14), _font(11)
+    font, small = (_font(14), _font(11)) if labels else (None, None)
     sizes = [(max(1, round(p[1].shape[1] * p[3] * mm_to_px)), max(1, round(p[1].shape[0] * p[2] * mm_to_px)))
              for p in planes]
     width = sum(w for w, _ in sizes) + margin * (2 * len(planes) + 1)
@@ -127,9 +129,10 @@ def render_preview(volume: Volume, *, window: str | tuple[float, float] | None =
     oblique = not np.allclose(np.abs(lps.direction), np.eye(3), atol=1e-4)
     title = (f"{convention} convention: patient {'left' if neuro else 'right'} on image left"
              + ("; oblique volume shown on its nearest axes" if oblique else ""))
-    draw.text((margin, 4), title, fill=255, font=font)
-    draw.text((margin, 22), f"{range_label} [{lo:g}, {hi:g}]; voxel ({index[0]}, {index[1]}, {index[2]}); "
-              f"file axes {volume.orientation}", fill=200, font=small)
+    if labels:
+        draw.text((margin, 4), title, fill=255, font=font)
+        draw.text((margin, 22), f"{range_label} [{lo:g}, {hi:g}]; voxel ({index[0]}, {index[1]}, {index[2]}); "
+                  f"file axes {volume.orientation}", fill=200, font=small)
     result = Preview(image=canvas, slice_index=(index[0], index[1], index[2]), convention=convention)
     left = margin
     for (name, plane, _, _, letters, label), (w, h) in zip(planes, sizes):
@@ -139,11 +142,12 @@ def render_preview(volume: Volume, *, window: str | tuple[float, float] | None =
         tile = Image.fromarray(np.rint(scaled * 255).astype(np.uint8)).resize((w, h), Image.Resampling.BILINEAR)
         canvas.paste(tile, (left, top))
         draw.rectangle((left - 1, top - 1, left + w, top + h), outline=90)
-        draw.text((left + w // 2 - 4, top - 16), letters["top"], fill=255, font=font)
-        draw.text((left + w // 2 - 4, top + h + 1), letters["bottom"], fill=255, font=font)
-        draw.text((left - 14, top + h // 2 - 8), letters["left"], fill=255, font=font)
-        draw.text((left + w + 3, top + h // 2 - 8), letters["right"], fill=255, font=font)
-        draw.text((left, top - 30), label, fill=200, font=small)  # above the panel: the picture stays clean
+        if labels:
+            draw.text((left + w // 2 - 4, top - 16), letters["top"], fill=255, font=font)
+            draw.text((left + w // 2 - 4, top + h + 1), letters["bottom"], fill=255, font=font)
+            draw.text((left - 14, top + h // 2 - 8), letters["left"], fill=255, font=font)
+            draw.text((left + w + 3, top + h // 2 - 8), letters["right"], fill=255, font=font)
+            draw.text((left, top - 30), label, fill=200, font=small)  # above the panel: the picture stays clean
         result.panels[name] = ((left, top, left + w, top + h), dict(letters))
         left += w + margin
     return result
