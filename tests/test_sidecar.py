@@ -709,3 +709,61 @@ def test_slice_timing_of_a_long_4d_run_comes_from_the_scan_not_from_every_header
     assert timing == pytest.approx([0.5 * order.index(k) for k in range(nk)])
     # At most one header per volume (the diffusion check looks at each volume's first file), never one per slice.
     assert len(set(reads)) <= nt, f"{len(set(reads))} of {nk * nt} headers re-read"
+
+
+# --------------------------------------------------------------------------- find_value's search order
+def _reference_search(item: Dataset, keyword: str, depth: int) -> object:
+    """find_value's rule written out recursively: this item, then its standard sequences' first items."""
+    if keyword in item and item[keyword].value not in (None, ""):
+        return item[keyword].value
+    if depth <= 0:
+        return None
+    for element in item:
+        if element.VR == "SQ" and not element.tag.is_private and element.value:
+            found = _reference_search(element.value[0], keyword, depth - 1)
+            if found is not None:
+                return found
+    return None
+
+
+_SEARCHED = ("EchoTime", "RepetitionTime", "FlipAngle", "SliceThickness")
+_NESTS = ("MRTimingAndRelatedParametersSequence", "PixelMeasuresSequence", "MREchoSequence", "FrameContentSequence")
+
+
+@st.composite
+def _functional_item(draw: st.DrawFn, depth: int) -> Dataset:
+    item = Dataset()
+    for keyword in draw(st.lists(st.sampled_from(_SEARCHED), max_size=3, unique=True)):
+        setattr(item, keyword, draw(st.sampled_from(["", "1.5", "30", "0"])))
+    if depth > 0:
+        for nest in draw(st.lists(st.sampled_from(_NESTS), max_size=2, unique=True)):
+            setattr(item, nest, Sequence([draw(_functional_item(depth - 1))]))
+        if draw(st.booleans()):  # a private sequence holding the keyword: never searched
+            block = item.private_block(0x0021, "SIEMENS MR SDI 02", create=True)
+            inner = Dataset()
+            inner.EchoTime = "99"
+            block.add_new(0x10, "SQ", Sequence([inner]))
+    return item
+
+
+@given(top=_functional_item(0), frames=st.lists(_functional_item(3), max_size=3),
+       shared=st.one_of(st.none(), _functional_item(3)), frame=st.one_of(st.none(), st.integers(-1, 3)))
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_find_value_looks_where_its_rule_says(top: Dataset, frames: list, shared: Dataset | None,
+                                             frame: int | None) -> None:
+    from convert.dicom.sidecar import find_value
+
+    ds = top
+    if frames:
+        ds.PerFrameFunctionalGroupsSequence = Sequence(frames)
+    if shared is not None:
+        ds.SharedFunctionalGroupsSequence = Sequence([shared])
+    for keyword in _SEARCHED:
+        expected = ds[keyword].value if keyword in ds and ds[keyword].value not in (None, "") else None
+        if expected is None and frames:
+            index = frame if frame is not None and 0 <= frame < len(frames) else 0
+            expected = _reference_search(frames[index], keyword, 2)
+        if expected is None and shared is not None:
+            expected = _reference_search(shared, keyword, 2)
+        assert find_value(ds, keyword, frame) == expected, keyword
+        assert find_value(ds, keyword, frame) != 99  # private sequences are not searched

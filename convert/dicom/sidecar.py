@@ -140,20 +140,38 @@ def _phase_axis(value: Any) -> str | None:
 _FUNCTIONAL_GROUPS = ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence")
 
 
-def _search_item(item: Dataset, keyword: str, depth: int) -> Any:
-    """Value of ``keyword`` in ``item`` or in standard (non-private) sequences nested in it."""
-    if keyword in item:
-        value = item[keyword].value
-        if value is not None and value != "":
-            return value
-    if depth <= 0:
-        return None
-    for element in item:
-        if element.VR == "SQ" and not element.tag.is_private and element.value:
-            found = _search_item(element.value[0], keyword, depth - 1)
-            if found is not None:
-                return found
-    return None
+def _search_order(item: Dataset, depth: int) -> list[Dataset]:
+    """``item`` and the first items of the standard (non-private) sequences nested in it, down to
+    ``depth`` levels, in the order :func:`find_value` looks in them: an item before the items of its
+    sequences, those in element order (depth first)."""
+    nodes = [item]
+    if depth > 0:
+        for element in item:
+            if element.VR == "SQ" and not element.tag.is_private and element.value:
+                nodes.extend(_search_order(element.value[0], depth - 1))
+    return nodes
+
+
+#: The items :func:`find_value` searches in, for the last data set and frame asked (one entry: a sidecar
+#: asks about one header at a time, many keywords each); the data set is held so its id is not reused.
+_last_order: list[Any] = [None, None, []]
+
+
+def _frame_items(ds: Dataset, frame: int | None) -> list[Dataset]:
+    """The functional group items of frame ``frame`` (default the first) then the shared ones, each
+    with its nested standard sequences (:func:`_search_order`, two levels); empty for a classic header."""
+    if _last_order[0] is ds and _last_order[1] == frame:
+        return _last_order[2]
+    nodes: list[Dataset] = []
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    if per_frame:
+        index = frame if frame is not None and 0 <= frame < len(per_frame) else 0
+        nodes += _search_order(per_frame[index], 2)
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    if shared:
+        nodes += _search_order(shared[0], 2)
+    _last_order[:] = [ds, frame, nodes]
+    return nodes
 
 
 def find_value(ds: Dataset, keyword: str, frame: int | None = None) -> Any:
@@ -164,21 +182,11 @@ def find_value(ds: Dataset, keyword: str, frame: int | None = None) -> Any:
     then in the shared functional groups, each down to two sequence levels.
     Private sequences are never searched.
     """
-    if keyword in ds:
-        value = ds[keyword].value
-        if value is not None and value != "":
-            return value
-    shared = ds.get("SharedFunctionalGroupsSequence")
-    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
-    if per_frame:
-        index = frame if frame is not None and 0 <= frame < len(per_frame) else 0
-        found = _search_item(per_frame[index], keyword, 2)
-        if found is not None:
-            return found
-    if shared:
-        found = _search_item(shared[0], keyword, 2)
-        if found is not None:
-            return found
+    for item in (ds, *_frame_items(ds, frame)):
+        if keyword in item:
+            value = item[keyword].value
+            if value is not None and value != "":
+                return value
     return None
 
 
@@ -652,6 +660,7 @@ def build_sidecar(
     if not include_phi:
         allowed = SIDECAR_KEYS if descriptions else SIDECAR_KEYS - DESCRIPTOR_KEYS
         sidecar = {k: v for k, v in sidecar.items() if k in allowed}
+    _last_order[:] = [None, None, []]  # the header is not held past its sidecar
     return _json_ready(sidecar)
 
 
