@@ -1,6 +1,6 @@
 """``python -m convert`` runs the medconvert CLI."""
 
-from convert.cli import main
+from convert.cli import console_main
 
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    console_main()

@@ -737,8 +737,45 @@ def anonymize_cmd(
 
 
 def main() -> None:
-    """Console-script entry point (``medconvert``, ``python -m convert``)."""
+    """Run the CLI on ``sys.argv`` in this process (raises ``SystemExit`` as typer does); the
+    ``medconvert`` command itself is :func:`console_main`."""
     app()
+
+
+def console_main() -> None:
+    """The ``medconvert`` console script and ``python -m convert``: :func:`main`, then the process
+    ends without tearing the interpreter down.
+
+    Every output is written, closed and renamed into place before the command returns; what
+    is left is freeing every module and object one by one, 30 to 70 ms a run (a tenth of
+    converting a small series). So the exit handlers run (:mod:`atexit`: logging, worker
+    pools, Dask clients), stdout and stderr are flushed, and the process exits with the
+    command's status (120 when the flush fails, as the interpreter reports it).
+    """
+    import atexit
+
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = _exit_status(exc.code)
+    atexit._run_exitfuncs()  # noqa: SLF001 (what the interpreter's own exit runs first)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (medconvert ... | head)
+            code = code or 120
+    os._exit(code)
+
+
+def _exit_status(code: object) -> int:
+    """The process status of ``SystemExit(code)``, as the interpreter gives it (a message: printed, 1)."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -167,6 +167,40 @@ def test_version_through_the_console_entry_and_typer(tmp_path):
     assert runner.invoke(app, ["--version"]).output.strip() == f"medconvert {convert.__version__}"
 
 
+def test_console_script_exits_with_the_commands_status_after_flushing_and_exit_handlers(tmp_path):
+    """console_main skips the interpreter's teardown: buffered output, atexit handlers and the
+    status must survive it, and the outputs are complete files."""
+    from convert.sample import write_sample
+
+    src = write_sample(tmp_path / "in")["dicom"]
+    code = ("import atexit, sys\n"
+            "atexit.register(lambda: print('exit handler ran'))\n"
+            "from convert.cli import console_main\n"
+            "sys.argv = ['medconvert', *sys.argv[1:]]\n"
+            "console_main()\n"
+            "print('not reached')\n")
+    ok = subprocess.run([sys.executable, "-c", code, "convert", str(src), str(tmp_path / "out") + "/"],
+                        capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    assert "wrote" in ok.stdout and ok.stdout.rstrip().endswith("exit handler ran")  # stdout is a pipe: buffered
+    assert "not reached" not in ok.stdout
+    written = sorted((tmp_path / "out").glob("*.nii.gz"))
+    assert written and all(nib.load(path).get_fdata().size for path in written)
+    missing = subprocess.run([sys.executable, "-m", "convert", "convert", str(tmp_path / "nope"), str(tmp_path / "o2")],
+                             capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 1 and missing.stderr.count("error:") == 1 and "Traceback" not in missing.stderr
+    version = subprocess.run([sys.executable, "-m", "convert", "--version"], capture_output=True, text=True, timeout=120)
+    assert version.returncode == 0 and version.stdout.startswith("medconvert ")
+
+
+@pytest.mark.parametrize(("code", "status", "stderr"), [(None, 0, ""), (3, 3, ""), ("bad things", 1, "bad things\n")])
+def test_exit_status_is_the_interpreters(code, status, stderr, capsys):
+    from convert.cli import _exit_status
+
+    assert _exit_status(code) == status
+    assert capsys.readouterr().err == stderr
+
+
 def test_dicom_tree_summary_counts_duplicates_not_failures(tmp_path):
     """The quirk: the same instances twice (a media copy beside the folder) must not be a failure."""
     import shutil
@@ -244,7 +278,7 @@ def test_real_archives_convert_without_pydicom_nibabel_or_scipy(tmp_path, datase
     from tests.conftest import conformance_dir
 
     src = conformance_dir(dataset) / "In"
-    rc, heavy, err = _imports_of_a_console_run(["convert", str(src), str(tmp_path / "out")])
+    rc, heavy, err = _imports_of_a_console_run(["convert", str(src), str(tmp_path / "out") + "/"])
     assert rc == 0 and heavy == [], (heavy, err)
     assert list((tmp_path / "out").glob("*.nii.gz"))
 
