@@ -39,10 +39,8 @@ def main() -> None:
         "",
         "PRIVATE_VRS: dict[str, dict[str, str]] = {",
     ]
-    for creator, entries in table().items():
-        lines.append(f"    {creator!r}: {{")
-        lines += [f"        {key!r}: {vr!r}," for key, vr in entries.items()]
-        lines.append("    },")
+    # one line per creator: a data table, read by the interpreter, not by people
+    lines += [f"    {creator!r}: {entries!r}," for creator, entries in table().items()]
     lines += ["}", ""]
     OUT.write_text("\n".join(lines))
 
