@@ -20,7 +20,6 @@ from typing import Any, Callable, Iterator, Optional, TypeVar
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from convert.errors import ConvertError
 
@@ -332,6 +331,8 @@ def _dask_client(address: Optional[str]) -> Iterator[Any]:
 
 def _print_plan(report: Any) -> None:
     """``--dry-run``: the plan as a table (job, series, files, modality, output name, status); nothing written."""
+    from rich.table import Table
+
     table = Table(title=f"plan: {len(report.outcomes)} series", title_justify="left")
     for column in ("job", "series", "files", "modality", "output", "status"):
         table.add_column(column, overflow="fold")
@@ -482,6 +483,8 @@ def info_cmd(
     if as_json:
         sys.stdout.write(json_text(summary) + "\n")
         return
+    from rich.table import Table
+
     table = Table(show_header=False, box=None)
     table.add_row("path", str(path))
     table.add_row("format", fmt.name)
@@ -531,6 +534,8 @@ def _info_dicom_folder(path: Path, as_json: bool) -> None:
                "duplicates_skipped": sum(len(s.duplicates) for s in all_series), "series": summaries}
         sys.stdout.write(json_text(out) + "\n")
         return
+    from rich.table import Table
+
     table = Table("#", "description", "kind", "files", "shape", "spacing (mm)", "orient.", "flags")
     for s in summaries:
         flags = [f for f, on in (("ERROR", bool(s["problem"])), (f"{s['missing_slices']} missing",
@@ -594,12 +599,16 @@ def scan_cmd(
         return
     err_console.print(_escape(summary), highlight=False, soft_wrap=True)
     if instances:
+        from rich.table import Table
+
         table = Table("path", "#", "instance", "modality", "position (LPS mm)")
         for row in index.rows:
             position = [row[f"position_{a}_lps_mm"] for a in "xyz"]
             table.add_row(_escape(row["path"]), _cell(row["series_number"]), _cell(row["instance_number"]),
                           _escape(row["modality"]), "-" if None in position else " ".join(f"{v:g}" for v in position))
     else:
+        from rich.table import Table
+
         table = Table("#", "modality", "description", "shape", "files", "warnings")
         for row in index.rows:
             shape = "x".join(str(row[k]) for k in ("columns", "rows", "slices")) + (
@@ -650,6 +659,8 @@ def sample_cmd(
 def formats_cmd() -> None:
     """List the formats medconvert can read and write."""
     from convert.formats import all_formats
+
+    from rich.table import Table
 
     table = Table("name", "extensions", "read", "write", "description")
     for fmt in all_formats():
