@@ -515,3 +515,24 @@ def test_a_series_instances_share_their_repeated_tuples_and_keep_no_dict(tmp_pat
     plus = replace(instances[0], orientation=(1.0, 0.0, 0.0, 0.0, 1.0, 0.0))
     minus = replace(instances[0], orientation=(1.0, -0.0, 0.0, 0.0, 1.0, 0.0))
     assert isinstance(minus, Instance) and str(minus.orientation[1]) == "-0.0" and str(plus.orientation[1]) == "0.0"
+
+
+def test_a_pooled_scan_keeps_the_listing_paths_and_freezes_what_its_workers_inherit(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forked header readers: each instance's path is the listing's own Path object (not a second one
+    unpickled from the worker), and the collector is as it was afterwards (workers.shared_heap)."""
+    import gc
+
+    from convert.dicom import scan as scan_module
+    from convert.dicom.scan import list_files
+
+    make_series(tmp_path / "a", "axial", slices=12, rows=8, columns=8)
+    make_series(tmp_path / "b", "sagittal", slices=12, rows=8, columns=8, series_uid="1.2.3.4.5.6")
+    monkeypatch.setattr(scan_module, "PROCESS_POOL_MIN_FILES", 8)
+    monkeypatch.setattr(scan_module, "_MIN_CHUNK", 4)
+    listing = list_files(tmp_path)
+    frozen = gc.get_freeze_count()
+    result = scan(tmp_path, workers=2, listing=listing)
+    assert gc.get_freeze_count() == frozen
+    assert len(result.instances) == 24 == len(listing.files)
+    assert all(inst.path is path for inst, path in zip(result.instances, listing.files))

@@ -805,11 +805,12 @@ def _scan(root: Path, workers: int | None, progress: Callable[[int, int], None] 
     if pooled:
         # Header parsing holds the GIL: threads do not add a core (measured slower than one
         # thread); forked processes do. Chunks keep the pickling of results cheap.
-        from convert.workers import process_pool
+        from convert.workers import process_pool, shared_heap
 
         size = max(_MIN_CHUNK, min(_CHUNK, -(-len(files) // (workers * 4))))  # ~4 chunks per worker
         chunks = [[str(p) for p in files[i:i + size]] for i in range(0, len(files), size)]
-        with process_pool(workers) as pool:
+        # frozen: the workers' collections do not copy the pages of the listing (a Path a file) they inherit
+        with shared_heap(), process_pool(workers) as pool:
             for chunk_outcomes in pool.map(_index_chunk, chunks):
                 outcomes.extend(chunk_outcomes)
                 if progress:
@@ -826,6 +827,7 @@ def _scan(root: Path, workers: int | None, progress: Callable[[int, int], None] 
         if isinstance(outcome, Instance):
             if pooled:
                 _intern_fields(outcome)  # unpickled from a worker: share the values across chunks too
+                object.__setattr__(outcome, "path", path)  # the listing's Path (equal): not a second one a file
             key = (outcome.study_uid, outcome.series_uid, outcome.series_number)
             if not keep_all and key in seen_series and not outcome.enhanced:
                 # frozen dataclass: drop the bulky Dataset. An enhanced file keeps its view: its header
