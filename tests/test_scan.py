@@ -500,6 +500,24 @@ def test_enhanced_files_keep_their_views_when_a_large_scan_keeps_one_header_per_
     assert sum(i.header is not None for i in result.instances if not i.enhanced) <= 1
 
 
+def test_the_enhanced_views_a_large_scan_keeps_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Beyond KEPT_ENHANCED_BYTES of enhanced headers the scan keeps no more views (memory bounded, not
+    by the archive); a file whose view was not kept reads the same header again when asked."""
+    from convert.dicom import scan as scan_module
+    from tests.test_multiframe import make_enhanced
+
+    paths = [make_enhanced(tmp_path / f"e{n}.dcm")[0] for n in range(5)]
+    size = len(index_file(paths[0]).header.part10.data)
+    monkeypatch.setattr(scan_module, "KEPT_ENHANCED_BYTES", 2 * size)
+    result = scan(tmp_path, keep_headers=False)
+    enhanced = sorted((i for i in result.instances if i.enhanced), key=lambda i: str(i.path))
+    assert [i.header is not None for i in enhanced] == [True, True, False, False, False]
+    again = enhanced[-1].load_header()
+    assert again.NumberOfFrames == enhanced[0].header.NumberOfFrames
+    assert again.part10.elements == index_file(enhanced[-1].path).header.part10.elements
+    assert all(i.header is not None for i in scan(tmp_path, keep_headers=True).instances)  # small archives: all
+
+
 def test_a_series_instances_share_their_repeated_tuples_and_keep_no_dict(tmp_path: Path) -> None:
     """Memory per file of a large archive (issue 13): no per-instance __dict__; the orientation, pixel
     spacing and image type a series repeats are one object; -0.0 is not merged with 0.0."""

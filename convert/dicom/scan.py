@@ -37,7 +37,7 @@ import numpy as np
 
 from convert.dicom import elements
 from convert.dicom import header as header_view
-from convert.dicom.header import dicom_time_seconds, is_gzip, open_dicom_bytes
+from convert.dicom.header import Header, dicom_time_seconds, is_gzip, open_dicom_bytes
 from convert.dicom.pixels import PHILIPS_MR_CREATOR, philips_scale_slope, scale_slope_value
 from convert.errors import InputNotFoundError
 
@@ -752,6 +752,10 @@ def list_files(root: Path) -> Listing:
 
 #: Above this many images, :func:`scan` keeps one full header per series (memory: ~40 kB each).
 KEEP_ALL_HEADERS_LIMIT = 2000
+#: The header views of enhanced files :func:`scan` keeps for the reader, at most (bytes of header): the
+#: first ones met, 0.1-0.3 MB each; a later file's header is read again by the process converting it
+#: (1-9 ms), so the memory a scan holds stays bounded whatever the number of enhanced files.
+KEPT_ENHANCED_BYTES = 4 << 20
 
 
 def scan(root: str | Path, *, workers: int | None = None,
@@ -823,6 +827,7 @@ def _scan(root: Path, workers: int | None, progress: Callable[[int, int], None] 
     n_images = sum(isinstance(o, Instance) for o in outcomes)
     keep_all = keep_headers if keep_headers is not None else n_images <= KEEP_ALL_HEADERS_LIMIT
     seen_series: set[tuple] = set()
+    enhanced_bytes = 0
     for path, outcome in zip(files, outcomes):
         if isinstance(outcome, Instance):
             if pooled:
@@ -834,6 +839,10 @@ def _scan(root: Path, workers: int | None, progress: Callable[[int, int], None] 
                 # is its frames' geometry (a few hundred bytes a frame, as the Instances of as many
                 # classic slices), which the reader would otherwise read and walk again.
                 object.__setattr__(outcome, "header", None)
+            elif not keep_all and outcome.enhanced and isinstance(outcome.header, Header):
+                enhanced_bytes += len(outcome.header.part10.data)
+                if enhanced_bytes > KEPT_ENHANCED_BYTES:  # enough kept: this one is read again when converted
+                    object.__setattr__(outcome, "header", None)
             seen_series.add(key)
             result.instances.append(outcome)
         else:
