@@ -236,7 +236,16 @@ class ScanResult:
 
 
 # --------------------------------------------------------------------------- helpers
+def _first_value(value: Any) -> Any:
+    """The first of several values (a list, or pydicom's ``MultiValue`` of a DS/IS with a backslash), as the
+    byte parser reads a number (the text up to the first backslash); a single value as it is."""
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return value[0] if len(value) else None
+    return value
+
+
 def _float(value: Any) -> float | None:
+    value = _first_value(value)
     try:
         if value is None or value == "":
             return None
@@ -291,6 +300,7 @@ def ge_image_type(manufacturer: str | None, value: Any) -> int | None:
 
 
 def _int(value: Any) -> int | None:
+    value = _first_value(value)
     try:
         if value is None or value == "":
             return None
