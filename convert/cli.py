@@ -598,17 +598,15 @@ def scan_cmd(
                           soft_wrap=True)
         return
     err_console.print(_escape(summary), highlight=False, soft_wrap=True)
-    if instances:
-        from rich.table import Table
+    from rich.table import Table
 
+    if instances:
         table = Table("path", "#", "instance", "modality", "position (LPS mm)")
         for row in index.rows:
             position = [row[f"position_{a}_lps_mm"] for a in "xyz"]
             table.add_row(_escape(row["path"]), _cell(row["series_number"]), _cell(row["instance_number"]),
                           _escape(row["modality"]), "-" if None in position else " ".join(f"{v:g}" for v in position))
     else:
-        from rich.table import Table
-
         table = Table("#", "modality", "description", "shape", "files", "warnings")
         for row in index.rows:
             shape = "x".join(str(row[k]) for k in ("columns", "rows", "slices")) + (
@@ -658,9 +656,9 @@ def sample_cmd(
 @handle_errors
 def formats_cmd() -> None:
     """List the formats medconvert can read and write."""
-    from convert.formats import all_formats
-
     from rich.table import Table
+
+    from convert.formats import all_formats
 
     table = Table("name", "extensions", "read", "write", "description")
     for fmt in all_formats():

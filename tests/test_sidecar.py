@@ -767,3 +767,35 @@ def test_find_value_looks_where_its_rule_says(top: Dataset, frames: list, shared
             expected = _reference_search(shared, keyword, 2)
         assert find_value(ds, keyword, frame) == expected, keyword
         assert find_value(ds, keyword, frame) != 99  # private sequences are not searched
+
+
+def test_find_value_in_threads_answers_each_header_for_itself() -> None:
+    """Threads building sidecars at once (a Dask worker's) never get another header's answer."""
+    import threading
+
+    from convert.dicom.sidecar import find_value
+
+    def header(echo: str) -> Dataset:
+        ds = Dataset()
+        frame = Dataset()
+        frame.MREchoSequence = Sequence([Dataset()])
+        frame.MREchoSequence[0].EffectiveEchoTime = echo
+        ds.PerFrameFunctionalGroupsSequence = Sequence([frame])
+        return ds
+
+    headers = [header(str(10 + n)) for n in range(4)]
+    wrong: list[tuple[int, object]] = []
+
+    def ask(n: int) -> None:
+        for _ in range(300):
+            for m in (n, (n + 1) % 4):
+                value = find_value(headers[m], "EffectiveEchoTime")
+                if str(value) != str(10 + m):
+                    wrong.append((m, value))
+
+    threads = [threading.Thread(target=ask, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert wrong == []

@@ -152,16 +152,19 @@ def _search_order(item: Dataset, depth: int) -> list[Dataset]:
     return nodes
 
 
-#: The items :func:`find_value` searches in, for the last data set and frame asked (one entry: a sidecar
-#: asks about one header at a time, many keywords each); the data set is held so its id is not reused.
-_last_order: list[Any] = [None, None, []]
+#: ``(data set, frame, items)``: the items :func:`find_value` searched in for the last data set and frame
+#: asked (one entry: a sidecar asks about one header at a time, many keywords each). Replaced as a whole,
+#: never changed in place, so threads building sidecars at once (a Dask worker's) each see one entry.
+_last_order: tuple[Any, Any, list[Any]] = (None, None, [])
 
 
 def _frame_items(ds: Dataset, frame: int | None) -> list[Dataset]:
     """The functional group items of frame ``frame`` (default the first) then the shared ones, each
     with its nested standard sequences (:func:`_search_order`, two levels); empty for a classic header."""
-    if _last_order[0] is ds and _last_order[1] == frame:
-        return _last_order[2]
+    global _last_order
+    last = _last_order
+    if last[0] is ds and last[1] == frame:
+        return last[2]
     nodes: list[Dataset] = []
     per_frame = ds.get("PerFrameFunctionalGroupsSequence")
     if per_frame:
@@ -170,8 +173,14 @@ def _frame_items(ds: Dataset, frame: int | None) -> list[Dataset]:
     shared = ds.get("SharedFunctionalGroupsSequence")
     if shared:
         nodes += _search_order(shared[0], 2)
-    _last_order[:] = [ds, frame, nodes]
+    _last_order = (ds, frame, nodes)
     return nodes
+
+
+def _forget_frame_items() -> None:
+    """Drop the entry of :func:`_frame_items` (and the data set it holds)."""
+    global _last_order
+    _last_order = (None, None, [])
 
 
 def find_value(ds: Dataset, keyword: str, frame: int | None = None) -> Any:
@@ -660,7 +669,7 @@ def build_sidecar(
     if not include_phi:
         allowed = SIDECAR_KEYS if descriptions else SIDECAR_KEYS - DESCRIPTOR_KEYS
         sidecar = {k: v for k, v in sidecar.items() if k in allowed}
-    _last_order[:] = [None, None, []]  # the header is not held past its sidecar
+    _forget_frame_items()  # the header is not held past its sidecar
     return _json_ready(sidecar)
 
 
