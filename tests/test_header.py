@@ -95,6 +95,14 @@ def test_private_dictionary_vr_is_pydicoms(group: int, block: int, offset: int) 
         assert private_dictionary_vr(tag, creator) == theirs, (hex(tag), creator)
 
 
+def _run_fresh(code: str, path: Path) -> str:
+    """``python -c code path`` in a fresh interpreter (only the repository on its path): its stdout."""
+    proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60,
+                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
+
+
 def _implicit_private_dataset() -> Dataset:
     """Private elements of every kind an implicit VR file may hold, stored without their VR."""
     ds = _base_dataset()
@@ -146,11 +154,8 @@ def test_implicit_vr_private_values_are_read_without_pydicom(tmp_path: Path) -> 
             "v = (b[0x24].value, b[0x25].value, list(b[0xFB].value), b[0x1D].value, h[0x00331001].value, "
             "h[0x00291160].VR, h.ReferencedImageSequence[1].private_block(0x0043, 'GEMS_PARM_01')[0x39].value); "
             "print(repr(v), 'pydicom' in sys.modules)")
-    proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60,
-                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
-    assert proc.returncode == 0, proc.stderr
     # the values test_implicit_vr_private_values_are_pydicoms checks against pydicom (0019xxFB is US there)
-    assert proc.stdout.strip() == ("('12.5', 3, [49, 92, 50, 32], b'\\x01\\x02\\x03\\x04', b'7 ', 'LO', "
+    assert _run_fresh(code, path) == ("('12.5', 3, [49, 92, 50, 32], b'\\x01\\x02\\x03\\x04', b'7 ', 'LO', "
                                    "[1000, 0, 0, 0]) False")
 
 
@@ -340,10 +345,7 @@ def test_a_plain_header_is_answered_without_pydicom(tmp_path: Path) -> None:
             "(0x0029, 0x1010) in h, h.private_block(0x0043, 'GEMS_PARM_01')[0x2C].value, h.get('InversionTime'), "
             "h.ReferencedImageSequence[0].ReferencedSOPInstanceUID, len(h.get('ReferencedImageSequence'))); "
             "print(repr(v), 'pydicom' in sys.modules)")
-    proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60,
-                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "('MR', '2.26', [-120.5, 88, 1e2], True, False, 560, None, '1.2.3', 1) False"
+    assert _run_fresh(code, path) == "('MR', '2.26', [-120.5, 88, 1e2], True, False, 560, None, '1.2.3', 1) False"
 
 
 def test_what_the_view_leaves_to_pydicom_is_pydicoms_answer(tmp_path: Path) -> None:

@@ -262,9 +262,7 @@ def _philips_bvalue(value: Any) -> float | None:
         if len(value) == 4:
             return _float(struct.unpack("<f", bytes(value))[0])
         return _float(bytes(value).decode("latin-1").strip(" \x00"))
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
-        value = value[0] if len(value) else None
-    return _float(value)
+    return _float(value)  # several values: the first
 
 
 def philips_isotropic(manufacturer: str | None, direction: Any, bvalue: Any) -> bool:
